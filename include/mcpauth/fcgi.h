@@ -1,0 +1,30 @@
+/* The FastCGI binding shared by every program in fcgi/: command line,
+ * configuration, the accept loop over libfcgi's re-entrant API, and the
+ * translation of FCGX requests into mcpauth_request/mcpauth_response. */
+#ifndef MCPAUTH_FCGI_H
+#define MCPAUTH_FCGI_H
+
+#include <mcpauth/config.h>
+#include <mcpauth/http.h>
+
+typedef struct mcpauth_app {
+    const char *name;    /* program name for logs and --help */
+    const char *summary; /* one line for --help */
+    /* Builds the immutable per-process state from the configuration; NULL
+     * with a reason in err stops the program before it serves anything. */
+    void *(*init)(const mcpauth_config *cfg, char *err, size_t errlen);
+    /* Answers one request; called from several threads at once when
+     * threads > 1, so state must be read-only or internally locked. */
+    void (*handle)(void *state, const mcpauth_request *req, mcpauth_response *resp);
+    void (*fini)(void *state);
+    int threads;         /* worker threads accepting requests (>= 1) */
+} mcpauth_app;
+
+/* Parses --config FILE (else $MCPAUTH_CONFIG, else the default), --check
+ * (load, report, exit), --version and --help; loads the configuration, runs
+ * init, then serves until the web server stops it.  Returns the exit code.
+ * Outside FastCGI (stdin not a socket) it answers one CGI request, which is
+ * handy for trying a program from a shell. */
+int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv);
+
+#endif

@@ -1,0 +1,71 @@
+/* The request and response seen by the library.  The web-server binding
+ * (FastCGI, see fcgi.h; or a test) fills a request and provides a sink; the
+ * core never knows which server it runs under.  A response writes its status
+ * and headers into a fixed buffer, so answering costs no allocation. */
+#ifndef MCPAUTH_HTTP_H
+#define MCPAUTH_HTTP_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct mcpauth_request {
+    const char *method;      /* REQUEST_METHOD, never NULL ("" if absent) */
+    const char *path;        /* request path without query, raw (%-encoded) */
+    const char *query;       /* after '?', "" if none */
+    const char *remote_addr; /* "" if unknown */
+    /* CGI/FastCGI parameter lookup, e.g. "HTTP_AUTHORIZATION". */
+    const char *(*param)(void *ctx, const char *name);
+    /* Reads up to len body bytes; 0 at the end, -1 on error. */
+    ssize_t (*read)(void *ctx, char *buf, size_t len);
+    void *ctx;
+    char pathbuf[2048];      /* storage for path, owned by the request */
+} mcpauth_request;
+
+/* Fills method/path/query/remote_addr from the param callback.  Returns 0, or
+ * -1 when REQUEST_URI is longer than the request can hold (answer 414). */
+int mcpauth_request_init(mcpauth_request *req, const char *(*param)(void *, const char *),
+                         ssize_t (*read)(void *, char *, size_t), void *ctx);
+/* A CGI parameter; NULL when absent. */
+const char *mcpauth_request_param(const mcpauth_request *req, const char *name);
+
+/* Where response bytes go.  write returns 0 or -1; flush may be NULL. */
+typedef struct mcpauth_sink {
+    int (*write)(void *ctx, const char *buf, size_t len);
+    int (*flush)(void *ctx);
+    void *ctx;
+} mcpauth_sink;
+
+#define MCPAUTH_RESPONSE_HEAD_MAX 8192
+
+typedef struct mcpauth_response {
+    mcpauth_sink sink;
+    int status;
+    int head_sent;
+    int failed;         /* a header did not fit or was unsafe */
+    size_t headlen;
+    char head[MCPAUTH_RESPONSE_HEAD_MAX];
+} mcpauth_response;
+
+void mcpauth_response_init(mcpauth_response *resp, mcpauth_sink sink);
+void mcpauth_response_set_status(mcpauth_response *resp, int status);
+/* Adds a header.  Names must be tokens and values free of CR, LF and NUL;
+ * anything else is dropped, logged, and the response turns into a 500. */
+void mcpauth_response_header(mcpauth_response *resp, const char *name, const char *value);
+/* Sends status, headers and the whole body (len may be 0, body NULL). */
+int mcpauth_response_send(mcpauth_response *resp, const char *body, size_t len);
+/* Sends status and headers now, for streaming with _write/_flush. */
+int mcpauth_response_start(mcpauth_response *resp);
+int mcpauth_response_write(mcpauth_response *resp, const char *buf, size_t len);
+int mcpauth_response_flush(mcpauth_response *resp);
+
+/* Content-Type: application/json plus body. */
+int mcpauth_response_json(mcpauth_response *resp, int status, const char *json);
+/* {"error":..., "error_description":...} (RFC 6749 §5.2 shape), with
+ * Cache-Control: no-store.  description may be NULL. */
+int mcpauth_response_error(mcpauth_response *resp, int status, const char *error,
+                           const char *description);
+
+/* "OK", "Not Found", ... for a status code. */
+const char *mcpauth_http_reason(int status);
+
+#endif

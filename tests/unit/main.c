@@ -1,0 +1,19 @@
+/* Runs every unit suite; exit status is the number of failures (capped). */
+#include <stdlib.h>
+#include <curl/curl.h>
+#include "suites.h"
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    SRunner *sr = srunner_create(config_suite());
+    srunner_add_suite(sr, uri_suite());
+    srunner_add_suite(sr, util_suite());
+    srunner_add_suite(sr, http_suite());
+    srunner_add_suite(sr, metadata_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,9 @@
+#ifndef MCPAUTH_TEST_SUITES_H
+#define MCPAUTH_TEST_SUITES_H
+#include <check.h>
+Suite *config_suite(void);
+Suite *uri_suite(void);
+Suite *util_suite(void);
+Suite *http_suite(void);
+Suite *metadata_suite(void);
+#endif

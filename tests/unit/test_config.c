@@ -1,0 +1,271 @@
+/* mcpauth.conf: good files load as written, and every bad one stops with its
+ * own exact message naming file, line and problem. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mcpauth/config.h>
+#include <mcpauth/log.h>
+
+#include "suites.h"
+
+#define RES_FILES "[resource files]\nuri = https://mcp.example.com/mcp/files\n" \
+                  "authorization_servers = https://auth.example.com\n"
+
+static mcpauth_config *parse(const char *text, char *err, size_t errlen)
+{
+    return mcpauth_config_parse(text, strlen(text), "t.conf", err, errlen);
+}
+
+START_TEST(good_two_resources)
+{
+    char err[512] = "";
+    mcpauth_config *cfg = parse(
+        "# two MCP servers on one host\n"
+        "log_level = debug\n"
+        "metadata_max_age = 600\n"
+        "default_resource = files\n"
+        "\n"
+        "[resource files]\n"
+        "uri = HTTPS://MCP.Example.COM:443/mcp/files/\n"
+        "resource_name = Files\n"
+        "authorization_servers = https://auth.example.com https://Auth2.example.com/tenant/\n"
+        "scopes_supported = files:read files:write\n"
+        "scopes_required = files:read\n"
+        "resource_documentation = https://docs.example.com/files?lang=en\n"
+        "backend = http://127.0.0.1:9000/mcp\n"
+        "\n"
+        "[resource github]\r\n"
+        "  uri   =   https://mcp.example.com:8443/mcp/github   \n"
+        "authorization_servers = https://auth.example.com\n"
+        "backend = unix:/run/mcp/github.sock\n",
+        err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    ck_assert_int_eq(cfg->log_level, MCPAUTH_LOG_DEBUG);
+    ck_assert_int_eq(cfg->metadata_max_age, 600);
+    ck_assert_uint_eq(cfg->nresources, 2);
+    const mcpauth_resource *f = &cfg->resources[0], *g = &cfg->resources[1];
+    ck_assert_ptr_eq(cfg->default_resource, f);
+    ck_assert_str_eq(f->name, "files");
+    ck_assert_str_eq(f->uri, "https://mcp.example.com/mcp/files");
+    ck_assert_str_eq(f->origin, "https://mcp.example.com");
+    ck_assert_str_eq(f->path, "/mcp/files");
+    ck_assert_str_eq(f->host, "mcp.example.com");
+    ck_assert_str_eq(f->metadata_path, "/.well-known/oauth-protected-resource/mcp/files");
+    ck_assert_str_eq(f->metadata_url,
+                     "https://mcp.example.com/.well-known/oauth-protected-resource/mcp/files");
+    ck_assert_str_eq(f->resource_name, "Files");
+    ck_assert_uint_eq(f->authorization_servers.n, 2);
+    /* issuers are kept byte for byte: they must equal the AS's "issuer" */
+    ck_assert_str_eq(f->authorization_servers.v[1], "https://Auth2.example.com/tenant/");
+    ck_assert_uint_eq(f->scopes_supported.n, 2);
+    ck_assert_str_eq(f->scopes_required.v[0], "files:read");
+    ck_assert_str_eq(f->resource_documentation, "https://docs.example.com/files?lang=en");
+    ck_assert_str_eq(f->backend, "http://127.0.0.1:9000/mcp");
+    ck_assert_str_eq(g->uri, "https://mcp.example.com:8443/mcp/github");
+    ck_assert_str_eq(g->host, "mcp.example.com:8443");
+    ck_assert_str_eq(g->backend, "unix:/run/mcp/github.sock");
+    ck_assert_ptr_null(g->resource_name);
+    ck_assert_ptr_eq(mcpauth_config_resource_by_name(cfg, "github"), g);
+    ck_assert_ptr_eq(mcpauth_config_resource_by_uri(cfg, "https://mcp.example.com/mcp/files"), f);
+    ck_assert_ptr_null(mcpauth_config_resource_by_uri(cfg, "https://mcp.example.com/mcp/files/"));
+    mcpauth_config_free(cfg);
+}
+END_TEST
+
+START_TEST(good_defaults)
+{
+    char err[512] = "";
+    mcpauth_config *cfg = parse(RES_FILES, err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    ck_assert_int_eq(cfg->log_level, MCPAUTH_LOG_INFO);
+    ck_assert_int_eq(cfg->metadata_max_age, 3600);
+    ck_assert_ptr_null(cfg->default_resource);
+    ck_assert_int_eq(cfg->resources[0].trailing_slash, 0);
+    ck_assert_uint_eq(cfg->resources[0].scopes_supported.n, 0);
+    mcpauth_config_free(cfg);
+}
+END_TEST
+
+START_TEST(good_trailing_slash_kept_when_configured)
+{
+    char err[512] = "";
+    mcpauth_config *cfg = parse("[resource r]\ntrailing_slash = yes\nuri = http://127.0.0.1:8080/mcp/\n"
+                                "authorization_servers = http://127.0.0.1:8080\n",
+                                err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    ck_assert_str_eq(cfg->resources[0].uri, "http://127.0.0.1:8080/mcp/");
+    ck_assert_str_eq(cfg->resources[0].metadata_path, "/.well-known/oauth-protected-resource/mcp/");
+    mcpauth_config_free(cfg);
+}
+END_TEST
+
+START_TEST(good_root_resource)
+{
+    char err[512] = "";
+    mcpauth_config *cfg = parse("[resource root]\nuri = https://mcp.example.com/\n"
+                                "authorization_servers = https://auth.example.com\n",
+                                err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    ck_assert_str_eq(cfg->resources[0].uri, "https://mcp.example.com");
+    ck_assert_str_eq(cfg->resources[0].path, "");
+    ck_assert_str_eq(cfg->resources[0].metadata_path, "/.well-known/oauth-protected-resource");
+    mcpauth_config_free(cfg);
+}
+END_TEST
+
+/* Every bad file and the one line it must produce. */
+static const struct {
+    const char *text;
+    const char *expect;
+} bad[] = {
+    {"", "t.conf: no [resource NAME] section: nothing to protect"},
+    {"log_level = info\n# only globals\n", "t.conf: no [resource NAME] section: nothing to protect"},
+    {RES_FILES "colour = blue\n", "t.conf:4: unknown key \"colour\" in [resource files]"},
+    {"colour = blue\n" RES_FILES, "t.conf:1: unknown key \"colour\" in the global section"},
+    {"uri = https://mcp.example.com/mcp\n" RES_FILES,
+     "t.conf:1: key \"uri\" belongs in a [resource NAME] section"},
+    {RES_FILES "uri = https://mcp.example.com/other\n",
+     "t.conf:4: duplicate key \"uri\" in [resource files]"},
+    {"[server x]\n", "t.conf:1: unknown section type \"[server x]\" (expected [resource NAME])"},
+    {"[resource]\n", "t.conf:1: [resource NAME] needs a name of letters, digits, \"_\", \"-\" or \".\""},
+    {"[resource a b]\n",
+     "t.conf:1: [resource NAME] needs a name of letters, digits, \"_\", \"-\" or \".\""},
+    {"[resource files\n", "t.conf:1: section header must end with \"]\""},
+    {RES_FILES "[resource files]\n", "t.conf:4: resource \"files\" is already defined at line 1"},
+    {"just some words\n", "t.conf:1: expected \"key = value\" or \"[resource NAME]\""},
+    {"= value\n", "t.conf:1: expected \"key = value\" or \"[resource NAME]\""},
+    {"[resource a]\nauthorization_servers = https://auth.example.com\n",
+     "t.conf:1: [resource a] is missing the required key \"uri\""},
+    {"[resource a]\nuri = https://mcp.example.com/mcp\n",
+     "t.conf:1: [resource a] is missing the required key \"authorization_servers\""},
+    {"[resource a]\nuri =\n", "t.conf:2: uri: empty value"},
+    {"[resource a]\nuri = ftp://mcp.example.com/mcp\n",
+     "t.conf:2: uri \"ftp://mcp.example.com/mcp\" must be an absolute http:// or https:// URI"},
+    {"[resource a]\nuri = mcp.example.com/mcp\n",
+     "t.conf:2: uri \"mcp.example.com/mcp\" must be an absolute http:// or https:// URI"},
+    {"[resource a]\nuri = http://mcp.example.com/mcp\n",
+     "t.conf:2: uri \"http://mcp.example.com/mcp\" must use https (http is allowed only for loopback hosts)"},
+    {"[resource a]\nuri = https://mcp.example.com/mcp#top\n",
+     "t.conf:2: uri \"https://mcp.example.com/mcp#top\" must not have a fragment"},
+    {"[resource a]\nuri = https://mcp.example.com/mcp?x=1\n",
+     "t.conf:2: uri \"https://mcp.example.com/mcp?x=1\" must not have a query"},
+    {"[resource a]\nuri = https://user@mcp.example.com/mcp\n",
+     "t.conf:2: uri \"https://user@mcp.example.com/mcp\" must not contain user information"},
+    {"[resource a]\nuri = https://mcp.example.com/a/../mcp\n",
+     "t.conf:2: uri \"https://mcp.example.com/a/../mcp\" must not contain \".\" or \"..\" path segments"},
+    {"[resource a]\nuri = https://mcp.example.com:99999/mcp\n",
+     "t.conf:2: uri \"https://mcp.example.com:99999/mcp\" is not a valid URI"},
+    {"[resource a]\ntrailing_slash = yes\nuri = https://mcp.example.com/mcp\n"
+     "authorization_servers = https://a.example.com\n",
+     "t.conf:3: trailing_slash = yes but uri \"https://mcp.example.com/mcp\" does not end with \"/\""},
+    {"[resource a]\ntrailing_slash = maybe\n", "t.conf:2: trailing_slash: \"maybe\" is not yes or no"},
+    {"[resource a]\nauthorization_servers = https://ok.example.com http://auth.example.com\n",
+     "t.conf:2: authorization_servers: \"http://auth.example.com\" must use https (http is allowed only for loopback hosts)"},
+    {"[resource a]\nauthorization_servers = https://auth.example.com?tenant=1\n",
+     "t.conf:2: authorization_servers: \"https://auth.example.com?tenant=1\" must not have a query"},
+    {"[resource a]\nscopes_supported = files:read \"quoted\"\n",
+     "t.conf:2: scopes_supported: \"\"quoted\"\" is not a valid scope token"},
+    {"[resource a]\nscopes_supported = a b\nscopes_required = c\nuri = https://m.example.com/x\n"
+     "authorization_servers = https://a.example.com\n",
+     "t.conf:1: [resource a]: required scope \"c\" is not in scopes_supported"},
+    {"[resource a]\nresource_documentation = javascript:alert(1)\n",
+     "t.conf:2: resource_documentation \"javascript:alert(1)\" must be an absolute http:// or https:// URI"},
+    {"[resource a]\nbackend = unix:relative.sock\n",
+     "t.conf:2: backend \"unix:relative.sock\" must be unix:/absolute/path (under 108 bytes)"},
+    {"[resource a]\nbackend = gopher://127.0.0.1/\n",
+     "t.conf:2: backend \"gopher://127.0.0.1/\" must be an absolute http:// or https:// URI"},
+    {"metadata_max_age = -5\n",
+     "t.conf:1: metadata_max_age: \"-5\" is not a whole number from 0 to 604800"},
+    {"metadata_max_age = 12abc\n",
+     "t.conf:1: metadata_max_age: \"12abc\" is not a whole number from 0 to 604800"},
+    {"metadata_max_age = 99999999999999999999999\n",
+     "t.conf:1: metadata_max_age: \"99999999999999999999999\" is not a whole number from 0 to 604800"},
+    {"log_level = loud\n", "t.conf:1: log_level: \"loud\" is not error, warn, info or debug"},
+    {"default_resource = nope\n" RES_FILES, "t.conf:1: default_resource: no [resource nope] section"},
+    {RES_FILES "[resource files2]\nuri = https://MCP.example.com:443/mcp/files/\n"
+               "authorization_servers = https://auth.example.com\n",
+     "t.conf:5: resources \"files\" and \"files2\" have the same uri \"https://mcp.example.com/mcp/files\" (first at line 2)"},
+    {"[resource a]\nresource_name = bell\a\n", "t.conf:2: control character in line"},
+};
+
+START_TEST(bad_config)
+{
+    char err[512] = "";
+    mcpauth_config *cfg = parse(bad[_i].text, err, sizeof err);
+    ck_assert_msg(cfg == NULL, "case %d was accepted", _i);
+    ck_assert_str_eq(err, bad[_i].expect);
+}
+END_TEST
+
+START_TEST(bad_nul_byte)
+{
+    char err[512] = "";
+    static const char text[] = "log_level = info\n\0\n";
+    ck_assert_ptr_null(mcpauth_config_parse(text, sizeof text - 1, "t.conf", err, sizeof err));
+    ck_assert_str_eq(err, "t.conf: contains a NUL byte; not a text file");
+}
+END_TEST
+
+START_TEST(bad_long_line)
+{
+    char err[512] = "";
+    size_t n = 5000;
+    char *text = malloc(n + 1);
+    memset(text, 'x', n);
+    text[n] = '\0';
+    ck_assert_ptr_null(parse(text, err, sizeof err));
+    ck_assert_str_eq(err, "t.conf:1: line longer than 4096 bytes");
+    free(text);
+}
+END_TEST
+
+START_TEST(file_missing)
+{
+    char err[512] = "";
+    ck_assert_ptr_null(mcpauth_config_load("/nonexistent/mcpauth.conf", err, sizeof err));
+    ck_assert_str_eq(err, "/nonexistent/mcpauth.conf: cannot open: No such file or directory");
+}
+END_TEST
+
+START_TEST(file_directory)
+{
+    char err[512] = "";
+    ck_assert_ptr_null(mcpauth_config_load("/", err, sizeof err));
+    ck_assert_str_eq(err, "/: not a regular file");
+}
+END_TEST
+
+/* The shipped example must always load: it is what `make install` puts in
+ * sysconfdir and what the demo runs on. */
+START_TEST(file_shipped_examples)
+{
+    const char *src = getenv("MCPAUTH_SRCDIR");
+    char path[1024], err[512] = "";
+    snprintf(path, sizeof path, "%s/examples/mcpauth.conf", src ? src : ".");
+    mcpauth_config *cfg = mcpauth_config_load(path, err, sizeof err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_uint_ge(cfg->nresources, 2);
+    mcpauth_config_free(cfg);
+}
+END_TEST
+
+Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("good");
+    tcase_add_test(tc, good_two_resources);
+    tcase_add_test(tc, good_defaults);
+    tcase_add_test(tc, good_trailing_slash_kept_when_configured);
+    tcase_add_test(tc, good_root_resource);
+    tcase_add_test(tc, file_shipped_examples);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("bad");
+    tcase_add_loop_test(tc, bad_config, 0, (int)(sizeof bad / sizeof bad[0]));
+    tcase_add_test(tc, bad_nul_byte);
+    tcase_add_test(tc, bad_long_line);
+    tcase_add_test(tc, file_missing);
+    tcase_add_test(tc, file_directory);
+    suite_add_tcase(s, tc);
+    return s;
+}
