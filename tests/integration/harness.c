@@ -1,1 +1,449 @@
+/* See harness.h. */
+#define _GNU_SOURCE
 #include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+const char *th_kind_name(th_kind kind)
+{
+    return kind == TH_LIGHTTPD ? "lighttpd" : "apache";
+}
+
+const char *th_srcdir(void)
+{
+    const char *s = getenv("MCPAUTH_SRCDIR");
+    return s && *s ? s : ".";
+}
+
+const char *th_builddir(void)
+{
+    const char *s = getenv("MCPAUTH_BUILDDIR");
+    return s && *s ? s : ".";
+}
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+int th_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+int th_write_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(f);
+    fclose(m);
+    return buf;
+}
+
+char *th_error_log(const th_server *s)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/error.log", s->dir);
+    return read_file(path);
+}
+
+/* Replaces every occurrence of each key by its value; caller frees. */
+static char *substitute(const char *tmpl, const char *const *kv)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&out, &len);
+    for (const char *p = tmpl; *p;) {
+        int hit = 0;
+        for (const char *const *k = kv; *k; k += 2) {
+            size_t kl = strlen(k[0]);
+            if (strncmp(p, k[0], kl) == 0) {
+                fputs(k[1], m);
+                p += kl;
+                hit = 1;
+                break;
+            }
+        }
+        if (!hit)
+            fputc(*p++, m);
+    }
+    fclose(m);
+    return out;
+}
+
+static int write_lighttpd_conf(th_server *s)
+{
+    char conf[4096];
+    snprintf(conf, sizeof conf,
+             "server.document-root = \"%s/htdocs\"\n"
+             "server.port = %d\n"
+             "server.bind = \"127.0.0.1\"\n"
+             "server.errorlog = \"%s/error.log\"\n"
+             "server.modules = ( \"mod_access\" )\n"
+             "var.mcpauth_libexecdir = \"%s/fcgi\"\n"
+             "var.mcpauth_config = \"%s/mcpauth.conf\"\n"
+             "var.mcpauth_rundir = \"%s\"\n"
+             "include \"%s/lighttpd/mcpauth-fcgi.conf\"\n",
+             s->dir, s->port, s->dir, th_builddir(), s->dir, s->dir, th_srcdir());
+    return th_write_file(s->dir, "lighttpd.conf", conf);
+}
+
+static int write_apache_conf(th_server *s)
+{
+    const char *mods = env_or("APACHE_MODULES_DIR", "/usr/lib/apache2/modules");
+    char user[256] = "";
+    /* As root Apache must drop to an unprivileged user; the scratch
+     * directory is made readable, and the fcgid directory writable, for it. */
+    if (geteuid() == 0)
+        snprintf(user, sizeof user, "User www-data\nGroup www-data\n");
+    char conf[8192];
+    snprintf(conf, sizeof conf,
+             "ServerRoot \"%s\"\n"
+             "Listen 127.0.0.1:%d\n"
+             "ServerName 127.0.0.1\n"
+             "PidFile \"%s/apache.pid\"\n"
+             "ErrorLog \"%s/error.log\"\n"
+             "LogLevel warn\n"
+             "DefaultRuntimeDir \"%s\"\n"
+             "Mutex file:%s default\n"
+             "%s"
+             "LoadModule mpm_event_module %s/mod_mpm_event.so\n"
+             "LoadModule authz_core_module %s/mod_authz_core.so\n"
+             "LoadModule alias_module %s/mod_alias.so\n"
+             "LoadModule fcgid_module %s/mod_fcgid.so\n"
+             "StartServers 1\n"
+             "ServerLimit 2\n"
+             "ThreadsPerChild 16\n"
+             "MaxRequestWorkers 32\n"
+             "FcgidIPCDir \"%s/fcgid\"\n"
+             "FcgidProcessTableFile \"%s/fcgid/shm\"\n"
+             "DocumentRoot \"%s/htdocs\"\n"
+             "<Directory />\n  Require all denied\n</Directory>\n"
+             "<Directory \"%s/htdocs\">\n  Require all granted\n</Directory>\n"
+             "Define MCPAUTH_LIBEXECDIR %s/fcgi\n"
+             "Define MCPAUTH_CONFIG %s/mcpauth.conf\n"
+             "Include \"%s/apache/mcpauth-fcgi.conf\"\n",
+             s->dir, s->port, s->dir, s->dir, s->dir, s->dir, user, mods, mods, mods, mods,
+             s->dir, s->dir, s->dir, s->dir, th_builddir(), s->dir, th_srcdir());
+    return th_write_file(s->dir, "apache.conf", conf);
+}
+
+static int port_open(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+static void dump_log(const th_server *s, const char *why)
+{
+    char *log = th_error_log(s);
+    fprintf(stderr, "harness: %s %s\n--- %s/error.log ---\n%s--- end ---\n", th_kind_name(s->kind),
+            why, s->dir, log);
+    free(log);
+}
+
+int th_start(th_server *s, th_kind kind, const char *conf_template)
+{
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->pid = -1;
+    snprintf(s->dir, sizeof s->dir, "%s/mcpauth-test-XXXXXX", env_or("TMPDIR", "/tmp"));
+    if (!mkdtemp(s->dir) || chmod(s->dir, 0755) < 0) {
+        perror("harness: mkdtemp");
+        return -1;
+    }
+    char sub[512];
+    snprintf(sub, sizeof sub, "%s/htdocs", s->dir);
+    mkdir(sub, 0755);
+    snprintf(sub, sizeof sub, "%s/fcgid", s->dir);
+    mkdir(sub, 0755);
+    struct passwd *pw = geteuid() == 0 ? getpwnam("www-data") : NULL;
+    if (pw && chown(sub, pw->pw_uid, pw->pw_gid) < 0)
+        perror("harness: chown");
+
+    s->port = th_free_port();
+    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->port);
+    const char *kv[] = {"@PORT@", port, "@DIR@", s->dir, NULL};
+    char *conf = substitute(conf_template, kv);
+    int rc = th_write_file(s->dir, "mcpauth.conf", conf);
+    free(conf);
+    if (rc < 0 || (kind == TH_LIGHTTPD ? write_lighttpd_conf(s) : write_apache_conf(s)) < 0) {
+        perror("harness: writing configuration");
+        return -1;
+    }
+
+    char cfile[512];
+    const char *bin;
+    char *argv[8];
+    if (kind == TH_LIGHTTPD) {
+        bin = env_or("LIGHTTPD", "/usr/sbin/lighttpd");
+        snprintf(cfile, sizeof cfile, "%s/lighttpd.conf", s->dir);
+        argv[0] = (char *)bin;
+        argv[1] = "-D";
+        argv[2] = "-f";
+        argv[3] = cfile;
+        argv[4] = "-m";
+        argv[5] = (char *)env_or("LIGHTTPD_MODULES_DIR", "/usr/lib/lighttpd");
+        argv[6] = NULL;
+    } else {
+        bin = env_or("APACHE2", "/usr/sbin/apache2");
+        snprintf(cfile, sizeof cfile, "%s/apache.conf", s->dir);
+        argv[0] = (char *)bin;
+        argv[1] = "-f";
+        argv[2] = cfile;
+        argv[3] = "-DFOREGROUND";
+        argv[4] = NULL;
+    }
+    if (access(bin, X_OK) != 0) {
+        fprintf(stderr, "harness: %s not found at %s (install it: apt-get install %s)\n",
+                th_kind_name(kind), bin, kind == TH_LIGHTTPD ? "lighttpd" : "apache2 libapache2-mod-fcgid");
+        return -1;
+    }
+    char out[512];
+    snprintf(out, sizeof out, "%s/server.out", s->dir);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0); /* one group: the server and everything it spawns */
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, STDIN_FILENO);
+        execv(bin, argv);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    s->pid = pid;
+    for (int i = 0; i < 200; i++) { /* 10 s */
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            s->pid = -1;
+            char *o = read_file(out);
+            fprintf(stderr, "harness: %s exited during start-up:\n%s", th_kind_name(kind), o);
+            free(o);
+            dump_log(s, "did not start");
+            return -1;
+        }
+        if (port_open(s->port))
+            return 0;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    dump_log(s, "did not open its port within 10 s");
+    th_stop(s);
+    return -1;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void th_stop(th_server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        int st, done = 0;
+        for (int i = 0; i < 200 && !done; i++) {
+            if (waitpid(s->pid, &st, WNOHANG) == s->pid)
+                done = 1;
+            else {
+                struct timespec ts = {0, 50 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        if (!done) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &st, 0);
+        }
+        /* Anything the server spawned and left behind shares its group. */
+        kill(-s->pid, SIGKILL);
+        s->pid = -1;
+    }
+    if (s->dir[0] && !getenv("MCPAUTH_KEEP_TEST_DIRS"))
+        nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    s->dir[0] = '\0';
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
+{
+    th_resp *r = p;
+    size_t n = size * nmemb;
+    char *nb = realloc(r->body, r->bodylen + n + 1);
+    if (!nb)
+        return 0;
+    r->body = nb;
+    memcpy(r->body + r->bodylen, data, n);
+    r->bodylen += n;
+    r->body[r->bodylen] = '\0';
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *p)
+{
+    th_resp *r = p;
+    size_t n = size * nmemb, have = strlen(r->headers);
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+        have = 0; /* a new response (after 100 Continue): start over */
+    if (have + n < sizeof r->headers) {
+        memcpy(r->headers + have, data, n);
+        r->headers[have + n] = '\0';
+    }
+    return n;
+}
+
+int th_http(const char *method, const char *url, const char *const *headers, const char *body,
+            th_resp *r)
+{
+    memset(r, 0, sizeof *r);
+    r->body = calloc(1, 1);
+    CURL *c = curl_easy_init();
+    struct curl_slist *hl = NULL;
+    for (const char *const *h = headers; h && *h; h++)
+        hl = curl_slist_append(hl, *h);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    else
+        fprintf(stderr, "harness: %s %s: %s\n", method, url, curl_easy_strerror(rc));
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+const char *th_header(const th_resp *r, const char *name, char *buf, size_t buflen)
+{
+    size_t nl = strlen(name);
+    for (const char *line = r->headers; *line;) {
+        const char *end = strstr(line, "\r\n");
+        if (!end)
+            end = line + strlen(line);
+        if ((size_t)(end - line) > nl && strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            const char *v = line + nl + 1;
+            while (*v == ' ')
+                v++;
+            snprintf(buf, buflen, "%.*s", (int)(end - v), v);
+            return buf;
+        }
+        line = *end ? end + 2 : end;
+    }
+    return NULL;
+}
+
+void th_resp_free(th_resp *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+int th_run(char *const argv[], const char *const envp_extra[], char **err)
+{
+    int pfd[2];
+    if (pipe(pfd) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pfd[0]);
+        dup2(pfd[1], STDERR_FILENO);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, STDIN_FILENO);
+        dup2(devnull, STDOUT_FILENO);
+        for (const char *const *e = envp_extra; e && *e; e++)
+            putenv((char *)*e);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(pfd[1]);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[1024];
+    ssize_t n;
+    while ((n = read(pfd[0], chunk, sizeof chunk)) > 0)
+        fwrite(chunk, 1, (size_t)n, m);
+    fclose(m);
+    close(pfd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    *err = buf;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}

@@ -1,1 +1,66 @@
+/* Integration harness: real lighttpd and real Apache on free loopback ports,
+ * configured from the snippets shipped in lighttpd/ and apache/, and a real
+ * HTTP client (libcurl).  Every server is started in its own process group
+ * and stopped by its PID. */
+#ifndef MCPAUTH_TEST_HARNESS_H
+#define MCPAUTH_TEST_HARNESS_H
 
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef enum { TH_LIGHTTPD, TH_APACHE } th_kind;
+
+typedef struct th_server {
+    th_kind kind;
+    pid_t pid;
+    int port;
+    char dir[256];  /* scratch directory: configs, logs, sockets */
+    char base[64];  /* "http://127.0.0.1:PORT" */
+} th_server;
+
+/* Name for messages: "lighttpd" or "apache". */
+const char *th_kind_name(th_kind kind);
+
+/* A free TCP port on 127.0.0.1. */
+int th_free_port(void);
+
+/* Starts a server whose mcpauth.conf is conf_template with every "@PORT@"
+ * replaced by the chosen port and "@DIR@" by the scratch directory.  Waits
+ * until the port answers.  Returns 0, or -1 after printing why (with the
+ * server's error log) on stderr. */
+int th_start(th_server *s, th_kind kind, const char *conf_template);
+/* SIGTERM, wait up to 10 s, then SIGKILL; reaps the process group; removes
+ * the scratch directory unless MCPAUTH_KEEP_TEST_DIRS is set. */
+void th_stop(th_server *s);
+
+/* The server's error log (caller frees), "" when empty. */
+char *th_error_log(const th_server *s);
+
+typedef struct th_resp {
+    long status;
+    char headers[32768]; /* raw response header block */
+    char *body;          /* NUL-terminated */
+    size_t bodylen;
+} th_resp;
+
+/* One request.  headers: NULL-terminated "Name: value" strings, or NULL.
+ * Returns 0 when an HTTP response arrived (whatever its status). */
+int th_http(const char *method, const char *url, const char *const *headers, const char *body,
+            th_resp *r);
+/* The value of the first header called name (case-insensitive), copied into
+ * buf; NULL when absent. */
+const char *th_header(const th_resp *r, const char *name, char *buf, size_t buflen);
+void th_resp_free(th_resp *r);
+
+/* Runs argv, captures stderr (caller frees *err); returns the exit status. */
+int th_run(char *const argv[], const char *const envp_extra[], char **err);
+
+/* Absolute paths of the source and build trees (from the environment that
+ * `make check` sets, else "."). */
+const char *th_srcdir(void);
+const char *th_builddir(void);
+
+/* Writes text to dir/name. */
+int th_write_file(const char *dir, const char *name, const char *text);
+
+#endif
