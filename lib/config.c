@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/crypto.h>
+
 #include <mcpauth/config.h>
 #include <mcpauth/log.h>
 #include <mcpauth/uri.h>
@@ -35,7 +37,13 @@ typedef enum {
     K_LOGLEVEL,
     K_BACKEND,  /* http(s) URL or unix:/path */
     K_RESNAME,  /* the name of a [resource] section, resolved at the end */
-    K_URI       /* the canonical resource URI, resolved at section end */
+    K_URI,      /* the canonical resource URI, resolved at section end */
+    K_ISSUER,   /* one issuer identifier, verbatim */
+    K_FETCHURL, /* a URL mcpauth fetches: https, or http to loopback */
+    K_FILE,     /* a readable regular file */
+    K_SECRET,   /* text never shown in messages */
+    K_ALGS,     /* JWS algorithm names */
+    K_WORDS     /* space separated words (audiences) */
 } key_type;
 
 typedef struct {
@@ -47,18 +55,42 @@ typedef struct {
 
 /* Values parsed into a scratch struct, so the tables can point at fields. */
 typedef struct {
-    int log_level;
-    long metadata_max_age;
     char *default_resource;
 } global_scratch;
 
 #define G(f) offsetof(global_scratch, f)
+#define C(f) offsetof(mcpauth_config, f)
 #define R(f) offsetof(mcpauth_resource, f)
+#define I(f) offsetof(mcpauth_issuer, f)
 
+/* Global keys live in the config itself, except default_resource, which is
+ * resolved to a pointer at the end (marked by K_RESNAME). */
 static const key_def global_keys[] = {
-    {"log_level", K_LOGLEVEL, G(log_level), 0, 0},
-    {"metadata_max_age", K_SECONDS, G(metadata_max_age), 0, 604800},
+    {"log_level", K_LOGLEVEL, C(log_level), 0, 0},
+    {"metadata_max_age", K_SECONDS, C(metadata_max_age), 0, 604800},
     {"default_resource", K_RESNAME, G(default_resource), 0, 0},
+    {"jwt_algorithms", K_ALGS, C(jwt_algorithms), 0, 0},
+    {"clock_leeway", K_SECONDS, C(clock_leeway), 0, 600},
+    {"token_max_bytes", K_SECONDS, C(token_max_bytes), 256, 65536},
+    {"cache_entries", K_SECONDS, C(cache_entries), 0, 1000000},
+    {"cache_ttl", K_SECONDS, C(cache_ttl), 1, 3600},
+    {"cache_negative_ttl", K_SECONDS, C(cache_negative_ttl), 0, 300},
+    {"jwks_min_refresh", K_SECONDS, C(jwks_min_refresh), 1, 86400},
+    {"jwks_max_age", K_SECONDS, C(jwks_max_age), 60, 604800},
+    {"http_timeout", K_SECONDS, C(http_timeout), 1, 60},
+    {"ca_file", K_FILE, C(ca_file), 0, 0},
+    {NULL, 0, 0, 0, 0},
+};
+
+static const key_def issuer_keys[] = {
+    {"issuer", K_ISSUER, I(issuer), 0, 0},
+    {"jwks_file", K_FILE, I(jwks_file), 0, 0},
+    {"jwks_uri", K_FETCHURL, I(jwks_uri), 0, 0},
+    {"discovery", K_BOOL, I(discovery), 0, 0},
+    {"introspection_endpoint", K_FETCHURL, I(introspection_endpoint), 0, 0},
+    {"introspection_client_id", K_TEXT, I(introspection_client_id), 0, 0},
+    {"introspection_client_secret", K_SECRET, I(introspection_client_secret), 0, 0},
+    {"require_typ", K_BOOL, I(require_typ), 0, 0},
     {NULL, 0, 0, 0, 0},
 };
 
@@ -69,12 +101,20 @@ static const key_def resource_keys[] = {
     {"authorization_servers", K_ISSUERS, R(authorization_servers), 0, 0},
     {"scopes_supported", K_SCOPES, R(scopes_supported), 0, 0},
     {"scopes_required", K_SCOPES, R(scopes_required), 0, 0},
+    {"scopes_required_get", K_SCOPES, R(scopes_required_method[0]), 0, 0},
+    {"scopes_required_post", K_SCOPES, R(scopes_required_method[1]), 0, 0},
+    {"scopes_required_put", K_SCOPES, R(scopes_required_method[2]), 0, 0},
+    {"scopes_required_patch", K_SCOPES, R(scopes_required_method[3]), 0, 0},
+    {"scopes_required_delete", K_SCOPES, R(scopes_required_method[4]), 0, 0},
+    {"audiences", K_WORDS, R(audiences), 0, 0},
     {"resource_documentation", K_LINK, R(resource_documentation), 0, 0},
     {"resource_policy_uri", K_LINK, R(resource_policy_uri), 0, 0},
     {"resource_tos_uri", K_LINK, R(resource_tos_uri), 0, 0},
     {"backend", K_BACKEND, R(backend), 0, 0},
     {NULL, 0, 0, 0, 0},
 };
+
+typedef enum { S_GLOBAL, S_RESOURCE, S_ISSUER } section_kind;
 
 typedef struct {
     const char *file;
@@ -85,7 +125,8 @@ typedef struct {
     global_scratch g;
     unsigned g_line_default; /* line of default_resource, for its error */
     unsigned *uri_line;      /* per resource: line of its uri key */
-    unsigned char seen[CONF_MAX_RESOURCES + 1][16]; /* key seen, per section */
+    section_kind kind;       /* the section being read */
+    unsigned long long seen; /* keys seen in it, one bit per table row */
 } parser;
 
 __attribute__((format(printf, 3, 4)))
@@ -215,8 +256,87 @@ static int set_value(parser *p, const key_def *k, void *base, const char *sectio
         *(char **)field = strdup(v);
         p->g_line_default = p->line;
         break;
+    case K_ISSUER:
+        if (!(canon = mcpauth_uri_canonicalize(v, MCPAUTH_URI_KEEP_SLASH, &why)))
+            return fail(p, p->line, "%s \"%s\" %s", k->name, v, why);
+        free(canon);
+        *(char **)field = strdup(v);
+        break;
+    case K_FETCHURL:
+        if (!(canon = mcpauth_uri_canonicalize(v, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY,
+                                               &why)))
+            return fail(p, p->line, "%s \"%s\" %s", k->name, v, why);
+        free(canon);
+        *(char **)field = strdup(v);
+        break;
+    case K_FILE: {
+        struct stat st;
+        if (v[0] != '/')
+            return fail(p, p->line, "%s \"%s\" must be an absolute path", k->name, v);
+        if (stat(v, &st) < 0)
+            return fail(p, p->line, "%s \"%s\": %s", k->name, v, strerror(errno));
+        if (!S_ISREG(st.st_mode))
+            return fail(p, p->line, "%s \"%s\" is not a regular file", k->name, v);
+        *(char **)field = strdup(v);
+        break;
+    }
+    case K_SECRET:
+        if (strlen(v) > 512)
+            return fail(p, p->line, "%s: longer than 512 characters", k->name);
+        *(char **)field = strdup(v);
+        break;
+    case K_ALGS: {
+        static const char *const known[] = {"RS256", "RS384", "RS512", "PS256", "PS384",
+                                            "PS512", "ES256", "ES384", "ES512", NULL};
+        mcpauth_strlist *l = field;
+        mcpauth_strlist_free(l); /* replaces the default */
+        if (mcpauth_strlist_split(l, v) < 0)
+            return fail(p, p->line, "out of memory");
+        for (size_t i = 0; i < l->n; i++) {
+            size_t j;
+            for (j = 0; known[j] && strcmp(known[j], l->v[i]) != 0; j++)
+                ;
+            if (!known[j])
+                return fail(p, p->line,
+                            "jwt_algorithms: \"%s\" is not one of RS256 RS384 RS512 PS256 PS384 "
+                            "PS512 ES256 ES384 ES512 (\"none\" and HMAC are never accepted)",
+                            l->v[i]);
+        }
+        break;
+    }
+    case K_WORDS: {
+        mcpauth_strlist *l = field;
+        if (mcpauth_strlist_split(l, v) < 0)
+            return fail(p, p->line, "out of memory");
+        break;
+    }
     }
     (void)section;
+    return 0;
+}
+
+static int open_issuer(parser *p, const char *name)
+{
+    mcpauth_config *cfg = p->cfg;
+    for (size_t i = 0; i < cfg->nissuers; i++)
+        if (strcmp(cfg->issuers[i]->name, name) == 0)
+            return fail(p, p->line, "issuer \"%s\" is already defined at line %u", name,
+                        cfg->issuers[i]->line);
+    if (cfg->nissuers >= CONF_MAX_RESOURCES)
+        return fail(p, p->line, "more than %d issuers", CONF_MAX_RESOURCES);
+    mcpauth_issuer **ni = realloc(cfg->issuers, (cfg->nissuers + 1) * sizeof *ni);
+    if (!ni)
+        return fail(p, p->line, "out of memory");
+    cfg->issuers = ni;
+    mcpauth_issuer *is = calloc(1, sizeof *is);
+    if (!is || !(is->name = strdup(name))) {
+        free(is);
+        return fail(p, p->line, "out of memory");
+    }
+    is->line = p->line;
+    is->discovery = 1;
+    cfg->issuers[cfg->nissuers++] = is;
+    p->kind = S_ISSUER;
     return 0;
 }
 
@@ -243,13 +363,19 @@ static int open_section(parser *p, char *line)
     char *name = trim(sp);
     if (*sp)
         *sp = '\0';
-    if (strcmp(inner, "resource") != 0)
-        return fail(p, p->line, "unknown section type \"[%s]\" (expected [resource NAME])",
+    int issuer = strcmp(inner, "issuer") == 0;
+    if (strcmp(inner, "resource") != 0 && !issuer)
+        return fail(p, p->line,
+                    "unknown section type \"[%s]\" (expected [resource NAME] or [issuer NAME])",
                     shown);
     if (!valid_section_name(name))
-        return fail(p, p->line,
-                    "[resource NAME] needs a name of letters, digits, \"_\", \"-\" or \".\"");
+        return fail(p, p->line, "[%s NAME] needs a name of letters, digits, \"_\", \"-\" or \".\"",
+                    inner);
     mcpauth_config *cfg = p->cfg;
+    p->seen = 0;
+    if (issuer)
+        return open_issuer(p, name);
+    p->kind = S_RESOURCE;
     for (size_t i = 0; i < cfg->nresources; i++)
         if (strcmp(cfg->resources[i].name, name) == 0)
             return fail(p, p->line, "resource \"%s\" is already defined at line %u", name,
@@ -281,34 +407,51 @@ static int set_key(parser *p, char *line)
     char *key = trim(line), *val = trim(eq + 1);
     if (!*key)
         return fail(p, p->line, "expected \"key = value\" or \"[resource NAME]\"");
-    size_t sect = p->cfg->nresources; /* 0 = global, i+1 = resource i */
-    const key_def *tab = sect ? resource_keys : global_keys;
-    mcpauth_resource *res = sect ? &p->cfg->resources[sect - 1] : NULL;
+    mcpauth_config *cfg = p->cfg;
+    const key_def *tab;
+    void *base;
     char where[96];
-    if (res)
-        snprintf(where, sizeof where, "in [resource %s]", res->name);
-    else
+    switch (p->kind) {
+    case S_RESOURCE:
+        tab = resource_keys;
+        base = &cfg->resources[cfg->nresources - 1];
+        snprintf(where, sizeof where, "in [resource %s]", cfg->resources[cfg->nresources - 1].name);
+        break;
+    case S_ISSUER:
+        tab = issuer_keys;
+        base = cfg->issuers[cfg->nissuers - 1];
+        snprintf(where, sizeof where, "in [issuer %s]", cfg->issuers[cfg->nissuers - 1]->name);
+        break;
+    default:
+        tab = global_keys;
+        base = cfg;
         snprintf(where, sizeof where, "in the global section");
+        break;
+    }
     size_t i;
     for (i = 0; tab[i].name; i++)
         if (strcmp(tab[i].name, key) == 0)
             break;
     if (!tab[i].name) {
-        /* A resource key before any section is the commonest slip. */
-        for (size_t j = 0; !sect && resource_keys[j].name; j++)
+        /* A section's key before any section is the commonest slip. */
+        for (size_t j = 0; p->kind == S_GLOBAL && resource_keys[j].name; j++)
             if (strcmp(resource_keys[j].name, key) == 0)
                 return fail(p, p->line, "key \"%s\" belongs in a [resource NAME] section", key);
+        for (size_t j = 0; p->kind == S_GLOBAL && issuer_keys[j].name; j++)
+            if (strcmp(issuer_keys[j].name, key) == 0)
+                return fail(p, p->line, "key \"%s\" belongs in an [issuer NAME] section", key);
         return fail(p, p->line, "unknown key \"%s\" %s", key, where);
     }
-    if (p->seen[sect][i])
+    if (p->seen & (1ULL << i))
         return fail(p, p->line, "duplicate key \"%s\" %s", key, where);
-    p->seen[sect][i] = 1;
+    p->seen |= 1ULL << i;
     if (!*val)
         return fail(p, p->line, "%s: empty value", key);
     if (tab[i].type == K_URI)
-        p->uri_line[sect - 1] = p->line;
-    return set_value(p, &tab[i], res ? (void *)res : (void *)&p->g, res ? res->name : NULL,
-                     val);
+        p->uri_line[cfg->nresources - 1] = p->line;
+    if (tab[i].type == K_RESNAME)
+        base = &p->g;
+    return set_value(p, &tab[i], base, NULL, val);
 }
 
 static int join(char **out, const char *a, const char *b)
@@ -322,12 +465,67 @@ static int join(char **out, const char *a, const char *b)
     return 0;
 }
 
+static const mcpauth_issuer *issuer_for(parser *p, const char *id)
+{
+    mcpauth_config *cfg = p->cfg;
+    for (size_t i = 0; i < cfg->nissuers; i++)
+        if (strcmp(cfg->issuers[i]->issuer, id) == 0)
+            return cfg->issuers[i];
+    /* Not configured: defaults (discovery, JWT only). */
+    mcpauth_issuer **ni = realloc(cfg->issuers, (cfg->nissuers + 1) * sizeof *ni);
+    if (!ni)
+        return NULL;
+    cfg->issuers = ni;
+    mcpauth_issuer *is = calloc(1, sizeof *is);
+    if (!is || !(is->issuer = strdup(id))) {
+        free(is);
+        return NULL;
+    }
+    is->discovery = 1;
+    cfg->issuers[cfg->nissuers++] = is;
+    return is;
+}
+
+static int check_issuers(parser *p)
+{
+    mcpauth_config *cfg = p->cfg;
+    for (size_t i = 0; i < cfg->nissuers; i++) {
+        mcpauth_issuer *is = cfg->issuers[i];
+        if (!is->issuer)
+            return fail(p, is->line, "[issuer %s] is missing the required key \"issuer\"", is->name);
+        if (is->jwks_file && is->jwks_uri)
+            return fail(p, is->line, "[issuer %s]: set jwks_file or jwks_uri, not both", is->name);
+        if (is->introspection_endpoint &&
+            (!is->introspection_client_id || !is->introspection_client_secret))
+            return fail(p, is->line,
+                        "[issuer %s]: introspection_endpoint needs introspection_client_id and "
+                        "introspection_client_secret",
+                        is->name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->issuers[j]->issuer, is->issuer) == 0)
+                return fail(p, is->line, "issuers \"%s\" and \"%s\" have the same issuer \"%s\"",
+                            cfg->issuers[j]->name, is->name, is->issuer);
+    }
+    return 0;
+}
+
+static int check_scopes_subset(parser *p, const mcpauth_resource *r, const mcpauth_strlist *l)
+{
+    for (size_t s = 0; s < l->n; s++)
+        if (r->scopes_supported.n && !mcpauth_strlist_has(&r->scopes_supported, l->v[s]))
+            return fail(p, r->line, "[resource %s]: required scope \"%s\" is not in scopes_supported",
+                        r->name, l->v[s]);
+    return 0;
+}
+
 /* Whole-file checks: required keys, canonical URIs, duplicates, defaults. */
 static int finish(parser *p)
 {
     mcpauth_config *cfg = p->cfg;
     if (cfg->nresources == 0)
         return fail(p, 0, "no [resource NAME] section: nothing to protect");
+    if (check_issuers(p) < 0)
+        return -1;
     for (size_t i = 0; i < cfg->nresources; i++) {
         mcpauth_resource *r = &cfg->resources[i];
         if (!r->uri)
@@ -351,12 +549,17 @@ static int finish(parser *p)
             join(&r->metadata_url, r->origin, r->metadata_path) < 0 ||
             !(r->host = strdup(r->origin + strcspn(r->origin, ":") + 3)))
             return fail(p, r->line, "out of memory");
-        for (size_t s = 0; s < r->scopes_required.n; s++)
-            if (r->scopes_supported.n && !mcpauth_strlist_has(&r->scopes_supported,
-                                                              r->scopes_required.v[s]))
-                return fail(p, r->line,
-                            "[resource %s]: required scope \"%s\" is not in scopes_supported",
-                            r->name, r->scopes_required.v[s]);
+        if (check_scopes_subset(p, r, &r->scopes_required) < 0)
+            return -1;
+        for (int m = 0; m < 5; m++)
+            if (check_scopes_subset(p, r, &r->scopes_required_method[m]) < 0)
+                return -1;
+        r->issuers = calloc(r->authorization_servers.n, sizeof *r->issuers);
+        if (!r->issuers)
+            return fail(p, r->line, "out of memory");
+        for (size_t a = 0; a < r->authorization_servers.n; a++)
+            if (!(r->issuers[a] = issuer_for(p, r->authorization_servers.v[a])))
+                return fail(p, r->line, "out of memory");
         for (size_t j = 0; j < i; j++)
             if (strcmp(cfg->resources[j].uri, r->uri) == 0)
                 return fail(p, p->uri_line[i],
@@ -369,8 +572,6 @@ static int finish(parser *p)
             return fail(p, p->g_line_default, "default_resource: no [resource %s] section",
                         p->g.default_resource);
     }
-    cfg->log_level = p->g.log_level;
-    cfg->metadata_max_age = p->g.metadata_max_age;
     return 0;
 }
 
@@ -382,13 +583,23 @@ mcpauth_config *mcpauth_config_parse(const char *text, size_t len, const char *n
     p.file = name;
     p.err = err;
     p.errlen = errlen;
-    p.g.log_level = MCPAUTH_LOG_INFO;
-    p.g.metadata_max_age = 3600;
     p.cfg = calloc(1, sizeof *p.cfg);
-    if (!p.cfg || !(p.cfg->file = strdup(name))) {
+    if (!p.cfg || !(p.cfg->file = strdup(name)) ||
+        mcpauth_strlist_split(&p.cfg->jwt_algorithms, "RS256 ES256") < 0) {
         fail(&p, 0, "out of memory");
         goto bad;
     }
+    /* Defaults; mcpauth.conf(5) lists the same values. */
+    p.cfg->log_level = MCPAUTH_LOG_INFO;
+    p.cfg->metadata_max_age = 3600;
+    p.cfg->clock_leeway = 60;
+    p.cfg->token_max_bytes = 8192;
+    p.cfg->cache_entries = 10000;
+    p.cfg->cache_ttl = 300;
+    p.cfg->cache_negative_ttl = 10;
+    p.cfg->jwks_min_refresh = 60;
+    p.cfg->jwks_max_age = 3600;
+    p.cfg->http_timeout = 5;
     if (memchr(text, '\0', len)) {
         fail(&p, 0, "contains a NUL byte; not a text file");
         goto bad;
@@ -474,6 +685,10 @@ static void resource_free(mcpauth_resource *r)
     mcpauth_strlist_free(&r->authorization_servers);
     mcpauth_strlist_free(&r->scopes_supported);
     mcpauth_strlist_free(&r->scopes_required);
+    for (int m = 0; m < 5; m++)
+        mcpauth_strlist_free(&r->scopes_required_method[m]);
+    mcpauth_strlist_free(&r->audiences);
+    free(r->issuers);
     free(r->resource_documentation);
     free(r->resource_policy_uri);
     free(r->resource_tos_uri);
@@ -487,8 +702,33 @@ void mcpauth_config_free(mcpauth_config *cfg)
     for (size_t i = 0; i < cfg->nresources; i++)
         resource_free(&cfg->resources[i]);
     free(cfg->resources);
+    for (size_t i = 0; i < cfg->nissuers; i++) {
+        mcpauth_issuer *is = cfg->issuers[i];
+        free(is->name);
+        free(is->issuer);
+        free(is->jwks_file);
+        free(is->jwks_uri);
+        free(is->introspection_endpoint);
+        free(is->introspection_client_id);
+        if (is->introspection_client_secret) /* do not leave it in freed memory */
+            OPENSSL_cleanse(is->introspection_client_secret, strlen(is->introspection_client_secret));
+        free(is->introspection_client_secret);
+        free(is);
+    }
+    free(cfg->issuers);
+    mcpauth_strlist_free(&cfg->jwt_algorithms);
+    free(cfg->ca_file);
     free(cfg->file);
     free(cfg);
+}
+
+int mcpauth_method_index(const char *method)
+{
+    static const char *const names[] = {"GET", "POST", "PUT", "PATCH", "DELETE"};
+    for (int i = 0; i < 5; i++)
+        if (strcmp(method, names[i]) == 0)
+            return i;
+    return -1;
 }
 
 const mcpauth_resource *mcpauth_config_resource_by_name(const mcpauth_config *cfg,

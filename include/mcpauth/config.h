@@ -9,6 +9,22 @@
 
 #define MCPAUTH_PRM_WELL_KNOWN "/.well-known/oauth-protected-resource"
 
+/* An authorization server whose tokens resources accept.  Resources name
+ * issuers in authorization_servers; an issuer without an [issuer] section
+ * gets these defaults: keys by discovery, JWT access tokens only. */
+typedef struct mcpauth_issuer {
+    char *name;             /* from [issuer NAME]; NULL when implicit */
+    unsigned line;
+    char *issuer;           /* identifier, byte for byte as configured */
+    char *jwks_file;        /* local JWKS, read at start-up */
+    char *jwks_uri;         /* remote JWKS */
+    int discovery;          /* find jwks_uri in the issuer's metadata (default yes) */
+    char *introspection_endpoint;    /* RFC 7662, for opaque tokens */
+    char *introspection_client_id;
+    char *introspection_client_secret; /* never logged */
+    int require_typ;        /* demand typ "at+jwt" (RFC 9068) */
+} mcpauth_issuer;
+
 typedef struct mcpauth_resource {
     char *name;            /* from [resource NAME] */
     unsigned line;         /* line of the section header */
@@ -22,6 +38,10 @@ typedef struct mcpauth_resource {
     mcpauth_strlist authorization_servers; /* issuer identifiers, verbatim */
     mcpauth_strlist scopes_supported;
     mcpauth_strlist scopes_required;
+    /* extra scopes per HTTP method: GET, POST, PUT, PATCH, DELETE */
+    mcpauth_strlist scopes_required_method[5];
+    mcpauth_strlist audiences;  /* accepted besides uri (IdPs that put client_id in aud) */
+    const mcpauth_issuer **issuers; /* one per authorization_servers entry */
     char *resource_documentation;
     char *resource_policy_uri;
     char *resource_tos_uri;
@@ -29,10 +49,25 @@ typedef struct mcpauth_resource {
     int trailing_slash;    /* a trailing "/" on uri is significant */
 } mcpauth_resource;
 
+/* Index into scopes_required_method; -1 for other methods. */
+int mcpauth_method_index(const char *method);
+
 typedef struct mcpauth_config {
     char *file;                 /* path it was read from */
     int log_level;              /* mcpauth_log_level */
     long metadata_max_age;      /* seconds, Cache-Control of metadata */
+    mcpauth_strlist jwt_algorithms; /* accepted JWS algorithms */
+    long clock_leeway;          /* seconds of tolerated clock skew */
+    long token_max_bytes;
+    long cache_entries;         /* validation cache size; 0 disables it */
+    long cache_ttl;             /* longest a positive result is reused */
+    long cache_negative_ttl;    /* how long a refusal is remembered */
+    long jwks_min_refresh;      /* seconds between JWKS fetches per issuer */
+    long jwks_max_age;          /* refresh keys at least this often */
+    long http_timeout;          /* seconds, every outgoing request */
+    char *ca_file;              /* CA bundle for outgoing https; NULL: system */
+    size_t nissuers;
+    mcpauth_issuer **issuers;   /* configured and implicit ones */
     const mcpauth_resource *default_resource; /* NULL unless configured */
     size_t nresources;
     mcpauth_resource *resources;

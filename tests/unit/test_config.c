@@ -73,6 +73,43 @@ START_TEST(good_two_resources)
 }
 END_TEST
 
+START_TEST(good_issuers)
+{
+    char err[512] = "";
+    mcpauth_config *cfg = parse(
+        "jwt_algorithms = ES384 PS256\nclock_leeway = 5\ncache_entries = 0\n"
+        "[resource files]\nuri = https://mcp.example.com/mcp/files\n"
+        "authorization_servers = https://kc.example.com/realms/a https://other.example.com\n"
+        "audiences = my-client other\n"
+        "scopes_required_delete = files:admin\n"
+        "[resource github]\nuri = https://mcp.example.com/mcp/github\n"
+        "authorization_servers = https://other.example.com\n"
+        "[issuer keycloak]\nissuer = https://kc.example.com/realms/a\n"
+        "jwks_uri = https://kc.example.com/realms/a/protocol/openid-connect/certs\n"
+        "introspection_endpoint = https://kc.example.com/realms/a/introspect\n"
+        "introspection_client_id = gate\nintrospection_client_secret = s3cret\nrequire_typ = yes\n",
+        err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    ck_assert_uint_eq(cfg->jwt_algorithms.n, 2);
+    ck_assert_str_eq(cfg->jwt_algorithms.v[0], "ES384");
+    ck_assert_int_eq(cfg->clock_leeway, 5);
+    ck_assert_int_eq(cfg->cache_entries, 0);
+    ck_assert_uint_eq(cfg->nissuers, 2); /* keycloak + one implicit, shared */
+    const mcpauth_resource *f = &cfg->resources[0], *g = &cfg->resources[1];
+    ck_assert_str_eq(f->issuers[0]->name, "keycloak");
+    ck_assert_int_eq(f->issuers[0]->require_typ, 1);
+    ck_assert_str_eq(f->issuers[0]->introspection_client_secret, "s3cret");
+    ck_assert_ptr_null(f->issuers[1]->name);
+    ck_assert_str_eq(f->issuers[1]->issuer, "https://other.example.com");
+    ck_assert_int_eq(f->issuers[1]->discovery, 1);
+    ck_assert_ptr_eq(f->issuers[1], g->issuers[0]);
+    ck_assert_uint_eq(f->audiences.n, 2);
+    ck_assert_str_eq(f->scopes_required_method[mcpauth_method_index("DELETE")].v[0], "files:admin");
+    ck_assert_int_eq(mcpauth_method_index("OPTIONS"), -1);
+    mcpauth_config_free(cfg);
+}
+END_TEST
+
 START_TEST(good_defaults)
 {
     char err[512] = "";
@@ -83,6 +120,17 @@ START_TEST(good_defaults)
     ck_assert_ptr_null(cfg->default_resource);
     ck_assert_int_eq(cfg->resources[0].trailing_slash, 0);
     ck_assert_uint_eq(cfg->resources[0].scopes_supported.n, 0);
+    ck_assert_uint_eq(cfg->jwt_algorithms.n, 2);
+    ck_assert_str_eq(cfg->jwt_algorithms.v[0], "RS256");
+    ck_assert_str_eq(cfg->jwt_algorithms.v[1], "ES256");
+    ck_assert_int_eq(cfg->clock_leeway, 60);
+    ck_assert_int_eq(cfg->token_max_bytes, 8192);
+    ck_assert_int_eq(cfg->cache_entries, 10000);
+    ck_assert_int_eq(cfg->cache_ttl, 300);
+    ck_assert_int_eq(cfg->cache_negative_ttl, 10);
+    ck_assert_int_eq(cfg->jwks_min_refresh, 60);
+    ck_assert_int_eq(cfg->http_timeout, 5);
+    ck_assert_ptr_null(cfg->ca_file);
     mcpauth_config_free(cfg);
 }
 END_TEST
@@ -127,7 +175,7 @@ static const struct {
      "t.conf:1: key \"uri\" belongs in a [resource NAME] section"},
     {RES_FILES "uri = https://mcp.example.com/other\n",
      "t.conf:4: duplicate key \"uri\" in [resource files]"},
-    {"[server x]\n", "t.conf:1: unknown section type \"[server x]\" (expected [resource NAME])"},
+    {"[server x]\n", "t.conf:1: unknown section type \"[server x]\" (expected [resource NAME] or [issuer NAME])"},
     {"[resource]\n", "t.conf:1: [resource NAME] needs a name of letters, digits, \"_\", \"-\" or \".\""},
     {"[resource a b]\n",
      "t.conf:1: [resource NAME] needs a name of letters, digits, \"_\", \"-\" or \".\""},
@@ -187,6 +235,40 @@ static const struct {
                "authorization_servers = https://auth.example.com\n",
      "t.conf:5: resources \"files\" and \"files2\" have the same uri \"https://mcp.example.com/mcp/files\" (first at line 2)"},
     {"[resource a]\nresource_name = bell\a\n", "t.conf:2: control character in line"},
+    {"[issuer]\n", "t.conf:1: [issuer NAME] needs a name of letters, digits, \"_\", \"-\" or \".\""},
+    {"[issuer kc]\n[issuer kc]\n", "t.conf:2: issuer \"kc\" is already defined at line 1"},
+    {RES_FILES "[issuer kc]\njwks_uri = https://auth.example.com/jwks\n",
+     "t.conf:4: [issuer kc] is missing the required key \"issuer\""},
+    {"jwks_uri = https://auth.example.com/jwks\n",
+     "t.conf:1: key \"jwks_uri\" belongs in an [issuer NAME] section"},
+    {"[issuer kc]\naudiences = x\n", "t.conf:2: unknown key \"audiences\" in [issuer kc]"},
+    {"[issuer kc]\nissuer = http://auth.example.com\n",
+     "t.conf:2: issuer \"http://auth.example.com\" must use https (http is allowed only for loopback hosts)"},
+    {"[issuer kc]\njwks_uri = http://auth.example.com/jwks\n",
+     "t.conf:2: jwks_uri \"http://auth.example.com/jwks\" must use https (http is allowed only for loopback hosts)"},
+    {"[issuer kc]\njwks_file = relative/jwks.json\n",
+     "t.conf:2: jwks_file \"relative/jwks.json\" must be an absolute path"},
+    {"[issuer kc]\njwks_file = /nonexistent/jwks.json\n",
+     "t.conf:2: jwks_file \"/nonexistent/jwks.json\": No such file or directory"},
+    {"[issuer kc]\njwks_file = /\n", "t.conf:2: jwks_file \"/\" is not a regular file"},
+    {RES_FILES "[issuer kc]\nissuer = https://auth.example.com\njwks_file = /etc/hostname\n"
+               "jwks_uri = https://auth.example.com/jwks\n",
+     "t.conf:4: [issuer kc]: set jwks_file or jwks_uri, not both"},
+    {RES_FILES "[issuer kc]\nissuer = https://auth.example.com\n"
+               "introspection_endpoint = https://auth.example.com/introspect\n"
+               "introspection_client_id = gate\n",
+     "t.conf:4: [issuer kc]: introspection_endpoint needs introspection_client_id and introspection_client_secret"},
+    {RES_FILES "[issuer a]\nissuer = https://auth.example.com\n[issuer b]\nissuer = https://auth.example.com\n",
+     "t.conf:6: issuers \"a\" and \"b\" have the same issuer \"https://auth.example.com\""},
+    {"jwt_algorithms = RS256 HS256\n",
+     "t.conf:1: jwt_algorithms: \"HS256\" is not one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 (\"none\" and HMAC are never accepted)"},
+    {"jwt_algorithms = none\n",
+     "t.conf:1: jwt_algorithms: \"none\" is not one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 (\"none\" and HMAC are never accepted)"},
+    {"clock_leeway = 601\n", "t.conf:1: clock_leeway: \"601\" is not a whole number from 0 to 600"},
+    {"token_max_bytes = 100\n", "t.conf:1: token_max_bytes: \"100\" is not a whole number from 256 to 65536"},
+    {"[resource a]\nscopes_supported = a\nscopes_required_post = b\nuri = https://m.example.com/x\n"
+     "authorization_servers = https://a.example.com\n",
+     "t.conf:1: [resource a]: required scope \"b\" is not in scopes_supported"},
 };
 
 START_TEST(bad_config)
@@ -256,6 +338,7 @@ Suite *config_suite(void)
     TCase *tc = tcase_create("good");
     tcase_add_test(tc, good_two_resources);
     tcase_add_test(tc, good_defaults);
+    tcase_add_test(tc, good_issuers);
     tcase_add_test(tc, good_trailing_slash_kept_when_configured);
     tcase_add_test(tc, good_root_resource);
     tcase_add_test(tc, file_shipped_examples);
