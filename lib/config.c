@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <openssl/crypto.h>
@@ -746,6 +747,29 @@ const mcpauth_resource *mcpauth_config_resource_by_uri(const mcpauth_config *cfg
         if (strcmp(cfg->resources[i].uri, uri) == 0)
             return &cfg->resources[i];
     return NULL;
+}
+
+const mcpauth_resource *mcpauth_config_resource_for_path(const mcpauth_config *cfg,
+                                                         const char *path, const char *host)
+{
+    const mcpauth_resource *best = NULL;
+    size_t best_len = 0;
+    int best_host = 0;
+    for (size_t i = 0; i < cfg->nresources; i++) {
+        const mcpauth_resource *r = &cfg->resources[i];
+        size_t n = strlen(r->path);
+        /* "/mcp/files" covers "/mcp/files" and "/mcp/files/x", not "/mcp/filesx" */
+        if (strncmp(path, r->path, n) != 0 ||
+            !(path[n] == '\0' || path[n] == '/' || (n > 0 && r->path[n - 1] == '/')))
+            continue;
+        int host_match = host && strcasecmp(host, r->host) == 0;
+        if (!best || n > best_len || (n == best_len && host_match && !best_host)) {
+            best = r;
+            best_len = n;
+            best_host = host_match;
+        }
+    }
+    return best;
 }
 
 const char *mcpauth_config_default_file(void)

@@ -89,6 +89,7 @@ static void serve_one(const mcpauth_app *app, void *state, mcpauth_request *req,
 typedef struct {
     const mcpauth_app *app;
     void *state;
+    int listen_fd; /* 0: the socket the web server handed us as stdin */
 } worker_arg;
 
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -97,7 +98,7 @@ static void *worker(void *p)
 {
     worker_arg *w = p;
     FCGX_Request fr;
-    if (FCGX_InitRequest(&fr, 0, 0) != 0)
+    if (FCGX_InitRequest(&fr, w->listen_fd, 0) != 0)
         return NULL;
     for (;;) {
         /* Serialised accept, as libfcgi's threaded example: some kernels
@@ -122,9 +123,11 @@ static void *worker(void *p)
 static void usage(const mcpauth_app *app, FILE *f)
 {
     fprintf(f,
-            "Usage: %s [--config FILE] [--check] [--version] [--help]\n"
+            "Usage: %s [--config FILE] [--listen ADDR] [--check] [--version] [--help]\n"
             "%s\n\n"
             "  --config FILE  configuration file (default: $MCPAUTH_CONFIG, else %s)\n"
+            "  --listen ADDR  serve FastCGI on ADDR (HOST:PORT or a socket path) instead\n"
+            "                 of the socket the web server passes (Apache mod_authnz_fcgi)\n"
             "  --check        read and check the configuration, then exit\n"
             "  --version      print the version and exit\n"
             "Run by the web server as a FastCGI application; see %s(8).\n",
@@ -134,12 +137,15 @@ static void usage(const mcpauth_app *app, FILE *f)
 int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
 {
     const char *file = getenv("MCPAUTH_CONFIG");
+    const char *listen_addr = NULL;
     int check = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             file = argv[++i];
         } else if (strncmp(argv[i], "--config=", 9) == 0) {
             file = argv[i] + 9;
+        } else if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
+            listen_addr = argv[++i];
         } else if (strcmp(argv[i], "--check") == 0) {
             check = 1;
         } else if (strcmp(argv[i], "--version") == 0) {
@@ -185,7 +191,7 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN); /* a client gone mid-response is not fatal */
 
-    if (FCGX_IsCGI()) {
+    if (!listen_addr && FCGX_IsCGI()) {
         mcpauth_request req;
         req.param = cgi_param;
         req.read = cgi_read;
@@ -199,16 +205,24 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
             fprintf(stderr, "%s: cannot initialise FastCGI\n", app->name);
             return 1;
         }
-        mcpauth_log(MCPAUTH_LOG_INFO, "start", "config", file, "version", MCPAUTH_VERSION, NULL);
+        int fd = 0;
+        if (listen_addr && (fd = FCGX_OpenSocket(listen_addr, 64)) < 0) {
+            fprintf(stderr, "%s: cannot listen on %s\n", app->name, listen_addr);
+            app->fini(state);
+            mcpauth_config_free(cfg);
+            return 1;
+        }
+        mcpauth_log(MCPAUTH_LOG_INFO, "start", "config", file, "version", MCPAUTH_VERSION,
+                    "listen", listen_addr, NULL);
         int n = app->threads > 1 ? app->threads : 1;
-        worker_arg w = {app, state};
+        worker_arg w = {app, state, fd};
         pthread_t *tids = calloc((size_t)n, sizeof *tids);
         int started = 0;
         for (int i = 1; tids && i < n; i++)
-            if (pthread_create(&tids[i], NULL, worker, &w) == 0)
+            if (pthread_create(&tids[started], NULL, worker, &w) == 0)
                 started++;
         worker(&w); /* the main thread serves too */
-        for (int i = 1; i <= started; i++)
+        for (int i = 0; i < started; i++)
             pthread_join(tids[i], NULL);
         free(tids);
     }

@@ -25,9 +25,9 @@ typedef struct mcpauth_fetch_result {
 } mcpauth_fetch_result;
 
 /* GET (or POST with opts->form) url.  Returns 0 when a response arrived
- * (any status), -1 with a reason in err otherwise: refused URL (not https
- * and not loopback http), connection failure, timeout, body over
- * max_bytes, redirect. */
+ * (any status, including a 3xx, which is never followed), -1 with a reason
+ * in err otherwise: refused URL (not https and not loopback http),
+ * connection failure, timeout, body over max_bytes. */
 int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch_result *res,
                   char *err, size_t errlen);
 void mcpauth_fetch_result_free(mcpauth_fetch_result *res);

@@ -87,6 +87,12 @@ const mcpauth_resource *mcpauth_config_resource_by_name(const mcpauth_config *cf
 const mcpauth_resource *mcpauth_config_resource_by_uri(const mcpauth_config *cfg,
                                                        const char *uri);
 
+/* The resource protecting a request path: the longest resource path that
+ * is a prefix of path on a segment boundary; host (may be NULL) breaks ties
+ * between virtual hosts.  NULL when none. */
+const mcpauth_resource *mcpauth_config_resource_for_path(const mcpauth_config *cfg,
+                                                         const char *path, const char *host);
+
 /* The compiled-in default, SYSCONFDIR/mcpauth/mcpauth.conf. */
 const char *mcpauth_config_default_file(void);
 

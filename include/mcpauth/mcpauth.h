@@ -17,6 +17,7 @@
 #include <mcpauth/config.h>
 #include <mcpauth/http.h>
 #include <mcpauth/metadata.h>
+#include <mcpauth/validate.h>
 #include <mcpauth/fcgi.h>
 
 /* The MCP revisions this build understands, newest first. */

@@ -11,6 +11,9 @@ int main(void)
     srunner_add_suite(sr, util_suite());
     srunner_add_suite(sr, http_suite());
     srunner_add_suite(sr, metadata_suite());
+    srunner_add_suite(sr, jose_suite());
+    srunner_add_suite(sr, fetch_suite());
+    srunner_add_suite(sr, validate_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

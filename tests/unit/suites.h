@@ -6,4 +6,7 @@ Suite *uri_suite(void);
 Suite *util_suite(void);
 Suite *http_suite(void);
 Suite *metadata_suite(void);
+Suite *jose_suite(void);
+Suite *fetch_suite(void);
+Suite *validate_suite(void);
 #endif

@@ -1,0 +1,473 @@
+/* Outgoing HTTP over libcurl.  Everything that comes back is hostile: the
+ * body is bounded while it arrives, headers are bounded and parsed strictly,
+ * nothing is followed and nothing from the peer reaches err unfiltered. */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include <mcpauth/mcpauth.h>
+#include <mcpauth/uri.h>
+
+#include "fetch.h"
+
+#define DEFAULT_TIMEOUT_MS 5000L
+#define MAX_TIMEOUT_MS 600000L              /* a caller's typo must not hang a worker */
+#define DEFAULT_MAX_BYTES ((size_t)1 << 20)
+#define MAX_HEADER_BYTES ((size_t)100 * 1024) /* all header lines of one transfer */
+#define MAX_AGE_CAP 31536000L                 /* one year */
+
+typedef struct fetch_state {
+    CURL *curl;
+    char *body;
+    size_t len, cap, max;
+    int too_large;
+    int oom;
+    int in_body; /* header lines now are trailers: ignored */
+    int headers_too_large;
+    size_t header_bytes;
+    long max_age;
+    int no_store;
+    char content_type[sizeof ((mcpauth_fetch_result *)0)->content_type];
+} fetch_state;
+
+static void set_err(char *err, size_t errlen, const char *msg)
+{
+    if (!err || !errlen)
+        return;
+    snprintf(err, errlen, "%s", msg);
+    /* curl's messages can quote peer data (TLS alerts, header names):
+     * keep the reason one printable line. */
+    for (char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+}
+
+char *mcpauth_form_encode(const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (!value)
+        return NULL;
+    size_t len = strlen(value);
+    if (len > (SIZE_MAX - 1) / 3)
+        return NULL;
+    char *out = malloc(3 * len + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if (isalnum(*p) && *p < 0x80)
+            *o++ = (char)*p; /* isalnum may be locale-dependent above 0x7f */
+        else if (*p == '-' || *p == '.' || *p == '_' || *p == '~')
+            *o++ = (char)*p;
+        else if (*p == ' ')
+            *o++ = '+';
+        else {
+            *o++ = '%';
+            *o++ = hex[*p >> 4];
+            *o++ = hex[*p & 0x0f];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+void mcpauth_fetch_result_free(mcpauth_fetch_result *res)
+{
+    if (!res)
+        return;
+    free(res->body);
+    res->body = NULL;
+    res->len = 0;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
+{
+    fetch_state *st = userp;
+    st->in_body = 1;
+    size_t n = size * nmemb; /* curl guarantees no overflow (≤ CURL_MAX_WRITE_SIZE) */
+    if (n > st->max - st->len) {
+        st->too_large = 1;
+        return 0; /* any short count aborts the transfer */
+    }
+    if (st->len + n + 1 > st->cap) {
+        size_t ncap = st->cap ? st->cap : 4096;
+        while (ncap < st->len + n + 1)
+            ncap *= 2;
+        if (ncap > st->max + 1)
+            ncap = st->max + 1;
+        char *nb = realloc(st->body, ncap);
+        if (!nb) {
+            st->oom = 1;
+            return 0;
+        }
+        st->body = nb;
+        st->cap = ncap;
+    }
+    memcpy(st->body + st->len, data, n);
+    st->len += n;
+    st->body[st->len] = '\0';
+    return n;
+}
+
+static int is_tchar(unsigned char c)
+{
+    return isalnum(c) ? c < 0x80 : strchr("!#$%&'*+-.^_`|~", c) != NULL && c != '\0';
+}
+
+/* Cache-Control (RFC 9111 §5.2): a comma-separated list of token[=token
+ * or quoted-string].  no-store / no-cache (with or without field names)
+ * forbid caching; max-age must be plain digits, and the smallest wins when
+ * repeated.  A malformed list yields what was understood before the fault. */
+static void parse_cache_control(fetch_state *st, const char *p, const char *end)
+{
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *name = p;
+        while (p < end && is_tchar((unsigned char)*p))
+            p++;
+        size_t nlen = (size_t)(p - name);
+        if (nlen == 0)
+            return;
+        const char *val = NULL;
+        size_t vlen = 0;
+        if (p < end && *p == '=') {
+            p++;
+            if (p < end && *p == '"') {
+                val = ++p;
+                while (p < end && *p != '"') {
+                    if (*p == '\\' && p + 1 < end)
+                        p++;
+                    p++;
+                }
+                if (p >= end)
+                    return; /* unterminated quoted-string */
+                vlen = (size_t)(p - val);
+                p++;
+            } else {
+                val = p;
+                while (p < end && is_tchar((unsigned char)*p))
+                    p++;
+                vlen = (size_t)(p - val);
+            }
+        }
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if (p < end && *p != ',')
+            return;
+
+        if ((nlen == 8 && strncasecmp(name, "no-store", 8) == 0) ||
+            (nlen == 8 && strncasecmp(name, "no-cache", 8) == 0)) {
+            st->no_store = 1;
+        } else if (nlen == 7 && strncasecmp(name, "max-age", 7) == 0 && val && vlen > 0) {
+            long secs = 0;
+            size_t i;
+            for (i = 0; i < vlen && val[i] >= '0' && val[i] <= '9'; i++)
+                if (secs < MAX_AGE_CAP)
+                    secs = secs * 10 + (val[i] - '0');
+            if (i == vlen) {
+                if (secs > MAX_AGE_CAP)
+                    secs = MAX_AGE_CAP;
+                if (st->max_age < 0 || secs < st->max_age)
+                    st->max_age = secs;
+            }
+        }
+    }
+}
+
+static void copy_content_type(fetch_state *st, const char *p, const char *end)
+{
+    size_t n = 0;
+    while (p < end && n + 1 < sizeof st->content_type) {
+        unsigned char c = (unsigned char)*p++;
+        st->content_type[n++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+    }
+    st->content_type[n] = '\0';
+}
+
+/* Header value of line if its field name is name (case-insensitive);
+ * whitespace-trimmed into [*v, *vend). */
+static int header_value(const char *line, size_t len, const char *name, const char **v,
+                        const char **vend)
+{
+    size_t nlen = strlen(name);
+    if (len <= nlen || line[nlen] != ':' || strncasecmp(line, name, nlen) != 0)
+        return 0;
+    const char *p = line + nlen + 1, *e = line + len;
+    while (p < e && (*p == ' ' || *p == '\t'))
+        p++;
+    while (e > p && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    *v = p;
+    *vend = e;
+    return 1;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    fetch_state *st = userp;
+    size_t n = size * nmemb;
+    if (n > MAX_HEADER_BYTES - st->header_bytes) {
+        st->headers_too_large = 1;
+        return 0;
+    }
+    st->header_bytes += n;
+
+    /* Each status line starts a new header block (1xx, then the final
+     * response): only the last block describes the body. */
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        st->max_age = -1;
+        st->no_store = 0;
+        st->content_type[0] = '\0';
+        return n;
+    }
+    if (n <= 2 && (n == 0 || data[0] == '\r' || data[0] == '\n')) {
+        /* End of a header block: refuse a declared oversized body before
+         * reading any of it. */
+        curl_off_t cl = -1;
+        long code = 0;
+        curl_easy_getinfo(st->curl, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 200 &&
+            curl_easy_getinfo(st->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+            cl > 0 && (curl_off_t)st->max < cl) {
+            st->too_large = 1;
+            return 0;
+        }
+        return n;
+    }
+    const char *v, *vend;
+    if (st->in_body)
+        return n;
+    if (header_value(data, n, "Cache-Control", &v, &vend))
+        parse_cache_control(st, v, vend);
+    else if (header_value(data, n, "Content-Type", &v, &vend))
+        copy_content_type(st, v, vend);
+    return n;
+}
+
+/* Scheme and host from curl's own parse, so that what we check is what
+ * curl connects to.  0 when allowed; *loopback tells whether the host is. */
+static int check_url(CURLU *u, const char *url, int *https, int *loopback, char *err,
+                     size_t errlen)
+{
+    char *scheme = NULL, *host = NULL;
+    int rc = -1;
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
+        set_err(err, errlen, "invalid URL");
+        goto done;
+    }
+    *https = strcasecmp(scheme, "https") == 0;
+    if (!*https && strcasecmp(scheme, "http") != 0) {
+        set_err(err, errlen, "refused URL: only https (or http to a loopback host) is allowed");
+        goto done;
+    }
+    if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
+        set_err(err, errlen, "invalid URL: no host");
+        goto done;
+    }
+    *loopback = mcpauth_uri_host_is_loopback(host);
+    if (!*https && !*loopback) {
+        set_err(err, errlen, "refused URL: only https (or http to a loopback host) is allowed");
+        goto done;
+    }
+    rc = 0;
+done:
+    curl_free(scheme);
+    curl_free(host);
+    return rc;
+}
+
+static int has_ctl(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch_result *res,
+                  char *err, size_t errlen)
+{
+    static const mcpauth_fetch_opts no_opts;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!res) {
+        set_err(err, errlen, "internal error: no result");
+        return -1;
+    }
+    memset(res, 0, sizeof *res);
+    res->max_age = -1;
+    if (!url) {
+        set_err(err, errlen, "invalid URL");
+        return -1;
+    }
+    if (!opts)
+        opts = &no_opts;
+    const char *accept = opts->accept && *opts->accept ? opts->accept : "application/json";
+    if (has_ctl(accept)) {
+        set_err(err, errlen, "invalid Accept value");
+        return -1;
+    }
+    long timeout = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+    if (timeout > MAX_TIMEOUT_MS)
+        timeout = MAX_TIMEOUT_MS;
+
+    fetch_state st = {0};
+    st.max = opts->max_bytes ? opts->max_bytes : DEFAULT_MAX_BYTES;
+    if (st.max > SIZE_MAX / 2)
+        st.max = SIZE_MAX / 2; /* keeps max + 1 and the doubling in range */
+    st.max_age = -1;
+
+    CURLU *u = curl_url();
+    CURL *c = NULL;
+    struct curl_slist *hdrs = NULL, *h;
+    char *user = NULL, *pass = NULL;
+    char ebuf[CURL_ERROR_SIZE] = "";
+    char line[256];
+    int rc = -1, https = 0, loopback = 0;
+    if (!u) {
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    if (check_url(u, url, &https, &loopback, err, errlen) != 0)
+        goto done;
+    c = curl_easy_init();
+    if (!c) {
+        set_err(err, errlen, "cannot create HTTP handle");
+        goto done;
+    }
+    st.curl = c;
+
+    snprintf(line, sizeof line, "Accept: %s", accept);
+    if (!(h = curl_slist_append(hdrs, line)))
+        goto oom;
+    hdrs = h;
+    /* A 100-continue round trip only adds latency to small token requests. */
+    if (!(h = curl_slist_append(hdrs, "Expect:")))
+        goto oom;
+    hdrs = h;
+    if (opts->form) {
+        if (!(h = curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded")))
+            goto oom;
+        hdrs = h;
+    }
+
+    CURLcode sc = CURLE_OK;
+#define SET(opt, val)                                                                          \
+    do {                                                                                       \
+        if (sc == CURLE_OK)                                                                    \
+            sc = curl_easy_setopt(c, opt, val);                                                \
+    } while (0)
+    /* The handle gets the very URL object that check_url inspected. */
+    SET(CURLOPT_CURLU, u);
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85.0 */
+    SET(CURLOPT_PROTOCOLS_STR, https ? "https" : "http");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http");
+#else
+    SET(CURLOPT_PROTOCOLS, https ? CURLPROTO_HTTPS : CURLPROTO_HTTP);
+    SET(CURLOPT_REDIR_PROTOCOLS, https ? CURLPROTO_HTTPS : CURLPROTO_HTTP);
+#endif
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_MAXREDIRS, 0L);
+    SET(CURLOPT_HTTP09_ALLOWED, 0L); /* a bare byte stream is not a response */
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2); /* RFC 9325 floor */
+    if (opts->ca_file)
+        SET(CURLOPT_CAINFO, opts->ca_file);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_TIMEOUT_MS, timeout);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, timeout);
+    /* Environment proxies apply as curl applies them, but a loopback
+     * target is this machine: an empty proxy disables them for this
+     * transfer only, without overriding the operator's no_proxy list. */
+    if (loopback)
+        SET(CURLOPT_PROXY, "");
+    SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L); /* proxy replies are not ours */
+    SET(CURLOPT_USERAGENT, "mcpauth/" MCPAUTH_VERSION);
+    SET(CURLOPT_HTTPHEADER, hdrs);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, &st);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, &st);
+    SET(CURLOPT_ERRORBUFFER, ebuf);
+    if (opts->form) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(opts->form));
+        SET(CURLOPT_POSTFIELDS, opts->form);
+    }
+    if (opts->basic_user || opts->basic_pass) {
+        /* RFC 6749 §2.3.1: client_id and secret are form-encoded first. */
+        user = mcpauth_form_encode(opts->basic_user ? opts->basic_user : "");
+        pass = mcpauth_form_encode(opts->basic_pass ? opts->basic_pass : "");
+        if (!user || !pass)
+            goto oom;
+        SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        SET(CURLOPT_USERNAME, user);
+        SET(CURLOPT_PASSWORD, pass);
+    }
+#undef SET
+    if (sc != CURLE_OK) {
+        set_err(err, errlen, "cannot configure HTTP request (libcurl too old?)");
+        goto done;
+    }
+
+    CURLcode cc = curl_easy_perform(c);
+    if (st.too_large) {
+        snprintf(line, sizeof line, "response larger than %zu bytes", st.max);
+        set_err(err, errlen, line);
+        goto done;
+    }
+    if (st.oom)
+        goto oom;
+    if (st.headers_too_large) {
+        snprintf(line, sizeof line, "response headers larger than %zu bytes", MAX_HEADER_BYTES);
+        set_err(err, errlen, line);
+        goto done;
+    }
+    if (cc != CURLE_OK) {
+        set_err(err, errlen, ebuf[0] ? ebuf : curl_easy_strerror(cc));
+        goto done;
+    }
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (code < 100 || code > 999) {
+        set_err(err, errlen, "no valid HTTP response");
+        goto done;
+    }
+    if (!st.body && !(st.body = calloc(1, 1)))
+        goto oom; /* callers always get a string */
+    res->status = code;
+    res->body = st.body;
+    res->len = st.len;
+    st.body = NULL;
+    res->max_age = st.no_store ? 0 : st.max_age;
+    memcpy(res->content_type, st.content_type, sizeof res->content_type);
+    rc = 0;
+    goto done;
+
+oom:
+    set_err(err, errlen, "out of memory");
+done:
+    if (c)
+        curl_easy_cleanup(c);
+    curl_url_cleanup(u);
+    curl_slist_free_all(hdrs);
+    if (user) {
+        OPENSSL_cleanse(user, strlen(user));
+        free(user);
+    }
+    if (pass) {
+        OPENSSL_cleanse(pass, strlen(pass));
+        free(pass);
+    }
+    free(st.body);
+    return rc;
+}

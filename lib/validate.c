@@ -1,0 +1,835 @@
+/* Bearer token validation (RFC 6750 extraction, RFC 9068 JWT profile,
+ * RFC 7662 introspection, RFC 8707 audience binding).  See validate.h. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include <mcpauth/log.h>
+#include <mcpauth/util.h>
+#include <mcpauth/validate.h>
+
+#include "cache.h"
+#include "fetch.h"
+#include "jose.h"
+
+#define JOSE_PART_MAX 16384 /* decoded header or payload */
+
+typedef struct issuer_rt {
+    const mcpauth_issuer *conf;
+    pthread_mutex_t lock;
+    mcpauth_jwks *keys;     /* current set, NULL until loaded */
+    time_t keys_expire;     /* refresh after this */
+    time_t last_attempt;    /* last fetch, for jwks_min_refresh */
+    char *jwks_uri;         /* configured or discovered */
+} issuer_rt;
+
+struct mcpauth_validator {
+    const mcpauth_config *cfg;
+    unsigned alg_mask;      /* 1 << mcpauth_alg */
+    size_t nissuers;
+    issuer_rt *issuers;
+    mcpauth_cache *cache;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+__attribute__((format(printf, 3, 4)))
+static void set_verdict(mcpauth_decision *d, mcpauth_verdict v, const char *fmt, ...)
+{
+    d->verdict = v;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->description, sizeof d->description, fmt, ap);
+    va_end(ap);
+    /* The description goes into a quoted-string: keep it plain. */
+    for (char *p = d->description; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '\'';
+}
+
+int mcpauth_verdict_status(mcpauth_verdict v)
+{
+    switch (v) {
+    case MCPAUTH_ALLOW: return 200;
+    case MCPAUTH_BAD_REQUEST: return 400;
+    case MCPAUTH_INSUFFICIENT_SCOPE: return 403;
+    case MCPAUTH_UNAVAILABLE: return 503;
+    default: return 401;
+    }
+}
+
+static issuer_rt *issuer_of(mcpauth_validator *v, const mcpauth_issuer *conf)
+{
+    for (size_t i = 0; i < v->nissuers; i++)
+        if (v->issuers[i].conf == conf)
+            return &v->issuers[i];
+    return NULL;
+}
+
+/* Strict JSON object from bytes: whole input consumed, bounded depth. */
+static json_object *parse_object(const char *buf, size_t len)
+{
+    json_tokener *tok = json_tokener_new_ex(16);
+    if (!tok)
+        return NULL;
+    json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
+    if (o && (json_tokener_get_error(tok) != json_tokener_success ||
+              json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object))) {
+        json_object_put(o);
+        o = NULL;
+    }
+    json_tokener_free(tok);
+    return o;
+}
+
+static json_object *decode_part(const char *b64, size_t len)
+{
+    unsigned char buf[JOSE_PART_MAX];
+    if (len > JOSE_PART_MAX * 4 / 3)
+        return NULL;
+    ssize_t n = mcpauth_b64url_decode(b64, len, buf, sizeof buf);
+    if (n <= 0 || memchr(buf, '\0', (size_t)n))
+        return NULL;
+    return parse_object((const char *)buf, (size_t)n);
+}
+
+/* A claim copied into a fixed field: string, bounded, no control bytes. */
+static int claim_string(json_object *o, const char *name, char *out, size_t cap)
+{
+    json_object *v;
+    out[0] = '\0';
+    if (!json_object_object_get_ex(o, name, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_string))
+        return -1;
+    const char *s = json_object_get_string(v);
+    size_t n = (size_t)json_object_get_string_len(v);
+    if (n >= cap || strlen(s) != n)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return -1;
+    memcpy(out, s, n + 1);
+    return 1;
+}
+
+/* NumericDate: integer or real, non-negative.  0 absent, 1 ok, -1 bad. */
+static int claim_time(json_object *o, const char *name, long long *out)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, name, &v))
+        return 0;
+    if (json_object_is_type(v, json_type_int)) {
+        errno = 0;
+        *out = (long long)json_object_get_int64(v);
+    } else if (json_object_is_type(v, json_type_double)) {
+        double dv = json_object_get_double(v);
+        if (!(dv >= 0 && dv < 1e15))
+            return -1;
+        *out = (long long)dv;
+    } else {
+        return -1;
+    }
+    return *out >= 0 ? 1 : -1;
+}
+
+/* "scope" (space separated string) or "scp" (array, or string as Entra).  */
+static int claim_scope(json_object *o, char *out, size_t cap)
+{
+    json_object *v;
+    out[0] = '\0';
+    int r = claim_string(o, "scope", out, cap);
+    if (r != 0)
+        return r;
+    if (!json_object_object_get_ex(o, "scp", &v))
+        return 0;
+    if (json_object_is_type(v, json_type_string))
+        return claim_string(o, "scp", out, cap);
+    if (!json_object_is_type(v, json_type_array))
+        return -1;
+    size_t pos = 0, n = json_object_array_length(v);
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(v, i);
+        if (!json_object_is_type(e, json_type_string))
+            return -1;
+        const char *s = json_object_get_string(e);
+        size_t l = strlen(s);
+        if (l == 0 || strpbrk(s, " \t\r\n") || pos + l + 2 > cap)
+            return -1;
+        if (pos)
+            out[pos++] = ' ';
+        memcpy(out + pos, s, l);
+        pos += l;
+        out[pos] = '\0';
+    }
+    return 1;
+}
+
+static int scope_has(const char *scopes, const char *want)
+{
+    size_t wl = strlen(want);
+    for (const char *p = scopes; *p;) {
+        while (*p == ' ')
+            p++;
+        size_t l = strcspn(p, " ");
+        if (l == wl && strncmp(p, want, wl) == 0)
+            return 1;
+        p += l;
+    }
+    return 0;
+}
+
+/* Every scope the request needs, without repeats. */
+static void needed_scopes(const mcpauth_resource *res, const char *method,
+                          const mcpauth_strlist *extra, char *out, size_t cap)
+{
+    const mcpauth_strlist *lists[3] = {&res->scopes_required, NULL, extra};
+    int mi = method ? mcpauth_method_index(method) : -1;
+    if (mi >= 0)
+        lists[1] = &res->scopes_required_method[mi];
+    size_t pos = 0;
+    out[0] = '\0';
+    for (int l = 0; l < 3; l++) {
+        if (!lists[l])
+            continue;
+        for (size_t i = 0; i < lists[l]->n; i++) {
+            const char *s = lists[l]->v[i];
+            size_t n = strlen(s);
+            if (scope_has(out, s) || pos + n + 2 > cap)
+                continue;
+            if (pos)
+                out[pos++] = ' ';
+            memcpy(out + pos, s, n + 1);
+            pos += n;
+        }
+    }
+}
+
+static int audience_ok(const mcpauth_resource *res, const char *aud)
+{
+    return strcmp(aud, res->uri) == 0 || mcpauth_strlist_has(&res->audiences, aud);
+}
+
+/* aud as string or array of strings; one accepted value is enough (RFC 7519
+ * §4.1.3), and the resource URI is compared exactly, never by prefix. */
+static int check_audience(const mcpauth_resource *res, json_object *claims)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(claims, "aud", &v))
+        return 0;
+    if (json_object_is_type(v, json_type_string))
+        return audience_ok(res, json_object_get_string(v));
+    if (!json_object_is_type(v, json_type_array))
+        return 0;
+    size_t n = json_object_array_length(v);
+    for (size_t i = 0; i < n; i++) {
+        json_object *e = json_object_array_get_idx(v, i);
+        if (json_object_is_type(e, json_type_string) && audience_ok(res, json_object_get_string(e)))
+            return 1;
+    }
+    return 0;
+}
+
+/* Identity and time checks shared by JWT and introspection.  Returns 0 and
+ * sets d on failure. */
+static int check_claims(mcpauth_validator *v, const mcpauth_resource *res, json_object *claims,
+                        int exp_required, time_t now, mcpauth_decision *d)
+{
+    long long exp = 0, nbf = 0, iat = 0;
+    long leeway = v->cfg->clock_leeway;
+    int r = claim_time(claims, "exp", &exp);
+    if (r < 0 || (r == 0 && exp_required)) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, r < 0 ? "exp is not a valid time" : "token has no exp");
+        return 0;
+    }
+    if (r > 0 && now >= exp + leeway) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token expired");
+        return 0;
+    }
+    d->id.exp = r > 0 ? exp : 0;
+    r = claim_time(claims, "nbf", &nbf);
+    if (r < 0 || (r > 0 && nbf > now + leeway)) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token not valid yet (nbf)");
+        return 0;
+    }
+    r = claim_time(claims, "iat", &iat);
+    if (r < 0 || (r > 0 && iat > now + leeway)) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token issued in the future (iat)");
+        return 0;
+    }
+    if (!check_audience(res, claims)) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token audience does not include this resource");
+        return 0;
+    }
+    if (claim_string(claims, "sub", d->id.subject, sizeof d->id.subject) < 0) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "sub is not a valid string");
+        return 0;
+    }
+    /* client_id (RFC 9068), else azp (OIDC), cid (Okta), appid (Entra v1) */
+    static const char *const cid[] = {"client_id", "azp", "cid", "appid"};
+    for (int i = 0; i < 4; i++) {
+        int c = claim_string(claims, cid[i], d->id.client_id, sizeof d->id.client_id);
+        if (c < 0) {
+            set_verdict(d, MCPAUTH_INVALID_TOKEN, "%s is not a valid string", cid[i]);
+            return 0;
+        }
+        if (c > 0)
+            break;
+    }
+    /* Web servers need a user name; a token without sub (client
+     * credentials) is its client. */
+    if (!d->id.subject[0])
+        memcpy(d->id.subject, d->id.client_id, sizeof d->id.subject);
+    if (claim_scope(claims, d->id.scope, sizeof d->id.scope) < 0) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "scope is not valid");
+        return 0;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ keys */
+
+static void fetch_opts(const mcpauth_validator *v, mcpauth_fetch_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->timeout_ms = v->cfg->http_timeout * 1000;
+    o->max_bytes = 512 * 1024;
+    o->ca_file = v->cfg->ca_file;
+}
+
+/* RFC 8414 §3 and OIDC Discovery, in the order MCP clients use; the
+ * document's issuer must equal ours byte for byte (RFC 8414 §3.3). */
+static char *discover_jwks_uri(mcpauth_validator *v, const char *issuer)
+{
+    const char *sep = strstr(issuer, "://");
+    if (!sep)
+        return NULL;
+    const char *path = sep + 3 + strcspn(sep + 3, "/");
+    size_t olen = (size_t)(path - issuer);
+    size_t plen = strlen(path);
+    while (plen > 0 && path[plen - 1] == '/')
+        plen--;
+    char urls[3][2300];
+    int n = 0;
+    snprintf(urls[n++], sizeof urls[0], "%.*s/.well-known/oauth-authorization-server%.*s",
+             (int)olen, issuer, (int)plen, path);
+    snprintf(urls[n++], sizeof urls[0], "%.*s/.well-known/openid-configuration%.*s", (int)olen,
+             issuer, (int)plen, path);
+    if (plen)
+        snprintf(urls[n++], sizeof urls[0], "%.*s%.*s/.well-known/openid-configuration", (int)olen,
+                 issuer, (int)plen, path);
+    mcpauth_fetch_opts o;
+    fetch_opts(v, &o);
+    for (int i = 0; i < n; i++) {
+        mcpauth_fetch_result r;
+        char err[256];
+        if (mcpauth_fetch(urls[i], &o, &r, err, sizeof err) < 0) {
+            mcpauth_log(MCPAUTH_LOG_WARN, "discovery_failed", "url", urls[i], "reason", err, NULL);
+            continue;
+        }
+        char *found = NULL;
+        json_object *doc = r.status == 200 ? parse_object(r.body, r.len) : NULL, *iv, *jv;
+        if (doc && json_object_object_get_ex(doc, "issuer", &iv) &&
+            json_object_is_type(iv, json_type_string) &&
+            strcmp(json_object_get_string(iv), issuer) == 0 &&
+            json_object_object_get_ex(doc, "jwks_uri", &jv) &&
+            json_object_is_type(jv, json_type_string))
+            found = strdup(json_object_get_string(jv));
+        else if (doc)
+            mcpauth_log(MCPAUTH_LOG_WARN, "discovery_mismatch", "url", urls[i], "reason",
+                        "issuer differs or jwks_uri missing", NULL);
+        json_object_put(doc);
+        mcpauth_fetch_result_free(&r);
+        if (found)
+            return found;
+    }
+    return NULL;
+}
+
+/* Fetches the key set; on success replaces is->keys.  Called with is->lock
+ * held, so one thread fetches while the others wait or use the old set. */
+static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now)
+{
+    is->last_attempt = now;
+    if (!is->jwks_uri && is->conf->discovery)
+        is->jwks_uri = discover_jwks_uri(v, is->conf->issuer);
+    if (!is->jwks_uri) {
+        mcpauth_log(MCPAUTH_LOG_WARN, "jwks_unavailable", "issuer", is->conf->issuer, "reason",
+                    "no jwks_uri configured or discovered", NULL);
+        return;
+    }
+    mcpauth_fetch_opts o;
+    mcpauth_fetch_result r;
+    char err[256];
+    fetch_opts(v, &o);
+    if (mcpauth_fetch(is->jwks_uri, &o, &r, err, sizeof err) < 0 || r.status != 200) {
+        if (r.status)
+            snprintf(err, sizeof err, "HTTP status %ld", r.status);
+        mcpauth_log(MCPAUTH_LOG_WARN, "jwks_fetch_failed", "url", is->jwks_uri, "reason", err,
+                    NULL);
+        mcpauth_fetch_result_free(&r);
+        return; /* the last good set stays in use */
+    }
+    mcpauth_jwks *set = mcpauth_jwks_parse(r.body, r.len, err, sizeof err);
+    long max_age = r.max_age;
+    mcpauth_fetch_result_free(&r);
+    if (!set) {
+        mcpauth_log(MCPAUTH_LOG_WARN, "jwks_invalid", "url", is->jwks_uri, "reason", err, NULL);
+        return;
+    }
+    if (is->keys)
+        mcpauth_jwks_unref(is->keys);
+    is->keys = set;
+    /* Cache-Control max-age decides, within [jwks_min_refresh, jwks_max_age]. */
+    long ttl = max_age < 0 ? v->cfg->jwks_max_age : max_age;
+    if (ttl < v->cfg->jwks_min_refresh)
+        ttl = v->cfg->jwks_min_refresh;
+    if (ttl > v->cfg->jwks_max_age)
+        ttl = v->cfg->jwks_max_age;
+    is->keys_expire = now + ttl;
+    char nkeys[16];
+    snprintf(nkeys, sizeof nkeys, "%zu", mcpauth_jwks_count(set));
+    mcpauth_log(MCPAUTH_LOG_INFO, "jwks_loaded", "issuer", is->conf->issuer, "keys", nkeys, NULL);
+}
+
+/* The current key set (a reference the caller drops), refreshed when stale
+ * or when force is set, but never more often than jwks_min_refresh. */
+static mcpauth_jwks *get_keys(mcpauth_validator *v, issuer_rt *is, int force, time_t now)
+{
+    pthread_mutex_lock(&is->lock);
+    if (!is->conf->jwks_file) {
+        long gap = is->keys ? v->cfg->jwks_min_refresh
+                            : (v->cfg->jwks_min_refresh < 10 ? v->cfg->jwks_min_refresh : 10);
+        int stale = !is->keys || now >= is->keys_expire || force;
+        if (stale && (is->last_attempt == 0 || now - is->last_attempt >= gap))
+            refresh_keys(v, is, now);
+    }
+    mcpauth_jwks *set = is->keys ? mcpauth_jwks_ref(is->keys) : NULL;
+    pthread_mutex_unlock(&is->lock);
+    return set;
+}
+
+/* ------------------------------------------------------------------- JWT */
+
+static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const char *token,
+                        size_t len, time_t now, mcpauth_decision *d)
+{
+    const char *dot1 = memchr(token, '.', len);
+    const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
+    if (!dot1 || !dot2 || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token))) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "malformed token");
+        return 0;
+    }
+    json_object *hdr = decode_part(token, (size_t)(dot1 - token));
+    if (!hdr) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "malformed token header");
+        return 0;
+    }
+    json_object *claims = NULL, *jv;
+    const mcpauth_jwk *key = NULL;
+    mcpauth_jwks *set = NULL;
+    int ok = 0;
+
+    mcpauth_alg alg = MCPAUTH_ALG_UNKNOWN;
+    if (json_object_object_get_ex(hdr, "alg", &jv) && json_object_is_type(jv, json_type_string))
+        alg = mcpauth_alg_from_name(json_object_get_string(jv));
+    /* The allow-list decides, never the token: "none" and HMAC map to
+     * UNKNOWN and are refused before any key is touched. */
+    if (alg == MCPAUTH_ALG_UNKNOWN || !(v->alg_mask & (1u << alg))) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token algorithm not accepted");
+        goto out;
+    }
+    /* We implement no JWS extensions, so any "crit" is unknown (RFC 7515
+     * §4.1.11).  jku/x5u/jwk/x5c are ignored: keys come only from the
+     * issuer's configured or discovered JWKS. */
+    if (json_object_object_get_ex(hdr, "crit", &jv)) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token has unsupported critical header parameters");
+        goto out;
+    }
+    char kid[257] = "";
+    int has_kid = claim_string(hdr, "kid", kid, sizeof kid);
+    if (has_kid < 0) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "malformed kid");
+        goto out;
+    }
+    char typ[64] = "";
+    if (claim_string(hdr, "typ", typ, sizeof typ) < 0) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "malformed typ");
+        goto out;
+    }
+    claims = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
+    if (!claims) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "malformed token payload");
+        goto out;
+    }
+    /* The issuer picks the keys, so it is checked first (and again as part
+     * of the signed claims: it is the same bytes). */
+    char iss[512];
+    if (claim_string(claims, "iss", iss, sizeof iss) <= 0) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token has no valid iss");
+        goto out;
+    }
+    issuer_rt *is = NULL;
+    for (size_t i = 0; i < res->authorization_servers.n && !is; i++)
+        if (strcmp(res->authorization_servers.v[i], iss) == 0)
+            is = issuer_of(v, res->issuers[i]);
+    if (!is) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token issuer is not accepted for this resource");
+        goto out;
+    }
+    if (is->conf->require_typ && strcasecmp(typ, "at+jwt") != 0 &&
+        strcasecmp(typ, "application/at+jwt") != 0) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token typ must be at+jwt");
+        goto out;
+    }
+    set = get_keys(v, is, 0, now);
+    key = set ? mcpauth_jwks_find(set, has_kid > 0 ? kid : NULL, alg) : NULL;
+    if (!key && set) {
+        /* Unknown kid: the issuer may have rotated.  get_keys limits how
+         * often this can reach the AS, whatever tokens arrive. */
+        mcpauth_jwks_unref(set);
+        set = get_keys(v, is, 1, now);
+        key = set ? mcpauth_jwks_find(set, has_kid > 0 ? kid : NULL, alg) : NULL;
+    }
+    if (!set) {
+        set_verdict(d, MCPAUTH_UNAVAILABLE, "signing keys of the issuer are unavailable");
+        goto out;
+    }
+    if (!key) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "no key of the issuer matches the token (kid, alg)");
+        goto out;
+    }
+    unsigned char sig[1024];
+    ssize_t siglen = mcpauth_b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), sig,
+                                           sizeof sig);
+    if (siglen <= 0 ||
+        !mcpauth_jws_verify(key, alg, token, (size_t)(dot2 - token), sig, (size_t)siglen)) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token signature is invalid");
+        goto out;
+    }
+    if (!check_claims(v, res, claims, 1, now, d))
+        goto out;
+    snprintf(d->id.issuer, sizeof d->id.issuer, "%s", iss);
+    ok = 1;
+out:
+    if (set)
+        mcpauth_jwks_unref(set);
+    json_object_put(claims);
+    json_object_put(hdr);
+    return ok;
+}
+
+/* --------------------------------------------------------- introspection */
+
+/* RFC 7662 at each issuer of the resource that has an endpoint; the first
+ * active answer wins.  Returns 1 accepted, 0 refused (d set). */
+static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, const char *token,
+                           time_t now, mcpauth_decision *d)
+{
+    int tried = 0, unreachable = 0;
+    for (size_t i = 0; i < res->authorization_servers.n; i++) {
+        const mcpauth_issuer *conf = res->issuers[i];
+        if (!conf->introspection_endpoint)
+            continue;
+        tried++;
+        char *enc = mcpauth_form_encode(token);
+        if (!enc)
+            continue;
+        size_t flen = strlen(enc) + 64;
+        char *form = malloc(flen);
+        if (!form) {
+            free(enc);
+            continue;
+        }
+        snprintf(form, flen, "token=%s&token_type_hint=access_token", enc);
+        OPENSSL_cleanse(enc, strlen(enc));
+        free(enc);
+        mcpauth_fetch_opts o;
+        fetch_opts(v, &o);
+        o.form = form;
+        o.basic_user = conf->introspection_client_id;
+        o.basic_pass = conf->introspection_client_secret;
+        mcpauth_fetch_result r;
+        char err[256];
+        int rc = mcpauth_fetch(conf->introspection_endpoint, &o, &r, err, sizeof err);
+        OPENSSL_cleanse(form, strlen(form));
+        free(form);
+        if (rc < 0 || r.status != 200) {
+            if (rc == 0)
+                snprintf(err, sizeof err, "HTTP status %ld", r.status);
+            mcpauth_log(MCPAUTH_LOG_WARN, "introspection_failed", "url",
+                        conf->introspection_endpoint, "reason", err, NULL);
+            mcpauth_fetch_result_free(&r);
+            unreachable++;
+            continue;
+        }
+        json_object *doc = parse_object(r.body, r.len), *av;
+        mcpauth_fetch_result_free(&r);
+        int active = doc && json_object_object_get_ex(doc, "active", &av) &&
+                     json_object_is_type(av, json_type_boolean) && json_object_get_boolean(av);
+        if (!active) {
+            json_object_put(doc);
+            continue;
+        }
+        char iss[512];
+        int ir = claim_string(doc, "iss", iss, sizeof iss);
+        if (ir < 0 || (ir > 0 && strcmp(iss, conf->issuer) != 0)) {
+            json_object_put(doc);
+            set_verdict(d, MCPAUTH_INVALID_TOKEN, "introspected token has another issuer");
+            return 0;
+        }
+        int ok = check_claims(v, res, doc, 0, now, d);
+        json_object_put(doc);
+        if (!ok)
+            return 0;
+        snprintf(d->id.issuer, sizeof d->id.issuer, "%s", conf->issuer);
+        return 1;
+    }
+    if (!tried)
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token is not a JWT and no introspection is configured");
+    else if (unreachable == tried)
+        set_verdict(d, MCPAUTH_UNAVAILABLE, "token introspection is unavailable");
+    else
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token is not active");
+    return 0;
+}
+
+/* ------------------------------------------------------------ public API */
+
+static int is_b64token(const char *t, size_t len)
+{
+    /* RFC 6750 §2.1: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
+    size_t i = 0;
+    while (i < len && (isalnum((unsigned char)t[i]) || strchr("-._~+/", t[i]) != NULL) && t[i])
+        i++;
+    if (i == 0)
+        return 0;
+    while (i < len && t[i] == '=')
+        i++;
+    return i == len;
+}
+
+void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, const char *token,
+                            size_t len, const char *method, const mcpauth_strlist *extra_scopes,
+                            mcpauth_decision *d)
+{
+    memset(d, 0, sizeof *d);
+    needed_scopes(res, method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
+    unsigned char key[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)token, len, key);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 4; i++) {
+        d->token_hash[2 * i] = hex[key[i] >> 4];
+        d->token_hash[2 * i + 1] = hex[key[i] & 15];
+    }
+    if (len > (size_t)v->cfg->token_max_bytes) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token larger than %ld bytes", v->cfg->token_max_bytes);
+        return;
+    }
+    time_t now = time(NULL);
+    unsigned ridx = (unsigned)(res - v->cfg->resources);
+    int positive;
+    if (mcpauth_cache_get(v->cache, key, ridx, now, &positive, &d->id, d->description,
+                          sizeof d->description)) {
+        d->cached = 1;
+        if (!positive) {
+            d->verdict = MCPAUTH_INVALID_TOKEN;
+            return;
+        }
+        /* expiry is rechecked: an entry never outlives its token */
+        if (d->id.exp && now >= d->id.exp + v->cfg->clock_leeway) {
+            set_verdict(d, MCPAUTH_INVALID_TOKEN, "token expired");
+            return;
+        }
+    } else {
+        int dots = 0;
+        for (size_t i = 0; i < len; i++)
+            dots += token[i] == '.';
+        int ok = dots == 2 ? validate_jwt(v, res, token, len, now, d)
+                           : validate_opaque(v, res, token, now, d);
+        if (ok) {
+            time_t until = now + v->cfg->cache_ttl;
+            if (d->id.exp && d->id.exp + v->cfg->clock_leeway < until)
+                until = (time_t)(d->id.exp + v->cfg->clock_leeway);
+            mcpauth_cache_put(v->cache, key, ridx, until, 1, &d->id, NULL);
+        } else {
+            /* Outages are not remembered: the next request may succeed. */
+            if (d->verdict == MCPAUTH_INVALID_TOKEN && v->cfg->cache_negative_ttl > 0)
+                mcpauth_cache_put(v->cache, key, ridx, now + v->cfg->cache_negative_ttl, 0, NULL,
+                                  d->description);
+            return;
+        }
+    }
+    /* Scopes are checked after the cache: the same token may be enough for
+     * one method and not for another. */
+    char missing = 0;
+    for (const char *p = d->scope_needed; *p && !missing;) {
+        size_t l = strcspn(p, " ");
+        char one[256];
+        if (l < sizeof one) {
+            memcpy(one, p, l);
+            one[l] = '\0';
+            if (!scope_has(d->id.scope, one))
+                missing = 1;
+        }
+        p += l;
+        while (*p == ' ')
+            p++;
+    }
+    if (missing)
+        set_verdict(d, MCPAUTH_INSUFFICIENT_SCOPE, "token lacks a required scope");
+    else
+        d->verdict = MCPAUTH_ALLOW;
+}
+
+static int has_query_token(const char *q)
+{
+    for (const char *p = q; p && *p;) {
+        if (strncmp(p, "access_token=", 13) == 0)
+            return 1;
+        p = strchr(p, '&');
+        if (p)
+            p++;
+    }
+    return 0;
+}
+
+void mcpauth_validate_request(mcpauth_validator *v, const mcpauth_resource *res,
+                              const mcpauth_request *req, const mcpauth_strlist *extra_scopes,
+                              mcpauth_decision *d)
+{
+    const char *h = mcpauth_request_param(req, "HTTP_AUTHORIZATION");
+    memset(d, 0, sizeof *d);
+    if (has_query_token(req->query)) {
+        needed_scopes(res, req->method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
+        set_verdict(d, MCPAUTH_BAD_REQUEST,
+                    "access tokens are accepted only in the Authorization header");
+    } else if (!h || !*h) {
+        needed_scopes(res, req->method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
+        set_verdict(d, MCPAUTH_NO_TOKEN, "Bearer token required");
+    } else if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\0')) {
+        /* Another scheme is no credentials for us (RFC 6750 §3.1). */
+        needed_scopes(res, req->method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
+        set_verdict(d, MCPAUTH_NO_TOKEN, "Bearer token required");
+    } else {
+        const char *t = h + 6;
+        while (*t == ' ')
+            t++;
+        size_t tl = strlen(t);
+        if (!is_b64token(t, tl)) {
+            needed_scopes(res, req->method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
+            set_verdict(d, MCPAUTH_BAD_REQUEST, tl ? "malformed Authorization header (one Bearer "
+                                                     "token of RFC 6750 syntax expected)"
+                                                   : "empty Bearer token");
+        } else {
+            mcpauth_validate_token(v, res, t, tl, req->method, extra_scopes, d);
+        }
+    }
+    if (d->verdict != MCPAUTH_ALLOW && d->verdict != MCPAUTH_NO_TOKEN)
+        mcpauth_log_security("token_rejected", "reason", d->description, "client",
+                             req->remote_addr, "resource", res->name, "token",
+                             d->token_hash[0] ? d->token_hash : NULL, "cached",
+                             d->cached ? "1" : NULL, NULL);
+}
+
+void mcpauth_decision_respond(const mcpauth_decision *d, const mcpauth_resource *res,
+                              mcpauth_response *resp)
+{
+    char www[2048];
+    const char *error = NULL;
+    switch (d->verdict) {
+    case MCPAUTH_BAD_REQUEST: error = "invalid_request"; break;
+    case MCPAUTH_INVALID_TOKEN: error = "invalid_token"; break;
+    case MCPAUTH_INSUFFICIENT_SCOPE: error = "insufficient_scope"; break;
+    case MCPAUTH_UNAVAILABLE: error = "temporarily_unavailable"; break;
+    default: break;
+    }
+    int n;
+    if (error && d->verdict != MCPAUTH_UNAVAILABLE)
+        n = snprintf(www, sizeof www, "Bearer error=\"%s\", error_description=\"%s\", "
+                     "resource_metadata=\"%s\"", error, d->description, res->metadata_url);
+    else
+        n = snprintf(www, sizeof www, "Bearer resource_metadata=\"%s\"", res->metadata_url);
+    if (d->scope_needed[0] && n > 0 && (size_t)n < sizeof www)
+        snprintf(www + n, sizeof www - (size_t)n, ", scope=\"%s\"", d->scope_needed);
+    int status = mcpauth_verdict_status(d->verdict);
+    if (status != 503)
+        mcpauth_response_header(resp, "WWW-Authenticate", www);
+    /* Browser-based MCP clients must be able to read the challenge. */
+    mcpauth_response_header(resp, "Access-Control-Allow-Origin", "*");
+    mcpauth_response_header(resp, "Access-Control-Expose-Headers", "WWW-Authenticate");
+    mcpauth_response_error(resp, status, error ? error : "invalid_token", d->description);
+}
+
+mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, size_t errlen)
+{
+    mcpauth_validator *v = calloc(1, sizeof *v);
+    if (!v) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    v->cfg = cfg;
+    for (size_t i = 0; i < cfg->jwt_algorithms.n; i++) {
+        mcpauth_alg a = mcpauth_alg_from_name(cfg->jwt_algorithms.v[i]);
+        if (a != MCPAUTH_ALG_UNKNOWN)
+            v->alg_mask |= 1u << a;
+    }
+    v->issuers = calloc(cfg->nissuers ? cfg->nissuers : 1, sizeof *v->issuers);
+    v->cache = mcpauth_cache_new((size_t)cfg->cache_entries);
+    if (!v->issuers || !v->cache) {
+        snprintf(err, errlen, "out of memory");
+        mcpauth_validator_free(v);
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->nissuers; i++) {
+        issuer_rt *is = &v->issuers[v->nissuers++];
+        is->conf = cfg->issuers[i];
+        pthread_mutex_init(&is->lock, NULL);
+        if (is->conf->jwks_uri)
+            is->jwks_uri = strdup(is->conf->jwks_uri);
+        if (is->conf->jwks_file) {
+            /* Local keys are read once here; a bad file stops start-up. */
+            FILE *f = fopen(is->conf->jwks_file, "r");
+            char buf[256 * 1024];
+            size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+            if (f)
+                fclose(f);
+            char why[256];
+            is->keys = f ? mcpauth_jwks_parse(buf, n, why, sizeof why) : NULL;
+            if (!is->keys) {
+                snprintf(err, errlen, "%s: %s", is->conf->jwks_file,
+                         f ? why : strerror(errno));
+                mcpauth_validator_free(v);
+                return NULL;
+            }
+        }
+    }
+    return v;
+}
+
+void mcpauth_validator_free(mcpauth_validator *v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->nissuers; i++) {
+        if (v->issuers[i].keys)
+            mcpauth_jwks_unref(v->issuers[i].keys);
+        free(v->issuers[i].jwks_uri);
+        pthread_mutex_destroy(&v->issuers[i].lock);
+    }
+    free(v->issuers);
+    mcpauth_cache_free(v->cache);
+    free(v);
+}

@@ -1,0 +1,918 @@
+/* Outgoing HTTP against a tiny canned HTTP/1.1 server on 127.0.0.1 that runs
+ * in a thread of the test process and records what it was sent. */
+#define _GNU_SOURCE /* strcasestr */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mcpauth/mcpauth.h>
+
+#include "fetch.h"
+#include "suites.h"
+
+
+/* ---- the server ---- */
+
+static struct {
+    int lfd;
+    int stop[2]; /* written to at teardown */
+    int port;
+    pthread_t thr;
+    pthread_mutex_t mu;
+    int nreq;
+    char method[16];
+    char target[512];
+    char headers[16384];
+    char body[8192];
+    size_t body_len;
+} srv;
+
+/* Cache-Control vectors: /cc/<i> answers with these header lines. */
+static const struct {
+    const char *hdrs;
+    long max_age;
+} cc_cases[] = {
+    {"Cache-Control: max-age=120\r\n", 120},
+    {"Cache-Control: no-store\r\n", 0},
+    {"", -1},
+    {"Cache-Control: no-cache\r\n", 0},
+    {"Cache-Control: public, max-age=60, must-revalidate\r\n", 60},
+    {"cache-control: MAX-AGE=5\r\n", 5},
+    {"Cache-Control:max-age=7\r\n", 7},
+    {"Cache-Control: max-age=\"30\"\r\n", 30},
+    {"Cache-Control: max-age=0\r\n", 0},
+    {"Cache-Control: max-age=abc\r\n", -1},
+    {"Cache-Control: max-age=-5\r\n", -1},
+    {"Cache-Control: max-age=+5\r\n", -1},
+    {"Cache-Control: max-age=\r\n", -1},
+    {"Cache-Control: max-age=1e3\r\n", -1},
+    {"Cache-Control: max-age=10 20\r\n", -1},
+    {"Cache-Control: max-age=99999999999999999999999999\r\n", 31536000},
+    {"Cache-Control: max-age=31536001\r\n", 31536000},
+    {"Cache-Control: max-age=60, no-store\r\n", 0},
+    {"Cache-Control: NO-CACHE, max-age=60\r\n", 0},
+    {"Cache-Control: private, no-cache=\"Set-Cookie, X\"\r\n", 0},
+    {"Cache-Control: max-age=60\r\nCache-Control: max-age=30\r\n", 30},
+    {"Cache-Control: s-maxage=100\r\n", -1},
+    {"Cache-Control: x=\"unterminated, max-age=5\r\n", -1},
+    {"Cache-Control: ,,, max-age=9 ,\r\n", 9},
+};
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return; /* the client gave up: fine for a test server */
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void respond(int fd, const char *status, const char *hdrs, const char *body, size_t len)
+{
+    char head[4096];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n", status,
+                     hdrs, len);
+    send_all(fd, head, (size_t)n);
+    send_all(fd, body, len);
+}
+
+/* Waits until fd is readable or the server is stopped; 1 when readable. */
+static int wait_readable(int fd, int ms)
+{
+    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv.stop[0], .events = POLLIN}};
+    if (poll(p, 2, ms) <= 0 || (p[1].revents & POLLIN))
+        return 0;
+    return 1;
+}
+
+static void serve(int fd)
+{
+    char req[32768];
+    size_t got = 0;
+    char *eoh = NULL;
+    while (!eoh && got < sizeof req - 1) {
+        if (!wait_readable(fd, 2000))
+            return;
+        ssize_t n = recv(fd, req + got, sizeof req - 1 - got, 0);
+        if (n <= 0)
+            return;
+        got += (size_t)n;
+        req[got] = '\0';
+        if (req[0] < 'A' || req[0] > 'Z')
+            return; /* a TLS ClientHello or other noise: hang up */
+        eoh = strstr(req, "\r\n\r\n");
+    }
+    if (!eoh)
+        return;
+    size_t hlen = (size_t)(eoh - req) + 4;
+
+    char method[16] = "", target[512] = "";
+    if (sscanf(req, "%15s %511s", method, target) != 2)
+        return;
+    const char *hstart = strstr(req, "\r\n") + 2;
+    size_t clen = 0;
+    for (const char *l = hstart; l < eoh; l = strstr(l, "\r\n") + 2)
+        if (strncasecmp(l, "Content-Length:", 15) == 0)
+            clen = strtoul(l + 15, NULL, 10);
+    if (clen > sizeof srv.body)
+        clen = sizeof srv.body;
+    while (got - hlen < clen && got < sizeof req - 1) {
+        if (!wait_readable(fd, 2000))
+            return;
+        ssize_t n = recv(fd, req + got, sizeof req - 1 - got, 0);
+        if (n <= 0)
+            return;
+        got += (size_t)n;
+    }
+
+    pthread_mutex_lock(&srv.mu);
+    srv.nreq++;
+    snprintf(srv.method, sizeof srv.method, "%s", method);
+    snprintf(srv.target, sizeof srv.target, "%s", target);
+    snprintf(srv.headers, sizeof srv.headers, "%.*s", (int)(eoh + 2 - hstart), hstart);
+    srv.body_len = got - hlen < clen ? got - hlen : clen;
+    memcpy(srv.body, req + hlen, srv.body_len);
+    pthread_mutex_unlock(&srv.mu);
+
+    static char big[200000];
+    memset(big, 'x', sizeof big);
+    int i;
+    if (strcmp(method, "CONNECT") == 0) {
+        respond(fd, "403 Forbidden", "", "", 0);
+    } else if (strcmp(target, "/json") == 0) {
+        respond(fd, "200 OK",
+                "Content-Type: application/json; charset=utf-8\r\n"
+                "Cache-Control: public, max-age=120\r\n",
+                "{\"ok\":true}", 11);
+    } else if (sscanf(target, "/cc/%d", &i) == 1 && i >= 0 &&
+               (size_t)i < sizeof cc_cases / sizeof cc_cases[0]) {
+        respond(fd, "200 OK", cc_cases[i].hdrs, "{}", 2);
+    } else if (strcmp(target, "/404") == 0) {
+        respond(fd, "404 Not Found", "Content-Type: text/plain\r\n", "nope", 4);
+    } else if (strcmp(target, "/302") == 0) {
+        char loc[128];
+        snprintf(loc, sizeof loc, "Location: http://127.0.0.1:%d/json\r\n", srv.port);
+        respond(fd, "302 Found", loc, "", 0);
+    } else if (strncmp(target, "/size/", 6) == 0) { /* /size/N: N bytes, Content-Length */
+        size_t n = strtoul(target + 6, NULL, 10);
+        respond(fd, "200 OK", "", big, n < sizeof big ? n : sizeof big);
+    } else if (strcmp(target, "/declared-huge") == 0) { /* announces 10 MB, then stalls */
+        const char *r = "HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n0123456789";
+        send_all(fd, r, strlen(r));
+        wait_readable(fd, 3000);
+    } else if (strcmp(target, "/chunked") == 0) { /* 4000 bytes, no Content-Length */
+        const char *h = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        send_all(fd, h, strlen(h));
+        for (int k = 0; k < 4; k++) {
+            send_all(fd, "3e8\r\n", 5);
+            send_all(fd, big, 1000);
+            send_all(fd, "\r\n", 2);
+        }
+        send_all(fd, "0\r\n\r\n", 5);
+    } else if (strcmp(target, "/trailer") == 0) {
+        const char *r = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                        "2\r\n{}\r\n0\r\nCache-Control: max-age=7\r\n\r\n";
+        send_all(fd, r, strlen(r));
+    } else if (strcmp(target, "/continue") == 0) { /* 1xx headers must not leak */
+        const char *r = "HTTP/1.1 100 Continue\r\nCache-Control: max-age=5\r\n"
+                        "Content-Type: text/evil\r\n\r\n";
+        send_all(fd, r, strlen(r));
+        respond(fd, "200 OK", "Content-Type: application/json\r\n", "{}", 2);
+    } else if (strcmp(target, "/short") == 0) { /* promises 100, sends 10 */
+        const char *r = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n0123456789";
+        send_all(fd, r, strlen(r));
+    } else if (strcmp(target, "/hugeheaders") == 0) {
+        const char *h = "HTTP/1.1 200 OK\r\n";
+        send_all(fd, h, strlen(h));
+        char line[128];
+        for (int k = 0; k < 2000; k++) {
+            int n = snprintf(line, sizeof line, "X-Filler-%d: %080d\r\n", k, 0);
+            send_all(fd, line, (size_t)n);
+        }
+        send_all(fd, "Content-Length: 2\r\n\r\n{}", 23);
+    } else if (strcmp(target, "/ct-long") == 0) {
+        char h[512];
+        snprintf(h, sizeof h, "Content-Type: application/json; x=%0300d\r\n", 0);
+        respond(fd, "200 OK", h, "{}", 2);
+    } else if (strcmp(target, "/ct-ctl") == 0) {
+        respond(fd, "200 OK", "Content-Type: text/\x01plain\x7f\r\n", "{}", 2);
+    } else if (strcmp(target, "/empty") == 0) {
+        respond(fd, "200 OK", "", "", 0);
+    } else if (strcmp(target, "/http09") == 0) {
+        send_all(fd, "just bytes\n", 11);
+    } else if (strcmp(target, "/hang") == 0) {
+        wait_readable(fd, 3000); /* until the client hangs up or teardown */
+    } else {
+        respond(fd, "200 OK", "Content-Type: text/plain\r\n", "ok", 2);
+    }
+}
+
+static void *server_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = srv.lfd, .events = POLLIN},
+                              {.fd = srv.stop[0], .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        if (p[1].revents)
+            break;
+        int fd = accept(srv.lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        serve(fd);
+        shutdown(fd, SHUT_WR);
+        close(fd);
+    }
+    return NULL;
+}
+
+/* A bound but never listening socket, closed again: connecting is refused. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void server_start(void)
+{
+    memset(&srv, 0, sizeof srv);
+    pthread_mutex_init(&srv.mu, NULL);
+    ck_assert_int_eq(pipe(srv.stop), 0);
+    srv.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(srv.lfd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    ck_assert_int_eq(bind(srv.lfd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(srv.lfd, 16), 0);
+    ck_assert_int_eq(getsockname(srv.lfd, (struct sockaddr *)&a, &al), 0);
+    srv.port = ntohs(a.sin_port);
+    ck_assert_int_eq(pthread_create(&srv.thr, NULL, server_main, NULL), 0);
+    /* The tests must not depend on the runner's proxy settings. */
+    unsetenv("http_proxy");
+    unsetenv("https_proxy");
+    unsetenv("HTTPS_PROXY");
+    unsetenv("all_proxy");
+    unsetenv("ALL_PROXY");
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+}
+
+static void server_stop(void)
+{
+    ck_assert_int_eq(write(srv.stop[1], "x", 1), 1);
+    pthread_join(srv.thr, NULL);
+    close(srv.lfd);
+    close(srv.stop[0]);
+    close(srv.stop[1]);
+    pthread_mutex_destroy(&srv.mu);
+    unsetenv("http_proxy");
+    unsetenv("https_proxy");
+    unsetenv("ALL_PROXY");
+}
+
+static int nreq(void)
+{
+    pthread_mutex_lock(&srv.mu);
+    int n = srv.nreq;
+    pthread_mutex_unlock(&srv.mu);
+    return n;
+}
+
+/* Value of header name in the last request ("" when absent). */
+static const char *req_header(const char *name, char *out, size_t outlen)
+{
+    size_t nlen = strlen(name);
+    out[0] = '\0';
+    pthread_mutex_lock(&srv.mu);
+    for (const char *l = srv.headers; *l; l = strstr(l, "\r\n") + 2) {
+        if (strncasecmp(l, name, nlen) == 0 && l[nlen] == ':') {
+            const char *v = l + nlen + 1;
+            while (*v == ' ')
+                v++;
+            snprintf(out, outlen, "%.*s", (int)strcspn(v, "\r"), v);
+            break;
+        }
+        if (!strstr(l, "\r\n"))
+            break;
+    }
+    pthread_mutex_unlock(&srv.mu);
+    return out;
+}
+
+static int has_header(const char *name)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\r\n%s:", name);
+    pthread_mutex_lock(&srv.mu);
+    char all[sizeof srv.headers + 2];
+    snprintf(all, sizeof all, "\r\n%s", srv.headers);
+    pthread_mutex_unlock(&srv.mu);
+    return strcasestr(all, pat) != NULL;
+}
+
+static char *url(const char *path)
+{
+    static char buf[256];
+    snprintf(buf, sizeof buf, "http://127.0.0.1:%d%s", srv.port, path);
+    return buf;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ---- responses ---- */
+
+START_TEST(test_get_json)
+{
+    mcpauth_fetch_opts o = {.timeout_ms = 2000};
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/json"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"ok\":true}");
+    ck_assert_uint_eq(r.len, 11);
+    ck_assert_int_eq(r.max_age, 120);
+    ck_assert_str_eq(r.content_type, "application/json; charset=utf-8");
+    ck_assert_str_eq(srv.method, "GET");
+    ck_assert_str_eq(srv.target, "/json");
+    ck_assert_uint_eq(srv.body_len, 0);
+    ck_assert(!has_header("Authorization"));
+    ck_assert(!has_header("Content-Type"));
+    mcpauth_fetch_result_free(&r);
+    ck_assert_ptr_null(r.body);
+    mcpauth_fetch_result_free(&r); /* idempotent */
+}
+END_TEST
+
+START_TEST(test_cache_control)
+{
+    char path[32], err[256];
+    snprintf(path, sizeof path, "/cc/%d", _i);
+    mcpauth_fetch_result r;
+    ck_assert_int_eq(mcpauth_fetch(url(path), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(r.max_age == cc_cases[_i].max_age, "case %d (%s): max_age %ld, want %ld", _i,
+                  cc_cases[_i].hdrs, r.max_age, cc_cases[_i].max_age);
+    ck_assert_str_eq(r.content_type, "");
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_status_404)
+{
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/404"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(r.status, 404);
+    ck_assert_str_eq(r.body, "nope");
+    ck_assert_str_eq(r.content_type, "text/plain");
+    ck_assert_int_eq(r.max_age, -1);
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_redirect_not_followed)
+{
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/302"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(r.status, 302);
+    ck_assert_str_eq(r.body, "");
+    ck_assert_int_eq(nreq(), 1);
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_empty_body)
+{
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/empty"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(r.body); /* always a string on success */
+    ck_assert_str_eq(r.body, "");
+    ck_assert_uint_eq(r.len, 0);
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_body_exact_limit)
+{
+    mcpauth_fetch_opts o = {.max_bytes = 1000};
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/size/1000"), &o, &r, err, sizeof err), 0);
+    ck_assert_uint_eq(r.len, 1000);
+    ck_assert_uint_eq(strlen(r.body), 1000);
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_body_too_large_declared)
+{
+    mcpauth_fetch_opts o = {.max_bytes = 1000};
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/size/1001"), &o, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "response larger than 1000 bytes");
+    ck_assert_ptr_null(r.body);
+    ck_assert_int_eq(r.status, 0);
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_body_too_large_refused_early)
+{
+    /* Refused on the Content-Length alone, not after waiting for bytes. */
+    mcpauth_fetch_opts o = {.max_bytes = 1000, .timeout_ms = 2000};
+    mcpauth_fetch_result r;
+    char err[256];
+    double t0 = now_ms();
+    ck_assert_int_eq(mcpauth_fetch(url("/declared-huge"), &o, &r, err, sizeof err), -1);
+    ck_assert_msg(now_ms() - t0 < 500, "waited for the body");
+    ck_assert_str_eq(err, "response larger than 1000 bytes");
+    ck_assert_ptr_null(r.body);
+}
+END_TEST
+
+START_TEST(test_body_too_large_streamed)
+{
+    mcpauth_fetch_opts o = {.max_bytes = 1000};
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/chunked"), &o, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "response larger than 1000 bytes");
+    ck_assert_ptr_null(r.body);
+    /* the same stream fits a larger limit */
+    o.max_bytes = 4000;
+    ck_assert_int_eq(mcpauth_fetch(url("/chunked"), &o, &r, err, sizeof err), 0);
+    ck_assert_uint_eq(r.len, 4000);
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_body_default_limit)
+{
+    /* 0 means 1 MiB: 200000 bytes pass */
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/size/200000"), NULL, &r, err, sizeof err), 0);
+    ck_assert_uint_eq(r.len, 200000);
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_huge_headers)
+{
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/hugeheaders"), NULL, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "response headers larger than 102400 bytes");
+    ck_assert_ptr_null(r.body);
+}
+END_TEST
+
+START_TEST(test_interim_and_trailer_headers_ignored)
+{
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/continue"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(r.max_age, -1);
+    ck_assert_str_eq(r.content_type, "application/json");
+    mcpauth_fetch_result_free(&r);
+    ck_assert_int_eq(mcpauth_fetch(url("/trailer"), NULL, &r, err, sizeof err), 0);
+    ck_assert_str_eq(r.body, "{}");
+    ck_assert_int_eq(r.max_age, -1);
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_content_type_truncated)
+{
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/ct-long"), NULL, &r, err, sizeof err), 0);
+    ck_assert_uint_eq(strlen(r.content_type), sizeof r.content_type - 1);
+    ck_assert(strncmp(r.content_type, "application/json; x=000", 23) == 0);
+    mcpauth_fetch_result_free(&r);
+    ck_assert_int_eq(mcpauth_fetch(url("/ct-ctl"), NULL, &r, err, sizeof err), 0);
+    ck_assert_str_eq(r.content_type, "text/?plain?");
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+/* ---- failures ---- */
+
+START_TEST(test_timeout)
+{
+    mcpauth_fetch_opts o = {.timeout_ms = 300};
+    mcpauth_fetch_result r;
+    char err[256];
+    double t0 = now_ms();
+    ck_assert_int_eq(mcpauth_fetch(url("/hang"), &o, &r, err, sizeof err), -1);
+    double dt = now_ms() - t0;
+    ck_assert_msg(dt >= 250 && dt < 1000, "took %.0f ms", dt);
+    ck_assert_msg(strcasestr(err, "timed out") != NULL, "err: %s", err);
+    ck_assert_ptr_null(r.body);
+    ck_assert_int_eq(r.status, 0);
+}
+END_TEST
+
+START_TEST(test_connection_refused)
+{
+    char u[64], err[256];
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/json", free_port());
+    mcpauth_fetch_result r;
+    ck_assert_int_eq(mcpauth_fetch(u, NULL, &r, err, sizeof err), -1);
+    ck_assert_str_ne(err, "");
+    ck_assert_int_eq(r.status, 0);
+}
+END_TEST
+
+START_TEST(test_truncated_body)
+{
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/short"), NULL, &r, err, sizeof err), -1);
+    ck_assert_str_ne(err, "");
+    ck_assert_ptr_null(r.body);
+}
+END_TEST
+
+START_TEST(test_http09_refused)
+{
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch(url("/http09"), NULL, &r, err, sizeof err), -1);
+    ck_assert_str_ne(err, "");
+}
+END_TEST
+
+START_TEST(test_https_to_plain_port)
+{
+    char u[64], err[256];
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/json", srv.port);
+    mcpauth_fetch_opts o = {.timeout_ms = 1000};
+    mcpauth_fetch_result r;
+    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_str_ne(err, "");
+    ck_assert_int_eq(nreq(), 0); /* never spoke HTTP in clear */
+    o.ca_file = "/nonexistent/ca.pem";
+    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_str_ne(err, "");
+}
+END_TEST
+
+static const char *const refused_urls[] = {
+    "http://example.com/",
+    "HTTP://EXAMPLE.COM/x",
+    "http://127.0.0.1.example.com/",
+    "http://localhost.example.com/",
+    "http://128.0.0.1/",
+    "http://[::2]/",
+    "http://10.0.0.1/token",
+    "ftp://127.0.0.1/x",
+    "ftp://example.com/x",
+    "file:///etc/passwd",
+    "gopher://127.0.0.1/",
+    "ws://127.0.0.1/",
+    "dict://127.0.0.1/",
+};
+
+START_TEST(test_refused_url)
+{
+    /* Any network attempt would land on this server as a proxy. */
+    char proxy[64], err[256];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", srv.port);
+    setenv("http_proxy", proxy, 1);
+    setenv("ALL_PROXY", proxy, 1);
+    mcpauth_fetch_result r;
+    double t0 = now_ms();
+    ck_assert_int_eq(mcpauth_fetch(refused_urls[_i], NULL, &r, err, sizeof err), -1);
+    ck_assert_msg(now_ms() - t0 < 100, "%s took too long", refused_urls[_i]);
+    ck_assert_msg(strcmp(err, "refused URL: only https (or http to a loopback host) is allowed") == 0 ||
+                      strncmp(err, "invalid URL", 11) == 0,
+                  "%s: %s", refused_urls[_i], err);
+    ck_assert_int_eq(nreq(), 0);
+    ck_assert_ptr_null(r.body);
+}
+END_TEST
+
+START_TEST(test_refused_reasons)
+{
+    char err[256];
+    mcpauth_fetch_result r;
+    ck_assert_int_eq(mcpauth_fetch("http://example.com/", NULL, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "refused URL: only https (or http to a loopback host) is allowed");
+    ck_assert_int_eq(mcpauth_fetch("ftp://127.0.0.1/", NULL, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "refused URL: only https (or http to a loopback host) is allowed");
+    ck_assert_int_eq(mcpauth_fetch("file:///etc/passwd", NULL, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "refused URL: only https (or http to a loopback host) is allowed");
+    ck_assert_int_eq(mcpauth_fetch("not a url", NULL, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "invalid URL");
+    ck_assert_int_eq(mcpauth_fetch("", NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth_fetch(NULL, NULL, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "invalid URL");
+    ck_assert_int_eq(mcpauth_fetch("http://example.com/", NULL, NULL, err, sizeof err), -1);
+    /* err is optional */
+    ck_assert_int_eq(mcpauth_fetch("http://example.com/", NULL, &r, NULL, 0), -1);
+    ck_assert_int_eq(mcpauth_fetch("http://example.com/", NULL, &r, err, 8), -1);
+    ck_assert_str_eq(err, "refused");
+    ck_assert_int_eq(nreq(), 0);
+}
+END_TEST
+
+START_TEST(test_loopback_forms_accepted)
+{
+    char u[64], err[256];
+    mcpauth_fetch_result r;
+    snprintf(u, sizeof u, "http://localhost:%d/json", srv.port);
+    ck_assert_msg(mcpauth_fetch(u, NULL, &r, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(r.status, 200);
+    mcpauth_fetch_result_free(&r);
+    snprintf(u, sizeof u, "HTTP://LOCALHOST:%d/json", srv.port);
+    ck_assert_msg(mcpauth_fetch(u, NULL, &r, err, sizeof err) == 0, "%s", err);
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+/* ---- proxies ---- */
+
+START_TEST(test_loopback_bypasses_proxy)
+{
+    char proxy[64], err[256];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", free_port()); /* dead */
+    setenv("http_proxy", proxy, 1);
+    setenv("ALL_PROXY", proxy, 1);
+    mcpauth_fetch_result r;
+    ck_assert_msg(mcpauth_fetch(url("/json"), NULL, &r, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(srv.target, "/json"); /* origin-form: no proxy in between */
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_https_uses_environment_proxy)
+{
+    char proxy[64], err[256];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", srv.port);
+    setenv("https_proxy", proxy, 1);
+    mcpauth_fetch_opts o = {.timeout_ms = 1000, .basic_user = "cid", .basic_pass = "SECRETpw",
+                            .form = "code=SECRETcode"};
+    mcpauth_fetch_result r;
+    ck_assert_int_eq(mcpauth_fetch("https://as.example.com/token", &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(nreq(), 1);
+    ck_assert_str_eq(srv.method, "CONNECT");
+    ck_assert_str_eq(srv.target, "as.example.com:443");
+    ck_assert(!has_header("Authorization")); /* credentials stay inside TLS */
+    ck_assert_uint_eq(srv.body_len, 0);
+    ck_assert_ptr_null(strstr(err, "SECRET"));
+    ck_assert_int_eq(r.status, 0); /* the proxy's 403 is not the response */
+}
+END_TEST
+
+/* ---- what is sent ---- */
+
+START_TEST(test_request_headers)
+{
+    char err[256], v[512];
+    mcpauth_fetch_result r;
+    ck_assert_int_eq(mcpauth_fetch(url("/x"), NULL, &r, err, sizeof err), 0);
+    ck_assert_str_eq(req_header("Accept", v, sizeof v), "application/json");
+    ck_assert_str_eq(req_header("User-Agent", v, sizeof v), "mcpauth/" MCPAUTH_VERSION);
+    ck_assert(!has_header("Accept-Encoding"));
+    mcpauth_fetch_result_free(&r);
+
+    mcpauth_fetch_opts o = {.accept = "application/jwk-set+json"};
+    ck_assert_int_eq(mcpauth_fetch(url("/x"), &o, &r, err, sizeof err), 0);
+    ck_assert_str_eq(req_header("Accept", v, sizeof v), "application/jwk-set+json");
+    mcpauth_fetch_result_free(&r);
+
+    o.accept = "text/plain\r\nX-Injected: 1";
+    ck_assert_int_eq(mcpauth_fetch(url("/x"), &o, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "invalid Accept value");
+    ck_assert_int_eq(nreq(), 2);
+}
+END_TEST
+
+START_TEST(test_post_form)
+{
+    const char *form = "grant_type=authorization_code&code=abc%2Bdef&redirect_uri=http%3A%2F%2Fx";
+    mcpauth_fetch_opts o = {.form = form};
+    mcpauth_fetch_result r;
+    char err[256], v[512];
+    ck_assert_int_eq(mcpauth_fetch(url("/token"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(srv.method, "POST");
+    ck_assert_str_eq(srv.target, "/token");
+    ck_assert_str_eq(req_header("Content-Type", v, sizeof v), "application/x-www-form-urlencoded");
+    ck_assert_uint_eq(srv.body_len, strlen(form));
+    ck_assert(memcmp(srv.body, form, strlen(form)) == 0);
+    ck_assert(!has_header("Authorization"));
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_post_large_form_no_expect)
+{
+    static char form[3001];
+    memset(form, 'a', 3000);
+    memcpy(form, "k=", 2);
+    mcpauth_fetch_opts o = {.form = form};
+    mcpauth_fetch_result r;
+    char err[256];
+    double t0 = now_ms();
+    ck_assert_int_eq(mcpauth_fetch(url("/token"), &o, &r, err, sizeof err), 0);
+    /* curl 7.x sends Expect: 100-continue above some size and then waits
+     * up to 1 s for the interim response; fetch.c suppresses it. */
+    ck_assert_msg(now_ms() - t0 < 500, "100-continue wait?");
+    ck_assert(!has_header("Expect"));
+    ck_assert_uint_eq(srv.body_len, 3000);
+    ck_assert(memcmp(srv.body, form, 3000) == 0);
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_post_empty_form)
+{
+    mcpauth_fetch_opts o = {.form = ""};
+    mcpauth_fetch_result r;
+    char err[256], v[64];
+    ck_assert_int_eq(mcpauth_fetch(url("/token"), &o, &r, err, sizeof err), 0);
+    ck_assert_str_eq(srv.method, "POST");
+    ck_assert_str_eq(req_header("Content-Length", v, sizeof v), "0");
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_basic_auth)
+{
+    mcpauth_fetch_opts o = {.form = "grant_type=client_credentials", .basic_user = "client:id",
+                            .basic_pass = "s+cret"};
+    mcpauth_fetch_result r;
+    char err[256], v[512];
+    ck_assert_int_eq(mcpauth_fetch(url("/token"), &o, &r, err, sizeof err), 0);
+    /* base64("client%3Aid:s%2Bcret"), RFC 6749 §2.3.1 */
+    ck_assert_str_eq(req_header("Authorization", v, sizeof v), "Basic Y2xpZW50JTNBaWQ6cyUyQmNyZXQ=");
+    mcpauth_fetch_result_free(&r);
+
+    mcpauth_fetch_opts g = {.basic_user = "a b", .basic_pass = "é"};
+    ck_assert_int_eq(mcpauth_fetch(url("/x"), &g, &r, err, sizeof err), 0);
+    ck_assert_str_eq(srv.method, "GET");
+    /* base64("a+b:%C3%A9") */
+    ck_assert_str_eq(req_header("Authorization", v, sizeof v), "Basic YStiOiVDMyVBOQ==");
+    mcpauth_fetch_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_err_never_leaks_secrets)
+{
+    const char *paths[] = {"/size/5000", "/hang", "/short", "/http09", "/hugeheaders"};
+    char err[512], u[96];
+    mcpauth_fetch_opts o = {.timeout_ms = 300, .max_bytes = 100, .form = "code=SECRETcode",
+                            .basic_user = "SECRETuser", .basic_pass = "SECRETpw"};
+    mcpauth_fetch_result r;
+    for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
+        ck_assert_int_eq(mcpauth_fetch(url(paths[k]), &o, &r, err, sizeof err), -1);
+        ck_assert_msg(!strstr(err, "SECRET"), "%s: %s", paths[k], err);
+    }
+    snprintf(u, sizeof u, "http://127.0.0.1:%d/token", free_port());
+    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_msg(!strstr(err, "SECRET"), "%s", err);
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/token", srv.port);
+    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_msg(!strstr(err, "SECRET"), "%s", err);
+}
+END_TEST
+
+struct par {
+    char url[300]; /* own copy: url() reuses one static buffer */
+    int ok;
+};
+
+static void *par_fetch(void *arg)
+{
+    struct par *p = arg;
+    mcpauth_fetch_result r;
+    char err[256];
+    for (int k = 0; k < 5; k++) {
+        if (mcpauth_fetch(p->url, NULL, &r, err, sizeof err) == 0 && r.status == 200 &&
+            r.max_age == 120 && strcmp(r.body, "{\"ok\":true}") == 0)
+            p->ok++;
+        mcpauth_fetch_result_free(&r);
+    }
+    return NULL;
+}
+
+START_TEST(test_concurrent)
+{
+    pthread_t t[8];
+    struct par p[8];
+    for (int k = 0; k < 8; k++) {
+        snprintf(p[k].url, sizeof p[k].url, "%s", url("/json"));
+        p[k].ok = 0;
+    }
+    for (int k = 0; k < 8; k++)
+        ck_assert_int_eq(pthread_create(&t[k], NULL, par_fetch, &p[k]), 0);
+    for (int k = 0; k < 8; k++) {
+        pthread_join(t[k], NULL);
+        ck_assert_int_eq(p[k].ok, 5);
+    }
+    ck_assert_int_eq(nreq(), 40);
+}
+END_TEST
+
+/* ---- form encoding ---- */
+
+static const struct {
+    const char *in, *out;
+} form_cases[] = {
+    {"a b&c=d/é", "a+b%26c%3Dd%2F%C3%A9"},
+    {"", ""},
+    {"AZaz09-._~", "AZaz09-._~"},
+    {"+%*!'()", "%2B%25%2A%21%27%28%29"},
+    {"client:id", "client%3Aid"},
+    {"\x01\x7f\xff", "%01%7F%FF"},
+    {"  ", "++"},
+    {"http://x/?a=1#f", "http%3A%2F%2Fx%2F%3Fa%3D1%23f"},
+};
+
+START_TEST(test_form_encode)
+{
+    for (size_t k = 0; k < sizeof form_cases / sizeof form_cases[0]; k++) {
+        char *e = mcpauth_form_encode(form_cases[k].in);
+        ck_assert_ptr_nonnull(e);
+        ck_assert_str_eq(e, form_cases[k].out);
+        free(e);
+    }
+    ck_assert_ptr_null(mcpauth_form_encode(NULL));
+}
+END_TEST
+
+Suite *fetch_suite(void)
+{
+    Suite *s = suite_create("fetch");
+    TCase *tc = tcase_create("fetch");
+    tcase_add_checked_fixture(tc, server_start, server_stop);
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_get_json);
+    tcase_add_loop_test(tc, test_cache_control, 0, sizeof cc_cases / sizeof cc_cases[0]);
+    tcase_add_test(tc, test_status_404);
+    tcase_add_test(tc, test_redirect_not_followed);
+    tcase_add_test(tc, test_empty_body);
+    tcase_add_test(tc, test_body_exact_limit);
+    tcase_add_test(tc, test_body_too_large_declared);
+    tcase_add_test(tc, test_body_too_large_refused_early);
+    tcase_add_test(tc, test_body_too_large_streamed);
+    tcase_add_test(tc, test_body_default_limit);
+    tcase_add_test(tc, test_huge_headers);
+    tcase_add_test(tc, test_interim_and_trailer_headers_ignored);
+    tcase_add_test(tc, test_content_type_truncated);
+    tcase_add_test(tc, test_timeout);
+    tcase_add_test(tc, test_connection_refused);
+    tcase_add_test(tc, test_truncated_body);
+    tcase_add_test(tc, test_http09_refused);
+    tcase_add_test(tc, test_https_to_plain_port);
+    tcase_add_loop_test(tc, test_refused_url, 0, sizeof refused_urls / sizeof refused_urls[0]);
+    tcase_add_test(tc, test_refused_reasons);
+    tcase_add_test(tc, test_loopback_forms_accepted);
+    tcase_add_test(tc, test_loopback_bypasses_proxy);
+    tcase_add_test(tc, test_https_uses_environment_proxy);
+    tcase_add_test(tc, test_request_headers);
+    tcase_add_test(tc, test_post_form);
+    tcase_add_test(tc, test_post_large_form_no_expect);
+    tcase_add_test(tc, test_post_empty_form);
+    tcase_add_test(tc, test_basic_auth);
+    tcase_add_test(tc, test_err_never_leaks_secrets);
+    tcase_add_test(tc, test_concurrent);
+    tcase_add_test(tc, test_form_encode);
+    suite_add_tcase(s, tc);
+    return s;
+}
