@@ -118,9 +118,20 @@ static char *substitute(const char *tmpl, const char *const *kv)
     return out;
 }
 
-static int write_lighttpd_conf(th_server *s)
+char *th_expand(const th_server *s, const char *text)
 {
-    char conf[4096];
+    char port[16], aux[16];
+    snprintf(port, sizeof port, "%d", s->port);
+    snprintf(aux, sizeof aux, "%d", s->aux_port);
+    const char *kv[] = {"@PORT@", port, "@AUXPORT@", aux, "@DIR@", s->dir, "@SRCDIR@",
+                        th_srcdir(), "@BUILDDIR@", th_builddir(), "@MODDIR@",
+                        env_or("APACHE_MODULES_DIR", "/usr/lib/apache2/modules"), NULL};
+    return substitute(text, kv);
+}
+
+static int write_lighttpd_conf(th_server *s, const char *extra)
+{
+    char conf[8192];
     snprintf(conf, sizeof conf,
              "server.document-root = \"%s/htdocs\"\n"
              "server.port = %d\n"
@@ -130,12 +141,13 @@ static int write_lighttpd_conf(th_server *s)
              "var.mcpauth_libexecdir = \"%s/fcgi\"\n"
              "var.mcpauth_config = \"%s/mcpauth.conf\"\n"
              "var.mcpauth_rundir = \"%s\"\n"
-             "include \"%s/lighttpd/mcpauth-fcgi.conf\"\n",
-             s->dir, s->port, s->dir, th_builddir(), s->dir, s->dir, th_srcdir());
+             "include \"%s/lighttpd/mcpauth-fcgi.conf\"\n%s\n",
+             s->dir, s->port, s->dir, th_builddir(), s->dir, s->dir, th_srcdir(),
+             extra ? extra : "");
     return th_write_file(s->dir, "lighttpd.conf", conf);
 }
 
-static int write_apache_conf(th_server *s)
+static int write_apache_conf(th_server *s, const char *extra)
 {
     const char *mods = env_or("APACHE_MODULES_DIR", "/usr/lib/apache2/modules");
     char user[256] = "";
@@ -143,7 +155,7 @@ static int write_apache_conf(th_server *s)
      * directory is made readable, and the fcgid directory writable, for it. */
     if (geteuid() == 0)
         snprintf(user, sizeof user, "User www-data\nGroup www-data\n");
-    char conf[8192];
+    char conf[16384];
     snprintf(conf, sizeof conf,
              "ServerRoot \"%s\"\n"
              "Listen 127.0.0.1:%d\n"
@@ -169,10 +181,67 @@ static int write_apache_conf(th_server *s)
              "<Directory \"%s/htdocs\">\n  Require all granted\n</Directory>\n"
              "Define MCPAUTH_LIBEXECDIR %s/fcgi\n"
              "Define MCPAUTH_CONFIG %s/mcpauth.conf\n"
-             "Include \"%s/apache/mcpauth-fcgi.conf\"\n",
+             "Include \"%s/apache/mcpauth-fcgi.conf\"\n%s\n",
              s->dir, s->port, s->dir, s->dir, s->dir, s->dir, user, mods, mods, mods, mods,
-             s->dir, s->dir, s->dir, s->dir, th_builddir(), s->dir, th_srcdir());
+             s->dir, s->dir, s->dir, s->dir, th_builddir(), s->dir, th_srcdir(),
+             extra ? extra : "");
     return th_write_file(s->dir, "apache.conf", conf);
+}
+
+static int port_open(int port);
+
+int th_wait_port(int port, int ms)
+{
+    for (int i = 0; i < ms / 20; i++) {
+        if (port_open(port))
+            return 0;
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+pid_t th_spawn(char *const argv[], const char *const env_extra[], const char *logfile)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        int fd = open(logfile ? logfile : "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, STDIN_FILENO);
+        for (const char *const *e = env_extra; e && *e; e++)
+            putenv((char *)*e);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    setpgid(pid, pid);
+    return pid;
+}
+
+void th_kill(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGTERM);
+    int st;
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            kill(-pid, SIGKILL);
+            return;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    kill(-pid, SIGKILL);
+    waitpid(pid, &st, 0);
 }
 
 static int port_open(int port)
@@ -196,6 +265,12 @@ static void dump_log(const th_server *s, const char *why)
 
 int th_start(th_server *s, th_kind kind, const char *conf_template)
 {
+    th_options o = {conf_template, NULL, NULL};
+    return th_start_ex(s, kind, &o);
+}
+
+int th_start_ex(th_server *s, th_kind kind, const th_options *o)
+{
     memset(s, 0, sizeof *s);
     s->kind = kind;
     s->pid = -1;
@@ -214,14 +289,37 @@ int th_start(th_server *s, th_kind kind, const char *conf_template)
         perror("harness: chown");
 
     s->port = th_free_port();
+    do
+        s->aux_port = th_free_port();
+    while (s->aux_port == s->port);
     snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
-    char port[16];
-    snprintf(port, sizeof port, "%d", s->port);
-    const char *kv[] = {"@PORT@", port, "@DIR@", s->dir, NULL};
-    char *conf = substitute(conf_template, kv);
+    for (const char *const *f = o->files; f && f[0]; f += 2) {
+        char sub_dir[512];
+        snprintf(sub_dir, sizeof sub_dir, "%s/%s", s->dir, f[0]);
+        for (char *slash = strchr(sub_dir + strlen(s->dir) + 1, '/'); slash;
+             slash = strchr(slash + 1, '/')) {
+            *slash = '\0';
+            mkdir(sub_dir, 0755);
+            *slash = '/';
+        }
+        char *text = th_expand(s, f[1]);
+        int frc = th_write_file(s->dir, f[0], text);
+        free(text);
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", s->dir, f[0]);
+        if (frc < 0 || chmod(path, strstr(f[0], ".cgi") ? 0755 : 0644) < 0) {
+            perror("harness: writing a file");
+            return -1;
+        }
+    }
+    char *conf = th_expand(s, o->conf_template);
+    char *extra = o->server_extra ? th_expand(s, o->server_extra) : NULL;
     int rc = th_write_file(s->dir, "mcpauth.conf", conf);
     free(conf);
-    if (rc < 0 || (kind == TH_LIGHTTPD ? write_lighttpd_conf(s) : write_apache_conf(s)) < 0) {
+    if (rc == 0)
+        rc = kind == TH_LIGHTTPD ? write_lighttpd_conf(s, extra) : write_apache_conf(s, extra);
+    free(extra);
+    if (rc < 0) {
         perror("harness: writing configuration");
         return -1;
     }
@@ -278,9 +376,9 @@ int th_start(th_server *s, th_kind kind, const char *conf_template)
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             s->pid = -1;
-            char *o = read_file(out);
-            fprintf(stderr, "harness: %s exited during start-up:\n%s", th_kind_name(kind), o);
-            free(o);
+            char *txt = read_file(out);
+            fprintf(stderr, "harness: %s exited during start-up:\n%s", th_kind_name(kind), txt);
+            free(txt);
             dump_log(s, "did not start");
             return -1;
         }

@@ -14,6 +14,7 @@ typedef struct th_server {
     th_kind kind;
     pid_t pid;
     int port;
+    int aux_port;   /* a second free port for a helper process (@AUXPORT@) */
     char dir[256];  /* scratch directory: configs, logs, sockets */
     char base[64];  /* "http://127.0.0.1:PORT" */
 } th_server;
@@ -29,6 +30,28 @@ int th_free_port(void);
  * until the port answers.  Returns 0, or -1 after printing why (with the
  * server's error log) on stderr. */
 int th_start(th_server *s, th_kind kind, const char *conf_template);
+/* More control: extra web-server configuration appended after the shipped
+ * snippet, and files written into the scratch directory before start-up
+ * (name, content, ..., NULL).  In every text "@PORT@", "@AUXPORT@",
+ * "@DIR@", "@SRCDIR@", "@BUILDDIR@" and "@MODDIR@" (Apache's module
+ * directory) are replaced. */
+typedef struct th_options {
+    const char *conf_template;
+    const char *server_extra;
+    const char *const *files;
+} th_options;
+int th_start_ex(th_server *s, th_kind kind, const th_options *o);
+
+/* Starts a helper program in its own process group with stdout/stderr to
+ * logfile; returns its PID or -1.  th_kill stops it (SIGTERM, then SIGKILL)
+ * and reaps it. */
+pid_t th_spawn(char *const argv[], const char *const env_extra[], const char *logfile);
+void th_kill(pid_t pid);
+/* 0 once 127.0.0.1:port accepts connections, -1 after ms milliseconds. */
+int th_wait_port(int port, int ms);
+/* Text with the placeholders above replaced for this server; caller frees. */
+char *th_expand(const th_server *s, const char *text);
+
 /* SIGTERM, wait up to 10 s, then SIGKILL; reaps the process group; removes
  * the scratch directory unless MCPAUTH_KEEP_TEST_DIRS is set. */
 void th_stop(th_server *s);

@@ -1,0 +1,406 @@
+/* mcpauth-gate as a FastCGI authorizer in front of static files and a CGI
+ * program on real lighttpd (mod_fastcgi authorizer mode) and real Apache
+ * (mod_authnz_fcgi), configured from the shipped snippets.  Tokens are
+ * minted here with keys made at start-up. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "../support/tokens.h"
+#include "harness.h"
+
+static const char conf[] =
+    "[resource files]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/files\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "scopes_supported = files:read files:write\n"
+    "scopes_required = files:read\n"
+    "[resource github]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/github\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "[issuer local]\n"
+    "issuer = http://127.0.0.1:@PORT@\n"
+    "jwks_file = @DIR@/jwks.json\n";
+
+static const char whoami[] =
+    "#!/bin/sh\n"
+    "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
+    "echo \"subject=$MCP_SUBJECT\"\n"
+    "echo \"client_id=$MCP_CLIENT_ID\"\n"
+    "echo \"scope=$MCP_SCOPE\"\n"
+    "echo \"issuer=$MCP_ISSUER\"\n"
+    "echo \"resource=$MCP_RESOURCE\"\n"
+    "echo \"remote_user=$REMOTE_USER\"\n"
+    "echo \"authorization=${HTTP_AUTHORIZATION:+present}\"\n";
+
+static const char lighttpd_extra[] =
+    "server.modules += ( \"mod_cgi\" )\n"
+    "cgi.assign = ( \".cgi\" => \"\" )\n"
+    "var.mcpauth_gate_prefix = \"/mcp/files\"\n"
+    "var.mcpauth_gate_docroot = \"@DIR@/htdocs\"\n"
+    "include \"@SRCDIR@/lighttpd/mcpauth-gate.conf\"\n";
+
+static const char apache_extra[] =
+    "LoadModule authnz_fcgi_module @MODDIR@/mod_authnz_fcgi.so\n"
+    "LoadModule authn_core_module @MODDIR@/mod_authn_core.so\n"
+    "LoadModule authz_user_module @MODDIR@/mod_authz_user.so\n"
+    "LoadModule headers_module @MODDIR@/mod_headers.so\n"
+    "LoadModule cgid_module @MODDIR@/mod_cgid.so\n"
+    "LoadModule mime_module @MODDIR@/mod_mime.so\n"
+    "TypesConfig /dev/null\n"
+    "ScriptSock @DIR@/cgid.sock\n"
+    "<Directory \"@DIR@/htdocs/mcp/files\">\n"
+    "    Options +ExecCGI\n"
+    "    AddHandler cgi-script .cgi\n"
+    "</Directory>\n"
+    "Define MCPAUTH_GATE_ADDR 127.0.0.1:@AUXPORT@\n"
+    "Define MCPAUTH_GATE_LOCATION /mcp/files\n"
+    "Include \"@SRCDIR@/apache/mcpauth-gate.conf\"\n";
+
+static tk_key *rsa, *ec, *stranger;
+static char *jwks;
+static th_server srv;
+static pid_t gate_pid = -1;
+
+static void start(th_kind kind)
+{
+    const char *files[] = {"jwks.json", jwks, "htdocs/mcp/files/hello.txt", "hello, alice\n",
+                           "htdocs/mcp/files/whoami.cgi", whoami, NULL};
+    th_options o = {conf, kind == TH_LIGHTTPD ? lighttpd_extra : apache_extra, files};
+    if (th_start_ex(&srv, kind, &o) != 0)
+        exit(EXIT_FAILURE);
+    if (kind == TH_APACHE) {
+        /* mod_authnz_fcgi talks to a running FastCGI server: start the gate. */
+        char prog[512], cfgp[512], listen[64], log[512];
+        snprintf(prog, sizeof prog, "%s/fcgi/mcpauth-gate", th_builddir());
+        snprintf(cfgp, sizeof cfgp, "%s/mcpauth.conf", srv.dir);
+        snprintf(listen, sizeof listen, "127.0.0.1:%d", srv.aux_port);
+        snprintf(log, sizeof log, "%s/gate.log", srv.dir);
+        char *argv[] = {prog, "--config", cfgp, "--listen", listen, NULL};
+        gate_pid = th_spawn(argv, NULL, log);
+        if (gate_pid < 0 || th_wait_port(srv.aux_port, 10000) != 0) {
+            fprintf(stderr, "gate did not start\n");
+            th_kill(gate_pid);
+            th_stop(&srv);
+            exit(EXIT_FAILURE);
+        }
+    }
+}
+static void start_lighttpd(void) { start(TH_LIGHTTPD); }
+static void start_apache(void) { start(TH_APACHE); }
+static void stop(void)
+{
+    th_kill(gate_pid);
+    gate_pid = -1;
+    th_stop(&srv);
+}
+
+/* Claims for this server: issuer is the server's origin. */
+static char *claims(const char *path, const char *scope, long lifetime)
+{
+    char aud[256];
+    snprintf(aud, sizeof aud, "%s%s", srv.base, path);
+    return tk_claims(srv.base, aud, scope, lifetime);
+}
+
+static void get(const char *path, const char *authz, th_resp *r)
+{
+    char url[512], h[8192];
+    snprintf(url, sizeof url, "%s%s", srv.base, path);
+    const char *hdrs[] = {NULL, NULL};
+    if (authz) {
+        snprintf(h, sizeof h, "Authorization: %s", authz);
+        hdrs[0] = h;
+    }
+    ck_assert_msg(th_http("GET", url, hdrs, NULL, r) == 0, "no response from %s", url);
+}
+
+static void get_bearer(const char *path, const char *token, th_resp *r)
+{
+    char h[8192];
+    snprintf(h, sizeof h, "Bearer %s", token);
+    get(path, h, r);
+}
+
+static const char *hdr(const th_resp *r, const char *name)
+{
+    static char buf[4096];
+    return th_header(r, name, buf, sizeof buf);
+}
+
+static void assert_challenge(const th_resp *r, long status, const char *www_after_bearer,
+                             const char *error)
+{
+    ck_assert_msg(r->status == status, "status %ld, want %ld; body %s", r->status, status, r->body);
+    char want[2048];
+    snprintf(want, sizeof want, "Bearer %s", www_after_bearer);
+    const char *www = hdr(r, "WWW-Authenticate");
+    ck_assert_msg(www != NULL, "no WWW-Authenticate in\n%s", r->headers);
+    ck_assert_str_eq(www, want);
+    const char *ct = hdr(r, "Content-Type");
+    ck_assert_msg(ct && strncmp(ct, "application/json", 16) == 0, "Content-Type %s", ct ? ct : "-");
+    json_object *o = json_tokener_parse(r->body), *e;
+    ck_assert_msg(o != NULL, "body not JSON: %s", r->body);
+    ck_assert(json_object_object_get_ex(o, "error", &e));
+    ck_assert_str_eq(json_object_get_string(e), error);
+    json_object_put(o);
+}
+
+static char md_url[256];
+static const char *metadata_url(void)
+{
+    snprintf(md_url, sizeof md_url, "%s/.well-known/oauth-protected-resource/mcp/files", srv.base);
+    return md_url;
+}
+
+START_TEST(no_token_401)
+{
+    th_resp r;
+    get("/mcp/files/hello.txt", NULL, &r);
+    char want[512];
+    snprintf(want, sizeof want, "resource_metadata=\"%s\", scope=\"files:read\"", metadata_url());
+    assert_challenge(&r, 401, want, "invalid_token");
+    ck_assert_ptr_null(strstr(r.body, "hello, alice"));
+    th_resp_free(&r);
+}
+END_TEST
+
+START_TEST(valid_token_200)
+{
+    char *c = claims("/mcp/files", "files:read files:write", 300);
+    char *t = tk_mint(rsa, c, NULL);
+    th_resp r;
+    get_bearer("/mcp/files/hello.txt", t, &r);
+    ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
+    ck_assert_str_eq(r.body, "hello, alice\n");
+    th_resp_free(&r);
+    /* ES256 too, and a lowercase scheme */
+    char *t2 = tk_mint(ec, c, NULL);
+    char h[4096];
+    snprintf(h, sizeof h, "bearer %s", t2);
+    get("/mcp/files/hello.txt", h, &r);
+    ck_assert_int_eq(r.status, 200);
+    th_resp_free(&r);
+    free(t2);
+    free(t);
+    free(c);
+}
+END_TEST
+
+START_TEST(identity_reaches_location)
+{
+    char *c = claims("/mcp/files", "files:read", 300);
+    char *t = tk_mint(rsa, c, NULL);
+    th_resp r;
+    get_bearer("/mcp/files/whoami.cgi", t, &r);
+    ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "subject=alice\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "client_id=app\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "scope=files:read\n"));
+    char want[256];
+    snprintf(want, sizeof want, "issuer=%s\n", srv.base);
+    ck_assert_ptr_nonnull(strstr(r.body, want));
+    snprintf(want, sizeof want, "resource=%s/mcp/files\n", srv.base);
+    ck_assert_ptr_nonnull(strstr(r.body, want));
+    ck_assert_ptr_nonnull(strstr(r.body, "remote_user=alice\n"));
+    /* Apache strips the token after the gate; lighttpd cannot (documented
+     * in lighttpd/mcpauth-gate.conf), so only Apache is held to it. */
+    if (srv.kind == TH_APACHE)
+        ck_assert_ptr_nonnull(strstr(r.body, "authorization=\n"));
+    /* the Variable-* headers never reach the client */
+    ck_assert_ptr_null(strcasestr(r.headers, "Variable-"));
+    th_resp_free(&r);
+    free(t);
+    free(c);
+}
+END_TEST
+
+START_TEST(refusals_401)
+{
+    long now = time(NULL);
+    char aud[256], other[256], buf[1024];
+    snprintf(aud, sizeof aud, "%s/mcp/files", srv.base);
+    snprintf(other, sizeof other, "%s/mcp/github", srv.base);
+    struct {
+        char *token;
+        const char *why;
+    } cases[6];
+    char *c;
+    /* expired */
+    snprintf(buf, sizeof buf, "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"a\",\"scope\":\"files:read\",\"exp\":%ld}",
+             srv.base, aud, now - 3600);
+    cases[0].token = tk_mint(rsa, buf, NULL);
+    cases[0].why = "token expired";
+    /* minted for the other resource */
+    c = tk_claims(srv.base, other, "files:read", 300);
+    cases[1].token = tk_mint(rsa, c, NULL);
+    cases[1].why = "token audience does not include this resource";
+    free(c);
+    /* another issuer */
+    c = tk_claims("https://evil.example.com", aud, "files:read", 300);
+    cases[2].token = tk_mint(rsa, c, NULL);
+    cases[2].why = "token issuer is not accepted for this resource";
+    free(c);
+    /* alg none */
+    c = claims("/mcp/files", "files:read", 300);
+    cases[3].token = tk_mint_unsafe("none", NULL, 0, c, NULL);
+    cases[3].why = "token algorithm not accepted";
+    /* HS256 keyed with the published RSA public key */
+    cases[4].token = tk_mint_unsafe("HS256", rsa->public_pem, strlen(rsa->public_pem), c,
+                                    "{\"kid\":\"rsa1\"}");
+    cases[4].why = "token algorithm not accepted";
+    /* a key nobody published, same kid */
+    cases[5].token = tk_mint(stranger, c, NULL);
+    cases[5].why = "token signature is invalid";
+    free(c);
+    for (int i = 0; i < 6; i++) {
+        th_resp r;
+        get_bearer("/mcp/files/hello.txt", cases[i].token, &r);
+        char want[1024];
+        snprintf(want, sizeof want,
+                 "error=\"invalid_token\", error_description=\"%s\", resource_metadata=\"%s\", "
+                 "scope=\"files:read\"", cases[i].why, metadata_url());
+        assert_challenge(&r, 401, want, "invalid_token");
+        ck_assert_ptr_null(strstr(r.body, cases[i].token)); /* never echoed */
+        th_resp_free(&r);
+        free(cases[i].token);
+    }
+}
+END_TEST
+
+START_TEST(insufficient_scope_403)
+{
+    char *c = claims("/mcp/files", "files:write", 300);
+    char *t = tk_mint(rsa, c, NULL);
+    th_resp r;
+    get_bearer("/mcp/files/hello.txt", t, &r);
+    char want[1024];
+    snprintf(want, sizeof want,
+             "error=\"insufficient_scope\", error_description=\"token lacks a required scope\", "
+             "resource_metadata=\"%s\", scope=\"files:read\"", metadata_url());
+    assert_challenge(&r, 403, want, "insufficient_scope");
+    th_resp_free(&r);
+    free(t);
+    free(c);
+}
+END_TEST
+
+START_TEST(malformed_400)
+{
+    char *c = claims("/mcp/files", "files:read", 300);
+    char *t = tk_mint(rsa, c, NULL);
+    th_resp r;
+    char want[1024];
+    /* token in the query string */
+    char path[4096];
+    snprintf(path, sizeof path, "/mcp/files/hello.txt?access_token=%s", t);
+    get(path, NULL, &r);
+    snprintf(want, sizeof want,
+             "error=\"invalid_request\", error_description=\"access tokens are accepted only in "
+             "the Authorization header\", resource_metadata=\"%s\", scope=\"files:read\"",
+             metadata_url());
+    assert_challenge(&r, 400, want, "invalid_request");
+    th_resp_free(&r);
+    /* two tokens */
+    char h[8192];
+    snprintf(h, sizeof h, "Bearer %s %s", t, t);
+    get("/mcp/files/hello.txt", h, &r);
+    snprintf(want, sizeof want,
+             "error=\"invalid_request\", error_description=\"malformed Authorization header (one "
+             "Bearer token of RFC 6750 syntax expected)\", resource_metadata=\"%s\", "
+             "scope=\"files:read\"", metadata_url());
+    assert_challenge(&r, 400, want, "invalid_request");
+    th_resp_free(&r);
+    free(t);
+    free(c);
+}
+END_TEST
+
+START_TEST(preflight_needs_no_token)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s/mcp/files/hello.txt", srv.base);
+    static const char *const hdrs[] = {"Origin: https://app.example.com",
+                                       "Access-Control-Request-Method: GET",
+                                       "Access-Control-Request-Headers: authorization", NULL};
+    th_resp r;
+    ck_assert_int_eq(th_http("OPTIONS", url, hdrs, NULL, &r), 0);
+    ck_assert_msg(r.status != 401 && r.status != 403 && r.status < 500, "OPTIONS got %ld",
+                  r.status);
+    th_resp_free(&r);
+}
+END_TEST
+
+/* One security line per refusal, with the token's hash prefix and never
+ * the token. */
+START_TEST(refusal_logged_without_token)
+{
+    char *c = claims("/mcp/github", "files:read", 300);
+    char *t = tk_mint(rsa, c, NULL);
+    th_resp r;
+    get_bearer("/mcp/files/hello.txt", t, &r);
+    ck_assert_int_eq(r.status, 401);
+    th_resp_free(&r);
+    usleep(200 * 1000);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", srv.dir, srv.kind == TH_APACHE ? "gate.log" : "server.out");
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    static char log[1 << 20];
+    size_t n = fread(log, 1, sizeof log - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(log, "event=token_rejected security=1 reason=\"token audience does not "
+                              "include this resource\" client=127.0.0.1 resource=files token=") != NULL,
+                  "no security line in %s:\n%s", path, log);
+    ck_assert_ptr_null(strstr(log, strrchr(t, '.') + 1)); /* not even the signature */
+    free(t);
+    free(c);
+}
+END_TEST
+
+static TCase *server_case(const char *name, void (*setup)(void))
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_unchecked_fixture(tc, setup, stop);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, no_token_401);
+    tcase_add_test(tc, valid_token_200);
+    tcase_add_test(tc, identity_reaches_location);
+    tcase_add_test(tc, refusals_401);
+    tcase_add_test(tc, insufficient_scope_403);
+    tcase_add_test(tc, malformed_400);
+    tcase_add_test(tc, preflight_needs_no_token);
+    tcase_add_test(tc, refusal_logged_without_token);
+    return tc;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    rsa = tk_key_new("RS256", "rsa1", 0);
+    ec = tk_key_new("ES256", "ec1", 0);
+    stranger = tk_key_new("RS256", "rsa1", 0);
+    tk_key *pub[] = {rsa, ec};
+    jwks = tk_jwks(pub, 2);
+    Suite *s = suite_create("gate-servers");
+    suite_add_tcase(s, server_case("lighttpd", start_lighttpd));
+    suite_add_tcase(s, server_case("apache", start_apache));
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    free(jwks);
+    tk_key_free(rsa);
+    tk_key_free(ec);
+    tk_key_free(stranger);
+    curl_global_cleanup();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
