@@ -231,7 +231,7 @@ START_TEST(refusals_401)
     struct {
         char *token;
         const char *why;
-    } cases[6];
+    } cases[13];
     char *c;
     /* expired */
     snprintf(buf, sizeof buf, "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"a\",\"scope\":\"files:read\",\"exp\":%ld}",
@@ -259,8 +259,45 @@ START_TEST(refusals_401)
     /* a key nobody published, same kid */
     cases[5].token = tk_mint(stranger, c, NULL);
     cases[5].why = "token signature is invalid";
+    /* ES256 signature, header naming the RSA key */
+    cases[6].token = tk_mint(ec, c, "{\"kid\":\"rsa1\"}");
+    cases[6].why = "no key of the issuer matches the token (kid, alg)";
+    /* unknown kid */
+    cases[7].token = tk_mint(rsa, c, "{\"kid\":\"rotated-away\"}");
+    cases[7].why = "no key of the issuer matches the token (kid, alg)";
+    /* the attacker's own key embedded as jwk, and jku */
+    char hdrbuf[4096];
+    snprintf(hdrbuf, sizeof hdrbuf, "{\"jwk\":%s,\"jku\":\"https://evil.example.com/k\"}",
+             stranger->jwk);
+    cases[8].token = tk_mint(stranger, c, hdrbuf);
+    cases[8].why = "token signature is invalid";
+    /* crit */
+    cases[9].token = tk_mint(rsa, c, "{\"crit\":[\"b64\"],\"b64\":false}");
+    cases[9].why = "token has unsupported critical header parameters";
+    /* non-JSON header, trailing garbage in the payload, bad base64url */
+    cases[10].token = tk_compose("alg=RS256", c, "c2ln");
+    cases[10].why = "malformed token header";
+    cases[11].token = tk_compose("{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{\"iss\":\"x\"} junk", "c2ln");
+    cases[11].why = "malformed token payload";
+    {
+        char *good = tk_mint(rsa, c, NULL);
+        char *bad = NULL;
+        if (asprintf(&bad, "%.*s!%s", (int)(strchr(good, '.') - good), good, strchr(good, '.')) < 0)
+            bad = NULL;
+        cases[12].token = bad;
+        cases[12].why = "malformed token";
+        free(good);
+    }
     free(c);
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 13; i++) {
+        if (i == 12) { /* '!' is not RFC 6750 token syntax: refused as a bad request */
+            th_resp r;
+            get_bearer("/mcp/files/hello.txt", cases[i].token, &r);
+            ck_assert_int_eq(r.status, 400);
+            th_resp_free(&r);
+            free(cases[i].token);
+            continue;
+        }
         th_resp r;
         get_bearer("/mcp/files/hello.txt", cases[i].token, &r);
         char want[1024];
@@ -272,6 +309,26 @@ START_TEST(refusals_401)
         th_resp_free(&r);
         free(cases[i].token);
     }
+}
+END_TEST
+
+/* Over the size limit: the web server or the gate refuses it, never 200. */
+START_TEST(oversized_token_refused)
+{
+    char *c = claims("/mcp/files", "files:read", 300);
+    size_t n = strlen(c);
+    char *big = malloc(n + 12000);
+    memcpy(big, c, n - 1);
+    snprintf(big + n - 1, 12000, ",\"pad\":\"%09000d\"}", 0);
+    char *t = tk_mint(rsa, big, NULL);
+    th_resp r;
+    get_bearer("/mcp/files/hello.txt", t, &r);
+    ck_assert_msg(r.status == 400 || r.status == 401 || r.status == 431,
+                  "oversized token got %ld", r.status);
+    th_resp_free(&r);
+    free(t);
+    free(big);
+    free(c);
 }
 END_TEST
 
@@ -376,6 +433,7 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, identity_reaches_location);
     tcase_add_test(tc, refusals_401);
     tcase_add_test(tc, insufficient_scope_403);
+    tcase_add_test(tc, oversized_token_refused);
     tcase_add_test(tc, malformed_400);
     tcase_add_test(tc, preflight_needs_no_token);
     tcase_add_test(tc, refusal_logged_without_token);
