@@ -24,7 +24,7 @@ static void *init(const mcpauth_config *cfg, char *err, size_t errlen)
     return g;
 }
 
-/* MCPAUTH_RESOURCE (a FastCGI parameter, e.g. from SetEnv, or the
+/* MCPAUTH_RESOURCE (a FastCGI parameter, e.g. from SetEnvIf, or the
  * program's environment) names the resource outright; otherwise the
  * request path decides. */
 static const mcpauth_resource *resource_of(const gate *g, const mcpauth_request *req)
