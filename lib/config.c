@@ -23,6 +23,9 @@
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
 #endif
+#ifndef LOCALSTATEDIR
+#define LOCALSTATEDIR "/var"
+#endif
 
 #define CONF_MAX_BYTES (1 << 20)
 #define CONF_MAX_LINE 4096
@@ -44,7 +47,12 @@ typedef enum {
     K_FILE,     /* a readable regular file */
     K_SECRET,   /* text never shown in messages */
     K_ALGS,     /* JWS algorithm names */
-    K_WORDS     /* space separated words (audiences) */
+    K_WORDS,    /* space separated words (audiences) */
+    K_SOCKET,   /* absolute path of a Unix socket */
+    K_ORIGINS,  /* scheme://host[:port] values, or "*" */
+    K_HEADER,   /* an HTTP header name */
+    K_DIR,      /* an absolute directory path */
+    K_GLOB      /* an fnmatch(3) pattern */
 } key_type;
 
 typedef struct {
@@ -80,6 +88,21 @@ static const key_def global_keys[] = {
     {"jwks_max_age", K_SECONDS, C(jwks_max_age), 60, 604800},
     {"http_timeout", K_SECONDS, C(http_timeout), 1, 60},
     {"ca_file", K_FILE, C(ca_file), 0, 0},
+    {"max_body_bytes", K_SECONDS, C(max_body_bytes), 1024, 64 << 20},
+    {"backend_timeout", K_SECONDS, C(backend_timeout), 1, 3600},
+    {"stream_idle_timeout", K_SECONDS, C(stream_idle_timeout), 1, 86400},
+    {"session_ttl", K_SECONDS, C(session_ttl), 60, 604800},
+    {"proxy_threads", K_SECONDS, C(proxy_threads), 1, 256},
+    {"runtime_dir", K_DIR, C(runtime_dir), 0, 0},
+    {NULL, 0, 0, 0, 0},
+};
+
+#define P(f) offsetof(mcpauth_policy, f)
+static const key_def policy_keys[] = {
+    {"resource", K_TEXT, P(resource_name), 0, 0},
+    {"method", K_GLOB, P(method), 0, 0},
+    {"name", K_GLOB, P(target), 0, 0},
+    {"scopes", K_SCOPES, P(scopes), 0, 0},
     {NULL, 0, 0, 0, 0},
 };
 
@@ -112,10 +135,21 @@ static const key_def resource_keys[] = {
     {"resource_policy_uri", K_LINK, R(resource_policy_uri), 0, 0},
     {"resource_tos_uri", K_LINK, R(resource_tos_uri), 0, 0},
     {"backend", K_BACKEND, R(backend), 0, 0},
+    {"backend_socket", K_SOCKET, R(backend_socket), 0, 0},
+    {"backend_authorization", K_SECRET, R(backend_authorization), 0, 0},
+    {"allowed_origins", K_ORIGINS, R(allowed_origins), 0, 0},
+    {"subject_header", K_HEADER, R(subject_header), 0, 0},
+    {"client_id_header", K_HEADER, R(client_id_header), 0, 0},
+    {"scope_header", K_HEADER, R(scope_header), 0, 0},
+    {"forward_cookies", K_BOOL, R(forward_cookies), 0, 0},
+    {"rate_limit", K_SECONDS, R(rate_limit), 0, 100000},
+    {"rate_burst", K_SECONDS, R(rate_burst), 1, 100000},
+    {"rate_limit_address", K_SECONDS, R(rate_limit_address), 0, 100000},
+    {"rate_burst_address", K_SECONDS, R(rate_burst_address), 1, 100000},
     {NULL, 0, 0, 0, 0},
 };
 
-typedef enum { S_GLOBAL, S_RESOURCE, S_ISSUER } section_kind;
+typedef enum { S_GLOBAL, S_RESOURCE, S_ISSUER, S_POLICY } section_kind;
 
 typedef struct {
     const char *file;
@@ -189,19 +223,60 @@ static int set_value(parser *p, const key_def *k, void *base, const char *sectio
         *(char **)field = strdup(v);
         break;
     case K_BACKEND:
-        if (strncmp(v, "unix:", 5) == 0) {
-            if (v[5] != '/' || strlen(v + 5) >= 108)
-                return fail(p, p->line,
-                            "backend \"%s\" must be unix:/absolute/path (under 108 bytes)", v);
-        } else if (!(canon = mcpauth_uri_canonicalize(
-                         v, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY | MCPAUTH_URI_ANY_HTTP,
-                         &why))) {
+        if (!(canon = mcpauth_uri_canonicalize(
+                  v, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY | MCPAUTH_URI_ANY_HTTP, &why)))
             return fail(p, p->line, "backend \"%s\" %s", v, why);
-        } else {
-            free(canon);
-        }
+        free(canon);
         *(char **)field = strdup(v);
         break;
+    case K_SOCKET:
+        if (v[0] != '/' || strlen(v) >= 108)
+            return fail(p, p->line, "%s \"%s\" must be an absolute path under 108 bytes", k->name, v);
+        *(char **)field = strdup(v);
+        break;
+    case K_DIR: {
+        struct stat st;
+        if (v[0] != '/')
+            return fail(p, p->line, "%s \"%s\" must be an absolute path", k->name, v);
+        if (stat(v, &st) == 0 && !S_ISDIR(st.st_mode))
+            return fail(p, p->line, "%s \"%s\" is not a directory", k->name, v);
+        *(char **)field = strdup(v);
+        break;
+    }
+    case K_HEADER:
+        for (const char *c = v; *c; c++)
+            if (!isalnum((unsigned char)*c) && *c != '-')
+                return fail(p, p->line, "%s: \"%s\" is not a header name", k->name, v);
+        if (!strcasecmp(v, "Authorization") || !strcasecmp(v, "Cookie") || !strcasecmp(v, "Host") ||
+            !strcasecmp(v, "Content-Length") || !strcasecmp(v, "Transfer-Encoding"))
+            return fail(p, p->line, "%s: \"%s\" cannot carry the identity", k->name, v);
+        *(char **)field = strdup(v);
+        break;
+    case K_GLOB:
+        if (strlen(v) > 256)
+            return fail(p, p->line, "%s: longer than 256 characters", k->name);
+        *(char **)field = strdup(v);
+        break;
+    case K_ORIGINS: {
+        mcpauth_strlist *l = field;
+        if (mcpauth_strlist_split(l, v) < 0)
+            return fail(p, p->line, "out of memory");
+        for (size_t i = 0; i < l->n; i++) {
+            if (strcmp(l->v[i], "*") == 0)
+                continue;
+            /* An Origin is scheme://host[:port], compared after the same
+             * canonicalization as resource URIs. */
+            canon = mcpauth_uri_canonicalize(l->v[i], MCPAUTH_URI_ANY_HTTP, &why);
+            if (!canon || strchr(strstr(canon, "://") + 3, '/')) {
+                free(canon);
+                return fail(p, p->line, "%s: \"%s\" is not an origin (scheme://host[:port])",
+                            k->name, l->v[i]);
+            }
+            free(l->v[i]);
+            l->v[i] = canon;
+        }
+        break;
+    }
     case K_ISSUERS: {
         mcpauth_strlist *l = field;
         if (mcpauth_strlist_split(l, v) < 0)
@@ -341,6 +416,30 @@ static int open_issuer(parser *p, const char *name)
     return 0;
 }
 
+static int open_policy(parser *p, const char *name)
+{
+    mcpauth_config *cfg = p->cfg;
+    for (size_t i = 0; i < cfg->npolicies; i++)
+        if (strcmp(cfg->policies[i]->name, name) == 0)
+            return fail(p, p->line, "policy \"%s\" is already defined at line %u", name,
+                        cfg->policies[i]->line);
+    if (cfg->npolicies >= 4 * CONF_MAX_RESOURCES)
+        return fail(p, p->line, "more than %d policies", 4 * CONF_MAX_RESOURCES);
+    mcpauth_policy **np = realloc(cfg->policies, (cfg->npolicies + 1) * sizeof *np);
+    if (!np)
+        return fail(p, p->line, "out of memory");
+    cfg->policies = np;
+    mcpauth_policy *po = calloc(1, sizeof *po);
+    if (!po || !(po->name = strdup(name))) {
+        free(po);
+        return fail(p, p->line, "out of memory");
+    }
+    po->line = p->line;
+    cfg->policies[cfg->npolicies++] = po;
+    p->kind = S_POLICY;
+    return 0;
+}
+
 static int valid_section_name(const char *s)
 {
     if (!*s || strlen(s) > 64)
@@ -364,10 +463,11 @@ static int open_section(parser *p, char *line)
     char *name = trim(sp);
     if (*sp)
         *sp = '\0';
-    int issuer = strcmp(inner, "issuer") == 0;
-    if (strcmp(inner, "resource") != 0 && !issuer)
+    int issuer = strcmp(inner, "issuer") == 0, policy = strcmp(inner, "policy") == 0;
+    if (strcmp(inner, "resource") != 0 && !issuer && !policy)
         return fail(p, p->line,
-                    "unknown section type \"[%s]\" (expected [resource NAME] or [issuer NAME])",
+                    "unknown section type \"[%s]\" (expected [resource NAME], [issuer NAME] or "
+                    "[policy NAME])",
                     shown);
     if (!valid_section_name(name))
         return fail(p, p->line, "[%s NAME] needs a name of letters, digits, \"_\", \"-\" or \".\"",
@@ -376,6 +476,8 @@ static int open_section(parser *p, char *line)
     p->seen = 0;
     if (issuer)
         return open_issuer(p, name);
+    if (policy)
+        return open_policy(p, name);
     p->kind = S_RESOURCE;
     for (size_t i = 0; i < cfg->nresources; i++)
         if (strcmp(cfg->resources[i].name, name) == 0)
@@ -395,6 +497,11 @@ static int open_section(parser *p, char *line)
     memset(r, 0, sizeof *r);
     r->name = strdup(name);
     r->line = p->line;
+    /* Defaults; mcpauth.conf(5) lists the same values. */
+    r->rate_limit = 20;
+    r->rate_burst = 40;
+    r->rate_limit_address = 50;
+    r->rate_burst_address = 100;
     p->uri_line[cfg->nresources - 1] = 0;
     return r->name ? 0 : fail(p, p->line, "out of memory");
 }
@@ -417,6 +524,11 @@ static int set_key(parser *p, char *line)
         tab = resource_keys;
         base = &cfg->resources[cfg->nresources - 1];
         snprintf(where, sizeof where, "in [resource %s]", cfg->resources[cfg->nresources - 1].name);
+        break;
+    case S_POLICY:
+        tab = policy_keys;
+        base = cfg->policies[cfg->npolicies - 1];
+        snprintf(where, sizeof where, "in [policy %s]", cfg->policies[cfg->npolicies - 1]->name);
         break;
     case S_ISSUER:
         tab = issuer_keys;
@@ -555,6 +667,10 @@ static int finish(parser *p)
         for (int m = 0; m < 5; m++)
             if (check_scopes_subset(p, r, &r->scopes_required_method[m]) < 0)
                 return -1;
+        if ((!r->subject_header && !(r->subject_header = strdup("X-MCP-Subject"))) ||
+            (!r->client_id_header && !(r->client_id_header = strdup("X-MCP-Client-Id"))) ||
+            (!r->scope_header && !(r->scope_header = strdup("X-MCP-Scope"))))
+            return fail(p, r->line, "out of memory");
         r->issuers = calloc(r->authorization_servers.n, sizeof *r->issuers);
         if (!r->issuers)
             return fail(p, r->line, "out of memory");
@@ -566,6 +682,18 @@ static int finish(parser *p)
                 return fail(p, p->uri_line[i],
                             "resources \"%s\" and \"%s\" have the same uri \"%s\" (first at line %u)",
                             cfg->resources[j].name, r->name, r->uri, p->uri_line[j]);
+    }
+    if (!cfg->runtime_dir && !(cfg->runtime_dir = strdup(LOCALSTATEDIR "/lib/mcpauth")))
+        return fail(p, 0, "out of memory");
+    for (size_t i = 0; i < cfg->npolicies; i++) {
+        mcpauth_policy *po = cfg->policies[i];
+        if (!po->resource_name || !po->method || po->scopes.n == 0)
+            return fail(p, po->line, "[policy %s] needs resource, method and scopes", po->name);
+        if (!(po->resource = mcpauth_config_resource_by_name(cfg, po->resource_name)))
+            return fail(p, po->line, "[policy %s]: no [resource %s] section", po->name,
+                        po->resource_name);
+        if (check_scopes_subset(p, po->resource, &po->scopes) < 0)
+            return -1;
     }
     if (p->g.default_resource) {
         cfg->default_resource = mcpauth_config_resource_by_name(cfg, p->g.default_resource);
@@ -601,6 +729,11 @@ mcpauth_config *mcpauth_config_parse(const char *text, size_t len, const char *n
     p.cfg->jwks_min_refresh = 60;
     p.cfg->jwks_max_age = 3600;
     p.cfg->http_timeout = 5;
+    p.cfg->max_body_bytes = 1 << 20;
+    p.cfg->backend_timeout = 30;
+    p.cfg->stream_idle_timeout = 300;
+    p.cfg->session_ttl = 3600;
+    p.cfg->proxy_threads = 16;
     if (memchr(text, '\0', len)) {
         fail(&p, 0, "contains a NUL byte; not a text file");
         goto bad;
@@ -694,6 +827,14 @@ static void resource_free(mcpauth_resource *r)
     free(r->resource_policy_uri);
     free(r->resource_tos_uri);
     free(r->backend);
+    free(r->backend_socket);
+    if (r->backend_authorization)
+        OPENSSL_cleanse(r->backend_authorization, strlen(r->backend_authorization));
+    free(r->backend_authorization);
+    mcpauth_strlist_free(&r->allowed_origins);
+    free(r->subject_header);
+    free(r->client_id_header);
+    free(r->scope_header);
 }
 
 void mcpauth_config_free(mcpauth_config *cfg)
@@ -717,6 +858,17 @@ void mcpauth_config_free(mcpauth_config *cfg)
         free(is);
     }
     free(cfg->issuers);
+    for (size_t i = 0; i < cfg->npolicies; i++) {
+        mcpauth_policy *po = cfg->policies[i];
+        free(po->name);
+        free(po->resource_name);
+        free(po->method);
+        free(po->target);
+        mcpauth_strlist_free(&po->scopes);
+        free(po);
+    }
+    free(cfg->policies);
+    free(cfg->runtime_dir);
     mcpauth_strlist_free(&cfg->jwt_algorithms);
     free(cfg->ca_file);
     free(cfg->file);

@@ -45,9 +45,32 @@ typedef struct mcpauth_resource {
     char *resource_documentation;
     char *resource_policy_uri;
     char *resource_tos_uri;
-    char *backend;         /* http://host:port/path or unix:/path */
+    char *backend;         /* http(s)://host:port/path of the MCP server */
+    char *backend_socket;  /* Unix socket to reach it through; NULL: TCP */
+    char *backend_authorization; /* static credential for the backend (secret) */
+    mcpauth_strlist allowed_origins; /* Origin values accepted besides our own; "*" any */
+    char *subject_header;  /* identity headers for the backend */
+    char *client_id_header;
+    char *scope_header;
+    int forward_cookies;
+    long rate_limit;       /* requests per second per subject; 0 off */
+    long rate_burst;
+    long rate_limit_address; /* per client address, before authentication */
+    long rate_burst_address;
     int trailing_slash;    /* a trailing "/" on uri is significant */
 } mcpauth_resource;
+
+/* Scopes a JSON-RPC method (and tool or resource name) needs on a
+ * resource, from a [policy NAME] section.  Globs are fnmatch(3) patterns. */
+typedef struct mcpauth_policy {
+    char *name;
+    unsigned line;
+    char *resource_name;
+    const mcpauth_resource *resource;
+    char *method;          /* glob on the JSON-RPC method, e.g. "tools/call" */
+    char *target;          /* glob on params.name / params.uri; NULL: any */
+    mcpauth_strlist scopes;
+} mcpauth_policy;
 
 /* Index into scopes_required_method; -1 for other methods. */
 int mcpauth_method_index(const char *method);
@@ -66,6 +89,14 @@ typedef struct mcpauth_config {
     long jwks_max_age;          /* refresh keys at least this often */
     long http_timeout;          /* seconds, every outgoing request */
     char *ca_file;              /* CA bundle for outgoing https; NULL: system */
+    long max_body_bytes;        /* largest POST body the proxy reads */
+    long backend_timeout;       /* seconds until the backend's response headers */
+    long stream_idle_timeout;   /* seconds a stream may stay silent */
+    long session_ttl;           /* idle lifetime of a session binding */
+    long proxy_threads;
+    char *runtime_dir;          /* shared state of the proxy processes */
+    size_t npolicies;
+    mcpauth_policy **policies;
     size_t nissuers;
     mcpauth_issuer **issuers;   /* configured and implicit ones */
     const mcpauth_resource *default_resource; /* NULL unless configured */

@@ -38,7 +38,12 @@ START_TEST(good_two_resources)
         "[resource github]\r\n"
         "  uri   =   https://mcp.example.com:8443/mcp/github   \n"
         "authorization_servers = https://auth.example.com\n"
-        "backend = unix:/run/mcp/github.sock\n",
+        "backend = http://localhost/mcp\nbackend_socket = /run/mcp/github.sock\n"
+        "allowed_origins = HTTPS://App.Example.com:443 * http://localhost:3000\n"
+        "subject_header = X-User\nbackend_authorization = Bearer static-secret\n"
+        "rate_limit = 5\nrate_burst = 7\nforward_cookies = yes\n"
+        "[policy deletes]\nresource = files\nmethod = tools/call\nname = delete_*\n"
+        "scopes = files:write\n",
         err, sizeof err);
     ck_assert_msg(cfg != NULL, "parse failed: %s", err);
     ck_assert_int_eq(cfg->log_level, MCPAUTH_LOG_DEBUG);
@@ -64,7 +69,24 @@ START_TEST(good_two_resources)
     ck_assert_str_eq(f->backend, "http://127.0.0.1:9000/mcp");
     ck_assert_str_eq(g->uri, "https://mcp.example.com:8443/mcp/github");
     ck_assert_str_eq(g->host, "mcp.example.com:8443");
-    ck_assert_str_eq(g->backend, "unix:/run/mcp/github.sock");
+    ck_assert_str_eq(g->backend, "http://localhost/mcp");
+    ck_assert_str_eq(g->backend_socket, "/run/mcp/github.sock");
+    ck_assert_uint_eq(g->allowed_origins.n, 3);
+    ck_assert_str_eq(g->allowed_origins.v[0], "https://app.example.com");
+    ck_assert_str_eq(g->allowed_origins.v[1], "*");
+    ck_assert_str_eq(g->subject_header, "X-User");
+    ck_assert_str_eq(g->client_id_header, "X-MCP-Client-Id");
+    ck_assert_str_eq(g->backend_authorization, "Bearer static-secret");
+    ck_assert_int_eq(g->rate_limit, 5);
+    ck_assert_int_eq(g->rate_burst, 7);
+    ck_assert_int_eq(g->forward_cookies, 1);
+    ck_assert_int_eq(f->rate_limit, 20);
+    ck_assert_int_eq(f->rate_limit_address, 50);
+    ck_assert_uint_eq(cfg->npolicies, 1);
+    ck_assert_ptr_eq(cfg->policies[0]->resource, f);
+    ck_assert_str_eq(cfg->policies[0]->method, "tools/call");
+    ck_assert_str_eq(cfg->policies[0]->target, "delete_*");
+    ck_assert_str_eq(cfg->policies[0]->scopes.v[0], "files:write");
     ck_assert_ptr_null(g->resource_name);
     ck_assert_ptr_eq(mcpauth_config_resource_by_name(cfg, "github"), g);
     ck_assert_ptr_eq(mcpauth_config_resource_by_uri(cfg, "https://mcp.example.com/mcp/files"), f);
@@ -175,7 +197,7 @@ static const struct {
      "t.conf:1: key \"uri\" belongs in a [resource NAME] section"},
     {RES_FILES "uri = https://mcp.example.com/other\n",
      "t.conf:4: duplicate key \"uri\" in [resource files]"},
-    {"[server x]\n", "t.conf:1: unknown section type \"[server x]\" (expected [resource NAME] or [issuer NAME])"},
+    {"[server x]\n", "t.conf:1: unknown section type \"[server x]\" (expected [resource NAME], [issuer NAME] or [policy NAME])"},
     {"[resource]\n", "t.conf:1: [resource NAME] needs a name of letters, digits, \"_\", \"-\" or \".\""},
     {"[resource a b]\n",
      "t.conf:1: [resource NAME] needs a name of letters, digits, \"_\", \"-\" or \".\""},
@@ -219,8 +241,23 @@ static const struct {
      "t.conf:1: [resource a]: required scope \"c\" is not in scopes_supported"},
     {"[resource a]\nresource_documentation = javascript:alert(1)\n",
      "t.conf:2: resource_documentation \"javascript:alert(1)\" must be an absolute http:// or https:// URI"},
-    {"[resource a]\nbackend = unix:relative.sock\n",
-     "t.conf:2: backend \"unix:relative.sock\" must be unix:/absolute/path (under 108 bytes)"},
+    {"[resource a]\nbackend = unix:/run/x.sock\n",
+     "t.conf:2: backend \"unix:/run/x.sock\" must be an absolute http:// or https:// URI"},
+    {"[resource a]\nbackend_socket = relative.sock\n",
+     "t.conf:2: backend_socket \"relative.sock\" must be an absolute path under 108 bytes"},
+    {"[resource a]\nallowed_origins = https://app.example.com/path\n",
+     "t.conf:2: allowed_origins: \"https://app.example.com/path\" is not an origin (scheme://host[:port])"},
+    {"[resource a]\nsubject_header = Authorization\n",
+     "t.conf:2: subject_header: \"Authorization\" cannot carry the identity"},
+    {"[resource a]\nscope_header = X Scope\n", "t.conf:2: scope_header: \"X Scope\" is not a header name"},
+    {"runtime_dir = /etc/hostname\n", "t.conf:1: runtime_dir \"/etc/hostname\" is not a directory"},
+    {RES_FILES "[policy p]\nresource = files\nmethod = tools/call\n",
+     "t.conf:4: [policy p] needs resource, method and scopes"},
+    {RES_FILES "[policy p]\nresource = nope\nmethod = tools/call\nscopes = x\n",
+     "t.conf:4: [policy p]: no [resource nope] section"},
+    {"[resource f]\nuri = https://m.example.com/f\nauthorization_servers = https://a.example.com\n"
+     "scopes_supported = a\n[policy p]\nresource = f\nmethod = tools/call\nscopes = b\n",
+     "t.conf:1: [resource f]: required scope \"b\" is not in scopes_supported"},
     {"[resource a]\nbackend = gopher://127.0.0.1/\n",
      "t.conf:2: backend \"gopher://127.0.0.1/\" must be an absolute http:// or https:// URI"},
     {"metadata_max_age = -5\n",
