@@ -3,6 +3,7 @@
  * mcpauth_response only. */
 #include "config.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +31,15 @@ static ssize_t fcgx_read(void *ctx, char *buf, size_t len)
     if (n == 0 && FCGX_GetError(((FCGX_Request *)ctx)->in))
         return -1;
     return n;
+}
+
+/* After the body has been read to its end, anything readable on the
+ * connection (an FCGI_ABORT_REQUEST, or EOF) means the client is gone. */
+static int fcgx_alive(void *ctx)
+{
+    struct pollfd pfd = {((FCGX_Request *)ctx)->ipcFd, POLLIN | POLLRDHUP, 0};
+    int n = poll(&pfd, 1, 0);
+    return !(n > 0 && (pfd.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)));
 }
 
 static int fcgx_write(void *ctx, const char *buf, size_t len)
@@ -111,6 +121,7 @@ static void *worker(void *p)
         mcpauth_request req;
         req.param = fcgx_param;
         req.read = fcgx_read;
+        req.alive = fcgx_alive;
         req.ctx = &fr;
         mcpauth_response resp;
         mcpauth_response_init(&resp, (mcpauth_sink){fcgx_write, fcgx_flush, &fr});
@@ -195,6 +206,7 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
         mcpauth_request req;
         req.param = cgi_param;
         req.read = cgi_read;
+        req.alive = NULL;
         req.ctx = NULL;
         mcpauth_response resp;
         mcpauth_response_init(&resp, (mcpauth_sink){cgi_write, cgi_flush, NULL});
@@ -214,7 +226,10 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
         }
         mcpauth_log(MCPAUTH_LOG_INFO, "start", "config", file, "version", MCPAUTH_VERSION,
                     "listen", listen_addr, NULL);
-        int n = app->threads > 1 ? app->threads : 1;
+        /* threads == 0: the proxy, sized by the configuration */
+        int n = app->threads > 0 ? app->threads : (int)cfg->proxy_threads;
+        if (n < 1)
+            n = 1;
         worker_arg w = {app, state, fd};
         pthread_t *tids = calloc((size_t)n, sizeof *tids);
         int started = 0;

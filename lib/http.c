@@ -15,6 +15,11 @@ const char *mcpauth_request_param(const mcpauth_request *req, const char *name)
     return req->param ? req->param(req->ctx, name) : NULL;
 }
 
+int mcpauth_request_alive(const mcpauth_request *req)
+{
+    return req->alive ? req->alive(req->ctx) : 1;
+}
+
 static const char *param_or_empty(const mcpauth_request *req, const char *name)
 {
     const char *v = mcpauth_request_param(req, name);
@@ -27,6 +32,8 @@ int mcpauth_request_init(mcpauth_request *req, const char *(*param)(void *, cons
     req->param = param;
     req->read = read;
     req->ctx = ctx;
+    if (!param || !ctx)
+        req->alive = NULL;
     req->method = param_or_empty(req, "REQUEST_METHOD");
     req->remote_addr = param_or_empty(req, "REMOTE_ADDR");
     /* REQUEST_URI is what the client sent, identical under Apache and

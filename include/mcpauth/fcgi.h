@@ -17,7 +17,7 @@ typedef struct mcpauth_app {
      * threads > 1, so state must be read-only or internally locked. */
     void (*handle)(void *state, const mcpauth_request *req, mcpauth_response *resp);
     void (*fini)(void *state);
-    int threads;         /* worker threads accepting requests (>= 1) */
+    int threads;         /* worker threads accepting requests; 0: proxy_threads */
 } mcpauth_app;
 
 /* Parses --config FILE (else $MCPAUTH_CONFIG, else the default), --check

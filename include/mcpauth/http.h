@@ -17,6 +17,9 @@ typedef struct mcpauth_request {
     const char *(*param)(void *ctx, const char *name);
     /* Reads up to len body bytes; 0 at the end, -1 on error. */
     ssize_t (*read)(void *ctx, char *buf, size_t len);
+    /* 0 once the client has gone away (only meaningful after the body has
+     * been read to its end); NULL means "cannot tell". */
+    int (*alive)(void *ctx);
     void *ctx;
     char pathbuf[2048];      /* storage for path, owned by the request */
 } mcpauth_request;
@@ -25,6 +28,9 @@ typedef struct mcpauth_request {
  * -1 when REQUEST_URI is longer than the request can hold (answer 414). */
 int mcpauth_request_init(mcpauth_request *req, const char *(*param)(void *, const char *),
                          ssize_t (*read)(void *, char *, size_t), void *ctx);
+/* 1 while the client is still connected (or when it cannot be told). */
+int mcpauth_request_alive(const mcpauth_request *req);
+
 /* A CGI parameter; NULL when absent. */
 const char *mcpauth_request_param(const mcpauth_request *req, const char *name);
 

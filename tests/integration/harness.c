@@ -426,10 +426,21 @@ void th_stop(th_server *s)
     s->dir[0] = '\0';
 }
 
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static __thread double req_start;
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 {
     th_resp *r = p;
     size_t n = size * nmemb;
+    if (r->t_first_body < 0)
+        r->t_first_body = mono_now() - req_start;
     char *nb = realloc(r->body, r->bodylen + n + 1);
     if (!nb)
         return 0;
@@ -437,6 +448,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
     memcpy(r->body + r->bodylen, data, n);
     r->bodylen += n;
     r->body[r->bodylen] = '\0';
+    if (r->abort_after && r->bodylen >= r->abort_after)
+        return 0; /* hang up, like a client that went away */
     return n;
 }
 
@@ -457,6 +470,17 @@ int th_http(const char *method, const char *url, const char *const *headers, con
             th_resp *r)
 {
     memset(r, 0, sizeof *r);
+    return th_http_ex(method, url, headers, body, r);
+}
+
+int th_http_ex(const char *method, const char *url, const char *const *headers, const char *body,
+               th_resp *r)
+{
+    size_t abort_after = r->abort_after;
+    memset(r, 0, sizeof *r);
+    r->abort_after = abort_after;
+    r->t_first_body = -1;
+    req_start = mono_now();
     r->body = calloc(1, 1);
     CURL *c = curl_easy_init();
     struct curl_slist *hl = NULL;
@@ -476,9 +500,12 @@ int th_http(const char *method, const char *url, const char *const *headers, con
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
     CURLcode rc = curl_easy_perform(c);
+    r->t_total = mono_now() - req_start;
+    if (rc == CURLE_WRITE_ERROR && r->abort_after)
+        rc = CURLE_OK; /* we hung up on purpose */
     if (rc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
     else

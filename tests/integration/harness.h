@@ -64,7 +64,14 @@ typedef struct th_resp {
     char headers[32768]; /* raw response header block */
     char *body;          /* NUL-terminated */
     size_t bodylen;
+    double t_first_body; /* seconds from the start to the first body bytes (-1: none) */
+    double t_total;      /* seconds for the whole exchange */
+    size_t abort_after;  /* set before th_http_ex: hang up after this many body bytes */
 } th_resp;
+
+/* th_http with r->abort_after honoured (r is not cleared). */
+int th_http_ex(const char *method, const char *url, const char *const *headers, const char *body,
+               th_resp *r);
 
 /* One request.  headers: NULL-terminated "Name: value" strings, or NULL.
  * Returns 0 when an HTTP response arrived (whatever its status). */

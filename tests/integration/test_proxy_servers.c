@@ -1,0 +1,713 @@
+/* mcpauth-proxy on real lighttpd and real Apache in front of the example
+ * MCP server (examples/mcp-server.c): relay, streaming, sessions and their
+ * binding, both protocol eras, every refusal before the backend, origin,
+ * rate limit, per-tool scope, a dead and a hanging backend, a client that
+ * leaves mid-stream, and concurrency with streams held open. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "../support/tokens.h"
+#include "harness.h"
+
+static const char conf_tmpl[] =
+    "runtime_dir = @DIR@\n"
+    "backend_timeout = 3\n"
+    "max_body_bytes = 65536\n"
+    "log_level = info\n"
+    "[resource files]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/files\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "scopes_supported = files:read files:write\n"
+    "scopes_required = files:read\n"
+    "backend = http://127.0.0.1:%d/mcp\n"
+    "allowed_origins = https://app.example.com\n"
+    "rate_limit = 1000\nrate_burst = 1000\nrate_limit_address = 1000\nrate_burst_address = 1000\n"
+    "[resource github]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/github\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "backend = http://127.0.0.1:%d/mcp\n"
+    "[resource dead]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/dead\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "backend = http://127.0.0.1:%d/mcp\n"
+    "[resource hang]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/hang\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "backend = http://127.0.0.1:%d/mcp\n"
+    "[resource limited]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/limited\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "backend = http://127.0.0.1:%d/mcp\n"
+    "rate_limit = 1\nrate_burst = 2\n"
+    "[policy deletes]\n"
+    "resource = files\nmethod = tools/call\nname = delete_*\nscopes = files:write\n"
+    "[issuer local]\n"
+    "issuer = http://127.0.0.1:@PORT@\n"
+    "jwks_file = @DIR@/jwks.json\n";
+
+static const char lighttpd_extra[] =
+    "var.mcpauth_proxy_prefix = \"/mcp\"\n"
+    "include \"@SRCDIR@/lighttpd/mcpauth-proxy.conf\"\n";
+
+static const char apache_extra[] =
+    "Define MCPAUTH_PROXY_LOCATION /mcp\n"
+    "Include \"@SRCDIR@/apache/mcpauth-proxy.conf\"\n";
+
+static tk_key *rsa;
+static char *jwks;
+static th_server srv;
+static pid_t backend_pid = -1;
+static int backend_port, dead_port, hang_port, hang_fd = -1;
+static char backend_dir[] = "/tmp/mcpauth-backend-XXXXXX";
+
+static int listen_without_accepting(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+        return -1;
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void start_backend(void)
+{
+    char prog[512], pf[600], log[600];
+    snprintf(prog, sizeof prog, "%s/examples/mcp-server", th_builddir());
+    snprintf(pf, sizeof pf, "%s/port", backend_dir);
+    snprintf(log, sizeof log, "%s/backend.log", backend_dir);
+    unlink(pf);
+    char *argv[] = {prog, "--port", "0", "--port-file", pf, "--path", "/mcp", NULL};
+    backend_pid = th_spawn(argv, NULL, log);
+    for (int i = 0; i < 250 && backend_port <= 0; i++) {
+        FILE *f = fopen(pf, "r");
+        if (f) {
+            if (fscanf(f, "%d", &backend_port) != 1)
+                backend_port = 0;
+            fclose(f);
+        }
+        usleep(20000);
+    }
+    if (backend_port <= 0 || th_wait_port(backend_port, 5000) != 0) {
+        fprintf(stderr, "example MCP server did not start (see %s)\n", log);
+        exit(EXIT_FAILURE);
+    }
+}
+
+static void start(th_kind kind)
+{
+    backend_port = 0;
+    start_backend();
+    char *conf = NULL;
+    if (asprintf(&conf, conf_tmpl, backend_port, backend_port, dead_port, hang_port,
+                 backend_port) < 0)
+        exit(EXIT_FAILURE);
+    const char *files[] = {"jwks.json", jwks, NULL};
+    th_options o = {conf, kind == TH_LIGHTTPD ? lighttpd_extra : apache_extra, files};
+    int rc = th_start_ex(&srv, kind, &o);
+    free(conf);
+    if (rc != 0) {
+        th_kill(backend_pid);
+        exit(EXIT_FAILURE);
+    }
+    if (kind == TH_APACHE) {
+        /* the proxy's runtime_dir must be writable by the server's user */
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "chown www-data: %s 2>/dev/null || true", srv.dir);
+        if (geteuid() == 0 && system(cmd) != 0)
+            fprintf(stderr, "chown failed\n");
+    }
+}
+static void start_lighttpd(void) { start(TH_LIGHTTPD); }
+static void start_apache(void) { start(TH_APACHE); }
+static void stop(void)
+{
+    th_stop(&srv);
+    th_kill(backend_pid);
+    backend_pid = -1;
+}
+
+static char *token_for(const char *path, const char *scope, const char *sub)
+{
+    char aud[256];
+    snprintf(aud, sizeof aud, "%s%s", srv.base, path);
+    char *c = tk_claims(srv.base, aud, scope, 600);
+    if (sub) { /* replace "alice" */
+        char *p = strstr(c, "\"alice\"");
+        char *c2 = NULL;
+        if (asprintf(&c2, "%.*s\"%s\"%s", (int)(p - c), c, sub, p + 7) < 0)
+            c2 = NULL;
+        free(c);
+        c = c2;
+    }
+    char *t = tk_mint(rsa, c, NULL);
+    free(c);
+    return t;
+}
+
+typedef struct {
+    const char *token;
+    const char *version;  /* MCP-Protocol-Version, NULL: none */
+    const char *session;
+    const char *accept;   /* NULL: both types */
+    const char *ctype;    /* NULL: application/json */
+    const char *extra[4];
+} call_opts;
+
+static void post(const char *path, const call_opts *o, const char *body, th_resp *r)
+{
+    char url[512], h[6][8192];
+    const char *hdrs[12];
+    int n = 0;
+    snprintf(url, sizeof url, "%s%s", srv.base, path);
+    if (o->token) {
+        snprintf(h[0], sizeof h[0], "Authorization: Bearer %s", o->token);
+        hdrs[n++] = h[0];
+    }
+    snprintf(h[1], sizeof h[1], "Accept: %s",
+             o->accept ? o->accept : "application/json, text/event-stream");
+    hdrs[n++] = h[1];
+    snprintf(h[2], sizeof h[2], "Content-Type: %s", o->ctype ? o->ctype : "application/json");
+    hdrs[n++] = h[2];
+    if (o->version) {
+        snprintf(h[3], sizeof h[3], "MCP-Protocol-Version: %s", o->version);
+        hdrs[n++] = h[3];
+    }
+    if (o->session) {
+        snprintf(h[4], sizeof h[4], "Mcp-Session-Id: %s", o->session);
+        hdrs[n++] = h[4];
+    }
+    for (int i = 0; i < 4 && o->extra[i]; i++)
+        hdrs[n++] = o->extra[i];
+    hdrs[n] = NULL;
+    ck_assert_msg(th_http_ex("POST", url, hdrs, body, r) == 0, "no response from %s", url);
+}
+
+static const char *hdr(const th_resp *r, const char *name)
+{
+    static char buf[4096];
+    return th_header(r, name, buf, sizeof buf);
+}
+
+static json_object *json_body(const th_resp *r)
+{
+    json_object *o = json_tokener_parse(r->body);
+    ck_assert_msg(o != NULL, "body is not JSON: %s", r->body);
+    return o;
+}
+
+static void assert_rpc_error(const th_resp *r, long status, int code, const char *id_json)
+{
+    ck_assert_msg(r->status == status, "status %ld, want %ld: %s", r->status, status, r->body);
+    json_object *o = json_body(r), *e, *c, *id;
+    ck_assert(json_object_object_get_ex(o, "error", &e));
+    ck_assert(json_object_object_get_ex(e, "code", &c));
+    ck_assert_int_eq(json_object_get_int(c), code);
+    ck_assert(json_object_object_get_ex(o, "id", &id));
+    ck_assert_str_eq(json_object_to_json_string_ext(id, JSON_C_TO_STRING_PLAIN), id_json);
+    json_object_put(o);
+}
+
+#define INIT_BODY "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}"
+
+/* initialize → the session id the backend minted */
+static void initialize(const char *token, char *session, size_t cap)
+{
+    call_opts o = {.token = token};
+    th_resp r;
+    post("/mcp/files", &o, INIT_BODY, &r);
+    ck_assert_msg(r.status == 200, "initialize: %ld %s", r.status, r.body);
+    const char *sid = hdr(&r, "Mcp-Session-Id");
+    ck_assert_msg(sid != NULL, "no Mcp-Session-Id in\n%s", r.headers);
+    snprintf(session, cap, "%s", sid);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"protocolVersion\":\"2025-06-18\""));
+    th_resp_free(&r);
+}
+
+START_TEST(session_flow_2025)
+{
+    char *t = token_for("/mcp/files", "files:read", NULL);
+    char sid[256];
+    initialize(t, sid, sizeof sid);
+    call_opts o = {.token = t, .version = "2025-06-18", .session = sid};
+    th_resp r;
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}", &r);
+    ck_assert_int_eq(r.status, 202);
+    th_resp_free(&r);
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}", &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"echo\""));
+    ck_assert_ptr_nonnull(strstr(r.body, "\"whoami\""));
+    th_resp_free(&r);
+    post("/mcp/files", &o,
+         "{\"jsonrpc\":\"2.0\",\"id\":\"c-3\",\"method\":\"tools/call\",\"params\":{\"name\":\"echo\","
+         "\"arguments\":{\"text\":\"hi there\"}}}", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "hi there"));
+    ck_assert_ptr_nonnull(strstr(r.body, "\"id\":\"c-3\""));
+    th_resp_free(&r);
+    /* DELETE ends the session, then it is unknown */
+    char url[512], h1[8192], h2[512];
+    snprintf(url, sizeof url, "%s/mcp/files", srv.base);
+    snprintf(h1, sizeof h1, "Authorization: Bearer %s", t);
+    snprintf(h2, sizeof h2, "Mcp-Session-Id: %s", sid);
+    const char *dh[] = {h1, h2, "MCP-Protocol-Version: 2025-06-18", NULL};
+    ck_assert_int_eq(th_http("DELETE", url, dh, NULL, &r), 0);
+    ck_assert_msg(r.status == 200 || r.status == 204, "DELETE %ld %s", r.status, r.body);
+    th_resp_free(&r);
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/list\"}", &r);
+    assert_rpc_error(&r, 404, -32600, "4");
+    th_resp_free(&r);
+    free(t);
+}
+END_TEST
+
+START_TEST(no_token_passthrough)
+{
+    char *t = token_for("/mcp/files", "files:read", NULL);
+    char sid[256];
+    initialize(t, sid, sizeof sid);
+    call_opts o = {.token = t, .version = "2025-06-18", .session = sid,
+                   .extra = {"Cookie: session=secret-cookie", "X-MCP-Subject: mallory",
+                             "X-MCP-Scope: admin"}};
+    th_resp r;
+    post("/mcp/files", &o,
+         "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"whoami\","
+         "\"arguments\":{}}}", &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    /* whoami reports what reached the backend */
+    ck_assert_ptr_null(strstr(r.body, t));
+    ck_assert_ptr_null(strstr(r.body, "Bearer"));
+    ck_assert_ptr_null(strstr(r.body, "secret-cookie"));
+    ck_assert_ptr_null(strstr(r.body, "mallory"));
+    ck_assert_ptr_null(strstr(r.body, "admin"));
+    ck_assert_ptr_nonnull(strstr(r.body, "alice"));
+    ck_assert_ptr_nonnull(strstr(r.body, "files:read"));
+    ck_assert_ptr_nonnull(strstr(r.body, "app"));
+    th_resp_free(&r);
+    free(t);
+}
+END_TEST
+
+START_TEST(sse_streams_incrementally)
+{
+    char *t = token_for("/mcp/files", "files:read", NULL);
+    char sid[256];
+    initialize(t, sid, sizeof sid);
+    call_opts o = {.token = t, .version = "2025-06-18", .session = sid};
+    th_resp r;
+    post("/mcp/files", &o,
+         "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":{\"name\":\"countdown\","
+         "\"arguments\":{\"n\":5,\"delay_ms\":400},\"_meta\":{\"progressToken\":\"p1\"}}}", &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    const char *ct = hdr(&r, "Content-Type");
+    ck_assert_msg(ct && strncmp(ct, "text/event-stream", 17) == 0, "Content-Type %s", ct);
+    ck_assert_ptr_nonnull(strstr(r.body, "notifications/progress"));
+    ck_assert_ptr_nonnull(strstr(r.body, "\"id\":6"));
+    /* 5 events 400 ms apart: the first must arrive long before the end */
+    ck_assert_msg(r.t_first_body >= 0 && r.t_first_body < r.t_total - 1.0,
+                  "first event at %.2f s, end at %.2f s: buffered", r.t_first_body, r.t_total);
+    th_resp_free(&r);
+    free(t);
+}
+END_TEST
+
+START_TEST(session_bound_to_identity)
+{
+    char *alice = token_for("/mcp/files", "files:read", NULL);
+    char *bob = token_for("/mcp/files", "files:read", "bob");
+    char sid[256];
+    initialize(alice, sid, sizeof sid);
+    call_opts o = {.token = bob, .version = "2025-06-18", .session = sid};
+    th_resp r;
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\"}", &r);
+    assert_rpc_error(&r, 404, -32600, "7");
+    th_resp_free(&r);
+    /* a made-up session id is just as unknown */
+    o.session = "0123456789abcdef0123456789abcdef";
+    o.token = alice;
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/list\"}", &r);
+    assert_rpc_error(&r, 404, -32600, "8");
+    th_resp_free(&r);
+    /* alice still can */
+    o.session = sid;
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/list\"}", &r);
+    ck_assert_int_eq(r.status, 200);
+    th_resp_free(&r);
+    usleep(100000);
+    char *log = th_error_log(&srv);
+    char path[600];
+    snprintf(path, sizeof path, "%s/server.out", srv.dir);
+    FILE *f = fopen(path, "r");
+    char out[65536] = "";
+    if (f) {
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = '\0';
+        fclose(f);
+    }
+    ck_assert_msg(strstr(log, "event=session_hijack_refused security=1") ||
+                      strstr(out, "event=session_hijack_refused security=1"),
+                  "no security line for the refused session");
+    free(log);
+    free(alice);
+    free(bob);
+}
+END_TEST
+
+START_TEST(era_2026)
+{
+    char *t = token_for("/mcp/files", "files:read", NULL);
+    call_opts o = {.token = t, .version = "2026-07-28", .extra = {"Mcp-Method: tools/list"}};
+    th_resp r;
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/list\"}", &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"echo\""));
+    ck_assert_ptr_null(hdr(&r, "Mcp-Session-Id"));
+    th_resp_free(&r);
+    o.extra[0] = "Mcp-Method: tools/call";
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":11,\"method\":\"tools/list\"}", &r);
+    assert_rpc_error(&r, 400, -32020, "11");
+    th_resp_free(&r);
+    o.extra[0] = NULL;
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"tools/list\"}", &r);
+    assert_rpc_error(&r, 400, -32020, "12");
+    th_resp_free(&r);
+    o.extra[0] = "Mcp-Method: tools/call";
+    o.extra[1] = "Mcp-Name: whoami";
+    post("/mcp/files", &o,
+         "{\"jsonrpc\":\"2.0\",\"id\":13,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\","
+         "\"arguments\":{\"text\":\"x\"}}}", &r);
+    assert_rpc_error(&r, 400, -32020, "13");
+    th_resp_free(&r);
+    /* no GET stream in 2026-07-28 */
+    char url[512], h1[8192];
+    snprintf(url, sizeof url, "%s/mcp/files", srv.base);
+    snprintf(h1, sizeof h1, "Authorization: Bearer %s", t);
+    const char *gh[] = {h1, "MCP-Protocol-Version: 2026-07-28", "Accept: text/event-stream", NULL};
+    ck_assert_int_eq(th_http("GET", url, gh, NULL, &r), 0);
+    ck_assert_int_eq(r.status, 405);
+    th_resp_free(&r);
+    free(t);
+}
+END_TEST
+
+START_TEST(refused_before_backend)
+{
+    char *t = token_for("/mcp/files", "files:read", NULL);
+    th_resp r;
+    call_opts none = {0};
+    post("/mcp/files", &none, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}", &r);
+    ck_assert_int_eq(r.status, 401);
+    char want[512];
+    snprintf(want, sizeof want,
+             "Bearer resource_metadata=\"%s/.well-known/oauth-protected-resource/mcp/files\", "
+             "scope=\"files:read\"", srv.base);
+    ck_assert_str_eq(hdr(&r, "WWW-Authenticate"), want);
+    th_resp_free(&r);
+    /* a token for another resource */
+    char *other = token_for("/mcp/github", "files:read", NULL);
+    call_opts oo = {.token = other, .version = "2025-06-18"};
+    post("/mcp/files", &oo, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}", &r);
+    ck_assert_int_eq(r.status, 401);
+    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
+    th_resp_free(&r);
+    free(other);
+
+    call_opts o = {.token = t, .version = "2025-06-18"};
+    o.ctype = "text/plain";
+    post("/mcp/files", &o, "{}", &r);
+    assert_rpc_error(&r, 415, -32600, "null");
+    th_resp_free(&r);
+    o.ctype = NULL;
+    o.accept = "application/json";
+    post("/mcp/files", &o, "{}", &r);
+    assert_rpc_error(&r, 406, -32600, "null");
+    th_resp_free(&r);
+    o.accept = NULL;
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":1,", &r);
+    assert_rpc_error(&r, 400, -32700, "null");
+    th_resp_free(&r);
+    post("/mcp/files", &o, "{\"jsonrpc\":\"1.0\",\"id\":21,\"method\":\"tools/list\"}", &r);
+    assert_rpc_error(&r, 400, -32600, "21");
+    th_resp_free(&r);
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"tools/list\"}", &r);
+    assert_rpc_error(&r, 400, -32600, "null");
+    th_resp_free(&r);
+    post("/mcp/files", &o, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]", &r);
+    assert_rpc_error(&r, 400, -32600, "null");
+    th_resp_free(&r);
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":\"\\xff\",\"method\":\"ping\"}", &r);
+    ck_assert_int_eq(r.status, 400);
+    th_resp_free(&r);
+    o.version = "1999-01-01";
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":22,\"method\":\"ping\"}", &r);
+    ck_assert_int_eq(r.status, 400);
+    th_resp_free(&r);
+    o.version = "2025-06-18";
+    /* over max_body_bytes (64 KiB here) */
+    size_t big = 70000;
+    char *body = malloc(big + 100);
+    int n = snprintf(body, 100, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{\"x\":\"");
+    memset(body + n, 'a', big);
+    strcpy(body + n + big, "\"}}");
+    post("/mcp/files", &o, body, &r);
+    assert_rpc_error(&r, 413, -32600, "null");
+    th_resp_free(&r);
+    free(body);
+    free(t);
+}
+END_TEST
+
+START_TEST(origin_checked)
+{
+    char *t = token_for("/mcp/files", "files:read", NULL);
+    th_resp r;
+    call_opts o = {.token = t, .version = "2026-07-28",
+                   .extra = {"Mcp-Method: ping", "Origin: https://evil.example.com"}};
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", &r);
+    assert_rpc_error(&r, 403, -32600, "null");
+    th_resp_free(&r);
+    o.extra[1] = "Origin: https://app.example.com";
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    ck_assert_str_eq(hdr(&r, "Access-Control-Allow-Origin"), "https://app.example.com");
+    th_resp_free(&r);
+    /* preflight: no token needed */
+    char url[512];
+    snprintf(url, sizeof url, "%s/mcp/files", srv.base);
+    const char *ph[] = {"Origin: https://app.example.com", "Access-Control-Request-Method: POST",
+                        NULL};
+    ck_assert_int_eq(th_http("OPTIONS", url, ph, NULL, &r), 0);
+    ck_assert_int_eq(r.status, 204);
+    ck_assert_ptr_nonnull(strstr(hdr(&r, "Access-Control-Allow-Headers"), "Mcp-Session-Id"));
+    th_resp_free(&r);
+    free(t);
+}
+END_TEST
+
+START_TEST(per_tool_scope)
+{
+    char *t = token_for("/mcp/files", "files:read", NULL);
+    call_opts o = {.token = t, .version = "2026-07-28",
+                   .extra = {"Mcp-Method: tools/call", "Mcp-Name: delete_file"}};
+    th_resp r;
+    post("/mcp/files", &o,
+         "{\"jsonrpc\":\"2.0\",\"id\":31,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_file\","
+         "\"arguments\":{}}}", &r);
+    ck_assert_msg(r.status == 403, "%ld %s", r.status, r.body);
+    char want[512];
+    snprintf(want, sizeof want,
+             "Bearer error=\"insufficient_scope\", error_description=\"token lacks a required "
+             "scope\", resource_metadata=\"%s/.well-known/oauth-protected-resource/mcp/files\", "
+             "scope=\"files:read files:write\"", srv.base);
+    ck_assert_str_eq(hdr(&r, "WWW-Authenticate"), want);
+    th_resp_free(&r);
+    char *t2 = token_for("/mcp/files", "files:read files:write", NULL);
+    o.token = t2;
+    post("/mcp/files", &o,
+         "{\"jsonrpc\":\"2.0\",\"id\":32,\"method\":\"tools/call\",\"params\":{\"name\":\"delete_file\","
+         "\"arguments\":{}}}", &r);
+    /* allowed through: the example server does not know the tool */
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "-32602"));
+    th_resp_free(&r);
+    free(t);
+    free(t2);
+}
+END_TEST
+
+START_TEST(rate_limited)
+{
+    char *t = token_for("/mcp/limited", "", NULL);
+    call_opts o = {.token = t, .version = "2026-07-28", .extra = {"Mcp-Method: ping"}};
+    th_resp r;
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 4; i++) {
+        post("/mcp/limited", &o, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", &r);
+        if (r.status == 200)
+            ok++;
+        if (r.status == 429) {
+            limited++;
+            ck_assert_ptr_nonnull(hdr(&r, "Retry-After"));
+            assert_rpc_error(&r, 429, -32000, "null");
+        }
+        th_resp_free(&r);
+    }
+    ck_assert_int_eq(ok, 2); /* burst 2 */
+    ck_assert_int_eq(limited, 2);
+    free(t);
+}
+END_TEST
+
+START_TEST(backend_down_and_hanging)
+{
+    char *t = token_for("/mcp/dead", "", NULL);
+    call_opts o = {.token = t, .version = "2026-07-28", .extra = {"Mcp-Method: ping"}};
+    th_resp r;
+    post("/mcp/dead", &o, "{\"jsonrpc\":\"2.0\",\"id\":41,\"method\":\"ping\"}", &r);
+    assert_rpc_error(&r, 502, -32000, "41");
+    th_resp_free(&r);
+    free(t);
+    t = token_for("/mcp/hang", "", NULL);
+    o.token = t;
+    post("/mcp/hang", &o, "{\"jsonrpc\":\"2.0\",\"id\":\"h\",\"method\":\"ping\"}", &r);
+    assert_rpc_error(&r, 504, -32000, "\"h\"");
+    ck_assert_msg(r.t_total < 3 + 4, "504 took %.1f s", r.t_total); /* backend_timeout = 3 */
+    th_resp_free(&r);
+    free(t);
+}
+END_TEST
+
+static int log_has(const char *needle)
+{
+    char *log = th_error_log(&srv);
+    char path[600];
+    snprintf(path, sizeof path, "%s/server.out", srv.dir);
+    FILE *f = fopen(path, "r");
+    static char out[1 << 20];
+    out[0] = '\0';
+    if (f) {
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = '\0';
+        fclose(f);
+    }
+    int found = strstr(log, needle) || strstr(out, needle);
+    free(log);
+    return found;
+}
+
+START_TEST(client_disconnect_cancels)
+{
+    char *t = token_for("/mcp/files", "files:read", NULL);
+    char sid[256];
+    initialize(t, sid, sizeof sid);
+    call_opts o = {.token = t, .version = "2025-06-18", .session = sid};
+    th_resp r;
+    memset(&r, 0, sizeof r);
+    r.abort_after = 1; /* leave after the first event */
+    post("/mcp/files", &o,
+         "{\"jsonrpc\":\"2.0\",\"id\":50,\"method\":\"tools/call\",\"params\":{\"name\":\"countdown\","
+         "\"arguments\":{\"n\":20,\"delay_ms\":300}}}", &r);
+    ck_assert_msg(r.t_total < 3.0, "hang-up took %.1f s", r.t_total);
+    th_resp_free(&r);
+    /* the proxy notices and aborts the backend request long before the
+     * 6 s stream would end */
+    int seen = 0;
+    for (int i = 0; i < 40 && !seen; i++) {
+        usleep(100000);
+        seen = log_has("event=client_gone");
+    }
+    ck_assert_msg(seen, "the proxy did not notice the client leaving");
+    free(t);
+}
+END_TEST
+
+typedef struct {
+    char url[512];
+    char auth[8192];
+    int status;
+} stream_arg;
+
+static void *hold_stream(void *p)
+{
+    stream_arg *a = p;
+    const char *h[] = {a->auth, "Accept: application/json, text/event-stream",
+                       "Content-Type: application/json", "MCP-Protocol-Version: 2026-07-28",
+                       "Mcp-Method: tools/call", "Mcp-Name: countdown", NULL};
+    th_resp r;
+    th_http("POST", a->url, h,
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"countdown\","
+            "\"arguments\":{\"n\":8,\"delay_ms\":500}}}", &r);
+    a->status = (int)r.status;
+    th_resp_free(&r);
+    return NULL;
+}
+
+START_TEST(streams_do_not_starve_others)
+{
+    enum { N = 8 };
+    char *t = token_for("/mcp/files", "files:read", NULL);
+    pthread_t th[N];
+    static stream_arg args[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(args[i].url, sizeof args[i].url, "%s/mcp/files", srv.base);
+        snprintf(args[i].auth, sizeof args[i].auth, "Authorization: Bearer %s", t);
+        pthread_create(&th[i], NULL, hold_stream, &args[i]);
+    }
+    usleep(800 * 1000); /* all streams open and busy */
+    call_opts o = {.token = t, .version = "2026-07-28", .extra = {"Mcp-Method: ping"}};
+    th_resp r;
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_msg(r.t_total < 2.0, "with %d streams open a ping took %.2f s", N, r.t_total);
+    th_resp_free(&r);
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(args[i].status, 200);
+    }
+    free(t);
+}
+END_TEST
+
+static TCase *server_case(const char *name, void (*setup)(void))
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_unchecked_fixture(tc, setup, stop);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, session_flow_2025);
+    tcase_add_test(tc, no_token_passthrough);
+    tcase_add_test(tc, sse_streams_incrementally);
+    tcase_add_test(tc, session_bound_to_identity);
+    tcase_add_test(tc, era_2026);
+    tcase_add_test(tc, refused_before_backend);
+    tcase_add_test(tc, origin_checked);
+    tcase_add_test(tc, per_tool_scope);
+    tcase_add_test(tc, rate_limited);
+    tcase_add_test(tc, backend_down_and_hanging);
+    tcase_add_test(tc, client_disconnect_cancels);
+    tcase_add_test(tc, streams_do_not_starve_others);
+    return tc;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (!mkdtemp(backend_dir))
+        return EXIT_FAILURE;
+    rsa = tk_key_new("RS256", "rsa1", 0);
+    tk_key *pub[] = {rsa};
+    jwks = tk_jwks(pub, 1);
+    /* a port nothing listens on, and one that accepts but never answers */
+    dead_port = th_free_port();
+    hang_fd = listen_without_accepting(&hang_port);
+    Suite *s = suite_create("proxy-servers");
+    suite_add_tcase(s, server_case("lighttpd", start_lighttpd));
+    suite_add_tcase(s, server_case("apache", start_apache));
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    close(hang_fd);
+    free(jwks);
+    tk_key_free(rsa);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", backend_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup failed\n");
+    curl_global_cleanup();
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
