@@ -577,7 +577,14 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
         }
         json_object *doc = parse_object(r.body, r.len), *av;
         mcpauth_fetch_result_free(&r);
-        int active = doc && json_object_object_get_ex(doc, "active", &av) &&
+        if (!doc) { /* not an answer: as good as no answer */
+            mcpauth_log(MCPAUTH_LOG_WARN, "introspection_failed", "url",
+                        conf->introspection_endpoint, "reason", "response is not a JSON object",
+                        NULL);
+            unreachable++;
+            continue;
+        }
+        int active = json_object_object_get_ex(doc, "active", &av) &&
                      json_object_is_type(av, json_type_boolean) && json_object_get_boolean(av);
         if (!active) {
             json_object_put(doc);
@@ -597,9 +604,11 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
         snprintf(d->id.issuer, sizeof d->id.issuer, "%s", conf->issuer);
         return 1;
     }
+    /* One issuer down is enough to leave the question open: the token may be
+     * its, so "not active" from the others must not be cached as a refusal. */
     if (!tried)
         set_verdict(d, MCPAUTH_INVALID_TOKEN, "token is not a JWT and no introspection is configured");
-    else if (unreachable == tried)
+    else if (unreachable > 0)
         set_verdict(d, MCPAUTH_UNAVAILABLE, "token introspection is unavailable");
     else
         set_verdict(d, MCPAUTH_INVALID_TOKEN, "token is not active");

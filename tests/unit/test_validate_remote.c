@@ -479,8 +479,8 @@ START_TEST(flood_of_unknown_kids)
         free(t);
     }
     stub_stats s1 = stats();
-    /* the first token loads the keys (cold validator); none refetches */
-    ck_assert_int_le(s1.jwks - s0.jwks, 1);
+    /* at most one fetch: the first token loads the keys (cold validator),
+     * no later one refetches */
     ck_assert_int_eq(s1.jwks - s0.jwks, 1);
     /* the real keys still work, without another fetch */
     char *good = token(ec);
@@ -753,6 +753,37 @@ START_TEST(introspection_wrong_secret_unavailable)
 }
 END_TEST
 
+/* Regression: with two introspecting issuers, one down and the other
+ * answering "inactive", the token may be the absent issuer's: 503, never
+ * a cached 401. */
+START_TEST(introspection_one_issuer_down_is_unavailable)
+{
+    write_tokens();
+    int dead = pick_port(); /* nothing listens there */
+    char *sections;
+    if (asprintf(&sections,
+                 "[issuer down]\nissuer = http://127.0.0.1:%d\n"
+                 "introspection_endpoint = http://127.0.0.1:%d/introspect\n"
+                 "introspection_client_id = gate\nintrospection_client_secret = gate-secret\n"
+                 "[issuer up]\nissuer = %s\nintrospection_endpoint = %s/introspect\n"
+                 "introspection_client_id = gate\nintrospection_client_secret = gate-secret\n",
+                 dead, dead, S.issuer, S.issuer) < 0)
+        abort();
+    char as[256];
+    snprintf(as, sizeof as, "http://127.0.0.1:%d %s", dead, S.issuer);
+    vctx x;
+    vload(&x, "cache_negative_ttl = 60", as, sections);
+    mcpauth_decision d;
+    vcheck(&x, "opaque-of-the-down-issuer", MCPAUTH_UNAVAILABLE, INTROSPECTION_UNAVAILABLE, &d);
+    vcheck(&x, "opaque-of-the-down-issuer", MCPAUTH_UNAVAILABLE, INTROSPECTION_UNAVAILABLE, &d);
+    ck_assert_int_eq(d.cached, 0);
+    /* the live issuer's own active token still works */
+    vcheck(&x, "opaque-abc", MCPAUTH_ALLOW, NULL, &d);
+    free(sections);
+    vfree(&x);
+}
+END_TEST
+
 START_TEST(opaque_without_introspection)
 {
     write_tokens();
@@ -858,6 +889,7 @@ Suite *validate_remote_suite(void)
     tcase_add_test(tc, introspection_active_allowed_and_cached);
     tcase_add_test(tc, introspection_refusals);
     tcase_add_test(tc, introspection_wrong_secret_unavailable);
+    tcase_add_test(tc, introspection_one_issuer_down_is_unavailable);
     tcase_add_test(tc, opaque_without_introspection);
     suite_add_tcase(s, tc);
 
