@@ -242,8 +242,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
             r->headers[r->nheaders][1][vl] = '\0';
             if (i == 0 && vl >= 17 && strncasecmp(v, "text/event-stream", 17) == 0)
                 r->sse = 1;
-            if (i == 1)
-                memcpy(r->session_out, v, vl + 1);
+            if (i == 1) {
+                memcpy(r->session_out, v, vl);
+                r->session_out[vl] = '\0';
+            }
             r->nheaders++;
         }
         break;

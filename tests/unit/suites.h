@@ -9,4 +9,6 @@ Suite *metadata_suite(void);
 Suite *jose_suite(void);
 Suite *fetch_suite(void);
 Suite *validate_suite(void);
+Suite *shm_suite(void);
+Suite *validate_remote_suite(void);
 #endif

@@ -1,0 +1,609 @@
+/* See shm.h.  Layout: a header (magic, layout version, table sizes, a
+ * per-file secret and the robust process-shared mutex), then the bucket
+ * table, then the session table.  Both tables use open addressing over a
+ * window of WINDOW slots starting at an index derived from a keyed hash, so
+ * an operation touches a bounded number of slots and allocates nothing.
+ *
+ * Why carrying on after EOWNERDEAD is sound: every operation changes at
+ * most one slot, and a slot being (re)filled is first marked unused and
+ * only marked used again after all its fields are written (see ORDER).  A
+ * holder killed half way therefore leaves a slot that is empty, whole, or
+ * (buckets only) with tokens refilled but the time not yet advanced, which
+ * costs at most one extra refill capped at the burst.  Nothing needs
+ * repairing, so pthread_mutex_consistent and go on. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "shm.h"
+
+#define MAGIC "mcpaSHM\n"
+#define LAYOUT_VERSION 1u /* bump on any change to the structs below */
+#define WINDOW 8
+#define MAX_ENTRIES ((size_t)1 << 24)
+#define OPEN_TRIES 8
+
+/* Compiler barrier: keeps the stores to a slot in program order, so a
+ * process killed mid-update leaves what the comment at the top promises.
+ * Stores already executed are not lost when a process dies. */
+#define ORDER() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+struct header {
+    char magic[8];
+    uint32_t version;
+    /* The ABI this file was laid out with: a 32-bit and a 64-bit build
+     * must not share one file. */
+    uint32_t mutex_size, bucket_size, session_size;
+    uint64_t nbuckets, nsessions, total;
+    /* Keys the slot index so clients cannot pick keys that collide with
+     * someone else's window and evict their bucket or session binding. */
+    unsigned char secret[32];
+    /* The boot the mutex was set up in: a file kept on disk across a crash
+     * may hold a lock whose owner never got to exit (no EOWNERDEAD). */
+    char boot[40];
+    pthread_mutex_t lock;
+};
+
+typedef struct {
+    unsigned char key[32];
+    double tokens;
+    double last; /* time of the last refill */
+    double used; /* last use, for least-recently-used eviction */
+    uint32_t inuse;
+} bucket;
+
+typedef struct {
+    unsigned char id[32];
+    unsigned char owner[32];
+    int64_t expires;
+    uint32_t inuse;
+} session;
+
+struct mcpauth_shm {
+    struct header *hdr;
+    bucket *buckets;
+    session *sessions;
+    /* Our own copies: a damaged header can never send us out of bounds. */
+    size_t nbuckets, nsessions, size;
+    EVP_MD *sha256;
+};
+
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+static size_t buckets_off(void)
+{
+    return align64(sizeof(struct header));
+}
+
+static size_t sessions_off(size_t nbuckets)
+{
+    return buckets_off() + align64(nbuckets * sizeof(bucket));
+}
+
+static size_t total_size(size_t nbuckets, size_t nsessions)
+{
+    return sessions_off(nbuckets) + align64(nsessions * sizeof(session));
+}
+
+static void fill_expected(struct header *h, size_t nbuckets, size_t nsessions)
+{
+    memset(h, 0, sizeof *h);
+    memcpy(h->magic, MAGIC, sizeof h->magic);
+    h->version = LAYOUT_VERSION;
+    h->mutex_size = sizeof(pthread_mutex_t);
+    h->bucket_size = sizeof(bucket);
+    h->session_size = sizeof(session);
+    h->nbuckets = nbuckets;
+    h->nsessions = nsessions;
+    h->total = total_size(nbuckets, nsessions);
+}
+
+/* 1 when the file's header is ours in every respect and the file is
+ * exactly as long as it says, -1 when it is ours but of another layout,
+ * 0 when it is not ours at all (new, empty or garbage). */
+static int header_state(int fd, const struct stat *st, const struct header *want)
+{
+    struct header h;
+    if (st->st_size < (off_t)sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+        return 0;
+    if (memcmp(h.magic, want->magic, sizeof h.magic) != 0)
+        return 0;
+    if (h.version != want->version || h.mutex_size != want->mutex_size ||
+        h.bucket_size != want->bucket_size || h.session_size != want->session_size ||
+        h.nbuckets != want->nbuckets || h.nsessions != want->nsessions ||
+        h.total != want->total || (uint64_t)st->st_size != want->total)
+        return -1;
+    return 1;
+}
+
+/* This boot's id; all zeros where there is none to read. */
+static void boot_id(char out[40])
+{
+    memset(out, 0, 40);
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (read(fd, out, 39) < 0)
+        memset(out, 0, 40);
+    close(fd);
+}
+
+static int init_mutex(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    if (pthread_mutexattr_init(&a) != 0)
+        return -1;
+    int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) != 0 ||
+             pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) != 0 ||
+             pthread_mutex_init(m, &a) != 0;
+    pthread_mutexattr_destroy(&a);
+    return rc ? -1 : 0;
+}
+
+/* First opener since boot of a valid file: no process that could hold the
+ * lock is alive, so set the mutex up afresh (tables are kept). */
+static int new_boot(int fd, char *err, size_t errlen)
+{
+    char boot[40];
+    struct header h;
+    boot_id(boot);
+    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
+        snprintf(err, errlen, "cannot read the header");
+        return -1;
+    }
+    if (memcmp(h.boot, boot, sizeof boot) == 0)
+        return 0;
+    struct header *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        snprintf(err, errlen, "mmap: %s", strerror(errno));
+        return -1;
+    }
+    int rc = init_mutex(&m->lock);
+    if (rc == 0)
+        memcpy(m->boot, boot, sizeof boot);
+    else
+        snprintf(err, errlen, "cannot set up a robust process-shared mutex");
+    munmap(m, sizeof *m);
+    return rc;
+}
+
+/* Zero-fills fd to the full size and writes a fresh header, the magic last
+ * so a crash half way leaves a file the next opener re-initialises. */
+static int init_file(int fd, size_t nbuckets, size_t nsessions, char *err, size_t errlen)
+{
+    size_t size = total_size(nbuckets, nsessions);
+    if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)size) != 0) {
+        snprintf(err, errlen, "cannot size the file: %s", strerror(errno));
+        return -1;
+    }
+    struct header *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED) {
+        snprintf(err, errlen, "mmap: %s", strerror(errno));
+        return -1;
+    }
+    fill_expected(h, nbuckets, nsessions);
+    memset(h->magic, 0, sizeof h->magic);
+    boot_id(h->boot);
+    int rc = -1;
+    if (RAND_bytes(h->secret, sizeof h->secret) != 1)
+        snprintf(err, errlen, "no random bytes for the hash key");
+    else if (init_mutex(&h->lock) != 0)
+        snprintf(err, errlen, "cannot set up a robust process-shared mutex");
+    else
+        rc = 0;
+    if (rc == 0) {
+        ORDER();
+        memcpy(h->magic, MAGIC, sizeof h->magic);
+    }
+    munmap(h, sizeof *h);
+    return rc;
+}
+
+/* A file of our format but another layout may be mapped by workers still
+ * running with the old configuration: changing it in place would move the
+ * tables (and re-initialise the mutex) under them.  Instead build a fresh
+ * file beside it and rename it over the path; the old workers keep the old
+ * inode.  Returns the new descriptor, or -1 when the directory does not
+ * allow it (the caller then falls back to re-initialising in place). */
+static int replace_file(const char *path, size_t nbuckets, size_t nsessions, char *err,
+                        size_t errlen)
+{
+    size_t n = strlen(path) + 64;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return -1;
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        free(tmp);
+        return -1;
+    }
+    uint64_t r;
+    memcpy(&r, rnd, sizeof r);
+    snprintf(tmp, n, "%s.new.%ld.%016llx", path, (long)getpid(), (unsigned long long)r);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        free(tmp);
+        return -1;
+    }
+    if (init_file(fd, nbuckets, nsessions, err, errlen) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        close(fd);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return fd;
+}
+
+static int check_file(int fd, struct stat *st, char *err, size_t errlen)
+{
+    if (fstat(fd, st) != 0) {
+        snprintf(err, errlen, "fstat: %s", strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        snprintf(err, errlen, "not a regular file");
+        return -1;
+    }
+    /* Whoever owns the file can rewrite rate limits and session owners. */
+    if (st->st_uid != geteuid()) {
+        snprintf(err, errlen, "owned by uid %lu, not by this process's uid %lu",
+                 (unsigned long)st->st_uid, (unsigned long)geteuid());
+        return -1;
+    }
+    if (st->st_mode & 077) {
+        snprintf(err, errlen, "mode %04o lets group or others in (want 0600)",
+                 (unsigned)(st->st_mode & 07777));
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens path, checks it, and under flock makes sure it holds our layout.
+ * 1 with *out_fd mapped-ready, 0 to try again (the path was replaced while
+ * we waited for the lock), -1 on error. */
+static int open_once(const char *path, size_t nbuckets, size_t nsessions, int *out_fd,
+                     char *err, size_t errlen)
+{
+    /* O_NONBLOCK|O_NOCTTY: should the path be a FIFO or a device, opening
+     * it must neither hang nor grab a terminal before fstat refuses it. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP)
+            snprintf(err, errlen, "%s: is a symbolic link", path);
+        else if (e == EISDIR)
+            snprintf(err, errlen, "%s: is a directory", path);
+        else
+            snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -1;
+    }
+    struct stat st;
+    char why[160];
+    if (check_file(fd, &st, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        close(fd);
+        return -1;
+    }
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            snprintf(err, errlen, "%s: flock: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+    }
+    /* Another opener may have renamed a fresh file over the path while we
+     * waited: then ours is the old one. */
+    struct stat now;
+    if (lstat(path, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+        close(fd);
+        return 0;
+    }
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    struct header want;
+    fill_expected(&want, nbuckets, nsessions);
+    int state = header_state(fd, &st, &want);
+    if (state < 0) {
+        int nfd = replace_file(path, nbuckets, nsessions, why, sizeof why);
+        if (nfd >= 0) {
+            close(fd); /* drops the flock; openers waiting on it will retry */
+            *out_fd = nfd;
+            return 1;
+        }
+        state = 0;
+    }
+    if ((state == 0 && init_file(fd, nbuckets, nsessions, why, sizeof why) != 0) ||
+        (state == 1 && new_boot(fd, why, sizeof why) != 0)) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        close(fd);
+        return -1;
+    }
+    flock(fd, LOCK_UN);
+    *out_fd = fd;
+    return 1;
+}
+
+mcpauth_shm *mcpauth_shm_open(const char *path, size_t buckets, size_t sessions, char *err,
+                              size_t errlen)
+{
+    char dummy[1];
+    if (!err || !errlen) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    if (!path || !*path) {
+        snprintf(err, errlen, "no path for the shared state");
+        return NULL;
+    }
+    if (buckets < 1 || sessions < 1 || buckets > MAX_ENTRIES || sessions > MAX_ENTRIES) {
+        snprintf(err, errlen, "table sizes must be between 1 and %zu", MAX_ENTRIES);
+        return NULL;
+    }
+    mcpauth_shm *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (!(s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) {
+        snprintf(err, errlen, "SHA-256 is not available");
+        free(s);
+        return NULL;
+    }
+    int fd = -1, rc = 0;
+    for (int i = 0; i < OPEN_TRIES && rc == 0; i++)
+        rc = open_once(path, buckets, sessions, &fd, err, errlen);
+    if (rc == 0)
+        snprintf(err, errlen, "%s: keeps being replaced by other processes", path);
+    if (rc != 1)
+        goto fail;
+    s->nbuckets = buckets;
+    s->nsessions = sessions;
+    s->size = total_size(buckets, sessions);
+    void *p = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "%s: mmap: %s", path, strerror(e));
+        goto fail;
+    }
+    s->hdr = p;
+    s->buckets = (bucket *)((char *)p + buckets_off());
+    s->sessions = (session *)((char *)p + sessions_off(buckets));
+    return s;
+fail:
+    EVP_MD_free(s->sha256);
+    free(s);
+    return NULL;
+}
+
+void mcpauth_shm_close(mcpauth_shm *shm)
+{
+    if (!shm)
+        return;
+    munmap(shm->hdr, shm->size);
+    EVP_MD_free(shm->sha256);
+    free(shm);
+}
+
+/* SHA-256(secret || SHA-256(data)): what is stored, and (its first bytes)
+ * the slot index, unpredictable without the file's secret. */
+static int keyed_hash(const mcpauth_shm *s, const void *data, size_t len, unsigned char out[32])
+{
+    unsigned char buf[64];
+    static const unsigned char empty[1];
+    if (!data && len)
+        return -1;
+    if (!data)
+        data = empty;
+    memcpy(buf, s->hdr->secret, 32);
+    if (EVP_Digest(data, len, buf + 32, NULL, s->sha256, NULL) != 1 ||
+        EVP_Digest(buf, sizeof buf, out, NULL, s->sha256, NULL) != 1)
+        return -1;
+    return 0;
+}
+
+static size_t index_of(const unsigned char h[32], size_t n)
+{
+    uint64_t v;
+    memcpy(&v, h, sizeof v);
+    return (size_t)(v % n);
+}
+
+static int lock(mcpauth_shm *s)
+{
+    int rc = pthread_mutex_lock(&s->hdr->lock);
+    if (rc == EOWNERDEAD) {
+        /* The holder died: the state is usable as is (see the top). */
+        pthread_mutex_consistent(&s->hdr->lock);
+        rc = 0;
+    }
+    return rc;
+}
+
+static void unlock(mcpauth_shm *s)
+{
+    pthread_mutex_unlock(&s->hdr->lock);
+}
+
+int mcpauth_shm_rate(mcpauth_shm *shm, const void *key, size_t keylen, double rate, double burst,
+                     double now, int *retry_after)
+{
+    int dummy;
+    if (!retry_after)
+        retry_after = &dummy;
+    *retry_after = 0;
+    /* Unlimited; an infinite rate would make the refill NaN at elapsed 0. */
+    if (!(rate > 0) || isinf(rate) || !shm)
+        return 1;
+    /* A bucket smaller than one token would refuse forever. */
+    if (!(burst >= 1))
+        burst = 1;
+    unsigned char h[32];
+    /* Failures below only come from a broken environment: refuse (we are
+     * the gate) rather than wave everyone through. */
+    *retry_after = 1;
+    if (!isfinite(now) || keyed_hash(shm, key, keylen, h) != 0 || lock(shm) != 0)
+        return 0;
+
+    size_t n = shm->nbuckets, start = index_of(h, n), w = n < WINDOW ? n : WINDOW;
+    bucket *b = NULL, *victim = NULL;
+    for (size_t i = 0; i < w; i++) {
+        bucket *c = &shm->buckets[(start + i) % n];
+        if (!c->inuse) {
+            if (!victim || victim->inuse)
+                victim = c;
+        } else if (CRYPTO_memcmp(c->key, h, 32) == 0) {
+            b = c;
+            break;
+        } else if (!victim || (victim->inuse && !(c->used >= victim->used))) {
+            victim = c;
+        }
+    }
+    if (!b) {
+        b = victim;
+        b->inuse = 0;
+        ORDER();
+        memcpy(b->key, h, 32);
+        b->tokens = burst;
+        b->last = now;
+        b->used = now;
+        ORDER();
+        b->inuse = 1;
+    }
+    /* Damage or a clock stepped back must not lock a key out for good. */
+    if (!(b->tokens >= 0))
+        b->tokens = 0;
+    if (!isfinite(b->last) || now < b->last - 1.0)
+        b->last = now;
+    if (now > b->last) {
+        b->tokens += (now - b->last) * rate;
+        b->last = now;
+    }
+    if (b->tokens > burst)
+        b->tokens = burst;
+    b->used = now;
+    int ok = b->tokens >= 1;
+    if (ok) {
+        b->tokens -= 1;
+        *retry_after = 0;
+    } else {
+        /* Rounded up by hand: libm is not among the library's dependencies. */
+        double wait = (1 - b->tokens) / rate;
+        if (!(wait < INT_MAX))
+            *retry_after = INT_MAX;
+        else
+            *retry_after = wait <= 1 ? 1 : (int)wait + ((double)(int)wait < wait);
+    }
+    unlock(shm);
+    return ok;
+}
+
+/* The slot bound to id (hash h) within its window, or NULL. */
+static session *find_session(mcpauth_shm *s, const unsigned char h[32])
+{
+    size_t n = s->nsessions, start = index_of(h, n), w = n < WINDOW ? n : WINDOW;
+    for (size_t i = 0; i < w; i++) {
+        session *c = &s->sessions[(start + i) % n];
+        if (c->inuse && CRYPTO_memcmp(c->id, h, 32) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+int mcpauth_shm_session_bind(mcpauth_shm *shm, const char *id, const char *owner, time_t expires)
+{
+    unsigned char hid[32], how[32];
+    if (!shm || !id || !owner || keyed_hash(shm, id, strlen(id), hid) != 0 ||
+        keyed_hash(shm, owner, strlen(owner), how) != 0 || lock(shm) != 0)
+        return -1;
+    int64_t now = (int64_t)time(NULL);
+    int rc = 0;
+    session *c = find_session(shm, hid);
+    if (c && c->expires > now && CRYPTO_memcmp(c->owner, how, 32) != 0) {
+        rc = -1;
+    } else if (c && CRYPTO_memcmp(c->owner, how, 32) == 0) {
+        c->expires = (int64_t)expires;
+    } else {
+        if (!c) {
+            /* A free slot, else an expired one, else the soonest to expire. */
+            size_t n = shm->nsessions, start = index_of(hid, n), w = n < WINDOW ? n : WINDOW;
+            for (size_t i = 0; i < w; i++) {
+                session *v = &shm->sessions[(start + i) % n];
+                if (!v->inuse) {
+                    c = v;
+                    break;
+                }
+                if (!c || v->expires < c->expires)
+                    c = v;
+            }
+        }
+        c->inuse = 0;
+        ORDER();
+        memcpy(c->id, hid, 32);
+        memcpy(c->owner, how, 32);
+        c->expires = (int64_t)expires;
+        ORDER();
+        c->inuse = 1;
+    }
+    unlock(shm);
+    return rc;
+}
+
+mcpauth_session_match mcpauth_shm_session_check(mcpauth_shm *shm, const char *id, const char *owner,
+                                                time_t now, time_t extend_to)
+{
+    unsigned char hid[32], how[32];
+    if (!shm || !id || !owner)
+        return MCPAUTH_SESSION_UNKNOWN;
+    /* Cannot tell: say "someone else's", which the caller refuses. */
+    if (keyed_hash(shm, id, strlen(id), hid) != 0 ||
+        keyed_hash(shm, owner, strlen(owner), how) != 0 || lock(shm) != 0)
+        return MCPAUTH_SESSION_OTHER;
+    mcpauth_session_match m = MCPAUTH_SESSION_UNKNOWN;
+    session *c = find_session(shm, hid);
+    if (c && c->expires <= (int64_t)now) {
+        c->inuse = 0; /* expired: free the slot */
+    } else if (c && CRYPTO_memcmp(c->owner, how, 32) == 0) {
+        m = MCPAUTH_SESSION_OWNER;
+        if ((int64_t)extend_to > c->expires)
+            c->expires = (int64_t)extend_to;
+    } else if (c) {
+        m = MCPAUTH_SESSION_OTHER;
+    }
+    unlock(shm);
+    return m;
+}
+
+void mcpauth_shm_session_remove(mcpauth_shm *shm, const char *id)
+{
+    unsigned char hid[32];
+    if (!shm || !id || keyed_hash(shm, id, strlen(id), hid) != 0 || lock(shm) != 0)
+        return;
+    session *c = find_session(shm, hid);
+    if (c)
+        c->inuse = 0;
+    unlock(shm);
+}
