@@ -602,6 +602,17 @@ void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
         return;
     }
     r.id_json = rpc.id_json;
+    /* A batch (2025-03-26 only) could hide a guarded call behind an
+     * innocent first message: where policies apply, batches are refused. */
+    if (rpc.batch) {
+        for (size_t i = 0; i < cfg->npolicies; i++)
+            if (cfg->policies[i]->resource == res) {
+                cors(req, resp, origin_ok);
+                rpc_fail(resp, 400, MCPAUTH_RPC_INVALID_REQUEST,
+                         "Batch requests are not accepted where per-method policies apply", NULL);
+                goto out;
+            }
+    }
 
     /* Per-method and per-tool policy: all scopes needed, in one challenge. */
     mcpauth_strlist extra = {0, NULL};

@@ -52,7 +52,8 @@ typedef struct mcpauth_rpc_error {
 } mcpauth_rpc_error;
 
 typedef struct mcpauth_rpc_limits {
-    int max_depth;           /* nesting depth; default 64 */
+    int max_depth;           /* nesting depth as json-c counts it (the innermost value
+                                is a level); default 64 */
     size_t max_batch;        /* messages in a batch; default 32 */
 } mcpauth_rpc_limits;
 

@@ -10,5 +10,6 @@ Suite *jose_suite(void);
 Suite *fetch_suite(void);
 Suite *validate_suite(void);
 Suite *shm_suite(void);
+Suite *jsonrpc_suite(void);
 Suite *validate_remote_suite(void);
 #endif
