@@ -147,8 +147,51 @@ static int write_lighttpd_conf(th_server *s, const char *extra)
     return th_write_file(s->dir, "lighttpd.conf", conf);
 }
 
+static int copy_file(const char *from, const char *to, mode_t mode)
+{
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+    char buf[65536];
+    size_t n;
+    int rc = in && out ? 0 : -1;
+    while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n)
+            rc = -1;
+    if (in)
+        fclose(in);
+    if (out && fclose(out) != 0)
+        rc = -1;
+    return rc == 0 ? chmod(to, mode) : -1;
+}
+
+/* Apache's children run as www-data, which may not be able to reach the
+ * build tree (a clone under a 0700 directory, say).  The programs and the
+ * library are copied into the scratch directory, which it can read. */
+static int stage_programs(th_server *s)
+{
+    static const char *const progs[] = {"mcpauth-metadata", "mcpauth-gate", "mcpauth-proxy",
+                                        "mcpauth-as", NULL};
+    char dir[512], from[1024], to[1024];
+    snprintf(dir, sizeof dir, "%s/bin", s->dir);
+    mkdir(dir, 0755);
+    snprintf(dir, sizeof dir, "%s/lib", s->dir);
+    mkdir(dir, 0755);
+    for (int i = 0; progs[i]; i++) {
+        snprintf(from, sizeof from, "%s/fcgi/.libs/%s", th_builddir(), progs[i]);
+        snprintf(to, sizeof to, "%s/bin/%s", s->dir, progs[i]);
+        if (access(from, R_OK) == 0 && copy_file(from, to, 0755) < 0)
+            return -1;
+    }
+    snprintf(from, sizeof from, "%s/lib/.libs/libmcpauth.so.0", th_builddir());
+    snprintf(to, sizeof to, "%s/lib/libmcpauth.so.0", s->dir);
+    return copy_file(from, to, 0644);
+}
+
 static int write_apache_conf(th_server *s, const char *extra)
 {
+    if (stage_programs(s) < 0) {
+        perror("harness: copying the programs");
+        return -1;
+    }
     const char *mods = env_or("APACHE_MODULES_DIR", "/usr/lib/apache2/modules");
     char user[256] = "";
     /* As root Apache must drop to an unprivileged user; the scratch
@@ -179,11 +222,12 @@ static int write_apache_conf(th_server *s, const char *extra)
              "DocumentRoot \"%s/htdocs\"\n"
              "<Directory />\n  Require all denied\n</Directory>\n"
              "<Directory \"%s/htdocs\">\n  Require all granted\n</Directory>\n"
-             "Define MCPAUTH_LIBEXECDIR %s/fcgi\n"
+             "Define MCPAUTH_LIBEXECDIR %s/bin\n"
+             "FcgidInitialEnv LD_LIBRARY_PATH %s/lib\n"
              "Define MCPAUTH_CONFIG %s/mcpauth.conf\n"
              "Include \"%s/apache/mcpauth-fcgi.conf\"\n%s\n",
              s->dir, s->port, s->dir, s->dir, s->dir, s->dir, user, mods, mods, mods, mods,
-             s->dir, s->dir, s->dir, s->dir, th_builddir(), s->dir, th_srcdir(),
+             s->dir, s->dir, s->dir, s->dir, s->dir, s->dir, s->dir, th_srcdir(),
              extra ? extra : "");
     return th_write_file(s->dir, "apache.conf", conf);
 }

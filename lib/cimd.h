@@ -1,0 +1,41 @@
+/* Client ID Metadata Documents (not installed): an MCP client whose
+ * client_id is an https URL publishes its metadata there
+ * (draft-ietf-oauth-client-id-metadata-document).  The AS fetches it with
+ * SSRF guards, checks it, and caches it per its HTTP caching headers. */
+#ifndef MCPAUTH_CIMD_H
+#define MCPAUTH_CIMD_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "store.h"
+
+typedef struct mcpauth_cimd mcpauth_cimd;
+
+typedef struct mcpauth_cimd_opts {
+    long timeout_ms;     /* whole fetch; 0 → 3000 */
+    size_t max_bytes;    /* document limit; 0 → 16 KiB */
+    int allow_private;   /* also fetch from loopback, private and link-local
+                            addresses, and http on loopback (tests, labs) */
+    const char *ca_file; /* CA bundle; NULL → system */
+    long max_cache;      /* upper bound on caching, seconds; 0 → 3600 */
+} mcpauth_cimd_opts;
+
+/* A cache of `entries` documents (0: no caching). */
+mcpauth_cimd *mcpauth_cimd_new(size_t entries);
+void mcpauth_cimd_free(mcpauth_cimd *c);
+
+/* 1 when client_id has the form of a metadata document URL: https, a
+ * path, no fragment, no userinfo, no dot segments. */
+int mcpauth_cimd_is_url(const char *client_id);
+
+/* Fetches (or takes from the cache) and checks the document: the JSON's
+ * client_id equals url exactly; client_name a string; redirect_uris a
+ * non-empty array of https or loopback-http URIs without fragments;
+ * token_endpoint_auth_method absent or "none" (no secrets in public
+ * documents); no client_secret.  Fills out (kind "cimd") and returns 0, or
+ * -1 with a reason for the user in err.  Thread safe. */
+int mcpauth_cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *o, time_t now,
+                     mcpauth_client *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,151 @@
+/* The built-in authorization server's state (not installed): SQLite in WAL
+ * mode under state_dir, shared by every mcpauth-as process and the admin
+ * tool.  Secrets (client secrets, codes, refresh tokens) are stored only as
+ * SHA-256 hex digests; callers pass the plain values and the store hashes.
+ * Every function is safe to call from several threads and processes: each
+ * call is one transaction with a busy timeout.  Strings returned inside
+ * structs are owned by the struct (free with the matching _free). */
+#ifndef MCPAUTH_STORE_H
+#define MCPAUTH_STORE_H
+
+#include <stddef.h>
+#include <time.h>
+
+typedef struct mcpauth_store mcpauth_store;
+
+/* Opens (creating tables when absent) state_dir/mcpauth.db.  The handle
+ * is per thread: open one per thread, or serialise use of a shared one
+ * (the store locks internally, so sharing is correct, only slower). */
+mcpauth_store *mcpauth_store_open(const char *state_dir, char *err, size_t errlen);
+void mcpauth_store_close(mcpauth_store *s);
+
+/* ---------------------------------------------------------------- clients */
+
+typedef struct mcpauth_client {
+    char *client_id;
+    char *client_name;          /* may be NULL */
+    char *redirect_uris;        /* JSON array text */
+    char *grant_types;          /* space separated */
+    char *token_endpoint_auth_method; /* "none", "client_secret_basic", "client_secret_post" */
+    char *secret_hash;          /* SHA-256 hex of the secret; NULL for public clients */
+    char *kind;                 /* "dcr", "cimd" or "static" */
+    char *registered_by;        /* client address at registration, may be NULL */
+    time_t created;
+    time_t secret_expires;      /* 0: never */
+} mcpauth_client;
+
+/* Stores a new client (secret: plain text or NULL; hashed here). -1 when
+ * the client_id exists or on error. */
+int mcpauth_store_client_add(mcpauth_store *s, const mcpauth_client *c, const char *secret);
+/* 1 found (c filled), 0 absent, -1 error. */
+int mcpauth_store_client_get(mcpauth_store *s, const char *client_id, mcpauth_client *c);
+/* Checks a presented secret in constant time against the stored hash.
+ * 1 ok, 0 wrong or no secret stored, -1 error. */
+int mcpauth_store_client_check_secret(mcpauth_store *s, const char *client_id, const char *secret);
+/* Deletes the client and everything issued to it. 1 deleted, 0 absent. */
+int mcpauth_store_client_delete(mcpauth_store *s, const char *client_id);
+/* Calls fn for each client, newest first; fn returns non-zero to stop. */
+int mcpauth_store_client_list(mcpauth_store *s, int (*fn)(const mcpauth_client *, void *), void *arg);
+void mcpauth_client_free(mcpauth_client *c);
+
+/* Counts registrations from addr within the last `window` seconds and, when
+ * under limit, records this one.  1 allowed, 0 over the limit, -1 error. */
+int mcpauth_store_registration_allowed(mcpauth_store *s, const char *addr, int limit, long window);
+
+/* ------------------------------------------------------------------ codes */
+
+typedef struct mcpauth_grant {
+    char *client_id;
+    char *user;
+    char *resource;
+    char *scope;
+    char *redirect_uri;         /* codes only */
+    char *code_challenge;       /* codes only, S256 */
+    char *family;               /* refresh-token family (codes: the family the
+                                   tokens issued from it belong to) */
+    time_t expires;
+} mcpauth_grant;
+
+/* Stores an authorization code (plain code hashed here) valid until
+ * g->expires; g->family must be set (a fresh random id). */
+int mcpauth_store_code_add(mcpauth_store *s, const char *code, const mcpauth_grant *g);
+
+typedef enum {
+    MCPAUTH_REDEEM_OK = 0,      /* g filled; the code is now used */
+    MCPAUTH_REDEEM_UNKNOWN,     /* no such code, or expired */
+    MCPAUTH_REDEEM_REPLAYED,    /* already used: everything from its family is now revoked */
+    MCPAUTH_REDEEM_ERROR
+} mcpauth_redeem;
+
+/* Marks the code used atomically: of two racing calls exactly one gets OK.
+ * A used code presented again revokes the family (RFC 6749 §4.1.2). */
+mcpauth_redeem mcpauth_store_code_redeem(mcpauth_store *s, const char *code, time_t now,
+                                         mcpauth_grant *g);
+void mcpauth_grant_free(mcpauth_grant *g);
+
+/* --------------------------------------------------------- refresh tokens */
+
+/* Stores a refresh token of family g->family until g->expires. */
+int mcpauth_store_refresh_add(mcpauth_store *s, const char *token, const mcpauth_grant *g);
+
+typedef enum {
+    MCPAUTH_ROTATE_OK = 0,      /* g filled; old token retired, new one stored */
+    MCPAUTH_ROTATE_UNKNOWN,     /* no such token, expired, or family revoked */
+    MCPAUTH_ROTATE_REUSED,      /* a retired token outside the grace window: family revoked */
+    MCPAUTH_ROTATE_ERROR
+} mcpauth_rotate;
+
+/* Exchanges token for new_token (rotation).  A token retired less than
+ * grace seconds ago is accepted once more (concurrent refreshes racing);
+ * later reuse revokes the whole family.  When new_token is NULL the token
+ * is not rotated (confidential clients may keep theirs). */
+mcpauth_rotate mcpauth_store_refresh_rotate(mcpauth_store *s, const char *token,
+                                            const char *new_token, time_t now, long grace,
+                                            time_t new_expires, mcpauth_grant *g);
+
+/* Looks a refresh token up without changing it (introspection). 1 active. */
+int mcpauth_store_refresh_get(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g);
+
+/* Revocation. Each returns the number of families revoked, -1 on error. */
+int mcpauth_store_revoke_token(mcpauth_store *s, const char *token);   /* its family */
+int mcpauth_store_revoke_user(mcpauth_store *s, const char *user);
+int mcpauth_store_revoke_client(mcpauth_store *s, const char *client_id);
+/* 1 when the family has been revoked (access tokens carry it as a claim so
+ * introspection can refuse them). */
+int mcpauth_store_family_revoked(mcpauth_store *s, const char *family);
+
+/* --------------------------------------------------------------- consents */
+
+/* 1 when user already approved client for resource with (a superset of)
+ * these scopes. */
+int mcpauth_store_consent_has(mcpauth_store *s, const char *user, const char *client_id,
+                              const char *resource, const char *scope);
+int mcpauth_store_consent_add(mcpauth_store *s, const char *user, const char *client_id,
+                              const char *resource, const char *scope);
+
+/* ------------------------------------------------------------------- keys */
+
+typedef struct mcpauth_keyinfo {
+    char *kid;
+    char *alg;        /* ES256 or RS256 */
+    char *file;       /* PEM path, mode 0600 */
+    time_t created;
+    time_t retired;   /* 0 while current */
+} mcpauth_keyinfo;
+
+int mcpauth_store_key_add(mcpauth_store *s, const mcpauth_keyinfo *k);
+/* Marks every current key retired at now. */
+int mcpauth_store_key_retire_all(mcpauth_store *s, time_t now);
+/* Keys still worth publishing: the current one and those retired after
+ * `since` (their tokens may still be valid).  fn per key, newest first. */
+int mcpauth_store_key_list(mcpauth_store *s, time_t since,
+                           int (*fn)(const mcpauth_keyinfo *, void *), void *arg);
+void mcpauth_keyinfo_free(mcpauth_keyinfo *k);
+
+/* ----------------------------------------------------------------- upkeep */
+
+/* Deletes expired codes, refresh tokens, registration counters, and keys
+ * retired before key_cutoff.  Returns rows deleted, -1 on error. */
+long mcpauth_store_purge(mcpauth_store *s, time_t now, time_t key_cutoff);
+
+#endif
