@@ -52,7 +52,8 @@ typedef enum {
     K_ORIGINS,  /* scheme://host[:port] values, or "*" */
     K_HEADER,   /* an HTTP header name */
     K_DIR,      /* an absolute directory path */
-    K_GLOB      /* an fnmatch(3) pattern */
+    K_GLOB,     /* an fnmatch(3) pattern */
+    K_SIGNALG   /* ES256 or RS256 */
 } key_type;
 
 typedef struct {
@@ -94,6 +95,25 @@ static const key_def global_keys[] = {
     {"session_ttl", K_SECONDS, C(session_ttl), 60, 604800},
     {"proxy_threads", K_SECONDS, C(proxy_threads), 1, 256},
     {"runtime_dir", K_DIR, C(runtime_dir), 0, 0},
+    {NULL, 0, 0, 0, 0},
+};
+
+#define A(f) offsetof(mcpauth_as_config, f)
+static const key_def as_keys[] = {
+    {"issuer", K_ISSUER, A(issuer), 0, 0},
+    {"state_dir", K_DIR, A(state_dir), 0, 0},
+    {"signing_alg", K_SIGNALG, A(signing_alg), 0, 0},
+    {"access_token_ttl", K_SECONDS, A(access_token_ttl), 30, 86400},
+    {"refresh_token_ttl", K_SECONDS, A(refresh_token_ttl), 60, 31536000},
+    {"code_ttl", K_SECONDS, A(code_ttl), 10, 600},
+    {"refresh_grace", K_SECONDS, A(refresh_grace), 0, 300},
+    {"registration", K_BOOL, A(registration), 0, 0},
+    {"registration_limit", K_SECONDS, A(registration_limit), 1, 100000},
+    {"client_id_metadata_documents", K_BOOL, A(cimd), 0, 0},
+    {"cimd_allow_private", K_BOOL, A(cimd_allow_private), 0, 0},
+    {"consent_remember", K_BOOL, A(consent_remember), 0, 0},
+    {"introspection_client_id", K_TEXT, A(introspection_client_id), 0, 0},
+    {"introspection_client_secret", K_SECRET, A(introspection_client_secret), 0, 0},
     {NULL, 0, 0, 0, 0},
 };
 
@@ -149,7 +169,7 @@ static const key_def resource_keys[] = {
     {NULL, 0, 0, 0, 0},
 };
 
-typedef enum { S_GLOBAL, S_RESOURCE, S_ISSUER, S_POLICY } section_kind;
+typedef enum { S_GLOBAL, S_RESOURCE, S_ISSUER, S_POLICY, S_AS } section_kind;
 
 typedef struct {
     const char *file;
@@ -250,6 +270,11 @@ static int set_value(parser *p, const key_def *k, void *base, const char *sectio
         if (!strcasecmp(v, "Authorization") || !strcasecmp(v, "Cookie") || !strcasecmp(v, "Host") ||
             !strcasecmp(v, "Content-Length") || !strcasecmp(v, "Transfer-Encoding"))
             return fail(p, p->line, "%s: \"%s\" cannot carry the identity", k->name, v);
+        *(char **)field = strdup(v);
+        break;
+    case K_SIGNALG:
+        if (strcmp(v, "ES256") != 0 && strcmp(v, "RS256") != 0)
+            return fail(p, p->line, "%s: \"%s\" is not ES256 or RS256", k->name, v);
         *(char **)field = strdup(v);
         break;
     case K_GLOB:
@@ -464,10 +489,31 @@ static int open_section(parser *p, char *line)
     if (*sp)
         *sp = '\0';
     int issuer = strcmp(inner, "issuer") == 0, policy = strcmp(inner, "policy") == 0;
+    if (strcmp(inner, "authorization_server") == 0) {
+        /* one built-in AS, so the name is optional */
+        if (p->cfg->as)
+            return fail(p, p->line, "[authorization_server] is already defined at line %u",
+                        p->cfg->as->line);
+        if (!(p->cfg->as = calloc(1, sizeof *p->cfg->as)))
+            return fail(p, p->line, "out of memory");
+        mcpauth_as_config *a = p->cfg->as;
+        a->line = p->line;
+        a->access_token_ttl = 600;
+        a->refresh_token_ttl = 30 * 86400;
+        a->code_ttl = 60;
+        a->refresh_grace = 10;
+        a->registration = 1;
+        a->registration_limit = 20;
+        a->cimd = 1;
+        a->consent_remember = 1;
+        p->seen = 0;
+        p->kind = S_AS;
+        return 0;
+    }
     if (strcmp(inner, "resource") != 0 && !issuer && !policy)
         return fail(p, p->line,
-                    "unknown section type \"[%s]\" (expected [resource NAME], [issuer NAME] or "
-                    "[policy NAME])",
+                    "unknown section type \"[%s]\" (expected [resource NAME], [issuer NAME], "
+                    "[policy NAME] or [authorization_server])",
                     shown);
     if (!valid_section_name(name))
         return fail(p, p->line, "[%s NAME] needs a name of letters, digits, \"_\", \"-\" or \".\"",
@@ -524,6 +570,11 @@ static int set_key(parser *p, char *line)
         tab = resource_keys;
         base = &cfg->resources[cfg->nresources - 1];
         snprintf(where, sizeof where, "in [resource %s]", cfg->resources[cfg->nresources - 1].name);
+        break;
+    case S_AS:
+        tab = as_keys;
+        base = cfg->as;
+        snprintf(where, sizeof where, "in [authorization_server]");
         break;
     case S_POLICY:
         tab = policy_keys;
@@ -694,6 +745,43 @@ static int finish(parser *p)
                         po->resource_name);
         if (check_scopes_subset(p, po->resource, &po->scopes) < 0)
             return -1;
+    }
+    if (cfg->as) {
+        mcpauth_as_config *a = cfg->as;
+        if (!a->issuer || !a->state_dir)
+            return fail(p, a->line, "[authorization_server] needs issuer and state_dir");
+        if (!a->signing_alg && !(a->signing_alg = strdup("ES256")))
+            return fail(p, a->line, "out of memory");
+        if (!a->introspection_client_id != !a->introspection_client_secret)
+            return fail(p, a->line, "[authorization_server]: introspection_client_id and "
+                                    "introspection_client_secret go together");
+        int used = 0;
+        for (size_t i = 0; i < cfg->nresources; i++) {
+            const mcpauth_resource *r = &cfg->resources[i];
+            if (!mcpauth_strlist_has(&r->authorization_servers, a->issuer))
+                continue;
+            used = 1;
+            for (size_t k = 0; k < r->scopes_supported.n; k++)
+                if (!mcpauth_strlist_has(&a->scopes_supported, r->scopes_supported.v[k])) {
+                    mcpauth_strlist one = {0, NULL};
+                    if (mcpauth_strlist_split(&one, r->scopes_supported.v[k]) < 0)
+                        return fail(p, a->line, "out of memory");
+                    char **nv = realloc(a->scopes_supported.v,
+                                        (a->scopes_supported.n + 2) * sizeof *nv);
+                    if (!nv) {
+                        mcpauth_strlist_free(&one);
+                        return fail(p, a->line, "out of memory");
+                    }
+                    a->scopes_supported.v = nv;
+                    a->scopes_supported.v[a->scopes_supported.n++] = one.v[0];
+                    a->scopes_supported.v[a->scopes_supported.n] = NULL;
+                    free(one.v);
+                }
+        }
+        if (!used)
+            return fail(p, a->line,
+                        "[authorization_server]: no resource lists issuer \"%s\" in "
+                        "authorization_servers", a->issuer);
     }
     if (p->g.default_resource) {
         cfg->default_resource = mcpauth_config_resource_by_name(cfg, p->g.default_resource);
@@ -868,6 +956,18 @@ void mcpauth_config_free(mcpauth_config *cfg)
         free(po);
     }
     free(cfg->policies);
+    if (cfg->as) {
+        mcpauth_as_config *a = cfg->as;
+        free(a->issuer);
+        free(a->state_dir);
+        free(a->signing_alg);
+        free(a->introspection_client_id);
+        if (a->introspection_client_secret)
+            OPENSSL_cleanse(a->introspection_client_secret, strlen(a->introspection_client_secret));
+        free(a->introspection_client_secret);
+        mcpauth_strlist_free(&a->scopes_supported);
+        free(a);
+    }
     free(cfg->runtime_dir);
     mcpauth_strlist_free(&cfg->jwt_algorithms);
     free(cfg->ca_file);

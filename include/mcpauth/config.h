@@ -75,6 +75,26 @@ typedef struct mcpauth_policy {
 /* Index into scopes_required_method; -1 for other methods. */
 int mcpauth_method_index(const char *method);
 
+/* The built-in authorization server ([authorization_server] section). */
+typedef struct mcpauth_as_config {
+    unsigned line;
+    char *issuer;              /* verbatim; also in resources' authorization_servers */
+    char *state_dir;           /* database, server secret, signing keys */
+    char *signing_alg;         /* "ES256" (default) or "RS256" */
+    long access_token_ttl;
+    long refresh_token_ttl;
+    long code_ttl;
+    long refresh_grace;        /* seconds a rotated refresh token still works */
+    int registration;          /* open dynamic client registration (RFC 7591) */
+    long registration_limit;   /* registrations per client address per hour */
+    int cimd;                  /* accept client ID metadata documents */
+    int cimd_allow_private;    /* fetch them from private/loopback addresses too */
+    int consent_remember;
+    char *introspection_client_id;     /* resource servers authenticate with these */
+    char *introspection_client_secret;
+    mcpauth_strlist scopes_supported;  /* union of its resources' scopes */
+} mcpauth_as_config;
+
 typedef struct mcpauth_config {
     char *file;                 /* path it was read from */
     int log_level;              /* mcpauth_log_level */
@@ -97,6 +117,7 @@ typedef struct mcpauth_config {
     char *runtime_dir;          /* shared state of the proxy processes */
     size_t npolicies;
     mcpauth_policy **policies;
+    mcpauth_as_config *as;      /* NULL unless [authorization_server] */
     size_t nissuers;
     mcpauth_issuer **issuers;   /* configured and implicit ones */
     const mcpauth_resource *default_resource; /* NULL unless configured */

@@ -132,6 +132,30 @@ START_TEST(good_issuers)
 }
 END_TEST
 
+START_TEST(good_authorization_server)
+{
+    char err[512] = "";
+    mcpauth_config *cfg = parse(
+        "[resource files]\nuri = https://mcp.example.com/mcp/files\n"
+        "authorization_servers = https://auth.example.com\nscopes_supported = files:read files:write\n"
+        "[resource gh]\nuri = https://mcp.example.com/mcp/gh\n"
+        "authorization_servers = https://auth.example.com\nscopes_supported = repo files:read\n"
+        "[authorization_server]\nissuer = https://auth.example.com\nstate_dir = /tmp\n"
+        "access_token_ttl = 300\nregistration = no\n",
+        err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    ck_assert_ptr_nonnull(cfg->as);
+    ck_assert_str_eq(cfg->as->issuer, "https://auth.example.com");
+    ck_assert_str_eq(cfg->as->signing_alg, "ES256");
+    ck_assert_int_eq(cfg->as->access_token_ttl, 300);
+    ck_assert_int_eq(cfg->as->code_ttl, 60);
+    ck_assert_int_eq(cfg->as->registration, 0);
+    ck_assert_int_eq(cfg->as->cimd, 1);
+    ck_assert_uint_eq(cfg->as->scopes_supported.n, 3); /* files:read files:write repo */
+    mcpauth_config_free(cfg);
+}
+END_TEST
+
 START_TEST(good_defaults)
 {
     char err[512] = "";
@@ -197,7 +221,7 @@ static const struct {
      "t.conf:1: key \"uri\" belongs in a [resource NAME] section"},
     {RES_FILES "uri = https://mcp.example.com/other\n",
      "t.conf:4: duplicate key \"uri\" in [resource files]"},
-    {"[server x]\n", "t.conf:1: unknown section type \"[server x]\" (expected [resource NAME], [issuer NAME] or [policy NAME])"},
+    {"[server x]\n", "t.conf:1: unknown section type \"[server x]\" (expected [resource NAME], [issuer NAME], [policy NAME] or [authorization_server])"},
     {"[resource]\n", "t.conf:1: [resource NAME] needs a name of letters, digits, \"_\", \"-\" or \".\""},
     {"[resource a b]\n",
      "t.conf:1: [resource NAME] needs a name of letters, digits, \"_\", \"-\" or \".\""},
@@ -301,6 +325,16 @@ static const struct {
      "t.conf:1: jwt_algorithms: \"HS256\" is not one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 (\"none\" and HMAC are never accepted)"},
     {"jwt_algorithms = none\n",
      "t.conf:1: jwt_algorithms: \"none\" is not one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 (\"none\" and HMAC are never accepted)"},
+    {RES_FILES "[authorization_server]\nissuer = https://auth.example.com\n",
+     "t.conf:4: [authorization_server] needs issuer and state_dir"},
+    {RES_FILES "[authorization_server]\nissuer = https://other.example.com\nstate_dir = /tmp\n",
+     "t.conf:4: [authorization_server]: no resource lists issuer \"https://other.example.com\" in authorization_servers"},
+    {"[authorization_server]\n[authorization_server]\n",
+     "t.conf:2: [authorization_server] is already defined at line 1"},
+    {"[authorization_server]\nsigning_alg = HS256\n",
+     "t.conf:2: signing_alg: \"HS256\" is not ES256 or RS256"},
+    {"[authorization_server]\nstate_dir = /etc/hostname\n",
+     "t.conf:2: state_dir \"/etc/hostname\" is not a directory"},
     {"clock_leeway = 601\n", "t.conf:1: clock_leeway: \"601\" is not a whole number from 0 to 600"},
     {"token_max_bytes = 100\n", "t.conf:1: token_max_bytes: \"100\" is not a whole number from 256 to 65536"},
     {"[resource a]\nscopes_supported = a\nscopes_required_post = b\nuri = https://m.example.com/x\n"
@@ -376,6 +410,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, good_two_resources);
     tcase_add_test(tc, good_defaults);
     tcase_add_test(tc, good_issuers);
+    tcase_add_test(tc, good_authorization_server);
     tcase_add_test(tc, good_trailing_slash_kept_when_configured);
     tcase_add_test(tc, good_root_resource);
     tcase_add_test(tc, file_shipped_examples);
