@@ -11,8 +11,9 @@ typedef struct {
     mcpauth_validator *validator;
 } gate;
 
-static void *init(const mcpauth_config *cfg, char *err, size_t errlen)
+static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
 {
+    (void)check_only;
     gate *g = calloc(1, sizeof *g);
     if (!g)
         return NULL;

@@ -1,8 +1,9 @@
 /* mcpauth-metadata: serves RFC 9728 protected resource metadata. */
 #include <mcpauth/mcpauth.h>
 
-static void *init(const mcpauth_config *cfg, char *err, size_t errlen)
+static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
 {
+    (void)check_only;
     return mcpauth_metadata_new(cfg, err, errlen);
 }
 

@@ -6,9 +6,9 @@
 #include <mcpauth/mcpauth.h>
 #include <mcpauth/proxy.h>
 
-static void *init(const mcpauth_config *cfg, char *err, size_t errlen)
+static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
 {
-    return mcpauth_proxy_new(cfg, err, errlen);
+    return mcpauth_proxy_new(cfg, check_only, err, errlen);
 }
 
 static void handle(void *state, const mcpauth_request *req, mcpauth_response *resp)

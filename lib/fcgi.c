@@ -187,7 +187,7 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
         return 1;
     }
     mcpauth_log_set_level((mcpauth_log_level)cfg->log_level);
-    void *state = app->init(cfg, err, sizeof err);
+    void *state = app->init(cfg, check, err, sizeof err);
     if (!state) {
         fprintf(stderr, "%s: cannot start: %s\n", app->name, err);
         mcpauth_config_free(cfg);

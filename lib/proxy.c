@@ -355,7 +355,8 @@ static void relay_request(relay *r, const char *method, const char *body, size_t
     forward_header(&h, req, "CONTENT_TYPE", "Content-Type");
     forward_header(&h, req, "HTTP_ACCEPT", "Accept");
     forward_header(&h, req, "HTTP_MCP_PROTOCOL_VERSION", "MCP-Protocol-Version");
-    forward_header(&h, req, "HTTP_MCP_SESSION_ID", "Mcp-Session-Id");
+    if (r->session_in) /* 2026-07-28 has no sessions: never forwarded there */
+        forward_header(&h, req, "HTTP_MCP_SESSION_ID", "Mcp-Session-Id");
     forward_header(&h, req, "HTTP_LAST_EVENT_ID", "Last-Event-ID");
     forward_header(&h, req, "HTTP_MCP_METHOD", "Mcp-Method");
     forward_header(&h, req, "HTTP_MCP_NAME", "Mcp-Name");
@@ -380,6 +381,8 @@ static void relay_request(relay *r, const char *method, const char *body, size_t
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROXY, ""); /* the backend is ours: no proxy */
+    if (r->p->cfg->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, r->p->cfg->ca_file);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "mcpauth-proxy/" PACKAGE_VERSION);
     if (strcmp(method, "POST") == 0) {
@@ -506,8 +509,7 @@ void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
     mcpauth_decision d;
     mcpauth_validate_request(p->validator, res, req, NULL, &d);
     if (d.verdict != MCPAUTH_ALLOW) {
-        cors(req, resp, origin_ok);
-        mcpauth_decision_respond(&d, res, resp);
+        mcpauth_decision_respond(&d, res, resp); /* with its own CORS headers */
         return;
     }
     char who[1024];
@@ -620,7 +622,6 @@ void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
     if (extra.n) {
         mcpauth_validate_request(p->validator, res, req, &extra, &d);
         if (d.verdict != MCPAUTH_ALLOW) {
-            cors(req, resp, origin_ok);
             mcpauth_decision_respond(&d, res, resp);
             goto out;
         }
@@ -629,6 +630,7 @@ void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
         session_check(p, res, req, session, owner, resp, origin_ok, rpc.id_json) < 0)
         goto out;
     r.bind_session = rpc.era == MCPAUTH_ERA_2025 && rpc.is_initialize;
+    r.session_in = rpc.era == MCPAUTH_ERA_2025 ? session : NULL;
     relay_request(&r, "POST", body, (size_t)len, &d.id);
     mcpauth_log(MCPAUTH_LOG_DEBUG, "relayed", "resource", res->name, "method", rpc.method,
                 "subject", d.id.subject, NULL);
@@ -643,7 +645,8 @@ static void curl_free_handle(void *c)
     curl_easy_cleanup(c);
 }
 
-mcpauth_proxy *mcpauth_proxy_new(const mcpauth_config *cfg, char *err, size_t errlen)
+mcpauth_proxy *mcpauth_proxy_new(const mcpauth_config *cfg, int check_only, char *err,
+                                 size_t errlen)
 {
     mcpauth_proxy *p = calloc(1, sizeof *p);
     if (!p) {
@@ -656,12 +659,13 @@ mcpauth_proxy *mcpauth_proxy_new(const mcpauth_config *cfg, char *err, size_t er
         mcpauth_proxy_free(p);
         return NULL;
     }
-    char path[1024], why[256];
+    if (check_only) /* do not create the shared file as whoever runs --check */
+        return p;
+    char path[1024], why[512];
     snprintf(path, sizeof path, "%s/proxy.shm", cfg->runtime_dir);
     /* sized for the host, not the request rate: 64k buckets, 16k sessions */
     if (!(p->shm = mcpauth_shm_open(path, 65536, 16384, why, sizeof why))) {
-        snprintf(err, errlen, "%s: %s (runtime_dir must be writable by the web server's user)",
-                 path, why);
+        snprintf(err, errlen, "%s (runtime_dir must be writable by the web server's user)", why);
         mcpauth_proxy_free(p);
         return NULL;
     }

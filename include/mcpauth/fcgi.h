@@ -11,8 +11,9 @@ typedef struct mcpauth_app {
     const char *name;    /* program name for logs and --help */
     const char *summary; /* one line for --help */
     /* Builds the immutable per-process state from the configuration; NULL
-     * with a reason in err stops the program before it serves anything. */
-    void *(*init)(const mcpauth_config *cfg, char *err, size_t errlen);
+     * with a reason in err stops the program before it serves anything.
+     * check_only (--check): validate, but create no files. */
+    void *(*init)(const mcpauth_config *cfg, int check_only, char *err, size_t errlen);
     /* Answers one request; called from several threads at once when
      * threads > 1, so state must be read-only or internally locked. */
     void (*handle)(void *state, const mcpauth_request *req, mcpauth_response *resp);
