@@ -3,12 +3,15 @@
  * nothing is followed and nothing from the peer reaches err unfiltered. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -36,6 +39,9 @@ typedef struct fetch_state {
     long max_age;
     int no_store;
     char content_type[sizeof ((mcpauth_fetch_result *)0)->content_type];
+    int deny_private;
+    int refused;              /* the address guard refused a connection */
+    char refused_why[160];
 } fetch_state;
 
 static void set_err(char *err, size_t errlen, const char *msg)
@@ -252,10 +258,147 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* ---- the address guard (deny_private) ---- */
+
+/* Reason an IPv4 address (host order) must not be connected to, or NULL.
+ * IANA special-purpose registry, minus what is globally reachable. */
+static const char *v4_blocked(uint32_t a)
+{
+    static const struct {
+        uint32_t net;
+        int bits;
+        const char *why;
+    } ranges[] = {
+        {0x00000000, 8, "unspecified address"},    /* 0.0.0.0/8 "this network" */
+        {0x0a000000, 8, "private network"},        /* 10/8 */
+        {0x64400000, 10, "shared address space"},  /* 100.64/10 (CGNAT) */
+        {0x7f000000, 8, "loopback"},               /* 127/8 */
+        {0xa9fe0000, 16, "link-local"},            /* 169.254/16 (cloud metadata) */
+        {0xac100000, 12, "private network"},       /* 172.16/12 */
+        {0xc0000000, 24, "reserved"},              /* 192.0.0/24 IETF assignments */
+        {0xc0000200, 24, "documentation"},         /* 192.0.2/24 */
+        {0xc0586300, 24, "reserved"},              /* 192.88.99/24 6to4 relays */
+        {0xc0a80000, 16, "private network"},       /* 192.168/16 */
+        {0xc6120000, 15, "reserved"},              /* 198.18/15 benchmarking */
+        {0xc6336400, 24, "documentation"},         /* 198.51.100/24 */
+        {0xcb007100, 24, "documentation"},         /* 203.0.113/24 */
+        {0xe0000000, 4, "multicast"},              /* 224/4 */
+        {0xf0000000, 4, "reserved"},               /* 240/4, 255.255.255.255 */
+    };
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++)
+        if ((a >> (32 - ranges[i].bits)) == (ranges[i].net >> (32 - ranges[i].bits)))
+            return ranges[i].why;
+    return NULL;
+}
+
+static uint32_t v4_at(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static const char *v6_blocked(const unsigned char b[16])
+{
+    static const unsigned char zero[16];
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const unsigned char nat64[12] = {0, 0x64, 0xff, 0x9b};
+    static const unsigned char discard[8] = {0x01, 0x00};
+    if (memcmp(b, zero, 15) == 0)
+        return b[15] == 1 ? "loopback" : b[15] == 0 ? "unspecified address" : "reserved";
+    /* Forms that carry an IPv4 address reach whatever that address does. */
+    if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
+        return v4_blocked(v4_at(b + 12));
+    if (b[0] == 0x20 && b[1] == 0x02) /* 2002::/16 6to4 */
+        return v4_blocked(v4_at(b + 2));
+    if (memcmp(b, zero, 12) == 0)
+        return "reserved"; /* ::a.b.c.d, IPv4-compatible (deprecated) */
+    if (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 && b[5] == 1)
+        return "private network"; /* 64:ff9b:1::/48 local-use NAT64 */
+    if (memcmp(b, discard, 8) == 0)
+        return "reserved"; /* 100::/64 discard-only */
+    if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0)
+        return "reserved"; /* 2001::/32 Teredo: embeds an obfuscated IPv4 */
+    if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8)
+        return "documentation"; /* 2001:db8::/32 */
+    if ((b[0] & 0xfe) == 0xfc)
+        return "private network"; /* fc00::/7 unique local */
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+        return "link-local"; /* fe80::/10 */
+    if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0)
+        return "private network"; /* fec0::/10 site-local (deprecated) */
+    if (b[0] == 0xff)
+        return "multicast";
+    return NULL;
+}
+
+/* Reason and printable form of a socket address; NULL reason when allowed. */
+static const char *sockaddr_blocked(const struct sockaddr *sa, socklen_t len, char *text,
+                                    size_t textlen)
+{
+    snprintf(text, textlen, "?");
+    if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, text, (socklen_t)textlen);
+        return v4_blocked(ntohl(in->sin_addr.s_addr));
+    }
+    if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, text, (socklen_t)textlen);
+        return v6_blocked(in6->sin6_addr.s6_addr);
+    }
+    return "not an internet address";
+}
+
+const char *mcpauth_fetch_address_blocked(const char *ip)
+{
+    char buf[INET6_ADDRSTRLEN];
+    struct in_addr a4;
+    struct in6_addr a6;
+    size_t len = ip ? strlen(ip) : 0;
+    if (len >= 2 && ip[0] == '[' && ip[len - 1] == ']') {
+        if (len - 2 >= sizeof buf)
+            return "not an IP address";
+        memcpy(buf, ip + 1, len - 2);
+        buf[len - 2] = '\0';
+        ip = buf;
+    }
+    if (ip && inet_pton(AF_INET, ip, &a4) == 1)
+        return v4_blocked(ntohl(a4.s_addr));
+    if (ip && inet_pton(AF_INET6, ip, &a6) == 1)
+        return v6_blocked(a6.s6_addr);
+    return "not an IP address";
+}
+
+/* Runs for every socket curl opens, with the resolved address it is about
+ * to connect to: the only check DNS rebinding cannot slip past. */
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose,
+                                    struct curl_sockaddr *addr)
+{
+    fetch_state *st = clientp;
+    if (st->deny_private) {
+        char text[INET6_ADDRSTRLEN];
+        const char *why = purpose != CURLSOCKTYPE_IPCXN
+                              ? "not an outgoing connection"
+                              : sockaddr_blocked(&addr->addr, addr->addrlen, text, sizeof text);
+        if (why) {
+            if (!st->refused) /* the first refusal names the cause */
+                snprintf(st->refused_why, sizeof st->refused_why,
+                         "refused address %s (%s): only public addresses are allowed",
+                         purpose != CURLSOCKTYPE_IPCXN ? "?" : text, why);
+            st->refused = 1;
+            return CURL_SOCKET_BAD;
+        }
+    }
+#ifdef SOCK_CLOEXEC
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+#else
+    return socket(addr->family, addr->socktype, addr->protocol);
+#endif
+}
+
 /* Scheme and host from curl's own parse, so that what we check is what
  * curl connects to.  0 when allowed; *loopback tells whether the host is. */
-static int check_url(CURLU *u, const char *url, int *https, int *loopback, char *err,
-                     size_t errlen)
+static int check_url(CURLU *u, const char *url, int https_only, int *https, int *loopback,
+                     char *err, size_t errlen)
 {
     char *scheme = NULL, *host = NULL;
     int rc = -1;
@@ -265,6 +408,10 @@ static int check_url(CURLU *u, const char *url, int *https, int *loopback, char 
         goto done;
     }
     *https = strcasecmp(scheme, "https") == 0;
+    if (!*https && https_only) {
+        set_err(err, errlen, "refused URL: only https is allowed");
+        goto done;
+    }
     if (!*https && strcasecmp(scheme, "http") != 0) {
         set_err(err, errlen, "refused URL: only https (or http to a loopback host) is allowed");
         goto done;
@@ -325,6 +472,7 @@ int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch
     if (st.max > SIZE_MAX / 2)
         st.max = SIZE_MAX / 2; /* keeps max + 1 and the doubling in range */
     st.max_age = -1;
+    st.deny_private = opts->deny_private != 0;
 
     CURLU *u = curl_url();
     CURL *c = NULL;
@@ -337,7 +485,7 @@ int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch
         set_err(err, errlen, "out of memory");
         return -1;
     }
-    if (check_url(u, url, &https, &loopback, err, errlen) != 0)
+    if (check_url(u, url, opts->https_only, &https, &loopback, err, errlen) != 0)
         goto done;
     c = curl_easy_init();
     if (!c) {
@@ -388,9 +536,15 @@ int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch
     SET(CURLOPT_CONNECTTIMEOUT_MS, timeout);
     /* Environment proxies apply as curl applies them, but a loopback
      * target is this machine: an empty proxy disables them for this
-     * transfer only, without overriding the operator's no_proxy list. */
-    if (loopback)
+     * transfer only, without overriding the operator's no_proxy list.
+     * The address guard needs to see the address it connects to, which
+     * behind a proxy would be the proxy's: no proxy with deny_private. */
+    if (loopback || st.deny_private)
         SET(CURLOPT_PROXY, "");
+    if (st.deny_private) {
+        SET(CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+        SET(CURLOPT_OPENSOCKETDATA, &st);
+    }
     SET(CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L); /* proxy replies are not ours */
     SET(CURLOPT_USERAGENT, "mcpauth/" MCPAUTH_VERSION);
     SET(CURLOPT_HTTPHEADER, hdrs);
@@ -430,6 +584,10 @@ int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch
     if (st.headers_too_large) {
         snprintf(line, sizeof line, "response headers larger than %zu bytes", MAX_HEADER_BYTES);
         set_err(err, errlen, line);
+        goto done;
+    }
+    if (cc != CURLE_OK && st.refused) {
+        set_err(err, errlen, st.refused_why);
         goto done;
     }
     if (cc != CURLE_OK) {

@@ -14,6 +14,15 @@ typedef struct mcpauth_fetch_opts {
     const char *basic_user;   /* non-NULL: HTTP Basic credentials (client_secret_basic) */
     const char *basic_pass;
     const char *accept;       /* Accept header; NULL → application/json */
+    /* SSRF guard: refuse to connect to loopback, private, link-local,
+     * CGNAT, multicast, reserved and documentation addresses (also in
+     * their IPv4-mapped, NAT64 and 6to4 forms).  Checked at connect time
+     * on each address curl is about to connect to, so a name that
+     * resolves (or re-resolves) to such an address is refused before any
+     * packet is sent.  Environment proxies are not used: the guard must
+     * see the address actually connected to. */
+    int deny_private;
+    int https_only;           /* refuse http, even to a loopback host */
 } mcpauth_fetch_opts;
 
 typedef struct mcpauth_fetch_result {
@@ -31,6 +40,12 @@ typedef struct mcpauth_fetch_result {
 int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch_result *res,
                   char *err, size_t errlen);
 void mcpauth_fetch_result_free(mcpauth_fetch_result *res);
+
+/* The deny_private address test: NULL when the IPv4 or IPv6 literal ip
+ * (brackets allowed) may be connected to, else a static reason such as
+ * "private network".  Anything that is not an address literal is refused
+ * ("not an IP address"). */
+const char *mcpauth_fetch_address_blocked(const char *ip);
 
 /* application/x-www-form-urlencoded encoding of one value (caller frees). */
 char *mcpauth_form_encode(const char *value);

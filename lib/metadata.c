@@ -8,8 +8,10 @@
 
 #include <json-c/json.h>
 
+#include <mcpauth/as.h>
 #include <mcpauth/log.h>
 #include <mcpauth/metadata.h>
+#include <mcpauth/uri.h>
 
 typedef struct {
     const mcpauth_resource *res;
@@ -23,6 +25,9 @@ struct mcpauth_metadata {
     md_doc *docs;
     const mcpauth_resource *root; /* served at the bare well-known path */
     char cache_control[48];
+    char *as_json;                /* RFC 8414 metadata of the built-in AS */
+    size_t as_len;
+    char *as_paths[3];            /* where clients look for it */
 };
 
 static json_object *strlist_json(const mcpauth_strlist *l)
@@ -87,6 +92,32 @@ mcpauth_metadata *mcpauth_metadata_new(const mcpauth_config *cfg, char *err, siz
                                       : NULL;
     snprintf(md->cache_control, sizeof md->cache_control, "public, max-age=%ld",
              cfg->metadata_max_age);
+    if (cfg->as) {
+        /* RFC 8414 §3.1 path insertion, OIDC's two placements (the MCP
+         * clients' discovery order, requirements §1.3) */
+        char *origin = NULL, *path = NULL;
+        if (!(md->as_json = mcpauth_as_metadata_json(cfg)) ||
+            mcpauth_uri_split(cfg->as->issuer, &origin, &path) < 0) {
+            free(origin);
+            mcpauth_metadata_free(md);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        md->as_len = strlen(md->as_json);
+        size_t pl = strlen(path);
+        while (pl > 0 && path[pl - 1] == '/')
+            path[--pl] = '\0';
+        int ok = asprintf(&md->as_paths[0], "/.well-known/oauth-authorization-server%s", path) > 0 &&
+                 asprintf(&md->as_paths[1], "/.well-known/openid-configuration%s", path) > 0 &&
+                 asprintf(&md->as_paths[2], "%s/.well-known/openid-configuration", path) > 0;
+        free(origin);
+        free(path);
+        if (!ok) {
+            mcpauth_metadata_free(md);
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+    }
     return md;
 }
 
@@ -97,6 +128,9 @@ void mcpauth_metadata_free(mcpauth_metadata *md)
     for (size_t i = 0; i < md->ndocs; i++)
         free(md->docs[i].json);
     free(md->docs);
+    free(md->as_json);
+    for (int i = 0; i < 3; i++)
+        free(md->as_paths[i]);
     free(md);
 }
 
@@ -150,9 +184,21 @@ void mcpauth_metadata_handle(const mcpauth_metadata *md, const mcpauth_request *
                                "protected resource metadata supports GET, HEAD and OPTIONS");
         return;
     }
+    const char *doc = NULL;
+    size_t doclen = 0;
+    for (int i = 0; md->as_json && i < 3; i++)
+        if (strcmp(req->path, md->as_paths[i]) == 0) {
+            doc = md->as_json;
+            doclen = md->as_len;
+        }
     const char *host = mcpauth_request_param(req, "HTTP_HOST");
-    const mcpauth_resource *res = mcpauth_metadata_lookup(md, req->path, host);
-    if (!res) {
+    const mcpauth_resource *res = doc ? NULL : mcpauth_metadata_lookup(md, req->path, host);
+    if (res) {
+        const md_doc *d = doc_of(md, res);
+        doc = d->json;
+        doclen = d->len;
+    }
+    if (!doc) {
         mcpauth_log(MCPAUTH_LOG_INFO, "metadata_not_found", "path", req->path, "client",
                     req->remote_addr, NULL);
         mcpauth_response_error(resp, 404, "not_found",
@@ -167,16 +213,15 @@ void mcpauth_metadata_handle(const mcpauth_metadata *md, const mcpauth_request *
         mcpauth_response_send(resp, NULL, 0);
         return;
     }
-    const md_doc *d = doc_of(md, res);
     mcpauth_response_set_status(resp, 200);
     mcpauth_response_header(resp, "Content-Type", "application/json");
     mcpauth_response_header(resp, "Cache-Control", md->cache_control);
     if (head) {
         char cl[32];
-        snprintf(cl, sizeof cl, "%zu", d->len);
+        snprintf(cl, sizeof cl, "%zu", doclen);
         mcpauth_response_header(resp, "Content-Length", cl);
         mcpauth_response_start(resp);
     } else {
-        mcpauth_response_send(resp, d->json, d->len);
+        mcpauth_response_send(resp, doc, doclen);
     }
 }

@@ -1,0 +1,33 @@
+/* mcpauth-as: the built-in OAuth 2.1 authorization server's endpoints
+ * (ISSUER/oauth2/...).  Its metadata is served by mcpauth-metadata. */
+#include <mcpauth/as.h>
+#include <mcpauth/mcpauth.h>
+
+static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
+{
+    (void)check_only;
+    return mcpauth_as_new(cfg, err, errlen);
+}
+
+static void handle(void *state, const mcpauth_request *req, mcpauth_response *resp)
+{
+    mcpauth_as_handle(state, req, resp);
+}
+
+static void fini(void *state)
+{
+    mcpauth_as_free(state);
+}
+
+int main(int argc, char **argv)
+{
+    static const mcpauth_app app = {
+        .name = "mcpauth-as",
+        .summary = "The built-in OAuth 2.1 authorization server for MCP clients.",
+        .init = init,
+        .handle = handle,
+        .fini = fini,
+        .threads = 4,
+    };
+    return mcpauth_fcgi_main(&app, argc, argv);
+}

@@ -1,0 +1,541 @@
+/* Client ID Metadata Documents; see cimd.h.
+ *
+ * The URL is the client's identity, so it is taken only in its exact
+ * canonical form and fetched with every SSRF guard fetch.c has: https only,
+ * public addresses only (checked on the address actually connected to), no
+ * redirects, no proxies, a small size and time limit.  The document is
+ * strict JSON and every field this server relies on is checked.
+ *
+ * Cache: a fixed array of `entries` slots under one mutex, keyed by URL
+ * (and by allow_private, so a document fetched under lab rules is never
+ * served under production rules).  A validated document lives for its
+ * Cache-Control max-age, 300 s when the response has none, never longer than
+ * max_cache; no-store, no-cache and max-age=0 are not cached.  Failures are
+ * never cached: a client that fixes its document is seen at once (callers
+ * rate-limit authorization requests).  A full cache evicts the entry closest
+ * to expiry.  Fetches run outside the lock, so two first requests for one
+ * URL may both fetch; the later result wins. */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include <mcpauth/uri.h>
+
+#include "cimd.h"
+#include "fetch.h"
+
+#define DEFAULT_TIMEOUT_MS 3000L
+#define DEFAULT_MAX_BYTES ((size_t)16 * 1024)
+#define DEFAULT_MAX_CACHE 3600L
+#define MAX_CACHE_CAP 31536000L /* one year: keeps now + ttl in range */
+#define DEFAULT_TTL 300L        /* no Cache-Control max-age */
+#define MAX_DEPTH 16
+#define MAX_NAME_CHARS 200
+#define MAX_REDIRECT_URI_LEN 2000
+#define MAX_REDIRECT_URIS 20
+
+typedef struct {
+    char *url; /* NULL: free slot */
+    int allow_private;
+    time_t expires;
+    mcpauth_client client;
+} entry;
+
+struct mcpauth_cimd {
+    size_t n;
+    entry *e;
+    pthread_mutex_t mu;
+};
+
+/* ------------------------------------------------------------- clients */
+
+static void client_clear(mcpauth_client *c)
+{
+    free(c->client_id);
+    free(c->client_name);
+    free(c->redirect_uris);
+    free(c->grant_types);
+    free(c->token_endpoint_auth_method);
+    free(c->secret_hash);
+    free(c->kind);
+    free(c->registered_by);
+    memset(c, 0, sizeof *c);
+}
+
+static int dup_field(char **dst, const char *src)
+{
+    *dst = NULL;
+    return !src || (*dst = strdup(src)) != NULL ? 0 : -1;
+}
+
+static int client_copy(mcpauth_client *dst, const mcpauth_client *src)
+{
+    memset(dst, 0, sizeof *dst);
+    if (dup_field(&dst->client_id, src->client_id) ||
+        dup_field(&dst->client_name, src->client_name) ||
+        dup_field(&dst->redirect_uris, src->redirect_uris) ||
+        dup_field(&dst->grant_types, src->grant_types) ||
+        dup_field(&dst->token_endpoint_auth_method, src->token_endpoint_auth_method) ||
+        dup_field(&dst->secret_hash, src->secret_hash) || dup_field(&dst->kind, src->kind) ||
+        dup_field(&dst->registered_by, src->registered_by)) {
+        client_clear(dst);
+        return -1;
+    }
+    dst->created = src->created;
+    dst->secret_expires = src->secret_expires;
+    return 0;
+}
+
+/* --------------------------------------------------------------- cache */
+
+mcpauth_cimd *mcpauth_cimd_new(size_t entries)
+{
+    mcpauth_cimd *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (entries && !(c->e = calloc(entries, sizeof *c->e))) {
+        free(c);
+        return NULL;
+    }
+    c->n = entries;
+    pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+static void entry_clear(entry *e)
+{
+    free(e->url);
+    client_clear(&e->client);
+    memset(e, 0, sizeof *e);
+}
+
+void mcpauth_cimd_free(mcpauth_cimd *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++)
+        entry_clear(&c->e[i]);
+    free(c->e);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+/* 1 and out filled on a fresh hit. */
+static int cache_get(mcpauth_cimd *c, const char *url, int allow_private, time_t now,
+                     mcpauth_client *out)
+{
+    int hit = 0;
+    if (!c || !c->n)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    for (size_t i = 0; i < c->n; i++) {
+        entry *e = &c->e[i];
+        if (e->url && e->allow_private == allow_private && strcmp(e->url, url) == 0) {
+            if (now < e->expires && client_copy(out, &e->client) == 0)
+                hit = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+/* Stores a copy of cl (best effort: out of memory just means no caching). */
+static void cache_put(mcpauth_cimd *c, const char *url, int allow_private, time_t expires,
+                      const mcpauth_client *cl)
+{
+    if (!c || !c->n)
+        return;
+    entry fresh = {.allow_private = allow_private, .expires = expires};
+    if (!(fresh.url = strdup(url)) || client_copy(&fresh.client, cl) != 0) {
+        free(fresh.url);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    entry *slot = NULL;
+    for (size_t i = 0; i < c->n && !slot; i++)
+        if (c->e[i].url && c->e[i].allow_private == allow_private &&
+            strcmp(c->e[i].url, url) == 0)
+            slot = &c->e[i];
+    for (size_t i = 0; i < c->n && !slot; i++)
+        if (!c->e[i].url)
+            slot = &c->e[i];
+    if (!slot) { /* full: the entry closest to expiry (expired ones first) */
+        slot = &c->e[0];
+        for (size_t i = 1; i < c->n; i++)
+            if (c->e[i].expires < slot->expires)
+                slot = &c->e[i];
+    }
+    entry old = *slot;
+    *slot = fresh;
+    pthread_mutex_unlock(&c->mu);
+    entry_clear(&old);
+}
+
+/* ----------------------------------------------------------- the URL */
+
+/* A segment that is "." or ".." once percent-decoded. */
+static int encoded_dot_segment(const char *s, size_t n)
+{
+    int dots = 0;
+    for (size_t i = 0; i < n;) {
+        if (s[i] == '.')
+            i++;
+        else if (i + 2 < n && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] | 0x20) == 'e')
+            i += 3;
+        else
+            return 0;
+        dots++;
+    }
+    return dots == 1 || dots == 2;
+}
+
+/* NULL when url is a metadata document URL, else why not (completing "the
+ * client_id URL ...").  http is accepted only for loopback hosts and only
+ * when allow_http (the lab setting). */
+static const char *url_problem(const char *url, int allow_http)
+{
+    const char *why = NULL;
+    if (!url || !*url)
+        return "is empty";
+    char *canon = mcpauth_uri_canonicalize(url, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY,
+                                           &why);
+    if (!canon)
+        return why;
+    int same = strcmp(canon, url) == 0;
+    free(canon);
+    /* client_ids compare byte for byte: one spelling only. */
+    if (!same)
+        return "is not in canonical form (lowercase scheme and host, no default port)";
+    if (strncmp(url, "https://", 8) != 0 && !(allow_http && strncmp(url, "http://", 7) == 0))
+        return "must use https";
+    if (strchr(url, '\\'))
+        return "must not contain a backslash";
+    const char *auth = strstr(url, "://") + 3;
+    const char *path = auth + strcspn(auth, "/?");
+    if (*path != '/' || path[1] == '\0' || path[1] == '?')
+        return "must have a path (for example https://app.example.com/oauth/client.json)";
+    size_t plen = strcspn(path, "?");
+    for (size_t i = 0; i < plen;) {
+        size_t n = strcspn(path + i + 1, "/?");
+        if (n > plen - i - 1)
+            n = plen - i - 1;
+        if (encoded_dot_segment(path + i + 1, n))
+            return "must not contain \".\" or \"..\" path segments";
+        i += n + 1;
+    }
+    return NULL;
+}
+
+int mcpauth_cimd_is_url(const char *client_id)
+{
+    return url_problem(client_id, 0) == NULL;
+}
+
+/* ----------------------------------------------------------- validation */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    for (char *p = err; *p; p++) /* one printable line, whatever was quoted */
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+}
+
+/* Display-name check on valid UTF-8 (the parser validated it): at most
+ * MAX_NAME_CHARS code points, no C0/C1 controls, no line separators and no
+ * bidirectional overrides that could disguise the name on the consent page.
+ * Returns NULL or why not. */
+static const char *name_problem(const char *s, size_t len)
+{
+    size_t chars = 0;
+    int visible = 0;
+    if (len != strlen(s))
+        return "contains a NUL character";
+    for (size_t i = 0; i < len; chars++) {
+        const unsigned char *p = (const unsigned char *)s + i;
+        unsigned cp;
+        size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : 4;
+        if (n > len - i)
+            return "is not valid UTF-8";
+        if (n == 1)
+            cp = p[0];
+        else if (n == 2)
+            cp = (unsigned)(p[0] & 0x1f) << 6 | (p[1] & 0x3f);
+        else if (n == 3)
+            cp = (unsigned)(p[0] & 0x0f) << 12 | (unsigned)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+        else
+            cp = 0x10000; /* astral: only its class matters */
+        if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0) || cp == 0x2028 || cp == 0x2029 ||
+            (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
+            cp == 0x200e || cp == 0x200f || cp == 0x061c)
+            return "contains control characters";
+        if (cp != ' ')
+            visible = 1;
+        i += n;
+    }
+    if (!visible)
+        return "is empty";
+    if (chars > MAX_NAME_CHARS)
+        return "is longer than 200 characters";
+    return NULL;
+}
+
+static json_object *parse_document(const char *body, size_t len, char *err, size_t errlen)
+{
+    /* json-c would stop at a NUL and ignore what follows. */
+    if (memchr(body, '\0', len)) {
+        set_err(err, errlen, "the client metadata document is not valid JSON");
+        return NULL;
+    }
+    json_tokener *tok = json_tokener_new_ex(MAX_DEPTH);
+    if (!tok) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    json_object *root = json_tokener_parse_ex(tok, body, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (!root || jerr != json_tokener_success || end != len) {
+        json_object_put(root);
+        set_err(err, errlen, "the client metadata document is not valid JSON");
+        return NULL;
+    }
+    if (!json_object_is_type(root, json_type_object)) {
+        json_object_put(root);
+        set_err(err, errlen, "the client metadata document is not a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+/* The string member name of doc: 1 found (*s, *len set), 0 absent, -1 present
+ * but not a string. */
+static int get_string(json_object *doc, const char *name, const char **s, size_t *len)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(doc, name, &v))
+        return 0;
+    if (!json_object_is_type(v, json_type_string))
+        return -1;
+    *s = json_object_get_string(v);
+    *len = (size_t)json_object_get_string_len(v);
+    return 1;
+}
+
+#define DOC "the client metadata document"
+
+/* Checks doc against url and fills out; 0 or -1 with err. */
+static int check_document(json_object *doc, const char *url, time_t now, mcpauth_client *out,
+                          char *err, size_t errlen)
+{
+    const char *s, *why;
+    size_t len;
+    json_object *v;
+
+    int r = get_string(doc, "client_id", &s, &len);
+    if (r == 0) {
+        set_err(err, errlen, DOC " has no client_id");
+        return -1;
+    }
+    if (r < 0 || len != strlen(url) || strcmp(s, url) != 0) {
+        set_err(err, errlen, DOC "'s client_id does not match its URL");
+        return -1;
+    }
+
+    const char *name = NULL;
+    r = get_string(doc, "client_name", &name, &len);
+    if (r <= 0) {
+        set_err(err, errlen, r == 0 ? DOC " has no client_name" : DOC "'s client_name is not a string");
+        return -1;
+    }
+    if ((why = name_problem(name, len)) != NULL) {
+        set_err(err, errlen, DOC "'s client_name %s", why);
+        return -1;
+    }
+
+    /* No secrets in a document anyone can read. */
+    if (json_object_object_get_ex(doc, "client_secret", &v)) {
+        set_err(err, errlen, DOC " must not contain a client_secret");
+        return -1;
+    }
+    r = get_string(doc, "token_endpoint_auth_method", &s, &len);
+    if (r < 0 || (r > 0 && strcmp(s, "none") != 0)) {
+        set_err(err, errlen, DOC "'s token_endpoint_auth_method must be \"none\"");
+        return -1;
+    }
+
+    int refresh = 1; /* the default when grant_types is absent */
+    if (json_object_object_get_ex(doc, "grant_types", &v)) {
+        int code = 0;
+        refresh = 0;
+        size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0;
+        for (size_t i = 0; i < n; i++) {
+            json_object *g = json_object_array_get_idx(v, i);
+            const char *gs = json_object_is_type(g, json_type_string) ? json_object_get_string(g) : "";
+            if (strcmp(gs, "authorization_code") == 0)
+                code = 1;
+            else if (strcmp(gs, "refresh_token") == 0)
+                refresh = 1;
+            else {
+                set_err(err, errlen,
+                        DOC "'s grant_types may list only authorization_code and refresh_token");
+                return -1;
+            }
+        }
+        if (!code) {
+            set_err(err, errlen, DOC "'s grant_types must include authorization_code");
+            return -1;
+        }
+    }
+    if (json_object_object_get_ex(doc, "response_types", &v)) {
+        json_object *t;
+        if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) != 1 ||
+            !json_object_is_type(t = json_object_array_get_idx(v, 0), json_type_string) ||
+            strcmp(json_object_get_string(t), "code") != 0) {
+            set_err(err, errlen, DOC "'s response_types must be [\"code\"]");
+            return -1;
+        }
+    }
+
+    json_object *uris;
+    if (!json_object_object_get_ex(doc, "redirect_uris", &uris)) {
+        set_err(err, errlen, DOC " has no redirect_uris");
+        return -1;
+    }
+    if (!json_object_is_type(uris, json_type_array) || json_object_array_length(uris) == 0) {
+        set_err(err, errlen, DOC "'s redirect_uris must be a non-empty array");
+        return -1;
+    }
+    size_t n = json_object_array_length(uris);
+    if (n > MAX_REDIRECT_URIS) {
+        set_err(err, errlen, DOC " has more than %d redirect_uris", MAX_REDIRECT_URIS);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_object *u = json_object_array_get_idx(uris, i);
+        if (!json_object_is_type(u, json_type_string)) {
+            set_err(err, errlen, DOC "'s redirect_uris[%zu] is not a string", i);
+            return -1;
+        }
+        s = json_object_get_string(u);
+        len = (size_t)json_object_get_string_len(u);
+        if (len > MAX_REDIRECT_URI_LEN) {
+            set_err(err, errlen, DOC "'s redirect_uris[%zu] is longer than %d characters", i,
+                    MAX_REDIRECT_URI_LEN);
+            return -1;
+        }
+        /* https or loopback http, no fragment, no userinfo, no dot segments
+         * (canonicalize also refuses NULs, spaces and non-ASCII). */
+        char *canon = len == strlen(s) ? mcpauth_uri_canonicalize(
+                                             s, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY, &why)
+                                       : NULL;
+        if (!canon) {
+            set_err(err, errlen, DOC "'s redirect_uris[%zu] %s", i,
+                    len == strlen(s) ? why : "contains a NUL character");
+            return -1;
+        }
+        free(canon);
+    }
+
+    const char *uris_text =
+        json_object_to_json_string_ext(uris, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    memset(out, 0, sizeof *out);
+    if (!uris_text || dup_field(&out->client_id, url) || dup_field(&out->client_name, name) ||
+        dup_field(&out->redirect_uris, uris_text) ||
+        dup_field(&out->grant_types,
+                  refresh ? "authorization_code refresh_token" : "authorization_code") ||
+        dup_field(&out->token_endpoint_auth_method, "none") || dup_field(&out->kind, "cimd")) {
+        client_clear(out);
+        set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    out->created = now;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ get */
+
+int mcpauth_cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *o, time_t now,
+                     mcpauth_client *out, char *err, size_t errlen)
+{
+    static const mcpauth_cimd_opts no_opts;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!out) {
+        set_err(err, errlen, "internal error: no client");
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    if (!o)
+        o = &no_opts;
+    int allow_private = o->allow_private != 0;
+
+    const char *why = url_problem(url, allow_private);
+    if (why) {
+        set_err(err, errlen, "the client_id URL %s", why);
+        return -1;
+    }
+    if (cache_get(c, url, allow_private, now, out))
+        return 0;
+
+    mcpauth_fetch_opts fo = {
+        .timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS,
+        .max_bytes = o->max_bytes ? o->max_bytes : DEFAULT_MAX_BYTES,
+        .ca_file = o->ca_file,
+        .accept = "application/json",
+        .deny_private = !allow_private,
+        .https_only = !allow_private,
+    };
+    mcpauth_fetch_result res;
+    char ferr[256];
+    if (mcpauth_fetch(url, &fo, &res, ferr, sizeof ferr) != 0) {
+        set_err(err, errlen, DOC " could not be fetched: %s", ferr);
+        return -1;
+    }
+    int rc = -1;
+    json_object *doc = NULL;
+    if (res.status >= 300 && res.status < 400) {
+        set_err(err, errlen, DOC "'s URL answered with a redirect (HTTP %ld), which is not followed",
+                res.status);
+        goto done;
+    }
+    if (res.status != 200) {
+        set_err(err, errlen, DOC " could not be fetched (HTTP %ld)", res.status);
+        goto done;
+    }
+    if (!(doc = parse_document(res.body, res.len, err, errlen)))
+        goto done;
+    if (check_document(doc, url, now, out, err, errlen) != 0)
+        goto done;
+
+    long max_cache = o->max_cache > 0 ? o->max_cache : DEFAULT_MAX_CACHE;
+    if (max_cache > MAX_CACHE_CAP)
+        max_cache = MAX_CACHE_CAP;
+    long ttl = res.max_age < 0 ? DEFAULT_TTL : res.max_age; /* no-store/no-cache → 0 */
+    if (ttl > max_cache)
+        ttl = max_cache;
+    if (ttl > 0)
+        cache_put(c, url, allow_private, now + (time_t)ttl, out);
+    rc = 0;
+done:
+    json_object_put(doc);
+    mcpauth_fetch_result_free(&res);
+    return rc;
+}
