@@ -50,7 +50,7 @@ char *mcpauth_jws_sign(const mcpauth_signer *k, const char *typ, const char *cla
 int mcpauth_keys_thumbprint(const EVP_PKEY *pkey, char *out, size_t outlen);
 
 /* Deletes files state_dir/keys/KID.pem whose key the store no longer lists
- * (after mcpauth_store_purge) and that are older than an hour (so a key
+ * (after mcpauth_store_purge) and that are older than a minute (so a key
  * being generated concurrently is never touched).  Returns the number of
  * files deleted, -1 with err. */
 int mcpauth_keys_prune(mcpauth_store *s, const char *state_dir, time_t now,

@@ -35,12 +35,13 @@ typedef struct mcpauth_client {
 } mcpauth_client;
 
 /* Stores a new client (secret: plain text or NULL; hashed here). -1 when
- * the client_id exists or on error. */
+ * the client_id exists or on error.  With secret NULL, c->secret_hash may
+ * carry a precomputed digest (64 lowercase hex digits, else -1). */
 int mcpauth_store_client_add(mcpauth_store *s, const mcpauth_client *c, const char *secret);
 /* 1 found (c filled), 0 absent, -1 error. */
 int mcpauth_store_client_get(mcpauth_store *s, const char *client_id, mcpauth_client *c);
 /* Checks a presented secret in constant time against the stored hash.
- * 1 ok, 0 wrong or no secret stored, -1 error. */
+ * 1 ok, 0 wrong or no secret stored (or secret_expires passed), -1 error. */
 int mcpauth_store_client_check_secret(mcpauth_store *s, const char *client_id, const char *secret);
 /* Deletes the client and everything issued to it. 1 deleted, 0 absent. */
 int mcpauth_store_client_delete(mcpauth_store *s, const char *client_id);
@@ -110,8 +111,10 @@ int mcpauth_store_refresh_get(mcpauth_store *s, const char *token, time_t now, m
 int mcpauth_store_revoke_token(mcpauth_store *s, const char *token);   /* its family */
 int mcpauth_store_revoke_user(mcpauth_store *s, const char *user);
 int mcpauth_store_revoke_client(mcpauth_store *s, const char *client_id);
+int mcpauth_store_revoke_family(mcpauth_store *s, const char *family);
 /* 1 when the family has been revoked (access tokens carry it as a claim so
- * introspection can refuse them). */
+ * introspection can refuse them).  An unknown family (client deleted, or
+ * purged a day after its last use) also gives 1: fail closed. */
 int mcpauth_store_family_revoked(mcpauth_store *s, const char *family);
 
 /* --------------------------------------------------------------- consents */

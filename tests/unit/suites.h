@@ -11,5 +11,7 @@ Suite *fetch_suite(void);
 Suite *validate_suite(void);
 Suite *shm_suite(void);
 Suite *jsonrpc_suite(void);
+Suite *store_suite(void);
+Suite *cimd_suite(void);
 Suite *validate_remote_suite(void);
 #endif

@@ -849,6 +849,259 @@ START_TEST(test_concurrent)
 }
 END_TEST
 
+/* ---- the address guard (deny_private, https_only) ---- */
+
+static const struct {
+    const char *ip;
+    const char *why; /* NULL: allowed */
+} guard_cases[] = {
+    {"0.0.0.0", "unspecified address"},
+    {"0.1.2.3", "unspecified address"},
+    {"10.0.0.1", "private network"},
+    {"10.255.255.255", "private network"},
+    {"100.64.0.1", "shared address space"},
+    {"100.127.255.254", "shared address space"},
+    {"127.0.0.1", "loopback"},
+    {"127.255.0.1", "loopback"},
+    {"169.254.169.254", "link-local"},
+    {"169.254.0.1", "link-local"},
+    {"172.16.0.1", "private network"},
+    {"172.31.255.255", "private network"},
+    {"192.168.1.1", "private network"},
+    {"192.0.0.8", "reserved"},
+    {"192.0.2.1", "documentation"},
+    {"192.88.99.1", "reserved"},
+    {"198.18.0.1", "reserved"},
+    {"198.19.255.255", "reserved"},
+    {"198.51.100.7", "documentation"},
+    {"203.0.113.9", "documentation"},
+    {"224.0.0.1", "multicast"},
+    {"239.255.255.250", "multicast"},
+    {"240.0.0.1", "reserved"},
+    {"255.255.255.255", "reserved"},
+    {"::", "unspecified address"},
+    {"::1", "loopback"},
+    {"[::1]", "loopback"},
+    {"::2", "reserved"},
+    {"::127.0.0.1", "reserved"},
+    {"::ffff:127.0.0.1", "loopback"},
+    {"::ffff:7f00:1", "loopback"},
+    {"::ffff:10.0.0.1", "private network"},
+    {"[::ffff:169.254.169.254]", "link-local"},
+    {"::ffff:0.0.0.0", "unspecified address"},
+    {"::ffff:100.64.0.1", "shared address space"},
+    {"64:ff9b::10.0.0.1", "private network"},
+    {"64:ff9b::a9fe:a9fe", "link-local"},
+    {"64:ff9b:1::1", "private network"},
+    {"2002:a00:1::1", "private network"},  /* 6to4 of 10.0.0.1 */
+    {"2002:7f00:1::", "loopback"},
+    {"fc00::1", "private network"},
+    {"fd12:3456::1", "private network"},
+    {"fe80::1", "link-local"},
+    {"febf:ffff::1", "link-local"},
+    {"fec0::1", "private network"},
+    {"ff02::1", "multicast"},
+    {"ff05::1:3", "multicast"},
+    {"2001:db8::1", "documentation"},
+    {"2001::1", "reserved"},
+    {"100::1", "reserved"},
+    {"example.com", "not an IP address"},
+    {"", "not an IP address"},
+    {"1.2.3", "not an IP address"},
+    {"0x7f.0.0.1", "not an IP address"},
+    {"10.0.0.1.nip.io", "not an IP address"},
+    {"[::1", "not an IP address"},
+    {"8.8.8.8", NULL},
+    {"1.1.1.1", NULL},
+    {"11.0.0.1", NULL},
+    {"100.63.255.255", NULL},
+    {"100.128.0.0", NULL},
+    {"126.255.255.255", NULL},
+    {"128.0.0.1", NULL},
+    {"169.253.255.255", NULL},
+    {"169.255.0.1", NULL},
+    {"172.15.255.255", NULL},
+    {"172.32.0.0", NULL},
+    {"192.167.255.255", NULL},
+    {"192.169.0.0", NULL},
+    {"198.17.255.255", NULL},
+    {"198.20.0.0", NULL},
+    {"223.255.255.255", NULL},
+    {"2606:4700:4700::1111", NULL},
+    {"[2001:4860:4860::8888]", NULL},
+    {"::ffff:8.8.8.8", NULL},
+    {"64:ff9b::8.8.8.8", NULL},
+    {"2002:808:808::1", NULL},
+    {"2001:1::1", NULL},
+    {"fbff::1", NULL},
+};
+
+START_TEST(test_address_classes)
+{
+    const char *why = mcpauth_fetch_address_blocked(guard_cases[_i].ip);
+    if (guard_cases[_i].why)
+        ck_assert_msg(why && strcmp(why, guard_cases[_i].why) == 0, "%s: %s, want %s",
+                      guard_cases[_i].ip, why ? why : "allowed", guard_cases[_i].why);
+    else
+        ck_assert_msg(why == NULL, "%s: %s, want allowed", guard_cases[_i].ip, why);
+}
+END_TEST
+
+START_TEST(test_address_null)
+{
+    ck_assert_str_eq(mcpauth_fetch_address_blocked(NULL), "not an IP address");
+}
+END_TEST
+
+/* Any proxied attempt lands on the test server (and would be counted). */
+static void proxies_to_test_server(void)
+{
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", srv.port);
+    setenv("http_proxy", proxy, 1);
+    setenv("https_proxy", proxy, 1);
+    setenv("ALL_PROXY", proxy, 1);
+}
+
+START_TEST(test_deny_private_loopback_at_connect)
+{
+    /* The URL check passes (loopback http); the connect-time guard refuses. */
+    mcpauth_fetch_opts o = {.timeout_ms = 1000, .deny_private = 1};
+    mcpauth_fetch_result r;
+    char err[256], u[96];
+    double t0 = now_ms();
+    ck_assert_int_eq(mcpauth_fetch(url("/json"), &o, &r, err, sizeof err), -1);
+    ck_assert_msg(now_ms() - t0 < 200, "took %.0f ms", now_ms() - t0);
+    ck_assert_str_eq(err, "refused address 127.0.0.1 (loopback): only public addresses are allowed");
+    ck_assert_ptr_null(r.body);
+    ck_assert_int_eq(r.status, 0);
+
+    snprintf(u, sizeof u, "http://localhost:%d/json", srv.port); /* resolved, then refused */
+    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "(loopback)") != NULL, "%s", err);
+
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/json", srv.port); /* before any TLS */
+    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "refused address 127.0.0.1 (loopback): only public addresses are allowed");
+    ck_assert_int_eq(nreq(), 0);
+
+    /* and the same requests without the guard still work */
+    o.deny_private = 0;
+    ck_assert_msg(mcpauth_fetch(url("/json"), &o, &r, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(r.status, 200);
+    mcpauth_fetch_result_free(&r);
+    ck_assert_int_eq(nreq(), 1);
+}
+END_TEST
+
+START_TEST(test_deny_private_ignores_proxy)
+{
+    /* With a proxy in the environment the guard would only see the proxy's
+     * address; deny_private connects directly (and refuses loopback). */
+    proxies_to_test_server();
+    mcpauth_fetch_opts o = {.timeout_ms = 1000, .deny_private = 1};
+    mcpauth_fetch_result r;
+    char err[256];
+    ck_assert_int_eq(mcpauth_fetch("https://192.168.1.1/x", &o, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err,
+                     "refused address 192.168.1.1 (private network): only public addresses are allowed");
+    ck_assert_int_eq(nreq(), 0);
+}
+END_TEST
+
+/* Literal private addresses: the guard must refuse them before connect(),
+ * so nothing leaves this host (the sandbox forbids such traffic anyway). */
+static const struct {
+    const char *url, *addr;
+} private_urls[] = {
+    {"https://10.0.0.1/x", "10.0.0.1"},
+    {"https://[::1]/x", "::1"},
+    {"https://169.254.169.254/latest", "169.254.169.254"},
+    {"http://127.0.0.2:8080/x", "127.0.0.2"},
+    {"https://172.16.0.1/x", "172.16.0.1"},
+    {"https://192.168.0.1:8443/x", "192.168.0.1"},
+    {"https://100.64.0.1/x", "100.64.0.1"},
+    {"https://0.0.0.0/x", "0.0.0.0"},
+    {"https://224.0.0.1/x", "224.0.0.1"},
+    {"https://[::ffff:10.0.0.1]/x", "::ffff:10.0.0.1"},
+    {"https://[::ffff:127.0.0.1]/x", "::ffff:127.0.0.1"},
+    {"https://[fe80::1]/x", "fe80::1"},
+    {"https://[fd00::1]/x", "fd00::1"},
+    {"https://[::]/x", "::"},
+    {"https://[64:ff9b::a9fe:a9fe]/x", "64:ff9b::a9fe:a9fe"},
+};
+
+START_TEST(test_deny_private_literals)
+{
+    /* Belt and braces: never let a broken classifier reach the network. */
+    ck_assert_ptr_nonnull(mcpauth_fetch_address_blocked(private_urls[_i].addr));
+    ck_assert_ptr_nonnull(mcpauth_fetch_address_blocked("10.0.0.1"));
+    proxies_to_test_server();
+    mcpauth_fetch_opts o = {.timeout_ms = 300, .deny_private = 1};
+    mcpauth_fetch_result r;
+    char err[256], want[128];
+    double t0 = now_ms();
+    ck_assert_int_eq(mcpauth_fetch(private_urls[_i].url, &o, &r, err, sizeof err), -1);
+    double dt = now_ms() - t0;
+    ck_assert_msg(dt < 150, "%s took %.0f ms", private_urls[_i].url, dt);
+    snprintf(want, sizeof want, "refused address %s (", private_urls[_i].addr);
+    ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s: %s", private_urls[_i].url, err);
+    ck_assert_msg(strstr(err, mcpauth_fetch_address_blocked(private_urls[_i].addr)) != NULL,
+                  "%s: %s", private_urls[_i].url, err);
+    ck_assert_ptr_null(r.body);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_int_eq(nreq(), 0);
+}
+END_TEST
+
+START_TEST(test_https_only)
+{
+    mcpauth_fetch_opts o = {.https_only = 1};
+    mcpauth_fetch_result r;
+    char err[256], u[96];
+    ck_assert_int_eq(mcpauth_fetch(url("/json"), &o, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "refused URL: only https is allowed");
+    snprintf(u, sizeof u, "HTTP://LOCALHOST:%d/json", srv.port);
+    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "refused URL: only https is allowed");
+    ck_assert_int_eq(mcpauth_fetch("ftp://example.com/", &o, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "refused URL: only https is allowed");
+    ck_assert_int_eq(nreq(), 0);
+    ck_assert_ptr_null(r.body);
+    /* https itself passes the URL check (and then fails TLS on this port) */
+    o.timeout_ms = 1000;
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/json", srv.port);
+    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_str_ne(err, "refused URL: only https is allowed");
+}
+END_TEST
+
+START_TEST(test_deny_private_concurrent)
+{
+    /* The refusal reason is per transfer. */
+    pthread_t t[4];
+    struct par p[4];
+    for (int k = 0; k < 4; k++) {
+        snprintf(p[k].url, sizeof p[k].url, "%s", url("/json"));
+        p[k].ok = 0;
+    }
+    for (int k = 0; k < 4; k++)
+        ck_assert_int_eq(pthread_create(&t[k], NULL, par_fetch, &p[k]), 0);
+    mcpauth_fetch_opts o = {.deny_private = 1};
+    mcpauth_fetch_result r;
+    char err[256];
+    for (int k = 0; k < 20; k++) {
+        ck_assert_int_eq(mcpauth_fetch("https://10.1.2.3/x", &o, &r, err, sizeof err), -1);
+        ck_assert_str_eq(err,
+                         "refused address 10.1.2.3 (private network): only public addresses are allowed");
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(t[k], NULL);
+        ck_assert_int_eq(p[k].ok, 5);
+    }
+}
+END_TEST
+
 /* ---- form encoding ---- */
 
 static const struct {
@@ -914,5 +1167,19 @@ Suite *fetch_suite(void)
     tcase_add_test(tc, test_concurrent);
     tcase_add_test(tc, test_form_encode);
     suite_add_tcase(s, tc);
+
+    /* The classifier runs first: the literal-address tests rely on it. */
+    TCase *g = tcase_create("guard");
+    tcase_add_checked_fixture(g, server_start, server_stop);
+    tcase_set_timeout(g, 10);
+    tcase_add_loop_test(g, test_address_classes, 0, sizeof guard_cases / sizeof guard_cases[0]);
+    tcase_add_test(g, test_address_null);
+    tcase_add_test(g, test_deny_private_loopback_at_connect);
+    tcase_add_test(g, test_deny_private_ignores_proxy);
+    tcase_add_loop_test(g, test_deny_private_literals, 0,
+                        sizeof private_urls / sizeof private_urls[0]);
+    tcase_add_test(g, test_https_only);
+    tcase_add_test(g, test_deny_private_concurrent);
+    suite_add_tcase(s, g);
     return s;
 }

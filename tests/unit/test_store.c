@@ -1,0 +1,1331 @@
+#define _GNU_SOURCE /* memmem */
+/* The authorization server's store (lib/store.c): file safety, hashes only
+ * on disk, single-use codes and refresh rotation under process races,
+ * revocation, consents, registration limits, keys and purge. */
+#include <check.h>
+
+Suite *store_suite(void);
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include <mcpauth/util.h>
+
+#include "store.h"
+
+static char base[64], dir[96];
+static char dbpath[160];
+
+static void remove_tree(const char *d)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+    if (system(cmd) != 0)
+        fprintf(stderr, "test_store: could not remove %s\n", d);
+}
+
+/* Made and removed by the runner itself, so a failed test leaves nothing. */
+static void suite_setup(void)
+{
+    snprintf(base, sizeof base, "/tmp/mcpauth-store-XXXXXX");
+    if (!mkdtemp(base)) {
+        perror("test_store: mkdtemp");
+        base[0] = '\0';
+    }
+}
+
+static void suite_teardown(void)
+{
+    if (base[0])
+        remove_tree(base);
+}
+
+static void setup(void)
+{
+    ck_assert_msg(base[0] != '\0', "no base directory");
+    snprintf(dir, sizeof dir, "%s/XXXXXX", base);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(dbpath, sizeof dbpath, "%s/mcpauth.db", dir);
+}
+
+static void teardown(void)
+{
+    remove_tree(dir);
+}
+
+static mcpauth_store *open_ok(void)
+{
+    char err[256] = "";
+    mcpauth_store *s = mcpauth_store_open(dir, err, sizeof err);
+    ck_assert_msg(s != NULL, "mcpauth_store_open: %s", err);
+    return s;
+}
+
+/* A second, raw connection for looking behind the API. */
+static sqlite3 *raw_open(void)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static long long raw_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
+                  sqlite3_errmsg(db));
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void raw_exec(sqlite3 *db, const char *sql)
+{
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", sql,
+                  sqlite3_errmsg(db));
+}
+
+static mcpauth_grant grant(char *family, char *user, char *client, time_t expires)
+{
+    mcpauth_grant g = {0};
+    g.family = family;
+    g.user = user;
+    g.client_id = client;
+    g.resource = "https://mcp.example/";
+    g.scope = "read write";
+    g.redirect_uri = "https://app.example/cb";
+    g.code_challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    g.expires = expires;
+    return g;
+}
+
+static int file_mode(const char *p)
+{
+    struct stat st;
+    ck_assert_int_eq(lstat(p, &st), 0);
+    return (int)(st.st_mode & 07777);
+}
+
+/* ------------------------------------------------------------------- open */
+
+START_TEST(open_refusals)
+{
+    char err[512], p[256];
+    snprintf(p, sizeof p, "%s/missing", dir);
+    ck_assert_ptr_null(mcpauth_store_open(p, err, sizeof err));
+    ck_assert_msg(strstr(err, p) != NULL, "error does not name the directory: %s", err);
+    ck_assert_ptr_null(mcpauth_store_open(NULL, err, sizeof err));
+    ck_assert_ptr_null(mcpauth_store_open("", NULL, 0));
+
+    /* A file where the directory should be. */
+    snprintf(p, sizeof p, "%s/file", dir);
+    int fd = open(p, O_WRONLY | O_CREAT, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_ptr_null(mcpauth_store_open(p, err, sizeof err));
+    ck_assert_msg(strstr(err, p) != NULL, "%s", err);
+
+    /* World-writable state_dir. */
+    snprintf(p, sizeof p, "%s/open", dir);
+    ck_assert_int_eq(mkdir(p, 0700), 0);
+    ck_assert_int_eq(chmod(p, 0777), 0);
+    ck_assert_ptr_null(mcpauth_store_open(p, err, sizeof err));
+    ck_assert_msg(strstr(err, "writable") != NULL, "%s", err);
+
+    /* The database a symlink: refused, the target untouched. */
+    char target[256];
+    snprintf(target, sizeof target, "%s/target", dir);
+    fd = open(target, O_WRONLY | O_CREAT, 0644);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(symlink(target, dbpath), 0);
+    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_msg(strstr(err, "symbolic link") != NULL, "%s", err);
+    struct stat st;
+    ck_assert_int_eq(stat(target, &st), 0);
+    ck_assert_int_eq(st.st_size, 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0644);
+    /* ...also a dangling one (it would create the target). */
+    unlink(dbpath);
+    snprintf(target, sizeof target, "%s/nowhere", dir);
+    ck_assert_int_eq(symlink(target, dbpath), 0);
+    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_int_eq(access(target, F_OK), -1);
+    unlink(dbpath);
+
+    /* A directory or FIFO in its place (the FIFO must not hang us). */
+    ck_assert_int_eq(mkdir(dbpath, 0700), 0);
+    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    rmdir(dbpath);
+    ck_assert_int_eq(mkfifo(dbpath, 0600), 0);
+    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_msg(strstr(err, "regular") != NULL, "%s", err);
+    unlink(dbpath);
+
+    /* A planted WAL symlink. */
+    char wal[200];
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
+    ck_assert_int_eq(symlink(target, wal), 0);
+    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_msg(strstr(err, "-wal") != NULL, "%s", err);
+    unlink(wal);
+    mcpauth_store_close(open_ok());
+}
+END_TEST
+
+START_TEST(open_mode_and_pragmas)
+{
+    /* 0600 whatever the umask: a permissive one... */
+    mode_t old = umask(0);
+    mcpauth_store *s = open_ok();
+    ck_assert_int_eq(file_mode(dbpath), 0600);
+    /* SQLite gives the WAL and shm files the database's mode. */
+    char side[200];
+    snprintf(side, sizeof side, "%s-wal", dbpath);
+    if (access(side, F_OK) == 0)
+        ck_assert_int_eq(file_mode(side), 0600);
+    snprintf(side, sizeof side, "%s-shm", dbpath);
+    if (access(side, F_OK) == 0)
+        ck_assert_int_eq(file_mode(side), 0600);
+    mcpauth_store_close(s);
+    /* ...a too strict one... */
+    unlink(dbpath);
+    umask(0277);
+    mcpauth_store_close(open_ok());
+    ck_assert_int_eq(file_mode(dbpath), 0600);
+    umask(old);
+    /* ...and a file someone loosened is tightened again. */
+    ck_assert_int_eq(chmod(dbpath, 0644), 0);
+    s = open_ok();
+    ck_assert_int_eq(file_mode(dbpath), 0600);
+
+    sqlite3 *db = raw_open();
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 1);
+    static const char *const tables[] = {"clients", "codes", "refresh", "families",
+                                         "consents", "keys", "registrations"};
+    for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM sqlite_master WHERE name = '%s'",
+                 tables[i]);
+        ck_assert_msg(raw_int(db, sql) == 1, "table %s missing", tables[i]);
+    }
+    mcpauth_store_close(s);
+
+    /* Reopening keeps data; a newer schema is refused. */
+    s = open_ok();
+    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", "r", "x"), 0);
+    mcpauth_store_close(s);
+    s = open_ok();
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", "r", "x"), 1);
+    mcpauth_store_close(s);
+    raw_exec(db, "PRAGMA user_version = 99");
+    sqlite3_close(db);
+    char err[512];
+    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- clients */
+
+static mcpauth_client client(char *id, time_t created)
+{
+    mcpauth_client c = {0};
+    c.client_id = id;
+    c.client_name = "Test App";
+    c.redirect_uris = "[\"https://app.example/cb\"]";
+    c.grant_types = "authorization_code refresh_token";
+    c.token_endpoint_auth_method = "client_secret_basic";
+    c.kind = "dcr";
+    c.registered_by = "192.0.2.1";
+    c.created = created;
+    return c;
+}
+
+START_TEST(clients_basic)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_client c = client("conf", 100);
+    ck_assert_int_eq(mcpauth_store_client_add(s, &c, "s3cret-value"), 0);
+    ck_assert_int_eq(mcpauth_store_client_add(s, &c, "other"), -1); /* exists */
+
+    mcpauth_client got;
+    ck_assert_int_eq(mcpauth_store_client_get(s, "conf", &got), 1);
+    ck_assert_str_eq(got.client_id, "conf");
+    ck_assert_str_eq(got.client_name, "Test App");
+    ck_assert_str_eq(got.redirect_uris, "[\"https://app.example/cb\"]");
+    ck_assert_str_eq(got.grant_types, "authorization_code refresh_token");
+    ck_assert_str_eq(got.token_endpoint_auth_method, "client_secret_basic");
+    ck_assert_str_eq(got.kind, "dcr");
+    ck_assert_str_eq(got.registered_by, "192.0.2.1");
+    ck_assert_int_eq(got.created, 100);
+    ck_assert_int_eq(got.secret_expires, 0);
+    char h[65];
+    mcpauth_sha256_hex("s3cret-value", 12, h);
+    ck_assert_str_eq(got.secret_hash, h);
+    mcpauth_client_free(&got);
+    mcpauth_client_free(&got); /* zeroed: fine */
+    mcpauth_client_free(NULL);
+    ck_assert_int_eq(mcpauth_store_client_get(s, "nope", &got), 0);
+    ck_assert_ptr_null(got.client_id);
+
+    /* Secret checks. */
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", "s3cret-value"), 1);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", "s3cret-valuf"), 0);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", "s3cret-valu"), 0);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", "s3cret-value "), 0);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", ""), 0);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", NULL), 0);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", h), 0); /* not the hash */
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "nope", "s3cret-value"), 0);
+
+    /* Public client: every optional field NULL. */
+    mcpauth_client pub = {0};
+    pub.client_id = "pub";
+    ck_assert_int_eq(mcpauth_store_client_add(s, &pub, NULL), 0);
+    ck_assert_int_eq(mcpauth_store_client_get(s, "pub", &got), 1);
+    ck_assert_ptr_null(got.client_name);
+    ck_assert_ptr_null(got.redirect_uris);
+    ck_assert_ptr_null(got.secret_hash);
+    ck_assert_ptr_null(got.kind);
+    ck_assert_ptr_null(got.registered_by);
+    ck_assert_int_gt(got.created, 0); /* defaulted to now */
+    mcpauth_client_free(&got);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "pub", ""), 0);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "pub", "anything"), 0);
+
+    /* Bad input: no id, empty secret, a "hash" that is not one. */
+    mcpauth_client bad = {0};
+    ck_assert_int_eq(mcpauth_store_client_add(s, &bad, NULL), -1);
+    bad.client_id = "bad";
+    ck_assert_int_eq(mcpauth_store_client_add(s, &bad, ""), -1);
+    bad.secret_hash = "plain-secret-by-mistake";
+    ck_assert_int_eq(mcpauth_store_client_add(s, &bad, NULL), -1);
+    ck_assert_int_eq(mcpauth_store_client_get(s, "bad", &got), 0);
+
+    /* A precomputed digest (static clients) is accepted as is. */
+    mcpauth_client st = client("static", 50);
+    char sh[65];
+    mcpauth_sha256_hex("static-secret", 13, sh);
+    st.secret_hash = sh;
+    st.kind = "static";
+    ck_assert_int_eq(mcpauth_store_client_add(s, &st, NULL), 0);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "static", "static-secret"), 1);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "static", sh), 0);
+
+    /* Expired secrets no longer authenticate. */
+    mcpauth_client ex = client("expired", 60);
+    ex.secret_expires = time(NULL) - 10;
+    ck_assert_int_eq(mcpauth_store_client_add(s, &ex, "old-secret"), 0);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "expired", "old-secret"), 0);
+    mcpauth_client fut = client("future", 70);
+    fut.secret_expires = time(NULL) + 3600;
+    ck_assert_int_eq(mcpauth_store_client_add(s, &fut, "new-secret"), 0);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "future", "new-secret"), 1);
+
+    ck_assert_int_eq(mcpauth_store_client_delete(s, "conf"), 1);
+    ck_assert_int_eq(mcpauth_store_client_delete(s, "conf"), 0);
+    ck_assert_int_eq(mcpauth_store_client_get(s, "conf", &got), 0);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", "s3cret-value"), 0);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+struct list_acc {
+    char ids[8][16];
+    int n, stop_after;
+};
+
+static int collect_client(const mcpauth_client *c, void *arg)
+{
+    struct list_acc *a = arg;
+    snprintf(a->ids[a->n++], sizeof a->ids[0], "%s", c->client_id);
+    return a->stop_after && a->n >= a->stop_after;
+}
+
+/* The callback may use the store (no lock is held while it runs). */
+static mcpauth_store *list_store;
+static int collect_and_get(const mcpauth_client *c, void *arg)
+{
+    mcpauth_client again;
+    ck_assert_int_eq(mcpauth_store_client_get(list_store, c->client_id, &again), 1);
+    mcpauth_client_free(&again);
+    return collect_client(c, arg);
+}
+
+START_TEST(clients_list)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_client a = client("a", 100), b = client("b", 300), c = client("c", 200);
+    ck_assert_int_eq(mcpauth_store_client_add(s, &a, NULL), 0);
+    ck_assert_int_eq(mcpauth_store_client_add(s, &b, NULL), 0);
+    ck_assert_int_eq(mcpauth_store_client_add(s, &c, NULL), 0);
+    struct list_acc acc = {0};
+    list_store = s;
+    ck_assert_int_eq(mcpauth_store_client_list(s, collect_and_get, &acc), 0);
+    ck_assert_int_eq(acc.n, 3);
+    ck_assert_str_eq(acc.ids[0], "b");
+    ck_assert_str_eq(acc.ids[1], "c");
+    ck_assert_str_eq(acc.ids[2], "a");
+    memset(&acc, 0, sizeof acc);
+    acc.stop_after = 1;
+    ck_assert_int_eq(mcpauth_store_client_list(s, collect_client, &acc), 0);
+    ck_assert_int_eq(acc.n, 1);
+    ck_assert_int_eq(mcpauth_store_client_list(s, NULL, NULL), -1);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* --------------------------------------------------------- hashes on disk */
+
+static const char *const plains[] = {
+    "PLAIN-client-secret-0123456789", "PLAIN-auth-code-abcdefghij",
+    "PLAIN-refresh-one-klmnopqrst", "PLAIN-refresh-two-uvwxyz0123",
+    "PLAIN-refresh-three-456789abc",
+};
+#define NPLAINS (sizeof plains / sizeof *plains)
+
+/* Every text and blob value of every table. */
+static void scan_tables(sqlite3 *db, int found[NPLAINS])
+{
+    sqlite3_stmt *tl;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table'",
+                                        -1, &tl, NULL),
+                     SQLITE_OK);
+    int tables = 0;
+    while (sqlite3_step(tl) == SQLITE_ROW) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", sqlite3_column_text(tl, 0));
+        sqlite3_stmt *st;
+        ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            for (int c = 0; c < sqlite3_column_count(st); c++) {
+                const char *v = (const char *)sqlite3_column_blob(st, c);
+                int n = sqlite3_column_bytes(st, c);
+                if (!v)
+                    continue;
+                for (size_t i = 0; i < NPLAINS; i++) {
+                    char h[65];
+                    mcpauth_sha256_hex(plains[i], strlen(plains[i]), h);
+                    ck_assert_msg(!memmem(v, (size_t)n, plains[i], strlen(plains[i])),
+                                  "plain %s found in %s", plains[i], sql);
+                    if (memmem(v, (size_t)n, h, 64))
+                        found[i]++;
+                }
+            }
+        sqlite3_finalize(st);
+        tables++;
+    }
+    sqlite3_finalize(tl);
+    ck_assert_int_ge(tables, 7);
+}
+
+static void scan_file(const char *p, int must_exist, int found[NPLAINS])
+{
+    FILE *f = fopen(p, "rb");
+    if (!f) {
+        ck_assert_msg(!must_exist, "%s: %s", p, strerror(errno));
+        return;
+    }
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert_int_lt(n, sizeof buf);
+    for (size_t i = 0; i < NPLAINS; i++) {
+        char h[65];
+        mcpauth_sha256_hex(plains[i], strlen(plains[i]), h);
+        ck_assert_msg(!memmem(buf, n, plains[i], strlen(plains[i])), "plain %s in %s", plains[i],
+                      p);
+        if (memmem(buf, n, h, 64))
+            found[i]++;
+    }
+}
+
+START_TEST(hashes_only_on_disk)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_client c = client("app", 100);
+    ck_assert_int_eq(mcpauth_store_client_add(s, &c, plains[0]), 0);
+    mcpauth_grant g = grant("fam-disk", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth_store_code_add(s, plains[1], &g), 0);
+    mcpauth_grant out;
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, plains[1], 1000, &out), MCPAUTH_REDEEM_OK);
+    mcpauth_grant_free(&out);
+    g.expires = 100000;
+    ck_assert_int_eq(mcpauth_store_refresh_add(s, plains[2], &g), 0);
+    ck_assert_int_eq(
+        mcpauth_store_refresh_rotate(s, plains[2], plains[3], 1100, 10, 100000, &out),
+        MCPAUTH_ROTATE_OK);
+    mcpauth_grant_free(&out);
+    ck_assert_int_eq(
+        mcpauth_store_refresh_rotate(s, plains[2], plains[4], 1101, 10, 100000, &out),
+        MCPAUTH_ROTATE_OK); /* grace */
+    mcpauth_grant_free(&out);
+
+    /* Through SQL, with the store still open (rows may sit in the WAL). */
+    int found[NPLAINS] = {0};
+    sqlite3 *db = raw_open();
+    scan_tables(db, found);
+    for (size_t i = 0; i < NPLAINS; i++)
+        ck_assert_msg(found[i] > 0, "digest of %s not stored", plains[i]);
+    sqlite3_close(db);
+    /* And the raw bytes: WAL and db while open, then the db once the last
+     * connection has checkpointed. */
+    char wal[200];
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
+    memset(found, 0, sizeof found);
+    scan_file(dbpath, 1, found);
+    scan_file(wal, 0, found);
+    for (size_t i = 0; i < NPLAINS; i++)
+        ck_assert_msg(found[i] > 0, "digest of %s not in the files", plains[i]);
+    mcpauth_store_close(s);
+    memset(found, 0, sizeof found);
+    scan_file(dbpath, 1, found);
+    scan_file(wal, 0, found);
+    for (size_t i = 0; i < NPLAINS; i++)
+        ck_assert_msg(found[i] > 0, "digest of %s not in the checkpointed file", plains[i]);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ codes */
+
+START_TEST(code_basic)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_grant g = grant("fam-1", "alice", "app", 2000), out;
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code-1", &g), 0);
+    /* A code never joins an existing family. */
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code-1b", &g), -1);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-1b", 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
+
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-1", 1000, &out), MCPAUTH_REDEEM_OK);
+    ck_assert_str_eq(out.client_id, "app");
+    ck_assert_str_eq(out.user, "alice");
+    ck_assert_str_eq(out.resource, "https://mcp.example/");
+    ck_assert_str_eq(out.scope, "read write");
+    ck_assert_str_eq(out.redirect_uri, "https://app.example/cb");
+    ck_assert_str_eq(out.code_challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+    ck_assert_str_eq(out.family, "fam-1");
+    ck_assert_int_eq(out.expires, 2000);
+    mcpauth_grant_free(&out);
+    mcpauth_grant_free(&out);
+    mcpauth_grant_free(NULL);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-1"), 0);
+    /* Replay: refused and the family revoked. */
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-1", 1001, &out), MCPAUTH_REDEEM_REPLAYED);
+    ck_assert_ptr_null(out.client_id);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-1"), 1);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-1", 1002, NULL), MCPAUTH_REDEEM_REPLAYED);
+
+    /* Expiry: valid strictly before g.expires. */
+    mcpauth_grant g2 = grant("fam-2", "alice", "app", 2000);
+    g2.resource = g2.scope = g2.redirect_uri = g2.code_challenge = NULL;
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code-2", &g2), 0);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-2", 2000, &out), MCPAUTH_REDEEM_UNKNOWN);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-2", 1999, &out), MCPAUTH_REDEEM_OK);
+    ck_assert_ptr_null(out.resource); /* NULL optional fields survive */
+    ck_assert_ptr_null(out.scope);
+    ck_assert_ptr_null(out.code_challenge);
+    mcpauth_grant_free(&out);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "unknown", 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, NULL, 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
+
+    /* A code whose user was revoked before it came back is dead. */
+    mcpauth_grant g3 = grant("fam-3", "bob", "app", 2000);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code-3", &g3), 0);
+    ck_assert_int_eq(mcpauth_store_revoke_user(s, "bob"), 1);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-3", 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
+
+    /* Required fields. */
+    mcpauth_grant bad = grant(NULL, "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code-4", &bad), -1);
+    bad = grant("fam-4", NULL, "app", 2000);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code-4", &bad), -1);
+    bad = grant("fam-4", "alice", NULL, 2000);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code-4", &bad), -1);
+    ck_assert_int_eq(mcpauth_store_code_add(s, NULL, &g3), -1);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code-4", NULL), -1);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+START_TEST(code_replay_kills_refresh)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_grant g = grant("fam-r", "alice", "app", 2000), out;
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code-r", &g), 0);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-r", 1000, &out), MCPAUTH_REDEEM_OK);
+    out.expires = 50000;
+    ck_assert_int_eq(mcpauth_store_refresh_add(s, "rt-1", &out), 0);
+    mcpauth_grant_free(&out);
+    ck_assert_int_eq(mcpauth_store_refresh_rotate(s, "rt-1", "rt-2", 1100, 0, 50000, &out),
+                     MCPAUTH_ROTATE_OK);
+    mcpauth_grant_free(&out);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-2", 1100, NULL), 1);
+    /* The code comes back (stolen): everything issued from it dies. */
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-r", 1200, &out), MCPAUTH_REDEEM_REPLAYED);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-2", 1200, &out), 0);
+    ck_assert_int_eq(mcpauth_store_refresh_rotate(s, "rt-2", "rt-3", 1200, 0, 50000, &out),
+                     MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-r"), 1);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* NPROC processes redeem one code at once.  Exactly one wins.  The others
+ * find it used, which is indistinguishable from a replay by an attacker,
+ * so (RFC 6749 §4.1.2, and the contract in store.h) each REPLAYED also
+ * revokes the family: the winner's refresh token, added after its OK, is
+ * therefore dead too.  That is the intended behaviour, not a flake. */
+#define NPROC 8
+
+static void redeem_child(int go, int out)
+{
+    char c;
+    if (read(go, &c, 1) != 0) /* EOF: everyone starts */
+        _exit(2);
+    char err[256];
+    mcpauth_store *s = mcpauth_store_open(dir, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "child: %s\n", err);
+        _exit(3);
+    }
+    mcpauth_grant g;
+    int r = mcpauth_store_code_redeem(s, "raced-code", 1000, &g);
+    if (r == MCPAUTH_REDEEM_OK) {
+        g.expires = 90000;
+        if (mcpauth_store_refresh_add(s, "winner-rt", &g) != 0)
+            r = 100;
+        mcpauth_grant_free(&g);
+    }
+    mcpauth_store_close(s);
+    _exit(write(out, &r, sizeof r) == (ssize_t)sizeof r ? 0 : 4);
+}
+
+START_TEST(code_race_processes)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_grant g = grant("fam-race", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "raced-code", &g), 0);
+    int go[2], res[2];
+    ck_assert_int_eq(pipe(go), 0);
+    ck_assert_int_eq(pipe(res), 0);
+    pid_t pids[NPROC];
+    for (int i = 0; i < NPROC; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            close(go[1]);
+            close(res[0]);
+            redeem_child(go[0], res[1]);
+        }
+    }
+    close(go[0]);
+    close(res[1]);
+    close(go[1]);
+    int ok = 0, replayed = 0;
+    for (int i = 0; i < NPROC; i++) {
+        int st, r = -1;
+        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d failed (status %d)", i, st);
+        ck_assert_int_eq(read(res[0], &r, sizeof r), (ssize_t)sizeof r);
+        ck_assert_msg(r == MCPAUTH_REDEEM_OK || r == MCPAUTH_REDEEM_REPLAYED, "child got %d", r);
+        ok += r == MCPAUTH_REDEEM_OK;
+        replayed += r == MCPAUTH_REDEEM_REPLAYED;
+    }
+    close(res[0]);
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(replayed, NPROC - 1);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-race"), 1);
+    mcpauth_grant out;
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "winner-rt", 1000, &out), 0);
+    ck_assert_int_eq(mcpauth_store_refresh_rotate(s, "winner-rt", "next", 1000, 30, 90000, &out),
+                     MCPAUTH_ROTATE_UNKNOWN);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* --------------------------------------------------------- refresh tokens */
+
+static void add_refresh(mcpauth_store *s, const char *token, char *family, char *user,
+                        char *client, time_t expires)
+{
+    mcpauth_grant g = grant(family, user, client, expires);
+    g.redirect_uri = g.code_challenge = NULL;
+    ck_assert_int_eq(mcpauth_store_refresh_add(s, token, &g), 0);
+}
+
+static mcpauth_rotate rotate(mcpauth_store *s, const char *t, const char *n, time_t now,
+                             long grace)
+{
+    mcpauth_grant g;
+    mcpauth_rotate r = mcpauth_store_refresh_rotate(s, t, n, now, grace, now + 5000, &g);
+    if (r == MCPAUTH_ROTATE_OK) {
+        ck_assert_str_eq(g.user, "alice");
+        ck_assert_str_eq(g.client_id, "app");
+        ck_assert_str_eq(g.scope, "read write");
+        ck_assert_ptr_nonnull(g.family);
+    } else {
+        ck_assert_ptr_null(g.family);
+    }
+    mcpauth_grant_free(&g);
+    return r;
+}
+
+START_TEST(refresh_rotation_reuse)
+{
+    mcpauth_store *s = open_ok();
+    add_refresh(s, "rt-1", "fam", "alice", "app", 10000);
+    mcpauth_grant g;
+    ck_assert_int_eq(mcpauth_store_refresh_rotate(s, "rt-1", "rt-2", 1000, 10, 7000, &g),
+                     MCPAUTH_ROTATE_OK);
+    ck_assert_str_eq(g.family, "fam");
+    ck_assert_str_eq(g.resource, "https://mcp.example/");
+    ck_assert_ptr_null(g.redirect_uri);
+    ck_assert_int_eq(g.expires, 7000); /* the new token's */
+    mcpauth_grant_free(&g);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-1", 1000, &g), 0); /* retired */
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-2", 1000, &g), 1);
+    ck_assert_int_eq(g.expires, 7000);
+    ck_assert_str_eq(g.family, "fam");
+    mcpauth_grant_free(&g);
+    ck_assert_int_eq(rotate(s, "rt-2", "rt-3", 1050, 10), MCPAUTH_ROTATE_OK);
+    /* rt-1 comes back long after its grace: theft assumed, family dead. */
+    ck_assert_int_eq(rotate(s, "rt-1", "rt-x", 1100, 10), MCPAUTH_ROTATE_REUSED);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam"), 1);
+    ck_assert_int_eq(rotate(s, "rt-3", "rt-4", 1101, 10), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-3", 1101, &g), 0);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-x", 1101, &g), 0);
+    ck_assert_int_eq(rotate(s, "rt-1", "rt-y", 1102, 10), MCPAUTH_ROTATE_UNKNOWN);
+
+    /* No grace at all: any reuse is fatal. */
+    add_refresh(s, "nog-1", "fam-nog", "alice", "app", 10000);
+    ck_assert_int_eq(rotate(s, "nog-1", "nog-2", 1000, 0), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(rotate(s, "nog-1", "nog-3", 1000, 0), MCPAUTH_ROTATE_REUSED);
+    ck_assert_int_eq(rotate(s, "nog-2", "nog-4", 1000, 0), MCPAUTH_ROTATE_UNKNOWN);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+START_TEST(refresh_grace_once)
+{
+    mcpauth_store *s = open_ok();
+    add_refresh(s, "g-1", "fam", "alice", "app", 10000);
+    ck_assert_int_eq(rotate(s, "g-1", "g-2", 1000, 10), MCPAUTH_ROTATE_OK);
+    /* Within grace: once more, and both new tokens live. */
+    ck_assert_int_eq(rotate(s, "g-1", "g-2b", 1009, 10), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "g-2", 1009, NULL), 1);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "g-2b", 1009, NULL), 1);
+    ck_assert_int_eq(rotate(s, "g-2", "g-3", 1009, 10), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(rotate(s, "g-2b", "g-3b", 1009, 10), MCPAUTH_ROTATE_OK);
+    /* Grace spent: a third use (still inside the window) is reuse. */
+    ck_assert_int_eq(rotate(s, "g-1", "g-2c", 1009, 10), MCPAUTH_ROTATE_REUSED);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam"), 1);
+    ck_assert_int_eq(rotate(s, "g-3", "g-4", 1010, 10), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(rotate(s, "g-3b", "g-4b", 1010, 10), MCPAUTH_ROTATE_UNKNOWN);
+
+    /* The window is exclusive: exactly `grace` seconds later is too late. */
+    add_refresh(s, "w-1", "fam-w", "alice", "app", 10000);
+    ck_assert_int_eq(rotate(s, "w-1", "w-2", 1000, 10), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(rotate(s, "w-1", "w-3", 1010, 10), MCPAUTH_ROTATE_REUSED);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+START_TEST(refresh_misc)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_grant g;
+    /* new_token NULL: no rotation, the token stays active. */
+    add_refresh(s, "keep", "fam-k", "alice", "app", 10000);
+    ck_assert_int_eq(mcpauth_store_refresh_rotate(s, "keep", NULL, 1000, 10, 99999, &g),
+                     MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(g.expires, 10000);
+    mcpauth_grant_free(&g);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "keep", 1000, NULL), 1);
+    ck_assert_int_eq(rotate(s, "keep", NULL, 2000, 10), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(rotate(s, "keep", "kept-2", 3000, 10), MCPAUTH_ROTATE_OK);
+
+    /* Expired or unknown. */
+    add_refresh(s, "exp", "fam-e", "alice", "app", 1000);
+    ck_assert_int_eq(rotate(s, "exp", "exp-2", 1000, 10), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "exp", 1000, NULL), 0);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "exp", 999, NULL), 1);
+    ck_assert_int_eq(rotate(s, "nope", "n-2", 1000, 10), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(rotate(s, NULL, "n-2", 1000, 10), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, NULL, 1000, NULL), 0);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-e"), 0); /* not a reuse */
+
+    /* A new token colliding with a stored one: error, nothing changed. */
+    add_refresh(s, "c-1", "fam-c", "alice", "app", 10000);
+    ck_assert_int_eq(rotate(s, "c-1", "keep", 1000, 10), MCPAUTH_ROTATE_ERROR);
+    ck_assert_int_eq(rotate(s, "c-1", "", 1000, 10), MCPAUTH_ROTATE_ERROR);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "c-1", 1000, NULL), 1);
+
+    /* No grafting onto another user's or client's family; no duplicates. */
+    mcpauth_grant other = grant("fam-c", "mallory", "app", 10000);
+    ck_assert_int_eq(mcpauth_store_refresh_add(s, "graft", &other), -1);
+    other = grant("fam-c", "alice", "evil-app", 10000);
+    ck_assert_int_eq(mcpauth_store_refresh_add(s, "graft", &other), -1);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "graft", 1000, NULL), 0);
+    other = grant("fam-c", "alice", "app", 10000);
+    ck_assert_int_eq(mcpauth_store_refresh_add(s, "c-1", &other), -1);
+    ck_assert_int_eq(mcpauth_store_refresh_add(s, "", &other), -1);
+    ck_assert_int_eq(mcpauth_store_refresh_add(s, NULL, &other), -1);
+    /* Same family, same owner: a second member is fine. */
+    ck_assert_int_eq(mcpauth_store_refresh_add(s, "c-2", &other), 0);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* Two processes refresh the same token at the same moment (a client with
+ * two tabs): within grace both must come away with a working token. */
+static void rotate_child(int go, int out, const char *new_token)
+{
+    char c;
+    if (read(go, &c, 1) != 0)
+        _exit(2);
+    char err[256];
+    mcpauth_store *s = mcpauth_store_open(dir, err, sizeof err);
+    if (!s)
+        _exit(3);
+    mcpauth_grant g;
+    int r = mcpauth_store_refresh_rotate(s, "shared-rt", new_token, 1000, 30, 9000, &g);
+    mcpauth_grant_free(&g);
+    mcpauth_store_close(s);
+    _exit(write(out, &r, sizeof r) == (ssize_t)sizeof r ? 0 : 4);
+}
+
+START_TEST(refresh_race_processes)
+{
+    mcpauth_store *s = open_ok();
+    add_refresh(s, "shared-rt", "fam-shared", "alice", "app", 10000);
+    static const char *const next[2] = {"next-a", "next-b"};
+    int go[2], res[2];
+    ck_assert_int_eq(pipe(go), 0);
+    ck_assert_int_eq(pipe(res), 0);
+    pid_t pids[2];
+    for (int i = 0; i < 2; i++) {
+        pids[i] = fork();
+        ck_assert_int_ge(pids[i], 0);
+        if (pids[i] == 0) {
+            close(go[1]);
+            close(res[0]);
+            rotate_child(go[0], res[1], next[i]);
+        }
+    }
+    close(go[0]);
+    close(res[1]);
+    close(go[1]);
+    for (int i = 0; i < 2; i++) {
+        int st, r = -1;
+        ck_assert_int_eq(waitpid(pids[i], &st, 0), pids[i]);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d status %d", i, st);
+        ck_assert_int_eq(read(res[0], &r, sizeof r), (ssize_t)sizeof r);
+        ck_assert_int_eq(r, MCPAUTH_ROTATE_OK);
+    }
+    close(res[0]);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "next-a", 1001, NULL), 1);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "next-b", 1001, NULL), 1);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-shared"), 0);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------- revocation */
+
+START_TEST(revocation)
+{
+    mcpauth_store *s = open_ok();
+    add_refresh(s, "a1", "fa1", "alice", "app", 10000);
+    add_refresh(s, "a2", "fa2", "alice", "app", 10000);
+    add_refresh(s, "a3", "fa3", "alice", "other", 10000);
+    add_refresh(s, "b1", "fb1", "bob", "app", 10000);
+    add_refresh(s, "b2", "fb2", "bob", "other", 10000);
+    mcpauth_grant cg = grant("fcode", "carol", "app", 2000);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "carol-code", &cg), 0);
+
+    /* By token: refresh tokens only, its family only. */
+    ck_assert_int_eq(mcpauth_store_revoke_token(s, "carol-code"), 0);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fcode"), 0);
+    ck_assert_int_eq(mcpauth_store_revoke_token(s, "unknown"), 0);
+    ck_assert_int_eq(mcpauth_store_revoke_token(s, NULL), 0);
+    ck_assert_int_eq(mcpauth_store_revoke_token(s, "a1"), 1);
+    ck_assert_int_eq(mcpauth_store_revoke_token(s, "a1"), 0); /* already */
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fa1"), 1);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fa2"), 0);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "a1", 1000, NULL), 0);
+
+    /* By user: the remaining two of alice's. */
+    ck_assert_int_eq(mcpauth_store_revoke_user(s, "alice"), 2);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fa3"), 1);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fb1"), 0);
+    ck_assert_int_eq(mcpauth_store_revoke_user(s, "nobody"), 0);
+
+    /* By client: bob's and carol's (the pending code) under app. */
+    ck_assert_int_eq(mcpauth_store_revoke_client(s, "app"), 2);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fb1"), 1);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fb2"), 0);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "b2", 1000, NULL), 1);
+    ck_assert_int_eq(rotate(s, "b1", "b1-2", 1000, 10), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "carol-code", 1000, NULL),
+                     MCPAUTH_REDEEM_UNKNOWN);
+
+    /* By family id (access tokens carry it). */
+    ck_assert_int_eq(mcpauth_store_revoke_family(s, "fb2"), 1);
+    ck_assert_int_eq(mcpauth_store_revoke_family(s, "fb2"), 0);
+    ck_assert_int_eq(mcpauth_store_revoke_family(s, "never-issued"), 0);
+    ck_assert_int_eq(mcpauth_store_revoke_family(s, NULL), -1);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fb2"), 1);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "b2", 1000, NULL), 0);
+
+    /* Unknown families read as revoked (fail closed). */
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "never-issued"), 1);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, NULL), 1);
+    ck_assert_int_eq(mcpauth_store_revoke_user(s, NULL), -1);
+    ck_assert_int_eq(mcpauth_store_revoke_client(s, NULL), -1);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+START_TEST(client_delete_cascade)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_client c = client("gone", 100), k = client("kept", 100);
+    ck_assert_int_eq(mcpauth_store_client_add(s, &c, "sec"), 0);
+    ck_assert_int_eq(mcpauth_store_client_add(s, &k, "sec"), 0);
+    for (int i = 0; i < 2; i++) {
+        char *cl = i ? "kept" : "gone";
+        char fam[32], code[32], rt[32];
+        snprintf(fam, sizeof fam, "f-%s", cl);
+        snprintf(code, sizeof code, "code-%s", cl);
+        snprintf(rt, sizeof rt, "rt-%s", cl);
+        mcpauth_grant g = grant(fam, "alice", cl, 2000);
+        ck_assert_int_eq(mcpauth_store_code_add(s, code, &g), 0);
+        add_refresh(s, rt, fam, "alice", cl, 10000);
+        ck_assert_int_eq(mcpauth_store_consent_add(s, "alice", cl, "r", "read"), 0);
+    }
+    ck_assert_int_eq(mcpauth_store_client_delete(s, "gone"), 1);
+    sqlite3 *db = raw_open();
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM clients WHERE client_id = 'gone'"), 0);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM consents WHERE client_id = 'gone'"), 0);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM codes WHERE client_id = 'gone'"), 0);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM refresh WHERE client_id = 'gone'"), 0);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM families WHERE client_id = 'gone'"), 0);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM codes"), 1);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM refresh"), 1);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM families"), 1);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM consents"), 1);
+    sqlite3_close(db);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-gone", 1000, NULL),
+                     MCPAUTH_REDEEM_UNKNOWN);
+    ck_assert_int_eq(rotate(s, "rt-gone", "x", 1000, 10), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "alice", "gone", "r", "read"), 0);
+    /* Access tokens still carrying the deleted family are refused. */
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "f-gone"), 1);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "f-kept"), 0);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-kept", 1000, NULL), 1);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "alice", "kept", "r", "read"), 1);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* --------------------------------------------------------------- consents */
+
+START_TEST(consents)
+{
+    mcpauth_store *s = open_ok();
+    const char *r = "https://mcp.example/";
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, ""), 0); /* none stored */
+    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", r, "read write"), 0);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "read write"), 1);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "write read"), 1);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "  write\tread  read "), 1);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "read"), 1);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, ""), 1);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, NULL), 1);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "read admin"), 0);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "rea"), 0);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "read write admin"), 0);
+    /* Bound to the exact triple. */
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", "https://other/", "read"), 0);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", NULL, "read"), 0);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c2", r, "read"), 0);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u2", "c", r, "read"), 0);
+
+    /* Adding stores the union. */
+    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", r, "admin  read\twrite admin"), 0);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "admin write read"), 1);
+    sqlite3 *db = raw_open();
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT scope FROM consents", -1, &st, NULL),
+                     SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "read write admin");
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", r, "read"), 0); /* no loss */
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "admin"), 1);
+
+    /* An empty consent covers only the empty request; NULL resource works. */
+    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", "https://empty/", NULL), 0);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", "https://empty/", ""), 1);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", "https://empty/", "read"), 0);
+    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", NULL, "x"), 0);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", NULL, "x"), 1);
+    ck_assert_int_eq(mcpauth_store_consent_has(s, NULL, "c", r, "x"), -1);
+    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", NULL, r, "x"), -1);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------- registrations */
+
+START_TEST(registration_limit)
+{
+    mcpauth_store *s = open_ok();
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(mcpauth_store_registration_allowed(s, "192.0.2.1", 3, 3600), 1);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "192.0.2.1", 3, 3600), 0);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "192.0.2.1", 3, 3600), 0);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "192.0.2.2", 3, 3600), 1);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "192.0.2.3", 0, 3600), 0);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(s, NULL, 3, 3600), -1);
+    /* Refusals are not counted: 3 rows for .1, not 5. */
+    sqlite3 *db = raw_open();
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM registrations WHERE addr = '192.0.2.1'"),
+                     3);
+    /* Only the window counts: rows from two minutes ago fall outside 60 s. */
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO registrations(addr, time) VALUES('198.51.100.7', %lld),"
+             " ('198.51.100.7', %lld)",
+             (long long)time(NULL) - 120, (long long)time(NULL) - 119);
+    raw_exec(db, sql);
+    sqlite3_close(db);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "198.51.100.7", 2, 60), 1);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "198.51.100.7", 2, 60), 1);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "198.51.100.7", 2, 60), 0);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "198.51.100.7", 5, 3600), 1);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "198.51.100.7", 5, 3600), 0);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* ------------------------------------------------------------------- keys */
+
+struct key_acc {
+    char kids[8][16];
+    time_t retired[8];
+    int n;
+};
+
+static int collect_key(const mcpauth_keyinfo *k, void *arg)
+{
+    struct key_acc *a = arg;
+    ck_assert_ptr_nonnull(k->alg);
+    ck_assert_ptr_nonnull(k->file);
+    a->retired[a->n] = k->retired;
+    snprintf(a->kids[a->n++], sizeof a->kids[0], "%s", k->kid);
+    return 0;
+}
+
+static mcpauth_keyinfo key(char *kid, time_t created)
+{
+    mcpauth_keyinfo k = {0};
+    k.kid = kid;
+    k.alg = "ES256";
+    k.file = "/var/lib/mcpauth/keys/x.pem";
+    k.created = created;
+    return k;
+}
+
+START_TEST(keys)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_keyinfo k1 = key("k1", 100), k2 = key("k2", 200), k3 = key("k3", 400);
+    ck_assert_int_eq(mcpauth_store_key_add(s, &k1), 0);
+    ck_assert_int_eq(mcpauth_store_key_add(s, &k1), -1); /* duplicate kid */
+    ck_assert_int_eq(mcpauth_store_key_retire_all(s, 150), 1);
+    ck_assert_int_eq(mcpauth_store_key_add(s, &k2), 0);
+    ck_assert_int_eq(mcpauth_store_key_retire_all(s, 300), 1); /* k1 keeps 150 */
+    ck_assert_int_eq(mcpauth_store_key_add(s, &k3), 0);
+
+    struct key_acc acc = {0};
+    ck_assert_int_eq(mcpauth_store_key_list(s, 100, collect_key, &acc), 0);
+    ck_assert_int_eq(acc.n, 3);
+    ck_assert_str_eq(acc.kids[0], "k3");
+    ck_assert_int_eq(acc.retired[0], 0);
+    ck_assert_str_eq(acc.kids[1], "k2");
+    ck_assert_int_eq(acc.retired[1], 300);
+    ck_assert_str_eq(acc.kids[2], "k1");
+    ck_assert_int_eq(acc.retired[2], 150);
+    memset(&acc, 0, sizeof acc);
+    ck_assert_int_eq(mcpauth_store_key_list(s, 150, collect_key, &acc), 0);
+    ck_assert_int_eq(acc.n, 2); /* retired > since, strictly */
+    memset(&acc, 0, sizeof acc);
+    ck_assert_int_eq(mcpauth_store_key_list(s, 300, collect_key, &acc), 0);
+    ck_assert_int_eq(acc.n, 1);
+    ck_assert_str_eq(acc.kids[0], "k3");
+
+    /* Purge drops keys retired before the cutoff, never the current one. */
+    ck_assert_int_eq(mcpauth_store_purge(s, 1000, 200), 1);
+    memset(&acc, 0, sizeof acc);
+    ck_assert_int_eq(mcpauth_store_key_list(s, 0, collect_key, &acc), 0);
+    ck_assert_int_eq(acc.n, 2);
+    ck_assert_int_eq(mcpauth_store_purge(s, 1000, 100000), 1);
+    memset(&acc, 0, sizeof acc);
+    ck_assert_int_eq(mcpauth_store_key_list(s, 0, collect_key, &acc), 0);
+    ck_assert_int_eq(acc.n, 1);
+    ck_assert_str_eq(acc.kids[0], "k3");
+
+    mcpauth_keyinfo bad = key(NULL, 1);
+    ck_assert_int_eq(mcpauth_store_key_add(s, &bad), -1);
+    ck_assert_int_eq(mcpauth_store_key_add(s, NULL), -1);
+    mcpauth_keyinfo z = {0};
+    mcpauth_keyinfo_free(&z);
+    mcpauth_keyinfo_free(NULL);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* ----------------------------------------------------------------- purge */
+
+START_TEST(purge_counts)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_grant ga = grant("FA", "alice", "app", 5000), gb = grant("FB", "alice", "app", 9000),
+                  gc = grant("FC", "alice", "app", 300000);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "A", &ga), 0);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "B", &gb), 0);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "C", &gc), 0);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "B", 8000, NULL), MCPAUTH_REDEEM_OK);
+    add_refresh(s, "r1", "FR", "alice", "app", 5000);
+    add_refresh(s, "r2", "FR2", "alice", "app", 300000);
+    add_refresh(s, "r3", "FL", "alice", "app", 150000);
+    mcpauth_keyinfo k1 = key("k1", 100), k2 = key("k2", 200);
+    k1.retired = 1000;
+    k2.retired = 5000;
+    ck_assert_int_eq(mcpauth_store_key_add(s, &k1), 0);
+    ck_assert_int_eq(mcpauth_store_key_add(s, &k2), 0);
+    mcpauth_keyinfo k3 = key("k3", 300);
+    ck_assert_int_eq(mcpauth_store_key_add(s, &k3), 0);
+
+    /* At 8500: code A and token r1 expired; families linger; the used but
+     * unexpired code B stays so its replay is still caught. */
+    ck_assert_int_eq(mcpauth_store_purge(s, 8500, 0), 2);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "FA"), 0);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "B", 8600, NULL), MCPAUTH_REDEEM_REPLAYED);
+
+    sqlite3 *db = raw_open();
+    raw_exec(db, "INSERT INTO registrations(addr, time) VALUES('x', 100000), ('x', 150000)");
+    sqlite3_close(db);
+    /* At 200000: code B, token r3 (2); families FA, FB, FR, unused for over
+     * a day, with no tokens left (3); FL was used at 150000 and lingers;
+     * the registration from 100000 (1); key k1 retired before 2000 (1). */
+    ck_assert_int_eq(mcpauth_store_purge(s, 200000, 2000), 7);
+    ck_assert_int_eq(mcpauth_store_purge(s, 200000, 2000), 0);
+    db = raw_open();
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM codes"), 1);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM refresh"), 1);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM families"), 3);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM registrations"), 1);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM keys"), 2);
+    sqlite3_close(db);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "FC"), 0);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "FR2"), 0);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "FL"), 0);
+    ck_assert_int_eq(mcpauth_store_family_revoked(s, "FA"), 1); /* gone: fails closed */
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "C", 200000, NULL), MCPAUTH_REDEEM_OK);
+    ck_assert_int_eq(mcpauth_store_refresh_get(s, "r2", 200000, NULL), 1);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* ------------------------------------------------ threads, fork, NULLs */
+
+#define NTHREADS 4
+#define PER_THREAD 25
+
+struct thread_arg {
+    mcpauth_store *s;
+    int id, ok, shared_ok, shared_replayed;
+    pthread_barrier_t *barrier;
+};
+
+static void *thread_main(void *p)
+{
+    struct thread_arg *a = p;
+    for (int i = 0; i < PER_THREAD; i++) {
+        char code[32], fam[32];
+        snprintf(code, sizeof code, "t%d-code-%d", a->id, i);
+        snprintf(fam, sizeof fam, "t%d-fam-%d", a->id, i);
+        mcpauth_grant g = grant(fam, "alice", "app", 2000), out;
+        if (mcpauth_store_code_add(a->s, code, &g) == 0 &&
+            mcpauth_store_code_redeem(a->s, code, 1000, &out) == MCPAUTH_REDEEM_OK) {
+            a->ok += strcmp(out.family, fam) == 0;
+            mcpauth_grant_free(&out);
+        }
+    }
+    pthread_barrier_wait(a->barrier);
+    mcpauth_redeem r = mcpauth_store_code_redeem(a->s, "thread-shared", 1000, NULL);
+    a->shared_ok = r == MCPAUTH_REDEEM_OK;
+    a->shared_replayed = r == MCPAUTH_REDEEM_REPLAYED;
+    return NULL;
+}
+
+START_TEST(threads_shared_handle)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_grant g = grant("thread-fam", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "thread-shared", &g), 0);
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, NTHREADS);
+    pthread_t t[NTHREADS];
+    struct thread_arg args[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        args[i] = (struct thread_arg){.s = s, .id = i, .barrier = &barrier};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, thread_main, &args[i]), 0);
+    }
+    int ok = 0, replayed = 0;
+    for (int i = 0; i < NTHREADS; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(args[i].ok, PER_THREAD);
+        ok += args[i].shared_ok;
+        replayed += args[i].shared_replayed;
+    }
+    pthread_barrier_destroy(&barrier);
+    ck_assert_int_eq(ok, 1);
+    ck_assert_int_eq(replayed, NTHREADS - 1);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* A handle inherited over fork() is refused rather than corrupting the
+ * parent's connection. */
+START_TEST(fork_guard)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_grant g = grant("fork-fam", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "fork-code", &g), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int bad = mcpauth_store_code_redeem(s, "fork-code", 1000, NULL) != MCPAUTH_REDEEM_ERROR ||
+                  mcpauth_store_family_revoked(s, "fork-fam") != -1 ||
+                  mcpauth_store_purge(s, 1000, 0) != -1;
+        mcpauth_store_close(s);
+        _exit(bad);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+    ck_assert_int_eq(mcpauth_store_code_redeem(s, "fork-code", 1000, NULL), MCPAUTH_REDEEM_OK);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+static int never(const mcpauth_client *c, void *arg)
+{
+    (void)c;
+    (void)arg;
+    return 1;
+}
+
+static int never_key(const mcpauth_keyinfo *k, void *arg)
+{
+    (void)k;
+    (void)arg;
+    return 1;
+}
+
+START_TEST(null_handle)
+{
+    mcpauth_client c = client("x", 1);
+    mcpauth_grant g = grant("f", "u", "c", 1);
+    mcpauth_keyinfo k = key("k", 1);
+    ck_assert_int_eq(mcpauth_store_client_add(NULL, &c, NULL), -1);
+    ck_assert_int_eq(mcpauth_store_client_get(NULL, "x", &c), -1);
+    ck_assert_ptr_null(c.client_id); /* cleared even on error */
+    ck_assert_int_eq(mcpauth_store_client_get(NULL, "x", NULL), -1);
+    ck_assert_int_eq(mcpauth_store_client_check_secret(NULL, "x", "y"), -1);
+    ck_assert_int_eq(mcpauth_store_client_delete(NULL, "x"), -1);
+    ck_assert_int_eq(mcpauth_store_client_list(NULL, never, NULL), -1);
+    ck_assert_int_eq(mcpauth_store_registration_allowed(NULL, "a", 1, 1), -1);
+    ck_assert_int_eq(mcpauth_store_code_add(NULL, "c", &g), -1);
+    ck_assert_int_eq(mcpauth_store_code_redeem(NULL, "c", 1, &g), MCPAUTH_REDEEM_ERROR);
+    ck_assert_ptr_null(g.family);
+    g = grant("f", "u", "c", 1);
+    ck_assert_int_eq(mcpauth_store_refresh_add(NULL, "t", &g), -1);
+    ck_assert_int_eq(mcpauth_store_refresh_rotate(NULL, "t", "n", 1, 1, 1, &g),
+                     MCPAUTH_ROTATE_ERROR);
+    ck_assert_int_eq(mcpauth_store_refresh_get(NULL, "t", 1, NULL), -1);
+    ck_assert_int_eq(mcpauth_store_revoke_token(NULL, "t"), -1);
+    ck_assert_int_eq(mcpauth_store_revoke_user(NULL, "u"), -1);
+    ck_assert_int_eq(mcpauth_store_revoke_client(NULL, "c"), -1);
+    ck_assert_int_eq(mcpauth_store_revoke_family(NULL, "f"), -1);
+    ck_assert_int_eq(mcpauth_store_family_revoked(NULL, "f"), -1);
+    ck_assert_int_eq(mcpauth_store_consent_has(NULL, "u", "c", "r", "s"), -1);
+    ck_assert_int_eq(mcpauth_store_consent_add(NULL, "u", "c", "r", "s"), -1);
+    ck_assert_int_eq(mcpauth_store_key_add(NULL, &k), -1);
+    ck_assert_int_eq(mcpauth_store_key_retire_all(NULL, 1), -1);
+    ck_assert_int_eq(mcpauth_store_key_list(NULL, 0, never_key, NULL), -1);
+    ck_assert_int_eq(mcpauth_store_purge(NULL, 1, 1), -1);
+    mcpauth_store_close(NULL);
+    mcpauth_client zc = {0};
+    mcpauth_grant zg = {0};
+    mcpauth_client_free(&zc);
+    mcpauth_grant_free(&zg);
+}
+END_TEST
+
+Suite *store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("core");
+    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, open_refusals);
+    tcase_add_test(tc, open_mode_and_pragmas);
+    tcase_add_test(tc, clients_basic);
+    tcase_add_test(tc, clients_list);
+    tcase_add_test(tc, hashes_only_on_disk);
+    tcase_add_test(tc, code_basic);
+    tcase_add_test(tc, code_replay_kills_refresh);
+    tcase_add_test(tc, code_race_processes);
+    tcase_add_test(tc, refresh_rotation_reuse);
+    tcase_add_test(tc, refresh_grace_once);
+    tcase_add_test(tc, refresh_misc);
+    tcase_add_test(tc, refresh_race_processes);
+    tcase_add_test(tc, revocation);
+    tcase_add_test(tc, client_delete_cascade);
+    tcase_add_test(tc, consents);
+    tcase_add_test(tc, registration_limit);
+    tcase_add_test(tc, keys);
+    tcase_add_test(tc, purge_counts);
+    tcase_add_test(tc, threads_shared_handle);
+    tcase_add_test(tc, fork_guard);
+    tcase_add_test(tc, null_handle);
+    suite_add_tcase(s, tc);
+    return s;
+}
