@@ -13,5 +13,6 @@ Suite *shm_suite(void);
 Suite *jsonrpc_suite(void);
 Suite *store_suite(void);
 Suite *cimd_suite(void);
+Suite *keys_suite(void);
 Suite *validate_remote_suite(void);
 #endif
