@@ -81,10 +81,12 @@ static void usage(FILE *f)
             "  revoke --user USER | --client ID\n"
             "                        revoke their refresh-token families\n"
             "  purge [--key-retention SECONDS]\n"
-            "                        delete expired codes, tokens and old keys (default %ld)\n"
+            "                        delete expired codes, tokens, and keys retired longer\n"
+            "                        than SECONDS (default %ld, or access_token_ttl if longer)\n"
             "\n"
             "Options:\n"
-            "  --config FILE         configuration file (default: $MCPAUTH_CONFIG, else %s)\n"
+            "  --config FILE         configuration file (default: $MCPAUTH_CONFIG, else\n"
+            "                        %s)\n"
             "  --state-dir DIR       state directory, overriding the configuration's state_dir\n"
             "  --help                print this help and exit\n"
             "  --version             print the version and exit\n"
@@ -731,31 +733,23 @@ static int cmd_purge(ctx *c)
 
 /* ------------------------------------------------------------------- main */
 
-int main(int argc, char **argv)
+/* Global options: before the command, or among its arguments (up to a
+ * "--"); everything else is the command's, into c->argv.  Returns -1 to go
+ * on, else the exit status. */
+static int parse_args(ctx *c, int argc, char **argv)
 {
-    ctx c;
-    memset(&c, 0, sizeof c);
-    c.config_file = getenv("MCPAUTH_CONFIG");
-    /* Global options: before the command, or among its arguments (up to
-     * a "--"); everything else is the command's. */
-    char **args = calloc((size_t)argc + 1, sizeof *args);
-    if (!args) {
-        fail("out of memory");
-        return 1;
-    }
     int nargs = 0, ended = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r;
         if (ended || (nargs > 0 && a[0] != '-')) {
-            args[nargs++] = argv[i];
-            ended = ended || (nargs > 0 && strcmp(a, "--") == 0);
-        } else if ((r = opt_value(argv, argc, &i, "--config", &c.config_file)) != 0) {
-            if (r < 0 || !*c.config_file)
+            c->argv[nargs++] = argv[i];
+        } else if ((r = opt_value(argv, argc, &i, "--config", &c->config_file)) != 0) {
+            if (r < 0 || !*c->config_file)
                 return usage_error("--config needs a file");
-            c.config_given = 1;
-        } else if ((r = opt_value(argv, argc, &i, "--state-dir", &c.state_dir_opt)) != 0) {
-            if (r < 0 || !*c.state_dir_opt)
+            c->config_given = 1;
+        } else if ((r = opt_value(argv, argc, &i, "--state-dir", &c->state_dir_opt)) != 0) {
+            if (r < 0 || !*c->state_dir_opt)
                 return usage_error("--state-dir needs a directory");
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
@@ -766,36 +760,50 @@ int main(int argc, char **argv)
         } else if (nargs == 0 && a[0] == '-') {
             return usage_error("unknown option \"%s\"", a);
         } else {
-            args[nargs++] = argv[i];
+            c->argv[nargs++] = argv[i];
             ended = strcmp(a, "--") == 0;
         }
     }
     if (nargs == 0)
         return usage_error("no command given");
-    c.argc = nargs;
-    c.argv = args;
+    c->argc = nargs;
+    return -1;
+}
 
+static int run(ctx *c)
+{
     umask(077); /* the database, its -wal and -shm files, keys: owner only */
     mcpauth_log_init(PROG, MCPAUTH_LOG_WARN);
-
-    const char *cmd = c.argv[0];
-    int rc;
+    const char *cmd = c->argv[0];
     if (strcmp(cmd, "init") == 0)
-        rc = cmd_init(&c);
-    else if (strcmp(cmd, "rotate-key") == 0)
-        rc = cmd_rotate_key(&c);
-    else if (strcmp(cmd, "keys") == 0)
-        rc = cmd_keys(&c);
-    else if (strcmp(cmd, "clients") == 0)
-        rc = cmd_clients(&c);
-    else if (strcmp(cmd, "revoke") == 0)
-        rc = cmd_revoke(&c);
-    else if (strcmp(cmd, "purge") == 0)
-        rc = cmd_purge(&c);
-    else
-        rc = usage_error("unknown command \"%s\"", cmd);
+        return cmd_init(c);
+    if (strcmp(cmd, "rotate-key") == 0)
+        return cmd_rotate_key(c);
+    if (strcmp(cmd, "keys") == 0)
+        return cmd_keys(c);
+    if (strcmp(cmd, "clients") == 0)
+        return cmd_clients(c);
+    if (strcmp(cmd, "revoke") == 0)
+        return cmd_revoke(c);
+    if (strcmp(cmd, "purge") == 0)
+        return cmd_purge(c);
+    return usage_error("unknown command \"%s\"", cmd);
+}
+
+int main(int argc, char **argv)
+{
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.config_file = getenv("MCPAUTH_CONFIG");
+    if (!(c.argv = calloc((size_t)argc + 1, sizeof *c.argv))) {
+        fail("out of memory");
+        return 1;
+    }
+    int rc = parse_args(&c, argc, argv);
+    if (rc < 0)
+        rc = run(&c);
     mcpauth_config_free(c.cfg);
-    free(args);
+    free(c.argv);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fail("cannot write the output: %s", strerror(errno));
         rc = 1;

@@ -309,7 +309,7 @@ static void dump_log(const th_server *s, const char *why)
 
 int th_start(th_server *s, th_kind kind, const char *conf_template)
 {
-    th_options o = {conf_template, NULL, NULL};
+    th_options o = {conf_template, NULL, NULL, NULL};
     return th_start_ex(s, kind, &o);
 }
 
@@ -365,6 +365,10 @@ int th_start_ex(th_server *s, th_kind kind, const th_options *o)
     free(extra);
     if (rc < 0) {
         perror("harness: writing configuration");
+        return -1;
+    }
+    if (o->prepare && o->prepare(s) != 0) {
+        fprintf(stderr, "harness: preparing %s failed\n", s->dir);
         return -1;
     }
 

@@ -35,10 +35,14 @@ int th_start(th_server *s, th_kind kind, const char *conf_template);
  * (name, content, ..., NULL).  In every text "@PORT@", "@AUXPORT@",
  * "@DIR@", "@SRCDIR@", "@BUILDDIR@" and "@MODDIR@" (Apache's module
  * directory) are replaced. */
+
 typedef struct th_options {
     const char *conf_template;
     const char *server_extra;
     const char *const *files;
+    /* run after the files are written and before the server starts (e.g.
+     * `mcpauth init`); non-zero aborts the start */
+    int (*prepare)(struct th_server *s);
 } th_options;
 int th_start_ex(th_server *s, th_kind kind, const th_options *o);
 

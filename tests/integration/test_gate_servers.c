@@ -73,7 +73,7 @@ static void start(th_kind kind)
 {
     const char *files[] = {"jwks.json", jwks, "htdocs/mcp/files/hello.txt", "hello, alice\n",
                            "htdocs/mcp/files/whoami.cgi", whoami, NULL};
-    th_options o = {conf, kind == TH_LIGHTTPD ? lighttpd_extra : apache_extra, files};
+    th_options o = {conf, kind == TH_LIGHTTPD ? lighttpd_extra : apache_extra, files, NULL};
     if (th_start_ex(&srv, kind, &o) != 0)
         exit(EXIT_FAILURE);
     if (kind == TH_APACHE) {

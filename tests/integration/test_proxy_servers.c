@@ -117,7 +117,7 @@ static void start(th_kind kind)
                  backend_port) < 0)
         exit(EXIT_FAILURE);
     const char *files[] = {"jwks.json", jwks, NULL};
-    th_options o = {conf, kind == TH_LIGHTTPD ? lighttpd_extra : apache_extra, files};
+    th_options o = {conf, kind == TH_LIGHTTPD ? lighttpd_extra : apache_extra, files, NULL};
     int rc = th_start_ex(&srv, kind, &o);
     free(conf);
     if (rc != 0) {
