@@ -1,32 +1,50 @@
 #!/bin/sh
-# mcpauth demo: installs what is missing, builds (reusing an earlier build),
-# and starts a web server on 127.0.0.1 serving mcpauth on the example
-# configuration (examples/mcpauth.conf).
+# mcpauth demo: installs what is missing, builds (reusing an earlier build)
+# and starts, on 127.0.0.1, a web server with the whole product on the
+# example configuration (examples/mcpauth.conf): protected resource
+# metadata, the built-in authorization server (demo user, Basic login), the
+# proxy, and two example MCP servers behind it.
 #
 #   examples/demo.sh            start with lighttpd (default)
 #   examples/demo.sh --apache   start with Apache (mod_fcgid)
-#   examples/demo.sh --stop     stop whatever the demo started
+#   examples/demo.sh --stop     stop everything the demo started
 #
 # MCPAUTH_DEMO_PORT chooses the port (default 8080).  Everything the demo
-# writes lives in .demo/ in the source tree.
+# writes lives in .demo/ in the source tree (MCPAUTH_DEMO_DIR elsewhere);
+# MCPAUTH_DEMO_EXTRA_CONF names a file appended to its mcpauth.conf.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-demo="$top/.demo"
+# Apache's children run as www-data, which must reach the demo's files: a
+# clone in a 0700 home directory keeps its state in /var/tmp instead.
+if [ -n "${MCPAUTH_DEMO_DIR:-}" ]; then
+    demo=$MCPAUTH_DEMO_DIR
+elif [ -f "$top/.demo-location" ]; then
+    demo=$(cat "$top/.demo-location")
+elif [ "$(id -u)" = 0 ] && id www-data >/dev/null 2>&1 && ! runuser -u www-data -- test -x "$top"; then
+    demo=/var/tmp/mcpauth-demo
+else
+    demo="$top/.demo"
+fi
 port=${MCPAUTH_DEMO_PORT:-8080}
 server=lighttpd
 
-stop() {
-    if [ -f "$demo/server.pid" ]; then
-        pid=$(cat "$demo/server.pid")
-        if kill -0 "$pid" 2>/dev/null; then
-            kill "$pid"
-            i=0
-            while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-            kill -9 "$pid" 2>/dev/null || true
-            echo "demo: stopped $(cat "$demo/server.name" 2>/dev/null || echo server) (pid $pid)"
-        fi
-        rm -f "$demo/server.pid"
+stop_pid() { # file name
+    [ -f "$1" ] || return 0
+    pid=$(cat "$1")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid"
+        i=0
+        while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+        kill -9 "$pid" 2>/dev/null || true
+        echo "demo: stopped $2 (pid $pid)"
     fi
+    rm -f "$1"
+}
+
+stop() {
+    stop_pid "$demo/server.pid" "$(cat "$demo/server.name" 2>/dev/null || echo server)"
+    stop_pid "$demo/backend-files.pid" "example MCP server (files)"
+    stop_pid "$demo/backend-github.pid" "example MCP server (github)"
 }
 
 for arg in "$@"; do
@@ -34,22 +52,50 @@ for arg in "$@"; do
         --apache) server=apache ;;
         --lighttpd) server=lighttpd ;;
         --stop) stop; exit 0 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "demo: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
 
 sh "$top/scripts/deps.sh"
+[ -n "${MCPAUTH_DEMO_DIR:-}" ] || echo "$demo" > "$top/.demo-location"
 BUILD_DIR="$top/_build" sh "$top/scripts/build.sh" --enable-werror >"$top/.demo-build.log" 2>&1 || {
     cat "$top/.demo-build.log" >&2; echo "demo: build failed" >&2; exit 1; }
 build="$top/_build"
 
 stop
+# the proxy's shared state belongs to the server's user: start afresh
+rm -f "$demo/proxy.shm"
 mkdir -p "$demo/htdocs" "$demo/fcgid"
 chmod 755 "$demo" "$demo/htdocs"
-sed "s/127\.0\.0\.1:8080/127.0.0.1:$port/g" "$top/examples/mcpauth.conf" > "$demo/mcpauth.conf"
+bport1=$((port + 10)); bport2=$((port + 11))
+sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$port/g" \
+    -e "s/127\.0\.0\.1:8090/127.0.0.1:$bport1/g" -e "s/127\.0\.0\.1:8091/127.0.0.1:$bport2/g" \
+    -e "s|^runtime_dir = .*|runtime_dir = $demo|" -e "s|^state_dir = .*|state_dir = $demo/state|" \
+    "$top/examples/mcpauth.conf" > "$demo/mcpauth.conf"
+if [ -n "${MCPAUTH_DEMO_EXTRA_CONF:-}" ]; then
+    cat "$MCPAUTH_DEMO_EXTRA_CONF" >> "$demo/mcpauth.conf"
+fi
 chmod 644 "$demo/mcpauth.conf"
-"$build/fcgi/mcpauth-metadata" --check --config "$demo/mcpauth.conf"
+
+owner=""
+[ "$server" = apache ] && [ "$(id -u)" = 0 ] && owner="--owner www-data"
+# shellcheck disable=SC2086
+"$build/tools/mcpauth" --config "$demo/mcpauth.conf" init $owner >/dev/null
+"$build/fcgi/mcpauth-metadata" --check --config "$demo/mcpauth.conf" >/dev/null
+
+# The demo user: a fresh password every start, printed below.
+password=$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 12)
+printf 'demo:%s\n' "$(openssl passwd -apr1 "$password")" > "$demo/htpasswd"
+chmod 644 "$demo/htpasswd"
+(umask 077 && printf '%s\n' "$password" > "$demo/password") # for scripts, e.g. tests/e2e
+
+for b in files:$bport1 github:$bport2; do
+    name=${b%%:*} bp=${b#*:}
+    setsid "$build/examples/mcp-server" --port "$bp" --path /mcp </dev/null \
+        >"$demo/backend-$name.log" 2>&1 &
+    echo $! > "$demo/backend-$name.pid"
+done
 : > "$demo/error.log"
 
 if [ "$server" = lighttpd ]; then
@@ -58,11 +104,17 @@ server.document-root = "$demo/htdocs"
 server.port = $port
 server.bind = "127.0.0.1"
 server.errorlog = "$demo/error.log"
+server.breakagelog = "$demo/error.log"
 server.modules = ( "mod_access" )
 var.mcpauth_libexecdir = "$build/fcgi"
 var.mcpauth_config = "$demo/mcpauth.conf"
 var.mcpauth_rundir = "$demo"
 include "$top/lighttpd/mcpauth-fcgi.conf"
+var.mcpauth_proxy_prefix = "/mcp"
+include "$top/lighttpd/mcpauth-proxy.conf"
+var.mcpauth_as_prefix = "/oauth2"
+var.mcpauth_htpasswd = "$demo/htpasswd"
+include "$top/lighttpd/mcpauth-as.conf"
 CONF
     lighttpd -tt -f "$demo/lighttpd.conf" >/dev/null
     setsid lighttpd -D -f "$demo/lighttpd.conf" </dev/null >"$demo/server.out" 2>&1 &
@@ -72,8 +124,15 @@ else
     if [ "$(id -u)" = 0 ]; then
         user="User www-data
 Group www-data"
-        chown www-data:www-data "$demo/fcgid"
+        chown www-data:www-data "$demo/fcgid" "$demo"
     fi
+    # the programs and library, copied where www-data can read them
+    mkdir -p "$demo/bin" "$demo/lib"
+    for p in mcpauth-metadata mcpauth-gate mcpauth-proxy mcpauth-as; do
+        cp "$build/fcgi/.libs/$p" "$demo/bin/$p"
+    done
+    cp "$build/lib/.libs/libmcpauth.so.0" "$demo/lib/"
+    chmod 755 "$demo/bin" "$demo/lib" "$demo/bin/"*
     mods=/usr/lib/apache2/modules
     cat > "$demo/apache.conf" <<CONF
 ServerRoot "$demo"
@@ -86,14 +145,24 @@ Mutex file:$demo default
 $user
 LoadModule mpm_event_module $mods/mod_mpm_event.so
 LoadModule authz_core_module $mods/mod_authz_core.so
+LoadModule authz_user_module $mods/mod_authz_user.so
+LoadModule authn_core_module $mods/mod_authn_core.so
+LoadModule authn_file_module $mods/mod_authn_file.so
+LoadModule auth_basic_module $mods/mod_auth_basic.so
 LoadModule alias_module $mods/mod_alias.so
 LoadModule fcgid_module $mods/mod_fcgid.so
 FcgidIPCDir "$demo/fcgid"
 FcgidProcessTableFile "$demo/fcgid/shm"
 DocumentRoot "$demo/htdocs"
-Define MCPAUTH_LIBEXECDIR $build/fcgi
+Define MCPAUTH_LIBEXECDIR $demo/bin
+FcgidInitialEnv LD_LIBRARY_PATH $demo/lib
 Define MCPAUTH_CONFIG $demo/mcpauth.conf
 Include "$top/apache/mcpauth-fcgi.conf"
+Define MCPAUTH_PROXY_LOCATION /mcp
+Include "$top/apache/mcpauth-proxy.conf"
+Define MCPAUTH_AS_LOCATION /oauth2
+Define MCPAUTH_HTPASSWD $demo/htpasswd
+Include "$top/apache/mcpauth-as.conf"
 CONF
     /usr/sbin/apache2 -t -f "$demo/apache.conf" >/dev/null 2>&1 || /usr/sbin/apache2 -t -f "$demo/apache.conf"
     setsid /usr/sbin/apache2 -f "$demo/apache.conf" -DFOREGROUND </dev/null >"$demo/server.out" 2>&1 &
@@ -117,12 +186,20 @@ cat <<MSG
 
 mcpauth demo running: $server on $base (pid $(cat "$demo/server.pid"))
 
-Protected resource metadata (RFC 9728), two resources, both URL forms:
-  curl -s $base/.well-known/oauth-protected-resource/mcp/files
-  curl -s $base/.well-known/oauth-protected-resource/mcp/github
-  curl -s $base/.well-known/oauth-protected-resource        (default_resource: files)
-  curl -si -X OPTIONS $base/.well-known/oauth-protected-resource/mcp/files   (CORS preflight)
+  MCP servers (Streamable HTTP, OAuth 2.1 protected):
+    $base/mcp/files
+    $base/mcp/github
+  Sign in at the consent page as:  demo / $password
 
-Configuration: $demo/mcpauth.conf    Log: $demo/error.log
+Connect an MCP client that supports OAuth (it discovers everything from a 401):
+  npx @modelcontextprotocol/inspector          then enter $base/mcp/files
+  claude mcp add --transport http files $base/mcp/files
+
+Look around with curl:
+  curl -si $base/mcp/files -X POST -H 'Content-Type: application/json' -d '{}'   (401 + challenge)
+  curl -s  $base/.well-known/oauth-protected-resource/mcp/files
+  curl -s  $base/.well-known/oauth-authorization-server
+
+Configuration: $demo/mcpauth.conf   Logs: $demo/error.log
 Stop it with:  examples/demo.sh --stop
 MSG

@@ -546,9 +546,8 @@ static const mcpauth_resource *our_resource(const mcpauth_as *as, const char *re
         if (!r)
             *why = "the resource parameter is required";
     } else {
-        char *canon = mcpauth_uri_canonicalize(requested, 0, why);
-        if (!canon)
-            canon = mcpauth_uri_canonicalize(requested, MCPAUTH_URI_KEEP_SLASH, why);
+        /* the slash-significant form first (trailing_slash = yes) */
+        char *canon = mcpauth_uri_canonicalize(requested, MCPAUTH_URI_KEEP_SLASH, why);
         r = canon ? mcpauth_config_resource_by_uri(as->cfg, canon) : NULL;
         /* clients that append a slash (vercel/ai#13988) still mean the resource */
         if (!r && canon) {
@@ -570,12 +569,12 @@ static const mcpauth_resource *our_resource(const mcpauth_as *as, const char *re
 
 static void consent_page(mcpauth_as *as, mcpauth_response *resp, const char *user,
                          const mcpauth_client *c, const mcpauth_resource *res, authz_params *a,
-                         int only_loopback, const char *action)
+                         const char *redirect, int only_loopback, const char *action)
 {
     snprintf(a->ts, sizeof a->ts, "%ld", (long)time(NULL));
     csrf_token(as, user, a, a->csrf, sizeof a->csrf);
     char host[512] = "";
-    is_loopback_uri(a->redirect_uri, host, sizeof host);
+    is_loopback_uri(redirect, host, sizeof host);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -631,10 +630,10 @@ static void consent_page(mcpauth_as *as, mcpauth_response *resp, const char *use
     fclose(f);
     /* the form posts here, then the browser is redirected to the client */
     char origin[2100] = "";
-    const char *sep = strstr(a->redirect_uri, "://");
+    const char *sep = strstr(redirect, "://");
     if (sep)
-        snprintf(origin, sizeof origin, "%.*s", (int)(sep + 3 - a->redirect_uri) +
-                 (int)strcspn(sep + 3, "/?#"), a->redirect_uri);
+        snprintf(origin, sizeof origin, "%.*s", (int)(sep + 3 - redirect) +
+                 (int)strcspn(sep + 3, "/?#"), redirect);
     security_headers(resp, origin[0] ? origin : NULL);
     send_page(resp, 200, buf, len);
     free(buf);
@@ -697,8 +696,9 @@ static void authorize(mcpauth_as *as, const mcpauth_request *req, mcpauth_respon
         mcpauth_client_free(&c);
         return;
     }
-    snprintf(a.redirect_uri, sizeof a.redirect_uri, "%s", redirect);
-    /* From here on, errors go back to the (now trusted) redirect URI. */
+    /* a.redirect_uri stays as requested ("" when left out): the code and
+     * the CSRF token bind that (RFC 6749 §4.1.3); replies go to the
+     * matched one.  From here on, errors go back to it (now trusted). */
     const char *err = NULL, *desc = NULL;
     const mcpauth_resource *res = NULL;
     if (strcmp(a.response_type, "code") != 0) {
@@ -720,7 +720,7 @@ static void authorize(mcpauth_as *as, const mcpauth_request *req, mcpauth_respon
         desc = "a requested scope is not offered by this resource";
     }
     if (err) {
-        redirect_back(as, resp, a.redirect_uri, NULL, err, desc, a.state);
+        redirect_back(as, resp, redirect, NULL, err, desc, a.state);
         mcpauth_client_free(&c);
         return;
     }
@@ -752,7 +752,7 @@ static void authorize(mcpauth_as *as, const mcpauth_request *req, mcpauth_respon
         if (strcmp(a.decision, "approve") != 0) {
             mcpauth_log(MCPAUTH_LOG_INFO, "consent_denied", "user", user, "client_id", a.client_id,
                         NULL);
-            redirect_back(as, resp, a.redirect_uri, NULL, "access_denied",
+            redirect_back(as, resp, redirect, NULL, "access_denied",
                           "the user denied the request", a.state);
             mcpauth_client_free(&c);
             return;
@@ -765,7 +765,7 @@ static void authorize(mcpauth_as *as, const mcpauth_request *req, mcpauth_respon
         approved = 1;
     }
     if (!approved) {
-        consent_page(as, resp, user, &c, res, &a, only_loopback, action);
+        consent_page(as, resp, user, &c, res, &a, redirect, only_loopback, action);
         mcpauth_client_free(&c);
         return;
     }
@@ -774,14 +774,14 @@ static void authorize(mcpauth_as *as, const mcpauth_request *req, mcpauth_respon
                        a.code_challenge, family, time(NULL) + as->ac->code_ttl};
     if (random_token(code, sizeof code, 32) < 0 || random_token(family, sizeof family, 18) < 0 ||
         mcpauth_store_code_add(as->store, code, &g) < 0) {
-        redirect_back(as, resp, a.redirect_uri, NULL, "server_error", "could not store the code",
+        redirect_back(as, resp, redirect, NULL, "server_error", "could not store the code",
                       a.state);
         mcpauth_client_free(&c);
         return;
     }
     mcpauth_log(MCPAUTH_LOG_INFO, "code_issued", "user", user, "client_id", c.client_id,
                 "resource", res->uri, "scope", a.scope, NULL);
-    redirect_back(as, resp, a.redirect_uri, code, NULL, NULL, a.state);
+    redirect_back(as, resp, redirect, code, NULL, NULL, a.state);
     mcpauth_client_free(&c);
 }
 
@@ -894,9 +894,11 @@ static int resource_matches(const char *requested, const char *granted)
 {
     if (!requested[0])
         return 1;
-    char *canon = mcpauth_uri_canonicalize(requested, 0, NULL);
-    int ok = canon && strcmp(canon, granted) == 0;
-    free(canon);
+    char *keep = mcpauth_uri_canonicalize(requested, MCPAUTH_URI_KEEP_SLASH, NULL);
+    char *strip = mcpauth_uri_canonicalize(requested, 0, NULL);
+    int ok = (keep && strcmp(keep, granted) == 0) || (strip && strcmp(strip, granted) == 0);
+    free(keep);
+    free(strip);
     return ok;
 }
 
@@ -997,6 +999,32 @@ static void token(mcpauth_as *as, const mcpauth_request *req, mcpauth_response *
         }
         mcpauth_grant g;
         memset(&g, 0, sizeof g);
+        /* Mistakes of the rightful client (resource, scope) are refused
+         * before rotation, so they cost nothing; a token presented by
+         * another client is caught below, after rotation, and kills the
+         * family (it was stolen). */
+        mcpauth_grant g0;
+        memset(&g0, 0, sizeof g0);
+        if (mcpauth_store_refresh_get(as->store, old, now, &g0) == 1 &&
+            strcmp(g0.client_id, c.client_id) == 0) {
+            const char *pre = NULL, *perr = "invalid_grant";
+            mcpauth_strlist granted = {0, NULL};
+            mcpauth_strlist_split(&granted, g0.scope ? g0.scope : "");
+            if (!resource_matches(resource, g0.resource))
+                pre = "resource differs from the grant";
+            else if (scope[0] && !scope_subset(scope, &granted)) {
+                pre = "the requested scope exceeds the grant";
+                perr = "invalid_scope";
+            }
+            mcpauth_strlist_free(&granted);
+            mcpauth_grant_free(&g0);
+            if (pre) {
+                oauth_error(resp, 400, perr, pre);
+                goto out;
+            }
+        } else {
+            mcpauth_grant_free(&g0);
+        }
         if (random_token(fresh, sizeof fresh, 32) < 0) {
             oauth_error(resp, 500, "server_error", NULL);
             goto out;
@@ -1024,7 +1052,7 @@ static void token(mcpauth_as *as, const mcpauth_request *req, mcpauth_response *
             mcpauth_strlist granted = {0, NULL};
             mcpauth_strlist_split(&granted, g.scope ? g.scope : "");
             if (!scope_subset(scope, &granted))
-                fail = "the requested scope exceeds the grant";
+                fail = "the requested scope exceeds the grant"; /* only after a grace use */
             mcpauth_strlist_free(&granted);
             if (!fail) {
                 free(g.scope);

@@ -16,6 +16,10 @@ for p in $PKGS; do
         *) missing="$missing $p" ;;
     esac
 done
+# The end-to-end tests run the official MCP SDK: Node.js 18 or newer.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
 [ -z "$missing" ] && exit 0
 
 echo "deps: installing:$missing"

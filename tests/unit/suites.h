@@ -15,4 +15,5 @@ Suite *store_suite(void);
 Suite *cimd_suite(void);
 Suite *keys_suite(void);
 Suite *validate_remote_suite(void);
+Suite *as_suite(void);
 #endif
