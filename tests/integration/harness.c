@@ -474,6 +474,9 @@ void th_stop(th_server *s)
     s->dir[0] = '\0';
 }
 
+const char *th_ca_file;
+long th_tls_max;
+
 static double mono_now(void)
 {
     struct timespec ts;
@@ -550,6 +553,10 @@ int th_http_ex(const char *method, const char *url, const char *const *headers, 
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    if (th_ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, th_ca_file);
+    if (th_tls_max)
+        curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_0 | th_tls_max);
     CURLcode rc = curl_easy_perform(c);
     r->t_total = mono_now() - req_start;
     if (rc == CURLE_WRITE_ERROR && r->abort_after)

@@ -73,6 +73,11 @@ typedef struct th_resp {
     size_t abort_after;  /* set before th_http_ex: hang up after this many body bytes */
 } th_resp;
 
+/* CA bundle for https requests (NULL: system default); tests set it. */
+extern const char *th_ca_file;
+/* Highest TLS version to offer (0: any); e.g. CURL_SSLVERSION_MAX_TLSv1_1. */
+extern long th_tls_max;
+
 /* th_http with r->abort_after honoured (r is not cleared). */
 int th_http_ex(const char *method, const char *url, const char *const *headers, const char *body,
                th_resp *r);
