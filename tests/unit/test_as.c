@@ -1255,7 +1255,8 @@ START_TEST(consent_approve_and_deny)
     ck_assert_int_ge(strlen(code), 32);
     assert_loc_param("state", "st&ate 1");
     assert_loc_param("iss", ISS);
-    ck_assert_ptr_null(loc_param("error"));
+    char *e = loc_param("error");
+    ck_assert_ptr_null(e);
     free(code);
     free(form);
     free(id);
@@ -1316,7 +1317,9 @@ START_TEST(consent_forgeries_refused)
     free(f);
     /* the original still works */
     ck_assert_int_eq(consent_post(form, "approve", "alice"), 302);
-    ck_assert_ptr_nonnull(loc_param("code"));
+    char *c = loc_param("code");
+    ck_assert_ptr_nonnull(c);
+    free(c);
     free(form);
     free(id);
 }
