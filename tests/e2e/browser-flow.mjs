@@ -4,8 +4,9 @@
 // consent page as rendered (content, security headers, a screenshot), the
 // Approve button, the redirect to a local callback with code, state and
 // iss, the token exchange and an MCP call with the token; then a remembered
-// consent (no page the second time), a Deny, and framing refused
-// (frame-ancestors 'none').
+// consent (no page the second time; asked again when Remember was
+// unchecked), a Deny, and framing refused (frame-ancestors 'none', from a
+// page on another 127.0.0.1 port; a data: page too).
 //
 //   node browser-flow.mjs BASE_URL USER PASSWORD SCREENSHOT_PATH
 //
@@ -94,8 +95,7 @@ function authorizationUrl(clientId, state, challenge) {
 
 // A fresh browser profile each time: no cookies, no cached Basic login; the
 // credentials are given only when the server asks (401), as a user would.
-const newContext = (login = true) =>
-  browser.newContext(login ? { httpCredentials: { username: user, password } } : {});
+const newContext = () => browser.newContext({ httpCredentials: { username: user, password } });
 const isCallback = (u) => String(u).startsWith(redirectUri);
 // every answer of the authorization endpoint seen by a context
 // (a 401 answered with the credentials is not reported, only the answer
@@ -133,17 +133,26 @@ try {
     });
     console.log(`# ${executablePath} ${browser.version()}`);
   });
+  if (!browser) throw new Error(`${executablePath} did not start: the browser steps are skipped`);
 
-  await step("without the login the browser gets the web server's 401 (Basic)", async () => {
+  await step("the authorization endpoint asks for the web server's Basic login (401)", async () => {
     pkce = newPkce();
     state = newState();
     authUrl = authorizationUrl(client.client_id, state, pkce.challenge);
-    const ctx = await newContext(false);
+    const r = await fetch(authUrl, { redirect: "manual" });
+    await r.text();
+    assert.equal(r.status, 401);
+    assert.ok(/^Basic /i.test(r.headers.get("www-authenticate") || ""), r.headers.get("www-authenticate"));
+  });
+
+  await step("a wrong password in the browser: no consent page", async () => {
+    const ctx = await browser.newContext({ httpCredentials: { username: user, password: `${password}-wrong` } });
     const page = await ctx.newPage();
     page.setDefaultTimeout(TIMEOUT);
-    const r = await page.goto(authUrl, { waitUntil: "load" });
-    assert.equal(r.status(), 401);
-    assert.ok(/^Basic /i.test(await r.headerValue("www-authenticate") || ""), await r.headerValue("www-authenticate"));
+    // Chromium gives up after the credentials are refused again
+    const r = await page.goto(authUrl, { waitUntil: "load" }).catch((e) => e);
+    if (r instanceof Error) assert.match(r.message, /ERR_INVALID_AUTH_CREDENTIALS/);
+    else assert.equal(r.status(), 401);
     assert.equal(await page.locator("#approve").count(), 0);
     await ctx.close();
   });
@@ -286,7 +295,7 @@ try {
     assert.ok(isCallback(page.url()), `landed on ${page.url()}`);
     assert.equal(resp.status(), 200);
     assert.equal(callbacks.length, before + 1);
-    // the login was asked for again (fresh browser), the consent page was not
+    // signed in again (fresh browser), but no consent page: a 302 at once
     assert.deepEqual(seen.map((x) => x.status), [302], JSON.stringify(seen));
     assert.equal(await page.locator("#approve").count(), 0);
     const u = new URL(page.url());
@@ -297,18 +306,41 @@ try {
     await ctx.close();
   });
 
-  let denyClient;
-  await step("Deny (another client, no remembered consent): error=access_denied, state, iss", async () => {
-    denyClient = await register("Browser e2e (deny)");
+  // A second client (registrations are limited per address and hour: two
+  // per run) for what must not be remembered: an approval with Remember
+  // unchecked, then a Deny.
+  let other;
+  await step("Remember unchecked: approved once, asked again next time", async () => {
+    other = await register("Browser e2e (second)");
+    const ctx = await newContext();
+    const page = await ctx.newPage();
+    page.setDefaultTimeout(TIMEOUT);
+    const url = authorizationUrl(other.client_id, newState(), newPkce().challenge);
+    await page.goto(url, { waitUntil: "load" });
+    await page.uncheck('input[name="remember"]');
+    await Promise.all([page.waitForURL(isCallback, { waitUntil: "load" }), page.click("#approve")]);
+    assert.ok(new URL(page.url()).searchParams.get("code"), page.url());
+    await ctx.close();
+    const ctx2 = await newContext();
+    const page2 = await ctx2.newPage();
+    page2.setDefaultTimeout(TIMEOUT);
+    const r = await page2.goto(authorizationUrl(other.client_id, newState(), newPkce().challenge), { waitUntil: "load" });
+    assert.equal(r.status(), 200);
+    assert.ok(!isCallback(page2.url()), `landed on ${page2.url()}`);
+    assert.equal(await page2.locator("#approve").count(), 1);
+    await ctx2.close();
+  });
+
+  await step("Deny (the second client, no remembered consent): error=access_denied, state, iss", async () => {
     const p = newPkce();
     const state3 = newState();
     const ctx = await newContext();
     const page = await ctx.newPage();
     page.setDefaultTimeout(TIMEOUT);
-    const resp = await page.goto(authorizationUrl(denyClient.client_id, state3, p.challenge), { waitUntil: "load" });
+    const resp = await page.goto(authorizationUrl(other.client_id, state3, p.challenge), { waitUntil: "load" });
     assert.equal(resp.status(), 200);
     assert.ok(!isCallback(page.url()), "consent skipped for a new client");
-    assert.ok((await page.locator("body").innerText()).includes("Browser e2e (deny)"));
+    assert.ok((await page.locator("body").innerText()).includes("Browser e2e (second)"));
     await Promise.all([
       page.waitForURL(isCallback, { waitUntil: "load" }),
       page.click("#deny"),
@@ -325,7 +357,7 @@ try {
     const ctx = await newContext();
     const page = await ctx.newPage();
     page.setDefaultTimeout(TIMEOUT);
-    const resp = await page.goto(authorizationUrl(denyClient.client_id, newState(), newPkce().challenge), { waitUntil: "load" });
+    const resp = await page.goto(authorizationUrl(other.client_id, newState(), newPkce().challenge), { waitUntil: "load" });
     assert.equal(resp.status(), 200);
     assert.ok(!isCallback(page.url()), `landed on ${page.url()}`);
     assert.equal(await page.locator("#approve").count(), 1);
@@ -340,9 +372,9 @@ try {
   // a same-site framer gets the consent page, which frame-ancestors 'none'
   // must then block.
   await step("the consent page cannot be framed (frame-ancestors 'none')", async () => {
-    // the deny client has no remembered consent: the framed URL would show
+    // the second client has no remembered consent: the framed URL would show
     // the consent page, as the step above shows
-    const target = authorizationUrl(denyClient.client_id, newState(), newPkce().challenge);
+    const target = authorizationUrl(other.client_id, newState(), newPkce().challenge);
     const ctx = await newContext();
     const page = await ctx.newPage();
     page.setDefaultTimeout(TIMEOUT);
@@ -376,7 +408,7 @@ try {
   });
 
   await step("a data: page framing the consent URL shows no consent form", async () => {
-    const target = authorizationUrl(denyClient.client_id, newState(), newPkce().challenge);
+    const target = authorizationUrl(other.client_id, newState(), newPkce().challenge);
     const ctx = await newContext();
     const page = await ctx.newPage();
     page.setDefaultTimeout(TIMEOUT);

@@ -6,6 +6,11 @@
 #                        consent, PKCE, token, MCP calls, refresh
 #   everything-flow.mjs  the MCP reference server behind mcpauth-proxy:
 #                        tools, streamed progress, a server-to-client request
+#   external-as-flow.mjs an external AS (the npm oidc-provider): its JWT and
+#                        opaque (introspected) tokens accepted for the right
+#                        resource, refused for another
+#   inspector-flow.mjs   the MCP Inspector CLI lists and calls tools
+#   browser-flow.mjs     headless Chromium: login, consent page, approve
 # Node packages are pinned in package.json / package-lock.json.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,17 +37,32 @@ resource_name = MCP reference server
 authorization_servers = http://127.0.0.1:$port
 backend = http://127.0.0.1:$evport/mcp
 CONF
+asport=$((port + 30))
+as="http://127.0.0.1:$asport"
+base="http://127.0.0.1:$port"
+node external-as-flow.mjs --print-conf "$as" "$port" "$((port + 10))" >> "$extra"
 
 PORT=$evport node node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp \
     >"$demo_dir.everything.log" 2>&1 &
 ev_pid=$!
+node oidc-provider-server.mjs "$asport" "$base/mcp/ext" "$base/mcp/ext2" "$base/mcp/opaque" \
+    >"$demo_dir.oidc.log" 2>&1 &
+as_pid=$!
 cleanup() {
     MCPAUTH_DEMO_DIR="$demo_dir" sh "$top/examples/demo.sh" --stop >/dev/null 2>&1 || true
-    kill "$ev_pid" 2>/dev/null || true
-    wait "$ev_pid" 2>/dev/null || true
-    rm -rf "$demo_dir" "$extra" "$demo_dir.everything.log"
+    kill "$ev_pid" "$as_pid" 2>/dev/null || true
+    wait "$ev_pid" "$as_pid" 2>/dev/null || true
+    rm -rf "$demo_dir" "$extra" "$demo_dir.everything.log" "$demo_dir.oidc.log" "$demo_dir.out"
 }
 trap cleanup EXIT INT TERM
+i=0
+until grep -q '^listening' "$demo_dir.oidc.log"; do
+    i=$((i + 1))
+    if [ $i -gt 100 ] || ! kill -0 "$as_pid" 2>/dev/null; then
+        echo "e2e: oidc-provider did not start" >&2; cat "$demo_dir.oidc.log" >&2; exit 1
+    fi
+    sleep 0.1
+done
 
 passed=0 failed=0
 run() { # name command...
@@ -61,6 +81,9 @@ for server in lighttpd apache; do
     pw=$(cat "$demo_dir/password")
     run "$server sdk" node sdk-flow.mjs "http://127.0.0.1:$port/mcp/files" demo "$pw"
     run "$server everything" node everything-flow.mjs "http://127.0.0.1:$port/mcp/everything" demo "$pw"
+    run "$server external-as" node external-as-flow.mjs "$as" "$base"
+    tok=$(node external-as-flow.mjs --token "$as" "$base/mcp/ext") || tok=no-token
+    run "$server inspector" node inspector-flow.mjs "$base/mcp/ext" "$tok"
     MCPAUTH_DEMO_DIR="$demo_dir" sh "$top/examples/demo.sh" --stop >/dev/null
 done
 echo "e2e: $passed passed, $failed failed"

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +52,11 @@ static const char conf_tmpl[] =
     "authorization_servers = http://127.0.0.1:@PORT@\n"
     "backend = http://127.0.0.1:%d/mcp\n"
     "rate_limit = 1\nrate_burst = 2\n"
+    "[resource sock]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/sock\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "backend = http://localhost/mcp\n"
+    "backend_socket = %s/mcp.sock\n"
     "[policy deletes]\n"
     "resource = files\nmethod = tools/call\nname = delete_*\nscopes = files:write\n"
     "[issuer local]\n"
@@ -68,7 +74,7 @@ static const char apache_extra[] =
 static tk_key *rsa;
 static char *jwks;
 static th_server srv;
-static pid_t backend_pid = -1;
+static pid_t backend_pid = -1, socket_backend_pid = -1;
 static int backend_port, dead_port, hang_port, hang_fd = -1;
 static char backend_dir[] = "/tmp/mcpauth-backend-XXXXXX";
 
@@ -106,6 +112,19 @@ static void start_backend(void)
         fprintf(stderr, "example MCP server did not start (see %s)\n", log);
         exit(EXIT_FAILURE);
     }
+    /* the same server on a Unix socket, for backend_socket */
+    char sock[600], slog[600];
+    snprintf(sock, sizeof sock, "%s/mcp.sock", backend_dir);
+    snprintf(slog, sizeof slog, "%s/socket-backend.log", backend_dir);
+    char *sargv[] = {prog, "--socket", sock, "--path", "/mcp", NULL};
+    socket_backend_pid = th_spawn(sargv, NULL, slog);
+    for (int i = 0; i < 250 && access(sock, F_OK) != 0; i++)
+        usleep(20000);
+    /* Apache's proxy runs as www-data */
+    if (chmod(backend_dir, 0755) < 0 || chmod(sock, 0666) < 0) {
+        fprintf(stderr, "example MCP server socket missing (see %s)\n", slog);
+        exit(EXIT_FAILURE);
+    }
 }
 
 static void start(th_kind kind)
@@ -114,7 +133,7 @@ static void start(th_kind kind)
     start_backend();
     char *conf = NULL;
     if (asprintf(&conf, conf_tmpl, backend_port, backend_port, dead_port, hang_port,
-                 backend_port) < 0)
+                 backend_port, backend_dir) < 0)
         exit(EXIT_FAILURE);
     const char *files[] = {"jwks.json", jwks, NULL};
     th_options o = {conf, kind == TH_LIGHTTPD ? lighttpd_extra : apache_extra, files, NULL};
@@ -138,7 +157,8 @@ static void stop(void)
 {
     th_stop(&srv);
     th_kill(backend_pid);
-    backend_pid = -1;
+    th_kill(socket_backend_pid);
+    backend_pid = socket_backend_pid = -1;
 }
 
 static char *token_for(const char *path, const char *scope, const char *sub)
@@ -530,6 +550,19 @@ START_TEST(per_tool_scope)
 }
 END_TEST
 
+START_TEST(unix_socket_backend)
+{
+    char *t = token_for("/mcp/sock", "", NULL);
+    call_opts o = {.token = t, .version = "2026-07-28", .extra = {"Mcp-Method: tools/list"}};
+    th_resp r;
+    post("/mcp/sock", &o, "{\"jsonrpc\":\"2.0\",\"id\":61,\"method\":\"tools/list\"}", &r);
+    ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"whoami\""));
+    th_resp_free(&r);
+    free(t);
+}
+END_TEST
+
 START_TEST(rate_limited)
 {
     char *t = token_for("/mcp/limited", "", NULL);
@@ -677,6 +710,7 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, origin_checked);
     tcase_add_test(tc, per_tool_scope);
     tcase_add_test(tc, rate_limited);
+    tcase_add_test(tc, unix_socket_backend);
     tcase_add_test(tc, backend_down_and_hanging);
     tcase_add_test(tc, client_disconnect_cancels);
     tcase_add_test(tc, streams_do_not_starve_others);
