@@ -623,7 +623,7 @@ static void consent_page(mcpauth_as *as, mcpauth_response *resp, const char *use
     }
     if (as->ac->consent_remember)
         fputs("<p><label><input type=\"checkbox\" name=\"remember\" value=\"1\" checked> "
-              "Remember this decision</label></p>", f);
+              "Remember my approval</label></p>", f);
     fputs("<p><button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\">Approve"
           "</button><button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\">Deny"
           "</button></p></form></body></html>\n", f);
@@ -1196,7 +1196,7 @@ static void do_register(mcpauth_as *as, const mcpauth_request *req, mcpauth_resp
         mcpauth_log_security("registration_limited", "client", req->remote_addr, NULL);
         cors_public(resp);
         mcpauth_response_header(resp, "Retry-After", "3600");
-        oauth_error(resp, allowed < 0 ? 500 : 429, allowed < 0 ? "server_error" : "slow_down",
+        oauth_error(resp, allowed < 0 ? 500 : 429, allowed < 0 ? "server_error" : "temporarily_unavailable",
                     "too many registrations from this address; try again later");
         return;
     }

@@ -20,6 +20,8 @@ done
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+# The browser test drives Debian's Chromium (playwright-core, no download).
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
 [ -z "$missing" ] && exit 0
 
 echo "deps: installing:$missing"

@@ -84,6 +84,9 @@ for server in lighttpd apache; do
     run "$server external-as" node external-as-flow.mjs "$as" "$base"
     tok=$(node external-as-flow.mjs --token "$as" "$base/mcp/ext") || tok=no-token
     run "$server inspector" node inspector-flow.mjs "$base/mcp/ext" "$tok"
+    # the consent page's screenshot is kept with the test output
+    run "$server browser" node browser-flow.mjs "$base" demo "$pw" \
+        "${MCPAUTH_E2E_SCREENSHOTS:-$top/_build}/consent-$server.png"
     MCPAUTH_DEMO_DIR="$demo_dir" sh "$top/examples/demo.sh" --stop >/dev/null
 done
 echo "e2e: $passed passed, $failed failed"

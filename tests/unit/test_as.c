@@ -993,7 +993,7 @@ START_TEST(dcr_rate_limit)
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(reg(public_json, "198.51.100.7"), 201);
     ck_assert_int_eq(reg(public_json, "198.51.100.7"), 429);
-    ck_assert_str_eq(rerror(), "slow_down");
+    ck_assert_str_eq(rerror(), "temporarily_unavailable");
     ck_assert_ptr_nonnull(rheader("Retry-After"));
     ck_assert_int_eq(reg(public_json, "198.51.100.8"), 201);
 }
