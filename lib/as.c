@@ -288,7 +288,9 @@ static json_object *own_token_claims(mcpauth_as *as, const char *token, time_t n
     const char *kid = h && json_object_object_get_ex(h, "kid", &v) ? json_object_get_string(v) : NULL;
     mcpauth_alg a = alg ? mcpauth_alg_from_name(alg) : MCPAUTH_ALG_UNKNOWN;
     json_object *claims = NULL;
+    char kerr[256];
     pthread_mutex_lock(&as->key_lock);
+    refresh_keys(as, now, kerr, sizeof kerr); /* another process may have rotated */
     const mcpauth_jwk *k = as->verify && kid && a != MCPAUTH_ALG_UNKNOWN
                                ? mcpauth_jwks_find(as->verify, kid, a)
                                : NULL;
@@ -726,9 +728,17 @@ static void authorize(mcpauth_as *as, const mcpauth_request *req, mcpauth_respon
     }
     if (!a.scope[0]) { /* nothing asked: what the resource needs */
         size_t pos = 0;
-        for (size_t i = 0; i < res->scopes_required.n; i++)
-            pos += (size_t)snprintf(a.scope + pos, sizeof a.scope - pos, "%s%s", pos ? " " : "",
-                                    res->scopes_required.v[i]);
+        for (size_t i = 0; i < res->scopes_required.n; i++) {
+            int n = snprintf(a.scope + pos, sizeof a.scope - pos, "%s%s", pos ? " " : "",
+                             res->scopes_required.v[i]);
+            if (n < 0 || (size_t)n >= sizeof a.scope - pos) {
+                redirect_back(as, resp, redirect, NULL, "invalid_scope",
+                              "the resource's required scopes are too long", a.state);
+                mcpauth_client_free(&c);
+                return;
+            }
+            pos += (size_t)n;
+        }
     }
     snprintf(a.resource, sizeof a.resource, "%s", res->uri);
     char action[2100];

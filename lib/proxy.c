@@ -630,7 +630,9 @@ void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
         session_check(p, res, req, session, owner, resp, origin_ok, rpc.id_json) < 0)
         goto out;
     r.bind_session = rpc.era == MCPAUTH_ERA_2025 && rpc.is_initialize;
-    r.session_in = rpc.era == MCPAUTH_ERA_2025 ? session : NULL;
+    /* initialize starts a session: a session id sent with it (perhaps
+     * someone else's) is not forwarded */
+    r.session_in = rpc.era == MCPAUTH_ERA_2025 && !rpc.is_initialize ? session : NULL;
     relay_request(&r, "POST", body, (size_t)len, &d.id);
     mcpauth_log(MCPAUTH_LOG_DEBUG, "relayed", "resource", res->name, "method", rpc.method,
                 "subject", d.id.subject, NULL);

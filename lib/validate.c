@@ -519,6 +519,14 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
         set_verdict(d, MCPAUTH_INVALID_TOKEN, "token signature is invalid");
         goto out;
     }
+    /* An OpenID ID token is no access token (RFC 9068 §4): refuse its
+     * markers unless the token says at+jwt. */
+    if (strcasecmp(typ, "at+jwt") != 0 && strcasecmp(typ, "application/at+jwt") != 0 &&
+        (json_object_object_get_ex(claims, "nonce", &jv) ||
+         json_object_object_get_ex(claims, "at_hash", &jv))) {
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "an ID token is not an access token");
+        goto out;
+    }
     if (!check_claims(v, res, claims, 1, now, d))
         goto out;
     snprintf(d->id.issuer, sizeof d->id.issuer, "%s", iss);
@@ -586,6 +594,12 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
         }
         int active = json_object_object_get_ex(doc, "active", &av) &&
                      json_object_is_type(av, json_type_boolean) && json_object_get_boolean(av);
+        /* A refresh token is never a Bearer credential (RFC 6749 §1.5),
+         * even if the AS calls it active. */
+        char ttype[64];
+        if (active && claim_string(doc, "token_type", ttype, sizeof ttype) > 0 &&
+            strcasecmp(ttype, "Bearer") != 0 && strcasecmp(ttype, "access_token") != 0)
+            active = 0;
         if (!active) {
             json_object_put(doc);
             continue;

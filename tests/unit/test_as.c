@@ -1091,6 +1091,31 @@ START_TEST(authorize_trusted_errors_redirect)
 }
 END_TEST
 
+/* Regression: a resource whose required scopes are longer than the
+ * scope buffer, asked for without a scope, overflowed the stack. */
+START_TEST(authorize_long_default_scope_refused)
+{
+    char extra[3072], scopes[1600];
+    size_t pos = 0;
+    for (int i = 0; i < 20; i++) /* about 1260 characters */
+        pos += (size_t)snprintf(scopes + pos, sizeof scopes - pos,
+                                "%shttps://scopes.example.com/a-rather-long-scope-name/number-%02d",
+                                i ? " " : "", i);
+    snprintf(extra, sizeof extra,
+             "[resource long]\nuri = http://127.0.0.1:9999/mcp/long\n"
+             "authorization_servers = " ISS "\nscopes_required = %s\n", scopes);
+    cfg = parse_conf(extra);
+    char err[512] = "";
+    as = mcpauth_as_new(cfg, err, sizeof err);
+    ck_assert_msg(as != NULL, "%s", err);
+    char *id = public_client();
+    authz_raw(id, "&response_type=code&code_challenge=" CHALLENGE
+                  "&code_challenge_method=S256&resource=http%3A%2F%2F127.0.0.1%3A9999%2Fmcp%2Flong");
+    assert_redirect_error(REDIR, "invalid_scope", "xyz");
+    free(id);
+}
+END_TEST
+
 START_TEST(authorize_resource_forms_accepted)
 {
     start(NULL);
@@ -2175,6 +2200,7 @@ Suite *as_suite(void)
     tcase_add_test(tc, authorize_untrusted_errors_are_pages);
     tcase_add_test(tc, authorize_trusted_errors_redirect);
     tcase_add_test(tc, authorize_resource_forms_accepted);
+    tcase_add_test(tc, authorize_long_default_scope_refused);
     tcase_add_test(tc, authorize_trailing_slash_resource);
     tcase_add_test(tc, authorize_repeated_parameter);
     tcase_add_test(tc, redirect_loopback_any_port);

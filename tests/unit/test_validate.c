@@ -433,6 +433,27 @@ START_TEST(refuse_claims)
 }
 END_TEST
 
+/* Regression: an OpenID ID token (nonce, at_hash) signed by the same keys
+ * is refused even when its audience is accepted. */
+START_TEST(refuse_id_token)
+{
+    long now = time(NULL);
+    char claims[512];
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"" ISS "\",\"aud\":\"legacy-client-id\",\"sub\":\"bob\",\"scope\":\"read\","
+             "\"nonce\":\"n-0S6_WzA2Mj\",\"exp\":%ld}", now + 60);
+    char *t = tk_mint(rsa, claims, NULL);
+    expect(t, MCPAUTH_INVALID_TOKEN, "an ID token is not an access token");
+    free(t);
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\",\"sub\":\"bob\",\"scope\":\"read\","
+             "\"at_hash\":\"77QmUPtjPfzWtF2AnpK9RQ\",\"exp\":%ld}", now + 60);
+    t = tk_mint(rsa, claims, NULL);
+    expect(t, MCPAUTH_INVALID_TOKEN, "an ID token is not an access token");
+    free(t);
+}
+END_TEST
+
 START_TEST(require_typ)
 {
     teardown();
@@ -707,6 +728,7 @@ Suite *validate_suite(void)
     tcase_add_test(tc, refuse_oversized);
     tcase_add_test(tc, refuse_claims);
     tcase_add_test(tc, require_typ);
+    tcase_add_test(tc, refuse_id_token);
     tcase_add_test(tc, insufficient_scope);
     tcase_add_test(tc, cache_hit_and_resource_binding);
     tcase_add_test(tc, cache_never_outlives_exp);

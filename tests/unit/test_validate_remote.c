@@ -663,9 +663,11 @@ static void write_tokens(void)
                  "\"sub\":\"carol\",\"scope\":\"read\",\"exp\":%lld}\n"
                  "opaque-other-iss\t{\"active\":true,\"aud\":\"" RES "\",\"sub\":\"carol\","
                  "\"scope\":\"read\",\"iss\":\"" OTHER_ISS "\",\"exp\":%lld}\n"
+                 "opaque-refresh\t{\"active\":true,\"aud\":\"" RES "\",\"sub\":\"carol\","
+                 "\"scope\":\"read\",\"token_type\":\"refresh_token\",\"exp\":%lld}\n"
                  "opaque-expired\t{\"active\":true,\"aud\":\"" RES "\",\"sub\":\"carol\","
                  "\"scope\":\"read\",\"exp\":%lld}\n",
-                 S.issuer, intro_exp, intro_exp, intro_exp, intro_exp, now - 3600) < 0)
+                 S.issuer, intro_exp, intro_exp, intro_exp, intro_exp, intro_exp, now - 3600) < 0)
         abort();
     ck_assert_int_eq(tk_write(S.tokens, table), 0);
     free(table);
@@ -726,7 +728,9 @@ START_TEST(introspection_refusals)
     vcheck(&x, "opaque-other-iss", MCPAUTH_INVALID_TOKEN, "introspected token has another issuer",
            &d);
     vcheck(&x, "opaque-expired", MCPAUTH_INVALID_TOKEN, "token expired", &d);
-    ck_assert_int_eq(stats().introspect - s0.introspect, 6);
+    /* regression: a refresh token the AS calls active is no Bearer token */
+    vcheck(&x, "opaque-refresh", MCPAUTH_INVALID_TOKEN, "token is not active", &d);
+    ck_assert_int_eq(stats().introspect - s0.introspect, 7);
     free(sec);
     vfree(&x);
 }
