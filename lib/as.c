@@ -1015,7 +1015,7 @@ static void token(mcpauth_as *as, const mcpauth_request *req, mcpauth_response *
          * family (it was stolen). */
         mcpauth_grant g0;
         memset(&g0, 0, sizeof g0);
-        if (mcpauth_store_refresh_get(as->store, old, now, &g0) == 1 &&
+        if (mcpauth_store_refresh_peek(as->store, old, now, &g0) == 1 &&
             strcmp(g0.client_id, c.client_id) == 0) {
             const char *pre = NULL, *perr = "invalid_grant";
             mcpauth_strlist granted = {0, NULL};

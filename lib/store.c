@@ -859,7 +859,21 @@ out:
     return r;
 }
 
+static int refresh_lookup(mcpauth_store *s, const char *token, time_t now, int retired_too,
+                          mcpauth_grant *g);
+
 int mcpauth_store_refresh_get(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g)
+{
+    return refresh_lookup(s, token, now, 0, g);
+}
+
+int mcpauth_store_refresh_peek(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g)
+{
+    return refresh_lookup(s, token, now, 1, g);
+}
+
+static int refresh_lookup(mcpauth_store *s, const char *token, time_t now, int retired_too,
+                          mcpauth_grant *g)
 {
     if (g)
         memset(g, 0, sizeof *g);
@@ -872,11 +886,17 @@ int mcpauth_store_refresh_get(mcpauth_store *s, const char *token, time_t now, m
     char h[65];
     hash_of(token, h);
     int r = -1;
+    /* retired_too: a token rotated away but whose family is alive (for
+     * checks that must not depend on which racing refresh came first) */
     sqlite3_stmt *st = query(s,
-                             "SELECT r.family, r.client_id, r.user, r.resource, r.scope, r.expires"
-                             " FROM refresh r JOIN families f ON f.id = r.family"
-                             " WHERE r.hash = ? AND r.retired_at IS NULL AND r.expires > ?"
-                             " AND f.revoked = 0",
+                             retired_too
+                                 ? "SELECT r.family, r.client_id, r.user, r.resource, r.scope,"
+                                   " r.expires FROM refresh r JOIN families f ON f.id = r.family"
+                                   " WHERE r.hash = ? AND r.expires > ? AND f.revoked = 0"
+                                 : "SELECT r.family, r.client_id, r.user, r.resource, r.scope,"
+                                   " r.expires FROM refresh r JOIN families f ON f.id = r.family"
+                                   " WHERE r.hash = ? AND r.retired_at IS NULL AND r.expires > ?"
+                                   " AND f.revoked = 0",
                              "st", h, now);
     int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
     if (rc == SQLITE_DONE) {

@@ -106,6 +106,9 @@ mcpauth_rotate mcpauth_store_refresh_rotate(mcpauth_store *s, const char *token,
 
 /* Looks a refresh token up without changing it (introspection). 1 active. */
 int mcpauth_store_refresh_get(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g);
+/* The same, also for a token already rotated away while its family lives
+ * (the grant it belongs to, for checks before rotation). */
+int mcpauth_store_refresh_peek(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g);
 
 /* Revocation. Each returns the number of families revoked, -1 on error. */
 int mcpauth_store_revoke_token(mcpauth_store *s, const char *token);   /* its family */

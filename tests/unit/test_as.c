@@ -1883,6 +1883,28 @@ START_TEST(refresh_refusal_keeps_grant)
 }
 END_TEST
 
+/* Regression: within the grace window, a mistaken retry of the rotated
+ * token (wider scope) is refused before rotation; the grant lives on. */
+START_TEST(refresh_grace_mistake_keeps_grant)
+{
+    start("refresh_grace = 30\n");
+    char *id = public_client();
+    tokens t1 = full_flow(id, "files:read");
+    token_refresh(id, t1.refresh, NULL, NULL);
+    ck_assert_int_eq(R.status, 200);
+    json_object *o = rjson();
+    char *t2 = strdup(jstr(o, "refresh_token"));
+    json_object_put(o);
+    token_refresh(id, t1.refresh, "files:read files:write", NULL);
+    assert_error(400, "invalid_scope");
+    token_refresh(id, t2, NULL, NULL);
+    ck_assert_msg(R.status == 200, "the grant died: %d %s", R.status, rbody());
+    free(t2);
+    tokens_free(&t1);
+    free(id);
+}
+END_TEST
+
 START_TEST(refresh_resource_mismatch)
 {
     start(NULL);
@@ -2226,6 +2248,7 @@ Suite *as_suite(void)
     tcase_add_test(tc, token_public_client_with_secret);
     tcase_add_test(tc, refresh_rotation_reuse_kills_family);
     tcase_add_test(tc, refresh_grace_once);
+    tcase_add_test(tc, refresh_grace_mistake_keeps_grant);
     tcase_add_test(tc, refresh_downscope);
     tcase_add_test(tc, refresh_upscope_refused);
     tcase_add_test(tc, refresh_refusal_keeps_grant);
