@@ -176,6 +176,59 @@ static ssize_t read_body(const mcpauth_request *req, char *buf, size_t cap)
     return over ? -2 : (ssize_t)len;
 }
 
+/* The body in a buffer sized to it (CONTENT_LENGTH, else grown by
+ * doubling), never more than max: no megabyte per request for a ping.
+ * NULL with *len -2 when over max, -1 on a read error. */
+static char *read_body_alloc(const mcpauth_request *req, size_t max, ssize_t *len)
+{
+    const char *cl = mcpauth_request_param(req, "CONTENT_LENGTH");
+    long long hint = cl ? strtoll(cl, NULL, 10) : 0;
+    size_t cap = hint > 0 && (size_t)hint <= max ? (size_t)hint : (max < 8192 ? max : 8192);
+    char *buf = malloc(cap + 1);
+    size_t n = 0;
+    *len = -1;
+    while (buf) {
+        if (n == cap) {
+            if (cap == max) { /* full: one more byte means too large */
+                char extra;
+                ssize_t r = req->read ? req->read(req->ctx, &extra, 1) : 0;
+                if (r != 0) {
+                    *len = r < 0 ? -1 : -2;
+                    if (r > 0) /* drain to the end, so alive() stays meaningful */
+                        read_body(req, &extra, 0);
+                    free(buf);
+                    return NULL;
+                }
+                break;
+            }
+            size_t ncap = cap * 2 < max ? cap * 2 : max;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb)
+                break;
+            buf = nb;
+            cap = ncap;
+        }
+        ssize_t r = req->read ? req->read(req->ctx, buf + n, cap - n) : 0;
+        if (r < 0) {
+            free(buf);
+            return NULL;
+        }
+        if (r == 0) {
+            *len = (ssize_t)n;
+            buf[n] = '\0';
+            return buf;
+        }
+        n += (size_t)r;
+    }
+    if (buf && n == cap && cap == max) {
+        *len = (ssize_t)n;
+        buf[n] = '\0';
+        return buf;
+    }
+    free(buf);
+    return NULL;
+}
+
 /* ----------------------------------------------------------------- relay */
 
 typedef struct {
@@ -196,7 +249,7 @@ typedef struct {
     int nheaders;
     char headers[RELAY_HEADERS_MAX][2][256];
     char session_out[256];
-    double started, last_data;
+    double started, last_data, last_alive_check;
 } relay;
 
 static double mono(void)
@@ -282,7 +335,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     size_t n = size * nmemb;
     r->last_data = mono();
     relay_head(r);
-    if (mcpauth_response_write(r->resp, data, n) < 0 || mcpauth_response_flush(r->resp) < 0) {
+    /* SSE events go out as they come; a JSON answer is flushed at the end */
+    if (mcpauth_response_write(r->resp, data, n) < 0 ||
+        (r->sse && mcpauth_response_flush(r->resp) < 0)) {
         r->client_gone = 1;
         return 0; /* aborts the transfer, and with it the backend request */
     }
@@ -294,9 +349,14 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
     relay *r = arg;
     (void)dt, (void)dn, (void)ut, (void)un;
     double now = mono();
-    if (!mcpauth_request_alive(r->req)) {
-        r->client_gone = 1;
-        return 1;
+    /* curl calls this very often; a poll(2) every 200 ms is enough to
+     * notice a client that left */
+    if (now - r->last_alive_check >= 0.2) {
+        r->last_alive_check = now;
+        if (!mcpauth_request_alive(r->req)) {
+            r->client_gone = 1;
+            return 1;
+        }
     }
     if (!r->head_done && now - r->started > (double)r->p->cfg->backend_timeout)
         return 1;
@@ -575,19 +635,14 @@ void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
         rpc_fail(resp, 413, MCPAUTH_RPC_INVALID_REQUEST, "Request body too large", NULL);
         return;
     }
-    char *body = malloc((size_t)cfg->max_body_bytes + 1);
+    ssize_t len;
+    char *body = read_body_alloc(req, (size_t)cfg->max_body_bytes, &len);
     if (!body) {
-        rpc_fail(resp, 503, MCPAUTH_RPC_SERVER_ERROR, "Out of memory", NULL);
-        return;
-    }
-    ssize_t len = read_body(req, body, (size_t)cfg->max_body_bytes);
-    if (len < 0) {
         cors(req, resp, origin_ok);
         if (len == -2)
             rpc_fail(resp, 413, MCPAUTH_RPC_INVALID_REQUEST, "Request body too large", NULL);
         else
             rpc_fail(resp, 400, MCPAUTH_RPC_PARSE_ERROR, "Could not read the request body", NULL);
-        free(body);
         return;
     }
     mcpauth_rpc rpc;
