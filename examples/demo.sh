@@ -38,6 +38,8 @@ stop_pid() { # file name
         kill -9 "$pid" 2>/dev/null || true
         echo "demo: stopped $2 (pid $pid)"
     fi
+    # everything it spawned (FastCGI programs) shares its process group
+    kill -9 -- "-$pid" 2>/dev/null || true
     rm -f "$1"
 }
 

@@ -21,6 +21,9 @@
 
 #include <curl/curl.h>
 
+static void remember_group(pid_t pid);
+static void forget_group(pid_t pid);
+
 const char *th_kind_name(th_kind kind)
 {
     return kind == TH_LIGHTTPD ? "lighttpd" : "apache";
@@ -267,6 +270,7 @@ pid_t th_spawn(char *const argv[], const char *const env_extra[], const char *lo
         _exit(127);
     }
     setpgid(pid, pid);
+    remember_group(pid);
     return pid;
 }
 
@@ -274,6 +278,7 @@ void th_kill(pid_t pid)
 {
     if (pid <= 0)
         return;
+    forget_group(pid);
     kill(pid, SIGTERM);
     int st;
     for (int i = 0; i < 100; i++) {
@@ -305,6 +310,39 @@ static void dump_log(const th_server *s, const char *why)
     fprintf(stderr, "harness: %s %s\n--- %s/error.log ---\n%s--- end ---\n", th_kind_name(s->kind),
             why, s->dir, log);
     free(log);
+}
+
+/* Every process group started here, killed at exit if a test binary ends
+ * early (a fixture's exit(), a crash report) so nothing outlives it.  Only
+ * the process that started them acts: Check's forked children exit too. */
+static pid_t started_groups[64];
+static int nstarted;
+static pid_t owner_pid;
+
+static void kill_started(void)
+{
+    if (getpid() != owner_pid)
+        return;
+    for (int i = 0; i < nstarted; i++)
+        if (started_groups[i] > 0)
+            kill(-started_groups[i], SIGKILL);
+}
+
+static void remember_group(pid_t pid)
+{
+    if (!owner_pid) {
+        owner_pid = getpid();
+        atexit(kill_started);
+    }
+    if (nstarted < 64)
+        started_groups[nstarted++] = pid;
+}
+
+static void forget_group(pid_t pid)
+{
+    for (int i = 0; i < nstarted; i++)
+        if (started_groups[i] == pid)
+            started_groups[i] = 0;
 }
 
 int th_start(th_server *s, th_kind kind, const char *conf_template)
@@ -419,6 +457,7 @@ int th_start_ex(th_server *s, th_kind kind, const th_options *o)
         _exit(127);
     }
     setpgid(pid, pid);
+    remember_group(pid);
     s->pid = pid;
     for (int i = 0; i < 200; i++) { /* 10 s */
         int st;
@@ -467,6 +506,7 @@ void th_stop(th_server *s)
         }
         /* Anything the server spawned and left behind shares its group. */
         kill(-s->pid, SIGKILL);
+        forget_group(s->pid);
         s->pid = -1;
     }
     if (s->dir[0] && !getenv("MCPAUTH_KEEP_TEST_DIRS"))
