@@ -39,7 +39,7 @@ stop_pid() { # file name
         echo "demo: stopped $2 (pid $pid)"
     fi
     # everything it spawned (FastCGI programs) shares its process group
-    kill -9 -- "-$pid" 2>/dev/null || true
+    kill -9 "-$pid" 2>/dev/null || true
     rm -f "$1"
 }
 
