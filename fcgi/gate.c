@@ -25,20 +25,6 @@ static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t e
     return g;
 }
 
-/* MCPAUTH_RESOURCE (a FastCGI parameter, e.g. from SetEnvIf, or the
- * program's environment) names the resource outright; otherwise the
- * request path decides. */
-static const mcpauth_resource *resource_of(const gate *g, const mcpauth_request *req)
-{
-    const char *name = mcpauth_request_param(req, "MCPAUTH_RESOURCE");
-    if (!name)
-        name = getenv("MCPAUTH_RESOURCE");
-    if (name && *name)
-        return mcpauth_config_resource_by_name(g->cfg, name);
-    return mcpauth_config_resource_for_path(g->cfg, req->path,
-                                            mcpauth_request_param(req, "HTTP_HOST"));
-}
-
 static void variable(mcpauth_response *resp, const char *name, const char *value)
 {
     if (value && *value)
@@ -54,7 +40,7 @@ static void handle(void *state, const mcpauth_request *req, mcpauth_response *re
         mcpauth_response_send(resp, NULL, 0);
         return;
     }
-    const mcpauth_resource *res = resource_of(g, req);
+    const mcpauth_resource *res = mcpauth_request_resource(g->cfg, req);
     if (!res) {
         mcpauth_log(MCPAUTH_LOG_ERROR, "no_resource", "path", req->path, "client",
                     req->remote_addr, NULL);

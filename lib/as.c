@@ -43,7 +43,7 @@ struct mcpauth_as {
     const mcpauth_as_config *ac;
     mcpauth_store *store;
     mcpauth_cimd *cimd;
-    unsigned char secret[32];   /* HMAC key for CSRF tokens */
+    unsigned char secret[MCPAUTH_SECRET_BYTES]; /* HMAC key for CSRF tokens */
     pthread_mutex_t key_lock;   /* guards signer, jwks, key_checked */
     mcpauth_signer *signer;
     char *jwks;                 /* public JWKS text */
@@ -71,46 +71,71 @@ static int random_token(char *out, size_t cap, size_t bytes)
     return mcpauth_b64url_encode(raw, bytes, out, cap) < 0 ? -1 : 0;
 }
 
+/* One x-www-form-urlencoded value ('+' is a space, %XX escapes) into out.
+ * -1 when undecodable, too long, or holding a NUL. */
+static int form_decode(const char *in, size_t len, char *out, size_t cap)
+{
+    char *tmp = malloc(len + 1);
+    if (!tmp)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        tmp[i] = in[i] == '+' ? ' ' : in[i];
+    tmp[len] = '\0';
+    int dl = 0;
+    char *dec = curl_easy_unescape(NULL, tmp, (int)len, &dl);
+    free(tmp);
+    int ok = dec && (size_t)dl < cap && !memchr(dec, '\0', (size_t)dl);
+    if (ok)
+        memcpy(out, dec, (size_t)dl + 1);
+    curl_free(dec);
+    return ok ? 0 : -1;
+}
+
 /* One parameter of an x-www-form-urlencoded string.  1 found (decoded into
  * out), 0 absent, -1 present twice (RFC 6749 §3.1) or undecodable. */
 static int form_get(const char *form, const char *key, char *out, size_t cap)
 {
     size_t kl = strlen(key);
     int found = 0;
+    if (cap)
+        out[0] = '\0';
     for (const char *p = form; p && *p;) {
         const char *amp = strchr(p, '&');
         size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        if (len > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+        if (len >= kl && strncmp(p, key, kl) == 0 && (len == kl || p[kl] == '=')) {
             if (found)
                 return -1;
             found = 1;
-            size_t vl = len - kl - 1;
-            char *tmp = malloc(vl + 1);
-            if (!tmp)
+            if (len > kl && form_decode(p + kl + 1, len - kl - 1, out, cap) < 0)
                 return -1;
-            for (size_t i = 0; i < vl; i++)
-                tmp[i] = p[kl + 1 + i] == '+' ? ' ' : p[kl + 1 + i];
-            tmp[vl] = '\0';
-            int dl = 0;
-            char *dec = curl_easy_unescape(NULL, tmp, (int)vl, &dl);
-            free(tmp);
-            if (!dec || (size_t)dl >= cap || memchr(dec, '\0', (size_t)dl)) {
-                curl_free(dec);
-                return -1;
-            }
-            memcpy(out, dec, (size_t)dl + 1);
-            curl_free(dec);
-        } else if (len == kl && strncmp(p, key, kl) == 0) {
-            if (found)
-                return -1;
-            found = 1;
-            out[0] = '\0';
         }
         p = amp ? amp + 1 : NULL;
     }
-    if (!found && cap)
-        out[0] = '\0';
     return found;
+}
+
+/* HTTP Basic credentials into id and secret, each form-decoded (RFC 6749
+ * §2.3.1 encodes them before Basic).  0, or -1 when malformed. */
+static int parse_basic(const char *authz, char *id, size_t idcap, char *secret, size_t seccap)
+{
+    const char *b = authz + 6; /* after "Basic " */
+    while (*b == ' ')
+        b++;
+    size_t bl = strlen(b);
+    unsigned char raw[3000];
+    int n = bl < 4000 ? EVP_DecodeBlock(raw, (const unsigned char *)b, (int)bl) : -1;
+    if (n < 0)
+        return -1;
+    while (n > 0 && raw[n - 1] == '\0') /* padding */
+        n--;
+    const unsigned char *colon = memchr(raw, ':', (size_t)n);
+    int rc = colon && form_decode((const char *)raw, (size_t)(colon - raw), id, idcap) == 0 &&
+                     form_decode((const char *)colon + 1, (size_t)(raw + n - colon - 1), secret,
+                                 seccap) == 0
+                 ? 0
+                 : -1;
+    OPENSSL_cleanse(raw, sizeof raw);
+    return rc;
 }
 
 static void html_escape(FILE *f, const char *s)
@@ -200,40 +225,16 @@ static void cors_public(mcpauth_response *resp)
     mcpauth_response_header(resp, "Access-Control-Allow-Origin", "*");
 }
 
-/* Whole body, bounded; NULL (and *len = -2) when larger than max. */
+/* The body (bounded, see mcpauth_request_body); a NUL byte makes it
+ * unreadable: forms and JSON never hold one. */
 static char *read_all(const mcpauth_request *req, size_t max, ssize_t *len)
 {
-    char *buf = malloc(max + 1);
-    size_t n = 0;
-    *len = -1;
-    if (!buf)
-        return NULL;
-    for (;;) {
-        if (n == max) {
-            char one;
-            ssize_t extra = req->read ? req->read(req->ctx, &one, 1) : 0;
-            if (extra > 0) {
-                *len = -2;
-                free(buf);
-                return NULL;
-            }
-            break;
-        }
-        ssize_t r = req->read ? req->read(req->ctx, buf + n, max - n) : 0;
-        if (r < 0) {
-            free(buf);
-            return NULL;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    buf[n] = '\0';
-    if (memchr(buf, '\0', n)) {
+    char *buf = mcpauth_request_body(req, max, len);
+    if (buf && memchr(buf, '\0', (size_t)*len)) {
         free(buf);
+        *len = -1;
         return NULL;
     }
-    *len = (ssize_t)n;
     return buf;
 }
 
@@ -812,31 +813,12 @@ static int authenticate_client(mcpauth_as *as, const mcpauth_request *req, const
         return -1;
     }
     if (basic) {
-        unsigned char raw[3000];
-        const char *b = authz + 6;
-        while (*b == ' ')
-            b++;
-        int n = strlen(b) < 4000 ? EVP_DecodeBlock(raw, (const unsigned char *)b, (int)strlen(b)) : -1;
-        if (n < 0) {
+        if (parse_basic(authz, id, sizeof id, secret, sizeof secret) < 0) {
             mcpauth_response_header(resp, "WWW-Authenticate", "Basic realm=\"mcpauth\"");
             oauth_error(resp, 401, "invalid_client", "malformed Basic credentials");
             return -1;
         }
-        while (n > 0 && raw[n - 1] == '\0') /* padding */
-            n--;
-        raw[n] = '\0';
-        char *colon = strchr((char *)raw, ':');
-        if (!colon) {
-            mcpauth_response_header(resp, "WWW-Authenticate", "Basic realm=\"mcpauth\"");
-            oauth_error(resp, 401, "invalid_client", "malformed Basic credentials");
-            return -1;
-        }
-        *colon = '\0';
-        /* RFC 6749 §2.3.1: both parts are form-encoded before Basic */
-        char q[3100];
-        snprintf(q, sizeof q, "i=%s&s=%s", (char *)raw, colon + 1);
-        if (form_get(q, "i", id, sizeof id) < 0 || form_get(q, "s", secret, sizeof secret) < 0 ||
-            (body_id[0] && strcmp(body_id, id) != 0) || body_secret[0]) {
+        if ((body_id[0] && strcmp(body_id, id) != 0) || body_secret[0]) {
             oauth_error(resp, 400, "invalid_request", "use one client authentication method");
             return -1;
         }
@@ -1095,8 +1077,9 @@ static int redirect_uri_ok(const char *u)
     if (strchr(u, '#'))
         return 0;
     char *canon = mcpauth_uri_canonicalize(u, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY, &why);
+    int ok = canon != NULL; /* https, or http on loopback */
     free(canon);
-    return canon != NULL; /* https, or http on loopback */
+    return ok;
 }
 
 static void reg_error(mcpauth_response *resp, const char *error, const char *desc)
@@ -1261,17 +1244,15 @@ static void do_register(mcpauth_as *as, const mcpauth_request *req, mcpauth_resp
 static int introspection_caller_ok(mcpauth_as *as, const mcpauth_request *req)
 {
     const char *authz = mcpauth_request_param(req, "HTTP_AUTHORIZATION");
-    if (!as->ac->introspection_client_id || !authz || strncasecmp(authz, "Basic ", 6) != 0)
+    const char *want_id = as->ac->introspection_client_id;
+    const char *want_secret = as->ac->introspection_client_secret;
+    char id[512], secret[600];
+    if (!want_id || !authz || strncasecmp(authz, "Basic ", 6) != 0 ||
+        parse_basic(authz, id, sizeof id, secret, sizeof secret) < 0)
         return 0;
-    char want[1200], enc[1700];
-    snprintf(want, sizeof want, "%s:%s", as->ac->introspection_client_id,
-             as->ac->introspection_client_secret);
-    EVP_EncodeBlock((unsigned char *)enc, (unsigned char *)want, (int)strlen(want));
-    const char *got = authz + 6;
-    while (*got == ' ')
-        got++;
-    int ok = mcpauth_ct_equal(got, strlen(got), enc, strlen(enc));
-    OPENSSL_cleanse(want, sizeof want);
+    int ok = mcpauth_ct_equal(id, strlen(id), want_id, strlen(want_id)) &
+             mcpauth_ct_equal(secret, strlen(secret), want_secret, strlen(want_secret));
+    OPENSSL_cleanse(secret, sizeof secret);
     return ok;
 }
 
@@ -1508,23 +1489,6 @@ char *mcpauth_as_metadata_json(const mcpauth_config *cfg)
 
 /* ------------------------------------------------------------- lifecycle */
 
-static int read_secret(const char *dir, unsigned char out[32], char *err, size_t errlen)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/secret", dir);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || (st.st_mode & 077) || read(fd, out, 32) != 32) {
-        snprintf(err, errlen, "%s: %s (run mcpauth init; the file must be mode 0600)", path,
-                 fd < 0 ? strerror(errno) : (st.st_mode & 077) ? "readable by others" : "too short");
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
 mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->as) {
@@ -1545,7 +1509,7 @@ mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen)
     const char *path = sep ? sep + 3 + strcspn(sep + 3, "/") : url;
     snprintf(as->prefix, sizeof as->prefix, "%.*s", (int)(strlen(path) - 2), path);
     if (!(as->store = mcpauth_store_open(as->ac->state_dir, err, errlen)) ||
-        read_secret(as->ac->state_dir, as->secret, err, errlen) < 0 ||
+        mcpauth_secret_load(as->ac->state_dir, as->secret, err, errlen) < 0 ||
         !(as->cimd = mcpauth_cimd_new(256))) {
         mcpauth_as_free(as);
         return NULL;

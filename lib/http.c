@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -13,6 +14,70 @@
 const char *mcpauth_request_param(const mcpauth_request *req, const char *name)
 {
     return req->param ? req->param(req->ctx, name) : NULL;
+}
+
+int mcpauth_request_drain(const mcpauth_request *req)
+{
+    char sink[4096];
+    ssize_t n;
+    while ((n = req->read ? req->read(req->ctx, sink, sizeof sink) : 0) > 0)
+        ;
+    return n < 0 ? -1 : 0;
+}
+
+char *mcpauth_request_body(const mcpauth_request *req, size_t max, ssize_t *len)
+{
+    const char *cl = mcpauth_request_param(req, "CONTENT_LENGTH");
+    long long hint = cl ? strtoll(cl, NULL, 10) : 0;
+    size_t cap = hint > 0 && (size_t)hint <= max ? (size_t)hint : (max < 8192 ? max : 8192);
+    size_t n = 0;
+    char *buf = malloc(cap + 1);
+    *len = -1;
+    if (!buf)
+        return NULL;
+    for (;;) {
+        if (n == cap && cap < max) {
+            size_t ncap = cap * 2 < max ? cap * 2 : max;
+            char *nb = realloc(buf, ncap + 1);
+            if (!nb)
+                break;
+            buf = nb;
+            cap = ncap;
+        }
+        char one;
+        /* full at max: one more byte means too large */
+        ssize_t r = req->read ? (n == cap ? req->read(req->ctx, &one, 1)
+                                          : req->read(req->ctx, buf + n, cap - n))
+                              : 0;
+        if (r == 0) {
+            buf[n] = '\0';
+            *len = (ssize_t)n;
+            return buf;
+        }
+        if (r < 0)
+            break;
+        if (n == cap) {
+            /* drained, so that alive() stays meaningful afterwards */
+            *len = mcpauth_request_drain(req) < 0 ? -1 : -2;
+            free(buf);
+            return NULL;
+        }
+        n += (size_t)r;
+    }
+    free(buf);
+    return NULL;
+}
+
+const mcpauth_resource *mcpauth_request_resource(const mcpauth_config *cfg,
+                                                 const mcpauth_request *req)
+{
+    const char *name = mcpauth_request_param(req, "MCPAUTH_RESOURCE");
+    if (!name)
+        name = getenv("MCPAUTH_RESOURCE");
+    if (name && *name)
+        return mcpauth_config_resource_by_name(cfg, name);
+    return mcpauth_config_resource_for_path(cfg, req->path,
+                                            mcpauth_request_param(req, "HTTP_HOST"));
 }
 
 int mcpauth_request_alive(const mcpauth_request *req)

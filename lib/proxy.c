@@ -152,83 +152,6 @@ static void policy_scopes(const mcpauth_config *cfg, const mcpauth_resource *res
     }
 }
 
-/* Reads the whole body (bounded).  Returns its length, -2 when over the
- * limit, -1 on a read error.  Reading to the end also consumes FastCGI's
- * end-of-input record, which lets alive() notice a departed client. */
-static ssize_t read_body(const mcpauth_request *req, char *buf, size_t cap)
-{
-    size_t len = 0;
-    int over = 0;
-    for (;;) {
-        char sink[4096];
-        char *dst = len < cap ? buf + len : sink;
-        size_t room = len < cap ? cap - len : sizeof sink;
-        ssize_t n = req->read ? req->read(req->ctx, dst, room) : 0;
-        if (n < 0)
-            return -1;
-        if (n == 0)
-            break;
-        if (dst == sink)
-            over = 1;
-        else
-            len += (size_t)n;
-    }
-    return over ? -2 : (ssize_t)len;
-}
-
-/* The body in a buffer sized to it (CONTENT_LENGTH, else grown by
- * doubling), never more than max: no megabyte per request for a ping.
- * NULL with *len -2 when over max, -1 on a read error. */
-static char *read_body_alloc(const mcpauth_request *req, size_t max, ssize_t *len)
-{
-    const char *cl = mcpauth_request_param(req, "CONTENT_LENGTH");
-    long long hint = cl ? strtoll(cl, NULL, 10) : 0;
-    size_t cap = hint > 0 && (size_t)hint <= max ? (size_t)hint : (max < 8192 ? max : 8192);
-    char *buf = malloc(cap + 1);
-    size_t n = 0;
-    *len = -1;
-    while (buf) {
-        if (n == cap) {
-            if (cap == max) { /* full: one more byte means too large */
-                char extra;
-                ssize_t r = req->read ? req->read(req->ctx, &extra, 1) : 0;
-                if (r != 0) {
-                    *len = r < 0 ? -1 : -2;
-                    if (r > 0) /* drain to the end, so alive() stays meaningful */
-                        read_body(req, &extra, 0);
-                    free(buf);
-                    return NULL;
-                }
-                break;
-            }
-            size_t ncap = cap * 2 < max ? cap * 2 : max;
-            char *nb = realloc(buf, ncap + 1);
-            if (!nb)
-                break;
-            buf = nb;
-            cap = ncap;
-        }
-        ssize_t r = req->read ? req->read(req->ctx, buf + n, cap - n) : 0;
-        if (r < 0) {
-            free(buf);
-            return NULL;
-        }
-        if (r == 0) {
-            *len = (ssize_t)n;
-            buf[n] = '\0';
-            return buf;
-        }
-        n += (size_t)r;
-    }
-    if (buf && n == cap && cap == max) {
-        *len = (ssize_t)n;
-        buf[n] = '\0';
-        return buf;
-    }
-    free(buf);
-    return NULL;
-}
-
 /* ----------------------------------------------------------------- relay */
 
 typedef struct {
@@ -489,17 +412,6 @@ static void relay_request(relay *r, const char *method, const char *body, size_t
 
 /* ---------------------------------------------------------------- handle */
 
-static const mcpauth_resource *resource_of(const mcpauth_proxy *p, const mcpauth_request *req)
-{
-    const char *name = mcpauth_request_param(req, "MCPAUTH_RESOURCE");
-    if (!name)
-        name = getenv("MCPAUTH_RESOURCE");
-    if (name && *name)
-        return mcpauth_config_resource_by_name(p->cfg, name);
-    return mcpauth_config_resource_for_path(p->cfg, req->path,
-                                            mcpauth_request_param(req, "HTTP_HOST"));
-}
-
 /* Session binding for the initialize era.  Returns 0 when the request may
  * go on; otherwise it has answered. */
 static int session_check(mcpauth_proxy *p, const mcpauth_resource *res, const mcpauth_request *req,
@@ -525,7 +437,7 @@ static int session_check(mcpauth_proxy *p, const mcpauth_resource *res, const mc
 void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_response *resp)
 {
     const mcpauth_config *cfg = p->cfg;
-    const mcpauth_resource *res = resource_of(p, req);
+    const mcpauth_resource *res = mcpauth_request_resource(p->cfg, req);
     if (!res || !res->backend) {
         rpc_fail(resp, 404, MCPAUTH_RPC_INVALID_REQUEST, "No MCP server at this path", NULL);
         return;
@@ -606,8 +518,8 @@ void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
             rpc_fail(resp, 405, MCPAUTH_RPC_INVALID_REQUEST, "Method not allowed", NULL);
             return;
         }
-        char drain[1];
-        if (read_body(req, drain, 0) == -1)
+        /* to its end, so that alive() can tell a departed client */
+        if (mcpauth_request_drain(req) < 0)
             return;
         if (session_check(p, res, req, session, owner, resp, origin_ok, NULL) < 0)
             return;
@@ -636,7 +548,7 @@ void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
         return;
     }
     ssize_t len;
-    char *body = read_body_alloc(req, (size_t)cfg->max_body_bytes, &len);
+    char *body = mcpauth_request_body(req, (size_t)cfg->max_body_bytes, &len);
     if (!body) {
         cors(req, resp, origin_ok);
         if (len == -2)
@@ -675,7 +587,7 @@ void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
     mcpauth_strlist extra = {0, NULL};
     policy_scopes(cfg, res, rpc.method, rpc.name, &extra);
     if (extra.n) {
-        mcpauth_validate_request(p->validator, res, req, &extra, &d);
+        mcpauth_validate_scopes(res, req, &extra, &d);
         if (d.verdict != MCPAUTH_ALLOW) {
             mcpauth_decision_respond(&d, res, resp);
             goto out;

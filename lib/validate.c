@@ -177,9 +177,8 @@ static int claim_scope(json_object *o, char *out, size_t cap)
     return 1;
 }
 
-static int scope_has(const char *scopes, const char *want)
+static int scope_has(const char *scopes, const char *want, size_t wl)
 {
-    size_t wl = strlen(want);
     for (const char *p = scopes; *p;) {
         while (*p == ' ')
             p++;
@@ -191,30 +190,56 @@ static int scope_has(const char *scopes, const char *want)
     return 0;
 }
 
-/* Every scope the request needs, without repeats. */
-static void needed_scopes(const mcpauth_resource *res, const char *method,
-                          const mcpauth_strlist *extra, char *out, size_t cap)
+/* Every scope the request needs, without repeats, into out.  -1 when they
+ * do not all fit: the caller must then refuse, never drop a requirement. */
+static int needed_scopes(const mcpauth_resource *res, const char *method,
+                         const mcpauth_strlist *extra, char *out, size_t cap)
 {
     const mcpauth_strlist *lists[3] = {&res->scopes_required, NULL, extra};
     int mi = method ? mcpauth_method_index(method) : -1;
     if (mi >= 0)
         lists[1] = &res->scopes_required_method[mi];
     size_t pos = 0;
+    int over = 0;
     out[0] = '\0';
     for (int l = 0; l < 3; l++) {
         if (!lists[l])
             continue;
         for (size_t i = 0; i < lists[l]->n; i++) {
-            const char *s = lists[l]->v[i];
-            size_t n = strlen(s);
-            if (scope_has(out, s) || pos + n + 2 > cap)
+            const char *sc = lists[l]->v[i];
+            size_t n = strlen(sc);
+            if (scope_has(out, sc, n))
                 continue;
+            if (pos + n + 2 > cap) {
+                over = 1;
+                continue;
+            }
             if (pos)
                 out[pos++] = ' ';
-            memcpy(out + pos, s, n + 1);
+            memcpy(out + pos, sc, n + 1);
             pos += n;
         }
     }
+    return over ? -1 : 0;
+}
+
+/* ALLOW when the identity's scopes hold every needed one, else
+ * INSUFFICIENT_SCOPE.  After the cache: the same token may be enough for
+ * one method and not for another. */
+static void require_scopes(mcpauth_decision *d, int over)
+{
+    int missing = over;
+    for (const char *p = d->scope_needed; *p && !missing;) {
+        size_t l = strcspn(p, " ");
+        missing = !scope_has(d->id.scope, p, l);
+        p += l;
+        while (*p == ' ')
+            p++;
+    }
+    if (missing)
+        set_verdict(d, MCPAUTH_INSUFFICIENT_SCOPE, "token lacks a required scope");
+    else
+        d->verdict = MCPAUTH_ALLOW;
 }
 
 static int audience_ok(const mcpauth_resource *res, const char *aud)
@@ -649,7 +674,7 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
                             mcpauth_decision *d)
 {
     memset(d, 0, sizeof *d);
-    needed_scopes(res, method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
+    int over = needed_scopes(res, method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
     unsigned char key[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)token, len, key);
     static const char hex[] = "0123456789abcdef";
@@ -695,26 +720,7 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
             return;
         }
     }
-    /* Scopes are checked after the cache: the same token may be enough for
-     * one method and not for another. */
-    char missing = 0;
-    for (const char *p = d->scope_needed; *p && !missing;) {
-        size_t l = strcspn(p, " ");
-        char one[256];
-        if (l < sizeof one) {
-            memcpy(one, p, l);
-            one[l] = '\0';
-            if (!scope_has(d->id.scope, one))
-                missing = 1;
-        }
-        p += l;
-        while (*p == ' ')
-            p++;
-    }
-    if (missing)
-        set_verdict(d, MCPAUTH_INSUFFICIENT_SCOPE, "token lacks a required scope");
-    else
-        d->verdict = MCPAUTH_ALLOW;
+    require_scopes(d, over);
 }
 
 static int has_query_token(const char *q)
@@ -729,42 +735,58 @@ static int has_query_token(const char *q)
     return 0;
 }
 
-void mcpauth_validate_request(mcpauth_validator *v, const mcpauth_resource *res,
-                              const mcpauth_request *req, const mcpauth_strlist *extra_scopes,
-                              mcpauth_decision *d)
+static void log_refusal(const mcpauth_decision *d, const mcpauth_resource *res,
+                        const mcpauth_request *req)
 {
-    const char *h = mcpauth_request_param(req, "HTTP_AUTHORIZATION");
-    memset(d, 0, sizeof *d);
-    if (has_query_token(req->query)) {
-        needed_scopes(res, req->method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
-        set_verdict(d, MCPAUTH_BAD_REQUEST,
-                    "access tokens are accepted only in the Authorization header");
-    } else if (!h || !*h) {
-        needed_scopes(res, req->method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
-        set_verdict(d, MCPAUTH_NO_TOKEN, "Bearer token required");
-    } else if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\0')) {
-        /* Another scheme is no credentials for us (RFC 6750 §3.1). */
-        needed_scopes(res, req->method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
-        set_verdict(d, MCPAUTH_NO_TOKEN, "Bearer token required");
-    } else {
-        const char *t = h + 6;
-        while (*t == ' ')
-            t++;
-        size_t tl = strlen(t);
-        if (!is_b64token(t, tl)) {
-            needed_scopes(res, req->method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
-            set_verdict(d, MCPAUTH_BAD_REQUEST, tl ? "malformed Authorization header (one Bearer "
-                                                     "token of RFC 6750 syntax expected)"
-                                                   : "empty Bearer token");
-        } else {
-            mcpauth_validate_token(v, res, t, tl, req->method, extra_scopes, d);
-        }
-    }
     if (d->verdict != MCPAUTH_ALLOW && d->verdict != MCPAUTH_NO_TOKEN)
         mcpauth_log_security("token_rejected", "reason", d->description, "client",
                              req->remote_addr, "resource", res->name, "token",
                              d->token_hash[0] ? d->token_hash : NULL, "cached",
                              d->cached ? "1" : NULL, NULL);
+}
+
+void mcpauth_validate_request(mcpauth_validator *v, const mcpauth_resource *res,
+                              const mcpauth_request *req, const mcpauth_strlist *extra_scopes,
+                              mcpauth_decision *d)
+{
+    const char *h = mcpauth_request_param(req, "HTTP_AUTHORIZATION");
+    const char *t = h ? h + 6 : NULL;
+    mcpauth_verdict early = MCPAUTH_ALLOW;
+    const char *why = NULL;
+    if (has_query_token(req->query)) {
+        early = MCPAUTH_BAD_REQUEST;
+        why = "access tokens are accepted only in the Authorization header";
+    } else if (!h || strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\0')) {
+        /* none, or another scheme: no credentials for us (RFC 6750 §3.1) */
+        early = MCPAUTH_NO_TOKEN;
+        why = "Bearer token required";
+    } else {
+        while (*t == ' ')
+            t++;
+        if (!is_b64token(t, strlen(t))) {
+            early = MCPAUTH_BAD_REQUEST;
+            why = *t ? "malformed Authorization header (one Bearer token of RFC 6750 syntax "
+                       "expected)"
+                     : "empty Bearer token";
+        }
+    }
+    if (early == MCPAUTH_ALLOW) {
+        mcpauth_validate_token(v, res, t, strlen(t), req->method, extra_scopes, d);
+    } else {
+        memset(d, 0, sizeof *d);
+        needed_scopes(res, req->method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
+        set_verdict(d, early, "%s", why);
+    }
+    log_refusal(d, res, req);
+}
+
+void mcpauth_validate_scopes(const mcpauth_resource *res, const mcpauth_request *req,
+                             const mcpauth_strlist *extra_scopes, mcpauth_decision *d)
+{
+    int over = needed_scopes(res, req->method, extra_scopes, d->scope_needed,
+                             sizeof d->scope_needed);
+    require_scopes(d, over);
+    log_refusal(d, res, req);
 }
 
 void mcpauth_decision_respond(const mcpauth_decision *d, const mcpauth_resource *res,

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include <mcpauth/config.h>
+
 typedef struct mcpauth_request {
     const char *method;      /* REQUEST_METHOD, never NULL ("" if absent) */
     const char *path;        /* request path without query, raw (%-encoded) */
@@ -28,6 +30,21 @@ typedef struct mcpauth_request {
  * -1 when REQUEST_URI is longer than the request can hold (answer 414). */
 int mcpauth_request_init(mcpauth_request *req, const char *(*param)(void *, const char *),
                          ssize_t (*read)(void *, char *, size_t), void *ctx);
+/* The whole request body, NUL-terminated, in a buffer sized to it
+ * (CONTENT_LENGTH, else grown by doubling) and never larger than max, so a
+ * small request costs a small allocation.  Caller frees.  NULL with *len
+ * -2 when the body is larger than max (the rest is drained), -1 on a read
+ * error or when out of memory. */
+char *mcpauth_request_body(const mcpauth_request *req, size_t max, ssize_t *len);
+/* Reads and discards the body to its end; -1 on a read error. */
+int mcpauth_request_drain(const mcpauth_request *req);
+
+/* The resource a request is for: the one named by MCPAUTH_RESOURCE (a
+ * FastCGI parameter, else the program's environment), else the one whose
+ * path prefixes the request path (mcpauth_config_resource_for_path). */
+const mcpauth_resource *mcpauth_request_resource(const mcpauth_config *cfg,
+                                                 const mcpauth_request *req);
+
 /* 1 while the client is still connected (or when it cannot be told). */
 int mcpauth_request_alive(const mcpauth_request *req);
 

@@ -56,6 +56,12 @@ void mcpauth_validate_request(mcpauth_validator *v, const mcpauth_resource *res,
                               const mcpauth_request *req, const mcpauth_strlist *extra_scopes,
                               mcpauth_decision *d);
 
+/* For a decision that was ALLOW: requires extra_scopes on top of what was
+ * checked (the proxy's policies, known once the body is read) without
+ * validating the token again; a refusal is logged as above. */
+void mcpauth_validate_scopes(const mcpauth_resource *res, const mcpauth_request *req,
+                             const mcpauth_strlist *extra_scopes, mcpauth_decision *d);
+
 /* Writes the refusal: status, WWW-Authenticate (resource_metadata always,
  * scope when any is needed, error and error_description when there is an
  * error), JSON body.  Only for verdicts other than ALLOW. */
