@@ -138,22 +138,8 @@ int main(int argc, char **argv)
     char bdir[] = "/tmp/mcpauth-bench-XXXXXX";
     if (!mkdtemp(bdir))
         return 1;
-    char prog[600], pf[600], blog[600];
-    snprintf(prog, sizeof prog, "%s/examples/mcp-server", th_builddir());
-    snprintf(pf, sizeof pf, "%s/port", bdir);
-    snprintf(blog, sizeof blog, "%s/backend.log", bdir);
-    char *bargv[] = {prog, "--port", "0", "--port-file", pf, NULL};
-    pid_t backend = th_spawn(bargv, NULL, blog);
     int bport = 0;
-    for (int i = 0; i < 250 && bport <= 0; i++) {
-        FILE *f = fopen(pf, "r");
-        if (f) {
-            if (fscanf(f, "%d", &bport) != 1)
-                bport = 0;
-            fclose(f);
-        }
-        usleep(20000);
-    }
+    pid_t backend = th_start_example_server(bdir, &bport);
     tk_key *k = tk_key_new("ES256", "k1", 0);
     tk_key *keys[] = {k};
     char *jwks = tk_jwks(keys, 1);

@@ -274,6 +274,34 @@ pid_t th_spawn(char *const argv[], const char *const env_extra[], const char *lo
     return pid;
 }
 
+pid_t th_start_example_server(const char *dir, int *port)
+{
+    char prog[512], pf[600], log[600];
+    snprintf(prog, sizeof prog, "%s/examples/mcp-server", th_builddir());
+    snprintf(pf, sizeof pf, "%s/port", dir);
+    snprintf(log, sizeof log, "%s/backend.log", dir);
+    unlink(pf);
+    char *argv[] = {prog, "--port", "0", "--port-file", pf, "--path", "/mcp", NULL};
+    pid_t pid = th_spawn(argv, NULL, log);
+    *port = 0;
+    for (int i = 0; pid > 0 && i < 250 && *port <= 0; i++) {
+        FILE *f = fopen(pf, "r");
+        if (f) {
+            if (fscanf(f, "%d", port) != 1)
+                *port = 0;
+            fclose(f);
+        }
+        if (*port <= 0)
+            usleep(20000);
+    }
+    if (*port <= 0 || th_wait_port(*port, 5000) != 0) {
+        fprintf(stderr, "harness: the example MCP server did not start (see %s)\n", log);
+        th_kill(pid);
+        return -1;
+    }
+    return pid;
+}
+
 void th_kill(pid_t pid)
 {
     if (pid <= 0)

@@ -53,6 +53,11 @@ pid_t th_spawn(char *const argv[], const char *const env_extra[], const char *lo
 void th_kill(pid_t pid);
 /* 0 once 127.0.0.1:port accepts connections, -1 after ms milliseconds. */
 int th_wait_port(int port, int ms);
+/* Starts the example MCP server (examples/mcp-server) on a free port with
+ * its log in dir; returns its PID (stop with th_kill) and the port in
+ * *port, or -1 after saying why on stderr. */
+pid_t th_start_example_server(const char *dir, int *port);
+
 /* Text with the placeholders above replaced for this server; caller frees. */
 char *th_expand(const th_server *s, const char *text);
 

@@ -86,24 +86,8 @@ static int prepare(th_server *s)
 static void start(th_kind kind)
 {
     current = kind;
-    char prog[512], pf[600], log[600];
-    snprintf(prog, sizeof prog, "%s/examples/mcp-server", th_builddir());
-    snprintf(pf, sizeof pf, "%s/port", backend_dir);
-    snprintf(log, sizeof log, "%s/backend.log", backend_dir);
-    unlink(pf);
-    char *argv[] = {prog, "--port", "0", "--port-file", pf, NULL};
-    backend_pid = th_spawn(argv, NULL, log);
-    backend_port = 0;
-    for (int i = 0; i < 250 && backend_port <= 0; i++) {
-        FILE *f = fopen(pf, "r");
-        if (f) {
-            if (fscanf(f, "%d", &backend_port) != 1)
-                backend_port = 0;
-            fclose(f);
-        }
-        usleep(20000);
-    }
-    if (backend_port <= 0)
+    backend_pid = th_start_example_server(backend_dir, &backend_port);
+    if (backend_pid < 0)
         exit(EXIT_FAILURE);
     char bp[16];
     snprintf(bp, sizeof bp, "%d", backend_port);

@@ -92,26 +92,11 @@ static int listen_without_accepting(int *port)
 
 static void start_backend(void)
 {
-    char prog[512], pf[600], log[600];
-    snprintf(prog, sizeof prog, "%s/examples/mcp-server", th_builddir());
-    snprintf(pf, sizeof pf, "%s/port", backend_dir);
-    snprintf(log, sizeof log, "%s/backend.log", backend_dir);
-    unlink(pf);
-    char *argv[] = {prog, "--port", "0", "--port-file", pf, "--path", "/mcp", NULL};
-    backend_pid = th_spawn(argv, NULL, log);
-    for (int i = 0; i < 250 && backend_port <= 0; i++) {
-        FILE *f = fopen(pf, "r");
-        if (f) {
-            if (fscanf(f, "%d", &backend_port) != 1)
-                backend_port = 0;
-            fclose(f);
-        }
-        usleep(20000);
-    }
-    if (backend_port <= 0 || th_wait_port(backend_port, 5000) != 0) {
-        fprintf(stderr, "example MCP server did not start (see %s)\n", log);
+    backend_pid = th_start_example_server(backend_dir, &backend_port);
+    if (backend_pid < 0)
         exit(EXIT_FAILURE);
-    }
+    char prog[512];
+    snprintf(prog, sizeof prog, "%s/examples/mcp-server", th_builddir());
     /* the same server on a Unix socket, for backend_socket */
     char sock[600], slog[600];
     snprintf(sock, sizeof sock, "%s/mcp.sock", backend_dir);

@@ -38,6 +38,7 @@
 
 #include "memhttp.h"
 #include "suites.h"
+#include "../support/scratch.h"
 
 Suite *as_suite(void);
 
@@ -96,13 +97,6 @@ static int addr_seq;
 
 /* ------------------------------------------------------------- fixture */
 
-static void remove_tree(const char *d)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_as: could not remove %s\n", d);
-}
 
 static void suite_setup(void)
 {

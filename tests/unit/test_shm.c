@@ -18,18 +18,11 @@ Suite *shm_suite(void);
 #include <unistd.h>
 
 #include "shm.h"
+#include "../support/scratch.h"
 
 static char base[64], dir[96];
 static char path[160];
 
-/* rm -rf, for a directory this file made. */
-static void remove_tree(const char *d)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_shm: could not remove %s\n", d);
-}
 
 /* The base directory is made and removed by the runner itself, so even a
  * failed test (whose process exits without its teardown) leaves nothing. */

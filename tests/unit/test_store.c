@@ -23,17 +23,11 @@ Suite *store_suite(void);
 #include <mcpauth/util.h>
 
 #include "store.h"
+#include "../support/scratch.h"
 
 static char base[64], dir[96];
 static char dbpath[160];
 
-static void remove_tree(const char *d)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
-    if (system(cmd) != 0)
-        fprintf(stderr, "test_store: could not remove %s\n", d);
-}
 
 /* Made and removed by the runner itself, so a failed test leaves nothing. */
 static void suite_setup(void)
