@@ -14,11 +14,13 @@
 
 #include <curl/curl.h>
 #include <jwt.h>
+#include <openssl/sha.h>
 
 #include <mcpauth/config.h>
 #include <mcpauth/validate.h>
 
 #include "../tests/support/tokens.h"
+#include "revoked.h"
 
 #define ISS "https://as.example.com"
 #define AUD "https://mcp.example.com/mcp"
@@ -38,13 +40,17 @@ static long rss_kib(void)
     return ru.ru_maxrss;
 }
 
-static mcpauth_config *config(const char *dir, int cache)
+/* builtin: ISS is the built-in AS's issuer, so every accepted token is also
+ * looked up in the revocation list (revoked.shm in dir). */
+static mcpauth_config *config(const char *dir, int cache, int builtin)
 {
     char text[1024], err[512];
     snprintf(text, sizeof text,
-             "cache_entries = %d\n[resource r]\nuri = " AUD "\nauthorization_servers = " ISS "\n"
-             "[issuer i]\nissuer = " ISS "\njwks_file = %s/jwks.json\n",
-             cache, dir);
+             "cache_entries = %d\nruntime_dir = %s\n[resource r]\nuri = " AUD
+             "\nauthorization_servers = " ISS "\n"
+             "[issuer i]\nissuer = " ISS "\njwks_file = %s/jwks.json\n%s%s%s",
+             cache, dir, dir, builtin ? "[authorization_server]\nissuer = " ISS "\nstate_dir = " : "",
+             builtin ? dir : "", builtin ? "\n" : "");
     mcpauth_config *c = mcpauth_config_parse(text, strlen(text), "bench", err, sizeof err);
     if (!c) {
         fprintf(stderr, "bench: %s\n", err);
@@ -120,7 +126,27 @@ int main(int argc, char **argv)
         free(c);
     }
     char err[256];
-    mcpauth_config *cfg_nc = config(dir, 0), *cfg_c = config(dir, 10000);
+    /* A revocation list holding 10,000 other tokens, as a busy AS would. */
+    snprintf(path, sizeof path, "%s/" MCPAUTH__REVOKED_FILE, dir);
+    mcpauth__revoked *rl = mcpauth__revoked_open_rw(path, MCPAUTH__REVOKED_SLOTS, err, sizeof err);
+    if (!rl) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
+    for (unsigned i = 0; i < 10000; i++) {
+        unsigned char d[32];
+        SHA256((const unsigned char *)&i, sizeof i, d); /* like a token's digest */
+        mcpauth__revoked_add(rl, d, time(NULL) + 3600, time(NULL));
+    }
+    snprintf(path, sizeof path, "%s/jwks.json", dir);
+    mcpauth_config *cfg_nc = config(dir, 0, 0), *cfg_c = config(dir, 10000, 0);
+    mcpauth_config *cfg_bnc = config(dir, 0, 1), *cfg_bc = config(dir, 10000, 1);
+    mcpauth_validator *v_bnc = mcpauth_validator_new(cfg_bnc, err, sizeof err);
+    mcpauth_validator *v_bc = mcpauth_validator_new(cfg_bc, err, sizeof err);
+    if (!v_bnc || !v_bc) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 1;
+    }
     mcpauth_validator *v_nc = mcpauth_validator_new(cfg_nc, err, sizeof err);
     mcpauth_validator *v_c = mcpauth_validator_new(cfg_c, err, sizeof err);
     const mcpauth_resource *r_nc = &cfg_nc->resources[0], *r_c = &cfg_c->resources[0];
@@ -134,6 +160,10 @@ int main(int argc, char **argv)
     run_mcpauth(v_c, r_c, rs, NTOK, 0.01); /* fill the cache */
     double hit = run_mcpauth(v_c, r_c, rs, NTOK, secs);
     long rss1 = rss_kib();
+    /* the same with the revocation lookup (tokens of the built-in AS) */
+    double rs_full_b = run_mcpauth(v_bnc, &cfg_bnc->resources[0], rs, NTOK, secs);
+    run_mcpauth(v_bc, &cfg_bc->resources[0], rs, NTOK, 0.01);
+    double hit_b = run_mcpauth(v_bc, &cfg_bc->resources[0], rs, NTOK, secs);
     printf("%-44s %12s %10s\n", "case", "ops/s", "ratio");
     printf("%-44s %12.0f %10s\n", "libjwt jwt_decode RS256 (peer)", rs_lib, "1.00");
     printf("%-44s %12.0f %9.2fx\n", "mcpauth full check RS256 (cache off)", rs_full, rs_full / rs_lib);
@@ -141,10 +171,22 @@ int main(int argc, char **argv)
     printf("%-44s %12.0f %9.2fx\n", "mcpauth full check ES256 (cache off)", es_full, es_full / es_lib);
     printf("%-44s %12.0f %9.2fx\n", "mcpauth cache hit (vs own RS256 full check)", hit, hit / rs_full);
     printf("%-44s %12.0f %9.2fx\n", "mcpauth cache hit (vs own ES256 full check)", hit, hit / es_full);
+    printf("%-44s %12.0f %9.2fx\n", "  + revocation lookup, full RS256 (vs without)", rs_full_b,
+           rs_full_b / rs_full);
+    printf("%-44s %12.0f %9.2fx\n", "  + revocation lookup, cache hit (vs without)", hit_b,
+           hit_b / hit);
     printf("max RSS %ld KiB; growth while caching %d tokens: %ld KiB\n", rss1, NTOK, rss1 - rss0);
     printf("(libjwt checks signature and alg only; mcpauth adds the alg allow-list, key fit,\n"
            " iss/aud/exp/nbf/iat/scope checks, and parses no key per call.)\n");
 
+    mcpauth_validator_free(v_bnc);
+    mcpauth_validator_free(v_bc);
+    mcpauth_config_free(cfg_bnc);
+    mcpauth_config_free(cfg_bc);
+    mcpauth__revoked_close(rl);
+    snprintf(path, sizeof path, "%s/" MCPAUTH__REVOKED_FILE, dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/jwks.json", dir);
     mcpauth_validator_free(v_nc);
     mcpauth_validator_free(v_c);
     mcpauth_config_free(cfg_nc);

@@ -11,7 +11,8 @@
 #
 # MCPAUTH_DEMO_PORT chooses the port (default 8080).  Everything the demo
 # writes lives in .demo/ in the source tree (MCPAUTH_DEMO_DIR elsewhere);
-# MCPAUTH_DEMO_EXTRA_CONF names a file appended to its mcpauth.conf.
+# MCPAUTH_DEMO_EXTRA_CONF names a file appended to its mcpauth.conf;
+# BUILD_DIR picks the build directory (default _build/).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 # Apache's children run as www-data, which must reach the demo's files: a
@@ -54,16 +55,18 @@ for arg in "$@"; do
         --apache) server=apache ;;
         --lighttpd) server=lighttpd ;;
         --stop) stop; exit 0 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "demo: unknown argument $arg (try --help)" >&2; exit 2 ;;
     esac
 done
 
 sh "$top/scripts/deps.sh"
 [ -n "${MCPAUTH_DEMO_DIR:-}" ] || echo "$demo" > "$top/.demo-location"
-BUILD_DIR="$top/_build" sh "$top/scripts/build.sh" --enable-werror >"$top/.demo-build.log" 2>&1 || {
-    cat "$top/.demo-build.log" >&2; echo "demo: build failed" >&2; exit 1; }
-build="$top/_build"
+# BUILD_DIR (as tests/run.sh sets it) or _build/, built as tests/run.sh does
+build=${BUILD_DIR:-$top/_build}
+mkdir -p "$build"
+BUILD_DIR="$build" sh "$top/scripts/build.sh" --enable-werror >"$build/demo-build.log" 2>&1 || {
+    cat "$build/demo-build.log" >&2; echo "demo: build failed" >&2; exit 1; }
 
 stop
 # the proxy's shared state belongs to the server's user: start afresh
@@ -140,6 +143,9 @@ Group www-data"
 ServerRoot "$demo"
 Listen 127.0.0.1:$port
 ServerName 127.0.0.1
+# TRACE would echo the Authorization header back (cross-site tracing).
+TraceEnable Off
+ServerTokens Prod
 PidFile "$demo/apache.pid"
 ErrorLog "$demo/error.log"
 DefaultRuntimeDir "$demo"

@@ -6,6 +6,8 @@
 
 #include <mcpauth/mcpauth.h>
 
+#include "alloc.h"
+
 typedef struct {
     const mcpauth_config *cfg;
     mcpauth_validator *validator;
@@ -14,9 +16,7 @@ typedef struct {
 static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
 {
     (void)check_only;
-    gate *g = calloc(1, sizeof *g);
-    if (!g)
-        return NULL;
+    gate *g = mcpauth__xcalloc(1, sizeof *g);
     g->cfg = cfg;
     if (!(g->validator = mcpauth_validator_new(cfg, err, errlen))) {
         free(g);

@@ -28,10 +28,12 @@
 #include <mcpauth/uri.h>
 #include <mcpauth/util.h>
 
+#include "alloc.h"
 #include "cimd.h"
 #include "fetch.h"
 #include "jose.h"
 #include "keys.h"
+#include "revoked.h"
 #include "store.h"
 
 #define FORM_MAX (64 * 1024)
@@ -43,6 +45,7 @@ struct mcpauth_as {
     const mcpauth_as_config *ac;
     mcpauth_store *store;
     mcpauth_cimd *cimd;
+    mcpauth__revoked *revoked;  /* shared with the gate and the proxy */
     unsigned char secret[MCPAUTH_SECRET_BYTES]; /* HMAC key for CSRF tokens */
     pthread_mutex_t key_lock;   /* guards signer, jwks, key_checked */
     mcpauth_signer *signer;
@@ -71,13 +74,26 @@ static int random_token(char *out, size_t cap, size_t bytes)
     return mcpauth_b64url_encode(raw, bytes, out, cap) < 0 ? -1 : 0;
 }
 
+/* open_memstream under the abort policy (alloc.h): a page or redirect
+ * built from a stream that ran out of memory would be cut short. */
+static FILE *memstream(char **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    return mcpauth__check(open_memstream(buf, len), "open_memstream");
+}
+
+static void memstream_close(FILE *f, char **buf)
+{
+    if (fclose(f) != 0 || !*buf)
+        mcpauth__oom("open_memstream");
+}
+
 /* One x-www-form-urlencoded value ('+' is a space, %XX escapes) into out.
  * -1 when undecodable, too long, or holding a NUL. */
 static int form_decode(const char *in, size_t len, char *out, size_t cap)
 {
-    char *tmp = malloc(len + 1);
-    if (!tmp)
-        return -1;
+    char *tmp = mcpauth__xmalloc(len + 1);
     for (size_t i = 0; i < len; i++)
         tmp[i] = in[i] == '+' ? ' ' : in[i];
     tmp[len] = '\0';
@@ -189,16 +205,16 @@ static const char page_head[] =
  * URI is not trusted (RFC 6749 §4.1.2.1). */
 static void error_page(mcpauth_response *resp, int status, const char *title, const char *msg)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    char *buf;
+    size_t len;
+    FILE *f = memstream(&buf, &len);
     fprintf(f, page_head, "Authorization error");
     fputs("<h1>", f);
     html_escape(f, title);
     fputs("</h1><p>", f);
     html_escape(f, msg);
     fputs("</p></body></html>\n", f);
-    fclose(f);
+    memstream_close(f, &buf);
     security_headers(resp, NULL);
     send_page(resp, status, buf, len);
     free(buf);
@@ -276,7 +292,7 @@ static json_object *own_token_claims(mcpauth_as *as, const char *token, time_t n
     const char *d1 = strchr(token, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
     if (!d1 || !d2 || strchr(d2 + 1, '.'))
         return NULL;
-    unsigned char hbuf[1024], pbuf[8192], sig[512];
+    unsigned char hbuf[1024], pbuf[8192], sig[MCPAUTH_JWS_SIG_MAX];
     ssize_t hl = mcpauth_b64url_decode(token, (size_t)(d1 - token), hbuf, sizeof hbuf - 1);
     ssize_t pl = mcpauth_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), pbuf, sizeof pbuf - 1);
     ssize_t sl = mcpauth_b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof sig);
@@ -284,9 +300,9 @@ static json_object *own_token_claims(mcpauth_as *as, const char *token, time_t n
         return NULL;
     hbuf[hl] = '\0';
     pbuf[pl] = '\0';
-    json_object *h = json_tokener_parse((const char *)hbuf), *v;
-    const char *alg = h && json_object_object_get_ex(h, "alg", &v) ? json_object_get_string(v) : NULL;
-    const char *kid = h && json_object_object_get_ex(h, "kid", &v) ? json_object_get_string(v) : NULL;
+    json_object *h = json_tokener_parse((const char *)hbuf);
+    const char *alg = mcpauth__json_member_str(h, "alg", NULL);
+    const char *kid = mcpauth__json_member_str(h, "kid", NULL);
     mcpauth_alg a = alg ? mcpauth_alg_from_name(alg) : MCPAUTH_ALG_UNKNOWN;
     json_object *claims = NULL;
     char kerr[256];
@@ -301,10 +317,11 @@ static json_object *own_token_claims(mcpauth_as *as, const char *token, time_t n
     if (!ok)
         return NULL;
     claims = json_tokener_parse((const char *)pbuf);
+    json_object *v;
+    const char *iss = mcpauth__json_member_str(claims, "iss", NULL);
     if (!claims || !json_object_is_type(claims, json_type_object) ||
-        !json_object_object_get_ex(claims, "exp", &v) || json_object_get_int64(v) <= now ||
-        !json_object_object_get_ex(claims, "iss", &v) ||
-        strcmp(json_object_get_string(v), as->ac->issuer) != 0) {
+        !json_object_object_get_ex(claims, "exp", &v) || json_object_get_int64(v) <= now || !iss ||
+        strcmp(iss, as->ac->issuer) != 0) {
         json_object_put(claims);
         return NULL;
     }
@@ -411,7 +428,8 @@ static int redirect_ok(const mcpauth_client *c, const char *requested, char *out
     size_t n = arr && json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
     *only_loopback = n > 0;
     for (size_t i = 0; i < n; i++) {
-        const char *reg = json_object_get_string(json_object_array_get_idx(arr, i));
+        /* stored before NULs were refused: never match on a prefix */
+        const char *reg = mcpauth__json_str(json_object_array_get_idx(arr, i), NULL);
         if (!reg)
             continue;
         int lb = is_loopback_uri(reg, NULL, 0);
@@ -436,7 +454,7 @@ static int redirect_ok(const mcpauth_client *c, const char *requested, char *out
 typedef struct {
     char response_type[32], client_id[2048], redirect_uri[2048], scope[1024], state[1024];
     char code_challenge[256], code_challenge_method[32], resource[2048];
-    char csrf[128], ts[32], decision[16], remember[8];
+    char csrf[128], ts[32], nonce[64], decision[16], remember[8];
 } authz_params;
 
 static int read_authz(const char *form, authz_params *a)
@@ -456,6 +474,7 @@ static int read_authz(const char *form, authz_params *a)
         {"resource", a->resource, sizeof a->resource},
         {"csrf", a->csrf, sizeof a->csrf},
         {"ts", a->ts, sizeof a->ts},
+        {"nonce", a->nonce, sizeof a->nonce},
         {"decision", a->decision, sizeof a->decision},
         {"remember", a->remember, sizeof a->remember},
     };
@@ -468,13 +487,14 @@ static int read_authz(const char *form, authz_params *a)
 static void csrf_token(const mcpauth_as *as, const char *user, const authz_params *a, char *out,
                        size_t cap)
 {
-    char *msg = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&msg, &len);
+    char *msg;
+    size_t len;
+    FILE *m = memstream(&msg, &len);
     /* NUL separators: no field can be shifted into its neighbour */
-    fprintf(m, "csrf%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s", 0, a->ts, 0, user, 0, a->client_id, 0,
-            a->redirect_uri, 0, a->resource, 0, a->scope, 0, a->code_challenge, 0, a->state);
-    fclose(m);
+    fprintf(m, "csrf%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s%c%s", 0, a->ts, 0, user, 0, a->client_id, 0,
+            a->redirect_uri, 0, a->resource, 0, a->scope, 0, a->code_challenge, 0, a->state, 0,
+            a->nonce);
+    memstream_close(m, &msg);
     unsigned char mac[32];
     unsigned int ml = 0;
     HMAC(EVP_sha256(), as->secret, sizeof as->secret, (unsigned char *)msg, len, mac, &ml);
@@ -486,8 +506,8 @@ static void append_param(FILE *m, int *first, const char *k, const char *v)
 {
     if (!v)
         return;
-    char *e = mcpauth_form_encode(v);
-    fprintf(m, "%c%s=%s", *first ? '?' : '&', k, e ? e : "");
+    char *e = mcpauth__check(mcpauth_form_encode(v), "mcpauth_form_encode");
+    fprintf(m, "%c%s=%s", *first ? '?' : '&', k, e);
     free(e);
     *first = 0;
 }
@@ -496,9 +516,9 @@ static void append_param(FILE *m, int *first, const char *k, const char *v)
 static void redirect_back(mcpauth_as *as, mcpauth_response *resp, const char *uri, const char *code,
                           const char *error, const char *desc, const char *state)
 {
-    char *loc = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&loc, &len);
+    char *loc;
+    size_t len;
+    FILE *m = memstream(&loc, &len);
     fputs(uri, m);
     int first = strchr(uri, '?') == NULL;
     if (code)
@@ -510,7 +530,7 @@ static void redirect_back(mcpauth_as *as, mcpauth_response *resp, const char *ur
     if (state && *state)
         append_param(m, &first, "state", state);
     append_param(m, &first, "iss", as->ac->issuer);
-    fclose(m);
+    memstream_close(m, &loc);
     mcpauth_response_set_status(resp, 302);
     mcpauth_response_header(resp, "Location", loc);
     mcpauth_response_header(resp, "Cache-Control", "no-store");
@@ -522,7 +542,8 @@ static void redirect_back(mcpauth_as *as, mcpauth_response *resp, const char *ur
 static int scope_subset(const char *req, const mcpauth_strlist *allowed)
 {
     mcpauth_strlist l = {0, NULL};
-    int ok = mcpauth_strlist_split(&l, req) == 0;
+    mcpauth_strlist_split(&l, req); /* cannot fail: allocation aborts */
+    int ok = 1;
     for (size_t i = 0; ok && i < l.n; i++)
         ok = mcpauth_strlist_has(allowed, l.v[i]);
     mcpauth_strlist_free(&l);
@@ -575,15 +596,24 @@ static void consent_page(mcpauth_as *as, mcpauth_response *resp, const char *use
                          const char *redirect, int only_loopback, const char *action)
 {
     snprintf(a->ts, sizeof a->ts, "%ld", (long)time(NULL));
+    /* makes every form unique, so "used" means this form, not one alike */
+    if (random_token(a->nonce, sizeof a->nonce, 16) < 0) {
+        error_page(resp, 500, "Server error", "No random numbers are available.");
+        return;
+    }
     csrf_token(as, user, a, a->csrf, sizeof a->csrf);
     char host[512] = "";
     is_loopback_uri(redirect, host, sizeof host);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    /* Defence in depth: a name that could read as another (invisible or
+     * bidi characters, stored before they were refused) is never shown. */
+    int name_ok = c->client_name && *c->client_name &&
+                  !mcpauth__display_name_problem(c->client_name, strlen(c->client_name));
+    char *buf;
+    size_t len;
+    FILE *f = memstream(&buf, &len);
     fprintf(f, page_head, "Authorize access");
     fputs("<h1>Authorize access</h1><p><strong>", f);
-    html_escape(f, c->client_name && *c->client_name ? c->client_name : c->client_id);
+    html_escape(f, name_ok ? c->client_name : c->client_id);
     fputs("</strong> wants to use <strong>", f);
     html_escape(f, res->resource_name ? res->resource_name : res->uri);
     fputs("</strong> (<code>", f);
@@ -596,7 +626,7 @@ static void consent_page(mcpauth_as *as, mcpauth_response *resp, const char *use
     if (only_loopback)
         fputs("<p class=\"warn\">This client only redirects to this computer (a local "
               "program). Approve only if you just started it yourself.</p>", f);
-    if (!c->client_name || !*c->client_name || strcmp(c->kind ? c->kind : "", "cimd") != 0)
+    if (!name_ok || strcmp(c->kind ? c->kind : "", "cimd") != 0)
         fputs("<p class=\"warn\">The client's name is self-declared and not verified.</p>", f);
     fputs("<p>Permissions:</p><ul>", f);
     mcpauth_strlist sl = {0, NULL};
@@ -616,7 +646,8 @@ static void consent_page(mcpauth_as *as, mcpauth_response *resp, const char *use
                                {"redirect_uri", a->redirect_uri}, {"scope", a->scope},
                                {"state", a->state}, {"code_challenge", a->code_challenge},
                                {"code_challenge_method", a->code_challenge_method},
-                               {"resource", a->resource}, {"ts", a->ts}, {"csrf", a->csrf}};
+                               {"resource", a->resource}, {"ts", a->ts}, {"nonce", a->nonce},
+                               {"csrf", a->csrf}};
     for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++) {
         fputs("<input type=\"hidden\" name=\"", f);
         html_escape(f, hidden[i][0]);
@@ -630,7 +661,7 @@ static void consent_page(mcpauth_as *as, mcpauth_response *resp, const char *use
     fputs("<p><button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\">Approve"
           "</button><button type=\"submit\" name=\"decision\" value=\"deny\" id=\"deny\">Deny"
           "</button></p></form></body></html>\n", f);
-    fclose(f);
+    memstream_close(f, &buf);
     /* the form posts here, then the browser is redirected to the client */
     char origin[2100] = "";
     const char *sep = strstr(redirect, "://");
@@ -760,6 +791,22 @@ static void authorize(mcpauth_as *as, const mcpauth_request *req, mcpauth_respon
             mcpauth_client_free(&c);
             return;
         }
+        /* Single use: a form posted again (a second code from one approval,
+         * or a replay from the history or a proxy log) is refused.  The
+         * CSRF token is unique per form (it signs ts, user and request). */
+        int fresh = mcpauth_store_form_use(as->store, a.csrf, ts + CSRF_WINDOW + 60);
+        if (fresh != 1) {
+            if (fresh == 0)
+                mcpauth_log_security("consent_replayed", "user", user, "client_id", a.client_id,
+                                     "client", req->remote_addr, NULL);
+            error_page(resp, fresh < 0 ? 500 : 400,
+                       fresh < 0 ? "Server error" : "Form already used",
+                       fresh < 0 ? "The server could not record your answer. Try again."
+                                 : "This consent form was already answered. Start the sign-in "
+                                   "again from the application.");
+            mcpauth_client_free(&c);
+            return;
+        }
         if (strcmp(a.decision, "approve") != 0) {
             mcpauth_log(MCPAUTH_LOG_INFO, "consent_denied", "user", user, "client_id", a.client_id,
                         NULL);
@@ -797,6 +844,17 @@ static void authorize(mcpauth_as *as, const mcpauth_request *req, mcpauth_respon
 }
 
 /* ---------------------------------------------------------------- token */
+
+/* Access tokens of grants revoked in the store go to the shared set the
+ * gate and the proxy check (revoked.h). */
+static void push_revocations(mcpauth_as *as)
+{
+    if (mcpauth__revoked_sync(as->revoked, as->store, time(NULL)) < 0)
+        mcpauth_log(MCPAUTH_LOG_ERROR, "revocation_not_shared", "reason",
+                    "the revocation list cannot be written; revoked access tokens stay valid at "
+                    "the resource servers until they expire",
+                    NULL);
+}
 
 /* Client authentication at the token, introspection and revocation
  * endpoints.  Fills c; returns 1 ok, 0 refused (answered), -1 answered. */
@@ -868,6 +926,16 @@ static void token_response(mcpauth_as *as, mcpauth_response *resp, const mcpauth
         oauth_error(resp, 500, "server_error", "no signing key (run mcpauth init)");
         return;
     }
+    /* Recorded with a check of the grant in one transaction: a grant
+     * revoked meanwhile gets no token, and one revoked later finds it. */
+    int rec = mcpauth_store_access_add(as->store, at, g->family, now + as->ac->access_token_ttl);
+    if (rec != 1) {
+        OPENSSL_cleanse(at, strlen(at));
+        free(at);
+        oauth_error(resp, rec < 0 ? 500 : 400, rec < 0 ? "server_error" : "invalid_grant",
+                    rec < 0 ? "could not record the token" : "the grant has been revoked");
+        return;
+    }
     json_object *o = json_object_new_object();
     json_object_object_add(o, "access_token", json_object_new_string(at));
     json_object_object_add(o, "token_type", json_object_new_string("Bearer"));
@@ -929,6 +997,7 @@ static void token(mcpauth_as *as, const mcpauth_request *req, mcpauth_response *
         if (r == MCPAUTH_REDEEM_REPLAYED) {
             mcpauth_log_security("code_replayed", "client_id", c.client_id, "client",
                                  req->remote_addr, NULL);
+            push_revocations(as);
             oauth_error(resp, 400, "invalid_grant", "the code was already used; its tokens are revoked");
             goto out;
         }
@@ -1024,9 +1093,11 @@ static void token(mcpauth_as *as, const mcpauth_request *req, mcpauth_response *
         mcpauth_rotate r = mcpauth_store_refresh_rotate(as->store, old, fresh, now,
                                                         as->ac->refresh_grace,
                                                         now + as->ac->refresh_token_ttl, &g);
-        if (r == MCPAUTH_ROTATE_REUSED)
+        if (r == MCPAUTH_ROTATE_REUSED) {
             mcpauth_log_security("refresh_reused", "client_id", c.client_id, "client",
                                  req->remote_addr, NULL);
+            push_revocations(as);
+        }
         if (r != MCPAUTH_ROTATE_OK) {
             oauth_error(resp, r == MCPAUTH_ROTATE_ERROR ? 500 : 400,
                         r == MCPAUTH_ROTATE_ERROR ? "server_error" : "invalid_grant",
@@ -1048,11 +1119,12 @@ static void token(mcpauth_as *as, const mcpauth_request *req, mcpauth_response *
             mcpauth_strlist_free(&granted);
             if (!fail) {
                 free(g.scope);
-                g.scope = strdup(scope);
+                g.scope = mcpauth__xstrdup(scope);
             }
         }
         if (fail) {
             mcpauth_store_revoke_token(as->store, fresh);
+            push_revocations(as);
             oauth_error(resp, 400, "invalid_grant", fail);
             mcpauth_grant_free(&g);
             goto out;
@@ -1128,17 +1200,25 @@ static void do_register(mcpauth_as *as, const mcpauth_request *req, mcpauth_resp
         fail = "redirect_uris must be an array of 1 to 10 URIs";
         ferr = "invalid_redirect_uri";
     }
+    /* Every string is read with mcpauth__json_str: "a\u0000b" would be
+     * checked as "a" and stored whole. */
     for (size_t i = 0; !fail && i < json_object_array_length(uris); i++) {
         json_object *u = json_object_array_get_idx(uris, i);
-        if (!json_object_is_type(u, json_type_string) || json_object_get_string_len(u) > 2000 ||
-            !redirect_uri_ok(json_object_get_string(u))) {
+        size_t ul = 0;
+        const char *us = mcpauth__json_str(u, &ul);
+        if (json_object_is_type(u, json_type_string) && !us) {
+            fail = "a redirect URI contains a NUL character";
+            ferr = "invalid_redirect_uri";
+        } else if (!us || ul > 2000 || !redirect_uri_ok(us)) {
             fail = "each redirect URI must be https, or http on a loopback host, without a fragment";
             ferr = "invalid_redirect_uri";
         }
     }
     const char *method = "client_secret_basic"; /* RFC 7591 §2 default */
     if (!fail && json_object_object_get_ex(m, "token_endpoint_auth_method", &v)) {
-        method = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+        method = mcpauth__json_str(v, NULL);
+        if (!method)
+            method = "";
         if (strcmp(method, "none") && strcmp(method, "client_secret_basic") &&
             strcmp(method, "client_secret_post"))
             fail = "token_endpoint_auth_method must be none, client_secret_basic or client_secret_post";
@@ -1151,7 +1231,7 @@ static void do_register(mcpauth_as *as, const mcpauth_request *req, mcpauth_resp
         grants[0] = '\0';
         int has_code = 0;
         for (size_t i = 0; !fail && i < json_object_array_length(v); i++) {
-            const char *g = json_object_get_string(json_object_array_get_idx(v, i));
+            const char *g = mcpauth__json_str(json_object_array_get_idx(v, i), NULL);
             if (!g || (strcmp(g, "authorization_code") && strcmp(g, "refresh_token")))
                 fail = "grant_types may hold only authorization_code and refresh_token";
             else if (!strstr(grants, g))
@@ -1162,18 +1242,26 @@ static void do_register(mcpauth_as *as, const mcpauth_request *req, mcpauth_resp
             fail = "grant_types must include authorization_code";
     }
     if (!fail && json_object_object_get_ex(m, "response_types", &v)) {
-        if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) != 1 ||
-            strcmp(json_object_get_string(json_object_array_get_idx(v, 0)) ?: "", "code") != 0)
+        const char *rt = json_object_is_type(v, json_type_array) && json_object_array_length(v) == 1
+                             ? mcpauth__json_str(json_object_array_get_idx(v, 0), NULL)
+                             : NULL;
+        if (!rt || strcmp(rt, "code") != 0)
             fail = "response_types must be [\"code\"]";
     }
     const char *name = NULL;
+    char name_why[96];
     if (!fail && json_object_object_get_ex(m, "client_name", &v)) {
-        name = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-        if (!name || strlen(name) > 200)
+        const char *why;
+        if (!json_object_is_type(v, json_type_string))
             fail = "client_name must be a string of at most 200 characters";
-        for (const char *p = name; !fail && p && *p; p++)
-            if ((unsigned char)*p < 0x20)
-                fail = "client_name contains control characters";
+        else if ((why = mcpauth__display_name_problem(name = json_object_get_string(v),
+                                                      (size_t)json_object_get_string_len(v)))) {
+            /* why is a fixed phrase from cimd.c; the buffer only joins it */
+            snprintf(name_why, sizeof name_why, "client_name %s", why);
+            fail = name_why;
+        } else {
+            name = mcpauth__json_str(v, NULL);
+        }
     }
     if (fail) {
         mcpauth_log(MCPAUTH_LOG_INFO, "registration_refused", "reason", fail, "client",
@@ -1201,7 +1289,11 @@ static void do_register(mcpauth_as *as, const mcpauth_request *req, mcpauth_resp
         return;
     }
     time_t now = time(NULL);
-    mcpauth_client c = {id, (char *)name, (char *)json_object_to_json_string_ext(uris, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+    char *uris_text = mcpauth__check(
+        (void *)json_object_to_json_string_ext(uris, JSON_C_TO_STRING_PLAIN |
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE),
+        "json_object_to_json_string_ext");
+    mcpauth_client c = {id, (char *)name, uris_text,
                         grants, (char *)method, NULL, "dcr", (char *)req->remote_addr, now, 0};
     if (mcpauth_store_client_add(as->store, &c, confidential ? secret : NULL) < 0) {
         json_object_put(m);
@@ -1278,8 +1370,8 @@ static void introspect(mcpauth_as *as, const mcpauth_request *req, mcpauth_respo
     json_object *o = json_object_new_object(), *v;
     json_object *claims = own_token_claims(as, tok, now);
     if (claims) {
-        const char *fam = json_object_object_get_ex(claims, "sid", &v) ? json_object_get_string(v) : "";
-        if (mcpauth_store_family_revoked(as->store, fam) != 0) {
+        const char *fam = mcpauth__json_member_str(claims, "sid", NULL);
+        if (!fam || mcpauth_store_family_revoked(as->store, fam) != 0) {
             json_object_put(claims);
             claims = NULL;
         }
@@ -1333,16 +1425,28 @@ static void revoke_endpoint(mcpauth_as *as, const mcpauth_request *req, mcpauth_
     } else {
         /* Only the client a token was issued to may revoke it; either kind
          * ends the whole grant (its family). */
-        json_object *claims = own_token_claims(as, tok, time(NULL)), *v, *f;
+        time_t now = time(NULL);
+        json_object *claims = own_token_claims(as, tok, now), *v;
+        const char *cid = mcpauth__json_member_str(claims, "client_id", NULL);
+        const char *fam = mcpauth__json_member_str(claims, "sid", NULL);
         mcpauth_grant g;
         memset(&g, 0, sizeof g);
-        if (claims && json_object_object_get_ex(claims, "client_id", &v) &&
-            strcmp(json_object_get_string(v), c.client_id) == 0 &&
-            json_object_object_get_ex(claims, "sid", &f))
-            mcpauth_store_revoke_family(as->store, json_object_get_string(f));
-        else if (mcpauth_store_refresh_get(as->store, tok, time(NULL), &g) == 1 &&
-                 strcmp(g.client_id, c.client_id) == 0)
+        if (cid && fam && strcmp(cid, c.client_id) == 0) {
+            mcpauth_store_revoke_family(as->store, fam);
+            /* this token at once, even if it was never recorded */
+            unsigned char d[SHA256_DIGEST_LENGTH];
+            SHA256((const unsigned char *)tok, strlen(tok), d);
+            time_t exp = json_object_object_get_ex(claims, "exp", &v)
+                             ? (time_t)json_object_get_int64(v)
+                             : now + as->ac->access_token_ttl;
+            if (mcpauth__revoked_add(as->revoked, d, exp, now) != 0)
+                mcpauth_log(MCPAUTH_LOG_ERROR, "revocation_not_shared", "client_id", c.client_id,
+                            "reason", "the revocation list cannot be written", NULL);
+        } else if (mcpauth_store_refresh_get(as->store, tok, now, &g) == 1 &&
+                   strcmp(g.client_id, c.client_id) == 0) {
             mcpauth_store_revoke_token(as->store, tok);
+        }
+        push_revocations(as);
         mcpauth_grant_free(&g);
         json_object_put(claims);
         mcpauth_log(MCPAUTH_LOG_INFO, "token_revoked", "client_id", c.client_id, NULL);
@@ -1362,7 +1466,7 @@ static void jwks(mcpauth_as *as, mcpauth_response *resp)
     char err[256];
     pthread_mutex_lock(&as->key_lock);
     int ok = refresh_keys(as, time(NULL), err, sizeof err) == 0 && as->jwks;
-    char *copy = ok ? strdup(as->jwks) : NULL;
+    char *copy = ok ? mcpauth__xstrdup(as->jwks) : NULL;
     pthread_mutex_unlock(&as->key_lock);
     cors_public(resp);
     if (!copy) {
@@ -1481,8 +1585,8 @@ char *mcpauth_as_metadata_json(const mcpauth_config *cfg)
             json_object_array_add(a, json_object_new_string(cfg->resources[i].uri));
     json_object_object_add(o, "protected_resources", a);
 #undef ARR
-    char *s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+    char *s = mcpauth__xstrdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                                     JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
     return s;
 }
@@ -1495,11 +1599,7 @@ mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "%s: no [authorization_server] section", cfg->file);
         return NULL;
     }
-    mcpauth_as *as = calloc(1, sizeof *as);
-    if (!as) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    mcpauth_as *as = mcpauth__xcalloc(1, sizeof *as);
     as->cfg = cfg;
     as->ac = cfg->as;
     pthread_mutex_init(&as->key_lock, NULL);
@@ -1509,11 +1609,23 @@ mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen)
     const char *path = sep ? sep + 3 + strcspn(sep + 3, "/") : url;
     snprintf(as->prefix, sizeof as->prefix, "%.*s", (int)(strlen(path) - 2), path);
     if (!(as->store = mcpauth_store_open(as->ac->state_dir, err, errlen)) ||
-        mcpauth_secret_load(as->ac->state_dir, as->secret, err, errlen) < 0 ||
-        !(as->cimd = mcpauth_cimd_new(256))) {
+        mcpauth_secret_load(as->ac->state_dir, as->secret, err, errlen) < 0) {
         mcpauth_as_free(as);
         return NULL;
     }
+    as->cimd = mcpauth_cimd_new(256);
+    /* Without the shared set a revocation would not reach the gate and the
+     * proxy: refuse to start rather than promise what we cannot do. */
+    char rpath[4096], why[512] = "runtime_dir is not set or too long";
+    if (mcpauth__revoked_path(cfg, rpath, sizeof rpath) != 0 ||
+        !(as->revoked = mcpauth__revoked_open_rw(rpath, MCPAUTH__REVOKED_SLOTS, why, sizeof why))) {
+        snprintf(err, errlen, "revocation list: %s (runtime_dir must exist and be writable by the "
+                              "web server's user)",
+                 why);
+        mcpauth_as_free(as);
+        return NULL;
+    }
+    push_revocations(as); /* what `mcpauth revoke` did while we were down */
     if (refresh_keys(as, time(NULL), err, errlen) < 0) {
         mcpauth_as_free(as);
         return NULL;
@@ -1527,6 +1639,7 @@ void mcpauth_as_free(mcpauth_as *as)
         return;
     mcpauth_store_close(as->store);
     mcpauth_cimd_free(as->cimd);
+    mcpauth__revoked_close(as->revoked);
     mcpauth_signer_free(as->signer);
     free(as->jwks);
     if (as->verify)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "cache.h"
 
 #define WAYS 8
@@ -30,14 +31,10 @@ struct mcpauth_cache {
 
 mcpauth_cache *mcpauth_cache_new(size_t entries)
 {
-    mcpauth_cache *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
+    mcpauth_cache *c = mcpauth__xcalloc(1, sizeof *c);
     c->nsets = (entries + WAYS - 1) / WAYS;
-    if (c->nsets && !(c->slots = calloc(c->nsets * WAYS, sizeof *c->slots))) {
-        free(c);
-        return NULL;
-    }
+    if (c->nsets)
+        c->slots = mcpauth__xcalloc(c->nsets * WAYS, sizeof *c->slots);
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&c->locks[i], NULL);
     return c;
@@ -112,13 +109,11 @@ int mcpauth_cache_get(mcpauth_cache *c, const unsigned char key[32], unsigned re
 static char *pack(int positive, const mcpauth_identity *id, const char *reason)
 {
     if (!positive) {
-        return strdup(reason ? reason : "");
+        return mcpauth__xstrdup(reason ? reason : "");
     }
     size_t a = strlen(id->subject) + 1, b = strlen(id->client_id) + 1, c = strlen(id->issuer) + 1,
            d = strlen(id->scope) + 1;
-    char *p = malloc(a + b + c + d);
-    if (!p)
-        return NULL;
+    char *p = mcpauth__xmalloc(a + b + c + d);
     memcpy(p, id->subject, a);
     memcpy(p + a, id->client_id, b);
     memcpy(p + a + b, id->issuer, c);
@@ -133,8 +128,6 @@ void mcpauth_cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned r
     if (!c || !c->nsets)
         return;
     char *data = pack(positive, id, reason);
-    if (!data)
-        return;
     size_t set = set_of(c, key, resource);
     pthread_mutex_t *lock = &c->locks[set % STRIPES];
     pthread_mutex_lock(lock);

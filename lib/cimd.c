@@ -27,7 +27,9 @@
 
 #include <mcpauth/uri.h>
 
+#include "alloc.h"
 #include "cimd.h"
+#include "strbuf.h"
 #include "fetch.h"
 
 #define DEFAULT_TIMEOUT_MS 3000L
@@ -68,41 +70,33 @@ static void client_clear(mcpauth_client *c)
     memset(c, 0, sizeof *c);
 }
 
-static int dup_field(char **dst, const char *src)
+static char *dup_field(const char *src)
 {
-    *dst = NULL;
-    return !src || (*dst = strdup(src)) != NULL ? 0 : -1;
+    return src ? mcpauth__xstrdup(src) : NULL;
 }
 
-static int client_copy(mcpauth_client *dst, const mcpauth_client *src)
+static void client_copy(mcpauth_client *dst, const mcpauth_client *src)
 {
     memset(dst, 0, sizeof *dst);
-    if (dup_field(&dst->client_id, src->client_id) ||
-        dup_field(&dst->client_name, src->client_name) ||
-        dup_field(&dst->redirect_uris, src->redirect_uris) ||
-        dup_field(&dst->grant_types, src->grant_types) ||
-        dup_field(&dst->token_endpoint_auth_method, src->token_endpoint_auth_method) ||
-        dup_field(&dst->secret_hash, src->secret_hash) || dup_field(&dst->kind, src->kind) ||
-        dup_field(&dst->registered_by, src->registered_by)) {
-        client_clear(dst);
-        return -1;
-    }
+    dst->client_id = dup_field(src->client_id);
+    dst->client_name = dup_field(src->client_name);
+    dst->redirect_uris = dup_field(src->redirect_uris);
+    dst->grant_types = dup_field(src->grant_types);
+    dst->token_endpoint_auth_method = dup_field(src->token_endpoint_auth_method);
+    dst->secret_hash = dup_field(src->secret_hash);
+    dst->kind = dup_field(src->kind);
+    dst->registered_by = dup_field(src->registered_by);
     dst->created = src->created;
     dst->secret_expires = src->secret_expires;
-    return 0;
 }
 
 /* --------------------------------------------------------------- cache */
 
 mcpauth_cimd *mcpauth_cimd_new(size_t entries)
 {
-    mcpauth_cimd *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    if (entries && !(c->e = calloc(entries, sizeof *c->e))) {
-        free(c);
-        return NULL;
-    }
+    mcpauth_cimd *c = mcpauth__xcalloc(1, sizeof *c);
+    if (entries)
+        c->e = mcpauth__xcalloc(entries, sizeof *c->e);
     c->n = entries;
     pthread_mutex_init(&c->mu, NULL);
     return c;
@@ -137,8 +131,10 @@ static int cache_get(mcpauth_cimd *c, const char *url, int allow_private, time_t
     for (size_t i = 0; i < c->n; i++) {
         entry *e = &c->e[i];
         if (e->url && e->allow_private == allow_private && strcmp(e->url, url) == 0) {
-            if (now < e->expires && client_copy(out, &e->client) == 0)
+            if (now < e->expires) {
+                client_copy(out, &e->client);
                 hit = 1;
+            }
             break;
         }
     }
@@ -146,17 +142,15 @@ static int cache_get(mcpauth_cimd *c, const char *url, int allow_private, time_t
     return hit;
 }
 
-/* Stores a copy of cl (best effort: out of memory just means no caching). */
+/* Stores a copy of cl. */
 static void cache_put(mcpauth_cimd *c, const char *url, int allow_private, time_t expires,
                       const mcpauth_client *cl)
 {
     if (!c || !c->n)
         return;
     entry fresh = {.allow_private = allow_private, .expires = expires};
-    if (!(fresh.url = strdup(url)) || client_copy(&fresh.client, cl) != 0) {
-        free(fresh.url);
-        return;
-    }
+    fresh.url = mcpauth__xstrdup(url);
+    client_copy(&fresh.client, cl);
     pthread_mutex_lock(&c->mu);
     entry *slot = NULL;
     for (size_t i = 0; i < c->n && !slot; i++)
@@ -240,38 +234,39 @@ int mcpauth_cimd_is_url(const char *client_id)
 
 /* ----------------------------------------------------------- validation */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+/* Invisible or direction-changing code points: a name holding one can
+ * read as another on the consent page ("Goo\u202egle", "Google\u200b"). */
+static int invisible(unsigned cp)
 {
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    for (char *p = err; *p; p++) /* one printable line, whatever was quoted */
-        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-            *p = '?';
+    return cp == 0x00ad || cp == 0x034f || cp == 0x061c || cp == 0x115f || cp == 0x1160 ||
+           cp == 0x17b4 || cp == 0x17b5 || (cp >= 0x180b && cp <= 0x180f) ||
+           (cp >= 0x200b && cp <= 0x200f) || (cp >= 0x2028 && cp <= 0x202e) ||
+           (cp >= 0x2060 && cp <= 0x206f) || cp == 0x3164 || cp == 0xfeff || cp == 0xffa0 ||
+           (cp >= 0xfff9 && cp <= 0xfffb) || (cp >= 0x1bca0 && cp <= 0x1bca3) ||
+           (cp >= 0x1d173 && cp <= 0x1d17a) || (cp >= 0xe0000 && cp <= 0xe0fff);
 }
 
-/* Display-name check on valid UTF-8 (the parser validated it): at most
- * MAX_NAME_CHARS code points, no C0/C1 controls, no line separators and no
- * bidirectional overrides that could disguise the name on the consent page.
- * Returns NULL or why not. */
-static const char *name_problem(const char *s, size_t len)
+/* Display-name check: valid UTF-8 (strictly: no overlong forms, no
+ * surrogates), at most MAX_NAME_CHARS code points, no NUL, no C0/C1
+ * controls, no invisible, zero-width or bidirectional formatting code
+ * points, not blank.  Returns NULL or why not. */
+const char *mcpauth__display_name_problem(const char *s, size_t len)
 {
     size_t chars = 0;
     int visible = 0;
-    if (len != strlen(s))
+    if (!s || len != strlen(s))
         return "contains a NUL character";
     for (size_t i = 0; i < len; chars++) {
         const unsigned char *p = (const unsigned char *)s + i;
         unsigned cp;
-        size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : 4;
-        if (n > len - i)
+        size_t n = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
+                 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+        if (n == 0 || n > len - i)
             return "is not valid UTF-8";
+        for (size_t k = 1; k < n; k++)
+            if ((p[k] & 0xc0) != 0x80)
+                return "is not valid UTF-8";
         if (n == 1)
             cp = p[0];
         else if (n == 2)
@@ -279,11 +274,15 @@ static const char *name_problem(const char *s, size_t len)
         else if (n == 3)
             cp = (unsigned)(p[0] & 0x0f) << 12 | (unsigned)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
         else
-            cp = 0x10000; /* astral: only its class matters */
-        if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0) || cp == 0x2028 || cp == 0x2029 ||
-            (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) ||
-            cp == 0x200e || cp == 0x200f || cp == 0x061c)
+            cp = (unsigned)(p[0] & 0x07) << 18 | (unsigned)(p[1] & 0x3f) << 12 |
+                 (unsigned)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
+        static const unsigned min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return "is not valid UTF-8";
+        if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
             return "contains control characters";
+        if (invisible(cp))
+            return "contains invisible or text-direction characters";
         if (cp != ' ')
             visible = 1;
         i += n;
@@ -299,14 +298,10 @@ static json_object *parse_document(const char *body, size_t len, char *err, size
 {
     /* json-c would stop at a NUL and ignore what follows. */
     if (memchr(body, '\0', len)) {
-        set_err(err, errlen, "the client metadata document is not valid JSON");
+        mcpauth__errf(err, errlen, "the client metadata document is not valid JSON");
         return NULL;
     }
-    json_tokener *tok = json_tokener_new_ex(MAX_DEPTH);
-    if (!tok) {
-        set_err(err, errlen, "out of memory");
-        return NULL;
-    }
+    json_tokener *tok = mcpauth__check(json_tokener_new_ex(MAX_DEPTH), "json_tokener_new_ex");
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     json_object *root = json_tokener_parse_ex(tok, body, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
@@ -314,19 +309,20 @@ static json_object *parse_document(const char *body, size_t len, char *err, size
     json_tokener_free(tok);
     if (!root || jerr != json_tokener_success || end != len) {
         json_object_put(root);
-        set_err(err, errlen, "the client metadata document is not valid JSON");
+        mcpauth__errf(err, errlen, "the client metadata document is not valid JSON");
         return NULL;
     }
     if (!json_object_is_type(root, json_type_object)) {
         json_object_put(root);
-        set_err(err, errlen, "the client metadata document is not a JSON object");
+        mcpauth__errf(err, errlen, "the client metadata document is not a JSON object");
         return NULL;
     }
     return root;
 }
 
 /* The string member name of doc: 1 found (*s, *len set), 0 absent, -1 present
- * but not a string. */
+ * but not a string, -2 a string holding a NUL (C would see only its first
+ * part while the rest is kept). */
 static int get_string(json_object *doc, const char *name, const char **s, size_t *len)
 {
     json_object *v;
@@ -334,8 +330,8 @@ static int get_string(json_object *doc, const char *name, const char **s, size_t
         return 0;
     if (!json_object_is_type(v, json_type_string))
         return -1;
-    *s = json_object_get_string(v);
-    *len = (size_t)json_object_get_string_len(v);
+    if (!(*s = mcpauth__json_str(v, len)))
+        return -2;
     return 1;
 }
 
@@ -351,33 +347,35 @@ static int check_document(json_object *doc, const char *url, time_t now, mcpauth
 
     int r = get_string(doc, "client_id", &s, &len);
     if (r == 0) {
-        set_err(err, errlen, DOC " has no client_id");
+        mcpauth__errf(err, errlen, DOC " has no client_id");
         return -1;
     }
     if (r < 0 || len != strlen(url) || strcmp(s, url) != 0) {
-        set_err(err, errlen, DOC "'s client_id does not match its URL");
+        mcpauth__errf(err, errlen, DOC "'s client_id does not match its URL");
         return -1;
     }
 
     const char *name = NULL;
     r = get_string(doc, "client_name", &name, &len);
     if (r <= 0) {
-        set_err(err, errlen, r == 0 ? DOC " has no client_name" : DOC "'s client_name is not a string");
+        mcpauth__errf(err, errlen, r == 0    ? DOC " has no client_name"
+                             : r == -2 ? DOC "'s client_name contains a NUL character"
+                                       : DOC "'s client_name is not a string");
         return -1;
     }
-    if ((why = name_problem(name, len)) != NULL) {
-        set_err(err, errlen, DOC "'s client_name %s", why);
+    if ((why = mcpauth__display_name_problem(name, len)) != NULL) {
+        mcpauth__errf(err, errlen, DOC "'s client_name %s", why);
         return -1;
     }
 
     /* No secrets in a document anyone can read. */
     if (json_object_object_get_ex(doc, "client_secret", &v)) {
-        set_err(err, errlen, DOC " must not contain a client_secret");
+        mcpauth__errf(err, errlen, DOC " must not contain a client_secret");
         return -1;
     }
     r = get_string(doc, "token_endpoint_auth_method", &s, &len);
     if (r < 0 || (r > 0 && strcmp(s, "none") != 0)) {
-        set_err(err, errlen, DOC "'s token_endpoint_auth_method must be \"none\"");
+        mcpauth__errf(err, errlen, DOC "'s token_endpoint_auth_method must be \"none\"");
         return -1;
     }
 
@@ -387,85 +385,89 @@ static int check_document(json_object *doc, const char *url, time_t now, mcpauth
         refresh = 0;
         size_t n = json_object_is_type(v, json_type_array) ? json_object_array_length(v) : 0;
         for (size_t i = 0; i < n; i++) {
-            json_object *g = json_object_array_get_idx(v, i);
-            const char *gs = json_object_is_type(g, json_type_string) ? json_object_get_string(g) : "";
+            const char *gs = mcpauth__json_str(json_object_array_get_idx(v, i), NULL);
+            if (!gs)
+                gs = "";
             if (strcmp(gs, "authorization_code") == 0)
                 code = 1;
             else if (strcmp(gs, "refresh_token") == 0)
                 refresh = 1;
             else {
-                set_err(err, errlen,
+                mcpauth__errf(err, errlen,
                         DOC "'s grant_types may list only authorization_code and refresh_token");
                 return -1;
             }
         }
         if (!code) {
-            set_err(err, errlen, DOC "'s grant_types must include authorization_code");
+            mcpauth__errf(err, errlen, DOC "'s grant_types must include authorization_code");
             return -1;
         }
     }
     if (json_object_object_get_ex(doc, "response_types", &v)) {
         json_object *t;
+        const char *ts;
         if (!json_object_is_type(v, json_type_array) || json_object_array_length(v) != 1 ||
-            !json_object_is_type(t = json_object_array_get_idx(v, 0), json_type_string) ||
-            strcmp(json_object_get_string(t), "code") != 0) {
-            set_err(err, errlen, DOC "'s response_types must be [\"code\"]");
+            !(ts = mcpauth__json_str(t = json_object_array_get_idx(v, 0), NULL)) ||
+            strcmp(ts, "code") != 0) {
+            mcpauth__errf(err, errlen, DOC "'s response_types must be [\"code\"]");
             return -1;
         }
     }
 
     json_object *uris;
     if (!json_object_object_get_ex(doc, "redirect_uris", &uris)) {
-        set_err(err, errlen, DOC " has no redirect_uris");
+        mcpauth__errf(err, errlen, DOC " has no redirect_uris");
         return -1;
     }
     if (!json_object_is_type(uris, json_type_array) || json_object_array_length(uris) == 0) {
-        set_err(err, errlen, DOC "'s redirect_uris must be a non-empty array");
+        mcpauth__errf(err, errlen, DOC "'s redirect_uris must be a non-empty array");
         return -1;
     }
     size_t n = json_object_array_length(uris);
     if (n > MAX_REDIRECT_URIS) {
-        set_err(err, errlen, DOC " has more than %d redirect_uris", MAX_REDIRECT_URIS);
+        mcpauth__errf(err, errlen, DOC " has more than %d redirect_uris", MAX_REDIRECT_URIS);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         json_object *u = json_object_array_get_idx(uris, i);
         if (!json_object_is_type(u, json_type_string)) {
-            set_err(err, errlen, DOC "'s redirect_uris[%zu] is not a string", i);
+            mcpauth__errf(err, errlen, DOC "'s redirect_uris[%zu] is not a string", i);
             return -1;
         }
         s = json_object_get_string(u);
         len = (size_t)json_object_get_string_len(u);
+        if (!mcpauth__json_str(u, NULL)) {
+            mcpauth__errf(err, errlen, DOC "'s redirect_uris[%zu] contains a NUL character", i);
+            return -1;
+        }
         if (len > MAX_REDIRECT_URI_LEN) {
-            set_err(err, errlen, DOC "'s redirect_uris[%zu] is longer than %d characters", i,
+            mcpauth__errf(err, errlen, DOC "'s redirect_uris[%zu] is longer than %d characters", i,
                     MAX_REDIRECT_URI_LEN);
             return -1;
         }
         /* https or loopback http, no fragment, no userinfo, no dot segments
          * (canonicalize also refuses NULs, spaces and non-ASCII). */
-        char *canon = len == strlen(s) ? mcpauth_uri_canonicalize(
-                                             s, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY, &why)
-                                       : NULL;
+        char *canon = mcpauth_uri_canonicalize(s, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY,
+                                               &why);
         if (!canon) {
-            set_err(err, errlen, DOC "'s redirect_uris[%zu] %s", i,
-                    len == strlen(s) ? why : "contains a NUL character");
+            mcpauth__errf(err, errlen, DOC "'s redirect_uris[%zu] %s", i, why);
             return -1;
         }
         free(canon);
     }
 
-    const char *uris_text =
-        json_object_to_json_string_ext(uris, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *uris_text = mcpauth__check(
+        (void *)json_object_to_json_string_ext(uris, JSON_C_TO_STRING_PLAIN |
+                                                         JSON_C_TO_STRING_NOSLASHESCAPE),
+        "json_object_to_json_string_ext");
     memset(out, 0, sizeof *out);
-    if (!uris_text || dup_field(&out->client_id, url) || dup_field(&out->client_name, name) ||
-        dup_field(&out->redirect_uris, uris_text) ||
-        dup_field(&out->grant_types,
-                  refresh ? "authorization_code refresh_token" : "authorization_code") ||
-        dup_field(&out->token_endpoint_auth_method, "none") || dup_field(&out->kind, "cimd")) {
-        client_clear(out);
-        set_err(err, errlen, "out of memory");
-        return -1;
-    }
+    out->client_id = dup_field(url);
+    out->client_name = dup_field(name);
+    out->redirect_uris = dup_field(uris_text);
+    out->grant_types =
+        dup_field(refresh ? "authorization_code refresh_token" : "authorization_code");
+    out->token_endpoint_auth_method = dup_field("none");
+    out->kind = dup_field("cimd");
     out->created = now;
     return 0;
 }
@@ -479,7 +481,7 @@ int mcpauth_cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *
     if (err && errlen)
         err[0] = '\0';
     if (!out) {
-        set_err(err, errlen, "internal error: no client");
+        mcpauth__errf(err, errlen, "internal error: no client");
         return -1;
     }
     memset(out, 0, sizeof *out);
@@ -489,7 +491,7 @@ int mcpauth_cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *
 
     const char *why = url_problem(url, allow_private);
     if (why) {
-        set_err(err, errlen, "the client_id URL %s", why);
+        mcpauth__errf(err, errlen, "the client_id URL %s", why);
         return -1;
     }
     if (cache_get(c, url, allow_private, now, out))
@@ -506,18 +508,18 @@ int mcpauth_cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *
     mcpauth_fetch_result res;
     char ferr[256];
     if (mcpauth_fetch(url, &fo, &res, ferr, sizeof ferr) != 0) {
-        set_err(err, errlen, DOC " could not be fetched: %s", ferr);
+        mcpauth__errf(err, errlen, DOC " could not be fetched: %s", ferr);
         return -1;
     }
     int rc = -1;
     json_object *doc = NULL;
     if (res.status >= 300 && res.status < 400) {
-        set_err(err, errlen, DOC "'s URL answered with a redirect (HTTP %ld), which is not followed",
+        mcpauth__errf(err, errlen, DOC "'s URL answered with a redirect (HTTP %ld), which is not followed",
                 res.status);
         goto done;
     }
     if (res.status != 200) {
-        set_err(err, errlen, DOC " could not be fetched (HTTP %ld)", res.status);
+        mcpauth__errf(err, errlen, DOC " could not be fetched (HTTP %ld)", res.status);
         goto done;
     }
     if (!(doc = parse_document(res.body, res.len, err, errlen)))

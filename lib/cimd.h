@@ -29,8 +29,17 @@ void mcpauth_cimd_free(mcpauth_cimd *c);
  * path, no fragment, no userinfo, no dot segments. */
 int mcpauth_cimd_is_url(const char *client_id);
 
+/* NULL when s (len bytes) is fit to be shown as an application's name on
+ * the consent page, else why not ("contains ..."): valid UTF-8, at most 200
+ * characters, not blank, no NUL, no C0/C1 controls, and no invisible,
+ * zero-width or bidirectional formatting characters (U+200B-U+200F,
+ * U+202A-U+202E, U+2060-U+2064, U+2066-U+2069, U+FEFF, tags, ...), which
+ * could make one name read as another. */
+const char *mcpauth__display_name_problem(const char *s, size_t len);
+
 /* Fetches (or takes from the cache) and checks the document: the JSON's
- * client_id equals url exactly; client_name a string; redirect_uris a
+ * client_id equals url exactly; client_name a string that
+ * mcpauth__display_name_problem accepts; no string holding a NUL; redirect_uris a
  * non-empty array of https or loopback-http URIs without fragments;
  * token_endpoint_auth_method absent or "none" (no secrets in public
  * documents); no client_secret.  Fills out (kind "cimd") and returns 0, or

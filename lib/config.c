@@ -1,7 +1,8 @@
 /* mcpauth.conf parser.  INI style: global "key = value" lines, then one
  * [resource NAME] section per protected MCP server.  Table driven: adding a
- * key means one row in the tables below and one paragraph in
- * mcpauth.conf(5).  Any defect stops start-up with "FILE:LINE: problem". */
+ * key means one row in the tables below (its value handler and limits) and
+ * one paragraph in mcpauth.conf(5).  Any defect stops start-up with
+ * "FILE:LINE: problem". */
 #include "config.h"
 
 #include <ctype.h>
@@ -20,6 +21,8 @@
 #include <mcpauth/log.h>
 #include <mcpauth/uri.h>
 
+#include "alloc.h"
+
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
 #endif
@@ -31,145 +34,12 @@
 #define CONF_MAX_LINE 4096
 #define CONF_MAX_RESOURCES 256
 
-typedef enum {
-    K_TEXT,     /* printable text, kept verbatim */
-    K_LINK,     /* http(s) link for people: documentation, policy */
-    K_ISSUERS,  /* space separated issuer identifiers */
-    K_SCOPES,   /* space separated RFC 6749 scope tokens */
-    K_SECONDS,  /* non-negative integer within [min,max] */
-    K_BOOL,
-    K_LOGLEVEL,
-    K_BACKEND,  /* http(s) URL or unix:/path */
-    K_RESNAME,  /* the name of a [resource] section, resolved at the end */
-    K_URI,      /* the canonical resource URI, resolved at section end */
-    K_ISSUER,   /* one issuer identifier, verbatim */
-    K_FETCHURL, /* a URL mcpauth fetches: https, or http to loopback */
-    K_FILE,     /* a readable regular file */
-    K_SECRET,   /* text never shown in messages */
-    K_ALGS,     /* JWS algorithm names */
-    K_WORDS,    /* space separated words (audiences) */
-    K_SOCKET,   /* absolute path of a Unix socket */
-    K_ORIGINS,  /* scheme://host[:port] values, or "*" */
-    K_HEADER,   /* an HTTP header name */
-    K_DIR,      /* an absolute directory path */
-    K_GLOB,     /* an fnmatch(3) pattern */
-    K_SIGNALG   /* ES256 or RS256 */
-} key_type;
-
-typedef struct {
-    const char *name;
-    key_type type;
-    size_t off;
-    long min, max;
-} key_def;
+typedef enum { S_GLOBAL, S_RESOURCE, S_ISSUER, S_POLICY, S_AS } section_kind;
 
 /* Values parsed into a scratch struct, so the tables can point at fields. */
 typedef struct {
     char *default_resource;
 } global_scratch;
-
-#define G(f) offsetof(global_scratch, f)
-#define C(f) offsetof(mcpauth_config, f)
-#define R(f) offsetof(mcpauth_resource, f)
-#define I(f) offsetof(mcpauth_issuer, f)
-
-/* Global keys live in the config itself, except default_resource, which is
- * resolved to a pointer at the end (marked by K_RESNAME). */
-static const key_def global_keys[] = {
-    {"log_level", K_LOGLEVEL, C(log_level), 0, 0},
-    {"metadata_max_age", K_SECONDS, C(metadata_max_age), 0, 604800},
-    {"default_resource", K_RESNAME, G(default_resource), 0, 0},
-    {"jwt_algorithms", K_ALGS, C(jwt_algorithms), 0, 0},
-    {"clock_leeway", K_SECONDS, C(clock_leeway), 0, 600},
-    {"token_max_bytes", K_SECONDS, C(token_max_bytes), 256, 65536},
-    {"cache_entries", K_SECONDS, C(cache_entries), 0, 1000000},
-    {"cache_ttl", K_SECONDS, C(cache_ttl), 1, 3600},
-    {"cache_negative_ttl", K_SECONDS, C(cache_negative_ttl), 0, 300},
-    {"jwks_min_refresh", K_SECONDS, C(jwks_min_refresh), 1, 86400},
-    {"jwks_max_age", K_SECONDS, C(jwks_max_age), 60, 604800},
-    {"http_timeout", K_SECONDS, C(http_timeout), 1, 60},
-    {"ca_file", K_FILE, C(ca_file), 0, 0},
-    {"max_body_bytes", K_SECONDS, C(max_body_bytes), 1024, 64 << 20},
-    {"backend_timeout", K_SECONDS, C(backend_timeout), 1, 3600},
-    {"stream_idle_timeout", K_SECONDS, C(stream_idle_timeout), 1, 86400},
-    {"session_ttl", K_SECONDS, C(session_ttl), 60, 604800},
-    {"proxy_threads", K_SECONDS, C(proxy_threads), 1, 256},
-    {"runtime_dir", K_DIR, C(runtime_dir), 0, 0},
-    {NULL, 0, 0, 0, 0},
-};
-
-#define A(f) offsetof(mcpauth_as_config, f)
-static const key_def as_keys[] = {
-    {"issuer", K_ISSUER, A(issuer), 0, 0},
-    {"state_dir", K_DIR, A(state_dir), 0, 0},
-    {"signing_alg", K_SIGNALG, A(signing_alg), 0, 0},
-    {"access_token_ttl", K_SECONDS, A(access_token_ttl), 30, 86400},
-    {"refresh_token_ttl", K_SECONDS, A(refresh_token_ttl), 60, 31536000},
-    {"code_ttl", K_SECONDS, A(code_ttl), 10, 600},
-    {"refresh_grace", K_SECONDS, A(refresh_grace), 0, 300},
-    {"registration", K_BOOL, A(registration), 0, 0},
-    {"registration_limit", K_SECONDS, A(registration_limit), 1, 100000},
-    {"client_id_metadata_documents", K_BOOL, A(cimd), 0, 0},
-    {"cimd_allow_private", K_BOOL, A(cimd_allow_private), 0, 0},
-    {"consent_remember", K_BOOL, A(consent_remember), 0, 0},
-    {"introspection_client_id", K_TEXT, A(introspection_client_id), 0, 0},
-    {"introspection_client_secret", K_SECRET, A(introspection_client_secret), 0, 0},
-    {NULL, 0, 0, 0, 0},
-};
-
-#define P(f) offsetof(mcpauth_policy, f)
-static const key_def policy_keys[] = {
-    {"resource", K_TEXT, P(resource_name), 0, 0},
-    {"method", K_GLOB, P(method), 0, 0},
-    {"name", K_GLOB, P(target), 0, 0},
-    {"scopes", K_SCOPES, P(scopes), 0, 0},
-    {NULL, 0, 0, 0, 0},
-};
-
-static const key_def issuer_keys[] = {
-    {"issuer", K_ISSUER, I(issuer), 0, 0},
-    {"jwks_file", K_FILE, I(jwks_file), 0, 0},
-    {"jwks_uri", K_FETCHURL, I(jwks_uri), 0, 0},
-    {"discovery", K_BOOL, I(discovery), 0, 0},
-    {"introspection_endpoint", K_FETCHURL, I(introspection_endpoint), 0, 0},
-    {"introspection_client_id", K_TEXT, I(introspection_client_id), 0, 0},
-    {"introspection_client_secret", K_SECRET, I(introspection_client_secret), 0, 0},
-    {"require_typ", K_BOOL, I(require_typ), 0, 0},
-    {NULL, 0, 0, 0, 0},
-};
-
-static const key_def resource_keys[] = {
-    {"uri", K_URI, R(uri), 0, 0},
-    {"trailing_slash", K_BOOL, R(trailing_slash), 0, 0},
-    {"resource_name", K_TEXT, R(resource_name), 0, 0},
-    {"authorization_servers", K_ISSUERS, R(authorization_servers), 0, 0},
-    {"scopes_supported", K_SCOPES, R(scopes_supported), 0, 0},
-    {"scopes_required", K_SCOPES, R(scopes_required), 0, 0},
-    {"scopes_required_get", K_SCOPES, R(scopes_required_method[0]), 0, 0},
-    {"scopes_required_post", K_SCOPES, R(scopes_required_method[1]), 0, 0},
-    {"scopes_required_put", K_SCOPES, R(scopes_required_method[2]), 0, 0},
-    {"scopes_required_patch", K_SCOPES, R(scopes_required_method[3]), 0, 0},
-    {"scopes_required_delete", K_SCOPES, R(scopes_required_method[4]), 0, 0},
-    {"audiences", K_WORDS, R(audiences), 0, 0},
-    {"resource_documentation", K_LINK, R(resource_documentation), 0, 0},
-    {"resource_policy_uri", K_LINK, R(resource_policy_uri), 0, 0},
-    {"resource_tos_uri", K_LINK, R(resource_tos_uri), 0, 0},
-    {"backend", K_BACKEND, R(backend), 0, 0},
-    {"backend_socket", K_SOCKET, R(backend_socket), 0, 0},
-    {"backend_authorization", K_SECRET, R(backend_authorization), 0, 0},
-    {"allowed_origins", K_ORIGINS, R(allowed_origins), 0, 0},
-    {"subject_header", K_HEADER, R(subject_header), 0, 0},
-    {"client_id_header", K_HEADER, R(client_id_header), 0, 0},
-    {"scope_header", K_HEADER, R(scope_header), 0, 0},
-    {"forward_cookies", K_BOOL, R(forward_cookies), 0, 0},
-    {"rate_limit", K_SECONDS, R(rate_limit), 0, 100000},
-    {"rate_burst", K_SECONDS, R(rate_burst), 1, 100000},
-    {"rate_limit_address", K_SECONDS, R(rate_limit_address), 0, 100000},
-    {"rate_burst_address", K_SECONDS, R(rate_burst_address), 1, 100000},
-    {NULL, 0, 0, 0, 0},
-};
-
-typedef enum { S_GLOBAL, S_RESOURCE, S_ISSUER, S_POLICY, S_AS } section_kind;
 
 typedef struct {
     const char *file;
@@ -214,207 +84,351 @@ static int is_scope_char(unsigned char c)
     return c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e);
 }
 
-static int set_value(parser *p, const key_def *k, void *base, const char *section,
-                     const char *v)
-{
-    void *field = (char *)base + k->off;
-    const char *why = NULL;
-    char *canon;
+/* ------------------------------------------------------- value handlers */
 
-    switch (k->type) {
-    case K_TEXT:
-        if (strlen(v) > 200)
-            return fail(p, p->line, "%s: longer than 200 characters", k->name);
-        *(char **)field = strdup(v);
-        break;
-    case K_URI:
-        /* Checked at the end of the section, once trailing_slash is known;
-         * rejecting obvious garbage now still names the right line. */
-        if (!(canon = mcpauth_uri_canonicalize(v, MCPAUTH_URI_KEEP_SLASH, &why)))
-            return fail(p, p->line, "uri \"%s\" %s", v, why);
-        free(canon);
-        *(char **)field = strdup(v);
-        break;
-    case K_LINK:
-        if (!(canon = mcpauth_uri_canonicalize(v, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY,
-                                               &why)))
-            return fail(p, p->line, "%s \"%s\" %s", k->name, v, why);
-        free(canon);
-        *(char **)field = strdup(v);
-        break;
-    case K_BACKEND:
-        if (!(canon = mcpauth_uri_canonicalize(
-                  v, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY | MCPAUTH_URI_ANY_HTTP, &why)))
-            return fail(p, p->line, "backend \"%s\" %s", v, why);
-        free(canon);
-        *(char **)field = strdup(v);
-        break;
-    case K_SOCKET:
-        if (v[0] != '/' || strlen(v) >= 108)
-            return fail(p, p->line, "%s \"%s\" must be an absolute path under 108 bytes", k->name, v);
-        *(char **)field = strdup(v);
-        break;
-    case K_DIR: {
-        struct stat st;
-        if (v[0] != '/')
-            return fail(p, p->line, "%s \"%s\" must be an absolute path", k->name, v);
-        if (stat(v, &st) == 0 && !S_ISDIR(st.st_mode))
-            return fail(p, p->line, "%s \"%s\" is not a directory", k->name, v);
-        *(char **)field = strdup(v);
-        break;
-    }
-    case K_HEADER:
-        for (const char *c = v; *c; c++)
-            if (!isalnum((unsigned char)*c) && *c != '-')
-                return fail(p, p->line, "%s: \"%s\" is not a header name", k->name, v);
-        if (!strcasecmp(v, "Authorization") || !strcasecmp(v, "Cookie") || !strcasecmp(v, "Host") ||
-            !strcasecmp(v, "Content-Length") || !strcasecmp(v, "Transfer-Encoding"))
-            return fail(p, p->line, "%s: \"%s\" cannot carry the identity", k->name, v);
-        *(char **)field = strdup(v);
-        break;
-    case K_SIGNALG:
-        if (strcmp(v, "ES256") != 0 && strcmp(v, "RS256") != 0)
-            return fail(p, p->line, "%s: \"%s\" is not ES256 or RS256", k->name, v);
-        *(char **)field = strdup(v);
-        break;
-    case K_GLOB:
-        if (strlen(v) > 256)
-            return fail(p, p->line, "%s: longer than 256 characters", k->name);
-        *(char **)field = strdup(v);
-        break;
-    case K_ORIGINS: {
-        mcpauth_strlist *l = field;
-        if (mcpauth_strlist_split(l, v) < 0)
-            return fail(p, p->line, "out of memory");
-        for (size_t i = 0; i < l->n; i++) {
-            if (strcmp(l->v[i], "*") == 0)
-                continue;
-            /* An Origin is scheme://host[:port], compared after the same
-             * canonicalization as resource URIs. */
-            canon = mcpauth_uri_canonicalize(l->v[i], MCPAUTH_URI_ANY_HTTP, &why);
-            if (!canon || strchr(strstr(canon, "://") + 3, '/')) {
-                free(canon);
-                return fail(p, p->line, "%s: \"%s\" is not an origin (scheme://host[:port])",
-                            k->name, l->v[i]);
-            }
-            free(l->v[i]);
-            l->v[i] = canon;
-        }
-        break;
-    }
-    case K_ISSUERS: {
-        mcpauth_strlist *l = field;
-        if (mcpauth_strlist_split(l, v) < 0)
-            return fail(p, p->line, "out of memory");
-        if (l->n == 0)
-            return fail(p, p->line, "%s: empty list", k->name);
-        for (size_t i = 0; i < l->n; i++) {
-            /* Issuers are compared byte for byte with the AS metadata (RFC
-             * 8414 §3.3), so they are checked here but never rewritten. */
-            if (!(canon = mcpauth_uri_canonicalize(l->v[i], MCPAUTH_URI_KEEP_SLASH, &why)))
-                return fail(p, p->line, "%s: \"%s\" %s", k->name, l->v[i], why);
-            free(canon);
-        }
-        break;
-    }
-    case K_SCOPES: {
-        mcpauth_strlist *l = field;
-        if (mcpauth_strlist_split(l, v) < 0)
-            return fail(p, p->line, "out of memory");
-        for (size_t i = 0; i < l->n; i++)
-            for (const char *c = l->v[i]; *c; c++)
-                if (!is_scope_char((unsigned char)*c))
-                    return fail(p, p->line, "%s: \"%s\" is not a valid scope token", k->name,
-                                l->v[i]);
-        break;
-    }
-    case K_SECONDS: {
-        char *end;
-        errno = 0;
-        long n = strtol(v, &end, 10);
-        if (!isdigit((unsigned char)*v) || *end || errno || n < k->min || n > k->max)
-            return fail(p, p->line, "%s: \"%s\" is not a whole number from %ld to %ld", k->name,
-                        v, k->min, k->max);
-        *(long *)field = n;
-        break;
-    }
-    case K_BOOL:
-        if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "1"))
-            *(int *)field = 1;
-        else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "0"))
-            *(int *)field = 0;
-        else
-            return fail(p, p->line, "%s: \"%s\" is not yes or no", k->name, v);
-        break;
-    case K_LOGLEVEL: {
-        int l = mcpauth_log_level_parse(v);
-        if (l < 0)
-            return fail(p, p->line, "log_level: \"%s\" is not error, warn, info or debug", v);
-        *(int *)field = l;
-        break;
-    }
-    case K_RESNAME:
-        *(char **)field = strdup(v);
-        p->g_line_default = p->line;
-        break;
-    case K_ISSUER:
-        if (!(canon = mcpauth_uri_canonicalize(v, MCPAUTH_URI_KEEP_SLASH, &why)))
-            return fail(p, p->line, "%s \"%s\" %s", k->name, v, why);
-        free(canon);
-        *(char **)field = strdup(v);
-        break;
-    case K_FETCHURL:
-        if (!(canon = mcpauth_uri_canonicalize(v, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY,
-                                               &why)))
-            return fail(p, p->line, "%s \"%s\" %s", k->name, v, why);
-        free(canon);
-        *(char **)field = strdup(v);
-        break;
-    case K_FILE: {
-        struct stat st;
-        if (v[0] != '/')
-            return fail(p, p->line, "%s \"%s\" must be an absolute path", k->name, v);
-        if (stat(v, &st) < 0)
-            return fail(p, p->line, "%s \"%s\": %s", k->name, v, strerror(errno));
-        if (!S_ISREG(st.st_mode))
-            return fail(p, p->line, "%s \"%s\" is not a regular file", k->name, v);
-        *(char **)field = strdup(v);
-        break;
-    }
-    case K_SECRET:
-        if (strlen(v) > 512)
-            return fail(p, p->line, "%s: longer than 512 characters", k->name);
-        *(char **)field = strdup(v);
-        break;
-    case K_ALGS: {
-        static const char *const known[] = {"RS256", "RS384", "RS512", "PS256", "PS384",
-                                            "PS512", "ES256", "ES384", "ES512", NULL};
-        mcpauth_strlist *l = field;
-        mcpauth_strlist_free(l); /* replaces the default */
-        if (mcpauth_strlist_split(l, v) < 0)
-            return fail(p, p->line, "out of memory");
-        for (size_t i = 0; i < l->n; i++) {
-            size_t j;
-            for (j = 0; known[j] && strcmp(known[j], l->v[i]) != 0; j++)
-                ;
-            if (!known[j])
-                return fail(p, p->line,
-                            "jwt_algorithms: \"%s\" is not one of RS256 RS384 RS512 PS256 PS384 "
-                            "PS512 ES256 ES384 ES512 (\"none\" and HMAC are never accepted)",
-                            l->v[i]);
-        }
-        break;
-    }
-    case K_WORDS: {
-        mcpauth_strlist *l = field;
-        if (mcpauth_strlist_split(l, v) < 0)
-            return fail(p, p->line, "out of memory");
-        break;
-    }
-    }
-    (void)section;
+typedef struct key_def key_def;
+
+/* Checks value v of key k and stores it in its field of base (the struct
+ * of the section being read); -1 after fail(). */
+typedef int (*value_fn)(parser *p, const key_def *k, void *base, const char *v);
+
+struct key_def {
+    const char *name;
+    value_fn set;
+    size_t off;       /* of the field in base */
+    long min, max;    /* set_number: the range; set_text: max is the longest value */
+    unsigned flags;   /* URL kinds: MCPAUTH_URI_*; set_path: S_IFREG or S_IFDIR */
+};
+
+static void *field_of(const key_def *k, void *base)
+{
+    return (char *)base + k->off;
+}
+
+static int store_str(const key_def *k, void *base, const char *v)
+{
+    *(char **)field_of(k, base) = mcpauth__xstrdup(v);
     return 0;
 }
+
+/* Kept verbatim up to k->max characters; never quoted in a message, so
+ * secrets use it too. */
+static int set_text(parser *p, const key_def *k, void *base, const char *v)
+{
+    if (strlen(v) > (size_t)k->max)
+        return fail(p, p->line, "%s: longer than %ld characters", k->name, k->max);
+    return store_str(k, base, v);
+}
+
+/* Kept as written once mcpauth_uri_canonicalize() accepts it under the
+ * kind of URL the row names (k->flags). */
+static int set_url(parser *p, const key_def *k, void *base, const char *v)
+{
+    const char *why;
+    char *canon = mcpauth_uri_canonicalize(v, k->flags, &why);
+    if (!canon)
+        return fail(p, p->line, "%s \"%s\" %s", k->name, v, why);
+    free(canon);
+    return store_str(k, base, v);
+}
+
+/* Canonicalized at the end of the section, once trailing_slash is known;
+ * rejecting obvious garbage now still names the right line. */
+static int set_resource_uri(parser *p, const key_def *k, void *base, const char *v)
+{
+    p->uri_line[p->cfg->nresources - 1] = p->line;
+    return set_url(p, k, base, v);
+}
+
+static int set_socket(parser *p, const key_def *k, void *base, const char *v)
+{
+    if (v[0] != '/' || strlen(v) >= 108) /* sun_path */
+        return fail(p, p->line, "%s \"%s\" must be an absolute path under 108 bytes", k->name, v);
+    return store_str(k, base, v);
+}
+
+/* An absolute path to a regular file or a directory (k->flags: S_IFREG or
+ * S_IFDIR).  A file must exist; a directory may not yet (mcpauth init
+ * makes it), but must not be anything else. */
+static int set_path(parser *p, const key_def *k, void *base, const char *v)
+{
+    struct stat st;
+    int dir = k->flags == S_IFDIR;
+    if (v[0] != '/')
+        return fail(p, p->line, "%s \"%s\" must be an absolute path", k->name, v);
+    if (stat(v, &st) < 0) {
+        if (!dir)
+            return fail(p, p->line, "%s \"%s\": %s", k->name, v, strerror(errno));
+    } else if ((st.st_mode & S_IFMT) != k->flags) {
+        return fail(p, p->line, "%s \"%s\" is not a %s", k->name, v,
+                    dir ? "directory" : "regular file");
+    }
+    return store_str(k, base, v);
+}
+
+/* A header the proxy sets towards the backend (identity, client, scope). */
+static int set_header(parser *p, const key_def *k, void *base, const char *v)
+{
+    for (const char *c = v; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '-')
+            return fail(p, p->line, "%s: \"%s\" is not a header name", k->name, v);
+    if (!strcasecmp(v, "Authorization") || !strcasecmp(v, "Cookie") || !strcasecmp(v, "Host") ||
+        !strcasecmp(v, "Content-Length") || !strcasecmp(v, "Transfer-Encoding"))
+        return fail(p, p->line, "%s: \"%s\" cannot carry the identity", k->name, v);
+    return store_str(k, base, v);
+}
+
+static int set_signing_alg(parser *p, const key_def *k, void *base, const char *v)
+{
+    if (strcmp(v, "ES256") != 0 && strcmp(v, "RS256") != 0)
+        return fail(p, p->line, "%s: \"%s\" is not ES256 or RS256", k->name, v);
+    return store_str(k, base, v);
+}
+
+static int set_log_level(parser *p, const key_def *k, void *base, const char *v)
+{
+    int l = mcpauth_log_level_parse(v);
+    if (l < 0)
+        return fail(p, p->line, "%s: \"%s\" is not error, warn, info or debug", k->name, v);
+    *(int *)field_of(k, base) = l;
+    return 0;
+}
+
+static int set_bool(parser *p, const key_def *k, void *base, const char *v)
+{
+    int *field = field_of(k, base);
+    if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "1"))
+        *field = 1;
+    else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "0"))
+        *field = 0;
+    else
+        return fail(p, p->line, "%s: \"%s\" is not yes or no", k->name, v);
+    return 0;
+}
+
+/* Seconds, bytes or counts: a plain decimal within [k->min, k->max]. */
+static int set_number(parser *p, const key_def *k, void *base, const char *v)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (!isdigit((unsigned char)*v) || *end || errno || n < k->min || n > k->max)
+        return fail(p, p->line, "%s: \"%s\" is not a whole number from %ld to %ld", k->name, v,
+                    k->min, k->max);
+    *(long *)field_of(k, base) = n;
+    return 0;
+}
+
+/* A [resource] name, resolved by finish() once every section is read. */
+static int set_resource_name(parser *p, const key_def *k, void *base, const char *v)
+{
+    (void)base; /* the config has a pointer there, not a name */
+    p->g_line_default = p->line;
+    return store_str(k, &p->g, v);
+}
+
+/* The space-separated words of v in the list field (empty until now: a
+ * key is never set twice). */
+static mcpauth_strlist *split_into(const key_def *k, void *base, const char *v)
+{
+    mcpauth_strlist *l = field_of(k, base);
+    mcpauth_strlist_split(l, v);
+    return l;
+}
+
+static int set_words(parser *p, const key_def *k, void *base, const char *v)
+{
+    (void)p;
+    split_into(k, base, v);
+    return 0;
+}
+
+static int set_scopes(parser *p, const key_def *k, void *base, const char *v)
+{
+    const mcpauth_strlist *l = split_into(k, base, v);
+    for (size_t i = 0; i < l->n; i++)
+        for (const char *c = l->v[i]; *c; c++)
+            if (!is_scope_char((unsigned char)*c))
+                return fail(p, p->line, "%s: \"%s\" is not a valid scope token", k->name, l->v[i]);
+    return 0;
+}
+
+/* Issuers are compared byte for byte with the AS metadata (RFC 8414
+ * §3.3), so they are checked here but never rewritten. */
+static int set_issuers(parser *p, const key_def *k, void *base, const char *v)
+{
+    const mcpauth_strlist *l = split_into(k, base, v);
+    if (l->n == 0)
+        return fail(p, p->line, "%s: empty list", k->name);
+    for (size_t i = 0; i < l->n; i++) {
+        const char *why;
+        char *canon = mcpauth_uri_canonicalize(l->v[i], k->flags, &why);
+        if (!canon)
+            return fail(p, p->line, "%s: \"%s\" %s", k->name, l->v[i], why);
+        free(canon);
+    }
+    return 0;
+}
+
+/* An Origin is scheme://host[:port], compared after the same
+ * canonicalization as resource URIs, so it is stored canonical. */
+static int set_origins(parser *p, const key_def *k, void *base, const char *v)
+{
+    mcpauth_strlist *l = split_into(k, base, v);
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->v[i], "*") == 0)
+            continue;
+        char *canon = mcpauth_uri_canonicalize(l->v[i], MCPAUTH_URI_ANY_HTTP, NULL);
+        if (!canon || strchr(strstr(canon, "://") + 3, '/')) {
+            free(canon);
+            return fail(p, p->line, "%s: \"%s\" is not an origin (scheme://host[:port])", k->name,
+                        l->v[i]);
+        }
+        free(l->v[i]);
+        l->v[i] = canon;
+    }
+    return 0;
+}
+
+static int set_algorithms(parser *p, const key_def *k, void *base, const char *v)
+{
+    static const char *const known[] = {"RS256", "RS384", "RS512", "PS256", "PS384",
+                                        "PS512", "ES256", "ES384", "ES512", NULL};
+    mcpauth_strlist_free(field_of(k, base)); /* replaces the default */
+    const mcpauth_strlist *l = split_into(k, base, v);
+    for (size_t i = 0; i < l->n; i++) {
+        size_t j;
+        for (j = 0; known[j] && strcmp(known[j], l->v[i]) != 0; j++)
+            ;
+        if (!known[j])
+            return fail(p, p->line,
+                        "%s: \"%s\" is not one of RS256 RS384 RS512 PS256 PS384 PS512 ES256 "
+                        "ES384 ES512 (\"none\" and HMAC are never accepted)",
+                        k->name, l->v[i]);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- tables */
+
+/* The kinds of URL (mcpauth_uri_canonicalize flags). */
+#define U_ISSUER MCPAUTH_URI_KEEP_SLASH                          /* an issuer identifier */
+#define U_LINK (MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY) /* for people: documentation */
+#define U_FETCH U_LINK                       /* fetched by mcpauth: https, or http to loopback */
+#define U_BACKEND (U_LINK | MCPAUTH_URI_ANY_HTTP)                 /* the MCP server behind */
+
+/* Row forms: a handler alone, or with its limits. */
+#define KEY(n, fn, f) {n, fn, f, 0, 0, 0}
+#define TEXT(n, f, longest) {n, set_text, f, 0, longest, 0}
+#define NUMBER(n, f, lo, hi) {n, set_number, f, lo, hi, 0}
+#define URL(n, fn, f, kind) {n, fn, f, 0, 0, kind}
+#define PATH(n, f, type) {n, set_path, f, 0, 0, type}
+#define END {NULL, NULL, 0, 0, 0, 0}
+
+#define TEXT_MAX 200   /* names and client IDs */
+#define GLOB_MAX 256   /* fnmatch(3) patterns */
+#define SECRET_MAX 512 /* client secrets, backend credentials */
+
+#define G(f) offsetof(global_scratch, f)
+#define C(f) offsetof(mcpauth_config, f)
+#define R(f) offsetof(mcpauth_resource, f)
+#define I(f) offsetof(mcpauth_issuer, f)
+#define A(f) offsetof(mcpauth_as_config, f)
+#define P(f) offsetof(mcpauth_policy, f)
+
+/* Global keys live in the config itself, except default_resource, which
+ * finish() resolves to a pointer (its handler stores into the scratch). */
+static const key_def global_keys[] = {
+    KEY("log_level", set_log_level, C(log_level)),
+    NUMBER("metadata_max_age", C(metadata_max_age), 0, 604800),
+    KEY("default_resource", set_resource_name, G(default_resource)),
+    KEY("jwt_algorithms", set_algorithms, C(jwt_algorithms)),
+    NUMBER("clock_leeway", C(clock_leeway), 0, 600),
+    NUMBER("token_max_bytes", C(token_max_bytes), 256, 65536),
+    NUMBER("cache_entries", C(cache_entries), 0, 1000000),
+    NUMBER("cache_ttl", C(cache_ttl), 1, 3600),
+    NUMBER("cache_negative_ttl", C(cache_negative_ttl), 0, 300),
+    NUMBER("jwks_min_refresh", C(jwks_min_refresh), 1, 86400),
+    NUMBER("jwks_max_age", C(jwks_max_age), 60, 604800),
+    NUMBER("http_timeout", C(http_timeout), 1, 60),
+    PATH("ca_file", C(ca_file), S_IFREG),
+    NUMBER("max_body_bytes", C(max_body_bytes), 1024, 64 << 20),
+    NUMBER("backend_timeout", C(backend_timeout), 1, 3600),
+    NUMBER("stream_idle_timeout", C(stream_idle_timeout), 1, 86400),
+    NUMBER("session_ttl", C(session_ttl), 60, 604800),
+    NUMBER("proxy_threads", C(proxy_threads), 1, 256),
+    PATH("runtime_dir", C(runtime_dir), S_IFDIR),
+    END,
+};
+
+static const key_def as_keys[] = {
+    URL("issuer", set_url, A(issuer), U_ISSUER),
+    PATH("state_dir", A(state_dir), S_IFDIR),
+    KEY("signing_alg", set_signing_alg, A(signing_alg)),
+    NUMBER("access_token_ttl", A(access_token_ttl), 30, 86400),
+    NUMBER("refresh_token_ttl", A(refresh_token_ttl), 60, 31536000),
+    NUMBER("code_ttl", A(code_ttl), 10, 600),
+    NUMBER("refresh_grace", A(refresh_grace), 0, 300),
+    KEY("registration", set_bool, A(registration)),
+    NUMBER("registration_limit", A(registration_limit), 1, 100000),
+    KEY("client_id_metadata_documents", set_bool, A(cimd)),
+    KEY("cimd_allow_private", set_bool, A(cimd_allow_private)),
+    KEY("consent_remember", set_bool, A(consent_remember)),
+    TEXT("introspection_client_id", A(introspection_client_id), TEXT_MAX),
+    TEXT("introspection_client_secret", A(introspection_client_secret), SECRET_MAX),
+    END,
+};
+
+static const key_def policy_keys[] = {
+    TEXT("resource", P(resource_name), TEXT_MAX),
+    TEXT("method", P(method), GLOB_MAX),
+    TEXT("name", P(target), GLOB_MAX),
+    KEY("scopes", set_scopes, P(scopes)),
+    END,
+};
+
+static const key_def issuer_keys[] = {
+    URL("issuer", set_url, I(issuer), U_ISSUER),
+    PATH("jwks_file", I(jwks_file), S_IFREG),
+    URL("jwks_uri", set_url, I(jwks_uri), U_FETCH),
+    KEY("discovery", set_bool, I(discovery)),
+    URL("introspection_endpoint", set_url, I(introspection_endpoint), U_FETCH),
+    TEXT("introspection_client_id", I(introspection_client_id), TEXT_MAX),
+    TEXT("introspection_client_secret", I(introspection_client_secret), SECRET_MAX),
+    KEY("require_typ", set_bool, I(require_typ)),
+    END,
+};
+
+static const key_def resource_keys[] = {
+    URL("uri", set_resource_uri, R(uri), MCPAUTH_URI_KEEP_SLASH),
+    KEY("trailing_slash", set_bool, R(trailing_slash)),
+    TEXT("resource_name", R(resource_name), TEXT_MAX),
+    URL("authorization_servers", set_issuers, R(authorization_servers), U_ISSUER),
+    KEY("scopes_supported", set_scopes, R(scopes_supported)),
+    KEY("scopes_required", set_scopes, R(scopes_required)),
+    KEY("scopes_required_get", set_scopes, R(scopes_required_method[0])),
+    KEY("scopes_required_post", set_scopes, R(scopes_required_method[1])),
+    KEY("scopes_required_put", set_scopes, R(scopes_required_method[2])),
+    KEY("scopes_required_patch", set_scopes, R(scopes_required_method[3])),
+    KEY("scopes_required_delete", set_scopes, R(scopes_required_method[4])),
+    KEY("audiences", set_words, R(audiences)),
+    URL("resource_documentation", set_url, R(resource_documentation), U_LINK),
+    URL("resource_policy_uri", set_url, R(resource_policy_uri), U_LINK),
+    URL("resource_tos_uri", set_url, R(resource_tos_uri), U_LINK),
+    URL("backend", set_url, R(backend), U_BACKEND),
+    KEY("backend_socket", set_socket, R(backend_socket)),
+    TEXT("backend_authorization", R(backend_authorization), SECRET_MAX),
+    KEY("allowed_origins", set_origins, R(allowed_origins)),
+    KEY("subject_header", set_header, R(subject_header)),
+    KEY("client_id_header", set_header, R(client_id_header)),
+    KEY("scope_header", set_header, R(scope_header)),
+    KEY("forward_cookies", set_bool, R(forward_cookies)),
+    NUMBER("rate_limit", R(rate_limit), 0, 100000),
+    NUMBER("rate_burst", R(rate_burst), 1, 100000),
+    NUMBER("rate_limit_address", R(rate_limit_address), 0, 100000),
+    NUMBER("rate_burst_address", R(rate_burst_address), 1, 100000),
+    END,
+};
 
 static int open_issuer(parser *p, const char *name)
 {
@@ -425,15 +439,9 @@ static int open_issuer(parser *p, const char *name)
                         cfg->issuers[i]->line);
     if (cfg->nissuers >= CONF_MAX_RESOURCES)
         return fail(p, p->line, "more than %d issuers", CONF_MAX_RESOURCES);
-    mcpauth_issuer **ni = realloc(cfg->issuers, (cfg->nissuers + 1) * sizeof *ni);
-    if (!ni)
-        return fail(p, p->line, "out of memory");
-    cfg->issuers = ni;
-    mcpauth_issuer *is = calloc(1, sizeof *is);
-    if (!is || !(is->name = strdup(name))) {
-        free(is);
-        return fail(p, p->line, "out of memory");
-    }
+    cfg->issuers = mcpauth__xrealloc(cfg->issuers, (cfg->nissuers + 1) * sizeof *cfg->issuers);
+    mcpauth_issuer *is = mcpauth__xcalloc(1, sizeof *is);
+    is->name = mcpauth__xstrdup(name);
     is->line = p->line;
     is->discovery = 1;
     cfg->issuers[cfg->nissuers++] = is;
@@ -450,15 +458,9 @@ static int open_policy(parser *p, const char *name)
                         cfg->policies[i]->line);
     if (cfg->npolicies >= 4 * CONF_MAX_RESOURCES)
         return fail(p, p->line, "more than %d policies", 4 * CONF_MAX_RESOURCES);
-    mcpauth_policy **np = realloc(cfg->policies, (cfg->npolicies + 1) * sizeof *np);
-    if (!np)
-        return fail(p, p->line, "out of memory");
-    cfg->policies = np;
-    mcpauth_policy *po = calloc(1, sizeof *po);
-    if (!po || !(po->name = strdup(name))) {
-        free(po);
-        return fail(p, p->line, "out of memory");
-    }
+    cfg->policies = mcpauth__xrealloc(cfg->policies, (cfg->npolicies + 1) * sizeof *cfg->policies);
+    mcpauth_policy *po = mcpauth__xcalloc(1, sizeof *po);
+    po->name = mcpauth__xstrdup(name);
     po->line = p->line;
     cfg->policies[cfg->npolicies++] = po;
     p->kind = S_POLICY;
@@ -494,8 +496,7 @@ static int open_section(parser *p, char *line)
         if (p->cfg->as)
             return fail(p, p->line, "[authorization_server] is already defined at line %u",
                         p->cfg->as->line);
-        if (!(p->cfg->as = calloc(1, sizeof *p->cfg->as)))
-            return fail(p, p->line, "out of memory");
+        p->cfg->as = mcpauth__xcalloc(1, sizeof *p->cfg->as);
         mcpauth_as_config *a = p->cfg->as;
         a->line = p->line;
         a->access_token_ttl = 600;
@@ -531,17 +532,12 @@ static int open_section(parser *p, char *line)
                         cfg->resources[i].line);
     if (cfg->nresources >= CONF_MAX_RESOURCES)
         return fail(p, p->line, "more than %d resources", CONF_MAX_RESOURCES);
-    mcpauth_resource *nr = realloc(cfg->resources, (cfg->nresources + 1) * sizeof *nr);
-    unsigned *nl = realloc(p->uri_line, (cfg->nresources + 1) * sizeof *nl);
-    if (nr)
-        cfg->resources = nr;
-    if (nl)
-        p->uri_line = nl;
-    if (!nr || !nl)
-        return fail(p, p->line, "out of memory");
+    cfg->resources =
+        mcpauth__xrealloc(cfg->resources, (cfg->nresources + 1) * sizeof *cfg->resources);
+    p->uri_line = mcpauth__xrealloc(p->uri_line, (cfg->nresources + 1) * sizeof *p->uri_line);
     mcpauth_resource *r = &cfg->resources[cfg->nresources++];
     memset(r, 0, sizeof *r);
-    r->name = strdup(name);
+    r->name = mcpauth__xstrdup(name);
     r->line = p->line;
     /* Defaults; mcpauth.conf(5) lists the same values. */
     r->rate_limit = 20;
@@ -549,7 +545,7 @@ static int open_section(parser *p, char *line)
     r->rate_limit_address = 50;
     r->rate_burst_address = 100;
     p->uri_line[cfg->nresources - 1] = 0;
-    return r->name ? 0 : fail(p, p->line, "out of memory");
+    return 0;
 }
 
 static int set_key(parser *p, char *line)
@@ -611,22 +607,17 @@ static int set_key(parser *p, char *line)
     p->seen |= 1ULL << i;
     if (!*val)
         return fail(p, p->line, "%s: empty value", key);
-    if (tab[i].type == K_URI)
-        p->uri_line[cfg->nresources - 1] = p->line;
-    if (tab[i].type == K_RESNAME)
-        base = &p->g;
-    return set_value(p, &tab[i], base, NULL, val);
+    return tab[i].set(p, &tab[i], base, val);
 }
 
-static int join(char **out, const char *a, const char *b)
+/* a then b, on the heap. */
+static char *concat(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
-    *out = malloc(la + lb + 1);
-    if (!*out)
-        return -1;
-    memcpy(*out, a, la);
-    memcpy(*out + la, b, lb + 1);
-    return 0;
+    char *out = mcpauth__xmalloc(la + lb + 1);
+    memcpy(out, a, la);
+    memcpy(out + la, b, lb + 1);
+    return out;
 }
 
 static const mcpauth_issuer *issuer_for(parser *p, const char *id)
@@ -636,15 +627,9 @@ static const mcpauth_issuer *issuer_for(parser *p, const char *id)
         if (strcmp(cfg->issuers[i]->issuer, id) == 0)
             return cfg->issuers[i];
     /* Not configured: defaults (discovery, JWT only). */
-    mcpauth_issuer **ni = realloc(cfg->issuers, (cfg->nissuers + 1) * sizeof *ni);
-    if (!ni)
-        return NULL;
-    cfg->issuers = ni;
-    mcpauth_issuer *is = calloc(1, sizeof *is);
-    if (!is || !(is->issuer = strdup(id))) {
-        free(is);
-        return NULL;
-    }
+    cfg->issuers = mcpauth__xrealloc(cfg->issuers, (cfg->nissuers + 1) * sizeof *cfg->issuers);
+    mcpauth_issuer *is = mcpauth__xcalloc(1, sizeof *is);
+    is->issuer = mcpauth__xstrdup(id);
     is->discovery = 1;
     cfg->issuers[cfg->nissuers++] = is;
     return is;
@@ -708,34 +693,32 @@ static int finish(parser *p)
         if (r->trailing_slash && canon[strlen(canon) - 1] != '/')
             return fail(p, p->uri_line[i],
                         "trailing_slash = yes but uri \"%s\" does not end with \"/\"", canon);
-        if (mcpauth_uri_split(canon, &r->origin, &r->path) < 0 ||
-            join(&r->metadata_path, MCPAUTH_PRM_WELL_KNOWN, r->path) < 0 ||
-            join(&r->metadata_url, r->origin, r->metadata_path) < 0 ||
-            !(r->host = strdup(r->origin + strcspn(r->origin, ":") + 3)))
-            return fail(p, r->line, "out of memory");
+        mcpauth_uri_split(canon, &r->origin, &r->path); /* canonical: cannot fail */
+        r->metadata_path = concat(MCPAUTH_PRM_WELL_KNOWN, r->path);
+        r->metadata_url = concat(r->origin, r->metadata_path);
+        r->host = mcpauth__xstrdup(r->origin + strcspn(r->origin, ":") + 3);
         if (check_scopes_subset(p, r, &r->scopes_required) < 0)
             return -1;
         for (int m = 0; m < 5; m++)
             if (check_scopes_subset(p, r, &r->scopes_required_method[m]) < 0)
                 return -1;
-        if ((!r->subject_header && !(r->subject_header = strdup("X-MCP-Subject"))) ||
-            (!r->client_id_header && !(r->client_id_header = strdup("X-MCP-Client-Id"))) ||
-            (!r->scope_header && !(r->scope_header = strdup("X-MCP-Scope"))))
-            return fail(p, r->line, "out of memory");
-        r->issuers = calloc(r->authorization_servers.n, sizeof *r->issuers);
-        if (!r->issuers)
-            return fail(p, r->line, "out of memory");
+        if (!r->subject_header)
+            r->subject_header = mcpauth__xstrdup("X-MCP-Subject");
+        if (!r->client_id_header)
+            r->client_id_header = mcpauth__xstrdup("X-MCP-Client-Id");
+        if (!r->scope_header)
+            r->scope_header = mcpauth__xstrdup("X-MCP-Scope");
+        r->issuers = mcpauth__xcalloc(r->authorization_servers.n, sizeof *r->issuers);
         for (size_t a = 0; a < r->authorization_servers.n; a++)
-            if (!(r->issuers[a] = issuer_for(p, r->authorization_servers.v[a])))
-                return fail(p, r->line, "out of memory");
+            r->issuers[a] = issuer_for(p, r->authorization_servers.v[a]);
         for (size_t j = 0; j < i; j++)
             if (strcmp(cfg->resources[j].uri, r->uri) == 0)
                 return fail(p, p->uri_line[i],
                             "resources \"%s\" and \"%s\" have the same uri \"%s\" (first at line %u)",
                             cfg->resources[j].name, r->name, r->uri, p->uri_line[j]);
     }
-    if (!cfg->runtime_dir && !(cfg->runtime_dir = strdup(LOCALSTATEDIR "/lib/mcpauth")))
-        return fail(p, 0, "out of memory");
+    if (!cfg->runtime_dir)
+        cfg->runtime_dir = mcpauth__xstrdup(LOCALSTATEDIR "/lib/mcpauth");
     for (size_t i = 0; i < cfg->npolicies; i++) {
         mcpauth_policy *po = cfg->policies[i];
         if (!po->resource_name || !po->method || po->scopes.n == 0)
@@ -750,8 +733,8 @@ static int finish(parser *p)
         mcpauth_as_config *a = cfg->as;
         if (!a->issuer || !a->state_dir)
             return fail(p, a->line, "[authorization_server] needs issuer and state_dir");
-        if (!a->signing_alg && !(a->signing_alg = strdup("ES256")))
-            return fail(p, a->line, "out of memory");
+        if (!a->signing_alg)
+            a->signing_alg = mcpauth__xstrdup("ES256");
         if (!a->introspection_client_id != !a->introspection_client_secret)
             return fail(p, a->line, "[authorization_server]: introspection_client_id and "
                                     "introspection_client_secret go together");
@@ -762,21 +745,8 @@ static int finish(parser *p)
                 continue;
             used = 1;
             for (size_t k = 0; k < r->scopes_supported.n; k++)
-                if (!mcpauth_strlist_has(&a->scopes_supported, r->scopes_supported.v[k])) {
-                    mcpauth_strlist one = {0, NULL};
-                    if (mcpauth_strlist_split(&one, r->scopes_supported.v[k]) < 0)
-                        return fail(p, a->line, "out of memory");
-                    char **nv = realloc(a->scopes_supported.v,
-                                        (a->scopes_supported.n + 2) * sizeof *nv);
-                    if (!nv) {
-                        mcpauth_strlist_free(&one);
-                        return fail(p, a->line, "out of memory");
-                    }
-                    a->scopes_supported.v = nv;
-                    a->scopes_supported.v[a->scopes_supported.n++] = one.v[0];
-                    a->scopes_supported.v[a->scopes_supported.n] = NULL;
-                    free(one.v);
-                }
+                if (!mcpauth_strlist_has(&a->scopes_supported, r->scopes_supported.v[k]))
+                    mcpauth_strlist_split(&a->scopes_supported, r->scopes_supported.v[k]);
         }
         if (!used)
             return fail(p, a->line,
@@ -800,13 +770,10 @@ mcpauth_config *mcpauth_config_parse(const char *text, size_t len, const char *n
     p.file = name;
     p.err = err;
     p.errlen = errlen;
-    p.cfg = calloc(1, sizeof *p.cfg);
-    if (!p.cfg || !(p.cfg->file = strdup(name)) ||
-        mcpauth_strlist_split(&p.cfg->jwt_algorithms, "RS256 ES256") < 0) {
-        fail(&p, 0, "out of memory");
-        goto bad;
-    }
+    p.cfg = mcpauth__xcalloc(1, sizeof *p.cfg);
+    p.cfg->file = mcpauth__xstrdup(name);
     /* Defaults; mcpauth.conf(5) lists the same values. */
+    mcpauth_strlist_split(&p.cfg->jwt_algorithms, "RS256 ES256");
     p.cfg->log_level = MCPAUTH_LOG_INFO;
     p.cfg->metadata_max_age = 3600;
     p.cfg->clock_leeway = 60;
@@ -880,12 +847,12 @@ mcpauth_config *mcpauth_config_load(const char *file, char *err, size_t errlen)
         fclose(f);
         return NULL;
     }
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t n = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
-    int rerr = !buf || ferror(f);
+    char *buf = mcpauth__xmalloc((size_t)st.st_size + 1);
+    size_t n = fread(buf, 1, (size_t)st.st_size, f);
+    int rerr = ferror(f);
     fclose(f);
     if (rerr) {
-        snprintf(err, errlen, "%s: cannot read: %s", file, buf ? strerror(errno) : "out of memory");
+        snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
         free(buf);
         return NULL;
     }

@@ -19,7 +19,9 @@
 #include <mcpauth/mcpauth.h>
 #include <mcpauth/uri.h>
 
+#include "alloc.h"
 #include "fetch.h"
+#include "strbuf.h"
 
 #define DEFAULT_TIMEOUT_MS 5000L
 #define MAX_TIMEOUT_MS 600000L              /* a caller's typo must not hang a worker */
@@ -32,7 +34,6 @@ typedef struct fetch_state {
     char *body;
     size_t len, cap, max;
     int too_large;
-    int oom;
     int in_body; /* header lines now are trailers: ignored */
     int headers_too_large;
     size_t header_bytes;
@@ -44,13 +45,13 @@ typedef struct fetch_state {
     char refused_why[160];
 } fetch_state;
 
-static void set_err(char *err, size_t errlen, const char *msg)
+/* curl's messages can quote peer data (TLS alerts, header names): the
+ * reason stays one printable line. */
+static void set_curl_err(char *err, size_t errlen, const char *msg)
 {
     if (!err || !errlen)
         return;
-    snprintf(err, errlen, "%s", msg);
-    /* curl's messages can quote peer data (TLS alerts, header names):
-     * keep the reason one printable line. */
+    mcpauth__errf(err, errlen, "%s", msg);
     for (char *p = err; *p; p++)
         if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
             *p = '?';
@@ -64,9 +65,7 @@ char *mcpauth_form_encode(const char *value)
     size_t len = strlen(value);
     if (len > (SIZE_MAX - 1) / 3)
         return NULL;
-    char *out = malloc(3 * len + 1), *o = out;
-    if (!out)
-        return NULL;
+    char *out = mcpauth__xmalloc(3 * len + 1), *o = out;
     for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
         if (isalnum(*p) && *p < 0x80)
             *o++ = (char)*p; /* isalnum may be locale-dependent above 0x7f */
@@ -108,12 +107,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
             ncap *= 2;
         if (ncap > st->max + 1)
             ncap = st->max + 1;
-        char *nb = realloc(st->body, ncap);
-        if (!nb) {
-            st->oom = 1;
-            return 0;
-        }
-        st->body = nb;
+        st->body = mcpauth__xrealloc(st->body, ncap);
         st->cap = ncap;
     }
     memcpy(st->body + st->len, data, n);
@@ -404,25 +398,25 @@ static int check_url(CURLU *u, const char *url, int https_only, int *https, int 
     int rc = -1;
     if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
-        set_err(err, errlen, "invalid URL");
+        mcpauth__errf(err, errlen, "invalid URL");
         goto done;
     }
     *https = strcasecmp(scheme, "https") == 0;
     if (!*https && https_only) {
-        set_err(err, errlen, "refused URL: only https is allowed");
+        mcpauth__errf(err, errlen, "refused URL: only https is allowed");
         goto done;
     }
     if (!*https && strcasecmp(scheme, "http") != 0) {
-        set_err(err, errlen, "refused URL: only https (or http to a loopback host) is allowed");
+        mcpauth__errf(err, errlen, "refused URL: only https (or http to a loopback host) is allowed");
         goto done;
     }
     if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !*host) {
-        set_err(err, errlen, "invalid URL: no host");
+        mcpauth__errf(err, errlen, "invalid URL: no host");
         goto done;
     }
     *loopback = mcpauth_uri_host_is_loopback(host);
     if (!*https && !*loopback) {
-        set_err(err, errlen, "refused URL: only https (or http to a loopback host) is allowed");
+        mcpauth__errf(err, errlen, "refused URL: only https (or http to a loopback host) is allowed");
         goto done;
     }
     rc = 0;
@@ -447,20 +441,25 @@ int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch
     if (err && errlen)
         err[0] = '\0';
     if (!res) {
-        set_err(err, errlen, "internal error: no result");
+        mcpauth__errf(err, errlen, "internal error: no result");
         return -1;
     }
     memset(res, 0, sizeof *res);
     res->max_age = -1;
     if (!url) {
-        set_err(err, errlen, "invalid URL");
+        mcpauth__errf(err, errlen, "invalid URL");
         return -1;
     }
     if (!opts)
         opts = &no_opts;
     const char *accept = opts->accept && *opts->accept ? opts->accept : "application/json";
     if (has_ctl(accept)) {
-        set_err(err, errlen, "invalid Accept value");
+        mcpauth__errf(err, errlen, "invalid Accept value");
+        return -1;
+    }
+    char accept_line[256];
+    if (mcpauth__fmt(accept_line, sizeof accept_line, "Accept: %s", accept) < 0) {
+        mcpauth__errf(err, errlen, "Accept value too long"); /* never sent cut short */
         return -1;
     }
     long timeout = opts->timeout_ms > 0 ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -474,39 +473,24 @@ int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch
     st.max_age = -1;
     st.deny_private = opts->deny_private != 0;
 
-    CURLU *u = curl_url();
+    CURLU *u = mcpauth__check(curl_url(), "CURLU");
     CURL *c = NULL;
-    struct curl_slist *hdrs = NULL, *h;
+    struct curl_slist *hdrs = NULL;
     char *user = NULL, *pass = NULL;
     char ebuf[CURL_ERROR_SIZE] = "";
-    char line[256];
     int rc = -1, https = 0, loopback = 0;
-    if (!u) {
-        set_err(err, errlen, "out of memory");
-        return -1;
-    }
     if (check_url(u, url, opts->https_only, &https, &loopback, err, errlen) != 0)
         goto done;
-    c = curl_easy_init();
-    if (!c) {
-        set_err(err, errlen, "cannot create HTTP handle");
-        goto done;
-    }
+    c = mcpauth__check(curl_easy_init(), "curl handle");
     st.curl = c;
 
-    snprintf(line, sizeof line, "Accept: %s", accept);
-    if (!(h = curl_slist_append(hdrs, line)))
-        goto oom;
-    hdrs = h;
+    hdrs = mcpauth__check(curl_slist_append(hdrs, accept_line), "curl_slist");
     /* A 100-continue round trip only adds latency to small token requests. */
-    if (!(h = curl_slist_append(hdrs, "Expect:")))
-        goto oom;
-    hdrs = h;
-    if (opts->form) {
-        if (!(h = curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded")))
-            goto oom;
-        hdrs = h;
-    }
+    hdrs = mcpauth__check(curl_slist_append(hdrs, "Expect:"), "curl_slist");
+    if (opts->form)
+        hdrs = mcpauth__check(
+            curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded"),
+            "curl_slist");
 
     CURLcode sc = CURLE_OK;
 #define SET(opt, val)                                                                          \
@@ -561,47 +545,45 @@ int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch
         /* RFC 6749 §2.3.1: client_id and secret are form-encoded first. */
         user = mcpauth_form_encode(opts->basic_user ? opts->basic_user : "");
         pass = mcpauth_form_encode(opts->basic_pass ? opts->basic_pass : "");
-        if (!user || !pass)
-            goto oom;
+        if (!user || !pass) {
+            mcpauth__errf(err, errlen, "client credentials too long");
+            goto done;
+        }
         SET(CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         SET(CURLOPT_USERNAME, user);
         SET(CURLOPT_PASSWORD, pass);
     }
 #undef SET
     if (sc != CURLE_OK) {
-        set_err(err, errlen, "cannot configure HTTP request (libcurl too old?)");
+        mcpauth__errf(err, errlen, "cannot configure HTTP request (libcurl too old?)");
         goto done;
     }
 
     CURLcode cc = curl_easy_perform(c);
     if (st.too_large) {
-        snprintf(line, sizeof line, "response larger than %zu bytes", st.max);
-        set_err(err, errlen, line);
+        mcpauth__errf(err, errlen, "response larger than %zu bytes", st.max);
         goto done;
     }
-    if (st.oom)
-        goto oom;
     if (st.headers_too_large) {
-        snprintf(line, sizeof line, "response headers larger than %zu bytes", MAX_HEADER_BYTES);
-        set_err(err, errlen, line);
+        mcpauth__errf(err, errlen, "response headers larger than %zu bytes", MAX_HEADER_BYTES);
         goto done;
     }
     if (cc != CURLE_OK && st.refused) {
-        set_err(err, errlen, st.refused_why);
+        mcpauth__errf(err, errlen, "%s", st.refused_why);
         goto done;
     }
     if (cc != CURLE_OK) {
-        set_err(err, errlen, ebuf[0] ? ebuf : curl_easy_strerror(cc));
+        set_curl_err(err, errlen, ebuf[0] ? ebuf : curl_easy_strerror(cc));
         goto done;
     }
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (code < 100 || code > 999) {
-        set_err(err, errlen, "no valid HTTP response");
+        mcpauth__errf(err, errlen, "no valid HTTP response");
         goto done;
     }
-    if (!st.body && !(st.body = calloc(1, 1)))
-        goto oom; /* callers always get a string */
+    if (!st.body)
+        st.body = mcpauth__xcalloc(1, 1); /* callers always get a string */
     res->status = code;
     res->body = st.body;
     res->len = st.len;
@@ -609,10 +591,6 @@ int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch
     res->max_age = st.no_store ? 0 : st.max_age;
     memcpy(res->content_type, st.content_type, sizeof res->content_type);
     rc = 0;
-    goto done;
-
-oom:
-    set_err(err, errlen, "out of memory");
 done:
     if (c)
         curl_easy_cleanup(c);

@@ -11,6 +11,8 @@
 #include <mcpauth/http.h>
 #include <mcpauth/log.h>
 
+#include "alloc.h"
+
 const char *mcpauth_request_param(const mcpauth_request *req, const char *name)
 {
     return req->param ? req->param(req->ctx, name) : NULL;
@@ -31,17 +33,12 @@ char *mcpauth_request_body(const mcpauth_request *req, size_t max, ssize_t *len)
     long long hint = cl ? strtoll(cl, NULL, 10) : 0;
     size_t cap = hint > 0 && (size_t)hint <= max ? (size_t)hint : (max < 8192 ? max : 8192);
     size_t n = 0;
-    char *buf = malloc(cap + 1);
+    char *buf = mcpauth__xmalloc(cap + 1);
     *len = -1;
-    if (!buf)
-        return NULL;
     for (;;) {
         if (n == cap && cap < max) {
             size_t ncap = cap * 2 < max ? cap * 2 : max;
-            char *nb = realloc(buf, ncap + 1);
-            if (!nb)
-                break;
-            buf = nb;
+            buf = mcpauth__xrealloc(buf, ncap + 1);
             cap = ncap;
         }
         char one;
@@ -91,14 +88,67 @@ static const char *param_or_empty(const mcpauth_request *req, const char *name)
     return v ? v : "";
 }
 
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes the raw request path into out (the form lighttpd and Apache route
+ * on) and refuses every form two parsers could read differently: the web
+ * server normalises dot segments, merged slashes and (on some builds)
+ * backslashes and encoded slashes before it picks the file or handler,
+ * while a program matching the raw text would pick another resource.
+ * Once these are refused, normalising changes nothing but the escapes, so
+ * the decoded path is exactly the one the server serves. */
+static const char *path_decode(const char *raw, size_t len, char *out)
+{
+    if (len == 0 || raw[0] != '/')
+        return "path does not start with /";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)raw[i];
+        if (c == '%') {
+            if (i + 2 >= len || hexval((unsigned char)raw[i + 1]) < 0 ||
+                hexval((unsigned char)raw[i + 2]) < 0)
+                return "malformed percent-encoding";
+            c = (unsigned char)(hexval((unsigned char)raw[i + 1]) * 16 +
+                                hexval((unsigned char)raw[i + 2]));
+            i += 2;
+            /* Encoded dots and slashes are how path confusion is smuggled
+             * past one parser; an encoded '%' is double encoding. */
+            if (c == '.' || c == '/' || c == '\\' || c == '%')
+                return "encoded dot, slash, backslash or percent sign";
+        }
+        if (c < 0x20 || c == 0x7f)
+            return "control character";
+        if (c == '\\' || c == ';' || c == '#')
+            return "backslash, semicolon or hash";
+        if (c >= 0x80)
+            return "non-ASCII byte";
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    for (const char *seg = out; seg; seg = strchr(seg + 1, '/')) {
+        size_t n = strcspn(seg + 1, "/");
+        if (n == 0 && seg[1] == '/')
+            return "empty path segment (//)";
+        if ((n == 1 && seg[1] == '.') || (n == 2 && seg[1] == '.' && seg[2] == '.'))
+            return "dot segment";
+    }
+    return NULL;
+}
+
 int mcpauth_request_init(mcpauth_request *req, const char *(*param)(void *, const char *),
                          ssize_t (*read)(void *, char *, size_t), void *ctx)
 {
     req->param = param;
     req->read = read;
     req->ctx = ctx;
-    if (!param || !ctx)
-        req->alive = NULL;
+    req->alive = NULL; /* the binding sets it when it can tell */
+    req->path_error = NULL;
     req->method = param_or_empty(req, "REQUEST_METHOD");
     req->remote_addr = param_or_empty(req, "REMOTE_ADDR");
     /* REQUEST_URI is what the client sent, identical under Apache and
@@ -111,11 +161,14 @@ int mcpauth_request_init(mcpauth_request *req, const char *(*param)(void *, cons
         size_t plen = strcspn(uri, "?");
         if (plen >= sizeof req->pathbuf)
             return -1;
-        memcpy(req->pathbuf, uri, plen);
-        req->pathbuf[plen] = '\0';
         if (uri[plen] == '?')
             req->query = uri + plen + 1;
+        if ((req->path_error = path_decode(uri, plen, req->pathbuf)) != NULL) {
+            req->pathbuf[0] = '\0';
+            return -2;
+        }
     } else {
+        /* Already decoded and normalised by the server (CGI/1.1). */
         int n = snprintf(req->pathbuf, sizeof req->pathbuf, "%s%s",
                          param_or_empty(req, "SCRIPT_NAME"), param_or_empty(req, "PATH_INFO"));
         if (n < 0 || (size_t)n >= sizeof req->pathbuf)
@@ -123,6 +176,21 @@ int mcpauth_request_init(mcpauth_request *req, const char *(*param)(void *, cons
         req->query = param_or_empty(req, "QUERY_STRING");
     }
     return 0;
+}
+
+int mcpauth_request_refuse(const mcpauth_request *req, int init_rc, mcpauth_response *resp)
+{
+    if (init_rc == -1) {
+        mcpauth_log(MCPAUTH_LOG_INFO, "uri_too_long", "client", req->remote_addr, NULL);
+        return mcpauth_response_error(resp, 414, "invalid_request", "request URI too long");
+    }
+    const char *uri = mcpauth_request_param(req, "REQUEST_URI");
+    mcpauth_log_security("ambiguous_path", "client", req->remote_addr, "uri", uri, "reason",
+                         req->path_error, NULL);
+    char why[160];
+    snprintf(why, sizeof why, "request path refused: %s",
+             req->path_error ? req->path_error : "invalid");
+    return mcpauth_response_error(resp, 400, "invalid_request", why);
 }
 
 const char *mcpauth_http_reason(int status)
@@ -145,6 +213,7 @@ const char *mcpauth_http_reason(int status)
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
     case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";

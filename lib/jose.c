@@ -4,7 +4,6 @@
  * does not fit it. */
 #include "config.h"
 
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,21 +19,25 @@
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 
+#include <mcpauth/log.h>
 #include <mcpauth/util.h>
 
+#include "alloc.h"
 #include "jose.h"
+#include "strbuf.h"
 
 #define JWKS_MAX_BYTES (1 << 20) /* same as the default fetch limit */
 #define JWKS_MAX_DEPTH 10        /* object, keys, key, key_ops: 4 needed */
 #define JWKS_MAX_KEYS 100
 #define KID_MAX_LEN 256
 #define RSA_MIN_BITS 2048
-#define RSA_MAX_BITS 16384       /* OpenSSL's own limit for RSA operations */
+#define RSA_MAX_BITS MCPAUTH_RSA_MAX_BITS
+#define RSA_DECODE_BITS 16384    /* OpenSSL's own limit: larger "n" is garbage */
 #define RSA_MAX_E_BITS 64        /* OpenSSL refuses larger e for big moduli */
 #define EC_MAX_COORD 66          /* P-521 */
-/* Longest base64url text we decode: RSA_MAX_BITS plus one leading zero. */
-#define B64_MAX_IN (((RSA_MAX_BITS / 8 + 1) * 4 + 2) / 3)
-#define B64_MAX_OUT (RSA_MAX_BITS / 8 + 1)
+/* Longest base64url text we decode: RSA_DECODE_BITS plus one leading zero. */
+#define B64_MAX_IN (((RSA_DECODE_BITS / 8 + 1) * 4 + 2) / 3)
+#define B64_MAX_OUT (RSA_DECODE_BITS / 8 + 1)
 
 struct mcpauth_jwks {
     atomic_uint refs;
@@ -125,17 +128,6 @@ int mcpauth_jwk_fits(const mcpauth_jwk *key, mcpauth_alg alg)
 
 /* ---- JWKS parsing ---- */
 
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* A string member: 1 present, 0 absent, -1 not a string or holding a NUL
  * (json-c decodes \u0000, and "sig\u0000x" must not compare as "sig"). */
 static int member_str(json_object *o, const char *name, const char **s, size_t *len)
@@ -143,11 +135,7 @@ static int member_str(json_object *o, const char *name, const char **s, size_t *
     json_object *v;
     if (!json_object_object_get_ex(o, name, &v))
         return 0;
-    if (!json_object_is_type(v, json_type_string))
-        return -1;
-    *s = json_object_get_string(v);
-    *len = (size_t)json_object_get_string_len(v);
-    return strlen(*s) == *len ? 1 : -1;
+    return (*s = mcpauth__json_str(v, len)) ? 1 : -1;
 }
 
 /* Decodes a required base64url member into buf; returns its length or -1
@@ -159,18 +147,18 @@ static ssize_t member_b64(json_object *o, const char *name, unsigned char *buf, 
     size_t len;
     int r = member_str(o, name, &s, &len);
     if (r <= 0) {
-        set_err(why, whylen, r ? "\"%s\" is not a string" : "no \"%s\"", name);
+        mcpauth__errf(why, whylen, r ? "\"%s\" is not a string" : "no \"%s\"", name);
         return -1;
     }
     if (len > B64_MAX_IN || len / 4 * 3 + (len % 4 ? len % 4 - 1 : 0) > bufsize) {
-        set_err(why, whylen, "\"%s\" is too long", name);
+        mcpauth__errf(why, whylen, "\"%s\" is too long", name);
         return -1;
     }
     ssize_t n = mcpauth_b64url_decode(s, len, buf, bufsize);
     if (n < 0)
-        set_err(why, whylen, "\"%s\" is not base64url", name);
+        mcpauth__errf(why, whylen, "\"%s\" is not base64url", name);
     else if (n == 0) {
-        set_err(why, whylen, "\"%s\" is empty", name);
+        mcpauth__errf(why, whylen, "\"%s\" is empty", name);
         n = -1;
     }
     return n;
@@ -188,11 +176,10 @@ static int key_ops_allow_verify(json_object *o)
     int ok = 0;
     size_t n = json_object_array_length(ops);
     for (size_t i = 0; i < n; i++) {
-        json_object *v = json_object_array_get_idx(ops, i);
-        if (!json_object_is_type(v, json_type_string))
+        const char *op = mcpauth__json_str(json_object_array_get_idx(ops, i), NULL);
+        if (!op)
             return -1;
-        if (strcmp(json_object_get_string(v), "verify") == 0 &&
-            (size_t)json_object_get_string_len(v) == strlen("verify"))
+        if (strcmp(op, "verify") == 0)
             ok = 1;
     }
     return ok;
@@ -201,9 +188,9 @@ static int key_ops_allow_verify(json_object *o)
 static EVP_PKEY *pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld)
 {
     EVP_PKEY *pkey = NULL;
-    OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+    OSSL_PARAM *params = mcpauth__check(OSSL_PARAM_BLD_to_param(bld), "OSSL_PARAM");
     EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
-    if (!params || !ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
+    if (!ctx || EVP_PKEY_fromdata_init(ctx) <= 0 ||
         EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0)
         pkey = NULL;
     EVP_PKEY_CTX_free(ctx);
@@ -211,7 +198,9 @@ static EVP_PKEY *pkey_fromdata(const char *type, OSSL_PARAM_BLD *bld)
     return pkey;
 }
 
-static EVP_PKEY *rsa_key(json_object *o, char *why, size_t whylen)
+/* NULL with *skip set: a key too large to ever verify a token (the
+ * validator reads signatures of up to MCPAUTH_JWS_SIG_MAX bytes). */
+static EVP_PKEY *rsa_key(json_object *o, int *skip, char *why, size_t whylen)
 {
     unsigned char nbuf[B64_MAX_OUT], ebuf[B64_MAX_OUT];
     ssize_t nlen = member_b64(o, "n", nbuf, sizeof nbuf, why, whylen);
@@ -223,38 +212,34 @@ static EVP_PKEY *rsa_key(json_object *o, char *why, size_t whylen)
 
     EVP_PKEY *pkey = NULL;
     OSSL_PARAM_BLD *bld = NULL;
-    BIGNUM *n = BN_bin2bn(nbuf, (int)nlen, NULL);
-    BIGNUM *e = BN_bin2bn(ebuf, (int)elen, NULL);
-    if (!n || !e) {
-        set_err(why, whylen, "out of memory");
-        goto out;
-    }
+    BIGNUM *n = mcpauth__check(BN_bin2bn(nbuf, (int)nlen, NULL), "BIGNUM");
+    BIGNUM *e = mcpauth__check(BN_bin2bn(ebuf, (int)elen, NULL), "BIGNUM");
     int bits = BN_num_bits(n);
     /* A weak key is the administrator's mistake to see, not to skip. */
     if (bits < RSA_MIN_BITS) {
-        set_err(why, whylen, "RSA key of %d bits, under %d", bits, RSA_MIN_BITS);
+        mcpauth__errf(why, whylen, "RSA key of %d bits, under %d", bits, RSA_MIN_BITS);
         goto out;
     }
     if (bits > RSA_MAX_BITS) {
-        set_err(why, whylen, "RSA key of %d bits, over %d", bits, RSA_MAX_BITS);
+        mcpauth__errf(why, whylen, "RSA key of %d bits, over %d: no signature of it can be verified",
+                bits, RSA_MAX_BITS);
+        *skip = 1;
         goto out;
     }
     /* OpenSSL does not check a public key on import; these cheap checks
      * catch nonsense (an RSA modulus is odd, e is odd, 1 < e < n). */
     if (!BN_is_odd(n) || !BN_is_odd(e) || BN_is_one(e) || BN_num_bits(e) > RSA_MAX_E_BITS ||
         BN_cmp(e, n) >= 0) {
-        set_err(why, whylen, "invalid RSA public key");
+        mcpauth__errf(why, whylen, "invalid RSA public key");
         goto out;
     }
-    bld = OSSL_PARAM_BLD_new();
-    if (!bld || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
-        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e)) {
-        set_err(why, whylen, "out of memory");
-        goto out;
-    }
+    bld = mcpauth__check(OSSL_PARAM_BLD_new(), "OSSL_PARAM_BLD");
+    if (!OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) ||
+        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+        mcpauth__oom("OSSL_PARAM_BLD");
     pkey = pkey_fromdata("RSA", bld);
     if (!pkey)
-        set_err(why, whylen, "RSA key rejected by OpenSSL");
+        mcpauth__errf(why, whylen, "RSA key rejected by OpenSSL");
 out:
     OSSL_PARAM_BLD_free(bld);
     BN_free(n);
@@ -274,7 +259,7 @@ static EVP_PKEY *ec_key(json_object *o, const curve_info *c, char *why, size_t w
         return NULL;
     /* RFC 7518 §6.2.1.2: each coordinate is exactly the curve's size. */
     if ((size_t)xlen != c->coord || (size_t)ylen != c->coord) {
-        set_err(why, whylen, "%s coordinates must be %zu bytes, got %zd and %zd", c->jwk_name,
+        mcpauth__errf(why, whylen, "%s coordinates must be %zu bytes, got %zd and %zd", c->jwk_name,
                 c->coord, xlen, ylen);
         return NULL;
     }
@@ -283,13 +268,10 @@ static EVP_PKEY *ec_key(json_object *o, const curve_info *c, char *why, size_t w
     memcpy(pt + 1 + c->coord, y, c->coord);
 
     EVP_PKEY *pkey = NULL;
-    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    if (!bld || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, c->ossl_name, 0) ||
-        !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, 1 + 2 * c->coord)) {
-        set_err(why, whylen, "out of memory");
-        OSSL_PARAM_BLD_free(bld);
-        return NULL;
-    }
+    OSSL_PARAM_BLD *bld = mcpauth__check(OSSL_PARAM_BLD_new(), "OSSL_PARAM_BLD");
+    if (!OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, c->ossl_name, 0) ||
+        !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, 1 + 2 * c->coord))
+        mcpauth__oom("OSSL_PARAM_BLD");
     pkey = pkey_fromdata("EC", bld);
     OSSL_PARAM_BLD_free(bld);
 
@@ -297,7 +279,7 @@ static EVP_PKEY *ec_key(json_object *o, const curve_info *c, char *why, size_t w
      * and in the prime-order group. */
     EVP_PKEY_CTX *ctx = pkey ? EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL) : NULL;
     if (!ctx || EVP_PKEY_public_check(ctx) != 1) {
-        set_err(why, whylen, "not a valid %s public key (point not on the curve)", c->jwk_name);
+        mcpauth__errf(why, whylen, "not a valid %s public key (point not on the curve)", c->jwk_name);
         EVP_PKEY_free(pkey);
         pkey = NULL;
     }
@@ -313,11 +295,11 @@ static int parse_key(json_object *o, mcpauth_jwk *out, char *why, size_t whylen)
     int r;
 
     if (!json_object_is_type(o, json_type_object)) {
-        set_err(why, whylen, "not a JSON object");
+        mcpauth__errf(why, whylen, "not a JSON object");
         return -1;
     }
     if (member_str(o, "kty", &s, &len) != 1) {
-        set_err(why, whylen, "no \"kty\" string");
+        mcpauth__errf(why, whylen, "no \"kty\" string");
         return -1;
     }
     /* RFC 7517 §5: ignore key types we do not understand ("oct", "OKP"). */
@@ -329,13 +311,13 @@ static int parse_key(json_object *o, mcpauth_jwk *out, char *why, size_t whylen)
         return 0;
 
     if ((r = member_str(o, "use", &s, &len)) < 0) {
-        set_err(why, whylen, "\"use\" is not a string");
+        mcpauth__errf(why, whylen, "\"use\" is not a string");
         return -1;
     }
     if (r == 1 && strcmp(s, "sig") != 0)
         return 0;
     if ((r = key_ops_allow_verify(o)) < 0) {
-        set_err(why, whylen, "\"key_ops\" is not an array of strings");
+        mcpauth__errf(why, whylen, "\"key_ops\" is not an array of strings");
         return -1;
     }
     if (r == 0)
@@ -343,7 +325,7 @@ static int parse_key(json_object *o, mcpauth_jwk *out, char *why, size_t whylen)
 
     out->alg = MCPAUTH_ALG_UNKNOWN;
     if ((r = member_str(o, "alg", &s, &len)) < 0) {
-        set_err(why, whylen, "\"alg\" is not a string");
+        mcpauth__errf(why, whylen, "\"alg\" is not a string");
         return -1;
     }
     /* A key bound to an algorithm we refuse (HS256, RSA-OAEP, ...) must not
@@ -354,11 +336,11 @@ static int parse_key(json_object *o, mcpauth_jwk *out, char *why, size_t whylen)
     const char *kid = NULL;
     size_t kidlen = 0;
     if ((r = member_str(o, "kid", &kid, &kidlen)) < 0) {
-        set_err(why, whylen, "\"kid\" is not a string");
+        mcpauth__errf(why, whylen, "\"kid\" is not a string");
         return -1;
     }
     if (r == 1 && kidlen > KID_MAX_LEN) {
-        set_err(why, whylen, "\"kid\" longer than %d bytes", KID_MAX_LEN);
+        mcpauth__errf(why, whylen, "\"kid\" longer than %d bytes", KID_MAX_LEN);
         return -1;
     }
 
@@ -366,7 +348,7 @@ static int parse_key(json_object *o, mcpauth_jwk *out, char *why, size_t whylen)
     out->curve_nid = 0;
     if (out->kty == MCPAUTH_KTY_EC) {
         if (member_str(o, "crv", &s, &len) != 1) {
-            set_err(why, whylen, "no \"crv\" string");
+            mcpauth__errf(why, whylen, "no \"crv\" string");
             return -1;
         }
         for (size_t i = 0; i < sizeof curves / sizeof curves[0]; i++)
@@ -382,21 +364,19 @@ static int parse_key(json_object *o, mcpauth_jwk *out, char *why, size_t whylen)
 
     /* Private members ("d", "p", ...) are ignored: only the public part is
      * imported. */
-    out->pkey = out->kty == MCPAUTH_KTY_RSA ? rsa_key(o, why, whylen)
+    int skip = 0;
+    out->pkey = out->kty == MCPAUTH_KTY_RSA ? rsa_key(o, &skip, why, whylen)
                                            : ec_key(o, curve, why, whylen);
+    if (skip) {
+        /* Unusable rather than weak: the other keys still serve. */
+        mcpauth_log(MCPAUTH_LOG_WARN, "jwk_refused", "kid", kid ? kid : "(none)", "reason", why,
+                    NULL);
+        why[0] = '\0';
+        return 0;
+    }
     if (!out->pkey)
         return -1;
-    out->kid = NULL;
-    if (kid) {
-        out->kid = malloc(kidlen + 1);
-        if (!out->kid) {
-            set_err(why, whylen, "out of memory");
-            EVP_PKEY_free(out->pkey);
-            out->pkey = NULL;
-            return -1;
-        }
-        memcpy(out->kid, kid, kidlen + 1);
-    }
+    out->kid = kid ? mcpauth__xstrndup(kid, kidlen) : NULL;
     return 1;
 }
 
@@ -412,33 +392,29 @@ static void jwks_free(mcpauth_jwks *set)
 
 mcpauth_jwks *mcpauth_jwks_parse(const char *json, size_t len, char *err, size_t errlen)
 {
-    set_err(err, errlen, "%s", "");
+    mcpauth__errf(err, errlen, "%s", "");
     if (!json || len == 0) {
-        set_err(err, errlen, "JWKS is empty");
+        mcpauth__errf(err, errlen, "JWKS is empty");
         return NULL;
     }
     if (len > JWKS_MAX_BYTES) {
-        set_err(err, errlen, "JWKS is larger than %d bytes", JWKS_MAX_BYTES);
+        mcpauth__errf(err, errlen, "JWKS is larger than %d bytes", JWKS_MAX_BYTES);
         return NULL;
     }
     /* json-c would stop at a NUL and ignore what follows. */
     if (memchr(json, '\0', len)) {
-        set_err(err, errlen, "JWKS is not valid JSON: contains a NUL byte");
+        mcpauth__errf(err, errlen, "JWKS is not valid JSON: contains a NUL byte");
         return NULL;
     }
 
-    json_tokener *tok = json_tokener_new_ex(JWKS_MAX_DEPTH);
-    if (!tok) {
-        set_err(err, errlen, "out of memory");
-        return NULL;
-    }
+    json_tokener *tok = mcpauth__check(json_tokener_new_ex(JWKS_MAX_DEPTH), "json_tokener");
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     json_object *root = json_tokener_parse_ex(tok, json, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     size_t end = json_tokener_get_parse_end(tok);
     json_tokener_free(tok);
     if (!root || jerr != json_tokener_success || end != len) {
-        set_err(err, errlen, "JWKS is not valid JSON: %s",
+        mcpauth__errf(err, errlen, "JWKS is not valid JSON: %s",
                 jerr == json_tokener_continue ? "truncated"
                 : root                         ? "trailing characters"
                                                : json_tokener_error_desc(jerr));
@@ -449,30 +425,27 @@ mcpauth_jwks *mcpauth_jwks_parse(const char *json, size_t len, char *err, size_t
     mcpauth_jwks *set = NULL;
     json_object *keys;
     if (!json_object_is_type(root, json_type_object)) {
-        set_err(err, errlen, "JWKS is not a JSON object");
+        mcpauth__errf(err, errlen, "JWKS is not a JSON object");
         goto fail;
     }
     if (!json_object_object_get_ex(root, "keys", &keys) ||
         !json_object_is_type(keys, json_type_array)) {
-        set_err(err, errlen, "JWKS has no \"keys\" array");
+        mcpauth__errf(err, errlen, "JWKS has no \"keys\" array");
         goto fail;
     }
     size_t n = json_object_array_length(keys);
     if (n > JWKS_MAX_KEYS) {
-        set_err(err, errlen, "JWKS has %zu keys, more than %d", n, JWKS_MAX_KEYS);
+        mcpauth__errf(err, errlen, "JWKS has %zu keys, more than %d", n, JWKS_MAX_KEYS);
         goto fail;
     }
-    set = calloc(1, sizeof *set);
-    if (!set || (n && !(set->keys = calloc(n, sizeof *set->keys)))) {
-        set_err(err, errlen, "out of memory");
-        goto fail;
-    }
+    set = mcpauth__xcalloc(1, sizeof *set);
+    set->keys = mcpauth__xcalloc(n, sizeof *set->keys);
     for (size_t i = 0; i < n; i++) {
         char why[160] = "";
         mcpauth_jwk k = {0};
         int r = parse_key(json_object_array_get_idx(keys, i), &k, why, sizeof why);
         if (r < 0) {
-            set_err(err, errlen, "keys[%zu]: %s", i, why);
+            mcpauth__errf(err, errlen, "keys[%zu]: %s", i, why);
             goto fail;
         }
         if (r == 1)
@@ -539,10 +512,10 @@ const mcpauth_jwk *mcpauth_jwks_find(const mcpauth_jwks *set, const char *kid, m
 static unsigned char *ecdsa_raw_to_der(const unsigned char *sig, size_t coord, int *derlen)
 {
     unsigned char *der = NULL;
-    ECDSA_SIG *es = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(sig, (int)coord, NULL);
-    BIGNUM *s = BN_bin2bn(sig + coord, (int)coord, NULL);
-    if (!es || !r || !s || !ECDSA_SIG_set0(es, r, s)) {
+    ECDSA_SIG *es = mcpauth__check(ECDSA_SIG_new(), "ECDSA_SIG");
+    BIGNUM *r = mcpauth__check(BN_bin2bn(sig, (int)coord, NULL), "BIGNUM");
+    BIGNUM *s = mcpauth__check(BN_bin2bn(sig + coord, (int)coord, NULL), "BIGNUM");
+    if (!ECDSA_SIG_set0(es, r, s)) {
         BN_free(r);
         BN_free(s);
         ECDSA_SIG_free(es);
@@ -590,9 +563,10 @@ int mcpauth_jws_verify(const mcpauth_jwk *key, mcpauth_alg alg, const char *inpu
 
     int ok = 0;
     EVP_PKEY_CTX *pctx = NULL;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new(); /* per call: the EVP_PKEY is shared read-only */
+    /* per call: the EVP_PKEY is shared read-only */
+    EVP_MD_CTX *ctx = mcpauth__check(EVP_MD_CTX_new(), "EVP_MD_CTX");
     const EVP_MD *md = alg_md(alg);
-    if (!ctx || !md || EVP_DigestVerifyInit(ctx, &pctx, md, NULL, key->pkey) != 1)
+    if (!md || EVP_DigestVerifyInit(ctx, &pctx, md, NULL, key->pkey) != 1)
         goto out;
     if (a->kty == MCPAUTH_KTY_RSA) {
         if (a->pss) {

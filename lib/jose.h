@@ -35,6 +35,13 @@ const char *mcpauth_alg_name(mcpauth_alg alg);
 
 typedef enum { MCPAUTH_KTY_RSA = 1, MCPAUTH_KTY_EC = 2 } mcpauth_kty;
 
+/* The largest RSA modulus taken into a key set, and so the largest JWS
+ * signature a verifier needs room for (RSA: the modulus size; ES512: 132).
+ * Callers decode signatures into MCPAUTH_JWS_SIG_MAX bytes: a larger key
+ * would sit in the set while none of its signatures could ever fit. */
+#define MCPAUTH_RSA_MAX_BITS 8192
+#define MCPAUTH_JWS_SIG_MAX (MCPAUTH_RSA_MAX_BITS / 8)
+
 typedef struct mcpauth_jwk {
     char *kid;          /* NULL when the JWK has none */
     mcpauth_kty kty;
@@ -48,10 +55,12 @@ typedef struct mcpauth_jwk {
 typedef struct mcpauth_jwks mcpauth_jwks;
 
 /* Parses a JWKS document ({"keys":[...]}).  Keys that cannot verify
- * signatures (use other than "sig", kty "oct", unsupported curves, private
- * keys are taken as public) are skipped, not fatal; a document that is not
- * a JWKS, or an RSA key under 2048 bits, is an error.  Returns NULL with a
- * reason in err. Result has one reference. */
+ * signatures (use other than "sig", kty "oct", unsupported curves, RSA over
+ * MCPAUTH_RSA_MAX_BITS; private keys are taken as public) are skipped, not
+ * fatal (an RSA key too large is logged with its kid); a document that is
+ * not a JWKS, a string member holding a NUL, or an RSA key under 2048 bits,
+ * is an error.  Returns NULL with a reason in err. Result has one
+ * reference. */
 mcpauth_jwks *mcpauth_jwks_parse(const char *json, size_t len, char *err, size_t errlen);
 mcpauth_jwks *mcpauth_jwks_ref(mcpauth_jwks *set);
 void mcpauth_jwks_unref(mcpauth_jwks *set);

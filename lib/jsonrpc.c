@@ -16,6 +16,8 @@
 
 #include <mcpauth/jsonrpc.h>
 
+#include "alloc.h"
+
 #define DEFAULT_MAX_DEPTH 64
 #define DEFAULT_MAX_BATCH 32
 #define METHOD_MAX 256
@@ -296,16 +298,10 @@ static size_t count_members(json_object *o)
  * number or literal leaves the tokener waiting for a delimiter, so a space
  * is fed to end it (trailing white space is allowed anyway).  json-c's
  * null is a NULL object: NULL with *e == json_tokener_success is "null". */
-static json_object *tokenize(const char *s, size_t len, int max_depth, enum json_tokener_error *e,
-                             int *oom)
+static json_object *tokenize(const char *s, size_t len, int max_depth, enum json_tokener_error *e)
 {
-    *oom = 0;
     *e = json_tokener_success;
-    json_tokener *tok = json_tokener_new_ex(max_depth);
-    if (!tok) {
-        *oom = 1;
-        return NULL;
-    }
+    json_tokener *tok = mcpauth__check(json_tokener_new_ex(max_depth), "json_tokener");
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     json_object *o = json_tokener_parse_ex(tok, s, (int)len);
     *e = json_tokener_get_error(tok);
@@ -344,12 +340,9 @@ static json_object *parse_body(const char *body, size_t len, int max_depth, mcpa
         return NULL;
     }
     enum json_tokener_error e;
-    int oom;
-    json_object *root = tokenize(body, len, max_depth, &e, &oom);
-    if (!root && (oom || e != json_tokener_success)) {
-        if (oom)
-            fail(err, 500, MCPAUTH_RPC_INTERNAL_ERROR, "Internal error");
-        else if (e == json_tokener_continue)
+    json_object *root = tokenize(body, len, max_depth, &e);
+    if (!root && e != json_tokener_success) {
+        if (e == json_tokener_continue)
             fail(err, 400, MCPAUTH_RPC_PARSE_ERROR, "Parse error: unexpected end of input");
         else if (e == json_tokener_error_depth)
             fail(err, 400, MCPAUTH_RPC_PARSE_ERROR, "Parse error: nesting too deep");
@@ -388,12 +381,7 @@ static int has_member(json_object *o, const char *key)
  * read a shorter string than the backend does). */
 static const char *plain_string(json_object *v)
 {
-    if (!json_object_is_type(v, json_type_string))
-        return NULL;
-    const char *s = json_object_get_string(v);
-    if (strlen(s) != (size_t)json_object_get_string_len(v))
-        return NULL;
-    return s;
+    return mcpauth__json_str(v, NULL);
 }
 
 /* The id as JSON text when it is a usable id: a string of at most
@@ -404,7 +392,14 @@ static const char *id_text(json_object *id, const char **why)
 {
     *why = "id must be a string or integer";
     if (json_object_is_type(id, json_type_string)) {
-        if (json_object_get_string_len(id) > ID_STRING_MAX) {
+        size_t n;
+        /* "7\u0000x" would be one id to us and to a backend that reads C
+         * strings another: the answer could reach the wrong request. */
+        if (!mcpauth__json_str(id, &n)) {
+            *why = "id must not contain NUL";
+            return NULL;
+        }
+        if (n > ID_STRING_MAX) {
             *why = "id too long";
             return NULL;
         }
@@ -417,7 +412,10 @@ static const char *id_text(json_object *id, const char **why)
     } else {
         return NULL;
     }
-    return json_object_to_json_string_ext(id, TO_STRING_FLAGS);
+    const char *t = json_object_to_json_string_ext(id, TO_STRING_FLAGS);
+    if (!t)
+        mcpauth__oom("json text");
+    return t;
 }
 
 /* The error carries the id when it was readable and fits, else null. */
@@ -464,9 +462,8 @@ static int check_message(json_object *m, msg_info *mi, mcpauth_rpc_error *err)
     if (!json_object_is_type(m, json_type_object))
         return fail(err, 400, MCPAUTH_RPC_INVALID_REQUEST,
                     "Invalid Request: a message must be a JSON object");
-    json_object *v = member(m, "jsonrpc");
-    if (!v || !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) != 3 ||
-        memcmp(json_object_get_string(v), "2.0", 3) != 0)
+    const char *jv = plain_string(member(m, "jsonrpc"));
+    if (!jv || strcmp(jv, "2.0") != 0)
         return fail(err, 400, MCPAUTH_RPC_INVALID_REQUEST, "Invalid Request: jsonrpc must be \"2.0\"");
 
     int has_result = has_member(m, "result"), has_error = has_member(m, "error");
@@ -483,7 +480,7 @@ static int check_message(json_object *m, msg_info *mi, mcpauth_rpc_error *err)
             return fail(err, 400, MCPAUTH_RPC_INVALID_REQUEST,
                         "Invalid Request: method must be a non-empty string of at most %d bytes "
                         "without control characters", METHOD_MAX);
-        mi->method = json_object_get_string(method);
+        mi->method = plain_string(method);
         if (has_id) {
             if (!id_text(mi->id, &why))
                 return fail(err, 400, MCPAUTH_RPC_INVALID_REQUEST, "Invalid Request: %s", why);
@@ -584,9 +581,7 @@ static int name_matches(const char *hdr, const char *name)
         memcmp(hdr + hl - (sizeof suf - 1), suf, sizeof suf - 1) == 0) {
         const char *p = hdr + sizeof pre - 1;
         size_t pl = hl - (sizeof pre - 1) - (sizeof suf - 1);
-        unsigned char *buf = malloc(pl / 4 * 3 + 3);
-        if (!buf)
-            return 0;
+        unsigned char *buf = mcpauth__xmalloc(pl / 4 * 3 + 3);
         long n = b64_decode(p, pl, buf);
         int ok = n >= 0 && (size_t)n == nl && memcmp(buf, name, nl) == 0;
         free(buf);
@@ -610,9 +605,8 @@ static int check_era_2026(const msg_info *mi, const mcpauth_rpc_headers *h, mcpa
      * absence is left to the server. */
     json_object *meta = member(mi->params, "_meta");
     if (has_member(meta, META_VERSION_KEY)) {
-        json_object *v = member(meta, META_VERSION_KEY);
-        if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) != 10 ||
-            memcmp(json_object_get_string(v), V_2026, 10) != 0)
+        const char *v = plain_string(member(meta, META_VERSION_KEY));
+        if (!v || strcmp(v, V_2026) != 0)
             return fail(err, 400, MCPAUTH_RPC_HEADER_MISMATCH,
                         "MCP-Protocol-Version header does not match the body");
     }
@@ -624,12 +618,12 @@ static int check_era_2026(const msg_info *mi, const mcpauth_rpc_headers *h, mcpa
  * unknown proposal is not refused: negotiation is the server's business. */
 static const char *version_without_header(json_object *root)
 {
-    json_object *method = member(root, "method");
-    if (!has_member(root, "id") || !json_object_is_type(method, json_type_string) ||
-        strcmp(json_object_get_string(method), "initialize") != 0)
+    const char *method = plain_string(member(root, "method"));
+    if (!has_member(root, "id") || !method || strcmp(method, "initialize") != 0)
         return V_2025_03;
-    json_object *pv = member(member(root, "params"), "protocolVersion");
-    const char *v = json_object_is_type(pv, json_type_string) ? known_version(json_object_get_string(pv)) : NULL;
+    /* "2025-06-18\u0000x" is not 2025-06-18: the server would not read it so. */
+    const char *pv = plain_string(member(member(root, "params"), "protocolVersion"));
+    const char *v = pv ? known_version(pv) : NULL;
     /* 2026-07-28 has no initialize: stay in the era that has one. */
     if (!v || strcmp(v, V_2026) == 0)
         return V_2025_03;
@@ -724,12 +718,8 @@ int mcpauth_rpc_parse(const char *body, size_t len, const mcpauth_rpc_headers *h
     }
     const char *why;
     const char *id = first.kind == MCPAUTH_MSG_NOTIFICATION ? "null" : id_text(first.id, &why);
-    rpc_priv *p = calloc(1, sizeof *p);
-    if (!p || !(p->id_json = strdup(id))) {
-        free(p);
-        fail(err, 500, MCPAUTH_RPC_INTERNAL_ERROR, "Internal error");
-        goto refuse;
-    }
+    rpc_priv *p = mcpauth__xcalloc(1, sizeof *p);
+    p->id_json = mcpauth__xstrdup(id);
     p->root = root;
     rpc->priv = p;
     rpc->era = era;
@@ -767,16 +757,23 @@ void mcpauth_rpc_free(mcpauth_rpc *rpc)
  * not a string or integer becomes null. */
 static json_object *id_value(const char *id_json)
 {
-    if (!id_json || !*id_json || strlen(id_json) > 4 * ID_STRING_MAX)
+    /* an allowed id's JSON text: each byte escaped as \u00XX, plus quotes */
+    if (!id_json || !*id_json || strlen(id_json) > 6 * ID_STRING_MAX + 2)
         return NULL;
     enum json_tokener_error e;
-    int oom;
-    json_object *id = tokenize(id_json, strlen(id_json), 2, &e, &oom);
+    json_object *id = tokenize(id_json, strlen(id_json), 2, &e);
     if (id && !json_object_is_type(id, json_type_string) && !json_object_is_type(id, json_type_int)) {
         json_object_put(id);
         id = NULL;
     }
     return id;
+}
+
+/* A member that json-c could not add would silently be missing. */
+static void add_member(json_object *o, const char *key, json_object *v)
+{
+    if (json_object_object_add(o, key, v) < 0)
+        mcpauth__oom("json");
 }
 
 int mcpauth_rpc_error_json(char *buf, size_t cap, int code, const char *message, const char *id_json)
@@ -785,21 +782,20 @@ int mcpauth_rpc_error_json(char *buf, size_t cap, int code, const char *message,
         return -1;
     buf[0] = '\0';
     int ret = -1;
-    json_object *o = json_object_new_object(), *e = json_object_new_object();
-    if (!o || !e) {
-        json_object_put(o);
-        json_object_put(e);
-        return -1;
-    }
+    json_object *o = mcpauth__check(json_object_new_object(), "json");
+    json_object *e = mcpauth__check(json_object_new_object(), "json");
     /* Members in the order of the contract; json-c keeps insertion order. */
-    json_object_object_add(o, "jsonrpc", json_object_new_string("2.0"));
-    json_object_object_add(e, "code", json_object_new_int(code));
-    json_object_object_add(e, "message", json_object_new_string(message ? message : ""));
-    json_object_object_add(o, "error", e);
-    json_object_object_add(o, "id", id_value(id_json));
+    add_member(o, "jsonrpc", mcpauth__check(json_object_new_string("2.0"), "json"));
+    add_member(e, "code", mcpauth__check(json_object_new_int(code), "json"));
+    add_member(e, "message",
+               mcpauth__check(json_object_new_string(message ? message : ""), "json"));
+    add_member(o, "error", e);
+    add_member(o, "id", id_value(id_json)); /* NULL: null */
     size_t n = 0;
     const char *s = json_object_to_json_string_length(o, TO_STRING_FLAGS, &n);
-    if (s && n < cap && n <= INT_MAX) {
+    if (!s)
+        mcpauth__oom("json text");
+    if (n < cap && n <= INT_MAX) {
         memcpy(buf, s, n + 1);
         ret = (int)n;
     }

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,35 +28,26 @@
 
 #include <mcpauth/util.h>
 
+#include "alloc.h"
+#include "jose.h"
 #include "keys.h"
+#include "strbuf.h"
 
 #define KEY_FILE_MAX (64 * 1024)    /* a PEM private key is a few KiB */
 #define RSA_BITS 3072
-#define RSA_MAX_BYTES (16384 / 8)
+#define RSA_MIN_BITS 2048
+#define RSA_MAX_BYTES (16384 / 8)   /* what pub_members can export */
 #define EC_COORD 32                 /* P-256 */
 #define PRUNE_MIN_AGE 60            /* never delete a file younger than this */
 #define B64LEN(n) (4 * (((n) + 2) / 3) + 1)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static int join(char *out, size_t outlen, const char *dir, const char *name)
+/* dir/name in out[outlen]; -1 when it does not fit (never a shorter path). */
+static int path_join(char *out, size_t outlen, const char *dir, const char *name)
 {
     size_t dl = strlen(dir);
     while (dl > 1 && dir[dl - 1] == '/')
         dl--;
-    int n = snprintf(out, outlen, "%.*s/%s", (int)dl, dir, name);
-    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+    return mcpauth__fmt(out, outlen, "%.*s/%s", (int)dl, dir, name);
 }
 
 static int alg_ok(const char *alg)
@@ -154,35 +144,35 @@ static int open_private(const char *path, const char *what, char *err, size_t er
 {
     struct stat st;
     if (lstat(path, &st) < 0) {
-        set_err(err, errlen, "%s %s: %s", what, path, strerror(errno));
+        mcpauth__errf(err, errlen, "%s %s: %s", what, path, strerror(errno));
         return -1;
     }
     if (S_ISLNK(st.st_mode)) {
-        set_err(err, errlen, "%s %s is a symbolic link: refused", what, path);
+        mcpauth__errf(err, errlen, "%s %s is a symbolic link: refused", what, path);
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s %s is not a regular file", what, path);
+        mcpauth__errf(err, errlen, "%s %s is not a regular file", what, path);
         return -1;
     }
     if (st.st_mode & 077) {
-        set_err(err, errlen, "%s %s has mode %04o, readable beyond its owner: refused (chmod 600 it)",
+        mcpauth__errf(err, errlen, "%s %s has mode %04o, readable beyond its owner: refused (chmod 600 it)",
                 what, path, (unsigned)(st.st_mode & 07777));
         return -1;
     }
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         if (errno == ELOOP)
-            set_err(err, errlen, "%s %s is a symbolic link: refused", what, path);
+            mcpauth__errf(err, errlen, "%s %s is a symbolic link: refused", what, path);
         else
-            set_err(err, errlen, "%s %s: %s", what, path, strerror(errno));
+            mcpauth__errf(err, errlen, "%s %s: %s", what, path, strerror(errno));
         return -1;
     }
     /* The file checked is the file opened (no swap in between). */
     struct stat fst;
     if (fstat(fd, &fst) < 0 || fst.st_dev != st.st_dev || fst.st_ino != st.st_ino ||
         !S_ISREG(fst.st_mode) || (fst.st_mode & 077)) {
-        set_err(err, errlen, "%s %s changed while being opened: refused", what, path);
+        mcpauth__errf(err, errlen, "%s %s changed while being opened: refused", what, path);
         close(fd);
         return -1;
     }
@@ -242,22 +232,22 @@ static EVP_PKEY *read_key_file(const char *path, char *err, size_t errlen)
     int fd = open_private(path, "key file", err, errlen);
     if (fd < 0)
         return NULL;
-    unsigned char *buf = malloc(KEY_FILE_MAX);
-    ssize_t n = buf ? read_all(fd, buf, KEY_FILE_MAX) : -1;
+    unsigned char *buf = mcpauth__xmalloc(KEY_FILE_MAX);
+    ssize_t n = read_all(fd, buf, KEY_FILE_MAX);
     close(fd);
     if (n < 0) {
-        set_err(err, errlen, "key file %s: cannot read it (or over %d bytes)", path, KEY_FILE_MAX);
+        mcpauth__errf(err, errlen, "key file %s: cannot read it (or over %d bytes)", path, KEY_FILE_MAX);
         free(buf);
         return NULL;
     }
-    BIO *bio = BIO_new_mem_buf(buf, (int)n);
-    EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+    BIO *bio = mcpauth__check(BIO_new_mem_buf(buf, (int)n), "BIO");
+    EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
     BIO_free(bio);
     OPENSSL_cleanse(buf, (size_t)n);
     free(buf);
     ERR_clear_error();
     if (!pkey)
-        set_err(err, errlen, "key file %s: not a PEM private key", path);
+        mcpauth__errf(err, errlen, "key file %s: not a PEM private key", path);
     return pkey;
 }
 
@@ -267,16 +257,24 @@ static int key_matches(EVP_PKEY *pkey, const char *kid, const char *alg, const c
 {
     char tp[64];
     if (!alg_ok(alg)) {
-        set_err(err, errlen, "key %s: unsupported algorithm \"%s\"", kid, alg ? alg : "");
+        mcpauth__errf(err, errlen, "key %s: unsupported algorithm \"%s\"", kid, alg ? alg : "");
         return -1;
     }
     if (pub_members(pkey, p) < 0 || p->ec != (strcmp(alg, "ES256") == 0)) {
         ERR_clear_error();
-        set_err(err, errlen, "key file %s: not an %s key", path, alg);
+        mcpauth__errf(err, errlen, "key file %s: not an %s key", path, alg);
         return -1;
     }
     if (thumbprint_of(p, tp, sizeof tp) < 0 || strcmp(tp, kid) != 0) {
-        set_err(err, errlen, "key file %s does not hold key %s", path, kid);
+        mcpauth__errf(err, errlen, "key file %s does not hold key %s", path, kid);
+        return -1;
+    }
+    /* The bounds jose.c puts on every key set: a token signed with a larger
+     * key could never be verified, a smaller one is weak. */
+    int bits = EVP_PKEY_get_bits(pkey);
+    if (!p->ec && (bits < RSA_MIN_BITS || bits > MCPAUTH_RSA_MAX_BITS)) {
+        mcpauth__errf(err, errlen, "key %s (%s): RSA key of %d bits, outside %d to %d: refused", kid,
+                path, bits, RSA_MIN_BITS, MCPAUTH_RSA_MAX_BITS);
         return -1;
     }
     return 0;
@@ -287,26 +285,26 @@ static int key_matches(EVP_PKEY *pkey, const char *kid, const char *alg, const c
 /* state_dir/keys as a real directory (0700 when we create it). */
 static int keys_dir(const char *state_dir, char *dir, size_t dirlen, char *err, size_t errlen)
 {
-    if (join(dir, dirlen, state_dir, "keys") < 0) {
-        set_err(err, errlen, "state directory path too long");
+    if (path_join(dir, dirlen, state_dir, "keys") < 0) {
+        mcpauth__errf(err, errlen, "state directory path too long");
         return -1;
     }
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-        set_err(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        mcpauth__errf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
     struct stat st;
     if (lstat(dir, &st) < 0) {
-        set_err(err, errlen, "%s: %s", dir, strerror(errno));
+        mcpauth__errf(err, errlen, "%s: %s", dir, strerror(errno));
         return -1;
     }
     if (!S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "%s is not a directory%s", dir,
+        mcpauth__errf(err, errlen, "%s is not a directory%s", dir,
                 S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
         return -1;
     }
     if (st.st_mode & 077) {
-        set_err(err, errlen, "%s has mode %04o, open beyond its owner: refused (chmod 700 it)", dir,
+        mcpauth__errf(err, errlen, "%s has mode %04o, open beyond its owner: refused (chmod 700 it)", dir,
                 (unsigned)(st.st_mode & 07777));
         return -1;
     }
@@ -317,7 +315,7 @@ static int write_key_file(const char *path, EVP_PKEY *pkey, char *err, size_t er
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
     if (fd < 0) {
-        set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
+        mcpauth__errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
         return -1;
     }
     int ok = 0;
@@ -333,7 +331,7 @@ static int write_key_file(const char *path, EVP_PKEY *pkey, char *err, size_t er
         ok = 0;
     ERR_clear_error();
     if (!ok) {
-        set_err(err, errlen, "cannot write %s: %s", path, saved ? strerror(saved) : "OpenSSL error");
+        mcpauth__errf(err, errlen, "cannot write %s: %s", path, saved ? strerror(saved) : "OpenSSL error");
         unlink(path);
         return -1;
     }
@@ -344,11 +342,11 @@ int mcpauth_keys_generate(mcpauth_store *s, const char *state_dir, const char *a
                           char *kid_out, size_t kidlen, char *err, size_t errlen)
 {
     if (!s || !state_dir || !*state_dir) {
-        set_err(err, errlen, "no store or state directory");
+        mcpauth__errf(err, errlen, "no store or state directory");
         return -1;
     }
     if (!alg_ok(alg)) {
-        set_err(err, errlen, "unsupported signing algorithm \"%s\" (ES256 or RS256)",
+        mcpauth__errf(err, errlen, "unsupported signing algorithm \"%s\" (ES256 or RS256)",
                 alg ? alg : "");
         return -1;
     }
@@ -359,21 +357,21 @@ int mcpauth_keys_generate(mcpauth_store *s, const char *state_dir, const char *a
     EVP_PKEY *pkey = strcmp(alg, "ES256") == 0 ? EVP_EC_gen("P-256") : EVP_RSA_gen(RSA_BITS);
     if (!pkey) {
         ERR_clear_error();
-        set_err(err, errlen, "cannot generate an %s key (OpenSSL)", alg);
+        mcpauth__errf(err, errlen, "cannot generate an %s key (OpenSSL)", alg);
         return -1;
     }
     int rc = -1;
     if (mcpauth_keys_thumbprint(pkey, kid, sizeof kid) < 0) {
-        set_err(err, errlen, "cannot compute the key's thumbprint");
+        mcpauth__errf(err, errlen, "cannot compute the key's thumbprint");
         goto out;
     }
     if (kid_out && strlen(kid) >= kidlen) {
-        set_err(err, errlen, "kid buffer too small");
+        mcpauth__errf(err, errlen, "kid buffer too small");
         goto out;
     }
-    snprintf(name, sizeof name, "%s.pem", kid);
-    if (join(path, sizeof path, dir, name) < 0) {
-        set_err(err, errlen, "state directory path too long");
+    if (mcpauth__fmt(name, sizeof name, "%s.pem", kid) < 0 ||
+        path_join(path, sizeof path, dir, name) < 0) {
+        mcpauth__errf(err, errlen, "state directory path too long");
         goto out;
     }
     if (write_key_file(path, pkey, err, errlen) < 0)
@@ -383,12 +381,12 @@ int mcpauth_keys_generate(mcpauth_store *s, const char *state_dir, const char *a
      * there is no current key, for a moment. */
     mcpauth_keyinfo ki = {kid, (char *)alg, path, now, 0};
     if (mcpauth_store_key_retire_all(s, now) < 0) {
-        set_err(err, errlen, "cannot retire the previous key in the database");
+        mcpauth__errf(err, errlen, "cannot retire the previous key in the database");
         unlink(path);
         goto out;
     }
     if (mcpauth_store_key_add(s, &ki) < 0) {
-        set_err(err, errlen, "cannot record key %s in the database (no key is current now)", kid);
+        mcpauth__errf(err, errlen, "cannot record key %s in the database (no key is current now)", kid);
         unlink(path);
         goto out;
     }
@@ -410,33 +408,22 @@ typedef struct {
 typedef struct {
     keyrec *v;
     size_t n, cap;
-    int oom;
 } keyrecs;
 
 static int collect(const mcpauth_keyinfo *k, void *arg)
 {
     keyrecs *l = arg;
     if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 8;
-        keyrec *v = realloc(l->v, cap * sizeof *v);
-        if (!v) {
-            l->oom = 1;
-            return 1;
-        }
-        l->v = v;
-        l->cap = cap;
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->v = mcpauth__xrealloc(l->v, l->cap * sizeof *l->v);
     }
     keyrec *r = &l->v[l->n];
-    r->kid = strdup(k->kid ? k->kid : "");
-    r->alg = strdup(k->alg ? k->alg : "");
-    r->file = strdup(k->file ? k->file : "");
+    r->kid = mcpauth__xstrdup(k->kid ? k->kid : "");
+    r->alg = mcpauth__xstrdup(k->alg ? k->alg : "");
+    r->file = mcpauth__xstrdup(k->file ? k->file : "");
     r->created = k->created;
     r->retired = k->retired;
     l->n++;
-    if (!r->kid || !r->alg || !r->file) {
-        l->oom = 1;
-        return 1;
-    }
     return 0;
 }
 
@@ -455,11 +442,11 @@ static int list_keys(mcpauth_store *s, time_t since, keyrecs *l, char *err, size
 {
     memset(l, 0, sizeof *l);
     if (!s) {
-        set_err(err, errlen, "no store");
+        mcpauth__errf(err, errlen, "no store");
         return -1;
     }
-    if (mcpauth_store_key_list(s, since, collect, l) < 0 || l->oom) {
-        set_err(err, errlen, l->oom ? "out of memory" : "cannot list signing keys in the database");
+    if (mcpauth_store_key_list(s, since, collect, l) < 0) {
+        mcpauth__errf(err, errlen, "cannot list signing keys in the database");
         keyrecs_free(l);
         return -1;
     }
@@ -477,11 +464,11 @@ mcpauth_signer *mcpauth_keys_load_current(mcpauth_store *s, char *err, size_t er
             cur = &l.v[i];
     mcpauth_signer *k = NULL;
     if (!cur) {
-        set_err(err, errlen, "no current signing key (run `mcpauth init`)");
+        mcpauth__errf(err, errlen, "no current signing key (run `mcpauth init`)");
         goto out;
     }
     if (strlen(cur->kid) >= sizeof k->kid || !alg_ok(cur->alg)) {
-        set_err(err, errlen, "key %s: unusable record in the database", cur->kid);
+        mcpauth__errf(err, errlen, "key %s: unusable record in the database", cur->kid);
         goto out;
     }
     EVP_PKEY *pkey = read_key_file(cur->file, err, errlen);
@@ -492,11 +479,7 @@ mcpauth_signer *mcpauth_keys_load_current(mcpauth_store *s, char *err, size_t er
         EVP_PKEY_free(pkey);
         goto out;
     }
-    if (!(k = calloc(1, sizeof *k))) {
-        set_err(err, errlen, "out of memory");
-        EVP_PKEY_free(pkey);
-        goto out;
-    }
+    k = mcpauth__xcalloc(1, sizeof *k);
     snprintf(k->kid, sizeof k->kid, "%s", cur->kid);
     snprintf(k->alg, sizeof k->alg, "%s", cur->alg);
     k->pkey = pkey;
@@ -513,9 +496,11 @@ void mcpauth_signer_free(mcpauth_signer *k)
     free(k);
 }
 
+/* A NULL from json-c would publish the member as null. */
 static void add_str(json_object *o, const char *name, const char *value)
 {
-    json_object_object_add(o, name, json_object_new_string(value));
+    if (json_object_object_add(o, name, mcpauth__check(json_object_new_string(value), "json")) < 0)
+        mcpauth__oom("json");
 }
 
 char *mcpauth_keys_jwks(mcpauth_store *s, time_t since, char *err, size_t errlen)
@@ -524,14 +509,10 @@ char *mcpauth_keys_jwks(mcpauth_store *s, time_t since, char *err, size_t errlen
     if (list_keys(s, since, &l, err, errlen) < 0)
         return NULL;
     char *out = NULL;
-    json_object *doc = json_object_new_object();
-    json_object *arr = json_object_new_array();
-    if (!doc || !arr) {
-        json_object_put(arr);
-        set_err(err, errlen, "out of memory");
-        goto done;
-    }
-    json_object_object_add(doc, "keys", arr);
+    json_object *doc = mcpauth__check(json_object_new_object(), "json");
+    json_object *arr = mcpauth__check(json_object_new_array(), "json");
+    if (json_object_object_add(doc, "keys", arr) < 0)
+        mcpauth__oom("json");
     for (size_t i = 0; i < l.n; i++) {
         const keyrec *r = &l.v[i];
         if (r->retired != 0 && r->retired <= since)
@@ -549,11 +530,7 @@ char *mcpauth_keys_jwks(mcpauth_store *s, time_t since, char *err, size_t errlen
         EVP_PKEY_free(pkey);
         if (bad < 0)
             goto done;
-        json_object *jwk = json_object_new_object();
-        if (!jwk) {
-            set_err(err, errlen, "out of memory");
-            goto done;
-        }
+        json_object *jwk = mcpauth__check(json_object_new_object(), "json");
         add_str(jwk, "kid", r->kid);
         add_str(jwk, "kty", p.ec ? "EC" : "RSA");
         add_str(jwk, "alg", r->alg);
@@ -566,12 +543,14 @@ char *mcpauth_keys_jwks(mcpauth_store *s, time_t since, char *err, size_t errlen
             add_str(jwk, "n", p.n);
             add_str(jwk, "e", p.e);
         }
-        json_object_array_add(arr, jwk);
+        if (json_object_array_add(arr, jwk) < 0)
+            mcpauth__oom("json");
     }
     const char *text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (!text || !(out = strdup(text)))
-        set_err(err, errlen, "out of memory");
+    if (!text)
+        mcpauth__oom("json text");
+    out = mcpauth__xstrdup(text);
 done:
     json_object_put(doc);
     keyrecs_free(&l);
@@ -583,8 +562,8 @@ done:
 static char *b64_dup(const unsigned char *in, size_t len)
 {
     size_t cap = B64LEN(len);
-    char *out = malloc(cap);
-    if (out && mcpauth_b64url_encode(in, len, out, cap) < 0) {
+    char *out = mcpauth__xmalloc(cap);
+    if (mcpauth_b64url_encode(in, len, out, cap) < 0) {
         free(out);
         out = NULL;
     }
@@ -617,9 +596,7 @@ char *mcpauth_jws_sign(const mcpauth_signer *k, const char *typ, const char *cla
     char *result = NULL, *h64 = NULL, *p64 = NULL, *input = NULL, *s64 = NULL;
     unsigned char *sig = NULL;
     EVP_MD_CTX *ctx = NULL;
-    json_object *hdr = json_object_new_object();
-    if (!hdr)
-        goto out;
+    json_object *hdr = mcpauth__check(json_object_new_object(), "json");
     /* json-c keeps insertion order: exactly alg, typ, kid. */
     add_str(hdr, "alg", k->alg);
     if (typ)
@@ -627,12 +604,13 @@ char *mcpauth_jws_sign(const mcpauth_signer *k, const char *typ, const char *cla
     add_str(hdr, "kid", k->kid);
     const char *htext = json_object_to_json_string_ext(hdr, JSON_C_TO_STRING_PLAIN |
                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (!htext || !(h64 = b64_dup((const unsigned char *)htext, strlen(htext))) ||
+    if (!htext)
+        mcpauth__oom("json text");
+    if (!(h64 = b64_dup((const unsigned char *)htext, strlen(htext))) ||
         !(p64 = b64_dup((const unsigned char *)claims, strlen(claims))))
         goto out;
     size_t hl = strlen(h64), pl = strlen(p64);
-    if (!(input = malloc(hl + 1 + pl + 1)))
-        goto out;
+    input = mcpauth__xmalloc(hl + 1 + pl + 1);
     memcpy(input, h64, hl);
     input[hl] = '.';
     memcpy(input + hl + 1, p64, pl + 1);
@@ -640,12 +618,13 @@ char *mcpauth_jws_sign(const mcpauth_signer *k, const char *typ, const char *cla
 
     EVP_PKEY_CTX *pctx = NULL;
     size_t siglen = 0;
-    if (!(ctx = EVP_MD_CTX_new()) ||
-        EVP_DigestSignInit(ctx, &pctx, EVP_sha256(), NULL, k->pkey) != 1 ||
+    ctx = mcpauth__check(EVP_MD_CTX_new(), "EVP_MD_CTX");
+    if (EVP_DigestSignInit(ctx, &pctx, EVP_sha256(), NULL, k->pkey) != 1 ||
         (!ec && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) <= 0) ||
-        EVP_DigestSign(ctx, NULL, &siglen, (const unsigned char *)input, inlen) != 1 ||
-        !(sig = malloc(siglen)) ||
-        EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)input, inlen) != 1)
+        EVP_DigestSign(ctx, NULL, &siglen, (const unsigned char *)input, inlen) != 1)
+        goto out;
+    sig = mcpauth__xmalloc(siglen);
+    if (EVP_DigestSign(ctx, sig, &siglen, (const unsigned char *)input, inlen) != 1)
         goto out;
     if (ec) {
         unsigned char raw[2 * EC_COORD];
@@ -658,8 +637,7 @@ char *mcpauth_jws_sign(const mcpauth_signer *k, const char *typ, const char *cla
     if (!s64)
         goto out;
     size_t sl = strlen(s64);
-    if (!(result = malloc(inlen + 1 + sl + 1)))
-        goto out;
+    result = mcpauth__xmalloc(inlen + 1 + sl + 1);
     memcpy(result, input, inlen);
     result[inlen] = '.';
     memcpy(result + inlen + 1, s64, sl + 1);
@@ -681,8 +659,8 @@ int mcpauth_keys_prune(mcpauth_store *s, const char *state_dir, time_t now, char
                        size_t errlen)
 {
     char dir[PATH_MAX];
-    if (!state_dir || join(dir, sizeof dir, state_dir, "keys") < 0) {
-        set_err(err, errlen, "state directory path too long");
+    if (!state_dir || path_join(dir, sizeof dir, state_dir, "keys") < 0) {
+        mcpauth__errf(err, errlen, "state directory path too long");
         return -1;
     }
     keyrecs l;
@@ -693,7 +671,7 @@ int mcpauth_keys_prune(mcpauth_store *s, const char *state_dir, time_t now, char
         keyrecs_free(&l);
         if (errno == ENOENT)
             return 0;
-        set_err(err, errlen, "%s: %s", dir, strerror(errno));
+        mcpauth__errf(err, errlen, "%s: %s", dir, strerror(errno));
         return -1;
     }
     int deleted = 0;
@@ -725,8 +703,8 @@ int mcpauth_secret_load(const char *state_dir, unsigned char out[MCPAUTH_SECRET_
                         char *err, size_t errlen)
 {
     char path[PATH_MAX];
-    if (!state_dir || join(path, sizeof path, state_dir, "secret") < 0) {
-        set_err(err, errlen, "state directory path too long");
+    if (!state_dir || path_join(path, sizeof path, state_dir, "secret") < 0) {
+        mcpauth__errf(err, errlen, "state directory path too long");
         return -1;
     }
     int fd = open_private(path, "secret file", err, errlen);
@@ -736,7 +714,7 @@ int mcpauth_secret_load(const char *state_dir, unsigned char out[MCPAUTH_SECRET_
     close(fd);
     if (n != MCPAUTH_SECRET_BYTES) {
         OPENSSL_cleanse(out, MCPAUTH_SECRET_BYTES);
-        set_err(err, errlen, "secret file %s: not %d bytes (remove it and run `mcpauth init`)",
+        mcpauth__errf(err, errlen, "secret file %s: not %d bytes (remove it and run `mcpauth init`)",
                 path, MCPAUTH_SECRET_BYTES);
         return -1;
     }
@@ -747,10 +725,10 @@ int mcpauth_secret_create(const char *state_dir, char *err, size_t errlen)
 {
     char path[PATH_MAX], tmp[PATH_MAX], name[64];
     unsigned char buf[MCPAUTH_SECRET_BYTES];
-    snprintf(name, sizeof name, ".secret.%ld", (long)getpid());
-    if (!state_dir || join(path, sizeof path, state_dir, "secret") < 0 ||
-        join(tmp, sizeof tmp, state_dir, name) < 0) {
-        set_err(err, errlen, "state directory path too long");
+    if (!state_dir || path_join(path, sizeof path, state_dir, "secret") < 0 ||
+        mcpauth__fmt(name, sizeof name, ".secret.%ld", (long)getpid()) < 0 ||
+        path_join(tmp, sizeof tmp, state_dir, name) < 0) {
+        mcpauth__errf(err, errlen, "state directory path too long");
         return -1;
     }
     struct stat st;
@@ -765,7 +743,7 @@ int mcpauth_secret_create(const char *state_dir, char *err, size_t errlen)
     unlink(tmp);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
     if (fd < 0) {
-        set_err(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        mcpauth__errf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         return -1;
     }
     errno = 0;
@@ -776,7 +754,7 @@ int mcpauth_secret_create(const char *state_dir, char *err, size_t errlen)
     if (close(fd) < 0)
         ok = 0;
     if (!ok) {
-        set_err(err, errlen, "cannot write %s: %s", tmp, saved ? strerror(saved) : "no randomness");
+        mcpauth__errf(err, errlen, "cannot write %s: %s", tmp, saved ? strerror(saved) : "no randomness");
         unlink(tmp);
         return -1;
     }
@@ -785,7 +763,7 @@ int mcpauth_secret_create(const char *state_dir, char *err, size_t errlen)
         if (errno == EEXIST) {
             rc = 0; /* another process won: theirs is the secret */
         } else {
-            set_err(err, errlen, "cannot create %s: %s", path, strerror(errno));
+            mcpauth__errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
             rc = -1;
         }
     }

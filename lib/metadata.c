@@ -13,6 +13,8 @@
 #include <mcpauth/metadata.h>
 #include <mcpauth/uri.h>
 
+#include "alloc.h"
+
 typedef struct {
     const mcpauth_resource *res;
     char *json;
@@ -60,7 +62,7 @@ static char *build_doc(const mcpauth_resource *r)
         json_object_object_add(o, "resource_tos_uri", json_object_new_string(r->resource_tos_uri));
     /* NOSLASHESCAPE: "resource" must be byte-identical to the configured URI,
      * and clients compare it as a string. */
-    char *s = strdup(json_object_to_json_string_ext(
+    char *s = mcpauth__xstrdup(json_object_to_json_string_ext(
         o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(o);
     return s;
@@ -68,21 +70,13 @@ static char *build_doc(const mcpauth_resource *r)
 
 mcpauth_metadata *mcpauth_metadata_new(const mcpauth_config *cfg, char *err, size_t errlen)
 {
-    mcpauth_metadata *md = calloc(1, sizeof *md);
-    if (!md || !(md->docs = calloc(cfg->nresources, sizeof *md->docs))) {
-        free(md);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    mcpauth_metadata *md = mcpauth__xcalloc(1, sizeof *md);
+    md->docs = mcpauth__xcalloc(cfg->nresources, sizeof *md->docs);
     md->cfg = cfg;
     for (size_t i = 0; i < cfg->nresources; i++) {
         md_doc *d = &md->docs[md->ndocs++];
         d->res = &cfg->resources[i];
-        if (!(d->json = build_doc(d->res))) {
-            mcpauth_metadata_free(md);
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
+        d->json = build_doc(d->res);
         d->len = strlen(d->json);
     }
     /* The root form is unambiguous only with one resource or a chosen default;
@@ -96,27 +90,19 @@ mcpauth_metadata *mcpauth_metadata_new(const mcpauth_config *cfg, char *err, siz
         /* RFC 8414 §3.1 path insertion, OIDC's two placements (the MCP
          * clients' discovery order, requirements §1.3) */
         char *origin = NULL, *path = NULL;
-        if (!(md->as_json = mcpauth_as_metadata_json(cfg)) ||
-            mcpauth_uri_split(cfg->as->issuer, &origin, &path) < 0) {
-            free(origin);
-            mcpauth_metadata_free(md);
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
+        /* the issuer was validated when the configuration was loaded */
+        md->as_json = mcpauth_as_metadata_json(cfg);
+        mcpauth_uri_split(cfg->as->issuer, &origin, &path);
         md->as_len = strlen(md->as_json);
         size_t pl = strlen(path);
         while (pl > 0 && path[pl - 1] == '/')
             path[--pl] = '\0';
-        int ok = asprintf(&md->as_paths[0], "/.well-known/oauth-authorization-server%s", path) > 0 &&
-                 asprintf(&md->as_paths[1], "/.well-known/openid-configuration%s", path) > 0 &&
-                 asprintf(&md->as_paths[2], "%s/.well-known/openid-configuration", path) > 0;
+        if (asprintf(&md->as_paths[0], "/.well-known/oauth-authorization-server%s", path) < 0 ||
+            asprintf(&md->as_paths[1], "/.well-known/openid-configuration%s", path) < 0 ||
+            asprintf(&md->as_paths[2], "%s/.well-known/openid-configuration", path) < 0)
+            mcpauth__oom("metadata paths");
         free(origin);
         free(path);
-        if (!ok) {
-            mcpauth_metadata_free(md);
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
     }
     return md;
 }

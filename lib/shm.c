@@ -31,6 +31,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "alloc.h"
 #include "shm.h"
 
 #define MAGIC "mcpaSHM\n"
@@ -228,9 +229,7 @@ static int replace_file(const char *path, size_t nbuckets, size_t nsessions, cha
                         size_t errlen)
 {
     size_t n = strlen(path) + 64;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return -1;
+    char *tmp = mcpauth__xmalloc(n);
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         free(tmp);
@@ -362,11 +361,7 @@ mcpauth_shm *mcpauth_shm_open(const char *path, size_t buckets, size_t sessions,
         snprintf(err, errlen, "table sizes must be between 1 and %zu", MAX_ENTRIES);
         return NULL;
     }
-    mcpauth_shm *s = calloc(1, sizeof *s);
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    mcpauth_shm *s = mcpauth__xcalloc(1, sizeof *s);
     if (!(s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) {
         snprintf(err, errlen, "SHA-256 is not available");
         free(s);

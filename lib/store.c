@@ -23,6 +23,7 @@
 
 #include <mcpauth/util.h>
 
+#include "alloc.h"
 #include "store.h"
 
 #define SCHEMA_VERSION 1
@@ -98,6 +99,16 @@ static const char schema_sql[] =
     " file TEXT NOT NULL,"
     " created INTEGER NOT NULL,"
     " retired INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS access("
+    " hash TEXT PRIMARY KEY NOT NULL,"
+    " family TEXT NOT NULL,"
+    " expires INTEGER NOT NULL,"
+    " pushed INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS access_family ON access(family);"
+    "CREATE INDEX IF NOT EXISTS access_pending ON access(pushed, expires);"
+    "CREATE TABLE IF NOT EXISTS consent_forms("
+    " hash TEXT PRIMARY KEY NOT NULL,"
+    " expires INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS registrations("
     " addr TEXT NOT NULL,"
     " time INTEGER NOT NULL);"
@@ -192,15 +203,14 @@ static int commit(mcpauth_store *s)
     return -1;
 }
 
-static char *col_dup(sqlite3_stmt *st, int i, int *oom)
+/* NULL only for SQL NULL: sqlite3_column_text's NULL for anything else
+ * is out of memory, which aborts (alloc.h). */
+static char *col_dup(sqlite3_stmt *st, int i)
 {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    if (!t)
-        return NULL; /* SQL NULL (or OOM, which the next step reports) */
-    char *d = strdup((const char *)t);
-    if (!d)
-        *oom = 1;
-    return d;
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return NULL;
+    const unsigned char *t = mcpauth__check((void *)sqlite3_column_text(st, i), "sqlite3_column_text");
+    return mcpauth__xstrdup((const char *)t);
 }
 
 static void hash_of(const char *secret, char out[65])
@@ -355,11 +365,7 @@ mcpauth_store *mcpauth_store_open(const char *state_dir, char *err, size_t errle
     if (prepare_file(path, &st, err, errlen) != 0 || check_side_files(path, err, errlen) != 0)
         return NULL;
 
-    mcpauth_store *s = calloc(1, sizeof *s);
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    mcpauth_store *s = mcpauth__xcalloc(1, sizeof *s);
     s->pid = getpid();
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
 #ifdef SQLITE_OPEN_NOFOLLOW
@@ -430,19 +436,18 @@ void mcpauth_client_free(mcpauth_client *c)
 
 static int client_from_row(sqlite3_stmt *st, mcpauth_client *c)
 {
-    int oom = 0;
     memset(c, 0, sizeof *c);
-    c->client_id = col_dup(st, 0, &oom);
-    c->client_name = col_dup(st, 1, &oom);
-    c->redirect_uris = col_dup(st, 2, &oom);
-    c->grant_types = col_dup(st, 3, &oom);
-    c->token_endpoint_auth_method = col_dup(st, 4, &oom);
-    c->secret_hash = col_dup(st, 5, &oom);
-    c->kind = col_dup(st, 6, &oom);
-    c->registered_by = col_dup(st, 7, &oom);
+    c->client_id = col_dup(st, 0);
+    c->client_name = col_dup(st, 1);
+    c->redirect_uris = col_dup(st, 2);
+    c->grant_types = col_dup(st, 3);
+    c->token_endpoint_auth_method = col_dup(st, 4);
+    c->secret_hash = col_dup(st, 5);
+    c->kind = col_dup(st, 6);
+    c->registered_by = col_dup(st, 7);
     c->created = (time_t)sqlite3_column_int64(st, 8);
     c->secret_expires = (time_t)sqlite3_column_int64(st, 9);
-    if (oom || !c->client_id) {
+    if (!c->client_id) {
         mcpauth_client_free(c);
         return -1;
     }
@@ -568,12 +573,7 @@ int mcpauth_store_client_list(mcpauth_store *s, int (*fn)(const mcpauth_client *
     while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
             size_t nc = cap ? 2 * cap : 16;
-            mcpauth_client *nv = realloc(v, nc * sizeof *nv);
-            if (!nv) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            v = nv;
+            v = mcpauth__xrealloc(v, nc * sizeof *v);
             cap = nc;
         }
         if (client_from_row(st, &v[n]) != 0) {
@@ -695,17 +695,16 @@ mcpauth_redeem mcpauth_store_code_redeem(mcpauth_store *s, const char *code, tim
     if (rc == SQLITE_DONE) {
         r = MCPAUTH_REDEEM_UNKNOWN;
     } else if (rc == SQLITE_ROW) {
-        int oom = 0;
-        tmp.client_id = col_dup(st, 0, &oom);
-        tmp.user = col_dup(st, 1, &oom);
-        tmp.resource = col_dup(st, 2, &oom);
-        tmp.scope = col_dup(st, 3, &oom);
-        tmp.redirect_uri = col_dup(st, 4, &oom);
-        tmp.code_challenge = col_dup(st, 5, &oom);
-        tmp.family = col_dup(st, 6, &oom);
+        tmp.client_id = col_dup(st, 0);
+        tmp.user = col_dup(st, 1);
+        tmp.resource = col_dup(st, 2);
+        tmp.scope = col_dup(st, 3);
+        tmp.redirect_uri = col_dup(st, 4);
+        tmp.code_challenge = col_dup(st, 5);
+        tmp.family = col_dup(st, 6);
         tmp.expires = (time_t)sqlite3_column_int64(st, 7);
         int used = sqlite3_column_int(st, 8), revoked = sqlite3_column_int(st, 9);
-        if (oom || !tmp.family)
+        if (!tmp.family)
             r = MCPAUTH_REDEEM_ERROR;
         else if (tmp.expires <= now)
             r = MCPAUTH_REDEEM_UNKNOWN;
@@ -807,17 +806,16 @@ mcpauth_rotate mcpauth_store_refresh_rotate(mcpauth_store *s, const char *token,
     if (rc == SQLITE_DONE) {
         r = MCPAUTH_ROTATE_UNKNOWN;
     } else if (rc == SQLITE_ROW) {
-        int oom = 0;
-        tmp.family = col_dup(st, 0, &oom);
-        tmp.client_id = col_dup(st, 1, &oom);
-        tmp.user = col_dup(st, 2, &oom);
-        tmp.resource = col_dup(st, 3, &oom);
-        tmp.scope = col_dup(st, 4, &oom);
+        tmp.family = col_dup(st, 0);
+        tmp.client_id = col_dup(st, 1);
+        tmp.user = col_dup(st, 2);
+        tmp.resource = col_dup(st, 3);
+        tmp.scope = col_dup(st, 4);
         tmp.expires = (time_t)sqlite3_column_int64(st, 5);
         int retired = sqlite3_column_type(st, 6) != SQLITE_NULL;
         time_t retired_at = (time_t)sqlite3_column_int64(st, 6);
         int grace_used = sqlite3_column_int(st, 7), revoked = sqlite3_column_int(st, 8);
-        if (oom || !tmp.family || !tmp.client_id || !tmp.user) {
+        if (!tmp.family || !tmp.client_id || !tmp.user) {
             r = MCPAUTH_ROTATE_ERROR;
         } else if (revoked || tmp.expires <= now) {
             r = MCPAUTH_ROTATE_UNKNOWN;
@@ -904,17 +902,12 @@ static int refresh_lookup(mcpauth_store *s, const char *token, time_t now, int r
     } else if (rc == SQLITE_ROW) {
         r = 1;
         if (g) {
-            int oom = 0;
-            g->family = col_dup(st, 0, &oom);
-            g->client_id = col_dup(st, 1, &oom);
-            g->user = col_dup(st, 2, &oom);
-            g->resource = col_dup(st, 3, &oom);
-            g->scope = col_dup(st, 4, &oom);
+            g->family = col_dup(st, 0);
+            g->client_id = col_dup(st, 1);
+            g->user = col_dup(st, 2);
+            g->resource = col_dup(st, 3);
+            g->scope = col_dup(st, 4);
             g->expires = (time_t)sqlite3_column_int64(st, 5);
-            if (oom) {
-                mcpauth_grant_free(g);
-                r = -1;
-            }
         }
     }
     sqlite3_finalize(st);
@@ -993,6 +986,103 @@ int mcpauth_store_family_revoked(mcpauth_store *s, const char *family)
     return r;
 }
 
+/* ---------------------------------------------------------- access tokens */
+
+/* No foreign key to families: the row must outlive a deleted client's
+ * families, so that its tokens are still pushed as revoked. */
+int mcpauth_store_access_add(mcpauth_store *s, const char *token, const char *family,
+                             time_t expires)
+{
+    if (!token || !*token || !family || enter(s) != 0)
+        return -1;
+    char h[65];
+    hash_of(token, h);
+    int r = -1;
+    if (begin(s) == 0) {
+        sqlite3_stmt *st = query(s, "SELECT revoked FROM families WHERE id = ?", "s", family);
+        int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+        if (rc == SQLITE_DONE)
+            r = 0;
+        else if (rc == SQLITE_ROW)
+            r = sqlite3_column_int(st, 0) ? 0 : 1;
+        sqlite3_finalize(st);
+        if (r == 1 && run(s, "INSERT INTO access(hash, family, expires) VALUES(?, ?, ?)", "sst", h,
+                          family, expires) != 1)
+            r = -1;
+        if (r != 1 || commit(s) != 0) {
+            rollback(s);
+            r = r == 0 ? 0 : -1;
+        }
+    }
+    leave(s);
+    return r;
+}
+
+typedef struct {
+    char hash[65];
+    time_t expires;
+} access_row;
+
+long mcpauth_store_access_revoked(mcpauth_store *s, time_t now,
+                                  int (*fn)(const char *hash_hex, time_t expires, void *),
+                                  void *arg)
+{
+    if (!fn || enter(s) != 0)
+        return -1;
+    access_row *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = SQLITE_ERROR;
+    /* revoked, or gone (deleted client, purged): fail closed */
+    sqlite3_stmt *st = query(s,
+                             "SELECT hash, expires FROM access WHERE pushed = 0 AND expires > ?"
+                             " AND NOT EXISTS (SELECT 1 FROM families f"
+                             "  WHERE f.id = access.family AND f.revoked = 0)",
+                             "t", now);
+    while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        if (!t || strlen((const char *)t) != 64)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            v = mcpauth__xrealloc(v, cap * sizeof *v);
+        }
+        memcpy(v[n].hash, t, 65);
+        v[n++].expires = (time_t)sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    leave(s);
+    long taken = rc == SQLITE_DONE ? 0 : -1;
+    for (size_t i = 0; taken >= 0 && i < n; i++) {
+        if (fn(v[i].hash, v[i].expires, arg) != 0)
+            continue; /* offered again next time */
+        if (enter(s) != 0) {
+            taken = -1;
+            break;
+        }
+        long u = run(s, "UPDATE access SET pushed = 1 WHERE hash = ?", "s", v[i].hash);
+        leave(s);
+        taken = u < 0 ? -1 : taken + 1;
+    }
+    free(v);
+    return taken;
+}
+
+/* ---------------------------------------------------------- consent forms */
+
+int mcpauth_store_form_use(mcpauth_store *s, const char *form_id, time_t expires)
+{
+    if (!form_id || !*form_id || enter(s) != 0)
+        return -1;
+    char h[65];
+    hash_of(form_id, h);
+    /* the primary key makes the second insert a no-op: of two racing
+     * posts exactly one changes a row */
+    long n = run(s, "INSERT OR IGNORE INTO consent_forms(hash, expires) VALUES(?, ?)", "st", h,
+                 expires);
+    leave(s);
+    return n < 0 ? -1 : n == 1;
+}
+
 /* --------------------------------------------------------------- consents */
 
 /* A NULL resource or scope is stored and matched as "". */
@@ -1014,11 +1104,10 @@ static int consent_scope(mcpauth_store *s, const char *user, const char *client_
     if (rc == SQLITE_DONE) {
         r = 0;
     } else if (rc == SQLITE_ROW) {
-        int oom = 0;
-        *scope = col_dup(st, 0, &oom);
-        r = oom ? -1 : 1;
-        if (!*scope && !oom && !(*scope = strdup("")))
-            r = -1;
+        *scope = col_dup(st, 0);
+        r = 1;
+        if (!*scope)
+            *scope = mcpauth__xstrdup("");
     }
     sqlite3_finalize(st);
     return r;
@@ -1035,13 +1124,10 @@ int mcpauth_store_consent_has(mcpauth_store *s, const char *user, const char *cl
     if (r != 1)
         return r;
     mcpauth_strlist have = {0}, want = {0};
-    if (mcpauth_strlist_split(&have, stored) != 0 ||
-        mcpauth_strlist_split(&want, or_empty(scope)) != 0) {
-        r = -1;
-    } else {
-        for (size_t i = 0; i < want.n && r == 1; i++)
-            r = mcpauth_strlist_has(&have, want.v[i]);
-    }
+    mcpauth_strlist_split(&have, stored); /* cannot fail: allocation aborts */
+    mcpauth_strlist_split(&want, or_empty(scope));
+    for (size_t i = 0; i < want.n && r == 1; i++)
+        r = mcpauth_strlist_has(&have, want.v[i]);
     mcpauth_strlist_free(&have);
     mcpauth_strlist_free(&want);
     free(stored);
@@ -1051,34 +1137,26 @@ int mcpauth_store_consent_has(mcpauth_store *s, const char *user, const char *cl
 /* old ∪ new, space separated, each scope once, old order kept. */
 static char *scope_union(const char *old, const char *add)
 {
-    mcpauth_strlist a = {0}, b = {0};
-    char *out = NULL;
-    if (mcpauth_strlist_split(&a, old) == 0 && mcpauth_strlist_split(&b, add) == 0) {
-        size_t len = 1;
-        for (size_t i = 0; i < a.n; i++)
-            len += strlen(a.v[i]) + 1;
-        for (size_t i = 0; i < b.n; i++)
-            len += strlen(b.v[i]) + 1;
-        if ((out = malloc(len))) {
-            mcpauth_strlist seen = {0};
-            size_t pos = 0;
-            out[0] = '\0';
-            for (size_t k = 0; k < 2 && out; k++) {
-                const mcpauth_strlist *l = k ? &b : &a;
-                for (size_t i = 0; i < l->n && out; i++) {
-                    if (mcpauth_strlist_has(&seen, l->v[i]))
-                        continue;
-                    if (mcpauth_strlist_split(&seen, l->v[i]) != 0) {
-                        free(out);
-                        out = NULL;
-                        break;
-                    }
-                    pos += (size_t)snprintf(out + pos, len - pos, "%s%s", pos ? " " : "", l->v[i]);
-                }
-            }
-            mcpauth_strlist_free(&seen);
+    mcpauth_strlist a = {0}, b = {0}, seen = {0};
+    mcpauth_strlist_split(&a, old); /* cannot fail: allocation aborts */
+    mcpauth_strlist_split(&b, add);
+    size_t len = 1, pos = 0;
+    for (size_t i = 0; i < a.n; i++)
+        len += strlen(a.v[i]) + 1;
+    for (size_t i = 0; i < b.n; i++)
+        len += strlen(b.v[i]) + 1;
+    char *out = mcpauth__xmalloc(len);
+    out[0] = '\0';
+    for (size_t k = 0; k < 2; k++) {
+        const mcpauth_strlist *l = k ? &b : &a;
+        for (size_t i = 0; i < l->n; i++) {
+            if (mcpauth_strlist_has(&seen, l->v[i]))
+                continue;
+            mcpauth_strlist_split(&seen, l->v[i]);
+            pos += (size_t)snprintf(out + pos, len - pos, "%s%s", pos ? " " : "", l->v[i]);
         }
     }
+    mcpauth_strlist_free(&seen);
     mcpauth_strlist_free(&a);
     mcpauth_strlist_free(&b);
     return out;
@@ -1157,25 +1235,15 @@ int mcpauth_store_key_list(mcpauth_store *s, time_t since,
     while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
             size_t nc = cap ? 2 * cap : 8;
-            mcpauth_keyinfo *nv = realloc(v, nc * sizeof *nv);
-            if (!nv) {
-                rc = SQLITE_NOMEM;
-                break;
-            }
-            v = nv;
+            v = mcpauth__xrealloc(v, nc * sizeof *v);
             cap = nc;
         }
-        int oom = 0;
         mcpauth_keyinfo *k = &v[n++];
-        k->kid = col_dup(st, 0, &oom);
-        k->alg = col_dup(st, 1, &oom);
-        k->file = col_dup(st, 2, &oom);
+        k->kid = col_dup(st, 0);
+        k->alg = col_dup(st, 1);
+        k->file = col_dup(st, 2);
         k->created = (time_t)sqlite3_column_int64(st, 3);
         k->retired = (time_t)sqlite3_column_int64(st, 4);
-        if (oom) {
-            rc = SQLITE_NOMEM;
-            break;
-        }
     }
     sqlite3_finalize(st);
     leave(s);
@@ -1198,19 +1266,24 @@ long mcpauth_store_purge(mcpauth_store *s, time_t now, time_t key_cutoff)
         return -1;
     long total = -1;
     if (begin(s) == 0) {
-        long n[5];
+        long n[7];
         n[0] = run(s, "DELETE FROM codes WHERE expires <= ?", "t", now);
         n[1] = run(s, "DELETE FROM refresh WHERE expires <= ?", "t", now);
-        n[2] = run(s,
+        n[2] = run(s, "DELETE FROM access WHERE expires <= ?", "t", now);
+        /* a family with live access tokens stays: unknown would read as
+         * revoked */
+        n[3] = run(s,
                    "DELETE FROM families WHERE last_used <= ?"
                    " AND NOT EXISTS (SELECT 1 FROM codes WHERE family = families.id)"
-                   " AND NOT EXISTS (SELECT 1 FROM refresh WHERE family = families.id)",
+                   " AND NOT EXISTS (SELECT 1 FROM refresh WHERE family = families.id)"
+                   " AND NOT EXISTS (SELECT 1 FROM access WHERE family = families.id)",
                    "t", now - (time_t)FAMILY_LINGER);
-        n[3] = run(s, "DELETE FROM registrations WHERE time <= ?", "t",
+        n[4] = run(s, "DELETE FROM registrations WHERE time <= ?", "t",
                    now - (time_t)REGISTRATION_KEEP);
-        n[4] = run(s, "DELETE FROM keys WHERE retired != 0 AND retired < ?", "t", key_cutoff);
+        n[5] = run(s, "DELETE FROM keys WHERE retired != 0 AND retired < ?", "t", key_cutoff);
+        n[6] = run(s, "DELETE FROM consent_forms WHERE expires <= ?", "t", now);
         total = 0;
-        for (int i = 0; i < 5 && total >= 0; i++)
+        for (int i = 0; i < 7 && total >= 0; i++)
             total = n[i] < 0 ? -1 : total + n[i];
         if (total < 0 || commit(s) != 0) {
             rollback(s);

@@ -120,6 +120,31 @@ int mcpauth_store_revoke_family(mcpauth_store *s, const char *family);
  * purged a day after its last use) also gives 1: fail closed. */
 int mcpauth_store_family_revoked(mcpauth_store *s, const char *family);
 
+/* ---------------------------------------------------------- access tokens */
+
+/* Records an access token (hashed here) issued from family until expires,
+ * so revoking the family later can revoke it at the resource servers too
+ * (revoked.h).  In one transaction with a check of the family: 1 recorded,
+ * 0 the family is revoked or unknown (do not hand the token out), -1
+ * error. */
+int mcpauth_store_access_add(mcpauth_store *s, const char *token, const char *family,
+                             time_t expires);
+/* Calls fn(SHA-256 hex of the token, its expiry) for every access token not
+ * yet expired at now whose family is revoked or gone and that fn has not
+ * accepted before; fn returns 0 when it took the token (it is then not
+ * offered again), non-zero otherwise.  Rows are copied out first; fn runs
+ * without the store's lock.  Returns the number taken, -1 on error. */
+long mcpauth_store_access_revoked(mcpauth_store *s, time_t now,
+                                  int (*fn)(const char *hash_hex, time_t expires, void *),
+                                  void *arg);
+
+/* ---------------------------------------------------------- consent forms */
+
+/* Consumes a consent form by its id (hashed here) until expires: 1 the
+ * first time, 0 when it was used before (a replayed form), -1 error.
+ * Atomic across processes. */
+int mcpauth_store_form_use(mcpauth_store *s, const char *form_id, time_t expires);
+
 /* --------------------------------------------------------------- consents */
 
 /* 1 when user already approved client for resource with (a superset of)
@@ -150,8 +175,9 @@ void mcpauth_keyinfo_free(mcpauth_keyinfo *k);
 
 /* ----------------------------------------------------------------- upkeep */
 
-/* Deletes expired codes, refresh tokens, registration counters, and keys
- * retired before key_cutoff.  Returns rows deleted, -1 on error. */
+/* Deletes expired codes, refresh tokens, access-token records, used
+ * consent forms, registration counters, and keys retired before
+ * key_cutoff.  Returns rows deleted, -1 on error. */
 long mcpauth_store_purge(mcpauth_store *s, time_t now, time_t key_cutoff);
 
 #endif

@@ -11,6 +11,8 @@
 
 #include <mcpauth/uri.h>
 
+#include "alloc.h"
+
 int mcpauth_uri_host_is_loopback(const char *host)
 {
     char buf[64];
@@ -93,13 +95,9 @@ char *mcpauth_uri_canonicalize(const char *in, unsigned flags, const char **why)
         return NULL;
     }
 
-    CURLU *u = curl_url();
+    CURLU *u = mcpauth__check(curl_url(), "CURLU");
     char *scheme = NULL, *user = NULL, *host = NULL, *port = NULL, *path = NULL,
          *query = NULL, *out = NULL;
-    if (!u) {
-        *why = "cannot be parsed (out of memory)";
-        return NULL;
-    }
     if (curl_url_set(u, CURLUPART_URL, in, 0) != CURLUE_OK) {
         *why = "is not a valid URI";
         goto done;
@@ -149,11 +147,7 @@ char *mcpauth_uri_canonicalize(const char *in, unsigned flags, const char **why)
             path[--plen] = '\0';
     size_t cap = strlen(scheme) + strlen(host) + plen + (port ? strlen(port) : 0) +
                  (query ? strlen(query) : 0) + 8;
-    out = malloc(cap);
-    if (!out) {
-        *why = "cannot be stored (out of memory)";
-        goto done;
-    }
+    out = mcpauth__xmalloc(cap);
     snprintf(out, cap, "%s://%s%s%s%s%s%s", scheme, host, port ? ":" : "", port ? port : "",
              path, query ? "?" : "", query ? query : "");
 done:
@@ -173,12 +167,7 @@ int mcpauth_uri_split(const char *canonical, char **origin, char **path)
     if (!sep)
         return -1;
     const char *p = sep + 3 + strcspn(sep + 3, "/?");
-    *origin = strndup(canonical, (size_t)(p - canonical));
-    *path = strdup(p);
-    if (!*origin || !*path) {
-        free(*origin);
-        free(*path);
-        return -1;
-    }
+    *origin = mcpauth__xstrndup(canonical, (size_t)(p - canonical));
+    *path = mcpauth__xstrdup(p);
     return 0;
 }

@@ -10,6 +10,8 @@
 
 #include <mcpauth/util.h>
 
+#include "alloc.h"
+
 ssize_t mcpauth_b64url_encode(const unsigned char *in, size_t inlen, char *out, size_t outlen)
 {
     size_t need = 4 * ((inlen + 2) / 3) + 1; /* EVP_EncodeBlock writes padding and NUL */
@@ -116,13 +118,8 @@ int mcpauth_strlist_split(mcpauth_strlist *l, const char *s)
         const char *e = s;
         while (*e && *e != ' ' && *e != '\t')
             e++;
-        char **nv = realloc(l->v, (l->n + 2) * sizeof *nv);
-        if (!nv)
-            return -1;
-        l->v = nv;
-        l->v[l->n] = strndup(s, (size_t)(e - s));
-        if (!l->v[l->n])
-            return -1;
+        l->v = mcpauth__xrealloc(l->v, (l->n + 2) * sizeof *l->v);
+        l->v[l->n] = mcpauth__xstrndup(s, (size_t)(e - s));
         l->v[++l->n] = NULL;
         s = e;
     }

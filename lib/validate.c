@@ -20,9 +20,11 @@
 #include <mcpauth/util.h>
 #include <mcpauth/validate.h>
 
+#include "alloc.h"
 #include "cache.h"
 #include "fetch.h"
 #include "jose.h"
+#include "revoked.h"
 
 #define JOSE_PART_MAX 16384 /* decoded header or payload */
 
@@ -41,6 +43,8 @@ struct mcpauth_validator {
     size_t nissuers;
     issuer_rt *issuers;
     mcpauth_cache *cache;
+    const char *builtin_iss;    /* [authorization_server] issuer, or NULL */
+    mcpauth__revoked *revoked;  /* its revocations (revoked.h) */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -81,9 +85,7 @@ static issuer_rt *issuer_of(mcpauth_validator *v, const mcpauth_issuer *conf)
 /* Strict JSON object from bytes: whole input consumed, bounded depth. */
 static json_object *parse_object(const char *buf, size_t len)
 {
-    json_tokener *tok = json_tokener_new_ex(16);
-    if (!tok)
-        return NULL;
+    json_tokener *tok = mcpauth__check(json_tokener_new_ex(16), "json_tokener_new_ex");
     json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
     if (o && (json_tokener_get_error(tok) != json_tokener_success ||
               json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object))) {
@@ -114,9 +116,9 @@ static int claim_string(json_object *o, const char *name, char *out, size_t cap)
         return 0;
     if (!json_object_is_type(v, json_type_string))
         return -1;
-    const char *s = json_object_get_string(v);
-    size_t n = (size_t)json_object_get_string_len(v);
-    if (n >= cap || strlen(s) != n)
+    size_t n = 0;
+    const char *s = mcpauth__json_str(v, &n);
+    if (!s || n >= cap)
         return -1;
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
@@ -161,12 +163,9 @@ static int claim_scope(json_object *o, char *out, size_t cap)
         return -1;
     size_t pos = 0, n = json_object_array_length(v);
     for (size_t i = 0; i < n; i++) {
-        json_object *e = json_object_array_get_idx(v, i);
-        if (!json_object_is_type(e, json_type_string))
-            return -1;
-        const char *s = json_object_get_string(e);
-        size_t l = strlen(s);
-        if (l == 0 || strpbrk(s, " \t\r\n") || pos + l + 2 > cap)
+        size_t l = 0;
+        const char *s = mcpauth__json_str(json_object_array_get_idx(v, i), &l);
+        if (!s || l == 0 || strpbrk(s, " \t\r\n") || pos + l + 2 > cap)
             return -1;
         if (pos)
             out[pos++] = ' ';
@@ -242,9 +241,11 @@ static void require_scopes(mcpauth_decision *d, int over)
         d->verdict = MCPAUTH_ALLOW;
 }
 
+/* aud NULL (not a string, or holding a NUL: "RES\u0000x" must not pass as
+ * RES) never matches. */
 static int audience_ok(const mcpauth_resource *res, const char *aud)
 {
-    return strcmp(aud, res->uri) == 0 || mcpauth_strlist_has(&res->audiences, aud);
+    return aud && (strcmp(aud, res->uri) == 0 || mcpauth_strlist_has(&res->audiences, aud));
 }
 
 /* aud as string or array of strings; one accepted value is enough (RFC 7519
@@ -255,13 +256,12 @@ static int check_audience(const mcpauth_resource *res, json_object *claims)
     if (!json_object_object_get_ex(claims, "aud", &v))
         return 0;
     if (json_object_is_type(v, json_type_string))
-        return audience_ok(res, json_object_get_string(v));
+        return audience_ok(res, mcpauth__json_str(v, NULL));
     if (!json_object_is_type(v, json_type_array))
         return 0;
     size_t n = json_object_array_length(v);
     for (size_t i = 0; i < n; i++) {
-        json_object *e = json_object_array_get_idx(v, i);
-        if (json_object_is_type(e, json_type_string) && audience_ok(res, json_object_get_string(e)))
+        if (audience_ok(res, mcpauth__json_str(json_object_array_get_idx(v, i), NULL)))
             return 1;
     }
     return 0;
@@ -365,13 +365,11 @@ static char *discover_jwks_uri(mcpauth_validator *v, const char *issuer)
             continue;
         }
         char *found = NULL;
-        json_object *doc = r.status == 200 ? parse_object(r.body, r.len) : NULL, *iv, *jv;
-        if (doc && json_object_object_get_ex(doc, "issuer", &iv) &&
-            json_object_is_type(iv, json_type_string) &&
-            strcmp(json_object_get_string(iv), issuer) == 0 &&
-            json_object_object_get_ex(doc, "jwks_uri", &jv) &&
-            json_object_is_type(jv, json_type_string))
-            found = strdup(json_object_get_string(jv));
+        json_object *doc = r.status == 200 ? parse_object(r.body, r.len) : NULL;
+        const char *di = mcpauth__json_member_str(doc, "issuer", NULL);
+        const char *dj = mcpauth__json_member_str(doc, "jwks_uri", NULL);
+        if (di && dj && strcmp(di, issuer) == 0)
+            found = mcpauth__xstrdup(dj);
         else if (doc)
             mcpauth_log(MCPAUTH_LOG_WARN, "discovery_mismatch", "url", urls[i], "reason",
                         "issuer differs or jwks_uri missing", NULL);
@@ -468,8 +466,9 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
     int ok = 0;
 
     mcpauth_alg alg = MCPAUTH_ALG_UNKNOWN;
-    if (json_object_object_get_ex(hdr, "alg", &jv) && json_object_is_type(jv, json_type_string))
-        alg = mcpauth_alg_from_name(json_object_get_string(jv));
+    const char *alg_name = mcpauth__json_member_str(hdr, "alg", NULL);
+    if (alg_name)
+        alg = mcpauth_alg_from_name(alg_name);
     /* The allow-list decides, never the token: "none" and HMAC map to
      * UNKNOWN and are refused before any key is touched. */
     if (alg == MCPAUTH_ALG_UNKNOWN || !(v->alg_mask & (1u << alg))) {
@@ -536,7 +535,7 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
         set_verdict(d, MCPAUTH_INVALID_TOKEN, "no key of the issuer matches the token (kid, alg)");
         goto out;
     }
-    unsigned char sig[1024];
+    unsigned char sig[MCPAUTH_JWS_SIG_MAX];
     ssize_t siglen = mcpauth_b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), sig,
                                            sizeof sig);
     if (siglen <= 0 ||
@@ -577,15 +576,9 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
         if (!conf->introspection_endpoint)
             continue;
         tried++;
-        char *enc = mcpauth_form_encode(token);
-        if (!enc)
-            continue;
+        char *enc = mcpauth__check(mcpauth_form_encode(token), "mcpauth_form_encode");
         size_t flen = strlen(enc) + 64;
-        char *form = malloc(flen);
-        if (!form) {
-            free(enc);
-            continue;
-        }
+        char *form = mcpauth__xmalloc(flen);
         snprintf(form, flen, "token=%s&token_type_hint=access_token", enc);
         OPENSSL_cleanse(enc, strlen(enc));
         free(enc);
@@ -669,6 +662,25 @@ static int is_b64token(const char *t, size_t len)
     return i == len;
 }
 
+/* A token of the built-in AS is looked up in the AS's revocation list
+ * (key: SHA-256 of the token), after a full check and on every cache hit,
+ * so a cached "valid" does not outlive a revocation.  1 when d now holds a
+ * refusal. */
+static int builtin_refused(mcpauth_validator *v, const unsigned char key[SHA256_DIGEST_LENGTH],
+                           time_t now, mcpauth_decision *d)
+{
+    if (!v->builtin_iss || strcmp(d->id.issuer, v->builtin_iss) != 0)
+        return 0;
+    int r = mcpauth__revoked_has(v->revoked, key, now);
+    if (r == 0)
+        return 0;
+    if (r > 0)
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token has been revoked");
+    else /* fail closed, but do not make clients throw the token away */
+        set_verdict(d, MCPAUTH_UNAVAILABLE, "the revocation list is unavailable");
+    return 1;
+}
+
 void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, const char *token,
                             size_t len, const char *method, const mcpauth_strlist *extra_scopes,
                             mcpauth_decision *d)
@@ -701,12 +713,16 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
             set_verdict(d, MCPAUTH_INVALID_TOKEN, "token expired");
             return;
         }
+        if (builtin_refused(v, key, now, d))
+            return;
     } else {
         int dots = 0;
         for (size_t i = 0; i < len; i++)
             dots += token[i] == '.';
         int ok = dots == 2 ? validate_jwt(v, res, token, len, now, d)
                            : validate_opaque(v, res, token, now, d);
+        if (ok && builtin_refused(v, key, now, d))
+            ok = 0;
         if (ok) {
             time_t until = now + v->cfg->cache_ttl;
             if (d->id.exp && d->id.exp + v->cfg->clock_leeway < until)
@@ -820,30 +836,21 @@ void mcpauth_decision_respond(const mcpauth_decision *d, const mcpauth_resource 
 
 mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, size_t errlen)
 {
-    mcpauth_validator *v = calloc(1, sizeof *v);
-    if (!v) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    mcpauth_validator *v = mcpauth__xcalloc(1, sizeof *v);
     v->cfg = cfg;
     for (size_t i = 0; i < cfg->jwt_algorithms.n; i++) {
         mcpauth_alg a = mcpauth_alg_from_name(cfg->jwt_algorithms.v[i]);
         if (a != MCPAUTH_ALG_UNKNOWN)
             v->alg_mask |= 1u << a;
     }
-    v->issuers = calloc(cfg->nissuers ? cfg->nissuers : 1, sizeof *v->issuers);
-    v->cache = mcpauth_cache_new((size_t)cfg->cache_entries);
-    if (!v->issuers || !v->cache) {
-        snprintf(err, errlen, "out of memory");
-        mcpauth_validator_free(v);
-        return NULL;
-    }
+    v->issuers = mcpauth__xcalloc(cfg->nissuers ? cfg->nissuers : 1, sizeof *v->issuers);
+    v->cache = mcpauth__check(mcpauth_cache_new((size_t)cfg->cache_entries), "mcpauth_cache_new");
     for (size_t i = 0; i < cfg->nissuers; i++) {
         issuer_rt *is = &v->issuers[v->nissuers++];
         is->conf = cfg->issuers[i];
         pthread_mutex_init(&is->lock, NULL);
         if (is->conf->jwks_uri)
-            is->jwks_uri = strdup(is->conf->jwks_uri);
+            is->jwks_uri = mcpauth__xstrdup(is->conf->jwks_uri);
         if (is->conf->jwks_file) {
             /* Local keys are read once here; a bad file stops start-up. */
             FILE *f = fopen(is->conf->jwks_file, "r");
@@ -861,6 +868,22 @@ mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, s
             }
         }
     }
+    if (cfg->as && cfg->as->issuer) {
+        /* Not a start-up failure: the AS creates the file and may start
+         * after us.  Until it can be read, the built-in AS's tokens are
+         * refused (503), and this line says why. */
+        char path[4096], why[512] = "runtime_dir is not set or too long";
+        v->builtin_iss = cfg->as->issuer;
+        if (mcpauth__revoked_path(cfg, path, sizeof path) == 0)
+            v->revoked = mcpauth__revoked_open_ro(path, why, sizeof why);
+        else
+            v->revoked = mcpauth__revoked_open_ro(NULL, NULL, 0);
+        if (why[0])
+            mcpauth_log(MCPAUTH_LOG_ERROR, "revocation_list_unavailable", "reason", why, "effect",
+                        "tokens of the built-in authorization server are refused until mcpauth-as "
+                        "has created it in runtime_dir",
+                        NULL);
+    }
     return v;
 }
 
@@ -876,5 +899,6 @@ void mcpauth_validator_free(mcpauth_validator *v)
     }
     free(v->issuers);
     mcpauth_cache_free(v->cache);
+    mcpauth__revoked_close(v->revoked);
     free(v);
 }

@@ -6,9 +6,15 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$top/_build}
 cd "$top"
-if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
-    autoreconf -fi
-fi
+# Several builds may share this source tree (one per build directory):
+# only one of them regenerates configure at a time.
+(
+    flock 9
+    if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt configure ]; then
+        autoreconf -fi
+    fi
+) 9>"${TMPDIR:-/tmp}/mcpauth-autoreconf.lock"
+
 mkdir -p "$build"
 cd "$build"
 stamp=".configure-args"

@@ -2,11 +2,30 @@
 # Installs the Debian packages mcpauth needs to build, test and run the demo,
 # only those missing, non-interactively.  Used by examples/demo.sh,
 # tests/run.sh and .ci/run.
+#   scripts/deps.sh          install what is missing
+#   scripts/deps.sh --list   print every package this script stands for
+# scripts/check-deps.sh (run by tests/run.sh) fails when a web-server module
+# the snippets or tests load comes from a package missing here.
 set -eu
 
-PKGS="build-essential autoconf automake libtool pkg-config curl ca-certificates \
+# Build: toolchain and libraries.  Tests and demo: the web servers with the
+# modules the snippets load (lighttpd's mod_openssl is its own package and
+# only a Recommends, which --no-install-recommends skips), openssl (test
+# certificates, the demo's htpasswd), curl.
+PKGS="build-essential autoconf automake libtool pkg-config curl ca-certificates openssl \
 libfcgi-dev libssl-dev libjson-c-dev libjwt-dev check libcurl4-openssl-dev libsqlite3-dev \
-lighttpd apache2 libapache2-mod-fcgid"
+lighttpd lighttpd-mod-openssl apache2 libapache2-mod-fcgid"
+# Found by command rather than package: NodeSource's nodejs brings its own
+# npm (and conflicts with Debian's).  The end-to-end tests run the official
+# MCP SDK on Node.js 18 or newer; the browser test drives Debian's Chromium
+# (playwright-core, no browser download).
+CMD_PKGS="node:nodejs npm:npm /usr/bin/chromium:chromium"
+
+if [ "${1:-}" = --list ]; then
+    for p in $PKGS; do echo "$p"; done
+    for c in $CMD_PKGS; do echo "${c#*:}"; done
+    exit 0
+fi
 
 missing=""
 for p in $PKGS; do
@@ -16,12 +35,12 @@ for p in $PKGS; do
         *) missing="$missing $p" ;;
     esac
 done
-# The end-to-end tests run the official MCP SDK: Node.js 18 or newer.
-command -v node >/dev/null 2>&1 || missing="$missing nodejs"
-command -v npm >/dev/null 2>&1 || missing="$missing npm"
-command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
-# The browser test drives Debian's Chromium (playwright-core, no download).
-[ -x /usr/bin/chromium ] || missing="$missing chromium"
+for c in $CMD_PKGS; do
+    case "${c%%:*}" in
+        /*) [ -x "${c%%:*}" ] || missing="$missing ${c#*:}" ;;
+        *) command -v "${c%%:*}" >/dev/null 2>&1 || missing="$missing ${c#*:}" ;;
+    esac
+done
 [ -z "$missing" ] && exit 0
 
 echo "deps: installing:$missing"

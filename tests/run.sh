@@ -1,34 +1,157 @@
 #!/bin/sh
-# Builds mcpauth and runs every test: Check unit tests, then integration
-# tests against real lighttpd and real Apache on loopback ports.  Installs
-# what is missing first.  Exit status is non-zero when any test fails.
+# Builds mcpauth and runs every test: the dependency and tree checks, the
+# Check programs of `make check` (unit tests, then integration tests against
+# real lighttpd and real Apache on loopback ports), then the end-to-end
+# tests.  Installs what is missing first.  Ends with one line,
+#   mcpauth: N passed, M failed
+# and exits non-zero exactly when M > 0: a step that fails, a Check program
+# that crashes, exits non-zero or prints no Check summary, or one that never
+# ran, counts as a failure.
+#   tests/run.sh              build in $BUILD_DIR (default _build/) and run all
+#   tests/run.sh --summary    print the summary of the last run in $BUILD_DIR
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
-sh "$top/scripts/deps.sh"
 BUILD_DIR=${BUILD_DIR:-$top/_build}
 export BUILD_DIR
-sh "$top/scripts/build.sh" --enable-werror
-cd "$BUILD_DIR"
-rc=0
-make -j1 check || rc=$?
-# Show each runner's summary (the logs hold the details), then one total.
-for log in tests/unit/check_unit.log tests/integration/*.log; do
-    [ -f "$log" ] || continue
-    case "$log" in *test-suite.log) continue ;; esac
-    printf '%s: ' "${log%.log}"
-    grep -E '^[0-9]+%: Checks:' "$log" || echo "no Check summary (crashed?)"
-    grep -E '^[^ ]+:[0-9]+:[FE]:' "$log" || true
-done
-# End to end: the official MCP SDK client and the MCP reference server
-# against the demo deployment on lighttpd and Apache.
-e2e_rc=0
-sh "$top/tests/e2e/run.sh" > "$BUILD_DIR/e2e.log" 2>&1 || e2e_rc=$?
-grep -E '^(== |e2e: )|not ok' "$BUILD_DIR/e2e.log" || true
-[ "$e2e_rc" -eq 0 ] || { echo "e2e failed; see $BUILD_DIR/e2e.log"; tail -40 "$BUILD_DIR/e2e.log"; }
-awk '/^[0-9]+%: Checks:/ { gsub(",", ""); c += $3; f += $5 + $7 }
-     match($0, /-flow: [0-9]+ passed, [0-9]+ failed/) {
-         split(substr($0, RSTART + 7), a, /[ ,]+/); c += a[1] + a[3]; f += a[3] }
-     END { printf "mcpauth: %d passed, %d failed\n", c - f, f }' \
-    tests/unit/check_unit.log tests/integration/*.log "$BUILD_DIR/e2e.log" 2>/dev/null | grep -v '^$' || true
-[ "$rc" -eq 0 ] && rc=$e2e_rc
-exit "$rc"
+steps="$BUILD_DIR/run-steps" # "step exit-status" for each step of the last run
+
+# The logs of every test `make check` runs, from the build's own TESTS, so a
+# new check program is counted without being listed here.
+test_logs() {
+    mk=$(mktemp)
+    # shellcheck disable=SC2016
+    printf 'mcpauth-test-logs:\n\t@echo "TEST_LOGS: $(TEST_LOGS)"\n' > "$mk"
+    (cd "$BUILD_DIR" && MAKEFLAGS='' make -s -f Makefile -f "$mk" mcpauth-test-logs 2>/dev/null) |
+        sed -n 's/^TEST_LOGS: //p' | tr ' ' '\n' | grep -v '^$' || true
+    rm -f "$mk"
+}
+
+step_status() { # step: its exit status in the last run, empty if it did not run
+    sed -n "s/^$1 //p" "$steps" 2>/dev/null | tail -1
+}
+
+summary() {
+    cd "$BUILD_DIR"
+    passed=0 failed=0
+    fail() { # count how-many reason
+        failed=$((failed + $1)); shift
+        echo "FAILED: $*"
+    }
+    for s in check-deps check-tree build; do
+        st=$(step_status $s)
+        case "$st" in
+            0) passed=$((passed + 1)) ;;
+            "") fail 1 "$s: did not run" ;;
+            *) fail 1 "$s: exit status $st" ;;
+        esac
+    done
+    if [ "$(step_status build)" = 0 ]; then
+        before=$failed
+        logs=$(test_logs)
+        [ -n "$logs" ] || fail 1 "make check: no tests found in $BUILD_DIR/Makefile (TEST_LOGS)"
+        for log in $logs; do
+            name=${log%.log} trs=${log%.log}.trs
+            if [ ! -f "$trs" ]; then
+                fail 1 "$name: did not run (not built?)"
+                continue
+            fi
+            result=$(sed -n 's/^:test-result: //p' "$trs" | sort -u | tr '\n' ' ' | sed 's/ $//')
+            sums=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$log" || true)
+            case "${name##*/}" in
+                check_*) # a Check program: count its checks
+                    if [ -z "$sums" ]; then
+                        fail 1 "$name: no Check summary (crashed?), result $result; see $BUILD_DIR/$log"
+                        continue
+                    fi
+                    printf '%s: %s\n' "$name" "$(echo "$sums" | tr '\n' ' ')"
+                    grep -E '^[^ ]+:[0-9]+:[FE]:' "$log" || true
+                    # shellcheck disable=SC2046
+                    set -- $(echo "$sums" | tr -d ',' | awk '{ c += $3; f += $5 + $7 } END { print c, f }')
+                    passed=$((passed + $1 - $2))
+                    [ "$2" -eq 0 ] || fail "$2" "$name: $2 of $1 checks failed; see $BUILD_DIR/$log"
+                    case "$result" in
+                        PASS) ;;
+                        *) [ "$2" -gt 0 ] || fail 1 "$name: result $result after its summary (crash, leak, exit status); see $BUILD_DIR/$log" ;;
+                    esac
+                    ;;
+                *) # any other test counts once; a skip is not a pass
+                    case "$result" in
+                        PASS) passed=$((passed + 1)); echo "$name: $result" ;;
+                        *) fail 1 "$name: result $result; see $BUILD_DIR/$log" ;;
+                    esac
+                    ;;
+            esac
+        done
+        st=$(step_status make-check)
+        if [ -n "$st" ] && [ "$st" != 0 ] && [ "$failed" -eq "$before" ]; then
+            fail 1 "make check: exit status $st; see $BUILD_DIR/test-suite.log"
+        fi
+        # End to end: every flow prints its own count; one that crashed
+        # printed "not ok: exit status N" instead.
+        st=$(step_status e2e)
+        if [ -z "$st" ]; then
+            fail 1 "e2e: did not run"
+        elif [ ! -f e2e.log ]; then
+            fail 1 "e2e: no $BUILD_DIR/e2e.log"
+        else
+            grep -E '^(== |e2e: )|not ok' e2e.log || true
+            # shellcheck disable=SC2046
+            set -- $(awk '
+                { tag = match($0, /^  \[[^]]*\]/) ? substr($0, 1, RLENGTH) : "" }
+                match($0, /-flow: [0-9]+ passed, [0-9]+ failed/) {
+                    split(substr($0, RSTART + 7), a, /[ ,]+/)
+                    p += a[1]; f += a[3]; counted[tag] = a[3]
+                }
+                / not ok: exit status / { if (!(tag in counted) || counted[tag] == 0) f++ }
+                /^e2e: [0-9]+ passed, [0-9]+ failed/ { done = 1 }
+                END { print p + 0, f + 0, done + 0 }' e2e.log)
+            passed=$((passed + $1))
+            [ "$2" -eq 0 ] || fail "$2" "e2e: $2 checks failed; see $BUILD_DIR/e2e.log"
+            if [ "$st" != 0 ] && [ "$2" -eq 0 ]; then
+                [ "$3" = 1 ] || tail -40 e2e.log
+                fail 1 "e2e: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/e2e.log"
+            fi
+        fi
+    fi
+    summarised=yes
+    echo "mcpauth: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+}
+
+if [ "${1:-}" = --summary ]; then
+    [ -f "$steps" ] || { echo "tests/run.sh: no run recorded in $BUILD_DIR" >&2; exit 2; }
+    summary
+    exit
+fi
+
+# Whatever stops this script early still ends with a summary line that
+# agrees with the exit status.
+summarised=""
+# shellcheck disable=SC2154
+trap 'rc=$?; [ -n "$summarised" ] || [ "$rc" -eq 0 ] ||
+    echo "mcpauth: 0 passed, 1 failed (tests/run.sh stopped early, exit status $rc)"' EXIT
+sh "$top/scripts/deps.sh"
+mkdir -p "$BUILD_DIR"
+: > "$steps"
+step() { # name command...: runs it, records its exit status, goes on
+    name=$1; shift
+    st=0
+    "$@" || st=$?
+    echo "$name $st" >> "$steps"
+}
+step check-deps sh "$top/scripts/check-deps.sh"
+step check-tree sh "$top/scripts/check-tree.sh"
+step build sh "$top/scripts/build.sh" --enable-werror
+if [ "$(step_status build)" = 0 ]; then
+    # results of an earlier run must not count if a program fails to build
+    for log in $(test_logs); do
+        rm -f "$BUILD_DIR/$log" "$BUILD_DIR/${log%.log}.trs"
+    done
+    rm -f "$BUILD_DIR/e2e.log"
+    step make-check make -C "$BUILD_DIR" -k -j1 check
+    # The official MCP SDK client, the MCP reference server, an external AS
+    # and a browser against the demo deployment on lighttpd and Apache.
+    # shellcheck disable=SC2016
+    step e2e sh -c 'sh "$1" > "$2" 2>&1' e2e "$top/tests/e2e/run.sh" "$BUILD_DIR/e2e.log"
+fi
+summary

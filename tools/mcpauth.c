@@ -25,6 +25,7 @@
 #include <mcpauth/mcpauth.h>
 
 #include "keys.h"
+#include "revoked.h"
 #include "store.h"
 
 /* The [authorization_server] section of mcpauth.conf(5). */
@@ -598,6 +599,32 @@ static void show_client(const mcpauth_client *cl)
     json_object_put(uris);
 }
 
+/* Revoked grants must reach mcpauth-gate and mcpauth-proxy at once, not
+ * when mcpauth-as next writes the shared list: push them now.  The list is
+ * never created here (as root it would get the wrong owner). */
+static void push_revocations(ctx *c, mcpauth_store *s)
+{
+    char path[PATH_MAX], err[256];
+    const char *file = c->config_file && *c->config_file ? c->config_file
+                                                         : mcpauth_config_default_file();
+    if (!c->cfg && access(file, R_OK) != 0) {
+        fprintf(stderr, PROG ": note: no configuration, so the gate and proxy see these "
+                "revocations when mcpauth-as next revokes or starts\n");
+        return;
+    }
+    if (load_config(c) != 0 || mcpauth__revoked_path(c->cfg, path, sizeof path) < 0)
+        return;
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr, PROG ": note: %s does not exist yet; mcpauth-as creates it\n", path);
+        return;
+    }
+    mcpauth__revoked *r = mcpauth__revoked_open_rw(path, MCPAUTH__REVOKED_SLOTS, err, sizeof err);
+    if (!r || mcpauth__revoked_sync(r, s, time(NULL)) < 0)
+        fprintf(stderr, PROG ": warning: cannot update %s (%s): the gate and proxy see these "
+                "revocations when mcpauth-as next revokes or starts\n", path, r ? "sync failed" : err);
+    mcpauth__revoked_close(r);
+}
+
 static int cmd_clients(ctx *c)
 {
     if (c->argc < 2)
@@ -647,6 +674,7 @@ static int cmd_clients(ctx *c)
             show_client(&cl);
             mcpauth_client_free(&cl);
         } else {
+            push_revocations(c, s);
             fputs("deleted client ", stdout);
             put_safe(stdout, id);
             puts(" and everything issued to it");
@@ -672,6 +700,8 @@ static int cmd_revoke(ctx *c)
     if (!s)
         return 1;
     int n = user ? mcpauth_store_revoke_user(s, user) : mcpauth_store_revoke_client(s, client);
+    if (n > 0)
+        push_revocations(c, s);
     mcpauth_store_close(s);
     if (n < 0) {
         fail("cannot revoke in the database");

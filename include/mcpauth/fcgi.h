@@ -23,9 +23,20 @@ typedef struct mcpauth_app {
 
 /* Parses --config FILE (else $MCPAUTH_CONFIG, else the default), --check
  * (load, report, exit), --version and --help; loads the configuration, runs
- * init, then serves until the web server stops it.  Returns the exit code.
+ * init, then serves until told to stop.  Returns the exit code.
+ *
+ * The main thread serves nothing: `threads` workers do, and it waits for
+ * SIGTERM, SIGINT, SIGQUIT or SIGUSR1 (blocked in every thread, whatever
+ * the web server left ignored or blocked), for the web server that spawned
+ * the program to go away (not with --listen), or for the listener to fail.
+ * Then it stops accepting, lets requests in flight finish, makes the
+ * request's alive callback report 0 so that streams end as if the client
+ * had left, and returns 0 once every worker is done; 10 seconds after the
+ * signal it exits whatever is left.  SIGHUP is logged and ignored: the
+ * configuration is read once.
+ *
  * Outside FastCGI (stdin not a socket) it answers one CGI request, which is
- * handy for trying a program from a shell. */
+ * handy for trying a program from a shell; signals keep their defaults. */
 int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv);
 
 #endif

@@ -12,7 +12,10 @@
 
 typedef struct mcpauth_request {
     const char *method;      /* REQUEST_METHOD, never NULL ("" if absent) */
-    const char *path;        /* request path without query, raw (%-encoded) */
+    /* Request path without query, percent-decoded: the path the web server
+     * routes on.  Never holds dot segments, "//", '\\', ';', controls or
+     * non-ASCII: mcpauth_request_init refuses requests with those. */
+    const char *path;
     const char *query;       /* after '?', "" if none */
     const char *remote_addr; /* "" if unknown */
     /* CGI/FastCGI parameter lookup, e.g. "HTTP_AUTHORIZATION". */
@@ -23,11 +26,16 @@ typedef struct mcpauth_request {
      * been read to its end); NULL means "cannot tell". */
     int (*alive)(void *ctx);
     void *ctx;
+    const char *path_error;  /* why the path was refused (static), or NULL */
     char pathbuf[2048];      /* storage for path, owned by the request */
 } mcpauth_request;
 
-/* Fills method/path/query/remote_addr from the param callback.  Returns 0, or
- * -1 when REQUEST_URI is longer than the request can hold (answer 414). */
+/* Fills method/path/query/remote_addr from the param callback and sets alive
+ * to NULL (a binding that can tell sets it afterwards).  Returns 0; -1 when
+ * REQUEST_URI is longer than the request can hold (answer 414); -2 when its
+ * path is one two parsers could read differently (dot segments, encoded
+ * dots, slashes, backslashes or '%', "//", ';', '\\', controls, malformed
+ * escapes): path_error says which, and the request must be refused. */
 int mcpauth_request_init(mcpauth_request *req, const char *(*param)(void *, const char *),
                          ssize_t (*read)(void *, char *, size_t), void *ctx);
 /* The whole request body, NUL-terminated, in a buffer sized to it
@@ -87,6 +95,10 @@ int mcpauth_response_json(mcpauth_response *resp, int status, const char *json);
  * Cache-Control: no-store.  description may be NULL. */
 int mcpauth_response_error(mcpauth_response *resp, int status, const char *error,
                            const char *description);
+
+/* Answers a request that mcpauth_request_init refused (init_rc -1: 414,
+ * -2: 400 logged as a security event).  Returns what the writer returned. */
+int mcpauth_request_refuse(const mcpauth_request *req, int init_rc, mcpauth_response *resp);
 
 /* "OK", "Not Found", ... for a status code. */
 const char *mcpauth_http_reason(int status);

@@ -9,7 +9,7 @@
 #ifndef MCPAUTH_MCPAUTH_H
 #define MCPAUTH_MCPAUTH_H
 
-#define MCPAUTH_VERSION "0.1.0"
+#include <mcpauth/version.h>
 
 #include <mcpauth/util.h>
 #include <mcpauth/log.h>

@@ -1,5 +1,5 @@
-/* Small, allocation-free helpers: base64url, constant-time comparison,
- * hashing and string lists.  Crypto and base64 come from OpenSSL. */
+/* Small helpers: base64url, constant-time comparison, hashing and string
+ * lists.  Crypto and base64 come from OpenSSL. */
 #ifndef MCPAUTH_UTIL_H
 #define MCPAUTH_UTIL_H
 
@@ -28,7 +28,9 @@ typedef struct mcpauth_strlist {
     char **v;
 } mcpauth_strlist;
 
-/* Splits on ASCII spaces and tabs; returns 0, or -1 on allocation failure. */
+/* Appends the words of s (split on ASCII spaces and tabs) to l.  Always
+ * returns 0: a failed allocation aborts the process (the library's
+ * out-of-memory policy); the int is kept for existing callers. */
 int mcpauth_strlist_split(mcpauth_strlist *l, const char *s);
 int mcpauth_strlist_has(const mcpauth_strlist *l, const char *s);
 void mcpauth_strlist_free(mcpauth_strlist *l);

@@ -20,9 +20,26 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "e2e: node and npm are needed (apt-get install nodejs npm)" >&2
     exit 1
 fi
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
-    npm ci --no-audit --no-fund --loglevel=error
+# The Node.js version package.json asks for (engines.node, ">=N").
+need=$(node -p 'String(require("./package.json").engines.node).replace(/^>=\s*/, "").split(".")[0]')
+have=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$have" -lt "$need" ]; then
+    echo "e2e: Node.js $need or newer is needed, this is $(node --version)" >&2
+    exit 1
 fi
+# The packages are never committed: `npm ci` installs exactly the lockfile
+# into node_modules/ (ignored by git), again only when the lockfile,
+# package.json or Node's module ABI changed since the last install.
+stamp=node_modules/.mcpauth-npm-ci
+want=$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)-abi$(node -p process.versions.modules)
+(
+    flock 9
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "e2e: npm ci (tests/e2e/package-lock.json)"
+        npm ci --no-audit --no-fund --loglevel=error
+        echo "$want" > "$stamp"
+    fi
+) 9>"${TMPDIR:-/tmp}/mcpauth-e2e-npm.lock"
 
 port=${MCPAUTH_E2E_PORT:-18080}
 evport=$((port + 20))
@@ -67,12 +84,16 @@ done
 passed=0 failed=0
 run() { # name command...
     name=$1; shift
-    if "$@" > "$demo_dir.out" 2>&1; then
+    st=0
+    "$@" > "$demo_dir.out" 2>&1 || st=$?
+    sed "s/^/  [$name] /" "$demo_dir.out"
+    if [ "$st" -eq 0 ]; then
         passed=$((passed + 1))
     else
         failed=$((failed + 1))
+        # a flow that crashed never printed its own count: say so
+        echo "  [$name] not ok: exit status $st"
     fi
-    sed "s/^/  [$name] /" "$demo_dir.out"
 }
 for server in lighttpd apache; do
     echo "== e2e on $server"
@@ -84,9 +105,14 @@ for server in lighttpd apache; do
     run "$server external-as" node external-as-flow.mjs "$as" "$base"
     tok=$(node external-as-flow.mjs --token "$as" "$base/mcp/ext") || tok=no-token
     run "$server inspector" node inspector-flow.mjs "$base/mcp/ext" "$tok"
+    # regression: the demo's Apache echoed TRACE, Authorization included
+    run "$server trace-off" sh -c '
+        st=$(curl -s -o "$2" -w "%{http_code}" -X TRACE -H "Authorization: Bearer trace-secret" "$1/mcp/files")
+        echo "TRACE status $st"
+        ! grep -q trace-secret "$2" && [ "$st" != 200 ]' - "$base" "$demo_dir.trace"
     # the consent page's screenshot is kept with the test output
     run "$server browser" node browser-flow.mjs "$base" demo "$pw" \
-        "${MCPAUTH_E2E_SCREENSHOTS:-$top/_build}/consent-$server.png"
+        "${MCPAUTH_E2E_SCREENSHOTS:-${BUILD_DIR:-$top/_build}}/consent-$server.png"
     MCPAUTH_DEMO_DIR="$demo_dir" sh "$top/examples/demo.sh" --stop >/dev/null
 done
 echo "e2e: $passed passed, $failed failed"

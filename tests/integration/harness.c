@@ -3,6 +3,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -321,6 +322,19 @@ void th_kill(pid_t pid)
     waitpid(pid, &st, 0);
 }
 
+int th_wait_exit(pid_t pid, int ms, int *status)
+{
+    for (int i = 0; pid > 0 && i < ms / 20 + 1; i++) {
+        if (waitpid(pid, status, WNOHANG) == pid) {
+            forget_group(pid);
+            return 0;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
 static int port_open(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -540,6 +554,154 @@ void th_stop(th_server *s)
     if (s->dir[0] && !getenv("MCPAUTH_KEEP_TEST_DIRS"))
         nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     s->dir[0] = '\0';
+}
+
+int th_signal_wait(th_server *s, int sig, int ms)
+{
+    if (s->pid <= 0)
+        return 0;
+    kill(s->pid, sig);
+    for (int i = 0; i < ms / 20 + 1; i++) {
+        int st;
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            /* the group stays remembered: kill_started() sweeps it at exit */
+            s->pid = -1;
+            return 0;
+        }
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+/* Up to len-1 bytes of a /proc file, NUL-terminated; the length read. */
+static size_t proc_read(pid_t pid, const char *what, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, what);
+    size_t n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t r;
+        while (n < len - 1 && (r = read(fd, buf + n, len - 1 - n)) > 0)
+            n += (size_t)r;
+        close(fd);
+    }
+    buf[n] = '\0';
+    return n;
+}
+
+/* Does one of the NUL-separated strings in buf[0..n) satisfy the test? */
+static int any_string(const char *buf, size_t n, const char *dir, int env)
+{
+    size_t dl = strlen(dir);
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
+        const char *v = buf + i;
+        if (env) {
+            if (strncmp(v, "MCPAUTH_CONFIG=", 15) == 0 && strncmp(v + 15, dir, dl) == 0 &&
+                v[15 + dl] == '/')
+                return 1;
+        } else if (strstr(v, dir)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The program's name when pid is a live mcpauth-* process of dir, else 0. */
+static int is_program(pid_t pid, const char *dir, char *prog, size_t proglen)
+{
+    char buf[65536];
+    size_t n = proc_read(pid, "stat", buf, sizeof buf);
+    const char *rp = n ? strrchr(buf, ')') : NULL;
+    if (!rp || rp[1] != ' ' || rp[2] == 'Z' || rp[2] == 'X')
+        return 0;
+    char exe[1024], path[64];
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t el = readlink(path, exe, sizeof exe - 1);
+    if (el <= 0) { /* not ours to read: its command line names the binary */
+        n = proc_read(pid, "cmdline", exe, sizeof exe);
+        el = (ssize_t)strlen(exe);
+    }
+    exe[el] = '\0';
+    char *del = strstr(exe, " (deleted)");
+    if (del)
+        *del = '\0';
+    const char *base = strrchr(exe, '/');
+    base = base ? base + 1 : exe;
+    if (strncmp(base, "lt-", 3) == 0) /* libtool's uninstalled name */
+        base += 3;
+    if (strncmp(base, "mcpauth-", 8) != 0)
+        return 0;
+    n = proc_read(pid, "cmdline", buf, sizeof buf);
+    int mine = any_string(buf, n, dir, 0);
+    if (!mine) {
+        n = proc_read(pid, "environ", buf, sizeof buf);
+        mine = any_string(buf, n, dir, 1);
+    }
+    if (mine)
+        snprintf(prog, proglen, "%s", base);
+    return mine;
+}
+
+int th_programs(const char *dir, const char *name, pid_t *pids, int max)
+{
+    DIR *d = opendir("/proc");
+    int count = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        char prog[256];
+        if (*end || pid <= 0 || pid == getpid() || !is_program((pid_t)pid, dir, prog, sizeof prog))
+            continue;
+        if (name && strcmp(prog, name) != 0)
+            continue;
+        if (count < max)
+            pids[count] = (pid_t)pid;
+        count++;
+    }
+    if (d)
+        closedir(d);
+    return count;
+}
+
+int th_programs_wait_gone(const char *dir, int ms, char *desc, size_t desclen)
+{
+    pid_t pids[64];
+    int n = 0;
+    for (int i = 0; i < ms / 50 + 1; i++) {
+        if ((n = th_programs(dir, NULL, pids, 64)) == 0)
+            break;
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (desc && desclen) {
+        desc[0] = '\0';
+        for (int i = 0; i < n && i < 64; i++) {
+            char cmd[512], line[600];
+            size_t cl = proc_read(pids[i], "cmdline", cmd, sizeof cmd);
+            for (size_t j = 0; j + 1 < cl; j++)
+                if (cmd[j] == '\0')
+                    cmd[j] = ' ';
+            char st[512];
+            proc_read(pids[i], "stat", st, sizeof st);
+            const char *rp = strrchr(st, ')');
+            snprintf(line, sizeof line, "[%d %s ppid=%ld] ", (int)pids[i], cmd,
+                     rp && strlen(rp) > 4 ? strtol(rp + 4, NULL, 10) : -1L);
+            strncat(desc, line, desclen - strlen(desc) - 1);
+        }
+    }
+    return n;
+}
+
+int th_kill_programs(const char *dir)
+{
+    pid_t pids[256];
+    int n = th_programs(dir, NULL, pids, 256);
+    for (int i = 0; i < n && i < 256; i++)
+        kill(pids[i], SIGKILL);
+    return n;
 }
 
 const char *th_ca_file;

@@ -51,6 +51,10 @@ int th_start_ex(th_server *s, th_kind kind, const th_options *o);
  * and reaps it. */
 pid_t th_spawn(char *const argv[], const char *const env_extra[], const char *logfile);
 void th_kill(pid_t pid);
+/* Waits up to ms for a process started by th_spawn to exit and reaps it:
+ * 0 with its wait status in *status, or -1 (still running: stop it with
+ * th_kill). */
+int th_wait_exit(pid_t pid, int ms, int *status);
 /* 0 once 127.0.0.1:port accepts connections, -1 after ms milliseconds. */
 int th_wait_port(int port, int ms);
 /* Starts the example MCP server (examples/mcp-server) on a free port with
@@ -64,6 +68,23 @@ char *th_expand(const th_server *s, const char *text);
 /* SIGTERM, wait up to 10 s, then SIGKILL; reaps the process group; removes
  * the scratch directory unless MCPAUTH_KEEP_TEST_DIRS is set. */
 void th_stop(th_server *s);
+
+/* Sends sig to the server's main process only (not its process group) and
+ * waits up to ms for it to exit.  0 when it did: s->pid is then -1 and
+ * whatever it left behind still runs, for the test to find (th_programs)
+ * and kill (th_kill_programs); -1 when it is still running. */
+int th_signal_wait(th_server *s, int sig, int ms);
+
+/* Live (not zombie) mcpauth-* processes that belong to the scratch
+ * directory dir: their command line names it, or their MCPAUTH_CONFIG is
+ * in it (found by walking /proc).  name (e.g. "mcpauth-proxy") or NULL for
+ * all.  Fills up to max PIDs; returns how many there are. */
+int th_programs(const char *dir, const char *name, pid_t *pids, int max);
+/* Waits up to ms for th_programs(dir, NULL, ...) to find none; returns how
+ * many are left, and describes them in desc (may be NULL). */
+int th_programs_wait_gone(const char *dir, int ms, char *desc, size_t desclen);
+/* SIGKILLs them all; returns how many there were. */
+int th_kill_programs(const char *dir);
 
 /* The server's error log (caller frees), "" when empty. */
 char *th_error_log(const th_server *s);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -300,7 +301,7 @@ START_TEST(full_flow)
     {
         static const char *const names[] = {"response_type", "client_id", "redirect_uri", "scope",
                                             "state", "code_challenge", "code_challenge_method",
-                                            "resource", "ts", "csrf", NULL};
+                                            "resource", "ts", "nonce", "csrf", NULL};
         size_t len = 0;
         FILE *m = open_memstream(&form, &len);
         for (int i = 0; names[i]; i++) {
@@ -335,6 +336,11 @@ START_TEST(full_flow)
     ck_assert_ptr_nonnull(strstr(loc, want_iss));
     char code[128];
     snprintf(code, sizeof code, "%.*s", (int)strcspn(loc + 37, "&"), loc + 37);
+    th_resp_free(&r);
+    /* the same approved form again: no second code (single use) */
+    ck_assert_int_eq(th_http("POST", authz_ep, hf, form, &r), 0);
+    ck_assert_msg(r.status == 400, "replayed consent: %ld", r.status);
+    ck_assert_ptr_null(hdr(&r, "Location"));
     th_resp_free(&r);
     free(form);
 
@@ -429,6 +435,13 @@ START_TEST(full_flow)
     json_object *fam = token_post(rform, 400);
     json_object_put(fam);
 
+    /* ... and the proxy refuses its access tokens at once (revocation list) */
+    ck_assert_int_eq(mcp_call(access2, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}",
+                              session, &r), 0);
+    ck_assert_msg(r.status == 401, "revoked grant through the proxy: %ld %s", r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "invalid_token"));
+    th_resp_free(&r);
+
     /* 9. introspection (the gate's credentials) reports that grant inactive */
     const char *hi[] = {"Authorization: Basic Z2F0ZTpnYXRlLXNlY3JldA==", /* gate:gate-secret */
                         "Content-Type: application/x-www-form-urlencoded", NULL};
@@ -483,6 +496,165 @@ START_TEST(full_flow)
 }
 END_TEST
 
+
+/* Registration, login, consent and code exchange: a fresh grant's tokens. */
+static void fresh_grant(char *access, size_t acap, char *refresh, size_t rcap, char *client_id,
+                        size_t ccap)
+{
+    char url[2048], reg_ep[256], authz_ep[256], token_ep[256];
+    snprintf(reg_ep, sizeof reg_ep, "%s/oauth2/register", srv.base);
+    snprintf(authz_ep, sizeof authz_ep, "%s/oauth2/authorize", srv.base);
+    snprintf(token_ep, sizeof token_ep, "%s/oauth2/token", srv.base);
+    th_resp r;
+    const char *hj[] = {"Content-Type: application/json", NULL};
+    ck_assert_int_eq(th_http("POST", reg_ep, hj,
+                             "{\"client_name\":\"Revocation client\",\"redirect_uris\":"
+                             "[\"http://127.0.0.1/callback\"],\"token_endpoint_auth_method\":\"none\","
+                             "\"grant_types\":[\"authorization_code\",\"refresh_token\"]}", &r), 0);
+    ck_assert_msg(r.status == 201, "register: %ld %s", r.status, r.body);
+    json_object *reg = json_tokener_parse(r.body);
+    snprintf(client_id, ccap, "%s", str(reg, "client_id"));
+    json_object_put(reg);
+    th_resp_free(&r);
+    const char *verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-revocation";
+    unsigned char md[32];
+    char challenge[64], resource[256];
+    SHA256((const unsigned char *)verifier, strlen(verifier), md);
+    b64url(md, 32, challenge);
+    snprintf(resource, sizeof resource, "%s/mcp/files", srv.base);
+    char *e_res = enc(resource), *e_cid = enc(client_id), *e_redir = enc("http://127.0.0.1:45679/callback");
+    snprintf(url, sizeof url,
+             "%s?response_type=code&client_id=%s&redirect_uri=%s&code_challenge=%s"
+             "&code_challenge_method=S256&resource=%s&scope=files%%3Aread&state=rv",
+             authz_ep, e_cid, e_redir, challenge, e_res);
+    const char *hb[] = {"Authorization: Basic YWxpY2U6d29uZGVybGFuZA==", NULL};
+    ck_assert_int_eq(th_http("GET", url, hb, NULL, &r), 0);
+    ck_assert_msg(r.status == 200, "consent: %ld", r.status);
+    static const char *const names[] = {"response_type", "client_id", "redirect_uri", "scope",
+                                        "state", "code_challenge", "code_challenge_method",
+                                        "resource", "ts", "nonce", "csrf", NULL};
+    char *form = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&form, &len);
+    for (int i = 0; names[i]; i++) {
+        char *v = hidden(r.body, names[i]), *ev = enc(v);
+        fprintf(m, "%s%s=%s", i ? "&" : "", names[i], ev);
+        free(v);
+        free(ev);
+    }
+    fputs("&decision=approve", m);
+    fclose(m);
+    th_resp_free(&r);
+    const char *hf[] = {"Authorization: Basic YWxpY2U6d29uZGVybGFuZA==",
+                        "Content-Type: application/x-www-form-urlencoded", NULL};
+    ck_assert_int_eq(th_http("POST", authz_ep, hf, form, &r), 0);
+    ck_assert_msg(r.status == 302, "approve: %ld %s", r.status, r.body);
+    free(form);
+    const char *loc = hdr(&r, "Location");
+    char code[128];
+    snprintf(code, sizeof code, "%.*s", (int)strcspn(loc + 37, "&"), loc + 37);
+    th_resp_free(&r);
+    char tform[2048];
+    snprintf(tform, sizeof tform,
+             "grant_type=authorization_code&code=%s&code_verifier=%s&redirect_uri=%s"
+             "&client_id=%s&resource=%s", code, verifier, e_redir, e_cid, e_res);
+    json_object *tok = token_post(tform, 200);
+    snprintf(access, acap, "%s", str(tok, "access_token"));
+    snprintf(refresh, rcap, "%s", str(tok, "refresh_token"));
+    json_object_put(tok);
+    free(e_res);
+    free(e_cid);
+    free(e_redir);
+}
+
+static void revoke_at_as(const char *client_id, const char *token)
+{
+    char url[256], form[4300];
+    snprintf(url, sizeof url, "%s/oauth2/revoke", srv.base);
+    char *et = enc(token), *ec = enc(client_id);
+    snprintf(form, sizeof form, "token=%s&client_id=%s", et, ec);
+    free(et);
+    free(ec);
+    const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    th_resp r;
+    ck_assert_int_eq(th_http("POST", url, h, form, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    th_resp_free(&r);
+}
+
+static const char init_body[] =
+    "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
+    "\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}";
+
+/* The proxy status for token until it is want, for at most 1 s. */
+static long proxy_status_within_1s(const char *token, long want, th_resp *r)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    for (;;) {
+        ck_assert_int_eq(mcp_call(token, init_body, NULL, r), 0);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        double took = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        if (r->status == want || took > 1.0)
+            return r->status;
+        th_resp_free(r);
+        usleep(50000);
+    }
+}
+
+/* Issue 10: a revocation at the built-in AS reaches mcpauth-proxy at once
+ * (the shared revocation list), not when the token expires: an access
+ * token revoked itself, and one whose grant's refresh token is revoked. */
+START_TEST(revocation_reaches_proxy)
+{
+    char access[4096], refresh[256], client_id[128];
+    th_resp r;
+    fresh_grant(access, sizeof access, refresh, sizeof refresh, client_id, sizeof client_id);
+    ck_assert_int_eq(mcp_call(access, init_body, NULL, &r), 0);
+    ck_assert_msg(r.status == 200, "before revocation: %ld %s", r.status, r.body);
+    th_resp_free(&r);
+    ck_assert_int_eq(mcp_call(access, init_body, NULL, &r), 0); /* now cached as valid */
+    ck_assert_int_eq(r.status, 200);
+    th_resp_free(&r);
+    revoke_at_as(client_id, access);
+    ck_assert_msg(proxy_status_within_1s(access, 401, &r) == 401, "after revocation: %ld %s",
+                  r.status, r.body);
+    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
+    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "revoked"));
+    th_resp_free(&r);
+
+    /* the refresh token: the access tokens of its grant go too */
+    fresh_grant(access, sizeof access, refresh, sizeof refresh, client_id, sizeof client_id);
+    ck_assert_int_eq(mcp_call(access, init_body, NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    th_resp_free(&r);
+    revoke_at_as(client_id, refresh);
+    ck_assert_msg(proxy_status_within_1s(access, 401, &r) == 401, "after refresh revocation: %ld",
+                  r.status);
+    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
+    th_resp_free(&r);
+
+    /* the admin tool: `mcpauth revoke --client` reaches the proxy too */
+    fresh_grant(access, sizeof access, refresh, sizeof refresh, client_id, sizeof client_id);
+    ck_assert_int_eq(mcp_call(access, init_body, NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    th_resp_free(&r);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s/tools/mcpauth --config %s/mcpauth.conf revoke --client '%s' "
+             ">>%s/revoke.log 2>&1", th_builddir(), srv.dir, client_id, srv.dir);
+    ck_assert_msg(system(cmd) == 0, "mcpauth revoke failed: see %s/revoke.log", srv.dir);
+    ck_assert_msg(proxy_status_within_1s(access, 401, &r) == 401, "after mcpauth revoke: %ld",
+                  r.status);
+    th_resp_free(&r);
+
+    /* a grant nobody revoked still works */
+    fresh_grant(access, sizeof access, refresh, sizeof refresh, client_id, sizeof client_id);
+    ck_assert_int_eq(mcp_call(access, init_body, NULL, &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    th_resp_free(&r);
+}
+END_TEST
+
 /* Tokens from the built-in AS are refused for a resource they were not
  * issued for, and a token of another issuer is refused by the proxy. */
 START_TEST(jwks_served)
@@ -508,6 +680,7 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_set_timeout(tc, 90);
     tcase_add_test(tc, full_flow);
     tcase_add_test(tc, jwks_served);
+    tcase_add_test(tc, revocation_reaches_proxy);
     return tc;
 }
 

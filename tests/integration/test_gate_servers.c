@@ -9,6 +9,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <check.h>
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -43,7 +48,7 @@ static const char whoami[] =
 static const char lighttpd_extra[] =
     "server.modules += ( \"mod_cgi\" )\n"
     "cgi.assign = ( \".cgi\" => \"\" )\n"
-    "var.mcpauth_gate_prefix = \"/mcp/files\"\n"
+    "var.mcpauth_gate_prefix = \"/mcp\"\n"
     "var.mcpauth_gate_docroot = \"@DIR@/htdocs\"\n"
     "include \"@SRCDIR@/lighttpd/mcpauth-gate.conf\"\n";
 
@@ -61,7 +66,7 @@ static const char apache_extra[] =
     "    AddHandler cgi-script .cgi\n"
     "</Directory>\n"
     "Define MCPAUTH_GATE_ADDR 127.0.0.1:@AUXPORT@\n"
-    "Define MCPAUTH_GATE_LOCATION /mcp/files\n"
+    "Define MCPAUTH_GATE_LOCATION /mcp\n"
     "Include \"@SRCDIR@/apache/mcpauth-gate.conf\"\n";
 
 static tk_key *rsa, *ec, *stranger;
@@ -72,7 +77,8 @@ static pid_t gate_pid = -1;
 static void start(th_kind kind)
 {
     const char *files[] = {"jwks.json", jwks, "htdocs/mcp/files/hello.txt", "hello, alice\n",
-                           "htdocs/mcp/files/whoami.cgi", whoami, NULL};
+                           "htdocs/mcp/files/whoami.cgi", whoami,
+                           "htdocs/mcp/github/secret.txt", "github secret\n", NULL};
     th_options o = {conf, kind == TH_LIGHTTPD ? lighttpd_extra : apache_extra, files, NULL};
     if (th_start_ex(&srv, kind, &o) != 0)
         exit(EXIT_FAILURE);
@@ -423,6 +429,104 @@ START_TEST(refusal_logged_without_token)
 }
 END_TEST
 
+/* One request with its target sent byte for byte (curl would normalise
+ * dot segments): the status, and the whole response in out. */
+static long raw_get(const char *target, const char *token, char *out, size_t outlen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    char *req = NULL;
+    int n = asprintf(&req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s%s%sConnection: close\r\n\r\n",
+                     target, srv.port, token ? "Authorization: Bearer " : "", token ? token : "",
+                     token ? "\r\n" : "");
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_eq(write(fd, req, (size_t)n), n);
+    free(req);
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < outlen && (r = read(fd, out + got, outlen - 1 - got)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(fd);
+    long status = 0;
+    ck_assert_msg(sscanf(out, "HTTP/1.%*d %ld", &status) == 1, "no status for %s: %s", target, out);
+    return status;
+}
+
+/* Regression (outside review, high): the gate picked the resource from the
+ * raw path while the server served the normalised one, so a token for
+ * /mcp/files opened /mcp/github/... through dot segments and their encoded
+ * forms.  Both resources sit behind one gated location here. */
+START_TEST(path_confusion_never_crosses_resources)
+{
+    char *cf = claims("/mcp/files", "files:read", 300);
+    char *files_tok = tk_mint(rsa, cf, NULL);
+    char *cg = claims("/mcp/github", "", 300);
+    char *github_tok = tk_mint(rsa, cg, NULL);
+    static char out[65536];
+    /* controls: each token opens its own resource, not the other one */
+    ck_assert_int_eq(raw_get("/mcp/files/hello.txt", files_tok, out, sizeof out), 200);
+    ck_assert_int_eq(raw_get("/mcp/github/secret.txt", github_tok, out, sizeof out), 200);
+    ck_assert_ptr_nonnull(strstr(out, "github secret"));
+    ck_assert_int_eq(raw_get("/mcp/github/secret.txt", files_tok, out, sizeof out), 401);
+    static const char *const attacks[] = {
+        "/mcp/files/../github/secret.txt",
+        "/mcp/files/./../github/secret.txt",
+        "/mcp/files/%2e%2e/github/secret.txt",
+        "/mcp/files/%2E%2E/github/secret.txt",
+        "/mcp/files/.%2e/github/secret.txt",
+        "/mcp/files/%2e./github/secret.txt",
+        "/mcp/files/..%2fgithub/secret.txt",
+        "/mcp/files/..%2Fgithub/secret.txt",
+        "/mcp/files/%2e%2e%2fgithub/secret.txt",
+        "/mcp/files/%252e%252e/github/secret.txt",
+        "/mcp/files/%252e%252e%252fgithub/secret.txt",
+        "/mcp/files//../github/secret.txt",
+        "/mcp/files/..//github/secret.txt",
+        "/mcp//github/secret.txt",
+        "/mcp/files/..\\github/secret.txt",
+        "/mcp/files/%5c..%5cgithub/secret.txt",
+        "/mcp/files;/../github/secret.txt",
+        "/mcp/files/..;/github/secret.txt",
+        "/mcp/files/x/../../github/secret.txt",
+        "/mcp/files/../github/secret.txt?x=1",
+        "/mcp/files/%2e%2e/github/secret.txt?x=1",
+        NULL};
+    for (const char *const *a = attacks; *a; a++) {
+        long st = raw_get(*a, files_tok, out, sizeof out);
+        ck_assert_msg(st != 200 && strstr(out, "github secret") == NULL,
+                      "%s: %s with a token for files gave %ld:\n%s", th_kind_name(srv.kind), *a, st,
+                      out);
+        ck_assert_msg(st == 400 || st == 401 || st == 403 || st == 404,
+                      "%s: %s gave %ld", th_kind_name(srv.kind), *a, st);
+    }
+    /* the gate itself refuses what reaches it (dot segments do on both
+     * servers), as a logged security event */
+    ck_assert_int_eq(raw_get("/mcp/files/%2e%2e/github/secret.txt", files_tok, out, sizeof out),
+                     400);
+    usleep(200 * 1000);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", srv.dir, srv.kind == TH_APACHE ? "gate.log" : "server.out");
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    static char log[1 << 20];
+    size_t n = fread(log, 1, sizeof log - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(log, "event=ambiguous_path security=1") != NULL, "no security line:\n%s",
+                  log);
+    free(files_tok);
+    free(github_tok);
+    free(cf);
+    free(cg);
+}
+END_TEST
+
 static TCase *server_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -437,6 +541,7 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, malformed_400);
     tcase_add_test(tc, preflight_needs_no_token);
     tcase_add_test(tc, refusal_logged_without_token);
+    tcase_add_test(tc, path_confusion_never_crosses_resources);
     return tc;
 }
 

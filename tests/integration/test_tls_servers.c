@@ -103,6 +103,24 @@ START_TEST(old_tls_refused)
 }
 END_TEST
 
+/* Regression (outside review): Apache answered TRACE, echoing the
+ * Authorization header back (cross-site tracing).  The shipped virtual host
+ * turns it off; lighttpd never implements it. */
+START_TEST(trace_refused)
+{
+    char url[256];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/mcp/files", srv.aux_port);
+    static const char *const hdrs[] = {"Authorization: Bearer trace-secret-token", NULL};
+    th_resp r;
+    ck_assert_int_eq(th_http("TRACE", url, hdrs, NULL, &r), 0);
+    /* Apache: 405; lighttpd has no TRACE handler and answers as for GET */
+    ck_assert_msg(srv.kind == TH_APACHE ? r.status == 405 : r.status != 200, "TRACE got %ld",
+                  r.status);
+    ck_assert_ptr_null(strstr(r.body, "trace-secret-token"));
+    th_resp_free(&r);
+}
+END_TEST
+
 static TCase *server_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -110,6 +128,7 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, metadata_over_tls);
     tcase_add_test(tc, old_tls_refused);
+    tcase_add_test(tc, trace_refused);
     return tc;
 }
 

@@ -15,12 +15,14 @@ int main(void)
     srunner_add_suite(sr, fetch_suite());
     srunner_add_suite(sr, validate_suite());
     srunner_add_suite(sr, shm_suite());
+    srunner_add_suite(sr, revoked_suite());
     srunner_add_suite(sr, jsonrpc_suite());
     srunner_add_suite(sr, store_suite());
     srunner_add_suite(sr, cimd_suite());
     srunner_add_suite(sr, keys_suite());
     srunner_add_suite(sr, validate_remote_suite());
     srunner_add_suite(sr, as_suite());
+    srunner_add_suite(sr, proxy_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

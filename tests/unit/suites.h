@@ -10,10 +10,12 @@ Suite *jose_suite(void);
 Suite *fetch_suite(void);
 Suite *validate_suite(void);
 Suite *shm_suite(void);
+Suite *revoked_suite(void);
 Suite *jsonrpc_suite(void);
 Suite *store_suite(void);
 Suite *cimd_suite(void);
 Suite *keys_suite(void);
 Suite *validate_remote_suite(void);
 Suite *as_suite(void);
+Suite *proxy_suite(void);
 #endif

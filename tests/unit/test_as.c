@@ -30,6 +30,7 @@
 #include <mcpauth/config.h>
 #include <mcpauth/log.h>
 #include <mcpauth/util.h>
+#include <mcpauth/validate.h>
 
 #include "fetch.h"
 #include "jose.h"
@@ -59,6 +60,7 @@ Suite *as_suite(void);
 #define FORM "application/x-www-form-urlencoded"
 
 static const char conf_base[] =
+    "runtime_dir = %s\n"
     "[resource files]\n"
     "uri = " RES "\n"
     "resource_name = Files\n"
@@ -157,7 +159,7 @@ static void teardown(void)
 static mcpauth_config *parse_conf(const char *extra)
 {
     char text[4096], err[512] = "";
-    snprintf(text, sizeof text, conf_base, dir, extra ? extra : "");
+    snprintf(text, sizeof text, conf_base, dir, dir, extra ? extra : "");
     mcpauth_config *c = mcpauth_config_parse(text, strlen(text), "t.conf", err, sizeof err);
     ck_assert_msg(c != NULL, "config: %s", err);
     return c;
@@ -1267,6 +1269,12 @@ START_TEST(consent_approve_and_deny)
     char *form = consent_form();
     ck_assert_int_eq(consent_post(form, "deny", "alice"), 302);
     assert_redirect_error(REDIR, "access_denied", "st&ate 1");
+    /* the answered form is spent, whatever the answer: a new one */
+    ck_assert_int_eq(consent_post(form, "approve", "alice"), 400);
+    free(form);
+    authorize_get(id, REDIR, NULL, RES, "st&ate 1", "alice");
+    ck_assert_int_eq(R.status, 200);
+    form = consent_form();
     ck_assert_int_eq(consent_post(form, "approve", "alice"), 302);
     ck_assert(strncmp(rheader("Location"), REDIR "?", strlen(REDIR) + 1) == 0);
     char *code = loc_param("code");
@@ -1285,12 +1293,13 @@ END_TEST
 /* The CSRF token as as.c computes it, from the server secret. */
 static void make_csrf(const char *ts, const char *user, const char *client_id, const char *redirect,
                       const char *resource, const char *scope, const char *challenge,
-                      const char *state, char *out, size_t cap)
+                      const char *state, const char *nonce, char *out, size_t cap)
 {
-    const char *f[] = {"csrf", ts, user, client_id, redirect, resource, scope, challenge, state};
+    const char *f[] = {"csrf", ts,   user,      client_id, redirect,
+                       resource, scope, challenge, state,     nonce};
     unsigned char msg[4096];
     size_t len = 0;
-    for (size_t i = 0; i < 9; i++) {
+    for (size_t i = 0; i < 10; i++) {
         if (i)
             msg[len++] = 0;
         memcpy(msg + len, f[i], strlen(f[i]));
@@ -1357,10 +1366,15 @@ START_TEST(consent_csrf_window)
         long age;
         int status;
     } cases[] = {{700, 403}, {-120, 403}, {5, 302}};
+    const char *np = strstr(form, "nonce=");
+    ck_assert_ptr_nonnull(np);
+    char nonce[64];
+    snprintf(nonce, sizeof nonce, "%.*s", (int)strcspn(np + 6, "&"), np + 6);
     for (int i = 0; i < 3; i++) {
         char ts[32], csrf[128];
         snprintf(ts, sizeof ts, "%ld", (long)time(NULL) - cases[i].age);
-        make_csrf(ts, "alice", id, REDIR, RES, "files:read", CHALLENGE, "s1", csrf, sizeof csrf);
+        make_csrf(ts, "alice", id, REDIR, RES, "files:read", CHALLENGE, "s1", nonce, csrf,
+                  sizeof csrf);
         char *f1 = form_set(form, "ts", ts);
         char *f2 = form_set(f1, "csrf", csrf);
         ck_assert_msg(consent_post(f2, "approve", "alice") == cases[i].status, "age %ld: %d",
@@ -2196,6 +2210,230 @@ START_TEST(pkce_constants)
 }
 END_TEST
 
+
+/* ====================================================== issue 10 (review) */
+
+/* An embedded NUL: the check saw "...cb" or "none" while the stored value
+ * kept the rest; RFC 7591 §3.2.2 errors now. */
+START_TEST(dcr_embedded_nul_refused)
+{
+    start(NULL);
+    static const struct {
+        const char *json, *error;
+    } cases[] = {
+        {"{\"redirect_uris\":[\"http://127.0.0.1:9199/cb\\u0000https://evil.example/\"],"
+         "\"token_endpoint_auth_method\":\"none\"}", "invalid_redirect_uri"},
+        {"{\"redirect_uris\":[\"" REDIR "\"],\"token_endpoint_auth_method\":\"none\\u0000x\"}",
+         "invalid_client_metadata"},
+        {"{\"redirect_uris\":[\"" REDIR "\"],\"token_endpoint_auth_method\":\"none\","
+         "\"client_name\":\"Trusted\\u0000<evil>\"}", "invalid_client_metadata"},
+        {"{\"redirect_uris\":[\"" REDIR "\"],\"token_endpoint_auth_method\":\"none\","
+         "\"grant_types\":[\"authorization_code\\u0000x\"]}", "invalid_client_metadata"},
+        {"{\"redirect_uris\":[\"" REDIR "\"],\"token_endpoint_auth_method\":\"none\","
+         "\"response_types\":[\"code\\u0000x\"]}", "invalid_client_metadata"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_msg(reg(cases[i].json, next_addr()) == 400, "case %zu: %d %s", i, R.status,
+                      rbody());
+        ck_assert_str_eq(rerror(), cases[i].error);
+    }
+}
+END_TEST
+
+/* Names that read as another on the consent page are refused at
+ * registration, with a description that says why. */
+START_TEST(dcr_invisible_name_refused)
+{
+    start(NULL);
+    static const char *const names[] = {
+        "Goo\\u202egle\\u200b Official", "A\\u200bB", "A\\u200cB", "A\\u200dB", "A\\u200eB",
+        "A\\u200fB", "A\\u202aB", "A\\u202bB", "A\\u202cB", "A\\u202dB", "A\\u2060B", "A\\u2061B",
+        "A\\u2064B", "A\\u2066B", "A\\u2067B", "A\\u2068B", "A\\u2069B", "A\\ufeffB", "A\\u0085B",
+        "A\\u009bB", "A\\u0007B", "A\\u007fB", "A\\udb40\\udc41B", "   "};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char json[512];
+        snprintf(json, sizeof json,
+                 "{\"redirect_uris\":[\"" REDIR "\"],\"token_endpoint_auth_method\":\"none\","
+                 "\"client_name\":\"%s\"}", names[i]);
+        ck_assert_msg(reg(json, next_addr()) == 400, "%s: %d", names[i], R.status);
+        ck_assert_str_eq(rerror(), "invalid_client_metadata");
+        json_object *o = rjson();
+        const char *d = jstr(o, "error_description");
+        ck_assert_msg(d && strncmp(d, "client_name ", 12) == 0, "%s: %s", names[i], d);
+        json_object_put(o);
+    }
+    /* ordinary names from any script still pass */
+    ck_assert_int_eq(reg("{\"redirect_uris\":[\"" REDIR "\"],\"token_endpoint_auth_method\":"
+                         "\"none\",\"client_name\":\"Ça va \\u65e5\\u672c \\ud83d\\ude00\"}",
+                         next_addr()), 201);
+}
+END_TEST
+
+/* Defence in depth: a name stored before it was refused is never shown;
+ * the page names the client_id instead. */
+START_TEST(consent_never_shows_invisible_name)
+{
+    start(NULL);
+    char err[256];
+    mcpauth_store *st = mcpauth_store_open(dir, err, sizeof err);
+    ck_assert_ptr_nonnull(st);
+    mcpauth_client c = {"legacy-client", "Goo\xe2\x80\xaegle\xe2\x80\x8b Official",
+                        "[\"" REDIR "\"]", "authorization_code", "none", NULL, "dcr", NULL,
+                        time(NULL), 0};
+    ck_assert_int_eq(mcpauth_store_client_add(st, &c, NULL), 0);
+    mcpauth_store_close(st);
+    authorize_get("legacy-client", REDIR, "files:read", RES, "s1", "alice");
+    ck_assert_int_eq(R.status, 200);
+    ck_assert_ptr_null(strstr(rbody(), "gle"));
+    ck_assert_ptr_null(strstr(rbody(), "\xe2\x80\xae"));
+    ck_assert_ptr_nonnull(strstr(rbody(), "<strong>legacy-client</strong> wants"));
+    ck_assert_ptr_nonnull(strstr(rbody(), "self-declared"));
+}
+END_TEST
+
+/* An approved consent form posted again yields no second code. */
+START_TEST(consent_form_single_use)
+{
+    start(NULL);
+    char *id = public_client();
+    authorize_get(id, REDIR, "files:read", RES, "s1", "alice");
+    ck_assert_int_eq(R.status, 200);
+    char *form = consent_form();
+    ck_assert_int_eq(consent_post(form, "approve", "alice"), 302);
+    char *code = loc_param("code");
+    ck_assert_ptr_nonnull(code);
+    free(code);
+    ck_assert_int_eq(consent_post(form, "approve", "alice"), 400);
+    assert_error_page(400);
+    ck_assert_ptr_null(rheader("Location"));
+    ck_assert_ptr_nonnull(strstr(rbody(), "already answered"));
+    /* nor after a deny */
+    ck_assert_int_eq(consent_post(form, "deny", "alice"), 400);
+    free(form);
+    /* two pages for the same request are two forms: both usable once */
+    authorize_get(id, REDIR, "files:read", RES, "s1", "alice");
+    char *f1 = consent_form();
+    authorize_get(id, REDIR, "files:read", RES, "s1", "alice");
+    char *f2 = consent_form();
+    ck_assert_int_eq(consent_post(f1, "approve", "alice"), 302);
+    ck_assert_int_eq(consent_post(f2, "approve", "alice"), 302);
+    free(f1);
+    free(f2);
+    free(id);
+}
+END_TEST
+
+/* A validator built from the same configuration (as the gate and the
+ * proxy are), with the AS's keys as a local file. */
+static mcpauth_config *vcfg;
+static mcpauth_validator *start_validator(void)
+{
+    ck_assert_int_eq(get(EP "jwks", NULL), 200);
+    char path[256], extra[512], err[512] = "";
+    snprintf(path, sizeof path, "%s/jwks.json", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(rbody(), f);
+    fclose(f);
+    snprintf(extra, sizeof extra, "[issuer builtin]\nissuer = " ISS "\njwks_file = %s\n", path);
+    vcfg = parse_conf(extra);
+    mcpauth_validator *v = mcpauth_validator_new(vcfg, err, sizeof err);
+    ck_assert_msg(v != NULL, "%s", err);
+    return v;
+}
+
+static mcpauth_verdict verdict(mcpauth_validator *v, const char *tok, int *cached)
+{
+    mcpauth_decision d;
+    const mcpauth_resource *res = mcpauth_config_resource_by_uri(vcfg, RES);
+    mcpauth_validate_token(v, res, tok, strlen(tok), "POST", NULL, &d);
+    if (cached)
+        *cached = d.cached;
+    return d.verdict;
+}
+
+/* Revocation at the AS reaches the resource servers' validator at once,
+ * also when it has the token cached as valid: the access token itself, a
+ * grant through its refresh token, a grant through refresh-token reuse,
+ * and a grant through code replay. */
+START_TEST(revocation_reaches_validator)
+{
+    start("refresh_grace = 0\n");
+    mcpauth_validator *v = start_validator();
+    char *id = public_client();
+    int cached = 0;
+
+    tokens t = full_flow(id, "files:read");
+    ck_assert_int_eq(verdict(v, t.access, &cached), MCPAUTH_ALLOW);
+    ck_assert_int_eq(verdict(v, t.access, &cached), MCPAUTH_ALLOW);
+    ck_assert_int_eq(cached, 1);
+    ck_assert_int_eq(revoke_tok(id, t.access), 200);
+    ck_assert_int_eq(verdict(v, t.access, &cached), MCPAUTH_INVALID_TOKEN);
+    ck_assert_int_eq(cached, 1); /* the cached "valid" did not survive */
+    tokens_free(&t);
+
+    /* the refresh token: every access token of its grant */
+    t = full_flow(id, "files:read");
+    ck_assert_int_eq(token_refresh(id, t.refresh, NULL, NULL), 200);
+    tokens t2 = take_tokens();
+    ck_assert_int_eq(verdict(v, t.access, NULL), MCPAUTH_ALLOW);
+    ck_assert_int_eq(verdict(v, t2.access, NULL), MCPAUTH_ALLOW);
+    ck_assert_int_eq(revoke_tok(id, t2.refresh), 200);
+    ck_assert_int_eq(verdict(v, t.access, NULL), MCPAUTH_INVALID_TOKEN);
+    ck_assert_int_eq(verdict(v, t2.access, NULL), MCPAUTH_INVALID_TOKEN);
+    tokens_free(&t);
+    tokens_free(&t2);
+
+    /* reuse of a rotated refresh token */
+    t = full_flow(id, "files:read");
+    ck_assert_int_eq(token_refresh(id, t.refresh, NULL, NULL), 200);
+    t2 = take_tokens();
+    ck_assert_int_eq(verdict(v, t2.access, NULL), MCPAUTH_ALLOW);
+    sleep(1);
+    ck_assert_int_eq(token_refresh(id, t.refresh, NULL, NULL), 400);
+    ck_assert_int_eq(verdict(v, t.access, NULL), MCPAUTH_INVALID_TOKEN);
+    ck_assert_int_eq(verdict(v, t2.access, NULL), MCPAUTH_INVALID_TOKEN);
+    tokens_free(&t);
+    tokens_free(&t2);
+
+    /* code replay */
+    char *code = get_code(id, "files:read");
+    ck_assert_int_eq(token_code(id, code, VERIFIER, REDIR, RES), 200);
+    t = take_tokens();
+    ck_assert_int_eq(verdict(v, t.access, NULL), MCPAUTH_ALLOW);
+    ck_assert_int_eq(token_code(id, code, VERIFIER, REDIR, RES), 400);
+    ck_assert_int_eq(verdict(v, t.access, NULL), MCPAUTH_INVALID_TOKEN);
+    tokens_free(&t);
+    free(code);
+
+    /* another grant is untouched */
+    t = full_flow(id, "files:read");
+    ck_assert_int_eq(verdict(v, t.access, NULL), MCPAUTH_ALLOW);
+    tokens_free(&t);
+    free(id);
+    mcpauth_validator_free(v);
+    mcpauth_config_free(vcfg);
+}
+END_TEST
+
+/* Without a usable runtime_dir the AS does not start: a revocation it
+ * could not share would be a promise it cannot keep. */
+START_TEST(as_needs_revocation_list)
+{
+    char text[4096], err[512] = "", missing[200];
+    snprintf(missing, sizeof missing, "%s/ro", dir);
+    ck_assert_int_eq(mkdir(missing, 0500), 0);
+    snprintf(text, sizeof text, conf_base, missing, dir, "");
+    cfg = mcpauth_config_parse(text, strlen(text), "t.conf", err, sizeof err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    if (geteuid() == 0) /* root writes anywhere: a file in the way instead */
+        ck_assert_int_eq(mkdir(strcat(missing, "/revoked.shm"), 0700), 0);
+    as = mcpauth_as_new(cfg, err, sizeof err);
+    ck_assert_ptr_null(as);
+    ck_assert_msg(strstr(err, "revocation list") && strstr(err, "runtime_dir"), "%s", err);
+}
+END_TEST
+
 Suite *as_suite(void)
 {
     Suite *s = suite_create("as");
@@ -2225,6 +2463,12 @@ Suite *as_suite(void)
     tcase_add_test(tc, consent_approve_and_deny);
     tcase_add_test(tc, consent_forgeries_refused);
     tcase_add_test(tc, consent_csrf_window);
+    tcase_add_test(tc, dcr_embedded_nul_refused);
+    tcase_add_test(tc, dcr_invisible_name_refused);
+    tcase_add_test(tc, consent_never_shows_invisible_name);
+    tcase_add_test(tc, consent_form_single_use);
+    tcase_add_test(tc, revocation_reaches_validator);
+    tcase_add_test(tc, as_needs_revocation_list);
     tcase_add_test(tc, consent_post_content_type);
     tcase_add_test(tc, consent_remembered);
     tcase_add_test(tc, consent_not_remembered_without_box);

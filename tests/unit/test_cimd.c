@@ -690,6 +690,17 @@ static const struct {
     {NULL, "{\"client_id\":\"%s\",\"client_name\":\"A\\u0085B\",\"redirect_uris\":[\"https://a.example/cb\"]}",
      "the client metadata document's client_name contains control characters"},
     {NULL, "{\"client_id\":\"%s\",\"client_name\":\"Good\\u202eliveD\",\"redirect_uris\":[\"https://a.example/cb\"]}",
+     "the client metadata document's client_name contains invisible or text-direction characters"},
+    /* issue 10: names that read as another on the consent page */
+#define INVISIBLE(esc)                                                                          \
+    {NULL, "{\"client_id\":\"%s\",\"client_name\":\"Goo" esc "gle\",\"redirect_uris\":[\"https://a.example/cb\"]}", \
+     "the client metadata document's client_name contains invisible or text-direction characters"}
+    INVISIBLE("\\u202egle\\u200b Official"), INVISIBLE("\\u200b"), INVISIBLE("\\u200c"),
+    INVISIBLE("\\u200d"), INVISIBLE("\\u200e"), INVISIBLE("\\u200f"), INVISIBLE("\\u202a"),
+    INVISIBLE("\\u202d"), INVISIBLE("\\u2060"), INVISIBLE("\\u2064"), INVISIBLE("\\u2066"),
+    INVISIBLE("\\u2069"), INVISIBLE("\\ufeff"), INVISIBLE("\\u00ad"), INVISIBLE("\\udb40\\udc41"),
+#undef INVISIBLE
+    {NULL, "{\"client_id\":\"%s\",\"client_name\":\"A\\u009bB\",\"redirect_uris\":[\"https://a.example/cb\"]}",
      "the client metadata document's client_name contains control characters"},
     {NULL, "{\"client_id\":\"%s\",\"client_name\":\"A\\u0000B\",\"redirect_uris\":[\"https://a.example/cb\"]}",
      "the client metadata document's client_name contains a NUL character"},
@@ -721,6 +732,9 @@ static const struct {
      "the client metadata document's token_endpoint_auth_method must be \"none\""},
     {",\"token_endpoint_auth_method\":null", NULL,
      "the client metadata document's token_endpoint_auth_method must be \"none\""},
+    /* embedded NUL: checked as the part before it, kept whole */
+    {",\"token_endpoint_auth_method\":\"none\\u0000x\"", NULL,
+     "the client metadata document's token_endpoint_auth_method must be \"none\""},
     {",\"client_secret\":\"hunter2\"", NULL,
      "the client metadata document must not contain a client_secret"},
     {",\"client_secret\":null,\"token_endpoint_auth_method\":\"none\"", NULL,
@@ -729,6 +743,8 @@ static const struct {
     {",\"grant_types\":[\"client_credentials\"]", NULL,
      "the client metadata document's grant_types may list only authorization_code and refresh_token"},
     {",\"grant_types\":[\"authorization_code\",\"implicit\"]", NULL,
+     "the client metadata document's grant_types may list only authorization_code and refresh_token"},
+    {",\"grant_types\":[\"authorization_code\\u0000x\"]", NULL,
      "the client metadata document's grant_types may list only authorization_code and refresh_token"},
     {",\"grant_types\":[\"refresh_token\"]", NULL,
      "the client metadata document's grant_types must include authorization_code"},
@@ -739,6 +755,8 @@ static const struct {
     {",\"response_types\":[\"token\"]", NULL,
      "the client metadata document's response_types must be [\"code\"]"},
     {",\"response_types\":[\"code\",\"token\"]", NULL,
+     "the client metadata document's response_types must be [\"code\"]"},
+    {",\"response_types\":[\"code\\u0000x\"]", NULL,
      "the client metadata document's response_types must be [\"code\"]"},
     {",\"response_types\":\"code\"", NULL,
      "the client metadata document's response_types must be [\"code\"]"},

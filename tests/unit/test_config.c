@@ -1,12 +1,17 @@
 /* mcpauth.conf: good files load as written, and every bad one stops with its
  * own exact message naming file, line and problem. */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <mcpauth/config.h>
 #include <mcpauth/log.h>
 
+#include "alloc.h"
 #include "suites.h"
 
 #define RES_FILES "[resource files]\nuri = https://mcp.example.com/mcp/files\n" \
@@ -403,6 +408,183 @@ START_TEST(file_shipped_examples)
 }
 END_TEST
 
+/* ---- out of memory: abort, never a configuration with a value missing ---- */
+
+/* Every value of every kind of section, so that each allocation the
+ * parser makes is one the loop below makes fail. */
+static const char OOM_CONF[] =
+    "log_level = debug\n"
+    "default_resource = files\n"
+    "jwt_algorithms = ES256 PS256\n"
+    "runtime_dir = /nonexistent/run\n"
+    "[issuer corp]\n"
+    "issuer = https://login.example.com/corp\n"
+    "jwks_uri = https://login.example.com/corp/keys\n"
+    "introspection_endpoint = https://login.example.com/corp/introspect\n"
+    "introspection_client_id = rs\n"
+    "introspection_client_secret = s3cret\n"
+    "[resource files]\n"
+    "uri = https://mcp.example.com/mcp/files\n"
+    "resource_name = Files\n"
+    "authorization_servers = https://login.example.com/corp https://as.example.com\n"
+    "scopes_supported = files:read files:write\n"
+    "scopes_required = files:read\n"
+    "scopes_required_post = files:write\n"
+    "audiences = client-a client-b\n"
+    "resource_documentation = https://docs.example.com/files\n"
+    "resource_policy_uri = https://docs.example.com/policy\n"
+    "resource_tos_uri = https://docs.example.com/tos\n"
+    "backend = http://127.0.0.1:9000/mcp\n"
+    "backend_socket = /run/mcp/files.sock\n"
+    "backend_authorization = Bearer static\n"
+    "allowed_origins = https://app.example.com *\n"
+    "scope_header = X-Scope\n"
+    "[policy deletes]\nresource = files\nmethod = tools/call\nname = delete_*\n"
+    "scopes = files:write\n"
+    "[authorization_server]\n"
+    "issuer = https://as.example.com\n"
+    "state_dir = /nonexistent/state\n"
+    "introspection_client_id = rs2\n"
+    "introspection_client_secret = s3cret2\n";
+
+static void dg_str(FILE *f, const char *what, const char *v)
+{
+    fprintf(f, "%s=%s\n", what, v ? v : "(unset)");
+}
+
+static void dg_list(FILE *f, const char *what, const mcpauth_strlist *l)
+{
+    fprintf(f, "%s:%zu", what, l->n);
+    for (size_t i = 0; i < l->n; i++)
+        fprintf(f, " %s", l->v[i] ? l->v[i] : "(unset)");
+    fputc('\n', f);
+}
+
+/* Every string and list of cfg as text: two configurations with the same
+ * digest hold the same values. */
+static char *digest(const mcpauth_config *cfg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ck_assert_ptr_nonnull(f);
+    dg_str(f, "file", cfg->file);
+    dg_str(f, "runtime_dir", cfg->runtime_dir);
+    dg_str(f, "ca_file", cfg->ca_file);
+    dg_list(f, "jwt_algorithms", &cfg->jwt_algorithms);
+    fprintf(f, "log=%d default=%s\n", cfg->log_level,
+            cfg->default_resource ? cfg->default_resource->name : "(unset)");
+    for (size_t i = 0; i < cfg->nissuers; i++) {
+        const mcpauth_issuer *is = cfg->issuers[i];
+        dg_str(f, "issuer.name", is->name);
+        dg_str(f, "issuer", is->issuer);
+        dg_str(f, "jwks_file", is->jwks_file);
+        dg_str(f, "jwks_uri", is->jwks_uri);
+        dg_str(f, "introspection_endpoint", is->introspection_endpoint);
+        dg_str(f, "introspection_client_id", is->introspection_client_id);
+        dg_str(f, "introspection_client_secret", is->introspection_client_secret);
+    }
+    for (size_t i = 0; i < cfg->nresources; i++) {
+        const mcpauth_resource *r = &cfg->resources[i];
+        const char *s[] = {r->name, r->uri, r->origin, r->path, r->host, r->metadata_path,
+                           r->metadata_url, r->resource_name, r->resource_documentation,
+                           r->resource_policy_uri, r->resource_tos_uri, r->backend,
+                           r->backend_socket, r->backend_authorization, r->subject_header,
+                           r->client_id_header, r->scope_header};
+        for (size_t k = 0; k < sizeof s / sizeof s[0]; k++)
+            dg_str(f, "resource", s[k]);
+        dg_list(f, "authorization_servers", &r->authorization_servers);
+        dg_list(f, "scopes_supported", &r->scopes_supported);
+        dg_list(f, "scopes_required", &r->scopes_required);
+        for (int m = 0; m < 5; m++)
+            dg_list(f, "scopes_required_method", &r->scopes_required_method[m]);
+        dg_list(f, "audiences", &r->audiences);
+        dg_list(f, "allowed_origins", &r->allowed_origins);
+        for (size_t a = 0; a < r->authorization_servers.n; a++)
+            dg_str(f, "resource.issuer", r->issuers && r->issuers[a] ? r->issuers[a]->issuer : NULL);
+    }
+    for (size_t i = 0; i < cfg->npolicies; i++) {
+        const mcpauth_policy *po = cfg->policies[i];
+        dg_str(f, "policy", po->name);
+        dg_str(f, "policy.resource", po->resource_name);
+        dg_str(f, "policy.method", po->method);
+        dg_str(f, "policy.name", po->target);
+        dg_list(f, "policy.scopes", &po->scopes);
+    }
+    if (cfg->as) {
+        dg_str(f, "as.issuer", cfg->as->issuer);
+        dg_str(f, "as.state_dir", cfg->as->state_dir);
+        dg_str(f, "as.signing_alg", cfg->as->signing_alg);
+        dg_str(f, "as.introspection_client_id", cfg->as->introspection_client_id);
+        dg_str(f, "as.introspection_client_secret", cfg->as->introspection_client_secret);
+        dg_list(f, "as.scopes_supported", &cfg->as->scopes_supported);
+    }
+    fclose(f);
+    return buf;
+}
+
+/* Loads text with allocation n failing, for n = 1, 2, ... until a load
+ * makes fewer allocations than n: every one of those must abort the
+ * process, none may yield a configuration that differs from the full one.
+ * Returns how many aborted. */
+static unsigned long oom_loop(const char *text)
+{
+    char path[] = "/tmp/mcpauth-conf-XXXXXX", err[512] = "";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    mcpauth_config *ref = mcpauth_config_load(path, err, sizeof err);
+    ck_assert_msg(ref != NULL, "%s", err);
+    char *want = digest(ref);
+    mcpauth_config_free(ref);
+
+    unsigned long n, aborted = 0;
+    for (n = 1; n < 100000; n++) {
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            int devnull = open("/dev/null", O_WRONLY);
+            dup2(devnull, 2); /* one out_of_memory line per abort */
+            mcpauth__alloc_fail_after(n);
+            mcpauth_config *cfg = mcpauth_config_load(path, err, sizeof err);
+            mcpauth__alloc_fail_after(0);
+            if (!cfg)
+                _exit(3);
+            char *got = digest(cfg);
+            _exit(strcmp(got, want) == 0 ? 0 : 2);
+        }
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        if (WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT) {
+            aborted++;
+            continue;
+        }
+        ck_assert_msg(WIFEXITED(st), "allocation %lu: died of signal %d", n,
+                      WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+        ck_assert_msg(WEXITSTATUS(st) != 2, "allocation %lu failed: a value went missing", n);
+        ck_assert_msg(WEXITSTATUS(st) != 3, "allocation %lu failed: an error, not an abort", n);
+        break; /* exit 0: n is past the last allocation */
+    }
+    unlink(path);
+    free(want);
+    ck_assert_uint_eq(aborted, n - 1); /* every allocation up to the last */
+    return aborted;
+}
+
+/* The old parser, on a failed strdup, left that key unset and started
+ * without it: here a backend_authorization, the backend's credential. */
+START_TEST(oom_aborts_never_unsets)
+{
+    ck_assert_uint_gt(oom_loop(OOM_CONF), 0);
+    /* One more value is one more allocation, and its failure aborts too
+     * (the old strdup was outside the policy: no abort to count). */
+    static const char without[] = RES_FILES;
+    static const char with[] = RES_FILES "backend_authorization = Bearer static\n";
+    ck_assert_uint_eq(oom_loop(with), oom_loop(without) + 1);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -421,6 +603,10 @@ Suite *config_suite(void)
     tcase_add_test(tc, bad_long_line);
     tcase_add_test(tc, file_missing);
     tcase_add_test(tc, file_directory);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("oom");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, oom_aborts_never_unsets);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -722,6 +722,28 @@ START_TEST(test_request_headers)
 }
 END_TEST
 
+/* The Accept line is built in a fixed buffer: a value that does not fit
+ * is refused, not sent cut short (the old code sent its first 248 bytes). */
+START_TEST(test_accept_too_long)
+{
+    char err[256], v[512], accept[300];
+    mcpauth_fetch_result r;
+    mcpauth_fetch_opts o = {.accept = accept};
+    memset(accept, 'a', sizeof accept);
+    accept[247] = '\0'; /* "Accept: " + 247 bytes: the longest line that fits */
+    ck_assert_int_eq(mcpauth_fetch(url("/x"), &o, &r, err, sizeof err), 0);
+    ck_assert_str_eq(req_header("Accept", v, sizeof v), accept);
+    mcpauth_fetch_result_free(&r);
+
+    accept[247] = 'a';
+    accept[248] = '\0';
+    ck_assert_int_eq(mcpauth_fetch(url("/x"), &o, &r, err, sizeof err), -1);
+    ck_assert_str_eq(err, "Accept value too long");
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_int_eq(nreq(), 1);
+}
+END_TEST
+
 START_TEST(test_post_form)
 {
     const char *form = "grant_type=authorization_code&code=abc%2Bdef&redirect_uri=http%3A%2F%2Fx";
@@ -1159,6 +1181,7 @@ Suite *fetch_suite(void)
     tcase_add_test(tc, test_loopback_bypasses_proxy);
     tcase_add_test(tc, test_https_uses_environment_proxy);
     tcase_add_test(tc, test_request_headers);
+    tcase_add_test(tc, test_accept_too_long);
     tcase_add_test(tc, test_post_form);
     tcase_add_test(tc, test_post_large_form_no_expect);
     tcase_add_test(tc, test_post_empty_form);

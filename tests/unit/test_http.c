@@ -51,6 +51,85 @@ START_TEST(request_uri_too_long)
 }
 END_TEST
 
+static int init_path(const char *uri, mcpauth_request *req, memhttp *m)
+{
+    static const char *params[5];
+    params[0] = "REQUEST_URI";
+    params[1] = uri;
+    params[2] = "REMOTE_ADDR";
+    params[3] = "127.0.0.1";
+    params[4] = NULL;
+    memset(m, 0, sizeof *m);
+    m->params = params;
+    return mcpauth_request_init(req, memhttp_param, NULL, m);
+}
+
+/* Regression (outside review): the gate matched the raw REQUEST_URI while
+ * the server served the normalised path, so a token for /gate/a opened
+ * /gate/a/../b/.  Every such form is refused before any resource is picked. */
+START_TEST(ambiguous_paths_refused)
+{
+    static const char *const bad[] = {
+        "/gate/a/../b/index.html", "/gate/a/%2e%2e/b/index.html", "/gate/a/%2E%2E/b/index.html",
+        "/gate/a/..%2fb/index.html", "/gate/a/..%2Fb/index.html", "/gate/a/.%2e/b/index.html",
+        "/gate/a/%252e%252e/b/index.html", "/gate/a/%252fb", "/gate/a//../b/index.html",
+        "/gate//b/index.html", "/gate/a/..\\b/index.html", "/gate/a/%5c..%5cb/index.html",
+        "/gate/a;/../b/index.html", "/gate/a/..;/b/index.html", "/gate/a;x/index.html",
+        "/gate/a/./index.html", "/gate/a/.", "/gate/a/..", "/gate/a/%2e", "/gate/a/%00/x",
+        "/gate/a/%0a", "/gate/a/\x01", "/gate/a/%zz", "/gate/a/%4", "/gate/a/%", "gate/a",
+        "", "/gate/a/\xc3\xa9", "/gate/a#/../b", NULL};
+    for (const char *const *u = bad; *u; u++) {
+        memhttp m;
+        mcpauth_request req;
+        ck_assert_msg(init_path(*u, &req, &m) == -2, "accepted %s", *u);
+        ck_assert_ptr_nonnull(req.path_error);
+        ck_assert_str_eq(req.path, "");
+    }
+}
+END_TEST
+
+START_TEST(plain_paths_decoded)
+{
+    static const char *const cases[][2] = {
+        {"/gate/a/index.html", "/gate/a/index.html"}, {"/gate/%61/x", "/gate/a/x"},
+        {"/mcp/files", "/mcp/files"}, {"/mcp/files/", "/mcp/files/"},
+        {"/a%20b/c", "/a b/c"}, {"/a.b/..c/c..", "/a.b/..c/c.."}, {"/", "/"},
+        {"/.well-known/oauth-protected-resource/mcp/files?x=%2e%2e",
+         "/.well-known/oauth-protected-resource/mcp/files"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memhttp m;
+        mcpauth_request req;
+        ck_assert_msg(init_path(cases[i][0], &req, &m) == 0, "refused %s", cases[i][0]);
+        ck_assert_str_eq(req.path, cases[i][1]);
+    }
+}
+END_TEST
+
+START_TEST(refused_path_answers_400)
+{
+    memhttp m;
+    mcpauth_request req;
+    mcpauth_response resp;
+    int rc = init_path("/gate/a/%2e%2e/b", &req, &m);
+    ck_assert_int_eq(rc, -2);
+    mcpauth_response_init(&resp, (mcpauth_sink){memhttp_write, NULL, &m});
+    mcpauth_request_refuse(&req, rc, &resp);
+    ck_assert_ptr_nonnull(strstr(m.out, "Status: 400 Bad Request\r\n"));
+    ck_assert_ptr_nonnull(strstr(memhttp_body(&m), "\"error\":\"invalid_request\""));
+}
+END_TEST
+
+START_TEST(init_resets_alive)
+{
+    memhttp m;
+    mcpauth_request req;
+    memset(&req, 0xff, sizeof req); /* whatever the stack held */
+    ck_assert_int_eq(init_path("/x", &req, &m), 0);
+    ck_assert_ptr_null(req.alive);
+    ck_assert_int_eq(mcpauth_request_alive(&req), 1);
+}
+END_TEST
+
 START_TEST(json_response)
 {
     memhttp m;
@@ -148,6 +227,10 @@ Suite *http_suite(void)
     tcase_add_test(tc, request_init_splits_uri);
     tcase_add_test(tc, request_init_without_request_uri);
     tcase_add_test(tc, request_uri_too_long);
+    tcase_add_test(tc, ambiguous_paths_refused);
+    tcase_add_test(tc, plain_paths_decoded);
+    tcase_add_test(tc, refused_path_answers_400);
+    tcase_add_test(tc, init_resets_alive);
     tcase_add_test(tc, json_response);
     tcase_add_test(tc, error_response_escapes_description);
     tcase_add_test(tc, header_injection_refused);

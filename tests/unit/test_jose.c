@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jwt.h>
 #include <openssl/bio.h>
@@ -711,9 +712,14 @@ START_TEST(jwks_malformed_keys)
     ck_assert_int_eq(EVP_PKEY_eq(mcpauth_jwks_key(set, 0)->pkey, rsa_a), 1);
     mcpauth_jwks_unref(set);
     free(doc);
-    /* Above OpenSSL's 16384-bit limit: refused before any arithmetic. */
+    /* Up to OpenSSL's 16384-bit limit "n" is decoded, then skipped as too
+     * large (rsa_too_large); beyond it, it is garbage. */
     memset(raw, 0xff, 2049);
-    parse_fails(rsa_jwk_doc(raw, 2049, "AQAB"), "keys[0]: RSA key of 16392 bits, over 16384");
+    doc = rsa_jwk_doc(raw, 2049, "AQAB");
+    set = parse_ok(doc);
+    ck_assert_uint_eq(mcpauth_jwks_count(set), 0);
+    mcpauth_jwks_unref(set);
+    free(doc);
     char *longn = calloc(1, 4000);
     memset(longn, 'A', 3999);
     parse_fails(fmt("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"AQAB\"}]}", longn),
@@ -754,6 +760,94 @@ START_TEST(jwks_malformed_keys)
     ck_assert_uint_eq(ERR_peek_error(), 0);
     parse_fails(fmt("{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":\"%s\"}]}", x),
                 "keys[0]: no \"y\"");
+}
+END_TEST
+
+/* Runs mcpauth_jwks_parse with stderr captured into log (cap bytes). */
+static mcpauth_jwks *parse_logged(const char *json, char *err, size_t errlen, char *log, size_t cap)
+{
+    FILE *tmp = tmpfile();
+    ck_assert_ptr_nonnull(tmp);
+    int saved = dup(2);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(fileno(tmp), 2), 0);
+    mcpauth_jwks *set = mcpauth_jwks_parse(json, strlen(json), err, errlen);
+    ck_assert_int_ge(dup2(saved, 2), 0);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(log, 1, cap - 1, tmp);
+    log[n] = '\0';
+    fclose(tmp);
+    return set;
+}
+
+/* An RSA modulus of exactly bits bits (top and bottom bit set), JWK with
+ * the given kid. */
+static char *rsa_bits_jwk(int bits, const char *kid)
+{
+    unsigned char n[2100];
+    size_t len = ((size_t)bits + 7) / 8;
+    memset(n, 0xa5, len);
+    n[0] = (unsigned char)(1u << ((bits - 1) % 8));
+    n[len - 1] |= 1;
+    char nb[3000];
+    b64(n, len, nb, sizeof nb);
+    return fmt("{\"kty\":\"RSA\",\"kid\":\"%s\",\"n\":\"%s\",\"e\":\"AQAB\"}", kid, nb);
+}
+
+/* The verifier decodes signatures into MCPAUTH_JWS_SIG_MAX bytes, so an RSA
+ * key over MCPAUTH_RSA_MAX_BITS could never verify a token: the old code
+ * took it into the set all the same.  Now it is left out, with a log line
+ * naming its kid, and the other keys of the set still serve. */
+START_TEST(rsa_too_large)
+{
+    char err[256], log[4096];
+    ck_assert_int_eq(MCPAUTH_JWS_SIG_MAX * 8, MCPAUTH_RSA_MAX_BITS);
+    char *doc = jwks_doc(rsa_bits_jwk(MCPAUTH_RSA_MAX_BITS, "max"), NULL);
+    mcpauth_jwks *set = parse_logged(doc, err, sizeof err, log, sizeof log);
+    ck_assert_msg(set != NULL, "%s", err);
+    ck_assert_uint_eq(mcpauth_jwks_count(set), 1);
+    ck_assert_str_eq(mcpauth_jwks_key(set, 0)->kid, "max");
+    ck_assert_int_eq(EVP_PKEY_get_bits(mcpauth_jwks_key(set, 0)->pkey), MCPAUTH_RSA_MAX_BITS);
+    ck_assert_str_eq(log, "");
+    mcpauth_jwks_unref(set);
+    free(doc);
+
+    doc = jwks_doc(rsa_bits_jwk(MCPAUTH_RSA_MAX_BITS + 1, "huge-1"), jwk(rsa_a, "\"kid\":\"ok\""),
+                   rsa_bits_jwk(16384, "huge-2"), NULL);
+    set = parse_logged(doc, err, sizeof err, log, sizeof log);
+    ck_assert_msg(set != NULL, "%s", err);
+    ck_assert_str_eq(err, "");
+    ck_assert_uint_eq(mcpauth_jwks_count(set), 1);
+    ck_assert_str_eq(mcpauth_jwks_key(set, 0)->kid, "ok");
+    ck_assert_ptr_null(mcpauth_jwks_find(set, "huge-1", MCPAUTH_ALG_RS256));
+    /* without a kid, the one usable RSA key is not ambiguous any more */
+    ck_assert_ptr_eq(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_RS256), mcpauth_jwks_key(set, 0));
+    ck_assert_msg(strstr(log, "event=jwk_refused") && strstr(log, "kid=huge-1") &&
+                      strstr(log, "RSA key of 8193 bits, over 8192") && strstr(log, "kid=huge-2") &&
+                      strstr(log, "RSA key of 16384 bits"),
+                  "log: %s", log);
+    mcpauth_jwks_unref(set);
+    free(doc);
+
+    /* Too small stays an error for the whole set. */
+    parse_fails(jwks_doc(rsa_bits_jwk(2047, "small"), NULL), "keys[0]: RSA key of 2047 bits, under 2048");
+}
+END_TEST
+
+/* json-c decodes \u0000: no string member of a JWK may hide one. */
+START_TEST(jwk_member_nul)
+{
+    parse_fails(jwks_doc(jwk(rsa_a, "\"alg\":\"RS256\\u0000x\""), NULL),
+                "keys[0]: \"alg\" is not a string");
+    parse_fails(fmt("{\"keys\":[{\"kty\":\"RSA\\u0000\",\"n\":\"AQAB\"}]}"),
+                "keys[0]: no \"kty\" string");
+    parse_fails(jwks_doc(jwk_crv(ec256, "P-256\\u0000", NULL), NULL), "keys[0]: no \"crv\" string");
+    parse_fails(jwks_doc(jwk(rsa_a, "\"key_ops\":[\"verify\\u0000\"]"), NULL),
+                "keys[0]: \"key_ops\" is not an array of strings");
+    char *m = fmt("\"n\":\"AQAB\\u0000\"");
+    parse_fails(fmt("{\"keys\":[{\"kty\":\"RSA\",%s,\"e\":\"AQAB\"}]}", m), "keys[0]: \"n\" is not a string");
+    free(m);
 }
 END_TEST
 
@@ -983,6 +1077,8 @@ Suite *jose_suite(void)
     tcase_add_test(tc, jwks_skipped);
     tcase_add_test(tc, jwks_malformed_documents);
     tcase_add_test(tc, jwks_malformed_keys);
+    tcase_add_test(tc, rsa_too_large);
+    tcase_add_test(tc, jwk_member_nul);
     tcase_add_test(tc, jwks_refcount);
     tcase_add_test(tc, find_by_kid);
     tcase_add_test(tc, find_without_kid);

@@ -695,6 +695,40 @@ START_TEST(nul_bytes)
 }
 END_TEST
 
+/* Every string the proxy reads as a C string refuses \u0000, so that it
+ * never checks a shorter text than the backend reads.  Old code: a string
+ * id "a\u0000b" passed (and could name another request to a backend that
+ * stops at the NUL), and an initialize proposing "2025-06-18\u0000x"
+ * counted as proposing 2025-06-18. */
+START_TEST(nul_escapes_in_read_strings)
+{
+    mcpauth_rpc_headers h = hdr(V06, NULL, NULL);
+    REFUSE_MSG("{\"jsonrpc\":\"2.0\",\"id\":\"a\\u0000b\",\"method\":\"ping\"}", &h, 400,
+               MCPAUTH_RPC_INVALID_REQUEST, "null", "Invalid Request: id must not contain NUL");
+    REFUSE("{\"jsonrpc\":\"2.0\",\"id\":\"\\u0000\",\"result\":{}}", &h, 400,
+           MCPAUTH_RPC_INVALID_REQUEST, "null");
+    /* already refused: method, jsonrpc, the name a policy matches */
+    REFUSE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\\u0000x\"}", &h, 400,
+           MCPAUTH_RPC_INVALID_REQUEST, "1");
+    REFUSE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\\u0000\"}}",
+           &h, 400, MCPAUTH_RPC_INVALID_PARAMS, "1");
+    mcpauth_rpc_headers h26 = hdr(V26, "tools/call", "a");
+    REFUSE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\\u0000b\"}}",
+           &h26, 400, MCPAUTH_RPC_INVALID_PARAMS, "1");
+
+    mcpauth_rpc rpc;
+    ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":"
+           "{\"protocolVersion\":\"2025-06-18\\u0000x\"}}", &NO_HEADERS, &rpc);
+    ck_assert_str_eq(rpc.version, V25); /* an unknown proposal */
+    ck_assert_int_eq(rpc.is_initialize, 1);
+    mcpauth_rpc_free(&rpc);
+    ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":"
+           "{\"protocolVersion\":\"2025-06-18\"}}", &NO_HEADERS, &rpc);
+    ck_assert_str_eq(rpc.version, V06);
+    mcpauth_rpc_free(&rpc);
+}
+END_TEST
+
 START_TEST(trailing_data)
 {
     mcpauth_rpc rpc;
@@ -1079,6 +1113,24 @@ START_TEST(error_json)
 }
 END_TEST
 
+/* Regression: an id of 256 control characters is allowed, but its JSON text
+ * (each byte as \u00XX) was longer than the error writer accepted, so every
+ * error answer carried "id":null and the client could not match it. */
+START_TEST(error_json_keeps_escaped_long_id)
+{
+    static char id[6 * 256 + 3], buf[8192];
+    size_t n = 0;
+    id[n++] = '"';
+    for (int i = 0; i < 256; i++)
+        n += (size_t)sprintf(id + n, "\\u0001");
+    id[n++] = '"';
+    id[n] = '\0';
+    ck_assert_int_ge(mcpauth_rpc_error_json(buf, sizeof buf, -32600, "m", id), 0);
+    ck_assert_ptr_null(strstr(buf, "\"id\":null"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"id\":\"\\u0001"));
+}
+END_TEST
+
 START_TEST(error_json_small_buffer)
 {
     static const char want[] = "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600,\"message\":\"Invalid Request\"},\"id\":7}";
@@ -1148,6 +1200,7 @@ Suite *jsonrpc_suite(void)
     tcase_add_test(tc, invalid_utf8);
     tcase_add_test(tc, surrogate_escapes);
     tcase_add_test(tc, nul_bytes);
+    tcase_add_test(tc, nul_escapes_in_read_strings);
     tcase_add_test(tc, trailing_data);
     tcase_add_test(tc, not_strict_json);
     tcase_add_test(tc, duplicate_members);
@@ -1171,6 +1224,7 @@ Suite *jsonrpc_suite(void)
     tc = tcase_create("error_json");
     tcase_add_test(tc, error_json);
     tcase_add_test(tc, error_json_small_buffer);
+    tcase_add_test(tc, error_json_keeps_escaped_long_id);
     tcase_add_test(tc, refusal_to_document);
     suite_add_tcase(s, tc);
     return s;

@@ -479,6 +479,36 @@ START_TEST(test_load_refuses_unsafe)
 }
 END_TEST
 
+/* An RSA key outside 2048..8192 bits recorded as current (by hand, or by
+ * an older version) is refused at load, naming its kid: the old code
+ * signed with a 1024-bit key, and a key over 8192 bits signs tokens no
+ * verifier can check (jose.c skips such keys). */
+START_TEST(test_load_refuses_rsa_size)
+{
+    EVP_PKEY *weak = EVP_RSA_gen(1024);
+    ck_assert_ptr_nonnull(weak);
+    char kid[64], path[512], kdir[256];
+    ck_assert_int_eq(mcpauth_keys_thumbprint(weak, kid, sizeof kid), 0);
+    snprintf(kdir, sizeof kdir, "%s/keys", dir);
+    ck_assert_int_eq(mkdir(kdir, 0700), 0);
+    key_path(path, sizeof path, kid);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fchmod(fileno(f), 0600), 0);
+    ck_assert_int_eq(PEM_write_PrivateKey(f, weak, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    EVP_PKEY_free(weak);
+    mcpauth_keyinfo ki = {kid, "RS256", path, time(NULL), 0};
+    ck_assert_int_eq(mcpauth_store_key_add(store, &ki), 0);
+
+    ck_assert_ptr_null(mcpauth_keys_load_current(store, err, sizeof err));
+    ck_assert_msg(strstr(err, kid) && strstr(err, "RSA key of 1024 bits, outside 2048 to 8192"),
+                  "%s", err);
+    ck_assert_ptr_null(mcpauth_keys_jwks(store, 0, err, sizeof err));
+    ck_assert_ptr_nonnull(strstr(err, kid));
+}
+END_TEST
+
 /* ---------------------------------------------------------------- secret */
 
 START_TEST(test_secret)
@@ -539,6 +569,7 @@ Suite *keys_suite(void)
     tcase_add_test(tc, test_rotation);
     tcase_add_test(tc, test_jwks_missing_file);
     tcase_add_test(tc, test_load_refuses_unsafe);
+    tcase_add_test(tc, test_load_refuses_rsa_size);
     tcase_add_test(tc, test_secret);
     suite_add_tcase(s, tc);
     return s;

@@ -1292,6 +1292,87 @@ START_TEST(null_handle)
 }
 END_TEST
 
+
+typedef struct {
+    int n;
+    char hashes[8][65];
+    int refuse;
+} pushed;
+
+static int take_access(const char *hash, time_t expires, void *arg)
+{
+    pushed *p = arg;
+    (void)expires;
+    if (p->refuse)
+        return -1;
+    if (p->n < 8)
+        snprintf(p->hashes[p->n], sizeof p->hashes[0], "%s", hash);
+    p->n++;
+    return 0;
+}
+
+/* Access tokens are recorded per grant; those of revoked or deleted grants
+ * are handed out once (for the shared revocation list), live ones never. */
+START_TEST(access_tokens_of_revoked_grants)
+{
+    mcpauth_store *s = open_ok();
+    time_t now = time(NULL);
+    mcpauth_client c = client("app", now);
+    ck_assert_int_eq(mcpauth_store_client_add(s, &c, NULL), 0);
+    mcpauth_grant g = grant("fam1", "alice", "app", now + 600);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code1", &g), 0);
+    g = grant("fam2", "alice", "app", now + 600);
+    ck_assert_int_eq(mcpauth_store_code_add(s, "code2", &g), 0);
+    ck_assert_int_eq(mcpauth_store_access_add(s, "at1", "fam1", now + 300), 1);
+    ck_assert_int_eq(mcpauth_store_access_add(s, "at1b", "fam1", now - 1), 1); /* expired */
+    ck_assert_int_eq(mcpauth_store_access_add(s, "at2", "fam2", now + 300), 1);
+    ck_assert_int_eq(mcpauth_store_access_add(s, "at-x", "no-such-family", now + 300), 0);
+    pushed p = {0};
+    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 0);
+    ck_assert_int_eq(p.n, 0);
+    ck_assert_int_eq(mcpauth_store_revoke_family(s, "fam1"), 1);
+    /* a grant revoked meanwhile gets no more tokens */
+    ck_assert_int_eq(mcpauth_store_access_add(s, "at1c", "fam1", now + 300), 0);
+    p.refuse = 1; /* not taken: offered again */
+    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 0);
+    p.refuse = 0;
+    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 1);
+    char want[65];
+    mcpauth_sha256_hex("at1", 3, want);
+    ck_assert_str_eq(p.hashes[0], want);
+    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 0);
+    /* a deleted client's tokens count as revoked */
+    ck_assert_int_eq(mcpauth_store_client_delete(s, "app"), 1);
+    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 1);
+    mcpauth_sha256_hex("at2", 3, want);
+    ck_assert_str_eq(p.hashes[1], want);
+    /* purge drops expired records */
+    ck_assert_int_ge(mcpauth_store_purge(s, now + 400, 0), 2);
+    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 0);
+    ck_assert_int_eq(mcpauth_store_access_add(NULL, "t", "f", 1), -1);
+    ck_assert_int_eq(mcpauth_store_access_revoked(NULL, 1, take_access, &p), -1);
+    mcpauth_store_close(s);
+}
+END_TEST
+
+/* A consent form is consumed once, also across processes; purged after. */
+START_TEST(consent_form_once)
+{
+    mcpauth_store *s = open_ok();
+    time_t now = time(NULL);
+    ck_assert_int_eq(mcpauth_store_form_use(s, "csrf-1", now + 600), 1);
+    ck_assert_int_eq(mcpauth_store_form_use(s, "csrf-1", now + 600), 0);
+    ck_assert_int_eq(mcpauth_store_form_use(s, "csrf-2", now + 600), 1);
+    mcpauth_store *o = open_ok(); /* another connection, as another process */
+    ck_assert_int_eq(mcpauth_store_form_use(o, "csrf-2", now + 600), 0);
+    mcpauth_store_close(o);
+    ck_assert_int_eq(mcpauth_store_purge(s, now + 601, 0), 2);
+    ck_assert_int_eq(mcpauth_store_form_use(s, "", now), -1);
+    ck_assert_int_eq(mcpauth_store_form_use(NULL, "x", now), -1);
+    mcpauth_store_close(s);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1314,6 +1395,8 @@ Suite *store_suite(void)
     tcase_add_test(tc, revocation);
     tcase_add_test(tc, client_delete_cascade);
     tcase_add_test(tc, consents);
+    tcase_add_test(tc, access_tokens_of_revoked_grants);
+    tcase_add_test(tc, consent_form_once);
     tcase_add_test(tc, registration_limit);
     tcase_add_test(tc, keys);
     tcase_add_test(tc, purge_counts);

@@ -4,6 +4,11 @@
 #include <mcpauth/log.h>
 #include <mcpauth/util.h>
 
+#include <signal.h>
+#include <stdlib.h>
+
+#include "alloc.h"
+#include "strbuf.h"
 #include "suites.h"
 
 START_TEST(b64url_roundtrip)
@@ -130,6 +135,50 @@ START_TEST(log_truncates_long_lines)
 }
 END_TEST
 
+START_TEST(strbuf_overflow_is_an_error)
+{
+    char buf[8];
+    mcpauth__strbuf sb;
+    mcpauth__sb_init(&sb, buf, sizeof buf);
+    mcpauth__sb_add(&sb, "abc");
+    mcpauth__sb_printf(&sb, "%d", 1234);
+    ck_assert_str_eq(mcpauth__sb_str(&sb), "abc1234");
+    mcpauth__sb_add(&sb, "x"); /* one byte too many */
+    ck_assert_ptr_null(mcpauth__sb_str(&sb));
+    mcpauth__sb_add(&sb, ""); /* stays overflowed */
+    ck_assert_ptr_null(mcpauth__sb_str(&sb));
+    char out[4];
+    ck_assert_int_eq(mcpauth__fmt(out, sizeof out, "%s", "abc"), 0);
+    ck_assert_str_eq(out, "abc");
+    ck_assert_int_eq(mcpauth__fmt(out, sizeof out, "%s", "abcd"), -1);
+    ck_assert_str_eq(out, ""); /* never a prefix */
+}
+END_TEST
+
+START_TEST(json_str_refuses_embedded_nul)
+{
+    json_object *o = json_tokener_parse("{\"a\":\"x\\u0000y\",\"b\":\"plain\",\"c\":1}");
+    ck_assert_ptr_nonnull(o);
+    size_t n = 0;
+    ck_assert_ptr_null(mcpauth__json_member_str(o, "a", &n));
+    ck_assert_str_eq(mcpauth__json_member_str(o, "b", &n), "plain");
+    ck_assert_uint_eq(n, 5);
+    ck_assert_ptr_null(mcpauth__json_member_str(o, "c", NULL)); /* not a string */
+    ck_assert_ptr_null(mcpauth__json_member_str(o, "missing", NULL));
+    json_object_put(o);
+}
+END_TEST
+
+/* The out-of-memory policy: a failed allocation ends the process, it never
+ * returns NULL to a caller that might carry on. */
+START_TEST(allocation_failure_aborts)
+{
+    mcpauth__alloc_fail_after(1);
+    void *p = mcpauth__xmalloc(16);
+    free(p); /* not reached */
+}
+END_TEST
+
 Suite *util_suite(void)
 {
     Suite *s = suite_create("util");
@@ -143,6 +192,9 @@ Suite *util_suite(void)
     tcase_add_test(tc, strlist);
     tcase_add_test(tc, log_escapes_hostile_values);
     tcase_add_test(tc, log_truncates_long_lines);
+    tcase_add_test(tc, strbuf_overflow_is_an_error);
+    tcase_add_test(tc, json_str_refuses_embedded_nul);
+    tcase_add_test_raise_signal(tc, allocation_failure_aborts, SIGABRT);
     suite_add_tcase(s, tc);
     return s;
 }

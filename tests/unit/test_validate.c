@@ -10,8 +10,12 @@
 #include <jwt.h>
 
 #include <mcpauth/config.h>
+#include <mcpauth/log.h>
 #include <mcpauth/validate.h>
 
+#include <openssl/sha.h>
+
+#include "revoked.h"
 #include "../support/tokens.h"
 #include "memhttp.h"
 #include "suites.h"
@@ -687,6 +691,77 @@ START_TEST(challenges)
 }
 END_TEST
 
+
+/* Issue 10: "a\u0000b" is not "a" (json-c keeps the whole string; C
+ * would compare the part before the NUL). */
+START_TEST(refuse_embedded_nul)
+{
+    long now = time(NULL);
+    char claims[512];
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\\u0000x\",\"sub\":\"alice\",\"scope\":\"read\","
+             "\"exp\":%ld}", now + 60);
+    char *t = tk_sign(rsa, "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", claims);
+    expect(t, MCPAUTH_INVALID_TOKEN, "token audience does not include this resource");
+    free(t);
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"" ISS "\",\"aud\":[\"" RES_A "\\u0000x\"],\"sub\":\"alice\",\"scope\":\"read\","
+             "\"exp\":%ld}", now + 60);
+    t = tk_sign(rsa, "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", claims);
+    expect(t, MCPAUTH_INVALID_TOKEN, "token audience does not include this resource");
+    free(t);
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\",\"sub\":\"alice\",\"scp\":[\"read\\u0000x\"],"
+             "\"exp\":%ld}", now + 60);
+    t = tk_sign(rsa, "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", claims);
+    expect(t, MCPAUTH_INVALID_TOKEN, "scope is not valid");
+    free(t);
+    char *c = tk_claims(ISS, RES_A, "read", 300);
+    t = tk_sign(rsa, "{\"alg\":\"RS256\\u0000x\",\"kid\":\"rsa1\"}", c);
+    expect(t, MCPAUTH_INVALID_TOKEN, "token algorithm not accepted");
+    free(t);
+    free(c);
+}
+END_TEST
+
+/* Tokens whose issuer is the built-in AS are looked up in its revocation
+ * list (runtime_dir/revoked.shm): after a full check and on cache hits;
+ * without the list they are refused (503). */
+START_TEST(builtin_revocation_list)
+{
+    char global[256], as_sec[256], rpath[200];
+    snprintf(global, sizeof global, "jwt_algorithms = RS256\nruntime_dir = %s", dir);
+    snprintf(as_sec, sizeof as_sec, "[authorization_server]\nissuer = " ISS "\nstate_dir = %s\n",
+             dir);
+    snprintf(rpath, sizeof rpath, "%s/revoked.shm", dir);
+    unlink(rpath);
+    teardown();
+    mcpauth_log_set_level(MCPAUTH_LOG_ERROR);
+    load(global, as_sec);
+    char *c = tk_claims(ISS, RES_A, "read", 300);
+    char *t = tk_mint(rsa, c, NULL);
+    mcpauth_decision d;
+    /* no list yet: fail closed, not cached */
+    check(A, t, "GET", MCPAUTH_UNAVAILABLE, "the revocation list is unavailable", &d);
+    char err[256];
+    mcpauth__revoked *w = mcpauth__revoked_open_rw(rpath, 1024, err, sizeof err);
+    ck_assert_msg(w != NULL, "%s", err);
+    check(A, t, "GET", MCPAUTH_ALLOW, NULL, &d);
+    check(A, t, "GET", MCPAUTH_ALLOW, NULL, &d);
+    ck_assert_int_eq(d.cached, 1);
+    unsigned char h[32];
+    SHA256((const unsigned char *)t, strlen(t), h);
+    ck_assert_int_eq(mcpauth__revoked_add(w, h, time(NULL) + 300, time(NULL)), 0);
+    check(A, t, "GET", MCPAUTH_INVALID_TOKEN, "token has been revoked", &d);
+    ck_assert_int_eq(d.cached, 1);
+    mcpauth__revoked_close(w);
+    unlink(rpath);
+    free(t);
+    free(c);
+    mcpauth_log_set_level(MCPAUTH_LOG_WARN);
+}
+END_TEST
+
 START_TEST(bad_jwks_file_stops_startup)
 {
     char path[128], err[512] = "", text[1024];
@@ -736,6 +811,8 @@ Suite *validate_suite(void)
     tcase_add_test(tc, extraction);
     tcase_add_test(tc, challenges);
     tcase_add_test(tc, bad_jwks_file_stops_startup);
+    tcase_add_test(tc, refuse_embedded_nul);
+    tcase_add_test(tc, builtin_revocation_list);
     suite_add_tcase(s, tc);
     return s;
 }

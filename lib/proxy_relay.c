@@ -1,0 +1,361 @@
+/* The proxy's backend exchange: a request the checks in proxy.c let
+ * through goes to the backend with libcurl, and the answer streams back
+ * chunk by chunk, so SSE events reach the client as the backend sends them.
+ * The client's Authorization header (and cookies, unless configured) never
+ * leave here: the backend gets the caller's identity in its own headers. */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include <mcpauth/jsonrpc.h>
+#include <mcpauth/log.h>
+
+#include "alloc.h"
+#include "proxy_priv.h"
+#include "shm.h"
+#include "strbuf.h"
+
+#define RELAY_HEADERS_MAX 16
+#define RELAY_VALUE_MAX 256
+/* Longest "Name: value" line sent to the backend.  A longer one is refused,
+ * never cut: a shortened identity or Mcp-Name would be another value. */
+#define HEADER_LINE_MAX 4096
+
+/* Response headers relayed from the backend; everything else is dropped
+ * (a backend's own WWW-Authenticate or Set-Cookie has no business here). */
+static const char *const relay_allow[] = {"Content-Type", "Mcp-Session-Id", "MCP-Protocol-Version",
+                                          "Cache-Control", "Retry-After", NULL};
+
+/* One exchange with the backend. */
+typedef struct relay {
+    mcpauth_proxy *p;
+    const mcpauth_request *req;
+    mcpauth_response *resp;
+    const mcpauth__proxy_order *o;
+    long status;
+    int head_done;              /* status line of the final response seen */
+    int sse;
+    int client_gone;
+    int nheaders;
+    char headers[RELAY_HEADERS_MAX][2][RELAY_VALUE_MAX];
+    char session_out[RELAY_VALUE_MAX];
+    double started, last_data, last_alive_check;
+} relay;
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Keeps allowed backend header i (relay_allow) with value v[vl]. */
+static void keep_header(relay *r, int i, const char *v, size_t vl)
+{
+    if (r->nheaders >= RELAY_HEADERS_MAX || vl >= RELAY_VALUE_MAX) {
+        /* dropped whole rather than relayed cut short */
+        mcpauth_log(MCPAUTH_LOG_WARN, "backend_header_dropped", "header", relay_allow[i],
+                    "resource", r->o->res->name, NULL);
+        return;
+    }
+    memcpy(r->headers[r->nheaders][0], relay_allow[i], strlen(relay_allow[i]) + 1);
+    memcpy(r->headers[r->nheaders][1], v, vl);
+    r->headers[r->nheaders][1][vl] = '\0';
+    if (i == 0 && vl >= 17 && strncasecmp(v, "text/event-stream", 17) == 0)
+        r->sse = 1;
+    if (i == 1) {
+        memcpy(r->session_out, v, vl);
+        r->session_out[vl] = '\0';
+    }
+    r->nheaders++;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    relay *r = arg;
+    size_t n = size * nmemb, len = n;
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+        len--;
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* a new status line: 1xx responses come before the real one */
+        r->nheaders = 0;
+        r->session_out[0] = '\0';
+        const char *sp = memchr(data, ' ', len);
+        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        return n;
+    }
+    if (len == 0) {
+        if (r->status >= 200)
+            r->head_done = 1;
+        return n;
+    }
+    const char *colon = memchr(data, ':', len);
+    if (!colon)
+        return n;
+    size_t nl = (size_t)(colon - data);
+    const char *v = colon + 1;
+    while (v < data + len && (*v == ' ' || *v == '\t'))
+        v++;
+    for (int i = 0; relay_allow[i]; i++) {
+        if (strlen(relay_allow[i]) == nl && strncasecmp(data, relay_allow[i], nl) == 0) {
+            keep_header(r, i, v, (size_t)(data + len - v));
+            break;
+        }
+    }
+    return n;
+}
+
+/* Sends the status and relayed headers once, before the first body byte. */
+static void relay_head(relay *r)
+{
+    const mcpauth__proxy_order *o = r->o;
+    if (r->resp->head_sent)
+        return;
+    int ok = r->status >= 200 && r->status < 300;
+    if (o->bind_session && ok && r->session_out[0] && r->p->shm) {
+        if (mcpauth_shm_session_bind(r->p->shm, r->session_out, o->owner,
+                                     time(NULL) + r->p->cfg->session_ttl) < 0)
+            mcpauth_log_security("session_collision", "resource", o->res->name, NULL);
+    }
+    if (o->remove_session && ok && o->session_in && r->p->shm)
+        mcpauth_shm_session_remove(r->p->shm, o->session_in);
+    mcpauth_response_set_status(r->resp, (int)r->status);
+    mcpauth__proxy_cors(r->resp, o->origin_ok);
+    for (int i = 0; i < r->nheaders; i++)
+        mcpauth_response_header(r->resp, r->headers[i][0], r->headers[i][1]);
+    if (r->sse) /* no proxy in between may hold events back */
+        mcpauth_response_header(r->resp, "X-Accel-Buffering", "no");
+    mcpauth_response_start(r->resp);
+    mcpauth_response_flush(r->resp);
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    relay *r = arg;
+    size_t n = size * nmemb;
+    r->last_data = mono();
+    relay_head(r);
+    /* SSE events go out as they come; a JSON answer is flushed at the end */
+    if (mcpauth_response_write(r->resp, data, n) < 0 ||
+        (r->sse && mcpauth_response_flush(r->resp) < 0)) {
+        r->client_gone = 1;
+        return 0; /* aborts the transfer, and with it the backend request */
+    }
+    return n;
+}
+
+static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    relay *r = arg;
+    (void)dt, (void)dn, (void)ut, (void)un;
+    double now = mono();
+    /* curl calls this very often; a poll(2) every 200 ms is enough to
+     * notice a client that left */
+    if (now - r->last_alive_check >= 0.2) {
+        r->last_alive_check = now;
+        if (!mcpauth_request_alive(r->req)) {
+            r->client_gone = 1;
+            return 1;
+        }
+    }
+    if (!r->head_done && now - r->started > (double)r->p->cfg->backend_timeout)
+        return 1;
+    if (r->head_done && now - r->last_data > (double)r->p->cfg->stream_idle_timeout)
+        return 1;
+    return 0;
+}
+
+static CURL *thread_curl(mcpauth_proxy *p)
+{
+    CURL *c = pthread_getspecific(p->curl_key);
+    if (!c) {
+        c = mcpauth__check(curl_easy_init(), "curl handle");
+        pthread_setspecific(p->curl_key, c);
+    } else {
+        curl_easy_reset(c);
+    }
+    return c;
+}
+
+void mcpauth__proxy_curl_free(void *c)
+{
+    curl_easy_cleanup(c);
+}
+
+/* Appends "name: value", or "name;" for a NULL value (an empty header:
+ * "Name:" alone would delete it).  -1 when the line does not fit. */
+static int add_header(struct curl_slist **l, const char *name, const char *value)
+{
+    char line[HEADER_LINE_MAX];
+    int rc = value ? mcpauth__fmt(line, sizeof line, "%s: %s", name, value)
+                   : mcpauth__fmt(line, sizeof line, "%s;", name);
+    if (rc < 0)
+        return -1;
+    *l = mcpauth__check(curl_slist_append(*l, line), "curl_slist");
+    return 0;
+}
+
+/* The client's headers the backend gets.  An allow-list: what the MCP
+ * transport needs, nothing the client may use to smuggle credentials
+ * (Authorization, Cookie) or identity.  *bad: NULL, or the one too long. */
+static void client_headers(const mcpauth__proxy_order *o, struct curl_slist **h, const char **bad)
+{
+    const mcpauth__proxy_view *v = o->v;
+    const char *const fwd[][2] = {
+        {"Content-Type", v->content_type},
+        {"Accept", v->accept},
+        {"MCP-Protocol-Version", v->version},
+        {"Mcp-Session-Id", o->session_in}, /* 2026-07-28 has no sessions: never set there */
+        {"Last-Event-ID", v->last_event_id},
+        {"Mcp-Method", v->mcp_method},
+        {"Mcp-Name", v->mcp_name},
+        {"Cookie", o->res->forward_cookies ? v->cookie : NULL},
+    };
+    *bad = NULL;
+    for (size_t i = 0; i < sizeof fwd / sizeof *fwd && !*bad; i++)
+        if (fwd[i][1] && add_header(h, fwd[i][0], fwd[i][1]) < 0)
+            *bad = fwd[i][0];
+}
+
+static const char *or_null(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+/* Our own headers: the caller's identity (always sent, empty when unknown,
+ * so a client cannot supply one) and the backend's credentials. */
+static void own_headers(const mcpauth__proxy_order *o, struct curl_slist **h, const char **bad)
+{
+    const mcpauth_resource *res = o->res;
+    const char *const ident[][2] = {
+        {res->subject_header, or_null(o->id->subject)},
+        {res->client_id_header, or_null(o->id->client_id)},
+        {res->scope_header, or_null(o->id->scope)},
+    };
+    *bad = NULL;
+    for (size_t i = 0; i < sizeof ident / sizeof *ident && !*bad; i++)
+        if (add_header(h, ident[i][0], ident[i][1]) < 0)
+            *bad = ident[i][0];
+    if (!*bad && res->backend_authorization &&
+        add_header(h, "Authorization", res->backend_authorization) < 0)
+        *bad = "Authorization";
+    if (*bad)
+        return;
+    *h = mcpauth__check(curl_slist_append(*h, "Expect:"), "curl_slist");
+    if (!o->body || !o->len)
+        *h = mcpauth__check(curl_slist_append(*h, "Content-Type:"), "curl_slist");
+}
+
+/* A header that does not fit: refused, never sent cut short. */
+static void header_refused(const relay *r, const char *name, int theirs)
+{
+    const mcpauth__proxy_order *o = r->o;
+    char msg[128];
+    mcpauth__proxy_cors(r->resp, o->origin_ok);
+    if (theirs) {
+        mcpauth_log(MCPAUTH_LOG_INFO, "message_refused", "reason", "header too long", "header",
+                    name, "resource", o->res->name, "client", r->req->remote_addr, NULL);
+        if (mcpauth__fmt(msg, sizeof msg, "The %s header is too long", name) < 0)
+            strcpy(msg, "A header is too long");
+        mcpauth__proxy_rpc_fail(r->resp, 431, MCPAUTH_RPC_INVALID_REQUEST, msg, o->id_json);
+        return;
+    }
+    /* Never the value: it may be a credential. */
+    mcpauth_log(MCPAUTH_LOG_ERROR, "backend_header_too_long", "header", name, "resource",
+                o->res->name, NULL);
+    mcpauth__proxy_rpc_fail(r->resp, 500, MCPAUTH_RPC_INTERNAL_ERROR,
+                            "The request for the MCP server could not be built", o->id_json);
+}
+
+static void curl_setup(CURL *c, relay *r, struct curl_slist *h)
+{
+    const mcpauth__proxy_order *o = r->o;
+    const mcpauth_config *cfg = r->p->cfg;
+    curl_easy_setopt(c, CURLOPT_URL, o->res->backend);
+    if (o->res->backend_socket)
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, o->res->backend_socket);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROXY, ""); /* the backend is ours: no proxy */
+    if (cfg->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, cfg->ca_file);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "mcpauth-proxy/" PACKAGE_VERSION);
+    if (strcmp(o->method, "POST") == 0) {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, o->body ? o->body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)o->len);
+    } else {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, o->method);
+    }
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+    long ct = cfg->backend_timeout < 10 ? cfg->backend_timeout : 10;
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, ct);
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 16384L);
+    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+}
+
+/* After the transfer: the head of a bodiless answer, or the failure. */
+static void relay_finish(relay *r, CURLcode rc)
+{
+    const mcpauth_resource *res = r->o->res;
+    if (rc == CURLE_OK) {
+        relay_head(r); /* bodiless answers (202, 204) */
+        return;
+    }
+    if (r->client_gone) {
+        mcpauth_log(MCPAUTH_LOG_INFO, "client_gone", "resource", res->name, "client",
+                    r->req->remote_addr, NULL);
+        return;
+    }
+    int timeout = rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK;
+    mcpauth_log(MCPAUTH_LOG_WARN, timeout ? "backend_timeout" : "backend_failed", "resource",
+                res->name, "backend", res->backend, "reason", curl_easy_strerror(rc), NULL);
+    if (r->resp->head_sent)
+        return; /* mid-stream: nothing more can be said */
+    mcpauth__proxy_cors(r->resp, r->o->origin_ok);
+    mcpauth__proxy_rpc_fail(r->resp, timeout ? 504 : 502, MCPAUTH_RPC_SERVER_ERROR,
+                            timeout ? "The MCP server did not answer in time"
+                                    : "The MCP server is unreachable",
+                            r->o->id_json);
+}
+
+void mcpauth__proxy_relay(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_response *resp,
+                          const mcpauth__proxy_order *o)
+{
+    relay r;
+    memset(&r, 0, sizeof r);
+    r.p = p;
+    r.req = req;
+    r.resp = resp;
+    r.o = o;
+    struct curl_slist *h = NULL;
+    const char *bad;
+    client_headers(o, &h, &bad);
+    int theirs = bad != NULL;
+    if (!bad)
+        own_headers(o, &h, &bad);
+    if (bad) {
+        header_refused(&r, bad, theirs);
+    } else {
+        CURL *c = thread_curl(p);
+        curl_setup(c, &r, h);
+        r.started = r.last_data = mono();
+        relay_finish(&r, curl_easy_perform(c));
+    }
+    curl_slist_free_all(h);
+}

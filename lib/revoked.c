@@ -1,0 +1,647 @@
+/* See revoked.h.  The file follows shm.c's approach (header with magic and
+ * layout, per-file secret, boot id, robust process-shared mutex, created
+ * 0600 under flock, a file of another layout replaced by rename), kept
+ * self-contained here because readers differ: they map the file read-only
+ * (mcpauth-gate may run where runtime_dir is read-only) and take no lock.
+ *
+ * Lock-free reads: a slot is {key[2], expires}.  A writer filling a slot
+ * first stores expires = 0, then the key, then the expiry with release
+ * order; a reader loads the expiry with acquire order and only then the
+ * key.  Only free or expired slots are ever refilled, so a live entry a
+ * reader finds stays put.  A writer replacing the file with one of another
+ * layout sets `retired` in the old header; readers then reopen the path.
+ *
+ * Why carrying on after EOWNERDEAD is sound: an add changes one slot in
+ * the order above and then the counters; a holder killed half way leaves
+ * the slot empty or whole. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <mcpauth/log.h>
+
+#include "alloc.h"
+#include "revoked.h"
+
+#define MAGIC "mcpaREV\n"
+#define LAYOUT_VERSION 1u
+#define WINDOW 32
+#define MIN_SLOTS ((size_t)WINDOW)
+#define MAX_SLOTS ((size_t)1 << 24)
+#define OPEN_TRIES 8
+/* config.c allows clock_leeway up to 600 s: a token is accepted that long
+ * after exp, so its entry must live as long. */
+#define LEEWAY_MAX 600
+
+#define ORDER() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+struct header {
+    char magic[8];
+    uint32_t version;
+    uint32_t mutex_size, slot_size, pad0;
+    uint64_t nslots, total;
+    unsigned char secret[32];
+    char boot[40];
+    uint64_t generation;     /* atomic: +1 per add */
+    uint32_t retired;        /* atomic: replaced by a file of another layout */
+    uint32_t pad1;
+    int64_t overflow_until;  /* atomic: an entry was given up; all "revoked" until then */
+    pthread_mutex_t lock;
+};
+
+typedef struct {
+    uint64_t key[2];  /* first 16 bytes of digest XOR the file's secret */
+    int64_t expires;  /* 0: free */
+    int64_t pad;
+} slot;
+
+typedef struct map {
+    struct header *hdr;
+    slot *slots;
+    size_t nslots, size;
+    struct map *next; /* older maps, unmapped only at close (readers may hold them) */
+} map;
+
+struct mcpauth__revoked {
+    char *path;
+    int writable;
+    size_t want_slots;
+    pthread_mutex_t mu;   /* guards reopening */
+    map *cur;             /* atomic */
+    map *old;
+    int logged_missing;
+};
+
+static size_t slots_off(void)
+{
+    return (sizeof(struct header) + 63) & ~(size_t)63;
+}
+
+static size_t total_size(size_t nslots)
+{
+    return slots_off() + nslots * sizeof(slot);
+}
+
+static void fill_expected(struct header *h, size_t nslots)
+{
+    memset(h, 0, sizeof *h);
+    memcpy(h->magic, MAGIC, sizeof h->magic);
+    h->version = LAYOUT_VERSION;
+    h->mutex_size = sizeof(pthread_mutex_t);
+    h->slot_size = sizeof(slot);
+    h->nslots = nslots;
+    h->total = total_size(nslots);
+}
+
+/* 1 ours with want's layout (want->nslots 0: any valid size, filled in),
+ * -1 ours but another layout, 0 not ours. */
+static int header_state(int fd, const struct stat *st, struct header *want)
+{
+    struct header h;
+    if (st->st_size < (off_t)sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+        return 0;
+    if (memcmp(h.magic, MAGIC, sizeof h.magic) != 0)
+        return 0;
+    if (!want->nslots && h.nslots >= MIN_SLOTS && h.nslots <= MAX_SLOTS)
+        fill_expected(want, (size_t)h.nslots);
+    if (h.version != want->version || h.mutex_size != want->mutex_size ||
+        h.slot_size != want->slot_size || h.nslots != want->nslots || h.total != want->total ||
+        (uint64_t)st->st_size != want->total || h.retired)
+        return -1;
+    return 1;
+}
+
+static void boot_id(char out[40])
+{
+    memset(out, 0, 40);
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (read(fd, out, 39) < 0)
+        memset(out, 0, 40);
+    close(fd);
+}
+
+static int init_mutex(pthread_mutex_t *m)
+{
+    pthread_mutexattr_t a;
+    if (pthread_mutexattr_init(&a) != 0)
+        return -1;
+    int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) != 0 ||
+             pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) != 0 ||
+             pthread_mutex_init(m, &a) != 0;
+    pthread_mutexattr_destroy(&a);
+    return rc ? -1 : 0;
+}
+
+/* A file kept across a reboot may hold a lock whose owner never exited. */
+static int new_boot(int fd, char *err, size_t errlen)
+{
+    char boot[40];
+    struct header h;
+    boot_id(boot);
+    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
+        snprintf(err, errlen, "cannot read the header");
+        return -1;
+    }
+    if (memcmp(h.boot, boot, sizeof boot) == 0)
+        return 0;
+    struct header *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) {
+        snprintf(err, errlen, "mmap: %s", strerror(errno));
+        return -1;
+    }
+    int rc = init_mutex(&m->lock);
+    if (rc == 0)
+        memcpy(m->boot, boot, sizeof boot);
+    else
+        snprintf(err, errlen, "cannot set up a robust process-shared mutex");
+    munmap(m, sizeof *m);
+    return rc;
+}
+
+/* Zero-filled, fresh header, the magic written last. */
+static int init_file(int fd, size_t nslots, char *err, size_t errlen)
+{
+    if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)total_size(nslots)) != 0) {
+        snprintf(err, errlen, "cannot size the file: %s", strerror(errno));
+        return -1;
+    }
+    struct header *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED) {
+        snprintf(err, errlen, "mmap: %s", strerror(errno));
+        return -1;
+    }
+    fill_expected(h, nslots);
+    memset(h->magic, 0, sizeof h->magic);
+    boot_id(h->boot);
+    int rc = -1;
+    if (RAND_bytes(h->secret, sizeof h->secret) != 1)
+        snprintf(err, errlen, "no random bytes for the hash key");
+    else if (init_mutex(&h->lock) != 0)
+        snprintf(err, errlen, "cannot set up a robust process-shared mutex");
+    else
+        rc = 0;
+    if (rc == 0) {
+        ORDER();
+        memcpy(h->magic, MAGIC, sizeof h->magic);
+    }
+    munmap(h, sizeof *h);
+    return rc;
+}
+
+/* Marks the file behind fd retired so readers mapping it reopen the path. */
+static void retire(int fd)
+{
+    struct header *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED)
+        return;
+    __atomic_store_n(&h->retired, 1u, __ATOMIC_RELEASE);
+    munmap(h, sizeof *h);
+}
+
+/* Another layout: a fresh file renamed over the path (readers keep the old
+ * inode until they see `retired`).  The new descriptor, or -1. */
+static int replace_file(const char *path, size_t nslots, char *err, size_t errlen)
+{
+    size_t n = strlen(path) + 64;
+    char *tmp = mcpauth__xmalloc(n);
+    unsigned char rnd[8];
+    uint64_t r = 0;
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        free(tmp);
+        return -1;
+    }
+    memcpy(&r, rnd, sizeof r);
+    snprintf(tmp, n, "%s.new.%ld.%016llx", path, (long)getpid(), (unsigned long long)r);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        free(tmp);
+        return -1;
+    }
+    if (init_file(fd, nslots, err, errlen) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        close(fd);
+        free(tmp);
+        return -1;
+    }
+    free(tmp);
+    return fd;
+}
+
+/* Regular, ours (or root's), and writable by nobody else: whoever can
+ * write it can un-revoke tokens. */
+static int check_file(int fd, struct stat *st, int writable, char *err, size_t errlen)
+{
+    if (fstat(fd, st) != 0) {
+        snprintf(err, errlen, "fstat: %s", strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        snprintf(err, errlen, "not a regular file");
+        return -1;
+    }
+    if (st->st_uid != geteuid() && (writable || st->st_uid != 0)) {
+        snprintf(err, errlen, "owned by uid %lu, not by this process's uid %lu",
+                 (unsigned long)st->st_uid, (unsigned long)geteuid());
+        return -1;
+    }
+    if (st->st_mode & (writable ? 077 : 022)) {
+        snprintf(err, errlen, "mode %04o lets group or others %s (want 0600)",
+                 (unsigned)(st->st_mode & 07777), writable ? "in" : "write");
+        return -1;
+    }
+    return 0;
+}
+
+static int open_error(const char *path, char *err, size_t errlen)
+{
+    int e = errno;
+    if (e == ELOOP)
+        snprintf(err, errlen, "%s: is a symbolic link", path);
+    else if (e == EISDIR)
+        snprintf(err, errlen, "%s: is a directory", path);
+    else
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+    return -1;
+}
+
+static int flock_retry(int fd, int op)
+{
+    while (flock(fd, op) != 0)
+        if (errno != EINTR)
+            return -1;
+    return 0;
+}
+
+/* 1 with *out_fd ready and *nslots set, 0 to try again (replaced while we
+ * waited), -1 on error. */
+static int open_once(const char *path, int writable, size_t *nslots, int *out_fd, char *err,
+                     size_t errlen)
+{
+    int flags = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+    int fd = writable ? open(path, O_RDWR | O_CREAT | flags, 0600) : open(path, O_RDONLY | flags);
+    if (fd < 0)
+        return open_error(path, err, errlen);
+    struct stat st;
+    char why[160];
+    if (check_file(fd, &st, writable, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        close(fd);
+        return -1;
+    }
+    /* shared for readers: no half-initialised header is ever taken */
+    if (flock_retry(fd, writable ? LOCK_EX : LOCK_SH) != 0) {
+        snprintf(err, errlen, "%s: flock: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    struct stat now;
+    if (lstat(path, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+        close(fd);
+        return 0;
+    }
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    struct header want;
+    if (writable)
+        fill_expected(&want, *nslots);
+    else
+        memset(&want, 0, sizeof want);
+    int state = header_state(fd, &st, &want);
+    if (!writable) {
+        if (state != 1) {
+            snprintf(err, errlen, "%s: not (yet) a revocation list of this version", path);
+            close(fd);
+            return -1;
+        }
+        *nslots = (size_t)want.nslots;
+        /* explicitly: a mapping keeps the open file, and so the lock */
+        flock(fd, LOCK_UN);
+        *out_fd = fd;
+        return 1;
+    }
+    if (state < 0) {
+        int nfd = replace_file(path, *nslots, why, sizeof why);
+        if (nfd >= 0) {
+            retire(fd);
+            flock(fd, LOCK_UN);
+            close(fd);
+            *out_fd = nfd;
+            return 1;
+        }
+        state = 0;
+    }
+    if ((state == 0 && init_file(fd, *nslots, why, sizeof why) != 0) ||
+        (state == 1 && new_boot(fd, why, sizeof why) != 0)) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        close(fd);
+        return -1;
+    }
+    flock(fd, LOCK_UN);
+    *out_fd = fd;
+    return 1;
+}
+
+static map *map_open(const char *path, int writable, size_t nslots, char *err, size_t errlen)
+{
+    int fd = -1, rc = 0;
+    for (int i = 0; i < OPEN_TRIES && rc == 0; i++)
+        rc = open_once(path, writable, &nslots, &fd, err, errlen);
+    if (rc == 0)
+        snprintf(err, errlen, "%s: keeps being replaced by other processes", path);
+    if (rc != 1)
+        return NULL;
+    size_t size = total_size(nslots);
+    void *p = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED) {
+        snprintf(err, errlen, "%s: mmap: %s", path, strerror(e));
+        return NULL;
+    }
+    map *m = mcpauth__xcalloc(1, sizeof *m);
+    m->hdr = p;
+    m->slots = (slot *)((char *)p + slots_off());
+    m->nslots = nslots;
+    m->size = size;
+    return m;
+}
+
+int mcpauth__revoked_path(const mcpauth_config *cfg, char *buf, size_t cap)
+{
+    const char *dir = cfg->runtime_dir ? cfg->runtime_dir : "";
+    int n = snprintf(buf, cap, "%s/%s", dir, MCPAUTH__REVOKED_FILE);
+    return n < 0 || (size_t)n >= cap || !*dir ? -1 : 0;
+}
+
+static mcpauth__revoked *handle_new(const char *path, int writable, size_t slots)
+{
+    mcpauth__revoked *r = mcpauth__xcalloc(1, sizeof *r);
+    r->path = mcpauth__xstrdup(path);
+    r->writable = writable;
+    r->want_slots = slots;
+    pthread_mutex_init(&r->mu, NULL);
+    return r;
+}
+
+mcpauth__revoked *mcpauth__revoked_open_rw(const char *path, size_t slots, char *err,
+                                           size_t errlen)
+{
+    char dummy[1];
+    if (!err || !errlen) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    if (!path || !*path) {
+        snprintf(err, errlen, "no path for the revocation list");
+        return NULL;
+    }
+    if (slots < MIN_SLOTS || slots > MAX_SLOTS) {
+        snprintf(err, errlen, "the revocation list needs %zu to %zu slots", MIN_SLOTS, MAX_SLOTS);
+        return NULL;
+    }
+    map *m = map_open(path, 1, slots, err, errlen);
+    if (!m)
+        return NULL;
+    mcpauth__revoked *r = handle_new(path, 1, slots);
+    r->cur = m;
+    return r;
+}
+
+mcpauth__revoked *mcpauth__revoked_open_ro(const char *path, char *err, size_t errlen)
+{
+    char dummy[1];
+    if (!err || !errlen) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
+    mcpauth__revoked *r = handle_new(path ? path : "", 0, 0);
+    r->cur = path && *path ? map_open(path, 0, 0, err, errlen) : NULL;
+    if (!r->cur && !err[0])
+        snprintf(err, errlen, "no path for the revocation list");
+    r->logged_missing = !r->cur; /* the caller logs err */
+    return r;
+}
+
+void mcpauth__revoked_close(mcpauth__revoked *r)
+{
+    if (!r)
+        return;
+    map *m = r->cur;
+    if (m) {
+        m->next = r->old;
+        r->old = m;
+    }
+    for (m = r->old; m;) {
+        map *next = m->next;
+        munmap(m->hdr, m->size);
+        free(m);
+        m = next;
+    }
+    pthread_mutex_destroy(&r->mu);
+    free(r->path);
+    free(r);
+}
+
+/* The current map, reopened when it was retired or (readers) missing or
+ * unusable, so a file created by the AS after we started is found at the
+ * next request. */
+static map *current(mcpauth__revoked *r)
+{
+    map *m = __atomic_load_n(&r->cur, __ATOMIC_ACQUIRE);
+    if (m && !__atomic_load_n(&m->hdr->retired, __ATOMIC_ACQUIRE))
+        return m;
+    /* One opener at a time; the others fail closed meanwhile rather than
+     * queue (a missing file costs one failed open() per request). */
+    if (r->writable)
+        pthread_mutex_lock(&r->mu);
+    else if (pthread_mutex_trylock(&r->mu) != 0)
+        return NULL;
+    m = r->cur;
+    if (!m || m->hdr->retired) {
+        char err[512];
+        map *fresh = map_open(r->path, r->writable, r->want_slots, err, sizeof err);
+        if (fresh) {
+            if (m) {
+                m->next = r->old;
+                r->old = m;
+            }
+            __atomic_store_n(&r->cur, fresh, __ATOMIC_RELEASE);
+            mcpauth_log(MCPAUTH_LOG_INFO, "revocation_list_opened", "path", r->path, NULL);
+            r->logged_missing = 0;
+            m = fresh;
+        } else {
+            if (!r->logged_missing)
+                mcpauth_log(MCPAUTH_LOG_ERROR, "revocation_list_unavailable", "reason", err,
+                            "effect", "tokens of the built-in authorization server are refused",
+                            NULL);
+            r->logged_missing = 1;
+            m = m && !m->hdr->retired ? m : NULL;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return m;
+}
+
+/* digest is already SHA-256 of the token, so uniform: mixing in the file's
+ * secret with XOR keeps slot positions unpredictable at no cost (a second
+ * SHA-256 here cost more than the rest of a cached validation). */
+static void keyed(const map *m, const unsigned char digest[32], uint64_t key[2], size_t *start)
+{
+    uint64_t d[3], k[3];
+    memcpy(d, digest, sizeof d);
+    memcpy(k, m->hdr->secret, sizeof k);
+    key[0] = d[0] ^ k[0];
+    key[1] = d[1] ^ k[1];
+    *start = (size_t)((d[2] ^ k[2]) % m->nslots);
+}
+
+int mcpauth__revoked_has(mcpauth__revoked *r, const unsigned char digest[32], time_t now)
+{
+    map *m = r ? current(r) : NULL;
+    if (!m)
+        return -1;
+    if (__atomic_load_n(&m->hdr->overflow_until, __ATOMIC_ACQUIRE) > (int64_t)now)
+        return 1;
+    uint64_t key[2];
+    size_t start;
+    keyed(m, digest, key, &start);
+    for (size_t i = 0; i < WINDOW; i++) {
+        slot *s = &m->slots[(start + i) % m->nslots];
+        if (__atomic_load_n(&s->expires, __ATOMIC_ACQUIRE) <= (int64_t)now)
+            continue;
+        if (__atomic_load_n(&s->key[0], __ATOMIC_RELAXED) == key[0] &&
+            __atomic_load_n(&s->key[1], __ATOMIC_RELAXED) == key[1])
+            return 1;
+    }
+    return 0;
+}
+
+static int lock(map *m)
+{
+    int rc = pthread_mutex_lock(&m->hdr->lock);
+    if (rc == EOWNERDEAD) {
+        pthread_mutex_consistent(&m->hdr->lock);
+        rc = 0;
+    }
+    return rc;
+}
+
+int mcpauth__revoked_add(mcpauth__revoked *r, const unsigned char digest[32], time_t token_exp,
+                         time_t now)
+{
+    map *m = r && r->writable ? current(r) : NULL;
+    if (!m || lock(m) != 0)
+        return -1;
+    int64_t until = (int64_t)token_exp + LEEWAY_MAX;
+    uint64_t key[2];
+    size_t start;
+    keyed(m, digest, key, &start);
+    slot *hit = NULL, *freeslot = NULL, *victim = NULL;
+    for (size_t i = 0; i < WINDOW && !hit; i++) {
+        slot *s = &m->slots[(start + i) % m->nslots];
+        int64_t e = s->expires;
+        if (e > (int64_t)now && s->key[0] == key[0] && s->key[1] == key[1])
+            hit = s;
+        else if (e <= (int64_t)now && !freeslot)
+            freeslot = s;
+        else if (e > (int64_t)now && (!victim || e < victim->expires))
+            victim = s;
+    }
+    if (hit) {
+        if (until > hit->expires)
+            __atomic_store_n(&hit->expires, until, __ATOMIC_RELEASE);
+    } else {
+        slot *s = freeslot;
+        if (!s) {
+            /* Every slot this key may use is live: give up the entry
+             * closest to expiry, and answer "revoked" for every token until
+             * it would have expired rather than un-revoke one. */
+            s = victim;
+            if (s->expires > __atomic_load_n(&m->hdr->overflow_until, __ATOMIC_RELAXED))
+                __atomic_store_n(&m->hdr->overflow_until, s->expires, __ATOMIC_RELEASE);
+            mcpauth_log_security("revocation_list_full", "path", r->path, "effect",
+                                 "every token of the built-in authorization server is refused "
+                                 "until the oldest revocations expire",
+                                 NULL);
+        }
+        __atomic_store_n(&s->expires, (int64_t)0, __ATOMIC_RELEASE);
+        ORDER();
+        __atomic_store_n(&s->key[0], key[0], __ATOMIC_RELAXED);
+        __atomic_store_n(&s->key[1], key[1], __ATOMIC_RELAXED);
+        __atomic_store_n(&s->expires, until, __ATOMIC_RELEASE);
+    }
+    __atomic_add_fetch(&m->hdr->generation, 1, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&m->hdr->lock);
+    return 0;
+}
+
+uint64_t mcpauth__revoked_generation(mcpauth__revoked *r)
+{
+    map *m = r ? __atomic_load_n(&r->cur, __ATOMIC_ACQUIRE) : NULL;
+    return m ? __atomic_load_n(&m->hdr->generation, __ATOMIC_ACQUIRE) : 0;
+}
+
+static int unhex(const char *hex, unsigned char out[32])
+{
+    if (strlen(hex) != 64)
+        return -1;
+    for (int i = 0; i < 32; i++) {
+        unsigned v = 0;
+        for (int j = 0; j < 2; j++) {
+            char c = hex[2 * i + j];
+            v <<= 4;
+            if (c >= '0' && c <= '9')
+                v |= (unsigned)(c - '0');
+            else if (c >= 'a' && c <= 'f')
+                v |= (unsigned)(c - 'a' + 10);
+            else
+                return -1;
+        }
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+typedef struct {
+    mcpauth__revoked *r;
+    time_t now;
+    long added;
+} sync_ctx;
+
+static int push_one(const char *hash_hex, time_t expires, void *arg)
+{
+    sync_ctx *c = arg;
+    unsigned char d[32];
+    if (unhex(hash_hex, d) != 0 || mcpauth__revoked_add(c->r, d, expires, c->now) != 0)
+        return -1;
+    c->added++;
+    return 0;
+}
+
+long mcpauth__revoked_sync(mcpauth__revoked *r, mcpauth_store *s, time_t now)
+{
+    if (!r || !s)
+        return -1;
+    sync_ctx c = {r, now, 0};
+    return mcpauth_store_access_revoked(s, now, push_one, &c) < 0 ? -1 : c.added;
+}
