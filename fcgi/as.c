@@ -3,6 +3,8 @@
 #include <mcpauth/as.h>
 #include <mcpauth/mcpauth.h>
 
+#include "binding.h"
+
 static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
 {
     (void)check_only;

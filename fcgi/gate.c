@@ -1,12 +1,14 @@
 /* mcpauth-gate: a FastCGI authorizer.  200 (with the caller's identity as
  * Variable-* headers) lets the web server go on to the protected location;
  * anything else is the answer the client gets. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <mcpauth/mcpauth.h>
 
-#include "alloc.h"
+#include "binding.h"
+
 
 typedef struct {
     const mcpauth_config *cfg;
@@ -16,7 +18,11 @@ typedef struct {
 static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
 {
     (void)check_only;
-    gate *g = mcpauth__xcalloc(1, sizeof *g);
+    gate *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     g->cfg = cfg;
     if (!(g->validator = mcpauth_validator_new(cfg, err, errlen))) {
         free(g);

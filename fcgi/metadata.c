@@ -1,6 +1,8 @@
 /* mcpauth-metadata: serves RFC 9728 protected resource metadata. */
 #include <mcpauth/mcpauth.h>
 
+#include "binding.h"
+
 static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
 {
     (void)check_only;

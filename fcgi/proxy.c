@@ -6,6 +6,8 @@
 #include <mcpauth/mcpauth.h>
 #include <mcpauth/proxy.h>
 
+#include "binding.h"
+
 static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
 {
     return mcpauth_proxy_new(cfg, check_only, err, errlen);

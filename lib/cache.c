@@ -29,7 +29,7 @@ struct mcpauth_cache {
     pthread_mutex_t locks[STRIPES];
 };
 
-mcpauth_cache *mcpauth_cache_new(size_t entries)
+mcpauth_cache *mcpauth__cache_new(size_t entries)
 {
     mcpauth_cache *c = mcpauth__xcalloc(1, sizeof *c);
     c->nsets = (entries + WAYS - 1) / WAYS;
@@ -40,7 +40,7 @@ mcpauth_cache *mcpauth_cache_new(size_t entries)
     return c;
 }
 
-void mcpauth_cache_free(mcpauth_cache *c)
+void mcpauth__cache_free(mcpauth_cache *c)
 {
     if (!c)
         return;
@@ -79,7 +79,7 @@ static void copy_field(char *dst, size_t cap, const char **src)
     *src += strlen(*src) + 1;
 }
 
-int mcpauth_cache_get(mcpauth_cache *c, const unsigned char key[32], unsigned resource, time_t now,
+int mcpauth__cache_get(mcpauth_cache *c, const unsigned char key[32], unsigned resource, time_t now,
                       int *positive, mcpauth_identity *id, char *reason, size_t reasonlen)
 {
     if (!c || !c->nsets)
@@ -121,7 +121,7 @@ static char *pack(int positive, const mcpauth_identity *id, const char *reason)
     return p;
 }
 
-void mcpauth_cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned resource,
+void mcpauth__cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned resource,
                        time_t expires, int positive, const mcpauth_identity *id,
                        const char *reason)
 {
@@ -155,7 +155,7 @@ void mcpauth_cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned r
     pthread_mutex_unlock(lock);
 }
 
-size_t mcpauth_cache_count(mcpauth_cache *c)
+size_t mcpauth__cache_count(mcpauth_cache *c)
 {
     size_t n = 0;
     if (!c)

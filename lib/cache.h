@@ -12,21 +12,21 @@
 typedef struct mcpauth_cache mcpauth_cache;
 
 /* entries == 0 gives a cache that never stores anything. */
-mcpauth_cache *mcpauth_cache_new(size_t entries);
-void mcpauth_cache_free(mcpauth_cache *c);
+mcpauth_cache *mcpauth__cache_new(size_t entries);
+void mcpauth__cache_free(mcpauth_cache *c);
 
 /* 1 on a hit that has not expired at now: *positive says whether the token
  * was accepted; id (positive) or reason (negative, reasonlen bytes) filled. */
-int mcpauth_cache_get(mcpauth_cache *c, const unsigned char key[32], unsigned resource, time_t now,
+int mcpauth__cache_get(mcpauth_cache *c, const unsigned char key[32], unsigned resource, time_t now,
                       int *positive, mcpauth_identity *id, char *reason, size_t reasonlen);
 
 /* Stores a result until expires.  id for positive results, reason for
  * negative ones. */
-void mcpauth_cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned resource,
+void mcpauth__cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned resource,
                        time_t expires, int positive, const mcpauth_identity *id,
                        const char *reason);
 
 /* Entries currently stored (for tests and statistics). */
-size_t mcpauth_cache_count(mcpauth_cache *c);
+size_t mcpauth__cache_count(mcpauth_cache *c);
 
 #endif

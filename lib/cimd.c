@@ -25,7 +25,7 @@
 
 #include <json-c/json.h>
 
-#include <mcpauth/uri.h>
+#include "uri.h"
 
 #include "alloc.h"
 #include "cimd.h"
@@ -57,19 +57,6 @@ struct mcpauth_cimd {
 
 /* ------------------------------------------------------------- clients */
 
-static void client_clear(mcpauth_client *c)
-{
-    free(c->client_id);
-    free(c->client_name);
-    free(c->redirect_uris);
-    free(c->grant_types);
-    free(c->token_endpoint_auth_method);
-    free(c->secret_hash);
-    free(c->kind);
-    free(c->registered_by);
-    memset(c, 0, sizeof *c);
-}
-
 static char *dup_field(const char *src)
 {
     return src ? mcpauth__xstrdup(src) : NULL;
@@ -92,7 +79,7 @@ static void client_copy(mcpauth_client *dst, const mcpauth_client *src)
 
 /* --------------------------------------------------------------- cache */
 
-mcpauth_cimd *mcpauth_cimd_new(size_t entries)
+mcpauth_cimd *mcpauth__cimd_new(size_t entries)
 {
     mcpauth_cimd *c = mcpauth__xcalloc(1, sizeof *c);
     if (entries)
@@ -105,11 +92,11 @@ mcpauth_cimd *mcpauth_cimd_new(size_t entries)
 static void entry_clear(entry *e)
 {
     free(e->url);
-    client_clear(&e->client);
+    mcpauth__client_free(&e->client);
     memset(e, 0, sizeof *e);
 }
 
-void mcpauth_cimd_free(mcpauth_cimd *c)
+void mcpauth__cimd_free(mcpauth_cimd *c)
 {
     if (!c)
         return;
@@ -198,7 +185,7 @@ static const char *url_problem(const char *url, int allow_http)
     const char *why = NULL;
     if (!url || !*url)
         return "is empty";
-    char *canon = mcpauth_uri_canonicalize(url, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY,
+    char *canon = mcpauth__uri_canonicalize(url, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY,
                                            &why);
     if (!canon)
         return why;
@@ -227,7 +214,7 @@ static const char *url_problem(const char *url, int allow_http)
     return NULL;
 }
 
-int mcpauth_cimd_is_url(const char *client_id)
+int mcpauth__cimd_is_url(const char *client_id)
 {
     return url_problem(client_id, 0) == NULL;
 }
@@ -447,7 +434,7 @@ static int check_document(json_object *doc, const char *url, time_t now, mcpauth
         }
         /* https or loopback http, no fragment, no userinfo, no dot segments
          * (canonicalize also refuses NULs, spaces and non-ASCII). */
-        char *canon = mcpauth_uri_canonicalize(s, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY,
+        char *canon = mcpauth__uri_canonicalize(s, MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY,
                                                &why);
         if (!canon) {
             mcpauth__errf(err, errlen, DOC "'s redirect_uris[%zu] %s", i, why);
@@ -474,7 +461,7 @@ static int check_document(json_object *doc, const char *url, time_t now, mcpauth
 
 /* ------------------------------------------------------------------ get */
 
-int mcpauth_cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *o, time_t now,
+int mcpauth__cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *o, time_t now,
                      mcpauth_client *out, char *err, size_t errlen)
 {
     static const mcpauth_cimd_opts no_opts;
@@ -507,7 +494,7 @@ int mcpauth_cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *
     };
     mcpauth_fetch_result res;
     char ferr[256];
-    if (mcpauth_fetch(url, &fo, &res, ferr, sizeof ferr) != 0) {
+    if (mcpauth__fetch(url, &fo, &res, ferr, sizeof ferr) != 0) {
         mcpauth__errf(err, errlen, DOC " could not be fetched: %s", ferr);
         return -1;
     }
@@ -538,6 +525,6 @@ int mcpauth_cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *
     rc = 0;
 done:
     json_object_put(doc);
-    mcpauth_fetch_result_free(&res);
+    mcpauth__fetch_result_free(&res);
     return rc;
 }

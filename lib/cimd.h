@@ -22,12 +22,12 @@ typedef struct mcpauth_cimd_opts {
 } mcpauth_cimd_opts;
 
 /* A cache of `entries` documents (0: no caching). */
-mcpauth_cimd *mcpauth_cimd_new(size_t entries);
-void mcpauth_cimd_free(mcpauth_cimd *c);
+mcpauth_cimd *mcpauth__cimd_new(size_t entries);
+void mcpauth__cimd_free(mcpauth_cimd *c);
 
 /* 1 when client_id has the form of a metadata document URL: https, a
  * path, no fragment, no userinfo, no dot segments. */
-int mcpauth_cimd_is_url(const char *client_id);
+int mcpauth__cimd_is_url(const char *client_id);
 
 /* NULL when s (len bytes) is fit to be shown as an application's name on
  * the consent page, else why not ("contains ..."): valid UTF-8, at most 200
@@ -44,7 +44,7 @@ const char *mcpauth__display_name_problem(const char *s, size_t len);
  * token_endpoint_auth_method absent or "none" (no secrets in public
  * documents); no client_secret.  Fills out (kind "cimd") and returns 0, or
  * -1 with a reason for the user in err.  Thread safe. */
-int mcpauth_cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *o, time_t now,
+int mcpauth__cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts *o, time_t now,
                      mcpauth_client *out, char *err, size_t errlen);
 
 #endif

@@ -19,7 +19,7 @@
 
 #include <mcpauth/config.h>
 #include <mcpauth/log.h>
-#include <mcpauth/uri.h>
+#include "uri.h"
 
 #include "alloc.h"
 
@@ -120,12 +120,12 @@ static int set_text(parser *p, const key_def *k, void *base, const char *v)
     return store_str(k, base, v);
 }
 
-/* Kept as written once mcpauth_uri_canonicalize() accepts it under the
+/* Kept as written once mcpauth__uri_canonicalize() accepts it under the
  * kind of URL the row names (k->flags). */
 static int set_url(parser *p, const key_def *k, void *base, const char *v)
 {
     const char *why;
-    char *canon = mcpauth_uri_canonicalize(v, k->flags, &why);
+    char *canon = mcpauth__uri_canonicalize(v, k->flags, &why);
     if (!canon)
         return fail(p, p->line, "%s \"%s\" %s", k->name, v, why);
     free(canon);
@@ -262,7 +262,7 @@ static int set_issuers(parser *p, const key_def *k, void *base, const char *v)
         return fail(p, p->line, "%s: empty list", k->name);
     for (size_t i = 0; i < l->n; i++) {
         const char *why;
-        char *canon = mcpauth_uri_canonicalize(l->v[i], k->flags, &why);
+        char *canon = mcpauth__uri_canonicalize(l->v[i], k->flags, &why);
         if (!canon)
             return fail(p, p->line, "%s: \"%s\" %s", k->name, l->v[i], why);
         free(canon);
@@ -278,7 +278,7 @@ static int set_origins(parser *p, const key_def *k, void *base, const char *v)
     for (size_t i = 0; i < l->n; i++) {
         if (strcmp(l->v[i], "*") == 0)
             continue;
-        char *canon = mcpauth_uri_canonicalize(l->v[i], MCPAUTH_URI_ANY_HTTP, NULL);
+        char *canon = mcpauth__uri_canonicalize(l->v[i], MCPAUTH_URI_ANY_HTTP, NULL);
         if (!canon || strchr(strstr(canon, "://") + 3, '/')) {
             free(canon);
             return fail(p, p->line, "%s: \"%s\" is not an origin (scheme://host[:port])", k->name,
@@ -311,7 +311,7 @@ static int set_algorithms(parser *p, const key_def *k, void *base, const char *v
 
 /* ---------------------------------------------------------------- tables */
 
-/* The kinds of URL (mcpauth_uri_canonicalize flags). */
+/* The kinds of URL (mcpauth__uri_canonicalize flags). */
 #define U_ISSUER MCPAUTH_URI_KEEP_SLASH                          /* an issuer identifier */
 #define U_LINK (MCPAUTH_URI_KEEP_SLASH | MCPAUTH_URI_ALLOW_QUERY) /* for people: documentation */
 #define U_FETCH U_LINK                       /* fetched by mcpauth: https, or http to loopback */
@@ -684,7 +684,7 @@ static int finish(parser *p)
                         "[resource %s] is missing the required key \"authorization_servers\"",
                         r->name);
         const char *why;
-        char *canon = mcpauth_uri_canonicalize(
+        char *canon = mcpauth__uri_canonicalize(
             r->uri, r->trailing_slash ? MCPAUTH_URI_KEEP_SLASH : 0, &why);
         if (!canon)
             return fail(p, p->uri_line[i], "uri \"%s\" %s", r->uri, why);
@@ -693,7 +693,7 @@ static int finish(parser *p)
         if (r->trailing_slash && canon[strlen(canon) - 1] != '/')
             return fail(p, p->uri_line[i],
                         "trailing_slash = yes but uri \"%s\" does not end with \"/\"", canon);
-        mcpauth_uri_split(canon, &r->origin, &r->path); /* canonical: cannot fail */
+        mcpauth__uri_split(canon, &r->origin, &r->path); /* canonical: cannot fail */
         r->metadata_path = concat(MCPAUTH_PRM_WELL_KNOWN, r->path);
         r->metadata_url = concat(r->origin, r->metadata_path);
         r->host = mcpauth__xstrdup(r->origin + strcspn(r->origin, ":") + 3);

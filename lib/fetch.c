@@ -17,7 +17,7 @@
 #include <openssl/crypto.h>
 
 #include <mcpauth/mcpauth.h>
-#include <mcpauth/uri.h>
+#include "uri.h"
 
 #include "alloc.h"
 #include "fetch.h"
@@ -57,7 +57,7 @@ static void set_curl_err(char *err, size_t errlen, const char *msg)
             *p = '?';
 }
 
-char *mcpauth_form_encode(const char *value)
+char *mcpauth__form_encode(const char *value)
 {
     static const char hex[] = "0123456789ABCDEF";
     if (!value)
@@ -83,7 +83,7 @@ char *mcpauth_form_encode(const char *value)
     return out;
 }
 
-void mcpauth_fetch_result_free(mcpauth_fetch_result *res)
+void mcpauth__fetch_result_free(mcpauth_fetch_result *res)
 {
     if (!res)
         return;
@@ -342,7 +342,7 @@ static const char *sockaddr_blocked(const struct sockaddr *sa, socklen_t len, ch
     return "not an internet address";
 }
 
-const char *mcpauth_fetch_address_blocked(const char *ip)
+const char *mcpauth__fetch_address_blocked(const char *ip)
 {
     char buf[INET6_ADDRSTRLEN];
     struct in_addr a4;
@@ -414,7 +414,7 @@ static int check_url(CURLU *u, const char *url, int https_only, int *https, int 
         mcpauth__errf(err, errlen, "invalid URL: no host");
         goto done;
     }
-    *loopback = mcpauth_uri_host_is_loopback(host);
+    *loopback = mcpauth__uri_host_is_loopback(host);
     if (!*https && !*loopback) {
         mcpauth__errf(err, errlen, "refused URL: only https (or http to a loopback host) is allowed");
         goto done;
@@ -434,7 +434,7 @@ static int has_ctl(const char *s)
     return 0;
 }
 
-int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch_result *res,
+int mcpauth__fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch_result *res,
                   char *err, size_t errlen)
 {
     static const mcpauth_fetch_opts no_opts;
@@ -543,8 +543,8 @@ int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch
     }
     if (opts->basic_user || opts->basic_pass) {
         /* RFC 6749 §2.3.1: client_id and secret are form-encoded first. */
-        user = mcpauth_form_encode(opts->basic_user ? opts->basic_user : "");
-        pass = mcpauth_form_encode(opts->basic_pass ? opts->basic_pass : "");
+        user = mcpauth__form_encode(opts->basic_user ? opts->basic_user : "");
+        pass = mcpauth__form_encode(opts->basic_pass ? opts->basic_pass : "");
         if (!user || !pass) {
             mcpauth__errf(err, errlen, "client credentials too long");
             goto done;

@@ -27,7 +27,7 @@ typedef struct mcpauth_fetch_opts {
 
 typedef struct mcpauth_fetch_result {
     long status;        /* HTTP status, 0 when no response */
-    char *body;         /* NUL-terminated, owned; free with mcpauth_fetch_result_free */
+    char *body;         /* NUL-terminated, owned; free with mcpauth__fetch_result_free */
     size_t len;
     long max_age;       /* seconds from Cache-Control (no-store/no-cache → 0), -1 absent */
     char content_type[128];
@@ -37,17 +37,17 @@ typedef struct mcpauth_fetch_result {
  * (any status, including a 3xx, which is never followed), -1 with a reason
  * in err otherwise: refused URL (not https and not loopback http),
  * connection failure, timeout, body over max_bytes. */
-int mcpauth_fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch_result *res,
+int mcpauth__fetch(const char *url, const mcpauth_fetch_opts *opts, mcpauth_fetch_result *res,
                   char *err, size_t errlen);
-void mcpauth_fetch_result_free(mcpauth_fetch_result *res);
+void mcpauth__fetch_result_free(mcpauth_fetch_result *res);
 
 /* The deny_private address test: NULL when the IPv4 or IPv6 literal ip
  * (brackets allowed) may be connected to, else a static reason such as
  * "private network".  Anything that is not an address literal is refused
  * ("not an IP address"). */
-const char *mcpauth_fetch_address_blocked(const char *ip);
+const char *mcpauth__fetch_address_blocked(const char *ip);
 
 /* application/x-www-form-urlencoded encoding of one value (caller frees). */
-char *mcpauth_form_encode(const char *value);
+char *mcpauth__form_encode(const char *value);
 
 #endif

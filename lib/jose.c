@@ -22,6 +22,8 @@
 #include <mcpauth/log.h>
 #include <mcpauth/util.h>
 
+#include "encode.h"
+
 #include "alloc.h"
 #include "jose.h"
 #include "strbuf.h"
@@ -86,7 +88,7 @@ static int alg_valid(mcpauth_alg alg)
     return alg > MCPAUTH_ALG_UNKNOWN && alg < MCPAUTH_ALG_COUNT;
 }
 
-mcpauth_alg mcpauth_alg_from_name(const char *name)
+mcpauth_alg mcpauth__alg_from_name(const char *name)
 {
     if (!name)
         return MCPAUTH_ALG_UNKNOWN;
@@ -97,7 +99,7 @@ mcpauth_alg mcpauth_alg_from_name(const char *name)
     return MCPAUTH_ALG_UNKNOWN;
 }
 
-const char *mcpauth_alg_name(mcpauth_alg alg)
+const char *mcpauth__alg_name(mcpauth_alg alg)
 {
     return alg_valid(alg) ? algs[alg].name : NULL;
 }
@@ -119,7 +121,7 @@ static int alg_fits_type(mcpauth_alg alg, mcpauth_kty kty, int curve_nid)
     return kty != MCPAUTH_KTY_EC || algs[alg].curve_nid == curve_nid;
 }
 
-int mcpauth_jwk_fits(const mcpauth_jwk *key, mcpauth_alg alg)
+int mcpauth__jwk_fits(const mcpauth_jwk *key, mcpauth_alg alg)
 {
     if (!key || !key->pkey || !alg_fits_type(alg, key->kty, key->curve_nid))
         return 0;
@@ -154,7 +156,7 @@ static ssize_t member_b64(json_object *o, const char *name, unsigned char *buf, 
         mcpauth__errf(why, whylen, "\"%s\" is too long", name);
         return -1;
     }
-    ssize_t n = mcpauth_b64url_decode(s, len, buf, bufsize);
+    ssize_t n = mcpauth__b64url_decode(s, len, buf, bufsize);
     if (n < 0)
         mcpauth__errf(why, whylen, "\"%s\" is not base64url", name);
     else if (n == 0) {
@@ -330,7 +332,7 @@ static int parse_key(json_object *o, mcpauth_jwk *out, char *why, size_t whylen)
     }
     /* A key bound to an algorithm we refuse (HS256, RSA-OAEP, ...) must not
      * become a key usable with any algorithm. */
-    if (r == 1 && (out->alg = mcpauth_alg_from_name(s)) == MCPAUTH_ALG_UNKNOWN)
+    if (r == 1 && (out->alg = mcpauth__alg_from_name(s)) == MCPAUTH_ALG_UNKNOWN)
         return 0;
 
     const char *kid = NULL;
@@ -390,7 +392,7 @@ static void jwks_free(mcpauth_jwks *set)
     free(set);
 }
 
-mcpauth_jwks *mcpauth_jwks_parse(const char *json, size_t len, char *err, size_t errlen)
+mcpauth_jwks *mcpauth__jwks_parse(const char *json, size_t len, char *err, size_t errlen)
 {
     mcpauth__errf(err, errlen, "%s", "");
     if (!json || len == 0) {
@@ -463,31 +465,31 @@ fail:
     return NULL;
 }
 
-mcpauth_jwks *mcpauth_jwks_ref(mcpauth_jwks *set)
+mcpauth_jwks *mcpauth__jwks_ref(mcpauth_jwks *set)
 {
     if (set)
         atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
     return set;
 }
 
-void mcpauth_jwks_unref(mcpauth_jwks *set)
+void mcpauth__jwks_unref(mcpauth_jwks *set)
 {
     /* acq_rel: the last owner sees every other owner's reads finished. */
     if (set && atomic_fetch_sub_explicit(&set->refs, 1, memory_order_acq_rel) == 1)
         jwks_free(set);
 }
 
-size_t mcpauth_jwks_count(const mcpauth_jwks *set)
+size_t mcpauth__jwks_count(const mcpauth_jwks *set)
 {
     return set ? set->n : 0;
 }
 
-const mcpauth_jwk *mcpauth_jwks_key(const mcpauth_jwks *set, size_t i)
+const mcpauth_jwk *mcpauth__jwks_key(const mcpauth_jwks *set, size_t i)
 {
     return set && i < set->n ? &set->keys[i] : NULL;
 }
 
-const mcpauth_jwk *mcpauth_jwks_find(const mcpauth_jwks *set, const char *kid, mcpauth_alg alg)
+const mcpauth_jwk *mcpauth__jwks_find(const mcpauth_jwks *set, const char *kid, mcpauth_alg alg)
 {
     if (!set)
         return NULL;
@@ -496,7 +498,7 @@ const mcpauth_jwk *mcpauth_jwks_find(const mcpauth_jwks *set, const char *kid, m
         const mcpauth_jwk *k = &set->keys[i];
         if (kid && (!k->kid || strcmp(k->kid, kid) != 0))
             continue;
-        if (!mcpauth_jwk_fits(k, alg))
+        if (!mcpauth__jwk_fits(k, alg))
             continue;
         /* Two candidates: refuse rather than let the token pick one. */
         if (found)
@@ -530,10 +532,10 @@ static unsigned char *ecdsa_raw_to_der(const unsigned char *sig, size_t coord, i
     return der;
 }
 
-int mcpauth_jws_verify(const mcpauth_jwk *key, mcpauth_alg alg, const char *input, size_t inlen,
+int mcpauth__jws_verify(const mcpauth_jwk *key, mcpauth_alg alg, const char *input, size_t inlen,
                        const unsigned char *sig, size_t siglen)
 {
-    if (!mcpauth_jwk_fits(key, alg) || !sig || (!input && inlen))
+    if (!mcpauth__jwk_fits(key, alg) || !sig || (!input && inlen))
         return 0;
     if (!input)
         input = "";

@@ -30,8 +30,8 @@ typedef enum {
 } mcpauth_alg;
 
 /* "RS256" → MCPAUTH_ALG_RS256; "none", "HS256", unknown → UNKNOWN. */
-mcpauth_alg mcpauth_alg_from_name(const char *name);
-const char *mcpauth_alg_name(mcpauth_alg alg);
+mcpauth_alg mcpauth__alg_from_name(const char *name);
+const char *mcpauth__alg_name(mcpauth_alg alg);
 
 typedef enum { MCPAUTH_KTY_RSA = 1, MCPAUTH_KTY_EC = 2 } mcpauth_kty;
 
@@ -61,25 +61,25 @@ typedef struct mcpauth_jwks mcpauth_jwks;
  * not a JWKS, a string member holding a NUL, or an RSA key under 2048 bits,
  * is an error.  Returns NULL with a reason in err. Result has one
  * reference. */
-mcpauth_jwks *mcpauth_jwks_parse(const char *json, size_t len, char *err, size_t errlen);
-mcpauth_jwks *mcpauth_jwks_ref(mcpauth_jwks *set);
-void mcpauth_jwks_unref(mcpauth_jwks *set);
-size_t mcpauth_jwks_count(const mcpauth_jwks *set);
-const mcpauth_jwk *mcpauth_jwks_key(const mcpauth_jwks *set, size_t i);
+mcpauth_jwks *mcpauth__jwks_parse(const char *json, size_t len, char *err, size_t errlen);
+mcpauth_jwks *mcpauth__jwks_ref(mcpauth_jwks *set);
+void mcpauth__jwks_unref(mcpauth_jwks *set);
+size_t mcpauth__jwks_count(const mcpauth_jwks *set);
+const mcpauth_jwk *mcpauth__jwks_key(const mcpauth_jwks *set, size_t i);
 
 /* The key to verify a token with: by kid when the token has one; without a
  * kid, the single key that fits alg (NULL when there are several, so a
  * token cannot choose among them by trial). */
-const mcpauth_jwk *mcpauth_jwks_find(const mcpauth_jwks *set, const char *kid, mcpauth_alg alg);
+const mcpauth_jwk *mcpauth__jwks_find(const mcpauth_jwks *set, const char *kid, mcpauth_alg alg);
 
 /* 1 when alg can be used with this key: RS and PS need kty RSA; ES256 needs
  * EC P-256, ES384 P-384, ES512 P-521; and the JWK's own "alg", when
  * present, must equal alg. */
-int mcpauth_jwk_fits(const mcpauth_jwk *key, mcpauth_alg alg);
+int mcpauth__jwk_fits(const mcpauth_jwk *key, mcpauth_alg alg);
 
 /* Verifies a JWS signature (ES*: the raw R||S form of RFC 7518 §3.4) over
  * input.  1 valid, 0 invalid (including any malformed signature). */
-int mcpauth_jws_verify(const mcpauth_jwk *key, mcpauth_alg alg, const char *input, size_t inlen,
+int mcpauth__jws_verify(const mcpauth_jwk *key, mcpauth_alg alg, const char *input, size_t inlen,
                        const unsigned char *sig, size_t siglen);
 
 #endif

@@ -14,7 +14,12 @@
 
 #include <json-c/json.h>
 
-#include <mcpauth/jsonrpc.h>
+#include <mcpauth/mcpauth.h>
+
+#include "jsonrpc.h"
+
+/* Declared in mcpauth.h: the MCP revisions this build understands. */
+const char *const mcpauth_mcp_versions[] = {"2026-07-28", "2025-11-25", "2025-06-18", NULL};
 
 #include "alloc.h"
 
@@ -75,7 +80,7 @@ static const char *known_version(const char *v)
     return NULL;
 }
 
-int mcpauth_rpc_version_supported(const char *version)
+int mcpauth__rpc_version_supported(const char *version)
 {
     return version && known_version(version) != NULL;
 }
@@ -632,7 +637,7 @@ static const char *version_without_header(json_object *root)
 
 /* -------------------------------------------------------------- interface */
 
-int mcpauth_rpc_parse(const char *body, size_t len, const mcpauth_rpc_headers *h,
+int mcpauth__rpc_parse(const char *body, size_t len, const mcpauth_rpc_headers *h,
                       const mcpauth_rpc_limits *limits, mcpauth_rpc *rpc, mcpauth_rpc_error *err)
 {
     static const mcpauth_rpc_headers no_headers;
@@ -739,7 +744,7 @@ refuse:
     return -1;
 }
 
-void mcpauth_rpc_free(mcpauth_rpc *rpc)
+void mcpauth__rpc_free(mcpauth_rpc *rpc)
 {
     if (!rpc)
         return;
@@ -776,7 +781,7 @@ static void add_member(json_object *o, const char *key, json_object *v)
         mcpauth__oom("json");
 }
 
-int mcpauth_rpc_error_json(char *buf, size_t cap, int code, const char *message, const char *id_json)
+int mcpauth__rpc_error_json(char *buf, size_t cap, int code, const char *message, const char *id_json)
 {
     if (!buf || cap == 0)
         return -1;

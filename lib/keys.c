@@ -28,6 +28,8 @@
 
 #include <mcpauth/util.h>
 
+#include "encode.h"
+
 #include "alloc.h"
 #include "jose.h"
 #include "keys.h"
@@ -74,7 +76,7 @@ static int bn_b64(const EVP_PKEY *pkey, const char *param, int pad, size_t max, 
     int len = pad ? BN_bn2binpad(bn, buf, pad) : (BN_num_bytes(bn) <= (int)max ? BN_bn2bin(bn, buf) : -1);
     if (len <= 0 || (size_t)len > max)
         goto out;
-    ok = mcpauth_b64url_encode(buf, (size_t)len, out, outlen) < 0 ? -1 : 0;
+    ok = mcpauth__b64url_encode(buf, (size_t)len, out, outlen) < 0 ? -1 : 0;
 out:
     BN_free(bn);
     return ok;
@@ -123,10 +125,10 @@ static int thumbprint_of(const pubjwk *p, char *out, size_t outlen)
     unsigned int mdlen = 0;
     if (EVP_Digest(json, (size_t)n, md, &mdlen, EVP_sha256(), NULL) != 1)
         return -1;
-    return mcpauth_b64url_encode(md, mdlen, out, outlen) < 0 ? -1 : 0;
+    return mcpauth__b64url_encode(md, mdlen, out, outlen) < 0 ? -1 : 0;
 }
 
-int mcpauth_keys_thumbprint(const EVP_PKEY *pkey, char *out, size_t outlen)
+int mcpauth__keys_thumbprint(const EVP_PKEY *pkey, char *out, size_t outlen)
 {
     pubjwk p;
     if (pub_members(pkey, &p) < 0) {
@@ -338,7 +340,7 @@ static int write_key_file(const char *path, EVP_PKEY *pkey, char *err, size_t er
     return 0;
 }
 
-int mcpauth_keys_generate(mcpauth_store *s, const char *state_dir, const char *alg, time_t now,
+int mcpauth__keys_generate(mcpauth_store *s, const char *state_dir, const char *alg, time_t now,
                           char *kid_out, size_t kidlen, char *err, size_t errlen)
 {
     if (!s || !state_dir || !*state_dir) {
@@ -361,7 +363,7 @@ int mcpauth_keys_generate(mcpauth_store *s, const char *state_dir, const char *a
         return -1;
     }
     int rc = -1;
-    if (mcpauth_keys_thumbprint(pkey, kid, sizeof kid) < 0) {
+    if (mcpauth__keys_thumbprint(pkey, kid, sizeof kid) < 0) {
         mcpauth__errf(err, errlen, "cannot compute the key's thumbprint");
         goto out;
     }
@@ -380,12 +382,12 @@ int mcpauth_keys_generate(mcpauth_store *s, const char *state_dir, const char *a
     /* The store has no single "make current" step: between these two calls
      * there is no current key, for a moment. */
     mcpauth_keyinfo ki = {kid, (char *)alg, path, now, 0};
-    if (mcpauth_store_key_retire_all(s, now) < 0) {
+    if (mcpauth__store_key_retire_all(s, now) < 0) {
         mcpauth__errf(err, errlen, "cannot retire the previous key in the database");
         unlink(path);
         goto out;
     }
-    if (mcpauth_store_key_add(s, &ki) < 0) {
+    if (mcpauth__store_key_add(s, &ki) < 0) {
         mcpauth__errf(err, errlen, "cannot record key %s in the database (no key is current now)", kid);
         unlink(path);
         goto out;
@@ -445,7 +447,7 @@ static int list_keys(mcpauth_store *s, time_t since, keyrecs *l, char *err, size
         mcpauth__errf(err, errlen, "no store");
         return -1;
     }
-    if (mcpauth_store_key_list(s, since, collect, l) < 0) {
+    if (mcpauth__store_key_list(s, since, collect, l) < 0) {
         mcpauth__errf(err, errlen, "cannot list signing keys in the database");
         keyrecs_free(l);
         return -1;
@@ -453,7 +455,7 @@ static int list_keys(mcpauth_store *s, time_t since, keyrecs *l, char *err, size
     return 0;
 }
 
-mcpauth_signer *mcpauth_keys_load_current(mcpauth_store *s, char *err, size_t errlen)
+mcpauth_signer *mcpauth__keys_load_current(mcpauth_store *s, char *err, size_t errlen)
 {
     keyrecs l;
     if (list_keys(s, time(NULL), &l, err, errlen) < 0)
@@ -488,7 +490,7 @@ out:
     return k;
 }
 
-void mcpauth_signer_free(mcpauth_signer *k)
+void mcpauth__signer_free(mcpauth_signer *k)
 {
     if (!k)
         return;
@@ -503,7 +505,7 @@ static void add_str(json_object *o, const char *name, const char *value)
         mcpauth__oom("json");
 }
 
-char *mcpauth_keys_jwks(mcpauth_store *s, time_t since, char *err, size_t errlen)
+char *mcpauth__keys_jwks(mcpauth_store *s, time_t since, char *err, size_t errlen)
 {
     keyrecs l;
     if (list_keys(s, since, &l, err, errlen) < 0)
@@ -563,7 +565,7 @@ static char *b64_dup(const unsigned char *in, size_t len)
 {
     size_t cap = B64LEN(len);
     char *out = mcpauth__xmalloc(cap);
-    if (mcpauth_b64url_encode(in, len, out, cap) < 0) {
+    if (mcpauth__b64url_encode(in, len, out, cap) < 0) {
         free(out);
         out = NULL;
     }
@@ -585,7 +587,7 @@ static int ecdsa_der_to_raw(const unsigned char *der, size_t derlen, unsigned ch
     return ok ? 0 : -1;
 }
 
-char *mcpauth_jws_sign(const mcpauth_signer *k, const char *typ, const char *claims)
+char *mcpauth__jws_sign(const mcpauth_signer *k, const char *typ, const char *claims)
 {
     if (!k || !k->pkey || !claims || !alg_ok(k->alg))
         return NULL;
@@ -655,7 +657,7 @@ out:
 
 /* ----------------------------------------------------------------- upkeep */
 
-int mcpauth_keys_prune(mcpauth_store *s, const char *state_dir, time_t now, char *err,
+int mcpauth__keys_prune(mcpauth_store *s, const char *state_dir, time_t now, char *err,
                        size_t errlen)
 {
     char dir[PATH_MAX];
@@ -699,7 +701,7 @@ int mcpauth_keys_prune(mcpauth_store *s, const char *state_dir, time_t now, char
 
 /* ----------------------------------------------------------------- secret */
 
-int mcpauth_secret_load(const char *state_dir, unsigned char out[MCPAUTH_SECRET_BYTES],
+int mcpauth__secret_load(const char *state_dir, unsigned char out[MCPAUTH_SECRET_BYTES],
                         char *err, size_t errlen)
 {
     char path[PATH_MAX];
@@ -721,7 +723,7 @@ int mcpauth_secret_load(const char *state_dir, unsigned char out[MCPAUTH_SECRET_
     return 0;
 }
 
-int mcpauth_secret_create(const char *state_dir, char *err, size_t errlen)
+int mcpauth__secret_create(const char *state_dir, char *err, size_t errlen)
 {
     char path[PATH_MAX], tmp[PATH_MAX], name[64];
     unsigned char buf[MCPAUTH_SECRET_BYTES];
@@ -733,7 +735,7 @@ int mcpauth_secret_create(const char *state_dir, char *err, size_t errlen)
     }
     struct stat st;
     if (lstat(path, &st) == 0 || errno != ENOENT) {
-        int rc = mcpauth_secret_load(state_dir, buf, err, errlen);
+        int rc = mcpauth__secret_load(state_dir, buf, err, errlen);
         OPENSSL_cleanse(buf, sizeof buf);
         return rc < 0 ? -1 : 0;
     }

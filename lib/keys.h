@@ -22,38 +22,38 @@ typedef struct mcpauth_signer {
  * state_dir/keys/KID.pem with mode 0600 (creating keys/ with 0700), records
  * it as current and retires the previous one.  kid is the RFC 7638
  * thumbprint (base64url SHA-256), copied to kid_out.  0 or -1 with err. */
-int mcpauth_keys_generate(mcpauth_store *s, const char *state_dir, const char *alg, time_t now,
+int mcpauth__keys_generate(mcpauth_store *s, const char *state_dir, const char *alg, time_t now,
                           char *kid_out, size_t kidlen, char *err, size_t errlen);
 
 /* The current signing key, or NULL with a reason (none yet: run
  * `mcpauth init`; unreadable file; wrong mode). */
-mcpauth_signer *mcpauth_keys_load_current(mcpauth_store *s, char *err, size_t errlen);
-void mcpauth_signer_free(mcpauth_signer *k);
+mcpauth_signer *mcpauth__keys_load_current(mcpauth_store *s, char *err, size_t errlen);
+void mcpauth__signer_free(mcpauth_signer *k);
 
 /* {"keys":[...]}: public JWKs (kid, kty, alg, use "sig", and n/e or
  * crv/x/y) of the current key and of keys retired after `since`.  Caller
  * frees.  NULL with err on failure. */
-char *mcpauth_keys_jwks(mcpauth_store *s, time_t since, char *err, size_t errlen);
+char *mcpauth__keys_jwks(mcpauth_store *s, time_t since, char *err, size_t errlen);
 
 /* A compact JWS over claims (a JSON object text) with the header
  * {"alg":k->alg,"typ":typ,"kid":k->kid}; typ may be NULL (omitted).
  * Signed with OpenSSL, ES256 as raw R||S (RFC 7518 §3.4): libjwt 1.10
  * always writes typ "JWT" and so cannot issue RFC 9068 "at+jwt" tokens.
  * Caller frees; NULL on failure. */
-char *mcpauth_jws_sign(const mcpauth_signer *k, const char *typ, const char *claims);
+char *mcpauth__jws_sign(const mcpauth_signer *k, const char *typ, const char *claims);
 
 /* ------------------------------------------------ additions (keys.c too) */
 
 /* RFC 7638 thumbprint of the public part of an EC P-256 or RSA key:
  * base64url(SHA-256(canonical JWK)), 43 characters.  0, or -1 for other
  * key types or when out is too small. */
-int mcpauth_keys_thumbprint(const EVP_PKEY *pkey, char *out, size_t outlen);
+int mcpauth__keys_thumbprint(const EVP_PKEY *pkey, char *out, size_t outlen);
 
 /* Deletes files state_dir/keys/KID.pem whose key the store no longer lists
- * (after mcpauth_store_purge) and that are older than a minute (so a key
+ * (after mcpauth__store_purge) and that are older than a minute (so a key
  * being generated concurrently is never touched).  Returns the number of
  * files deleted, -1 with err. */
-int mcpauth_keys_prune(mcpauth_store *s, const char *state_dir, time_t now,
+int mcpauth__keys_prune(mcpauth_store *s, const char *state_dir, time_t now,
                        char *err, size_t errlen);
 
 /* The server secret: MCPAUTH_SECRET_BYTES random bytes in state_dir/secret,
@@ -61,8 +61,8 @@ int mcpauth_keys_prune(mcpauth_store *s, const char *state_dir, time_t now,
  * is then checked as _load checks it), -1 with err.  _load refuses a
  * symlink, a file group/other can access, or one of the wrong size. */
 #define MCPAUTH_SECRET_BYTES 32
-int mcpauth_secret_create(const char *state_dir, char *err, size_t errlen);
-int mcpauth_secret_load(const char *state_dir, unsigned char out[MCPAUTH_SECRET_BYTES],
+int mcpauth__secret_create(const char *state_dir, char *err, size_t errlen);
+int mcpauth__secret_load(const char *state_dir, unsigned char out[MCPAUTH_SECRET_BYTES],
                         char *err, size_t errlen);
 
 #endif

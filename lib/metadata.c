@@ -11,7 +11,7 @@
 #include <mcpauth/as.h>
 #include <mcpauth/log.h>
 #include <mcpauth/metadata.h>
-#include <mcpauth/uri.h>
+#include "uri.h"
 
 #include "alloc.h"
 
@@ -92,7 +92,7 @@ mcpauth_metadata *mcpauth_metadata_new(const mcpauth_config *cfg, char *err, siz
         char *origin = NULL, *path = NULL;
         /* the issuer was validated when the configuration was loaded */
         md->as_json = mcpauth_as_metadata_json(cfg);
-        mcpauth_uri_split(cfg->as->issuer, &origin, &path);
+        mcpauth__uri_split(cfg->as->issuer, &origin, &path);
         md->as_len = strlen(md->as_json);
         size_t pl = strlen(path);
         while (pl > 0 && path[pl - 1] == '/')

@@ -18,10 +18,10 @@
 
 #include <openssl/evp.h>
 
-#include <mcpauth/jsonrpc.h>
+#include "jsonrpc.h"
 #include <mcpauth/log.h>
 #include <mcpauth/proxy.h>
-#include <mcpauth/uri.h>
+#include "uri.h"
 #include <mcpauth/validate.h>
 
 #include "alloc.h"
@@ -71,7 +71,7 @@ void mcpauth__proxy_rpc_fail(mcpauth_response *resp, int status, int code, const
      * back (a fixed buffer answered long ids with null). */
     size_t cap = 128 + 6 * (strlen(message) + strlen(id));
     char *body = mcpauth__xmalloc(cap);
-    if (mcpauth_rpc_error_json(body, cap, code, message, id) < 0)
+    if (mcpauth__rpc_error_json(body, cap, code, message, id) < 0)
         mcpauth__fmt(body, cap, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":%d,\"message\":\"error\"},"
                                 "\"id\":null}", code);
     mcpauth_response_header(resp, "Cache-Control", "no-store");
@@ -130,7 +130,7 @@ static const char *origin_check(const mcpauth_resource *res, const char *origin)
     if (!origin)
         return "";
     const char *why;
-    char *canon = mcpauth_uri_canonicalize(origin, MCPAUTH_URI_ANY_HTTP, &why);
+    char *canon = mcpauth__uri_canonicalize(origin, MCPAUTH_URI_ANY_HTTP, &why);
     int ok = 0;
     if (canon && !strchr(strstr(canon, "://") + 3, '/')) {
         ok = strcmp(canon, res->origin) == 0 || mcpauth_strlist_has(&res->allowed_origins, canon);
@@ -175,7 +175,7 @@ static stage rate_check(call *c, const char *kind, const char *const *who, size_
     clock_gettime(CLOCK_REALTIME, &ts);
     int retry = 1;
     if (mcpauth__proxy_rate_key(kind, c->res->name, who, n, key) == 0 &&
-        mcpauth_shm_rate(c->p->shm, key, sizeof key, (double)rate, (double)burst,
+        mcpauth__shm_rate(c->p->shm, key, sizeof key, (double)rate, (double)burst,
                          (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, &retry))
         return GO;
     char ra[16];
@@ -311,7 +311,7 @@ static stage stage_authenticate(call *c)
 
 static stage stage_version(call *c)
 {
-    if (c->v.version && !mcpauth_rpc_version_supported(c->v.version))
+    if (c->v.version && !mcpauth__rpc_version_supported(c->v.version))
         return refuse(c, 400, MCPAUTH_RPC_UNSUPPORTED_VERSION, "Unsupported MCP-Protocol-Version",
                       NULL);
     return GO;
@@ -324,7 +324,7 @@ static stage stage_session(call *c, const char *id_json)
     if (!c->v.session || !c->p->shm)
         return GO;
     time_t now = time(NULL);
-    mcpauth_session_match m = mcpauth_shm_session_check(c->p->shm, c->v.session, c->owner, now,
+    mcpauth_session_match m = mcpauth__shm_session_check(c->p->shm, c->v.session, c->owner, now,
                                                         now + c->cfg->session_ttl);
     if (m == MCPAUTH_SESSION_OWNER)
         return GO;
@@ -369,7 +369,7 @@ static stage stage_parse(call *c)
 {
     mcpauth_rpc_error rerr;
     mcpauth_rpc_headers rh = {c->v.version, c->v.mcp_method, c->v.mcp_name};
-    if (mcpauth_rpc_parse(c->body, c->len, &rh, NULL, &c->rpc, &rerr) < 0) {
+    if (mcpauth__rpc_parse(c->body, c->len, &rh, NULL, &c->rpc, &rerr) < 0) {
         mcpauth_log(MCPAUTH_LOG_INFO, "message_refused", "reason", rerr.message, "resource",
                     c->res->name, "client", c->req->remote_addr, NULL);
         return refuse(c, rerr.status, rerr.code, rerr.message, rerr.id_json);
@@ -464,7 +464,7 @@ void mcpauth_proxy_handle(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
     else if (go && !stage_media(&c) && !stage_body(&c) && !stage_parse(&c) && !stage_policy(&c))
         relay_post(&c);
     mcpauth_strlist_free(&c.extra);
-    mcpauth_rpc_free(&c.rpc);
+    mcpauth__rpc_free(&c.rpc);
     free(c.body);
 }
 
@@ -490,7 +490,7 @@ mcpauth_proxy *mcpauth_proxy_new(const mcpauth_config *cfg, int check_only, char
         return NULL;
     }
     /* sized for the host, not the request rate: 64k buckets, 16k sessions */
-    if (!(p->shm = mcpauth_shm_open(path, 65536, 16384, why, sizeof why))) {
+    if (!(p->shm = mcpauth__shm_open(path, 65536, 16384, why, sizeof why))) {
         mcpauth__errf(err, errlen, "%s (runtime_dir must be writable by the web server's user)",
                       why);
         mcpauth_proxy_free(p);
@@ -504,7 +504,7 @@ void mcpauth_proxy_free(mcpauth_proxy *p)
     if (!p)
         return;
     mcpauth_validator_free(p->validator);
-    mcpauth_shm_close(p->shm);
+    mcpauth__shm_close(p->shm);
     pthread_key_delete(p->curl_key);
     free(p);
 }

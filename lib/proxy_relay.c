@@ -14,7 +14,7 @@
 
 #include <curl/curl.h>
 
-#include <mcpauth/jsonrpc.h>
+#include "jsonrpc.h"
 #include <mcpauth/log.h>
 
 #include "alloc.h"
@@ -42,7 +42,7 @@ typedef struct relay {
     long status;
     int head_done;              /* status line of the final response seen */
     int sse;
-    int client_gone;
+    int client_gone;  /* 1: the client left; 2: the program is stopping */
     int nheaders;
     char headers[RELAY_HEADERS_MAX][2][RELAY_VALUE_MAX];
     char session_out[RELAY_VALUE_MAX];
@@ -120,12 +120,12 @@ static void relay_head(relay *r)
         return;
     int ok = r->status >= 200 && r->status < 300;
     if (o->bind_session && ok && r->session_out[0] && r->p->shm) {
-        if (mcpauth_shm_session_bind(r->p->shm, r->session_out, o->owner,
+        if (mcpauth__shm_session_bind(r->p->shm, r->session_out, o->owner,
                                      time(NULL) + r->p->cfg->session_ttl) < 0)
             mcpauth_log_security("session_collision", "resource", o->res->name, NULL);
     }
     if (o->remove_session && ok && o->session_in && r->p->shm)
-        mcpauth_shm_session_remove(r->p->shm, o->session_in);
+        mcpauth__shm_session_remove(r->p->shm, o->session_in);
     mcpauth_response_set_status(r->resp, (int)r->status);
     mcpauth__proxy_cors(r->resp, o->origin_ok);
     for (int i = 0; i < r->nheaders; i++)
@@ -160,8 +160,9 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
      * notice a client that left */
     if (now - r->last_alive_check >= 0.2) {
         r->last_alive_check = now;
-        if (!mcpauth_request_alive(r->req)) {
-            r->client_gone = 1;
+        int alive = mcpauth_request_alive(r->req);
+        if (alive <= 0) {
+            r->client_gone = alive < 0 ? 2 : 1;
             return 1;
         }
     }
@@ -318,8 +319,9 @@ static void relay_finish(relay *r, CURLcode rc)
         return;
     }
     if (r->client_gone) {
-        mcpauth_log(MCPAUTH_LOG_INFO, "client_gone", "resource", res->name, "client",
-                    r->req->remote_addr, NULL);
+        /* stopping: the binding answers what was not started with a 503 */
+        mcpauth_log(MCPAUTH_LOG_INFO, r->client_gone == 2 ? "shutdown" : "client_gone", "resource",
+                    res->name, "client", r->req->remote_addr, NULL);
         return;
     }
     int timeout = rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK;

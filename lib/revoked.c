@@ -643,5 +643,5 @@ long mcpauth__revoked_sync(mcpauth__revoked *r, mcpauth_store *s, time_t now)
     if (!r || !s)
         return -1;
     sync_ctx c = {r, now, 0};
-    return mcpauth_store_access_revoked(s, now, push_one, &c) < 0 ? -1 : c.added;
+    return mcpauth__store_access_revoked(s, now, push_one, &c) < 0 ? -1 : c.added;
 }

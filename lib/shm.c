@@ -345,7 +345,7 @@ static int open_once(const char *path, size_t nbuckets, size_t nsessions, int *o
     return 1;
 }
 
-mcpauth_shm *mcpauth_shm_open(const char *path, size_t buckets, size_t sessions, char *err,
+mcpauth_shm *mcpauth__shm_open(const char *path, size_t buckets, size_t sessions, char *err,
                               size_t errlen)
 {
     char dummy[1];
@@ -394,7 +394,7 @@ fail:
     return NULL;
 }
 
-void mcpauth_shm_close(mcpauth_shm *shm)
+void mcpauth__shm_close(mcpauth_shm *shm)
 {
     if (!shm)
         return;
@@ -443,7 +443,7 @@ static void unlock(mcpauth_shm *s)
     pthread_mutex_unlock(&s->hdr->lock);
 }
 
-int mcpauth_shm_rate(mcpauth_shm *shm, const void *key, size_t keylen, double rate, double burst,
+int mcpauth__shm_rate(mcpauth_shm *shm, const void *key, size_t keylen, double rate, double burst,
                      double now, int *retry_after)
 {
     int dummy;
@@ -528,7 +528,7 @@ static session *find_session(mcpauth_shm *s, const unsigned char h[32])
     return NULL;
 }
 
-int mcpauth_shm_session_bind(mcpauth_shm *shm, const char *id, const char *owner, time_t expires)
+int mcpauth__shm_session_bind(mcpauth_shm *shm, const char *id, const char *owner, time_t expires)
 {
     unsigned char hid[32], how[32];
     if (!shm || !id || !owner || keyed_hash(shm, id, strlen(id), hid) != 0 ||
@@ -567,7 +567,7 @@ int mcpauth_shm_session_bind(mcpauth_shm *shm, const char *id, const char *owner
     return rc;
 }
 
-mcpauth_session_match mcpauth_shm_session_check(mcpauth_shm *shm, const char *id, const char *owner,
+mcpauth_session_match mcpauth__shm_session_check(mcpauth_shm *shm, const char *id, const char *owner,
                                                 time_t now, time_t extend_to)
 {
     unsigned char hid[32], how[32];
@@ -592,7 +592,7 @@ mcpauth_session_match mcpauth_shm_session_check(mcpauth_shm *shm, const char *id
     return m;
 }
 
-void mcpauth_shm_session_remove(mcpauth_shm *shm, const char *id)
+void mcpauth__shm_session_remove(mcpauth_shm *shm, const char *id)
 {
     unsigned char hid[32];
     if (!shm || !id || keyed_hash(shm, id, strlen(id), hid) != 0 || lock(shm) != 0)

@@ -14,15 +14,15 @@ typedef struct mcpauth_shm mcpauth_shm;
 /* Opens (creating when absent) the shared file at path with room for
  * `buckets` rate-limit buckets and `sessions` session bindings.  A file of
  * another layout or size is re-initialised.  NULL with a reason in err. */
-mcpauth_shm *mcpauth_shm_open(const char *path, size_t buckets, size_t sessions, char *err,
+mcpauth_shm *mcpauth__shm_open(const char *path, size_t buckets, size_t sessions, char *err,
                               size_t errlen);
-void mcpauth_shm_close(mcpauth_shm *shm);
+void mcpauth__shm_close(mcpauth_shm *shm);
 
 /* Token bucket for key (any bytes): rate tokens per second, burst the
  * bucket size.  1 when the request may go on (one token taken), 0 when
  * limited, with *retry_after the whole seconds until a token is there
  * (at least 1).  A full table evicts the least recently used bucket. */
-int mcpauth_shm_rate(mcpauth_shm *shm, const void *key, size_t keylen, double rate, double burst,
+int mcpauth__shm_rate(mcpauth_shm *shm, const void *key, size_t keylen, double rate, double burst,
                      double now, int *retry_after);
 
 /* Session bindings: session id → owner (e.g. "issuer\nsubject\nclient_id").
@@ -36,9 +36,9 @@ typedef enum {
 /* Binds id to owner until expires (replacing an older binding of the same
  * id only when it belongs to the same owner; returns -1 when id is already
  * bound to another owner, which is refused). */
-int mcpauth_shm_session_bind(mcpauth_shm *shm, const char *id, const char *owner, time_t expires);
-mcpauth_session_match mcpauth_shm_session_check(mcpauth_shm *shm, const char *id, const char *owner,
+int mcpauth__shm_session_bind(mcpauth_shm *shm, const char *id, const char *owner, time_t expires);
+mcpauth_session_match mcpauth__shm_session_check(mcpauth_shm *shm, const char *id, const char *owner,
                                                 time_t now, time_t extend_to);
-void mcpauth_shm_session_remove(mcpauth_shm *shm, const char *id);
+void mcpauth__shm_session_remove(mcpauth_shm *shm, const char *id);
 
 #endif

@@ -23,6 +23,8 @@
 
 #include <mcpauth/util.h>
 
+#include "encode.h"
+
 #include "alloc.h"
 #include "store.h"
 
@@ -215,7 +217,7 @@ static char *col_dup(sqlite3_stmt *st, int i)
 
 static void hash_of(const char *secret, char out[65])
 {
-    mcpauth_sha256_hex(secret, strlen(secret), out);
+    mcpauth__sha256_hex(secret, strlen(secret), out);
 }
 
 static int is_hex64(const char *h)
@@ -331,7 +333,7 @@ static int init_schema(mcpauth_store *s, const char *path, char *err, size_t err
     return 0;
 }
 
-mcpauth_store *mcpauth_store_open(const char *state_dir, char *err, size_t errlen)
+mcpauth_store *mcpauth__store_open(const char *state_dir, char *err, size_t errlen)
 {
     char dummy[1];
     if (!err || !errlen) {
@@ -400,7 +402,7 @@ fail:
     return NULL;
 }
 
-void mcpauth_store_close(mcpauth_store *s)
+void mcpauth__store_close(mcpauth_store *s)
 {
     if (!s)
         return;
@@ -415,7 +417,7 @@ void mcpauth_store_close(mcpauth_store *s)
 
 /* ---------------------------------------------------------------- clients */
 
-void mcpauth_client_free(mcpauth_client *c)
+void mcpauth__client_free(mcpauth_client *c)
 {
     if (!c)
         return;
@@ -448,7 +450,7 @@ static int client_from_row(sqlite3_stmt *st, mcpauth_client *c)
     c->created = (time_t)sqlite3_column_int64(st, 8);
     c->secret_expires = (time_t)sqlite3_column_int64(st, 9);
     if (!c->client_id) {
-        mcpauth_client_free(c);
+        mcpauth__client_free(c);
         return -1;
     }
     return 0;
@@ -457,7 +459,7 @@ static int client_from_row(sqlite3_stmt *st, mcpauth_client *c)
 /* A plain secret is hashed; without one, c->secret_hash may carry a digest
  * made elsewhere (static clients), but only a well-formed one, so a plain
  * secret put there by mistake never reaches the disk. */
-int mcpauth_store_client_add(mcpauth_store *s, const mcpauth_client *c, const char *secret)
+int mcpauth__store_client_add(mcpauth_store *s, const mcpauth_client *c, const char *secret)
 {
     if (!c || !c->client_id || !*c->client_id)
         return -1;
@@ -484,7 +486,7 @@ int mcpauth_store_client_add(mcpauth_store *s, const mcpauth_client *c, const ch
     return n == 1 ? 0 : -1;
 }
 
-int mcpauth_store_client_get(mcpauth_store *s, const char *client_id, mcpauth_client *c)
+int mcpauth__store_client_get(mcpauth_store *s, const char *client_id, mcpauth_client *c)
 {
     if (c)
         memset(c, 0, sizeof *c);
@@ -506,7 +508,7 @@ int mcpauth_store_client_get(mcpauth_store *s, const char *client_id, mcpauth_cl
 }
 
 /* An expired secret (secret_expires, RFC 7591) no longer authenticates. */
-int mcpauth_store_client_check_secret(mcpauth_store *s, const char *client_id, const char *secret)
+int mcpauth__store_client_check_secret(mcpauth_store *s, const char *client_id, const char *secret)
 {
     if (!client_id || enter(s) != 0)
         return -1;
@@ -523,7 +525,7 @@ int mcpauth_store_client_check_secret(mcpauth_store *s, const char *client_id, c
             char h[65];
             hash_of(secret ? secret : "", h);
             r = secret && *secret && stored && (expires == 0 || expires > time(NULL)) &&
-                mcpauth_ct_equal(stored, strlen(stored), h, 64);
+                mcpauth__ct_equal(stored, strlen(stored), h, 64);
         }
     }
     sqlite3_finalize(st);
@@ -531,7 +533,7 @@ int mcpauth_store_client_check_secret(mcpauth_store *s, const char *client_id, c
     return r;
 }
 
-int mcpauth_store_client_delete(mcpauth_store *s, const char *client_id)
+int mcpauth__store_client_delete(mcpauth_store *s, const char *client_id)
 {
     if (!client_id || enter(s) != 0)
         return -1;
@@ -560,7 +562,7 @@ int mcpauth_store_client_delete(mcpauth_store *s, const char *client_id)
 
 /* Rows are copied out first and fn runs without the lock, so it may call
  * the store itself. 0, or -1 on error (fn not called then). */
-int mcpauth_store_client_list(mcpauth_store *s, int (*fn)(const mcpauth_client *, void *),
+int mcpauth__store_client_list(mcpauth_store *s, int (*fn)(const mcpauth_client *, void *),
                               void *arg)
 {
     if (!fn || enter(s) != 0)
@@ -588,12 +590,12 @@ int mcpauth_store_client_list(mcpauth_store *s, int (*fn)(const mcpauth_client *
         if (fn(&v[i], arg))
             break;
     for (size_t i = 0; i < n; i++)
-        mcpauth_client_free(&v[i]);
+        mcpauth__client_free(&v[i]);
     free(v);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int mcpauth_store_registration_allowed(mcpauth_store *s, const char *addr, int limit, long window)
+int mcpauth__store_registration_allowed(mcpauth_store *s, const char *addr, int limit, long window)
 {
     if (!addr || enter(s) != 0)
         return -1;
@@ -621,7 +623,7 @@ int mcpauth_store_registration_allowed(mcpauth_store *s, const char *addr, int l
 
 /* ------------------------------------------------------------------ codes */
 
-void mcpauth_grant_free(mcpauth_grant *g)
+void mcpauth__grant_free(mcpauth_grant *g)
 {
     if (!g)
         return;
@@ -641,7 +643,7 @@ static int grant_ok(const mcpauth_grant *g)
 }
 
 /* The family must be new: a code never joins (or revives) an existing one. */
-int mcpauth_store_code_add(mcpauth_store *s, const char *code, const mcpauth_grant *g)
+int mcpauth__store_code_add(mcpauth_store *s, const char *code, const mcpauth_grant *g)
 {
     if (!code || !*code || !grant_ok(g) || enter(s) != 0)
         return -1;
@@ -669,7 +671,7 @@ int mcpauth_store_code_add(mcpauth_store *s, const char *code, const mcpauth_gra
 /* Order of checks: expired first (an expired code is simply unknown), then
  * used (replay: revoke), then a family revoked since issue (the user or
  * client was revoked before the code came back). */
-mcpauth_redeem mcpauth_store_code_redeem(mcpauth_store *s, const char *code, time_t now,
+mcpauth_redeem mcpauth__store_code_redeem(mcpauth_store *s, const char *code, time_t now,
                                          mcpauth_grant *g)
 {
     if (g)
@@ -729,7 +731,7 @@ out:
     if (r == MCPAUTH_REDEEM_OK && g)
         *g = tmp;
     else
-        mcpauth_grant_free(&tmp);
+        mcpauth__grant_free(&tmp);
     return r;
 }
 
@@ -747,7 +749,7 @@ static long insert_refresh(mcpauth_store *s, const char *hash, const mcpauth_gra
 /* The family is created when new; an existing one must belong to the same
  * user and client (no grafting tokens onto someone else's family).  A token
  * added to a revoked family is stored but dead. */
-int mcpauth_store_refresh_add(mcpauth_store *s, const char *token, const mcpauth_grant *g)
+int mcpauth__store_refresh_add(mcpauth_store *s, const char *token, const mcpauth_grant *g)
 {
     if (!token || !*token || !grant_ok(g) || enter(s) != 0)
         return -1;
@@ -776,7 +778,7 @@ int mcpauth_store_refresh_add(mcpauth_store *s, const char *token, const mcpauth
     return r;
 }
 
-mcpauth_rotate mcpauth_store_refresh_rotate(mcpauth_store *s, const char *token,
+mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token,
                                             const char *new_token, time_t now, long grace,
                                             time_t new_expires, mcpauth_grant *g)
 {
@@ -853,19 +855,19 @@ out:
     if (r == MCPAUTH_ROTATE_OK && g)
         *g = tmp;
     else
-        mcpauth_grant_free(&tmp);
+        mcpauth__grant_free(&tmp);
     return r;
 }
 
 static int refresh_lookup(mcpauth_store *s, const char *token, time_t now, int retired_too,
                           mcpauth_grant *g);
 
-int mcpauth_store_refresh_get(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g)
+int mcpauth__store_refresh_get(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g)
 {
     return refresh_lookup(s, token, now, 0, g);
 }
 
-int mcpauth_store_refresh_peek(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g)
+int mcpauth__store_refresh_peek(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g)
 {
     return refresh_lookup(s, token, now, 1, g);
 }
@@ -917,7 +919,7 @@ static int refresh_lookup(mcpauth_store *s, const char *token, time_t now, int r
 
 /* Counts families newly revoked (an already revoked one counts 0).  Only
  * refresh tokens are looked up: a code is not a revocable token (RFC 7009). */
-int mcpauth_store_revoke_token(mcpauth_store *s, const char *token)
+int mcpauth__store_revoke_token(mcpauth_store *s, const char *token)
 {
     if (enter(s) != 0)
         return -1;
@@ -935,7 +937,7 @@ int mcpauth_store_revoke_token(mcpauth_store *s, const char *token)
     return (int)n;
 }
 
-int mcpauth_store_revoke_user(mcpauth_store *s, const char *user)
+int mcpauth__store_revoke_user(mcpauth_store *s, const char *user)
 {
     if (!user || enter(s) != 0)
         return -1;
@@ -944,7 +946,7 @@ int mcpauth_store_revoke_user(mcpauth_store *s, const char *user)
     return (int)n;
 }
 
-int mcpauth_store_revoke_client(mcpauth_store *s, const char *client_id)
+int mcpauth__store_revoke_client(mcpauth_store *s, const char *client_id)
 {
     if (!client_id || enter(s) != 0)
         return -1;
@@ -955,7 +957,7 @@ int mcpauth_store_revoke_client(mcpauth_store *s, const char *client_id)
 }
 
 /* By id, as carried in access tokens (their "sid"); unknown → 0. */
-int mcpauth_store_revoke_family(mcpauth_store *s, const char *family)
+int mcpauth__store_revoke_family(mcpauth_store *s, const char *family)
 {
     if (!family || enter(s) != 0)
         return -1;
@@ -966,7 +968,7 @@ int mcpauth_store_revoke_family(mcpauth_store *s, const char *family)
 
 /* Fails closed: a family the store does not know (its client was deleted,
  * or it was purged long after its last use) counts as revoked. */
-int mcpauth_store_family_revoked(mcpauth_store *s, const char *family)
+int mcpauth__store_family_revoked(mcpauth_store *s, const char *family)
 {
     if (enter(s) != 0)
         return -1;
@@ -990,7 +992,7 @@ int mcpauth_store_family_revoked(mcpauth_store *s, const char *family)
 
 /* No foreign key to families: the row must outlive a deleted client's
  * families, so that its tokens are still pushed as revoked. */
-int mcpauth_store_access_add(mcpauth_store *s, const char *token, const char *family,
+int mcpauth__store_access_add(mcpauth_store *s, const char *token, const char *family,
                              time_t expires)
 {
     if (!token || !*token || !family || enter(s) != 0)
@@ -1023,7 +1025,7 @@ typedef struct {
     time_t expires;
 } access_row;
 
-long mcpauth_store_access_revoked(mcpauth_store *s, time_t now,
+long mcpauth__store_access_revoked(mcpauth_store *s, time_t now,
                                   int (*fn)(const char *hash_hex, time_t expires, void *),
                                   void *arg)
 {
@@ -1069,7 +1071,7 @@ long mcpauth_store_access_revoked(mcpauth_store *s, time_t now,
 
 /* ---------------------------------------------------------- consent forms */
 
-int mcpauth_store_form_use(mcpauth_store *s, const char *form_id, time_t expires)
+int mcpauth__store_form_use(mcpauth_store *s, const char *form_id, time_t expires)
 {
     if (!form_id || !*form_id || enter(s) != 0)
         return -1;
@@ -1113,7 +1115,7 @@ static int consent_scope(mcpauth_store *s, const char *user, const char *client_
     return r;
 }
 
-int mcpauth_store_consent_has(mcpauth_store *s, const char *user, const char *client_id,
+int mcpauth__store_consent_has(mcpauth_store *s, const char *user, const char *client_id,
                               const char *resource, const char *scope)
 {
     if (!user || !client_id || enter(s) != 0)
@@ -1162,7 +1164,7 @@ static char *scope_union(const char *old, const char *add)
     return out;
 }
 
-int mcpauth_store_consent_add(mcpauth_store *s, const char *user, const char *client_id,
+int mcpauth__store_consent_add(mcpauth_store *s, const char *user, const char *client_id,
                               const char *resource, const char *scope)
 {
     if (!user || !client_id || enter(s) != 0)
@@ -1188,7 +1190,7 @@ int mcpauth_store_consent_add(mcpauth_store *s, const char *user, const char *cl
 
 /* ------------------------------------------------------------------- keys */
 
-void mcpauth_keyinfo_free(mcpauth_keyinfo *k)
+void mcpauth__keyinfo_free(mcpauth_keyinfo *k)
 {
     if (!k)
         return;
@@ -1198,7 +1200,7 @@ void mcpauth_keyinfo_free(mcpauth_keyinfo *k)
     memset(k, 0, sizeof *k);
 }
 
-int mcpauth_store_key_add(mcpauth_store *s, const mcpauth_keyinfo *k)
+int mcpauth__store_key_add(mcpauth_store *s, const mcpauth_keyinfo *k)
 {
     if (!k || !k->kid || !*k->kid || !k->alg || !k->file || enter(s) != 0)
         return -1;
@@ -1210,7 +1212,7 @@ int mcpauth_store_key_add(mcpauth_store *s, const mcpauth_keyinfo *k)
 }
 
 /* Returns how many keys were retired. */
-int mcpauth_store_key_retire_all(mcpauth_store *s, time_t now)
+int mcpauth__store_key_retire_all(mcpauth_store *s, time_t now)
 {
     if (enter(s) != 0)
         return -1;
@@ -1220,7 +1222,7 @@ int mcpauth_store_key_retire_all(mcpauth_store *s, time_t now)
 }
 
 /* Like client_list: rows copied out, fn called unlocked; 0 or -1. */
-int mcpauth_store_key_list(mcpauth_store *s, time_t since,
+int mcpauth__store_key_list(mcpauth_store *s, time_t since,
                            int (*fn)(const mcpauth_keyinfo *, void *), void *arg)
 {
     if (!fn || enter(s) != 0)
@@ -1251,7 +1253,7 @@ int mcpauth_store_key_list(mcpauth_store *s, time_t since,
         if (fn(&v[i], arg))
             break;
     for (size_t i = 0; i < n; i++)
-        mcpauth_keyinfo_free(&v[i]);
+        mcpauth__keyinfo_free(&v[i]);
     free(v);
     return rc == SQLITE_DONE ? 0 : -1;
 }
@@ -1260,7 +1262,7 @@ int mcpauth_store_key_list(mcpauth_store *s, time_t since,
 
 /* Used codes stay until they expire so a replay is still recognised;
  * retired refresh tokens likewise, for reuse detection. */
-long mcpauth_store_purge(mcpauth_store *s, time_t now, time_t key_cutoff)
+long mcpauth__store_purge(mcpauth_store *s, time_t now, time_t key_cutoff)
 {
     if (enter(s) != 0)
         return -1;

@@ -16,8 +16,8 @@ typedef struct mcpauth_store mcpauth_store;
 /* Opens (creating tables when absent) state_dir/mcpauth.db.  The handle
  * is per thread: open one per thread, or serialise use of a shared one
  * (the store locks internally, so sharing is correct, only slower). */
-mcpauth_store *mcpauth_store_open(const char *state_dir, char *err, size_t errlen);
-void mcpauth_store_close(mcpauth_store *s);
+mcpauth_store *mcpauth__store_open(const char *state_dir, char *err, size_t errlen);
+void mcpauth__store_close(mcpauth_store *s);
 
 /* ---------------------------------------------------------------- clients */
 
@@ -37,21 +37,21 @@ typedef struct mcpauth_client {
 /* Stores a new client (secret: plain text or NULL; hashed here). -1 when
  * the client_id exists or on error.  With secret NULL, c->secret_hash may
  * carry a precomputed digest (64 lowercase hex digits, else -1). */
-int mcpauth_store_client_add(mcpauth_store *s, const mcpauth_client *c, const char *secret);
+int mcpauth__store_client_add(mcpauth_store *s, const mcpauth_client *c, const char *secret);
 /* 1 found (c filled), 0 absent, -1 error. */
-int mcpauth_store_client_get(mcpauth_store *s, const char *client_id, mcpauth_client *c);
+int mcpauth__store_client_get(mcpauth_store *s, const char *client_id, mcpauth_client *c);
 /* Checks a presented secret in constant time against the stored hash.
  * 1 ok, 0 wrong or no secret stored (or secret_expires passed), -1 error. */
-int mcpauth_store_client_check_secret(mcpauth_store *s, const char *client_id, const char *secret);
+int mcpauth__store_client_check_secret(mcpauth_store *s, const char *client_id, const char *secret);
 /* Deletes the client and everything issued to it. 1 deleted, 0 absent. */
-int mcpauth_store_client_delete(mcpauth_store *s, const char *client_id);
+int mcpauth__store_client_delete(mcpauth_store *s, const char *client_id);
 /* Calls fn for each client, newest first; fn returns non-zero to stop. */
-int mcpauth_store_client_list(mcpauth_store *s, int (*fn)(const mcpauth_client *, void *), void *arg);
-void mcpauth_client_free(mcpauth_client *c);
+int mcpauth__store_client_list(mcpauth_store *s, int (*fn)(const mcpauth_client *, void *), void *arg);
+void mcpauth__client_free(mcpauth_client *c);
 
 /* Counts registrations from addr within the last `window` seconds and, when
  * under limit, records this one.  1 allowed, 0 over the limit, -1 error. */
-int mcpauth_store_registration_allowed(mcpauth_store *s, const char *addr, int limit, long window);
+int mcpauth__store_registration_allowed(mcpauth_store *s, const char *addr, int limit, long window);
 
 /* ------------------------------------------------------------------ codes */
 
@@ -69,7 +69,7 @@ typedef struct mcpauth_grant {
 
 /* Stores an authorization code (plain code hashed here) valid until
  * g->expires; g->family must be set (a fresh random id). */
-int mcpauth_store_code_add(mcpauth_store *s, const char *code, const mcpauth_grant *g);
+int mcpauth__store_code_add(mcpauth_store *s, const char *code, const mcpauth_grant *g);
 
 typedef enum {
     MCPAUTH_REDEEM_OK = 0,      /* g filled; the code is now used */
@@ -80,14 +80,14 @@ typedef enum {
 
 /* Marks the code used atomically: of two racing calls exactly one gets OK.
  * A used code presented again revokes the family (RFC 6749 §4.1.2). */
-mcpauth_redeem mcpauth_store_code_redeem(mcpauth_store *s, const char *code, time_t now,
+mcpauth_redeem mcpauth__store_code_redeem(mcpauth_store *s, const char *code, time_t now,
                                          mcpauth_grant *g);
-void mcpauth_grant_free(mcpauth_grant *g);
+void mcpauth__grant_free(mcpauth_grant *g);
 
 /* --------------------------------------------------------- refresh tokens */
 
 /* Stores a refresh token of family g->family until g->expires. */
-int mcpauth_store_refresh_add(mcpauth_store *s, const char *token, const mcpauth_grant *g);
+int mcpauth__store_refresh_add(mcpauth_store *s, const char *token, const mcpauth_grant *g);
 
 typedef enum {
     MCPAUTH_ROTATE_OK = 0,      /* g filled; old token retired, new one stored */
@@ -100,25 +100,25 @@ typedef enum {
  * grace seconds ago is accepted once more (concurrent refreshes racing);
  * later reuse revokes the whole family.  When new_token is NULL the token
  * is not rotated (confidential clients may keep theirs). */
-mcpauth_rotate mcpauth_store_refresh_rotate(mcpauth_store *s, const char *token,
+mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token,
                                             const char *new_token, time_t now, long grace,
                                             time_t new_expires, mcpauth_grant *g);
 
 /* Looks a refresh token up without changing it (introspection). 1 active. */
-int mcpauth_store_refresh_get(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g);
+int mcpauth__store_refresh_get(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g);
 /* The same, also for a token already rotated away while its family lives
  * (the grant it belongs to, for checks before rotation). */
-int mcpauth_store_refresh_peek(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g);
+int mcpauth__store_refresh_peek(mcpauth_store *s, const char *token, time_t now, mcpauth_grant *g);
 
 /* Revocation. Each returns the number of families revoked, -1 on error. */
-int mcpauth_store_revoke_token(mcpauth_store *s, const char *token);   /* its family */
-int mcpauth_store_revoke_user(mcpauth_store *s, const char *user);
-int mcpauth_store_revoke_client(mcpauth_store *s, const char *client_id);
-int mcpauth_store_revoke_family(mcpauth_store *s, const char *family);
+int mcpauth__store_revoke_token(mcpauth_store *s, const char *token);   /* its family */
+int mcpauth__store_revoke_user(mcpauth_store *s, const char *user);
+int mcpauth__store_revoke_client(mcpauth_store *s, const char *client_id);
+int mcpauth__store_revoke_family(mcpauth_store *s, const char *family);
 /* 1 when the family has been revoked (access tokens carry it as a claim so
  * introspection can refuse them).  An unknown family (client deleted, or
  * purged a day after its last use) also gives 1: fail closed. */
-int mcpauth_store_family_revoked(mcpauth_store *s, const char *family);
+int mcpauth__store_family_revoked(mcpauth_store *s, const char *family);
 
 /* ---------------------------------------------------------- access tokens */
 
@@ -127,14 +127,14 @@ int mcpauth_store_family_revoked(mcpauth_store *s, const char *family);
  * (revoked.h).  In one transaction with a check of the family: 1 recorded,
  * 0 the family is revoked or unknown (do not hand the token out), -1
  * error. */
-int mcpauth_store_access_add(mcpauth_store *s, const char *token, const char *family,
+int mcpauth__store_access_add(mcpauth_store *s, const char *token, const char *family,
                              time_t expires);
 /* Calls fn(SHA-256 hex of the token, its expiry) for every access token not
  * yet expired at now whose family is revoked or gone and that fn has not
  * accepted before; fn returns 0 when it took the token (it is then not
  * offered again), non-zero otherwise.  Rows are copied out first; fn runs
  * without the store's lock.  Returns the number taken, -1 on error. */
-long mcpauth_store_access_revoked(mcpauth_store *s, time_t now,
+long mcpauth__store_access_revoked(mcpauth_store *s, time_t now,
                                   int (*fn)(const char *hash_hex, time_t expires, void *),
                                   void *arg);
 
@@ -143,15 +143,15 @@ long mcpauth_store_access_revoked(mcpauth_store *s, time_t now,
 /* Consumes a consent form by its id (hashed here) until expires: 1 the
  * first time, 0 when it was used before (a replayed form), -1 error.
  * Atomic across processes. */
-int mcpauth_store_form_use(mcpauth_store *s, const char *form_id, time_t expires);
+int mcpauth__store_form_use(mcpauth_store *s, const char *form_id, time_t expires);
 
 /* --------------------------------------------------------------- consents */
 
 /* 1 when user already approved client for resource with (a superset of)
  * these scopes. */
-int mcpauth_store_consent_has(mcpauth_store *s, const char *user, const char *client_id,
+int mcpauth__store_consent_has(mcpauth_store *s, const char *user, const char *client_id,
                               const char *resource, const char *scope);
-int mcpauth_store_consent_add(mcpauth_store *s, const char *user, const char *client_id,
+int mcpauth__store_consent_add(mcpauth_store *s, const char *user, const char *client_id,
                               const char *resource, const char *scope);
 
 /* ------------------------------------------------------------------- keys */
@@ -164,20 +164,20 @@ typedef struct mcpauth_keyinfo {
     time_t retired;   /* 0 while current */
 } mcpauth_keyinfo;
 
-int mcpauth_store_key_add(mcpauth_store *s, const mcpauth_keyinfo *k);
+int mcpauth__store_key_add(mcpauth_store *s, const mcpauth_keyinfo *k);
 /* Marks every current key retired at now. */
-int mcpauth_store_key_retire_all(mcpauth_store *s, time_t now);
+int mcpauth__store_key_retire_all(mcpauth_store *s, time_t now);
 /* Keys still worth publishing: the current one and those retired after
  * `since` (their tokens may still be valid).  fn per key, newest first. */
-int mcpauth_store_key_list(mcpauth_store *s, time_t since,
+int mcpauth__store_key_list(mcpauth_store *s, time_t since,
                            int (*fn)(const mcpauth_keyinfo *, void *), void *arg);
-void mcpauth_keyinfo_free(mcpauth_keyinfo *k);
+void mcpauth__keyinfo_free(mcpauth_keyinfo *k);
 
 /* ----------------------------------------------------------------- upkeep */
 
 /* Deletes expired codes, refresh tokens, access-token records, used
  * consent forms, registration counters, and keys retired before
  * key_cutoff.  Returns rows deleted, -1 on error. */
-long mcpauth_store_purge(mcpauth_store *s, time_t now, time_t key_cutoff);
+long mcpauth__store_purge(mcpauth_store *s, time_t now, time_t key_cutoff);
 
 #endif

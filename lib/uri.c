@@ -9,11 +9,11 @@
 
 #include <curl/curl.h>
 
-#include <mcpauth/uri.h>
+#include "uri.h"
 
 #include "alloc.h"
 
-int mcpauth_uri_host_is_loopback(const char *host)
+int mcpauth__uri_host_is_loopback(const char *host)
 {
     char buf[64];
     size_t len = strlen(host);
@@ -48,7 +48,7 @@ static int has_dot_segment(const char *path)
     return 0;
 }
 
-char *mcpauth_uri_canonicalize(const char *in, unsigned flags, const char **why)
+char *mcpauth__uri_canonicalize(const char *in, unsigned flags, const char **why)
 {
     const char *dummy;
     if (!why)
@@ -123,7 +123,7 @@ char *mcpauth_uri_canonicalize(const char *in, unsigned flags, const char **why)
     for (char *p = host; *p; p++)
         *p = (char)tolower((unsigned char)*p);
     int https = strcmp(scheme, "https") == 0;
-    if (!https && !(flags & MCPAUTH_URI_ANY_HTTP) && !mcpauth_uri_host_is_loopback(host)) {
+    if (!https && !(flags & MCPAUTH_URI_ANY_HTTP) && !mcpauth__uri_host_is_loopback(host)) {
         *why = "must use https (http is allowed only for loopback hosts)";
         goto done;
     }
@@ -161,7 +161,7 @@ done:
     return out;
 }
 
-int mcpauth_uri_split(const char *canonical, char **origin, char **path)
+int mcpauth__uri_split(const char *canonical, char **origin, char **path)
 {
     const char *sep = strstr(canonical, "://");
     if (!sep)

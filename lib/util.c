@@ -10,9 +10,11 @@
 
 #include <mcpauth/util.h>
 
+#include "encode.h"
+
 #include "alloc.h"
 
-ssize_t mcpauth_b64url_encode(const unsigned char *in, size_t inlen, char *out, size_t outlen)
+ssize_t mcpauth__b64url_encode(const unsigned char *in, size_t inlen, char *out, size_t outlen)
 {
     size_t need = 4 * ((inlen + 2) / 3) + 1; /* EVP_EncodeBlock writes padding and NUL */
     if (inlen > (size_t)1 << 30 || outlen < need)
@@ -40,7 +42,7 @@ static int b64url_value(unsigned char c)
     return -1;
 }
 
-ssize_t mcpauth_b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outlen)
+ssize_t mcpauth__b64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outlen)
 {
     if (inlen % 4 == 1 || inlen > (size_t)1 << 30)
         return -1;
@@ -83,7 +85,7 @@ ssize_t mcpauth_b64url_decode(const char *in, size_t inlen, unsigned char *out, 
     return (ssize_t)o;
 }
 
-int mcpauth_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+int mcpauth__ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
     if (alen != blen) {
         /* Still touch a's bytes so timing depends on lengths only. */
@@ -96,7 +98,7 @@ int mcpauth_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
     return alen == 0 || CRYPTO_memcmp(a, b, alen) == 0;
 }
 
-void mcpauth_sha256_hex(const void *data, size_t len, char out[65])
+void mcpauth__sha256_hex(const void *data, size_t len, char out[65])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char md[SHA256_DIGEST_LENGTH];

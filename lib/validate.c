@@ -18,6 +18,8 @@
 
 #include <mcpauth/log.h>
 #include <mcpauth/util.h>
+
+#include "encode.h"
 #include <mcpauth/validate.h>
 
 #include "alloc.h"
@@ -25,6 +27,7 @@
 #include "fetch.h"
 #include "jose.h"
 #include "revoked.h"
+#include "strbuf.h"
 
 #define JOSE_PART_MAX 16384 /* decoded header or payload */
 
@@ -101,7 +104,7 @@ static json_object *decode_part(const char *b64, size_t len)
     unsigned char buf[JOSE_PART_MAX];
     if (len > JOSE_PART_MAX * 4 / 3)
         return NULL;
-    ssize_t n = mcpauth_b64url_decode(b64, len, buf, sizeof buf);
+    ssize_t n = mcpauth__b64url_decode(b64, len, buf, sizeof buf);
     if (n <= 0 || memchr(buf, '\0', (size_t)n))
         return NULL;
     return parse_object((const char *)buf, (size_t)n);
@@ -360,7 +363,7 @@ static char *discover_jwks_uri(mcpauth_validator *v, const char *issuer)
     for (int i = 0; i < n; i++) {
         mcpauth_fetch_result r;
         char err[256];
-        if (mcpauth_fetch(urls[i], &o, &r, err, sizeof err) < 0) {
+        if (mcpauth__fetch(urls[i], &o, &r, err, sizeof err) < 0) {
             mcpauth_log(MCPAUTH_LOG_WARN, "discovery_failed", "url", urls[i], "reason", err, NULL);
             continue;
         }
@@ -374,7 +377,7 @@ static char *discover_jwks_uri(mcpauth_validator *v, const char *issuer)
             mcpauth_log(MCPAUTH_LOG_WARN, "discovery_mismatch", "url", urls[i], "reason",
                         "issuer differs or jwks_uri missing", NULL);
         json_object_put(doc);
-        mcpauth_fetch_result_free(&r);
+        mcpauth__fetch_result_free(&r);
         if (found)
             return found;
     }
@@ -397,23 +400,23 @@ static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now)
     mcpauth_fetch_result r;
     char err[256];
     fetch_opts(v, &o);
-    if (mcpauth_fetch(is->jwks_uri, &o, &r, err, sizeof err) < 0 || r.status != 200) {
+    if (mcpauth__fetch(is->jwks_uri, &o, &r, err, sizeof err) < 0 || r.status != 200) {
         if (r.status)
             snprintf(err, sizeof err, "HTTP status %ld", r.status);
         mcpauth_log(MCPAUTH_LOG_WARN, "jwks_fetch_failed", "url", is->jwks_uri, "reason", err,
                     NULL);
-        mcpauth_fetch_result_free(&r);
+        mcpauth__fetch_result_free(&r);
         return; /* the last good set stays in use */
     }
-    mcpauth_jwks *set = mcpauth_jwks_parse(r.body, r.len, err, sizeof err);
+    mcpauth_jwks *set = mcpauth__jwks_parse(r.body, r.len, err, sizeof err);
     long max_age = r.max_age;
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
     if (!set) {
         mcpauth_log(MCPAUTH_LOG_WARN, "jwks_invalid", "url", is->jwks_uri, "reason", err, NULL);
         return;
     }
     if (is->keys)
-        mcpauth_jwks_unref(is->keys);
+        mcpauth__jwks_unref(is->keys);
     is->keys = set;
     /* Cache-Control max-age decides, within [jwks_min_refresh, jwks_max_age]. */
     long ttl = max_age < 0 ? v->cfg->jwks_max_age : max_age;
@@ -423,7 +426,7 @@ static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now)
         ttl = v->cfg->jwks_max_age;
     is->keys_expire = now + ttl;
     char nkeys[16];
-    snprintf(nkeys, sizeof nkeys, "%zu", mcpauth_jwks_count(set));
+    snprintf(nkeys, sizeof nkeys, "%zu", mcpauth__jwks_count(set));
     mcpauth_log(MCPAUTH_LOG_INFO, "jwks_loaded", "issuer", is->conf->issuer, "keys", nkeys, NULL);
 }
 
@@ -439,7 +442,7 @@ static mcpauth_jwks *get_keys(mcpauth_validator *v, issuer_rt *is, int force, ti
         if (stale && (is->last_attempt == 0 || now - is->last_attempt >= gap))
             refresh_keys(v, is, now);
     }
-    mcpauth_jwks *set = is->keys ? mcpauth_jwks_ref(is->keys) : NULL;
+    mcpauth_jwks *set = is->keys ? mcpauth__jwks_ref(is->keys) : NULL;
     pthread_mutex_unlock(&is->lock);
     return set;
 }
@@ -468,7 +471,7 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
     mcpauth_alg alg = MCPAUTH_ALG_UNKNOWN;
     const char *alg_name = mcpauth__json_member_str(hdr, "alg", NULL);
     if (alg_name)
-        alg = mcpauth_alg_from_name(alg_name);
+        alg = mcpauth__alg_from_name(alg_name);
     /* The allow-list decides, never the token: "none" and HMAC map to
      * UNKNOWN and are refused before any key is touched. */
     if (alg == MCPAUTH_ALG_UNKNOWN || !(v->alg_mask & (1u << alg))) {
@@ -519,13 +522,13 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
         goto out;
     }
     set = get_keys(v, is, 0, now);
-    key = set ? mcpauth_jwks_find(set, has_kid > 0 ? kid : NULL, alg) : NULL;
+    key = set ? mcpauth__jwks_find(set, has_kid > 0 ? kid : NULL, alg) : NULL;
     if (!key && set) {
         /* Unknown kid: the issuer may have rotated.  get_keys limits how
          * often this can reach the AS, whatever tokens arrive. */
-        mcpauth_jwks_unref(set);
+        mcpauth__jwks_unref(set);
         set = get_keys(v, is, 1, now);
-        key = set ? mcpauth_jwks_find(set, has_kid > 0 ? kid : NULL, alg) : NULL;
+        key = set ? mcpauth__jwks_find(set, has_kid > 0 ? kid : NULL, alg) : NULL;
     }
     if (!set) {
         set_verdict(d, MCPAUTH_UNAVAILABLE, "signing keys of the issuer are unavailable");
@@ -536,10 +539,10 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
         goto out;
     }
     unsigned char sig[MCPAUTH_JWS_SIG_MAX];
-    ssize_t siglen = mcpauth_b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), sig,
+    ssize_t siglen = mcpauth__b64url_decode(dot2 + 1, len - (size_t)(dot2 + 1 - token), sig,
                                            sizeof sig);
     if (siglen <= 0 ||
-        !mcpauth_jws_verify(key, alg, token, (size_t)(dot2 - token), sig, (size_t)siglen)) {
+        !mcpauth__jws_verify(key, alg, token, (size_t)(dot2 - token), sig, (size_t)siglen)) {
         set_verdict(d, MCPAUTH_INVALID_TOKEN, "token signature is invalid");
         goto out;
     }
@@ -557,7 +560,7 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
     ok = 1;
 out:
     if (set)
-        mcpauth_jwks_unref(set);
+        mcpauth__jwks_unref(set);
     json_object_put(claims);
     json_object_put(hdr);
     return ok;
@@ -576,7 +579,7 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
         if (!conf->introspection_endpoint)
             continue;
         tried++;
-        char *enc = mcpauth__check(mcpauth_form_encode(token), "mcpauth_form_encode");
+        char *enc = mcpauth__check(mcpauth__form_encode(token), "mcpauth__form_encode");
         size_t flen = strlen(enc) + 64;
         char *form = mcpauth__xmalloc(flen);
         snprintf(form, flen, "token=%s&token_type_hint=access_token", enc);
@@ -589,7 +592,7 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
         o.basic_pass = conf->introspection_client_secret;
         mcpauth_fetch_result r;
         char err[256];
-        int rc = mcpauth_fetch(conf->introspection_endpoint, &o, &r, err, sizeof err);
+        int rc = mcpauth__fetch(conf->introspection_endpoint, &o, &r, err, sizeof err);
         OPENSSL_cleanse(form, strlen(form));
         free(form);
         if (rc < 0 || r.status != 200) {
@@ -597,12 +600,12 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
                 snprintf(err, sizeof err, "HTTP status %ld", r.status);
             mcpauth_log(MCPAUTH_LOG_WARN, "introspection_failed", "url",
                         conf->introspection_endpoint, "reason", err, NULL);
-            mcpauth_fetch_result_free(&r);
+            mcpauth__fetch_result_free(&r);
             unreachable++;
             continue;
         }
         json_object *doc = parse_object(r.body, r.len), *av;
-        mcpauth_fetch_result_free(&r);
+        mcpauth__fetch_result_free(&r);
         if (!doc) { /* not an answer: as good as no answer */
             mcpauth_log(MCPAUTH_LOG_WARN, "introspection_failed", "url",
                         conf->introspection_endpoint, "reason", "response is not a JSON object",
@@ -701,7 +704,7 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
     time_t now = time(NULL);
     unsigned ridx = (unsigned)(res - v->cfg->resources);
     int positive;
-    if (mcpauth_cache_get(v->cache, key, ridx, now, &positive, &d->id, d->description,
+    if (mcpauth__cache_get(v->cache, key, ridx, now, &positive, &d->id, d->description,
                           sizeof d->description)) {
         d->cached = 1;
         if (!positive) {
@@ -727,11 +730,11 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
             time_t until = now + v->cfg->cache_ttl;
             if (d->id.exp && d->id.exp + v->cfg->clock_leeway < until)
                 until = (time_t)(d->id.exp + v->cfg->clock_leeway);
-            mcpauth_cache_put(v->cache, key, ridx, until, 1, &d->id, NULL);
+            mcpauth__cache_put(v->cache, key, ridx, until, 1, &d->id, NULL);
         } else {
             /* Outages are not remembered: the next request may succeed. */
             if (d->verdict == MCPAUTH_INVALID_TOKEN && v->cfg->cache_negative_ttl > 0)
-                mcpauth_cache_put(v->cache, key, ridx, now + v->cfg->cache_negative_ttl, 0, NULL,
+                mcpauth__cache_put(v->cache, key, ridx, now + v->cfg->cache_negative_ttl, 0, NULL,
                                   d->description);
             return;
         }
@@ -808,7 +811,9 @@ void mcpauth_validate_scopes(const mcpauth_resource *res, const mcpauth_request 
 void mcpauth_decision_respond(const mcpauth_decision *d, const mcpauth_resource *res,
                               mcpauth_response *resp)
 {
-    char www[2048];
+    /* Room for the longest metadata URL the configuration accepts, the
+     * description and every scope: a challenge is never cut short. */
+    char www[3 * 1024 + sizeof d->description + sizeof d->scope_needed];
     const char *error = NULL;
     switch (d->verdict) {
     case MCPAUTH_BAD_REQUEST: error = "invalid_request"; break;
@@ -817,15 +822,22 @@ void mcpauth_decision_respond(const mcpauth_decision *d, const mcpauth_resource 
     case MCPAUTH_UNAVAILABLE: error = "temporarily_unavailable"; break;
     default: break;
     }
-    int n;
+    mcpauth__strbuf sb;
+    mcpauth__sb_init(&sb, www, sizeof www);
     if (error && d->verdict != MCPAUTH_UNAVAILABLE)
-        n = snprintf(www, sizeof www, "Bearer error=\"%s\", error_description=\"%s\", "
-                     "resource_metadata=\"%s\"", error, d->description, res->metadata_url);
+        mcpauth__sb_printf(&sb, "Bearer error=\"%s\", error_description=\"%s\", "
+                           "resource_metadata=\"%s\"", error, d->description, res->metadata_url);
     else
-        n = snprintf(www, sizeof www, "Bearer resource_metadata=\"%s\"", res->metadata_url);
-    if (d->scope_needed[0] && n > 0 && (size_t)n < sizeof www)
-        snprintf(www + n, sizeof www - (size_t)n, ", scope=\"%s\"", d->scope_needed);
+        mcpauth__sb_printf(&sb, "Bearer resource_metadata=\"%s\"", res->metadata_url);
+    if (d->scope_needed[0])
+        mcpauth__sb_printf(&sb, ", scope=\"%s\"", d->scope_needed);
     int status = mcpauth_verdict_status(d->verdict);
+    if (!mcpauth__sb_str(&sb)) {
+        /* cannot happen with the sizes above; never send part of one */
+        mcpauth_log(MCPAUTH_LOG_ERROR, "challenge_too_long", "resource", res->name, NULL);
+        mcpauth_response_error(resp, 500, "server_error", NULL);
+        return;
+    }
     if (status != 503)
         mcpauth_response_header(resp, "WWW-Authenticate", www);
     /* Browser-based MCP clients must be able to read the challenge. */
@@ -839,12 +851,12 @@ mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, s
     mcpauth_validator *v = mcpauth__xcalloc(1, sizeof *v);
     v->cfg = cfg;
     for (size_t i = 0; i < cfg->jwt_algorithms.n; i++) {
-        mcpauth_alg a = mcpauth_alg_from_name(cfg->jwt_algorithms.v[i]);
+        mcpauth_alg a = mcpauth__alg_from_name(cfg->jwt_algorithms.v[i]);
         if (a != MCPAUTH_ALG_UNKNOWN)
             v->alg_mask |= 1u << a;
     }
     v->issuers = mcpauth__xcalloc(cfg->nissuers ? cfg->nissuers : 1, sizeof *v->issuers);
-    v->cache = mcpauth__check(mcpauth_cache_new((size_t)cfg->cache_entries), "mcpauth_cache_new");
+    v->cache = mcpauth__check(mcpauth__cache_new((size_t)cfg->cache_entries), "mcpauth__cache_new");
     for (size_t i = 0; i < cfg->nissuers; i++) {
         issuer_rt *is = &v->issuers[v->nissuers++];
         is->conf = cfg->issuers[i];
@@ -859,7 +871,7 @@ mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, s
             if (f)
                 fclose(f);
             char why[256];
-            is->keys = f ? mcpauth_jwks_parse(buf, n, why, sizeof why) : NULL;
+            is->keys = f ? mcpauth__jwks_parse(buf, n, why, sizeof why) : NULL;
             if (!is->keys) {
                 snprintf(err, errlen, "%s: %s", is->conf->jwks_file,
                          f ? why : strerror(errno));
@@ -893,12 +905,12 @@ void mcpauth_validator_free(mcpauth_validator *v)
         return;
     for (size_t i = 0; i < v->nissuers; i++) {
         if (v->issuers[i].keys)
-            mcpauth_jwks_unref(v->issuers[i].keys);
+            mcpauth__jwks_unref(v->issuers[i].keys);
         free(v->issuers[i].jwks_uri);
         pthread_mutex_destroy(&v->issuers[i].lock);
     }
     free(v->issuers);
-    mcpauth_cache_free(v->cache);
+    mcpauth__cache_free(v->cache);
     mcpauth__revoked_close(v->revoked);
     free(v);
 }

@@ -276,7 +276,7 @@ static int become_owner(const char *dir)
 static mcpauth_store *open_store(ctx *c)
 {
     char err[512];
-    mcpauth_store *s = mcpauth_store_open(c->state_dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(c->state_dir, err, sizeof err);
     if (!s)
         fail("%s", err);
     return s;
@@ -317,7 +317,7 @@ static int find_current(const mcpauth_keyinfo *k, void *arg)
 static int current_key_of(mcpauth_store *s, current_key *cur)
 {
     memset(cur, 0, sizeof *cur);
-    if (mcpauth_store_key_list(s, time(NULL), find_current, cur) < 0) {
+    if (mcpauth__store_key_list(s, time(NULL), find_current, cur) < 0) {
         fail("cannot read the signing keys from the database");
         return -1;
     }
@@ -340,17 +340,17 @@ static int check_alg(const char *alg)
 static int new_key(ctx *c, mcpauth_store *s, const char *alg, char *kid, size_t kidlen)
 {
     char err[512];
-    if (mcpauth_keys_generate(s, c->state_dir, alg, time(NULL), kid, kidlen, err, sizeof err) < 0) {
+    if (mcpauth__keys_generate(s, c->state_dir, alg, time(NULL), kid, kidlen, err, sizeof err) < 0) {
         fail("%s", err);
         return -1;
     }
     /* What the server will do next: load it. */
-    mcpauth_signer *k = mcpauth_keys_load_current(s, err, sizeof err);
+    mcpauth_signer *k = mcpauth__keys_load_current(s, err, sizeof err);
     if (!k) {
         fail("%s", err);
         return -1;
     }
-    mcpauth_signer_free(k);
+    mcpauth__signer_free(k);
     return 0;
 }
 
@@ -447,7 +447,7 @@ static int cmd_init(ctx *c)
 
     int rc = 1;
     char err[512];
-    int made = mcpauth_secret_create(c->state_dir, err, sizeof err);
+    int made = mcpauth__secret_create(c->state_dir, err, sizeof err);
     if (made < 0) {
         fail("%s", err);
         goto out;
@@ -459,12 +459,12 @@ static int cmd_init(ctx *c)
         goto out;
     if (cur.found) {
         /* Check it as the server will, rather than make a second one. */
-        mcpauth_signer *k = mcpauth_keys_load_current(s, err, sizeof err);
+        mcpauth_signer *k = mcpauth__keys_load_current(s, err, sizeof err);
         if (!k) {
             fail("%s", err);
             goto out;
         }
-        mcpauth_signer_free(k);
+        mcpauth__signer_free(k);
         printf("kept current signing key %s (%s)\n", cur.kid, cur.alg);
         if (alg && strcmp(alg, cur.alg) != 0)
             printf("(--alg %s applies to new keys: `" PROG " rotate-key --alg %s` makes one)\n",
@@ -478,7 +478,7 @@ static int cmd_init(ctx *c)
     }
     rc = 0;
 out:
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     return rc;
 }
 
@@ -512,7 +512,7 @@ static int cmd_rotate_key(ctx *c)
                old.alg);
     rc = 0;
 out:
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     return rc;
 }
 
@@ -535,11 +535,11 @@ static int cmd_keys(ctx *c)
     if (!s)
         return 1;
     int rc = 0;
-    if (mcpauth_store_key_list(s, 0, print_key, NULL) < 0) {
+    if (mcpauth__store_key_list(s, 0, print_key, NULL) < 0) {
         fail("cannot read the signing keys from the database");
         rc = 1;
     }
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     return rc;
 }
 
@@ -652,15 +652,15 @@ static int cmd_clients(ctx *c)
         return 1;
     int rc = 0;
     if (strcmp(sub, "list") == 0) {
-        if (mcpauth_store_client_list(s, print_client_line, NULL) < 0) {
+        if (mcpauth__store_client_list(s, print_client_line, NULL) < 0) {
             fail("cannot list the clients in the database");
             rc = 1;
         }
     } else {
         const char *id = c->argv[first];
         mcpauth_client cl;
-        int r = strcmp(sub, "show") == 0 ? mcpauth_store_client_get(s, id, &cl)
-                                         : mcpauth_store_client_delete(s, id);
+        int r = strcmp(sub, "show") == 0 ? mcpauth__store_client_get(s, id, &cl)
+                                         : mcpauth__store_client_delete(s, id);
         if (r < 0) {
             fail("cannot %s the client in the database", sub);
             rc = 1;
@@ -672,7 +672,7 @@ static int cmd_clients(ctx *c)
             rc = 1;
         } else if (strcmp(sub, "show") == 0) {
             show_client(&cl);
-            mcpauth_client_free(&cl);
+            mcpauth__client_free(&cl);
         } else {
             push_revocations(c, s);
             fputs("deleted client ", stdout);
@@ -680,7 +680,7 @@ static int cmd_clients(ctx *c)
             puts(" and everything issued to it");
         }
     }
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     return rc;
 }
 
@@ -699,10 +699,10 @@ static int cmd_revoke(ctx *c)
     mcpauth_store *s = open_existing(c);
     if (!s)
         return 1;
-    int n = user ? mcpauth_store_revoke_user(s, user) : mcpauth_store_revoke_client(s, client);
+    int n = user ? mcpauth__store_revoke_user(s, user) : mcpauth__store_revoke_client(s, client);
     if (n > 0)
         push_revocations(c, s);
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     if (n < 0) {
         fail("cannot revoke in the database");
         return 1;
@@ -743,12 +743,12 @@ static int cmd_purge(ctx *c)
     time_t now = time(NULL);
     int rc = 0;
     char err[512];
-    long rows = mcpauth_store_purge(s, now, now - (time_t)retention);
+    long rows = mcpauth__store_purge(s, now, now - (time_t)retention);
     if (rows < 0) {
         fail("cannot purge the database");
         rc = 1;
     } else {
-        int files = mcpauth_keys_prune(s, c->state_dir, now, err, sizeof err);
+        int files = mcpauth__keys_prune(s, c->state_dir, now, err, sizeof err);
         if (files < 0) {
             fail("%s", err);
             rc = 1;
@@ -757,7 +757,7 @@ static int cmd_purge(ctx *c)
                    rows == 1 ? "" : "s", files, files == 1 ? "" : "s");
         }
     }
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     return rc;
 }
 

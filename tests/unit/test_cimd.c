@@ -1,272 +1,67 @@
-/* Client ID Metadata Documents against a tiny HTTP/1.1 server on 127.0.0.1
- * that runs in a thread of the test process and serves documents by path.
- * The positive paths need allow_private (http on loopback); the same URLs
- * are also shown to be refused without it. */
+/* Client ID Metadata Documents against the loopback test server
+ * (tests/support/httpd.c), which runs in a thread of the test process and
+ * serves documents by path.  The positive paths need allow_private (http on
+ * loopback); the same URLs are also shown to be refused without it. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* strcasestr */
 #endif
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <check.h>
 
 #include "cimd.h"
 #include "fetch.h"
+#include "../support/httpd.h"
 
 Suite *cimd_suite(void);
 
 /* ---- the server ---- */
 
-#define MAX_ROUTES 32
-
-typedef struct {
-    char path[256];
-    char status[32];
-    char hdrs[256];
-    char *body;
-    size_t len;
-    int hang; /* never answer */
-} route;
-
-static struct {
-    int lfd;
-    int stop[2];
-    int port;
-    pthread_t thr;
-    pthread_mutex_t mu;
-    int nreq;
-    char target[512];
-    char accept[256];
-    route routes[MAX_ROUTES];
-    int nroutes;
-} srv;
-
-static void send_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n <= 0)
-            return;
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
-static int wait_readable(int fd, int ms)
-{
-    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv.stop[0], .events = POLLIN}};
-    if (poll(p, 2, ms) <= 0 || (p[1].revents & POLLIN))
-        return 0;
-    return 1;
-}
-
-static void serve(int fd)
-{
-    char req[16384];
-    size_t got = 0;
-    char *eoh = NULL;
-    while (!eoh && got < sizeof req - 1) {
-        if (!wait_readable(fd, 2000))
-            return;
-        ssize_t n = recv(fd, req + got, sizeof req - 1 - got, 0);
-        if (n <= 0)
-            return;
-        got += (size_t)n;
-        req[got] = '\0';
-        if (req[0] < 'A' || req[0] > 'Z')
-            return; /* a TLS ClientHello or other noise */
-        eoh = strstr(req, "\r\n\r\n");
-    }
-    if (!eoh)
-        return;
-    char method[16] = "", target[512] = "";
-    if (sscanf(req, "%15s %511s", method, target) != 2)
-        return;
-    const char *acc = strcasestr(req, "\r\nAccept:");
-
-    pthread_mutex_lock(&srv.mu);
-    srv.nreq++;
-    snprintf(srv.target, sizeof srv.target, "%s", target);
-    srv.accept[0] = '\0';
-    if (acc) {
-        acc += 9;
-        while (*acc == ' ')
-            acc++;
-        snprintf(srv.accept, sizeof srv.accept, "%.*s", (int)strcspn(acc, "\r"), acc);
-    }
-    route r = {.status = "404 Not Found"};
-    for (int i = 0; i < srv.nroutes; i++)
-        if (strcmp(srv.routes[i].path, target) == 0) {
-            r = srv.routes[i];
-            /* the body is copied: a test may replace the route meanwhile */
-            r.body = r.len ? malloc(r.len) : NULL;
-            if (r.body)
-                memcpy(r.body, srv.routes[i].body, r.len);
-            else
-                r.len = 0;
-            break;
-        }
-    pthread_mutex_unlock(&srv.mu);
-
-    if (r.hang) {
-        wait_readable(fd, 3000);
-        return;
-    }
-    char head[1024];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n", r.status,
-                     r.hdrs, r.len);
-    send_all(fd, head, (size_t)n);
-    send_all(fd, r.body, r.len);
-    free(r.body);
-}
-
-static void *server_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        struct pollfd p[2] = {{.fd = srv.lfd, .events = POLLIN},
-                              {.fd = srv.stop[0], .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (p[1].revents)
-            break;
-        int fd = accept(srv.lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        serve(fd);
-        shutdown(fd, SHUT_WR);
-        close(fd);
-    }
-    return NULL;
-}
+static httpd srv;
 
 static void server_start(void)
 {
     memset(&srv, 0, sizeof srv);
-    pthread_mutex_init(&srv.mu, NULL);
-    ck_assert_int_eq(pipe(srv.stop), 0);
-    srv.lfd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(srv.lfd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    ck_assert_int_eq(bind(srv.lfd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(srv.lfd, 16), 0);
-    ck_assert_int_eq(getsockname(srv.lfd, (struct sockaddr *)&a, &al), 0);
-    srv.port = ntohs(a.sin_port);
-    ck_assert_int_eq(pthread_create(&srv.thr, NULL, server_main, NULL), 0);
-    unsetenv("http_proxy");
-    unsetenv("https_proxy");
-    unsetenv("HTTPS_PROXY");
-    unsetenv("all_proxy");
-    unsetenv("ALL_PROXY");
-    unsetenv("no_proxy");
-    unsetenv("NO_PROXY");
+    ck_assert_int_eq(httpd_start(&srv, NULL), 0);
+    httpd_no_proxy_env();
 }
 
 static void server_stop(void)
 {
-    ck_assert_int_eq(write(srv.stop[1], "x", 1), 1);
-    pthread_join(srv.thr, NULL);
-    close(srv.lfd);
-    close(srv.stop[0]);
-    close(srv.stop[1]);
-    for (int i = 0; i < srv.nroutes; i++)
-        free(srv.routes[i].body);
-    pthread_mutex_destroy(&srv.mu);
+    httpd_stop(&srv);
 }
 
-/* Serves body (len bytes, or strlen when len is 0) at path. */
-static void set_route_len(const char *path, const char *status, const char *hdrs, const char *body,
-                          size_t len)
-{
-    pthread_mutex_lock(&srv.mu);
-    route *r = NULL;
-    for (int i = 0; i < srv.nroutes; i++)
-        if (strcmp(srv.routes[i].path, path) == 0)
-            r = &srv.routes[i];
-    if (!r) {
-        ck_assert_int_lt(srv.nroutes, MAX_ROUTES);
-        r = &srv.routes[srv.nroutes++];
-    }
-    free(r->body);
-    memset(r, 0, sizeof *r);
-    snprintf(r->path, sizeof r->path, "%s", path);
-    snprintf(r->status, sizeof r->status, "%s", status);
-    snprintf(r->hdrs, sizeof r->hdrs, "%s", hdrs);
-    r->len = len;
-    r->body = malloc(len + 1);
-    ck_assert_ptr_nonnull(r->body);
-    memcpy(r->body, body, len);
-    pthread_mutex_unlock(&srv.mu);
-}
-
+/* Serves body at path (other paths: 404). */
 static void set_route(const char *path, const char *status, const char *hdrs, const char *body)
 {
-    set_route_len(path, status, hdrs, body, strlen(body));
+    httpd_resp r = {.status = status, .headers = hdrs, .body = body};
+    ck_assert_int_eq(httpd_route(&srv, path, &r), 0);
 }
 
 static void set_hang(const char *path)
 {
-    set_route(path, "200 OK", "", "");
-    pthread_mutex_lock(&srv.mu);
-    for (int i = 0; i < srv.nroutes; i++)
-        if (strcmp(srv.routes[i].path, path) == 0)
-            srv.routes[i].hang = 1;
-    pthread_mutex_unlock(&srv.mu);
+    ck_assert_int_eq(httpd_route(&srv, path, &(httpd_resp){.hang = 1}), 0);
 }
 
 static int nreq(void)
 {
-    pthread_mutex_lock(&srv.mu);
-    int n = srv.nreq;
-    pthread_mutex_unlock(&srv.mu);
-    return n;
+    return httpd_nreq(&srv);
 }
 
-/* The document URL for path (one static buffer per slot, so two may be live). */
+/* The document URL for path (rotating static buffers, so two may be live). */
 static const char *url_of(const char *path)
 {
-    static char buf[4][300];
-    static int k;
-    char *b = buf[k++ % 4];
-    snprintf(b, sizeof buf[0], "http://127.0.0.1:%d%s", srv.port, path);
-    return b;
+    return httpd_url(&srv, path);
 }
 
 static double now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* mcpauth_client_free lives in store.c, which this test does not link. */
-static void client_release(mcpauth_client *c)
-{
-    free(c->client_id);
-    free(c->client_name);
-    free(c->redirect_uris);
-    free(c->grant_types);
-    free(c->token_endpoint_auth_method);
-    free(c->secret_hash);
-    free(c->kind);
-    free(c->registered_by);
-    memset(c, 0, sizeof *c);
+    return httpd_now_ms();
 }
 
 static int client_is_empty(const mcpauth_client *c)
@@ -316,10 +111,10 @@ START_TEST(test_valid_document)
     set_route("/oauth/client.json", "200 OK",
               "Content-Type: application/json\r\nCache-Control: max-age=60\r\n", body);
 
-    mcpauth_cimd *c = mcpauth_cimd_new(8);
+    mcpauth_cimd *c = mcpauth__cimd_new(8);
     mcpauth_client cl;
     char err[256];
-    ck_assert_msg(mcpauth_cimd_get(c, url_of("/oauth/client.json"), &lab, T0, &cl, err,
+    ck_assert_msg(mcpauth__cimd_get(c, url_of("/oauth/client.json"), &lab, T0, &cl, err,
                                    sizeof err) == 0,
                   "%s", err);
     ck_assert_str_eq(err, "");
@@ -339,8 +134,8 @@ START_TEST(test_valid_document)
     ck_assert_str_eq(srv.target, "/oauth/client.json");
     ck_assert_str_eq(srv.accept, "application/json");
     pthread_mutex_unlock(&srv.mu);
-    client_release(&cl);
-    mcpauth_cimd_free(c);
+    mcpauth__client_free(&cl);
+    mcpauth__cimd_free(c);
 }
 END_TEST
 
@@ -354,25 +149,25 @@ START_TEST(test_defaults_and_grant_types)
              "{\"client_id\":\"%s\",\"client_name\":\"A\",\"redirect_uris\":[\"https://a.example/cb\"]}",
              url_of("/min"));
     set_route("/min", "200 OK", "", body);
-    ck_assert_msg(mcpauth_cimd_get(NULL, url_of("/min"), &lab, T0, &cl, err, sizeof err) == 0,
+    ck_assert_msg(mcpauth__cimd_get(NULL, url_of("/min"), &lab, T0, &cl, err, sizeof err) == 0,
                   "%s", err);
     ck_assert_str_eq(cl.grant_types, "authorization_code refresh_token");
     ck_assert_str_eq(cl.redirect_uris, "[\"https://a.example/cb\"]");
-    client_release(&cl);
+    mcpauth__client_free(&cl);
 
     set_route("/gt", "200 OK", "", valid_doc("/gt", ",\"grant_types\":[\"authorization_code\"]"));
-    ck_assert_msg(mcpauth_cimd_get(NULL, url_of("/gt"), &lab, T0, &cl, err, sizeof err) == 0,
+    ck_assert_msg(mcpauth__cimd_get(NULL, url_of("/gt"), &lab, T0, &cl, err, sizeof err) == 0,
                   "%s", err);
     ck_assert_str_eq(cl.grant_types, "authorization_code");
-    client_release(&cl);
+    mcpauth__client_free(&cl);
 
     set_route("/gt2", "200 OK", "",
               valid_doc("/gt2", ",\"grant_types\":[\"refresh_token\",\"authorization_code\","
                                 "\"refresh_token\"]"));
-    ck_assert_msg(mcpauth_cimd_get(NULL, url_of("/gt2"), &lab, T0, &cl, err, sizeof err) == 0,
+    ck_assert_msg(mcpauth__cimd_get(NULL, url_of("/gt2"), &lab, T0, &cl, err, sizeof err) == 0,
                   "%s", err);
     ck_assert_str_eq(cl.grant_types, "authorization_code refresh_token");
-    client_release(&cl);
+    mcpauth__client_free(&cl);
 
     /* slashes and unicode are re-serialised plainly (valid JSON either way) */
     snprintf(body, sizeof body,
@@ -380,39 +175,39 @@ START_TEST(test_defaults_and_grant_types)
              "\"redirect_uris\":[\"https:\\/\\/a.example\\/cb\"]}",
              url_of("/esc"));
     set_route("/esc", "200 OK", "", body);
-    ck_assert_msg(mcpauth_cimd_get(NULL, url_of("/esc"), &lab, T0, &cl, err, sizeof err) == 0,
+    ck_assert_msg(mcpauth__cimd_get(NULL, url_of("/esc"), &lab, T0, &cl, err, sizeof err) == 0,
                   "%s", err);
     ck_assert_str_eq(cl.client_name, "été \xf0\x9f\x98\x80");
     ck_assert_str_eq(cl.redirect_uris, "[\"https://a.example/cb\"]");
-    client_release(&cl);
+    mcpauth__client_free(&cl);
 }
 END_TEST
 
 START_TEST(test_cached)
 {
     set_route("/doc", "200 OK", "Cache-Control: public, max-age=120\r\n", valid_doc("/doc", ""));
-    mcpauth_cimd *c = mcpauth_cimd_new(4);
+    mcpauth_cimd *c = mcpauth__cimd_new(4);
     mcpauth_client cl;
     char err[256];
-    ck_assert_msg(mcpauth_cimd_get(c, url_of("/doc"), &lab, T0, &cl, err, sizeof err) == 0, "%s",
+    ck_assert_msg(mcpauth__cimd_get(c, url_of("/doc"), &lab, T0, &cl, err, sizeof err) == 0, "%s",
                   err);
-    client_release(&cl); /* the cache holds its own copy */
+    mcpauth__client_free(&cl); /* the cache holds its own copy */
     ck_assert_int_eq(nreq(), 1);
     /* the server now serves something else: the cache must answer */
     set_route("/doc", "500 Internal Server Error", "", "");
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/doc"), &lab, T0 + 119, &cl, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/doc"), &lab, T0 + 119, &cl, err, sizeof err), 0);
     ck_assert_int_eq(nreq(), 1);
     ck_assert_str_eq(cl.client_name, "Example App");
     ck_assert_str_eq(cl.kind, "cimd");
     ck_assert_int_eq(cl.created, T0); /* when the document was fetched */
-    client_release(&cl);
+    mcpauth__client_free(&cl);
     /* expired: refetched (and now failing) */
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/doc"), &lab, T0 + 120, &cl, err, sizeof err),
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/doc"), &lab, T0 + 120, &cl, err, sizeof err),
                      -1);
     ck_assert_int_eq(nreq(), 2);
     ck_assert_str_eq(err, "the client metadata document could not be fetched (HTTP 500)");
     ck_assert(client_is_empty(&cl));
-    mcpauth_cimd_free(c);
+    mcpauth__cimd_free(c);
 }
 END_TEST
 
@@ -434,26 +229,26 @@ static const struct {
 START_TEST(test_cache_ttl)
 {
     set_route("/ttl", "200 OK", ttl_cases[_i].hdrs, valid_doc("/ttl", ""));
-    mcpauth_cimd *c = mcpauth_cimd_new(4);
+    mcpauth_cimd *c = mcpauth__cimd_new(4);
     mcpauth_client cl;
     char err[256];
-    ck_assert_msg(mcpauth_cimd_get(c, url_of("/ttl"), &lab, T0, &cl, err, sizeof err) == 0, "%s",
+    ck_assert_msg(mcpauth__cimd_get(c, url_of("/ttl"), &lab, T0, &cl, err, sizeof err) == 0, "%s",
                   err);
-    client_release(&cl);
+    mcpauth__client_free(&cl);
     long ttl = ttl_cases[_i].ttl;
     if (ttl > 0) {
-        ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/ttl"), &lab, T0 + ttl - 1, &cl, err, sizeof err), 0);
-        client_release(&cl);
+        ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/ttl"), &lab, T0 + ttl - 1, &cl, err, sizeof err), 0);
+        mcpauth__client_free(&cl);
         ck_assert_msg(nreq() == 1, "case %d: refetched within %ld s", _i, ttl);
-        ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/ttl"), &lab, T0 + ttl, &cl, err, sizeof err), 0);
-        client_release(&cl);
+        ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/ttl"), &lab, T0 + ttl, &cl, err, sizeof err), 0);
+        mcpauth__client_free(&cl);
         ck_assert_msg(nreq() == 2, "case %d: still cached after %ld s", _i, ttl);
     } else {
-        ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/ttl"), &lab, T0, &cl, err, sizeof err), 0);
-        client_release(&cl);
+        ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/ttl"), &lab, T0, &cl, err, sizeof err), 0);
+        mcpauth__client_free(&cl);
         ck_assert_msg(nreq() == 2, "case %d (%s): cached", _i, ttl_cases[_i].hdrs);
     }
-    mcpauth_cimd_free(c);
+    mcpauth__cimd_free(c);
 }
 END_TEST
 
@@ -462,31 +257,31 @@ START_TEST(test_cache_max_cache_and_disabled)
     set_route("/long", "200 OK", "Cache-Control: max-age=86400\r\n", valid_doc("/long", ""));
     mcpauth_cimd_opts o = lab;
     o.max_cache = 60;
-    mcpauth_cimd *c = mcpauth_cimd_new(4);
+    mcpauth_cimd *c = mcpauth__cimd_new(4);
     mcpauth_client cl;
     char err[256];
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/long"), &o, T0, &cl, err, sizeof err), 0);
-    client_release(&cl);
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/long"), &o, T0 + 59, &cl, err, sizeof err), 0);
-    client_release(&cl);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/long"), &o, T0, &cl, err, sizeof err), 0);
+    mcpauth__client_free(&cl);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/long"), &o, T0 + 59, &cl, err, sizeof err), 0);
+    mcpauth__client_free(&cl);
     ck_assert_int_eq(nreq(), 1);
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/long"), &o, T0 + 60, &cl, err, sizeof err), 0);
-    client_release(&cl);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/long"), &o, T0 + 60, &cl, err, sizeof err), 0);
+    mcpauth__client_free(&cl);
     ck_assert_int_eq(nreq(), 2);
-    mcpauth_cimd_free(c);
+    mcpauth__cimd_free(c);
 
     /* a cache of 0 entries, and no cache at all, never cache */
-    c = mcpauth_cimd_new(0);
+    c = mcpauth__cimd_new(0);
     ck_assert_ptr_nonnull(c);
     for (int k = 0; k < 2; k++) {
-        ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/long"), &lab, T0, &cl, err, sizeof err), 0);
-        client_release(&cl);
-        ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/long"), &lab, T0, &cl, err, sizeof err), 0);
-        client_release(&cl);
+        ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/long"), &lab, T0, &cl, err, sizeof err), 0);
+        mcpauth__client_free(&cl);
+        ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/long"), &lab, T0, &cl, err, sizeof err), 0);
+        mcpauth__client_free(&cl);
     }
     ck_assert_int_eq(nreq(), 6);
-    mcpauth_cimd_free(c);
-    mcpauth_cimd_free(NULL);
+    mcpauth__cimd_free(c);
+    mcpauth__cimd_free(NULL);
 }
 END_TEST
 
@@ -498,44 +293,44 @@ START_TEST(test_cache_bounded)
         snprintf(hdr, sizeof hdr, "Cache-Control: max-age=%d\r\n", 100 * (k + 1));
         set_route(paths[k], "200 OK", hdr, valid_doc(paths[k], ""));
     }
-    mcpauth_cimd *c = mcpauth_cimd_new(2);
+    mcpauth_cimd *c = mcpauth__cimd_new(2);
     mcpauth_client cl;
     char err[256];
     for (int k = 0; k < 3; k++) {
-        ck_assert_int_eq(mcpauth_cimd_get(c, url_of(paths[k]), &lab, T0, &cl, err, sizeof err), 0);
+        ck_assert_int_eq(mcpauth__cimd_get(c, url_of(paths[k]), &lab, T0, &cl, err, sizeof err), 0);
         ck_assert_str_eq(cl.client_id, url_of(paths[k]));
-        client_release(&cl);
+        mcpauth__client_free(&cl);
     }
     ck_assert_int_eq(nreq(), 3);
     /* /a (closest to expiry) was evicted; /b and /c are cached */
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/c"), &lab, T0 + 1, &cl, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/c"), &lab, T0 + 1, &cl, err, sizeof err), 0);
     ck_assert_str_eq(cl.client_id, url_of("/c"));
-    client_release(&cl);
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/b"), &lab, T0 + 1, &cl, err, sizeof err), 0);
+    mcpauth__client_free(&cl);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/b"), &lab, T0 + 1, &cl, err, sizeof err), 0);
     ck_assert_str_eq(cl.client_id, url_of("/b"));
-    client_release(&cl);
+    mcpauth__client_free(&cl);
     ck_assert_int_eq(nreq(), 3);
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/a"), &lab, T0 + 1, &cl, err, sizeof err), 0);
-    client_release(&cl);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/a"), &lab, T0 + 1, &cl, err, sizeof err), 0);
+    mcpauth__client_free(&cl);
     ck_assert_int_eq(nreq(), 4);
-    mcpauth_cimd_free(c); /* frees cached entries (ASan checks) */
+    mcpauth__cimd_free(c); /* frees cached entries (ASan checks) */
 }
 END_TEST
 
 START_TEST(test_failures_not_cached)
 {
-    mcpauth_cimd *c = mcpauth_cimd_new(4);
+    mcpauth_cimd *c = mcpauth__cimd_new(4);
     mcpauth_client cl;
     char err[256];
     set_route("/fix", "200 OK", "Cache-Control: max-age=600\r\n",
               valid_doc("/fix", ",\"client_secret\":\"s\""));
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/fix"), &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/fix"), &lab, T0, &cl, err, sizeof err), -1);
     set_route("/fix", "200 OK", "Cache-Control: max-age=600\r\n", valid_doc("/fix", ""));
-    ck_assert_msg(mcpauth_cimd_get(c, url_of("/fix"), &lab, T0, &cl, err, sizeof err) == 0, "%s",
+    ck_assert_msg(mcpauth__cimd_get(c, url_of("/fix"), &lab, T0, &cl, err, sizeof err) == 0, "%s",
                   err);
-    client_release(&cl);
+    mcpauth__client_free(&cl);
     ck_assert_int_eq(nreq(), 2);
-    mcpauth_cimd_free(c);
+    mcpauth__cimd_free(c);
 }
 END_TEST
 
@@ -544,16 +339,16 @@ START_TEST(test_cache_separates_allow_private)
     /* A document fetched under lab rules is not served under production
      * rules (which refuse this URL outright). */
     set_route("/doc", "200 OK", "Cache-Control: max-age=600\r\n", valid_doc("/doc", ""));
-    mcpauth_cimd *c = mcpauth_cimd_new(4);
+    mcpauth_cimd *c = mcpauth__cimd_new(4);
     mcpauth_client cl;
     char err[256];
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/doc"), &lab, T0, &cl, err, sizeof err), 0);
-    client_release(&cl);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/doc"), &lab, T0, &cl, err, sizeof err), 0);
+    mcpauth__client_free(&cl);
     mcpauth_cimd_opts prod = {.timeout_ms = 1000};
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/doc"), &prod, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/doc"), &prod, T0, &cl, err, sizeof err), -1);
     ck_assert(client_is_empty(&cl));
     ck_assert_int_eq(nreq(), 1);
-    mcpauth_cimd_free(c);
+    mcpauth__cimd_free(c);
 }
 END_TEST
 
@@ -569,10 +364,10 @@ static void *par_get(void *arg)
     for (int k = 0; k < 20; k++) {
         mcpauth_client cl;
         char err[256];
-        if (mcpauth_cimd_get(p->c, p->url, &lab, T0 + k, &cl, err, sizeof err) == 0 &&
+        if (mcpauth__cimd_get(p->c, p->url, &lab, T0 + k, &cl, err, sizeof err) == 0 &&
             strcmp(cl.client_id, p->url) == 0 && strcmp(cl.client_name, "Example App") == 0)
             p->ok++;
-        client_release(&cl);
+        mcpauth__client_free(&cl);
     }
     return NULL;
 }
@@ -583,7 +378,7 @@ START_TEST(test_concurrent)
     for (int k = 0; k < 3; k++)
         set_route(paths[k], "200 OK", k == 2 ? "Cache-Control: no-store\r\n" : "",
                   valid_doc(paths[k], ""));
-    mcpauth_cimd *c = mcpauth_cimd_new(2);
+    mcpauth_cimd *c = mcpauth__cimd_new(2);
     pthread_t t[6];
     struct par p[6];
     for (int k = 0; k < 6; k++) {
@@ -597,7 +392,7 @@ START_TEST(test_concurrent)
         ck_assert_int_eq(p[k].ok, 20);
     }
     ck_assert_int_ge(nreq(), 41); /* /p2 is never cached: 40 fetches, plus the others */
-    mcpauth_cimd_free(c);
+    mcpauth__cimd_free(c);
 }
 END_TEST
 
@@ -611,16 +406,16 @@ START_TEST(test_production_refuses_loopback)
     char err[256], u[128];
 
     /* http: not a metadata document URL at all */
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/doc"), &prod, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/doc"), &prod, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err, "the client_id URL must use https");
     ck_assert(client_is_empty(&cl));
-    ck_assert(!mcpauth_cimd_is_url(url_of("/doc")));
+    ck_assert(!mcpauth__cimd_is_url(url_of("/doc")));
 
     /* https to 127.0.0.1: refused at connect time, before any TLS */
     snprintf(u, sizeof u, "https://127.0.0.1:%d/doc", srv.port);
-    ck_assert(mcpauth_cimd_is_url(u));
+    ck_assert(mcpauth__cimd_is_url(u));
     double t0 = now_ms();
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, u, &prod, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, u, &prod, T0, &cl, err, sizeof err), -1);
     ck_assert_msg(now_ms() - t0 < 200, "took %.0f ms", now_ms() - t0);
     ck_assert_str_eq(err, "the client metadata document could not be fetched: refused address "
                           "127.0.0.1 (loopback): only public addresses are allowed");
@@ -628,23 +423,23 @@ START_TEST(test_production_refuses_loopback)
 
     /* and names that resolve to loopback likewise */
     snprintf(u, sizeof u, "https://localhost:%d/doc", srv.port);
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, u, &prod, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, u, &prod, T0, &cl, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "refused address") && strstr(err, "(loopback)"), "%s", err);
 
     /* a proxy in the environment is not a way around it (the guard was
      * seen working above; never let a broken classifier reach the network) */
-    ck_assert_ptr_nonnull(mcpauth_fetch_address_blocked("169.254.169.254"));
-    ck_assert_ptr_nonnull(mcpauth_fetch_address_blocked("10.0.0.1"));
+    ck_assert_ptr_nonnull(mcpauth__fetch_address_blocked("169.254.169.254"));
+    ck_assert_ptr_nonnull(mcpauth__fetch_address_blocked("10.0.0.1"));
     char proxy[64];
     snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", srv.port);
     setenv("https_proxy", proxy, 1);
     setenv("ALL_PROXY", proxy, 1);
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, "https://169.254.169.254/latest/meta-data", &prod, T0,
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, "https://169.254.169.254/latest/meta-data", &prod, T0,
                                       &cl, err, sizeof err),
                      -1);
     ck_assert_str_eq(err, "the client metadata document could not be fetched: refused address "
                           "169.254.169.254 (link-local): only public addresses are allowed");
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, "https://10.0.0.1/client.json", &prod, T0, &cl, err,
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, "https://10.0.0.1/client.json", &prod, T0, &cl, err,
                                       sizeof err),
                      -1);
     ck_assert_str_eq(err, "the client metadata document could not be fetched: refused address "
@@ -785,15 +580,15 @@ START_TEST(test_bad_document)
     else
         subst(body, sizeof body, bad_docs[_i].body, url_of("/bad"));
     set_route("/bad", "200 OK", "Content-Type: application/json\r\n", body);
-    mcpauth_cimd *c = mcpauth_cimd_new(4);
+    mcpauth_cimd *c = mcpauth__cimd_new(4);
     mcpauth_client cl;
     char err[256];
-    ck_assert_int_eq(mcpauth_cimd_get(c, url_of("/bad"), &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(c, url_of("/bad"), &lab, T0, &cl, err, sizeof err), -1);
     ck_assert_msg(strcmp(err, bad_docs[_i].err) == 0, "case %d: %s\n  want %s", _i, err,
                   bad_docs[_i].err);
     ck_assert(client_is_empty(&cl));
     ck_assert_int_eq(nreq(), 1);
-    mcpauth_cimd_free(c);
+    mcpauth__cimd_free(c);
 }
 END_TEST
 
@@ -811,16 +606,16 @@ START_TEST(test_limits)
              "{\"client_id\":\"%s\",\"client_name\":\"%s\",\"redirect_uris\":[\"https://a.example/cb\"]}",
              url_of("/n"), name);
     set_route("/n", "200 OK", "", body);
-    ck_assert_msg(mcpauth_cimd_get(NULL, url_of("/n"), &lab, T0, &cl, err, sizeof err) == 0, "%s",
+    ck_assert_msg(mcpauth__cimd_get(NULL, url_of("/n"), &lab, T0, &cl, err, sizeof err) == 0, "%s",
                   err);
     ck_assert_uint_eq(strlen(cl.client_name), 400);
-    client_release(&cl);
+    mcpauth__client_free(&cl);
     strcat(name, "x");
     snprintf(body, sizeof body,
              "{\"client_id\":\"%s\",\"client_name\":\"%s\",\"redirect_uris\":[\"https://a.example/cb\"]}",
              url_of("/n"), name);
     set_route("/n", "200 OK", "", body);
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/n"), &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/n"), &lab, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err, "the client metadata document's client_name is longer than 200 characters");
 
     /* redirect_uri: 2000 characters pass, 2001 do not */
@@ -832,15 +627,15 @@ START_TEST(test_limits)
              "{\"client_id\":\"%s\",\"client_name\":\"A\",\"redirect_uris\":[\"%s\"]}",
              url_of("/u"), uri);
     set_route("/u", "200 OK", "", body);
-    ck_assert_msg(mcpauth_cimd_get(NULL, url_of("/u"), &lab, T0, &cl, err, sizeof err) == 0, "%s",
+    ck_assert_msg(mcpauth__cimd_get(NULL, url_of("/u"), &lab, T0, &cl, err, sizeof err) == 0, "%s",
                   err);
-    client_release(&cl);
+    mcpauth__client_free(&cl);
     strcat(uri, "x");
     snprintf(body, sizeof body,
              "{\"client_id\":\"%s\",\"client_name\":\"A\",\"redirect_uris\":[\"https://a.example/cb\",\"%s\"]}",
              url_of("/u"), uri);
     set_route("/u", "200 OK", "", body);
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/u"), &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/u"), &lab, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err,
                      "the client metadata document's redirect_uris[1] is longer than 2000 characters");
 
@@ -854,7 +649,7 @@ START_TEST(test_limits)
     snprintf(body, sizeof body, "{\"client_id\":\"%s\",\"client_name\":\"A\",\"redirect_uris\":[%s]}",
              url_of("/many"), list);
     set_route("/many", "200 OK", "", body);
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/many"), &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/many"), &lab, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err, "the client metadata document has more than 20 redirect_uris");
     ck_assert_int_eq(nreq(), 5);
 }
@@ -873,7 +668,7 @@ START_TEST(test_oversized)
     set_route("/big", "200 OK", "", body);
     mcpauth_client cl;
     char err[256];
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/big"), &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/big"), &lab, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err, "the client metadata document could not be fetched: response larger "
                           "than 16384 bytes");
     ck_assert(client_is_empty(&cl));
@@ -881,12 +676,12 @@ START_TEST(test_oversized)
     set_route("/small", "200 OK", "", valid_doc("/small", ""));
     mcpauth_cimd_opts o = lab;
     o.max_bytes = 64;
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/small"), &o, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/small"), &o, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err, "the client metadata document could not be fetched: response larger "
                           "than 64 bytes");
     o.max_bytes = 4096;
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/small"), &o, T0, &cl, err, sizeof err), 0);
-    client_release(&cl);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/small"), &o, T0, &cl, err, sizeof err), 0);
+    mcpauth__client_free(&cl);
 }
 END_TEST
 
@@ -894,7 +689,7 @@ START_TEST(test_http_errors)
 {
     mcpauth_client cl;
     char err[256];
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/missing"), &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/missing"), &lab, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err, "the client metadata document could not be fetched (HTTP 404)");
     ck_assert(client_is_empty(&cl));
 
@@ -903,17 +698,17 @@ START_TEST(test_http_errors)
     set_route("/target", "200 OK", "", valid_doc("/target", ""));
     snprintf(loc, sizeof loc, "Location: %s\r\n", url_of("/target"));
     set_route("/moved", "302 Found", loc, "");
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/moved"), &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/moved"), &lab, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err, "the client metadata document's URL answered with a redirect (HTTP 302), "
                           "which is not followed");
     ck_assert_int_eq(nreq(), 2);
 
     set_route("/moved", "301 Moved Permanently", loc, "");
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/moved"), &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/moved"), &lab, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err, "the client metadata document's URL answered with a redirect (HTTP 301), "
                           "which is not followed");
     set_route("/nc", "204 No Content", "", "");
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/nc"), &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/nc"), &lab, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err, "the client metadata document could not be fetched (HTTP 204)");
     ck_assert_int_eq(nreq(), 4);
 }
@@ -927,7 +722,7 @@ START_TEST(test_timeout)
     mcpauth_client cl;
     char err[256];
     double t0 = now_ms();
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/slow"), &o, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/slow"), &o, T0, &cl, err, sizeof err), -1);
     double dt = now_ms() - t0;
     ck_assert_msg(dt >= 250 && dt < 1500, "took %.0f ms", dt);
     ck_assert_msg(strncmp(err, "the client metadata document could not be fetched: ", 51) == 0 &&
@@ -941,13 +736,13 @@ START_TEST(test_bad_arguments)
 {
     mcpauth_client cl;
     char err[256];
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, NULL, &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, NULL, &lab, T0, &cl, err, sizeof err), -1);
     ck_assert_str_eq(err, "the client_id URL is empty");
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, "", &lab, T0, &cl, err, sizeof err), -1);
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_of("/x"), &lab, T0, NULL, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, "", &lab, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_of("/x"), &lab, T0, NULL, err, sizeof err), -1);
     ck_assert_str_ne(err, "");
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, "https://a.example/x#f", NULL, T0, &cl, NULL, 0), -1);
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, "https://a.example/x#f", NULL, T0, &cl, err, 8), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, "https://a.example/x#f", NULL, T0, &cl, NULL, 0), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, "https://a.example/x#f", NULL, T0, &cl, err, 8), -1);
     ck_assert_str_eq(err, "the cli");
     ck_assert_int_eq(nreq(), 0);
 }
@@ -1016,7 +811,7 @@ static const struct {
 
 START_TEST(test_is_url)
 {
-    ck_assert_msg(mcpauth_cimd_is_url(url_cases[_i].url) == url_cases[_i].ok, "%s",
+    ck_assert_msg(mcpauth__cimd_is_url(url_cases[_i].url) == url_cases[_i].ok, "%s",
                   url_cases[_i].url);
     if (url_cases[_i].ok)
         return;
@@ -1024,7 +819,7 @@ START_TEST(test_is_url)
     mcpauth_cimd_opts prod = {.timeout_ms = 300};
     mcpauth_client cl;
     char err[512], want[512];
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, url_cases[_i].url, &prod, T0, &cl, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, url_cases[_i].url, &prod, T0, &cl, err, sizeof err), -1);
     snprintf(want, sizeof want, "the client_id URL %s", url_cases[_i].why);
     ck_assert_msg(strcmp(err, want) == 0, "%s: %s", url_cases[_i].url, err);
     ck_assert(client_is_empty(&cl));
@@ -1033,22 +828,22 @@ END_TEST
 
 START_TEST(test_is_url_misc)
 {
-    ck_assert(!mcpauth_cimd_is_url(NULL));
+    ck_assert(!mcpauth__cimd_is_url(NULL));
     char longu[2100] = "https://app.example.com/";
     while (strlen(longu) < 2001)
         strcat(longu, "a");
-    ck_assert(!mcpauth_cimd_is_url(longu));
+    ck_assert(!mcpauth__cimd_is_url(longu));
     longu[2000] = '\0';
-    ck_assert(mcpauth_cimd_is_url(longu));
+    ck_assert(mcpauth__cimd_is_url(longu));
     /* lab rules accept loopback http for get(), but is_url never does */
-    ck_assert(!mcpauth_cimd_is_url("http://127.0.0.1:8080/client.json"));
+    ck_assert(!mcpauth__cimd_is_url("http://127.0.0.1:8080/client.json"));
     mcpauth_client cl;
     char err[256];
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, "http://app.example.com/c.json", &lab, T0, &cl, err,
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, "http://app.example.com/c.json", &lab, T0, &cl, err,
                                       sizeof err),
                      -1);
     ck_assert_str_eq(err, "the client_id URL must use https (http is allowed only for loopback hosts)");
-    ck_assert_int_eq(mcpauth_cimd_get(NULL, "http://LOCALHOST:1/c.json", &lab, T0, &cl, err,
+    ck_assert_int_eq(mcpauth__cimd_get(NULL, "http://LOCALHOST:1/c.json", &lab, T0, &cl, err,
                                       sizeof err),
                      -1);
     ck_assert_str_eq(err, "the client_id URL is not in canonical form (lowercase scheme and host, "

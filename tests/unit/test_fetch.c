@@ -1,40 +1,22 @@
-/* Outgoing HTTP against a tiny canned HTTP/1.1 server on 127.0.0.1 that runs
- * in a thread of the test process and records what it was sent. */
+/* Outgoing HTTP against the loopback test server (tests/support/httpd.c),
+ * which runs in a thread of the test process and records what it was sent. */
 #define _GNU_SOURCE /* strcasestr */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <mcpauth/mcpauth.h>
 
 #include "fetch.h"
 #include "suites.h"
+#include "../support/httpd.h"
 
 
 /* ---- the server ---- */
 
-static struct {
-    int lfd;
-    int stop[2]; /* written to at teardown */
-    int port;
-    pthread_t thr;
-    pthread_mutex_t mu;
-    int nreq;
-    char method[16];
-    char target[512];
-    char headers[16384];
-    char body[8192];
-    size_t body_len;
-} srv;
+static httpd srv;
 
 /* Cache-Control vectors: /cc/<i> answers with these header lines. */
 static const struct {
@@ -67,283 +49,108 @@ static const struct {
     {"Cache-Control: ,,, max-age=9 ,\r\n", 9},
 };
 
-static void send_all(int fd, const void *buf, size_t len)
+/* The fixed answers, and how each misbehaves. */
+static const struct {
+    const char *path;
+    httpd_resp r;
+} routes[] = {
+    {"/json", {.headers = "Content-Type: application/json; charset=utf-8\r\n"
+                          "Cache-Control: public, max-age=120\r\n",
+               .body = "{\"ok\":true}"}},
+    {"/404", {.status = "404 Not Found", .headers = "Content-Type: text/plain\r\n", .body = "nope"}},
+    /* announces 10 MB, then stalls */
+    {"/declared-huge", {.body = "0123456789", .content_length = 10000000, .stall = 1}},
+    {"/chunked", {.fill = 4000, .chunk = 1000}}, /* 4000 bytes, no Content-Length */
+    {"/trailer", {.raw = 1, .body = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                                    "Connection: close\r\n\r\n"
+                                    "2\r\n{}\r\n0\r\nCache-Control: max-age=7\r\n\r\n"}},
+    /* 1xx headers must not leak */
+    {"/continue", {.raw = 1, .body = "HTTP/1.1 100 Continue\r\nCache-Control: max-age=5\r\n"
+                                     "Content-Type: text/evil\r\n\r\n"
+                                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                     "Content-Length: 2\r\nConnection: close\r\n\r\n{}"}},
+    {"/short", {.body = "0123456789", .content_length = 100}}, /* promises 100, sends 10 */
+    {"/hugeheaders", {.filler_headers = 2000, .body = "{}"}},
+    {"/ct-ctl", {.headers = "Content-Type: text/\x01plain\x7f\r\n", .body = "{}"}},
+    {"/empty", {0}},
+    {"/http09", {.raw = 1, .body = "just bytes\n"}},
+    {"/hang", {.hang = 1}}, /* until the client hangs up or teardown */
+};
+
+/* Whatever has no route: the proxy CONNECT, /size/N, and "ok". */
+static void answer(httpd *h, int fd, const httpd_req *rq, void *arg)
 {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n <= 0)
-            return; /* the client gave up: fine for a test server */
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
-static void respond(int fd, const char *status, const char *hdrs, const char *body, size_t len)
-{
-    char head[4096];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %s\r\n%sContent-Length: %zu\r\nConnection: close\r\n\r\n", status,
-                     hdrs, len);
-    send_all(fd, head, (size_t)n);
-    send_all(fd, body, len);
-}
-
-/* Waits until fd is readable or the server is stopped; 1 when readable. */
-static int wait_readable(int fd, int ms)
-{
-    struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = srv.stop[0], .events = POLLIN}};
-    if (poll(p, 2, ms) <= 0 || (p[1].revents & POLLIN))
-        return 0;
-    return 1;
-}
-
-static void serve(int fd)
-{
-    char req[32768];
-    size_t got = 0;
-    char *eoh = NULL;
-    while (!eoh && got < sizeof req - 1) {
-        if (!wait_readable(fd, 2000))
-            return;
-        ssize_t n = recv(fd, req + got, sizeof req - 1 - got, 0);
-        if (n <= 0)
-            return;
-        got += (size_t)n;
-        req[got] = '\0';
-        if (req[0] < 'A' || req[0] > 'Z')
-            return; /* a TLS ClientHello or other noise: hang up */
-        eoh = strstr(req, "\r\n\r\n");
-    }
-    if (!eoh)
-        return;
-    size_t hlen = (size_t)(eoh - req) + 4;
-
-    char method[16] = "", target[512] = "";
-    if (sscanf(req, "%15s %511s", method, target) != 2)
-        return;
-    const char *hstart = strstr(req, "\r\n") + 2;
-    size_t clen = 0;
-    for (const char *l = hstart; l < eoh; l = strstr(l, "\r\n") + 2)
-        if (strncasecmp(l, "Content-Length:", 15) == 0)
-            clen = strtoul(l + 15, NULL, 10);
-    if (clen > sizeof srv.body)
-        clen = sizeof srv.body;
-    while (got - hlen < clen && got < sizeof req - 1) {
-        if (!wait_readable(fd, 2000))
-            return;
-        ssize_t n = recv(fd, req + got, sizeof req - 1 - got, 0);
-        if (n <= 0)
-            return;
-        got += (size_t)n;
-    }
-
-    pthread_mutex_lock(&srv.mu);
-    srv.nreq++;
-    snprintf(srv.method, sizeof srv.method, "%s", method);
-    snprintf(srv.target, sizeof srv.target, "%s", target);
-    snprintf(srv.headers, sizeof srv.headers, "%.*s", (int)(eoh + 2 - hstart), hstart);
-    srv.body_len = got - hlen < clen ? got - hlen : clen;
-    memcpy(srv.body, req + hlen, srv.body_len);
-    pthread_mutex_unlock(&srv.mu);
-
-    static char big[200000];
-    memset(big, 'x', sizeof big);
-    int i;
-    if (strcmp(method, "CONNECT") == 0) {
-        respond(fd, "403 Forbidden", "", "", 0);
-    } else if (strcmp(target, "/json") == 0) {
-        respond(fd, "200 OK",
-                "Content-Type: application/json; charset=utf-8\r\n"
-                "Cache-Control: public, max-age=120\r\n",
-                "{\"ok\":true}", 11);
-    } else if (sscanf(target, "/cc/%d", &i) == 1 && i >= 0 &&
-               (size_t)i < sizeof cc_cases / sizeof cc_cases[0]) {
-        respond(fd, "200 OK", cc_cases[i].hdrs, "{}", 2);
-    } else if (strcmp(target, "/404") == 0) {
-        respond(fd, "404 Not Found", "Content-Type: text/plain\r\n", "nope", 4);
-    } else if (strcmp(target, "/302") == 0) {
-        char loc[128];
-        snprintf(loc, sizeof loc, "Location: http://127.0.0.1:%d/json\r\n", srv.port);
-        respond(fd, "302 Found", loc, "", 0);
-    } else if (strncmp(target, "/size/", 6) == 0) { /* /size/N: N bytes, Content-Length */
-        size_t n = strtoul(target + 6, NULL, 10);
-        respond(fd, "200 OK", "", big, n < sizeof big ? n : sizeof big);
-    } else if (strcmp(target, "/declared-huge") == 0) { /* announces 10 MB, then stalls */
-        const char *r = "HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n0123456789";
-        send_all(fd, r, strlen(r));
-        wait_readable(fd, 3000);
-    } else if (strcmp(target, "/chunked") == 0) { /* 4000 bytes, no Content-Length */
-        const char *h = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
-        send_all(fd, h, strlen(h));
-        for (int k = 0; k < 4; k++) {
-            send_all(fd, "3e8\r\n", 5);
-            send_all(fd, big, 1000);
-            send_all(fd, "\r\n", 2);
-        }
-        send_all(fd, "0\r\n\r\n", 5);
-    } else if (strcmp(target, "/trailer") == 0) {
-        const char *r = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                        "2\r\n{}\r\n0\r\nCache-Control: max-age=7\r\n\r\n";
-        send_all(fd, r, strlen(r));
-    } else if (strcmp(target, "/continue") == 0) { /* 1xx headers must not leak */
-        const char *r = "HTTP/1.1 100 Continue\r\nCache-Control: max-age=5\r\n"
-                        "Content-Type: text/evil\r\n\r\n";
-        send_all(fd, r, strlen(r));
-        respond(fd, "200 OK", "Content-Type: application/json\r\n", "{}", 2);
-    } else if (strcmp(target, "/short") == 0) { /* promises 100, sends 10 */
-        const char *r = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\n0123456789";
-        send_all(fd, r, strlen(r));
-    } else if (strcmp(target, "/hugeheaders") == 0) {
-        const char *h = "HTTP/1.1 200 OK\r\n";
-        send_all(fd, h, strlen(h));
-        char line[128];
-        for (int k = 0; k < 2000; k++) {
-            int n = snprintf(line, sizeof line, "X-Filler-%d: %080d\r\n", k, 0);
-            send_all(fd, line, (size_t)n);
-        }
-        send_all(fd, "Content-Length: 2\r\n\r\n{}", 23);
-    } else if (strcmp(target, "/ct-long") == 0) {
-        char h[512];
-        snprintf(h, sizeof h, "Content-Type: application/json; x=%0300d\r\n", 0);
-        respond(fd, "200 OK", h, "{}", 2);
-    } else if (strcmp(target, "/ct-ctl") == 0) {
-        respond(fd, "200 OK", "Content-Type: text/\x01plain\x7f\r\n", "{}", 2);
-    } else if (strcmp(target, "/empty") == 0) {
-        respond(fd, "200 OK", "", "", 0);
-    } else if (strcmp(target, "/http09") == 0) {
-        send_all(fd, "just bytes\n", 11);
-    } else if (strcmp(target, "/hang") == 0) {
-        wait_readable(fd, 3000); /* until the client hangs up or teardown */
+    if (strcmp(rq->method, "CONNECT") == 0) {
+        httpd_respond(fd, "403 Forbidden", "", "", 0);
+    } else if (strncmp(rq->target, "/size/", 6) == 0) { /* /size/N: N bytes, Content-Length */
+        size_t n = strtoul(rq->target + 6, NULL, 10);
+        httpd_send_resp(h, fd, &(httpd_resp){.fill = n < 200000 ? n : 200000});
     } else {
-        respond(fd, "200 OK", "Content-Type: text/plain\r\n", "ok", 2);
+        httpd_respond(fd, "200 OK", "Content-Type: text/plain\r\n", "ok", 2);
     }
 }
 
-static void *server_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        struct pollfd p[2] = {{.fd = srv.lfd, .events = POLLIN},
-                              {.fd = srv.stop[0], .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
-        if (p[1].revents)
-            break;
-        int fd = accept(srv.lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        serve(fd);
-        shutdown(fd, SHUT_WR);
-        close(fd);
-    }
-    return NULL;
-}
-
-/* A bound but never listening socket, closed again: connecting is refused. */
 static int free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &al), 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    int port = httpd_free_port();
+    ck_assert_int_gt(port, 0);
+    return port;
 }
 
 static void server_start(void)
 {
     memset(&srv, 0, sizeof srv);
-    pthread_mutex_init(&srv.mu, NULL);
-    ck_assert_int_eq(pipe(srv.stop), 0);
-    srv.lfd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(srv.lfd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    ck_assert_int_eq(bind(srv.lfd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(srv.lfd, 16), 0);
-    ck_assert_int_eq(getsockname(srv.lfd, (struct sockaddr *)&a, &al), 0);
-    srv.port = ntohs(a.sin_port);
-    ck_assert_int_eq(pthread_create(&srv.thr, NULL, server_main, NULL), 0);
+    httpd_opts o = {.handler = answer};
+    ck_assert_int_eq(httpd_start(&srv, &o), 0);
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        ck_assert_int_eq(httpd_route(&srv, routes[i].path, &routes[i].r), 0);
+    for (size_t i = 0; i < sizeof cc_cases / sizeof cc_cases[0]; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/cc/%zu", i);
+        ck_assert_int_eq(httpd_route(&srv, path, &(httpd_resp){.headers = cc_cases[i].hdrs,
+                                                              .body = "{}"}), 0);
+    }
+    char h[512];
+    snprintf(h, sizeof h, "Location: http://127.0.0.1:%d/json\r\n", srv.port);
+    ck_assert_int_eq(httpd_route(&srv, "/302", &(httpd_resp){.status = "302 Found", .headers = h}), 0);
+    snprintf(h, sizeof h, "Content-Type: application/json; x=%0300d\r\n", 0);
+    ck_assert_int_eq(httpd_route(&srv, "/ct-long", &(httpd_resp){.headers = h, .body = "{}"}), 0);
     /* The tests must not depend on the runner's proxy settings. */
-    unsetenv("http_proxy");
-    unsetenv("https_proxy");
-    unsetenv("HTTPS_PROXY");
-    unsetenv("all_proxy");
-    unsetenv("ALL_PROXY");
-    unsetenv("no_proxy");
-    unsetenv("NO_PROXY");
+    httpd_no_proxy_env();
 }
 
 static void server_stop(void)
 {
-    ck_assert_int_eq(write(srv.stop[1], "x", 1), 1);
-    pthread_join(srv.thr, NULL);
-    close(srv.lfd);
-    close(srv.stop[0]);
-    close(srv.stop[1]);
-    pthread_mutex_destroy(&srv.mu);
-    unsetenv("http_proxy");
-    unsetenv("https_proxy");
-    unsetenv("ALL_PROXY");
+    httpd_stop(&srv);
+    httpd_no_proxy_env();
 }
 
 static int nreq(void)
 {
-    pthread_mutex_lock(&srv.mu);
-    int n = srv.nreq;
-    pthread_mutex_unlock(&srv.mu);
-    return n;
+    return httpd_nreq(&srv);
 }
 
 /* Value of header name in the last request ("" when absent). */
 static const char *req_header(const char *name, char *out, size_t outlen)
 {
-    size_t nlen = strlen(name);
-    out[0] = '\0';
-    pthread_mutex_lock(&srv.mu);
-    for (const char *l = srv.headers; *l; l = strstr(l, "\r\n") + 2) {
-        if (strncasecmp(l, name, nlen) == 0 && l[nlen] == ':') {
-            const char *v = l + nlen + 1;
-            while (*v == ' ')
-                v++;
-            snprintf(out, outlen, "%.*s", (int)strcspn(v, "\r"), v);
-            break;
-        }
-        if (!strstr(l, "\r\n"))
-            break;
-    }
-    pthread_mutex_unlock(&srv.mu);
+    httpd_last_header(&srv, name, out, outlen);
     return out;
 }
 
 static int has_header(const char *name)
 {
-    char pat[128];
-    snprintf(pat, sizeof pat, "\r\n%s:", name);
-    pthread_mutex_lock(&srv.mu);
-    char all[sizeof srv.headers + 2];
-    snprintf(all, sizeof all, "\r\n%s", srv.headers);
-    pthread_mutex_unlock(&srv.mu);
-    return strcasestr(all, pat) != NULL;
+    char v[8];
+    return httpd_last_header(&srv, name, v, sizeof v);
 }
 
-static char *url(const char *path)
+static const char *url(const char *path)
 {
-    static char buf[256];
-    snprintf(buf, sizeof buf, "http://127.0.0.1:%d%s", srv.port, path);
-    return buf;
+    return httpd_url(&srv, path);
 }
 
 static double now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    return httpd_now_ms();
 }
 
 /* ---- responses ---- */
@@ -353,7 +160,7 @@ START_TEST(test_get_json)
     mcpauth_fetch_opts o = {.timeout_ms = 2000};
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/json"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/json"), &o, &r, err, sizeof err), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "{\"ok\":true}");
     ck_assert_uint_eq(r.len, 11);
@@ -364,9 +171,9 @@ START_TEST(test_get_json)
     ck_assert_uint_eq(srv.body_len, 0);
     ck_assert(!has_header("Authorization"));
     ck_assert(!has_header("Content-Type"));
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
     ck_assert_ptr_null(r.body);
-    mcpauth_fetch_result_free(&r); /* idempotent */
+    mcpauth__fetch_result_free(&r); /* idempotent */
 }
 END_TEST
 
@@ -375,12 +182,12 @@ START_TEST(test_cache_control)
     char path[32], err[256];
     snprintf(path, sizeof path, "/cc/%d", _i);
     mcpauth_fetch_result r;
-    ck_assert_int_eq(mcpauth_fetch(url(path), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url(path), NULL, &r, err, sizeof err), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_msg(r.max_age == cc_cases[_i].max_age, "case %d (%s): max_age %ld, want %ld", _i,
                   cc_cases[_i].hdrs, r.max_age, cc_cases[_i].max_age);
     ck_assert_str_eq(r.content_type, "");
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -388,12 +195,12 @@ START_TEST(test_status_404)
 {
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/404"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/404"), NULL, &r, err, sizeof err), 0);
     ck_assert_int_eq(r.status, 404);
     ck_assert_str_eq(r.body, "nope");
     ck_assert_str_eq(r.content_type, "text/plain");
     ck_assert_int_eq(r.max_age, -1);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -401,11 +208,11 @@ START_TEST(test_redirect_not_followed)
 {
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/302"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/302"), NULL, &r, err, sizeof err), 0);
     ck_assert_int_eq(r.status, 302);
     ck_assert_str_eq(r.body, "");
     ck_assert_int_eq(nreq(), 1);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -413,12 +220,12 @@ START_TEST(test_empty_body)
 {
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/empty"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/empty"), NULL, &r, err, sizeof err), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_ptr_nonnull(r.body); /* always a string on success */
     ck_assert_str_eq(r.body, "");
     ck_assert_uint_eq(r.len, 0);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -427,10 +234,10 @@ START_TEST(test_body_exact_limit)
     mcpauth_fetch_opts o = {.max_bytes = 1000};
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/size/1000"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/size/1000"), &o, &r, err, sizeof err), 0);
     ck_assert_uint_eq(r.len, 1000);
     ck_assert_uint_eq(strlen(r.body), 1000);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -439,11 +246,11 @@ START_TEST(test_body_too_large_declared)
     mcpauth_fetch_opts o = {.max_bytes = 1000};
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/size/1001"), &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/size/1001"), &o, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "response larger than 1000 bytes");
     ck_assert_ptr_null(r.body);
     ck_assert_int_eq(r.status, 0);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -454,7 +261,7 @@ START_TEST(test_body_too_large_refused_early)
     mcpauth_fetch_result r;
     char err[256];
     double t0 = now_ms();
-    ck_assert_int_eq(mcpauth_fetch(url("/declared-huge"), &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/declared-huge"), &o, &r, err, sizeof err), -1);
     ck_assert_msg(now_ms() - t0 < 500, "waited for the body");
     ck_assert_str_eq(err, "response larger than 1000 bytes");
     ck_assert_ptr_null(r.body);
@@ -466,14 +273,14 @@ START_TEST(test_body_too_large_streamed)
     mcpauth_fetch_opts o = {.max_bytes = 1000};
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/chunked"), &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/chunked"), &o, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "response larger than 1000 bytes");
     ck_assert_ptr_null(r.body);
     /* the same stream fits a larger limit */
     o.max_bytes = 4000;
-    ck_assert_int_eq(mcpauth_fetch(url("/chunked"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/chunked"), &o, &r, err, sizeof err), 0);
     ck_assert_uint_eq(r.len, 4000);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -482,9 +289,9 @@ START_TEST(test_body_default_limit)
     /* 0 means 1 MiB: 200000 bytes pass */
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/size/200000"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/size/200000"), NULL, &r, err, sizeof err), 0);
     ck_assert_uint_eq(r.len, 200000);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -492,7 +299,7 @@ START_TEST(test_huge_headers)
 {
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/hugeheaders"), NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/hugeheaders"), NULL, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "response headers larger than 102400 bytes");
     ck_assert_ptr_null(r.body);
 }
@@ -502,15 +309,15 @@ START_TEST(test_interim_and_trailer_headers_ignored)
 {
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/continue"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/continue"), NULL, &r, err, sizeof err), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_int_eq(r.max_age, -1);
     ck_assert_str_eq(r.content_type, "application/json");
-    mcpauth_fetch_result_free(&r);
-    ck_assert_int_eq(mcpauth_fetch(url("/trailer"), NULL, &r, err, sizeof err), 0);
+    mcpauth__fetch_result_free(&r);
+    ck_assert_int_eq(mcpauth__fetch(url("/trailer"), NULL, &r, err, sizeof err), 0);
     ck_assert_str_eq(r.body, "{}");
     ck_assert_int_eq(r.max_age, -1);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -518,13 +325,13 @@ START_TEST(test_content_type_truncated)
 {
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/ct-long"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/ct-long"), NULL, &r, err, sizeof err), 0);
     ck_assert_uint_eq(strlen(r.content_type), sizeof r.content_type - 1);
     ck_assert(strncmp(r.content_type, "application/json; x=000", 23) == 0);
-    mcpauth_fetch_result_free(&r);
-    ck_assert_int_eq(mcpauth_fetch(url("/ct-ctl"), NULL, &r, err, sizeof err), 0);
+    mcpauth__fetch_result_free(&r);
+    ck_assert_int_eq(mcpauth__fetch(url("/ct-ctl"), NULL, &r, err, sizeof err), 0);
     ck_assert_str_eq(r.content_type, "text/?plain?");
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -536,7 +343,7 @@ START_TEST(test_timeout)
     mcpauth_fetch_result r;
     char err[256];
     double t0 = now_ms();
-    ck_assert_int_eq(mcpauth_fetch(url("/hang"), &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/hang"), &o, &r, err, sizeof err), -1);
     double dt = now_ms() - t0;
     ck_assert_msg(dt >= 250 && dt < 1000, "took %.0f ms", dt);
     ck_assert_msg(strcasestr(err, "timed out") != NULL, "err: %s", err);
@@ -550,7 +357,7 @@ START_TEST(test_connection_refused)
     char u[64], err[256];
     snprintf(u, sizeof u, "http://127.0.0.1:%d/json", free_port());
     mcpauth_fetch_result r;
-    ck_assert_int_eq(mcpauth_fetch(u, NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(u, NULL, &r, err, sizeof err), -1);
     ck_assert_str_ne(err, "");
     ck_assert_int_eq(r.status, 0);
 }
@@ -560,7 +367,7 @@ START_TEST(test_truncated_body)
 {
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/short"), NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/short"), NULL, &r, err, sizeof err), -1);
     ck_assert_str_ne(err, "");
     ck_assert_ptr_null(r.body);
 }
@@ -570,7 +377,7 @@ START_TEST(test_http09_refused)
 {
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch(url("/http09"), NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/http09"), NULL, &r, err, sizeof err), -1);
     ck_assert_str_ne(err, "");
 }
 END_TEST
@@ -581,11 +388,11 @@ START_TEST(test_https_to_plain_port)
     snprintf(u, sizeof u, "https://127.0.0.1:%d/json", srv.port);
     mcpauth_fetch_opts o = {.timeout_ms = 1000};
     mcpauth_fetch_result r;
-    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(u, &o, &r, err, sizeof err), -1);
     ck_assert_str_ne(err, "");
     ck_assert_int_eq(nreq(), 0); /* never spoke HTTP in clear */
     o.ca_file = "/nonexistent/ca.pem";
-    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(u, &o, &r, err, sizeof err), -1);
     ck_assert_str_ne(err, "");
 }
 END_TEST
@@ -615,7 +422,7 @@ START_TEST(test_refused_url)
     setenv("ALL_PROXY", proxy, 1);
     mcpauth_fetch_result r;
     double t0 = now_ms();
-    ck_assert_int_eq(mcpauth_fetch(refused_urls[_i], NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(refused_urls[_i], NULL, &r, err, sizeof err), -1);
     ck_assert_msg(now_ms() - t0 < 100, "%s took too long", refused_urls[_i]);
     ck_assert_msg(strcmp(err, "refused URL: only https (or http to a loopback host) is allowed") == 0 ||
                       strncmp(err, "invalid URL", 11) == 0,
@@ -629,21 +436,21 @@ START_TEST(test_refused_reasons)
 {
     char err[256];
     mcpauth_fetch_result r;
-    ck_assert_int_eq(mcpauth_fetch("http://example.com/", NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch("http://example.com/", NULL, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "refused URL: only https (or http to a loopback host) is allowed");
-    ck_assert_int_eq(mcpauth_fetch("ftp://127.0.0.1/", NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch("ftp://127.0.0.1/", NULL, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "refused URL: only https (or http to a loopback host) is allowed");
-    ck_assert_int_eq(mcpauth_fetch("file:///etc/passwd", NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch("file:///etc/passwd", NULL, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "refused URL: only https (or http to a loopback host) is allowed");
-    ck_assert_int_eq(mcpauth_fetch("not a url", NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch("not a url", NULL, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "invalid URL");
-    ck_assert_int_eq(mcpauth_fetch("", NULL, &r, err, sizeof err), -1);
-    ck_assert_int_eq(mcpauth_fetch(NULL, NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch("", NULL, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(NULL, NULL, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "invalid URL");
-    ck_assert_int_eq(mcpauth_fetch("http://example.com/", NULL, NULL, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch("http://example.com/", NULL, NULL, err, sizeof err), -1);
     /* err is optional */
-    ck_assert_int_eq(mcpauth_fetch("http://example.com/", NULL, &r, NULL, 0), -1);
-    ck_assert_int_eq(mcpauth_fetch("http://example.com/", NULL, &r, err, 8), -1);
+    ck_assert_int_eq(mcpauth__fetch("http://example.com/", NULL, &r, NULL, 0), -1);
+    ck_assert_int_eq(mcpauth__fetch("http://example.com/", NULL, &r, err, 8), -1);
     ck_assert_str_eq(err, "refused");
     ck_assert_int_eq(nreq(), 0);
 }
@@ -654,12 +461,12 @@ START_TEST(test_loopback_forms_accepted)
     char u[64], err[256];
     mcpauth_fetch_result r;
     snprintf(u, sizeof u, "http://localhost:%d/json", srv.port);
-    ck_assert_msg(mcpauth_fetch(u, NULL, &r, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(mcpauth__fetch(u, NULL, &r, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(r.status, 200);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
     snprintf(u, sizeof u, "HTTP://LOCALHOST:%d/json", srv.port);
-    ck_assert_msg(mcpauth_fetch(u, NULL, &r, err, sizeof err) == 0, "%s", err);
-    mcpauth_fetch_result_free(&r);
+    ck_assert_msg(mcpauth__fetch(u, NULL, &r, err, sizeof err) == 0, "%s", err);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -672,10 +479,10 @@ START_TEST(test_loopback_bypasses_proxy)
     setenv("http_proxy", proxy, 1);
     setenv("ALL_PROXY", proxy, 1);
     mcpauth_fetch_result r;
-    ck_assert_msg(mcpauth_fetch(url("/json"), NULL, &r, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(mcpauth__fetch(url("/json"), NULL, &r, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(srv.target, "/json"); /* origin-form: no proxy in between */
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -687,7 +494,7 @@ START_TEST(test_https_uses_environment_proxy)
     mcpauth_fetch_opts o = {.timeout_ms = 1000, .basic_user = "cid", .basic_pass = "SECRETpw",
                             .form = "code=SECRETcode"};
     mcpauth_fetch_result r;
-    ck_assert_int_eq(mcpauth_fetch("https://as.example.com/token", &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch("https://as.example.com/token", &o, &r, err, sizeof err), -1);
     ck_assert_int_eq(nreq(), 1);
     ck_assert_str_eq(srv.method, "CONNECT");
     ck_assert_str_eq(srv.target, "as.example.com:443");
@@ -704,19 +511,19 @@ START_TEST(test_request_headers)
 {
     char err[256], v[512];
     mcpauth_fetch_result r;
-    ck_assert_int_eq(mcpauth_fetch(url("/x"), NULL, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/x"), NULL, &r, err, sizeof err), 0);
     ck_assert_str_eq(req_header("Accept", v, sizeof v), "application/json");
     ck_assert_str_eq(req_header("User-Agent", v, sizeof v), "mcpauth/" MCPAUTH_VERSION);
     ck_assert(!has_header("Accept-Encoding"));
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 
     mcpauth_fetch_opts o = {.accept = "application/jwk-set+json"};
-    ck_assert_int_eq(mcpauth_fetch(url("/x"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/x"), &o, &r, err, sizeof err), 0);
     ck_assert_str_eq(req_header("Accept", v, sizeof v), "application/jwk-set+json");
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 
     o.accept = "text/plain\r\nX-Injected: 1";
-    ck_assert_int_eq(mcpauth_fetch(url("/x"), &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/x"), &o, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "invalid Accept value");
     ck_assert_int_eq(nreq(), 2);
 }
@@ -731,13 +538,13 @@ START_TEST(test_accept_too_long)
     mcpauth_fetch_opts o = {.accept = accept};
     memset(accept, 'a', sizeof accept);
     accept[247] = '\0'; /* "Accept: " + 247 bytes: the longest line that fits */
-    ck_assert_int_eq(mcpauth_fetch(url("/x"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/x"), &o, &r, err, sizeof err), 0);
     ck_assert_str_eq(req_header("Accept", v, sizeof v), accept);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 
     accept[247] = 'a';
     accept[248] = '\0';
-    ck_assert_int_eq(mcpauth_fetch(url("/x"), &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/x"), &o, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "Accept value too long");
     ck_assert_int_eq(r.status, 0);
     ck_assert_int_eq(nreq(), 1);
@@ -750,7 +557,7 @@ START_TEST(test_post_form)
     mcpauth_fetch_opts o = {.form = form};
     mcpauth_fetch_result r;
     char err[256], v[512];
-    ck_assert_int_eq(mcpauth_fetch(url("/token"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/token"), &o, &r, err, sizeof err), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(srv.method, "POST");
     ck_assert_str_eq(srv.target, "/token");
@@ -758,7 +565,7 @@ START_TEST(test_post_form)
     ck_assert_uint_eq(srv.body_len, strlen(form));
     ck_assert(memcmp(srv.body, form, strlen(form)) == 0);
     ck_assert(!has_header("Authorization"));
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -771,14 +578,14 @@ START_TEST(test_post_large_form_no_expect)
     mcpauth_fetch_result r;
     char err[256];
     double t0 = now_ms();
-    ck_assert_int_eq(mcpauth_fetch(url("/token"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/token"), &o, &r, err, sizeof err), 0);
     /* curl 7.x sends Expect: 100-continue above some size and then waits
      * up to 1 s for the interim response; fetch.c suppresses it. */
     ck_assert_msg(now_ms() - t0 < 500, "100-continue wait?");
     ck_assert(!has_header("Expect"));
     ck_assert_uint_eq(srv.body_len, 3000);
     ck_assert(memcmp(srv.body, form, 3000) == 0);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -787,10 +594,10 @@ START_TEST(test_post_empty_form)
     mcpauth_fetch_opts o = {.form = ""};
     mcpauth_fetch_result r;
     char err[256], v[64];
-    ck_assert_int_eq(mcpauth_fetch(url("/token"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/token"), &o, &r, err, sizeof err), 0);
     ck_assert_str_eq(srv.method, "POST");
     ck_assert_str_eq(req_header("Content-Length", v, sizeof v), "0");
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -800,17 +607,17 @@ START_TEST(test_basic_auth)
                             .basic_pass = "s+cret"};
     mcpauth_fetch_result r;
     char err[256], v[512];
-    ck_assert_int_eq(mcpauth_fetch(url("/token"), &o, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/token"), &o, &r, err, sizeof err), 0);
     /* base64("client%3Aid:s%2Bcret"), RFC 6749 §2.3.1 */
     ck_assert_str_eq(req_header("Authorization", v, sizeof v), "Basic Y2xpZW50JTNBaWQ6cyUyQmNyZXQ=");
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 
     mcpauth_fetch_opts g = {.basic_user = "a b", .basic_pass = "é"};
-    ck_assert_int_eq(mcpauth_fetch(url("/x"), &g, &r, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__fetch(url("/x"), &g, &r, err, sizeof err), 0);
     ck_assert_str_eq(srv.method, "GET");
     /* base64("a+b:%C3%A9") */
     ck_assert_str_eq(req_header("Authorization", v, sizeof v), "Basic YStiOiVDMyVBOQ==");
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
 }
 END_TEST
 
@@ -822,14 +629,14 @@ START_TEST(test_err_never_leaks_secrets)
                             .basic_user = "SECRETuser", .basic_pass = "SECRETpw"};
     mcpauth_fetch_result r;
     for (size_t k = 0; k < sizeof paths / sizeof paths[0]; k++) {
-        ck_assert_int_eq(mcpauth_fetch(url(paths[k]), &o, &r, err, sizeof err), -1);
+        ck_assert_int_eq(mcpauth__fetch(url(paths[k]), &o, &r, err, sizeof err), -1);
         ck_assert_msg(!strstr(err, "SECRET"), "%s: %s", paths[k], err);
     }
     snprintf(u, sizeof u, "http://127.0.0.1:%d/token", free_port());
-    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(u, &o, &r, err, sizeof err), -1);
     ck_assert_msg(!strstr(err, "SECRET"), "%s", err);
     snprintf(u, sizeof u, "https://127.0.0.1:%d/token", srv.port);
-    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(u, &o, &r, err, sizeof err), -1);
     ck_assert_msg(!strstr(err, "SECRET"), "%s", err);
 }
 END_TEST
@@ -845,10 +652,10 @@ static void *par_fetch(void *arg)
     mcpauth_fetch_result r;
     char err[256];
     for (int k = 0; k < 5; k++) {
-        if (mcpauth_fetch(p->url, NULL, &r, err, sizeof err) == 0 && r.status == 200 &&
+        if (mcpauth__fetch(p->url, NULL, &r, err, sizeof err) == 0 && r.status == 200 &&
             r.max_age == 120 && strcmp(r.body, "{\"ok\":true}") == 0)
             p->ok++;
-        mcpauth_fetch_result_free(&r);
+        mcpauth__fetch_result_free(&r);
     }
     return NULL;
 }
@@ -960,7 +767,7 @@ static const struct {
 
 START_TEST(test_address_classes)
 {
-    const char *why = mcpauth_fetch_address_blocked(guard_cases[_i].ip);
+    const char *why = mcpauth__fetch_address_blocked(guard_cases[_i].ip);
     if (guard_cases[_i].why)
         ck_assert_msg(why && strcmp(why, guard_cases[_i].why) == 0, "%s: %s, want %s",
                       guard_cases[_i].ip, why ? why : "allowed", guard_cases[_i].why);
@@ -971,7 +778,7 @@ END_TEST
 
 START_TEST(test_address_null)
 {
-    ck_assert_str_eq(mcpauth_fetch_address_blocked(NULL), "not an IP address");
+    ck_assert_str_eq(mcpauth__fetch_address_blocked(NULL), "not an IP address");
 }
 END_TEST
 
@@ -992,26 +799,26 @@ START_TEST(test_deny_private_loopback_at_connect)
     mcpauth_fetch_result r;
     char err[256], u[96];
     double t0 = now_ms();
-    ck_assert_int_eq(mcpauth_fetch(url("/json"), &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/json"), &o, &r, err, sizeof err), -1);
     ck_assert_msg(now_ms() - t0 < 200, "took %.0f ms", now_ms() - t0);
     ck_assert_str_eq(err, "refused address 127.0.0.1 (loopback): only public addresses are allowed");
     ck_assert_ptr_null(r.body);
     ck_assert_int_eq(r.status, 0);
 
     snprintf(u, sizeof u, "http://localhost:%d/json", srv.port); /* resolved, then refused */
-    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(u, &o, &r, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "(loopback)") != NULL, "%s", err);
 
     snprintf(u, sizeof u, "https://127.0.0.1:%d/json", srv.port); /* before any TLS */
-    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(u, &o, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "refused address 127.0.0.1 (loopback): only public addresses are allowed");
     ck_assert_int_eq(nreq(), 0);
 
     /* and the same requests without the guard still work */
     o.deny_private = 0;
-    ck_assert_msg(mcpauth_fetch(url("/json"), &o, &r, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(mcpauth__fetch(url("/json"), &o, &r, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(r.status, 200);
-    mcpauth_fetch_result_free(&r);
+    mcpauth__fetch_result_free(&r);
     ck_assert_int_eq(nreq(), 1);
 }
 END_TEST
@@ -1024,7 +831,7 @@ START_TEST(test_deny_private_ignores_proxy)
     mcpauth_fetch_opts o = {.timeout_ms = 1000, .deny_private = 1};
     mcpauth_fetch_result r;
     char err[256];
-    ck_assert_int_eq(mcpauth_fetch("https://192.168.1.1/x", &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch("https://192.168.1.1/x", &o, &r, err, sizeof err), -1);
     ck_assert_str_eq(err,
                      "refused address 192.168.1.1 (private network): only public addresses are allowed");
     ck_assert_int_eq(nreq(), 0);
@@ -1056,19 +863,19 @@ static const struct {
 START_TEST(test_deny_private_literals)
 {
     /* Belt and braces: never let a broken classifier reach the network. */
-    ck_assert_ptr_nonnull(mcpauth_fetch_address_blocked(private_urls[_i].addr));
-    ck_assert_ptr_nonnull(mcpauth_fetch_address_blocked("10.0.0.1"));
+    ck_assert_ptr_nonnull(mcpauth__fetch_address_blocked(private_urls[_i].addr));
+    ck_assert_ptr_nonnull(mcpauth__fetch_address_blocked("10.0.0.1"));
     proxies_to_test_server();
     mcpauth_fetch_opts o = {.timeout_ms = 300, .deny_private = 1};
     mcpauth_fetch_result r;
     char err[256], want[128];
     double t0 = now_ms();
-    ck_assert_int_eq(mcpauth_fetch(private_urls[_i].url, &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(private_urls[_i].url, &o, &r, err, sizeof err), -1);
     double dt = now_ms() - t0;
     ck_assert_msg(dt < 150, "%s took %.0f ms", private_urls[_i].url, dt);
     snprintf(want, sizeof want, "refused address %s (", private_urls[_i].addr);
     ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "%s: %s", private_urls[_i].url, err);
-    ck_assert_msg(strstr(err, mcpauth_fetch_address_blocked(private_urls[_i].addr)) != NULL,
+    ck_assert_msg(strstr(err, mcpauth__fetch_address_blocked(private_urls[_i].addr)) != NULL,
                   "%s: %s", private_urls[_i].url, err);
     ck_assert_ptr_null(r.body);
     ck_assert_int_eq(r.status, 0);
@@ -1081,19 +888,19 @@ START_TEST(test_https_only)
     mcpauth_fetch_opts o = {.https_only = 1};
     mcpauth_fetch_result r;
     char err[256], u[96];
-    ck_assert_int_eq(mcpauth_fetch(url("/json"), &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(url("/json"), &o, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "refused URL: only https is allowed");
     snprintf(u, sizeof u, "HTTP://LOCALHOST:%d/json", srv.port);
-    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(u, &o, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "refused URL: only https is allowed");
-    ck_assert_int_eq(mcpauth_fetch("ftp://example.com/", &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch("ftp://example.com/", &o, &r, err, sizeof err), -1);
     ck_assert_str_eq(err, "refused URL: only https is allowed");
     ck_assert_int_eq(nreq(), 0);
     ck_assert_ptr_null(r.body);
     /* https itself passes the URL check (and then fails TLS on this port) */
     o.timeout_ms = 1000;
     snprintf(u, sizeof u, "https://127.0.0.1:%d/json", srv.port);
-    ck_assert_int_eq(mcpauth_fetch(u, &o, &r, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__fetch(u, &o, &r, err, sizeof err), -1);
     ck_assert_str_ne(err, "refused URL: only https is allowed");
 }
 END_TEST
@@ -1113,7 +920,7 @@ START_TEST(test_deny_private_concurrent)
     mcpauth_fetch_result r;
     char err[256];
     for (int k = 0; k < 20; k++) {
-        ck_assert_int_eq(mcpauth_fetch("https://10.1.2.3/x", &o, &r, err, sizeof err), -1);
+        ck_assert_int_eq(mcpauth__fetch("https://10.1.2.3/x", &o, &r, err, sizeof err), -1);
         ck_assert_str_eq(err,
                          "refused address 10.1.2.3 (private network): only public addresses are allowed");
     }
@@ -1142,12 +949,12 @@ static const struct {
 START_TEST(test_form_encode)
 {
     for (size_t k = 0; k < sizeof form_cases / sizeof form_cases[0]; k++) {
-        char *e = mcpauth_form_encode(form_cases[k].in);
+        char *e = mcpauth__form_encode(form_cases[k].in);
         ck_assert_ptr_nonnull(e);
         ck_assert_str_eq(e, form_cases[k].out);
         free(e);
     }
-    ck_assert_ptr_null(mcpauth_form_encode(NULL));
+    ck_assert_ptr_null(mcpauth__form_encode(NULL));
 }
 END_TEST
 

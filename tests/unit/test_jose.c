@@ -22,6 +22,8 @@
 
 #include <mcpauth/util.h>
 
+#include "encode.h"
+
 #include "jose.h"
 #include "suites.h"
 
@@ -73,7 +75,7 @@ static char *fmt(const char *f, ...)
 
 static void b64(const unsigned char *in, size_t len, char *out, size_t outlen)
 {
-    ck_assert_int_ge(mcpauth_b64url_encode(in, len, out, outlen), 0);
+    ck_assert_int_ge(mcpauth__b64url_encode(in, len, out, outlen), 0);
 }
 
 static size_t bn_param_bytes(EVP_PKEY *k, const char *param, int pad, unsigned char *out,
@@ -168,7 +170,7 @@ static char *jwks_doc(char *first, ...)
 static mcpauth_jwks *parse_ok(const char *json)
 {
     char err[256] = "unset";
-    mcpauth_jwks *set = mcpauth_jwks_parse(json, strlen(json), err, sizeof err);
+    mcpauth_jwks *set = mcpauth__jwks_parse(json, strlen(json), err, sizeof err);
     ck_assert_msg(set != NULL, "parse failed: %s", err);
     ck_assert_str_eq(err, "");
     return set;
@@ -178,11 +180,11 @@ static mcpauth_jwks *parse_ok(const char *json)
 static void parse_fails(char *json, const char *prefix)
 {
     char err[256] = "";
-    mcpauth_jwks *set = mcpauth_jwks_parse(json, strlen(json), err, sizeof err);
+    mcpauth_jwks *set = mcpauth__jwks_parse(json, strlen(json), err, sizeof err);
     ck_assert_msg(set == NULL, "accepted: %.200s", json);
     ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "error \"%s\", wanted \"%s...\"", err,
                   prefix);
-    mcpauth_jwks_unref(set);
+    mcpauth__jwks_unref(set);
     free(json);
 }
 
@@ -192,13 +194,13 @@ static const mcpauth_jwk *one_key(mcpauth_jwks **set, EVP_PKEY *k, const char *e
     char *doc = jwks_doc(jwk(k, extra), NULL);
     *set = parse_ok(doc);
     free(doc);
-    ck_assert_uint_eq(mcpauth_jwks_count(*set), 1);
-    return mcpauth_jwks_key(*set, 0);
+    ck_assert_uint_eq(mcpauth__jwks_count(*set), 1);
+    return mcpauth__jwks_key(*set, 0);
 }
 
 static const EVP_MD *md_of(mcpauth_alg alg)
 {
-    const char *n = mcpauth_alg_name(alg);
+    const char *n = mcpauth__alg_name(alg);
     return strcmp(n + 2, "256") == 0 ? EVP_sha256() : strcmp(n + 2, "384") == 0 ? EVP_sha384()
                                                                                : EVP_sha512();
 }
@@ -213,7 +215,7 @@ static size_t sign(EVP_PKEY *k, mcpauth_alg alg, const char *in, size_t inlen,
     size_t len = sizeof der;
     ck_assert(ctx);
     ck_assert_int_eq(EVP_DigestSignInit(ctx, &pctx, md_of(alg), NULL, k), 1);
-    if (mcpauth_alg_name(alg)[0] == 'P') {
+    if (mcpauth__alg_name(alg)[0] == 'P') {
         ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 0);
         ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST), 0);
         ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md_of(alg)), 0);
@@ -261,19 +263,19 @@ START_TEST(alg_names)
                                         "PS512", "ES256", "ES384", "ES512"};
     ck_assert_int_eq(MCPAUTH_ALG_COUNT, 10);
     for (int i = 0; i < 9; i++) {
-        mcpauth_alg a = mcpauth_alg_from_name(names[i]);
+        mcpauth_alg a = mcpauth__alg_from_name(names[i]);
         ck_assert_int_eq(a, MCPAUTH_ALG_RS256 + i);
-        ck_assert_str_eq(mcpauth_alg_name(a), names[i]);
+        ck_assert_str_eq(mcpauth__alg_name(a), names[i]);
     }
     static const char *const refused[] = {"none", "None", "NONE", "HS256", "HS384", "HS512",
                                           "rs256", "Rs256", "RS256 ", " RS256", "RS25",
                                           "RS2560", "EdDSA", "ES256K", "RSA-OAEP", ""};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
-        ck_assert_msg(mcpauth_alg_from_name(refused[i]) == MCPAUTH_ALG_UNKNOWN, "%s", refused[i]);
-    ck_assert_int_eq(mcpauth_alg_from_name(NULL), MCPAUTH_ALG_UNKNOWN);
-    ck_assert_ptr_null(mcpauth_alg_name(MCPAUTH_ALG_UNKNOWN));
-    ck_assert_ptr_null(mcpauth_alg_name(MCPAUTH_ALG_COUNT));
-    ck_assert_ptr_null(mcpauth_alg_name((mcpauth_alg)-1));
+        ck_assert_msg(mcpauth__alg_from_name(refused[i]) == MCPAUTH_ALG_UNKNOWN, "%s", refused[i]);
+    ck_assert_int_eq(mcpauth__alg_from_name(NULL), MCPAUTH_ALG_UNKNOWN);
+    ck_assert_ptr_null(mcpauth__alg_name(MCPAUTH_ALG_UNKNOWN));
+    ck_assert_ptr_null(mcpauth__alg_name(MCPAUTH_ALG_COUNT));
+    ck_assert_ptr_null(mcpauth__alg_name((mcpauth_alg)-1));
 }
 END_TEST
 
@@ -286,12 +288,12 @@ START_TEST(verify_every_alg)
         const mcpauth_jwk *k = one_key(&set, *cases[i].key, NULL);
         unsigned char sig[1024];
         size_t n = sign(*cases[i].key, cases[i].alg, INPUT, strlen(INPUT), sig, sizeof sig, 1);
-        ck_assert_msg(mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), sig, n) == 1,
-                      "%s", mcpauth_alg_name(cases[i].alg));
+        ck_assert_msg(mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), sig, n) == 1,
+                      "%s", mcpauth__alg_name(cases[i].alg));
         /* Empty input is legal; NULL with length 0 means empty. */
         n = sign(*cases[i].key, cases[i].alg, "", 0, sig, sizeof sig, 1);
-        ck_assert_int_eq(mcpauth_jws_verify(k, cases[i].alg, NULL, 0, sig, n), 1);
-        mcpauth_jwks_unref(set);
+        ck_assert_int_eq(mcpauth__jws_verify(k, cases[i].alg, NULL, 0, sig, n), 1);
+        mcpauth__jwks_unref(set);
     }
 }
 END_TEST
@@ -303,9 +305,9 @@ START_TEST(verify_wrong_key)
         const mcpauth_jwk *k = one_key(&set, *cases[i].other, NULL);
         unsigned char sig[1024];
         size_t n = sign(*cases[i].key, cases[i].alg, INPUT, strlen(INPUT), sig, sizeof sig, 1);
-        ck_assert_msg(mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), sig, n) == 0,
-                      "%s", mcpauth_alg_name(cases[i].alg));
-        mcpauth_jwks_unref(set);
+        ck_assert_msg(mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), sig, n) == 0,
+                      "%s", mcpauth__alg_name(cases[i].alg));
+        mcpauth__jwks_unref(set);
     }
 }
 END_TEST
@@ -313,7 +315,7 @@ END_TEST
 START_TEST(verify_tampered)
 {
     for (size_t i = 0; i < NCASES; i++) {
-        const char *name = mcpauth_alg_name(cases[i].alg);
+        const char *name = mcpauth__alg_name(cases[i].alg);
         mcpauth_jwks *set;
         const mcpauth_jwk *k = one_key(&set, *cases[i].key, NULL);
         unsigned char sig[1024], bad[1026];
@@ -322,36 +324,36 @@ START_TEST(verify_tampered)
         memcpy(in, INPUT, sizeof INPUT);
 
         in[5] ^= 0x01;
-        ck_assert_msg(!mcpauth_jws_verify(k, cases[i].alg, in, strlen(in), sig, n), "%s", name);
-        ck_assert_msg(!mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT) - 1, sig, n),
+        ck_assert_msg(!mcpauth__jws_verify(k, cases[i].alg, in, strlen(in), sig, n), "%s", name);
+        ck_assert_msg(!mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT) - 1, sig, n),
                       "%s: truncated input", name);
         /* A flipped bit at the start, middle and end of the signature. */
         size_t at[] = {0, n / 2, n - 1};
         for (size_t j = 0; j < 3; j++) {
             memcpy(bad, sig, n);
             bad[at[j]] ^= 0x01;
-            ck_assert_msg(!mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), bad, n),
+            ck_assert_msg(!mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), bad, n),
                           "%s: bit %zu", name, at[j]);
         }
         /* Wrong lengths: one short, one long, a zero byte in front, empty. */
-        ck_assert(!mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), sig, n - 1));
+        ck_assert(!mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), sig, n - 1));
         memcpy(bad, sig, n);
         bad[n] = 0;
-        ck_assert(!mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), bad, n + 1));
+        ck_assert(!mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), bad, n + 1));
         bad[0] = 0;
         memcpy(bad + 1, sig, n);
-        ck_assert(!mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), bad, n + 1));
-        ck_assert(!mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), sig, 0));
-        ck_assert(!mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), NULL, n));
-        ck_assert(!mcpauth_jws_verify(k, cases[i].alg, NULL, 5, sig, n));
+        ck_assert(!mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), bad, n + 1));
+        ck_assert(!mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), sig, 0));
+        ck_assert(!mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), NULL, n));
+        ck_assert(!mcpauth__jws_verify(k, cases[i].alg, NULL, 5, sig, n));
         /* All zeros and all ones are never valid. */
         memset(bad, 0, n);
-        ck_assert(!mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), bad, n));
+        ck_assert(!mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), bad, n));
         memset(bad, 0xff, n);
-        ck_assert(!mcpauth_jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), bad, n));
+        ck_assert(!mcpauth__jws_verify(k, cases[i].alg, INPUT, strlen(INPUT), bad, n));
         /* OpenSSL's failures do not linger on this thread's error queue. */
         ck_assert_uint_eq(ERR_peek_error(), 0);
-        mcpauth_jwks_unref(set);
+        mcpauth__jwks_unref(set);
     }
 }
 END_TEST
@@ -370,17 +372,17 @@ START_TEST(verify_es_raw_only)
         unsigned char raw[256], der[256], longer[256];
         size_t n = sign(*es[i].key, es[i].alg, INPUT, strlen(INPUT), raw, sizeof raw, 1);
         ck_assert_uint_eq(n, es[i].len);
-        ck_assert_int_eq(mcpauth_jws_verify(k, es[i].alg, INPUT, strlen(INPUT), raw, n), 1);
+        ck_assert_int_eq(mcpauth__jws_verify(k, es[i].alg, INPUT, strlen(INPUT), raw, n), 1);
         /* The DER form OpenSSL itself produces is not a JWS signature. */
         size_t d = sign(*es[i].key, es[i].alg, INPUT, strlen(INPUT), der, sizeof der, 0);
-        ck_assert_int_eq(mcpauth_jws_verify(k, es[i].alg, INPUT, strlen(INPUT), der, d), 0);
+        ck_assert_int_eq(mcpauth__jws_verify(k, es[i].alg, INPUT, strlen(INPUT), der, d), 0);
         /* The right R||S, but at another curve's length. */
         memset(longer, 0, sizeof longer);
         memcpy(longer + 1, raw, n / 2);
         memcpy(longer + 1 + n / 2 + 1, raw + n / 2, n / 2);
-        ck_assert_int_eq(mcpauth_jws_verify(k, es[i].alg, INPUT, strlen(INPUT), longer, n + 2), 0);
-        ck_assert_int_eq(mcpauth_jws_verify(k, es[i].alg, INPUT, strlen(INPUT), raw + 1, n - 1), 0);
-        mcpauth_jwks_unref(set);
+        ck_assert_int_eq(mcpauth__jws_verify(k, es[i].alg, INPUT, strlen(INPUT), longer, n + 2), 0);
+        ck_assert_int_eq(mcpauth__jws_verify(k, es[i].alg, INPUT, strlen(INPUT), raw + 1, n - 1), 0);
+        mcpauth__jwks_unref(set);
     }
 }
 END_TEST
@@ -406,10 +408,10 @@ START_TEST(verify_rsa_exact_length)
         }
         ck_assert_uint_eq(n, 256);
         ck_assert_int_eq(sig[0], 0);
-        ck_assert_int_eq(mcpauth_jws_verify(k, rsa_algs[a], in, strlen(in), sig, n), 1);
-        ck_assert_int_eq(mcpauth_jws_verify(k, rsa_algs[a], in, strlen(in), sig + 1, n - 1), 0);
+        ck_assert_int_eq(mcpauth__jws_verify(k, rsa_algs[a], in, strlen(in), sig, n), 1);
+        ck_assert_int_eq(mcpauth__jws_verify(k, rsa_algs[a], in, strlen(in), sig + 1, n - 1), 0);
     }
-    mcpauth_jwks_unref(set);
+    mcpauth__jwks_unref(set);
 }
 END_TEST
 
@@ -421,19 +423,19 @@ START_TEST(verify_cross_padding)
     const mcpauth_jwk *k = one_key(&set, rsa_a, NULL);
     unsigned char sig[512];
     size_t n = sign(rsa_a, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, sizeof sig, 1);
-    ck_assert_int_eq(mcpauth_jws_verify(k, MCPAUTH_ALG_PS256, INPUT, strlen(INPUT), sig, n), 0);
-    ck_assert_int_eq(mcpauth_jws_verify(k, MCPAUTH_ALG_RS384, INPUT, strlen(INPUT), sig, n), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(k, MCPAUTH_ALG_PS256, INPUT, strlen(INPUT), sig, n), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(k, MCPAUTH_ALG_RS384, INPUT, strlen(INPUT), sig, n), 0);
     n = sign(rsa_a, MCPAUTH_ALG_PS256, INPUT, strlen(INPUT), sig, sizeof sig, 1);
-    ck_assert_int_eq(mcpauth_jws_verify(k, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 0);
-    ck_assert_int_eq(mcpauth_jws_verify(k, MCPAUTH_ALG_PS512, INPUT, strlen(INPUT), sig, n), 0);
-    mcpauth_jwks_unref(set);
+    ck_assert_int_eq(mcpauth__jws_verify(k, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(k, MCPAUTH_ALG_PS512, INPUT, strlen(INPUT), sig, n), 0);
+    mcpauth__jwks_unref(set);
 
     /* ES384 signature presented as ES256 against the P-384 key. */
     k = one_key(&set, ec384, NULL);
     n = sign(ec384, MCPAUTH_ALG_ES384, INPUT, strlen(INPUT), sig, sizeof sig, 1);
-    ck_assert_int_eq(mcpauth_jws_verify(k, MCPAUTH_ALG_ES384, INPUT, strlen(INPUT), sig, n), 1);
-    ck_assert_int_eq(mcpauth_jws_verify(k, MCPAUTH_ALG_ES256, INPUT, strlen(INPUT), sig, 64), 0);
-    mcpauth_jwks_unref(set);
+    ck_assert_int_eq(mcpauth__jws_verify(k, MCPAUTH_ALG_ES384, INPUT, strlen(INPUT), sig, n), 1);
+    ck_assert_int_eq(mcpauth__jws_verify(k, MCPAUTH_ALG_ES256, INPUT, strlen(INPUT), sig, 64), 0);
+    mcpauth__jwks_unref(set);
 }
 END_TEST
 
@@ -452,8 +454,8 @@ START_TEST(verify_pss_salt_length)
     ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 20), 0);
     ck_assert_int_eq(EVP_DigestSign(ctx, sig, &len, (const unsigned char *)INPUT, strlen(INPUT)), 1);
     EVP_MD_CTX_free(ctx);
-    ck_assert_int_eq(mcpauth_jws_verify(k, MCPAUTH_ALG_PS256, INPUT, strlen(INPUT), sig, len), 0);
-    mcpauth_jwks_unref(set);
+    ck_assert_int_eq(mcpauth__jws_verify(k, MCPAUTH_ALG_PS256, INPUT, strlen(INPUT), sig, len), 0);
+    mcpauth__jwks_unref(set);
 }
 END_TEST
 
@@ -467,47 +469,47 @@ START_TEST(fits_and_mismatch)
     const mcpauth_jwk *p521 = one_key(&e521, ec521, NULL);
 
     for (int a = MCPAUTH_ALG_RS256; a <= MCPAUTH_ALG_PS512; a++) {
-        ck_assert(mcpauth_jwk_fits(r, (mcpauth_alg)a));
-        ck_assert(!mcpauth_jwk_fits(p256, (mcpauth_alg)a));
+        ck_assert(mcpauth__jwk_fits(r, (mcpauth_alg)a));
+        ck_assert(!mcpauth__jwk_fits(p256, (mcpauth_alg)a));
     }
-    ck_assert(!mcpauth_jwk_fits(r, MCPAUTH_ALG_ES256));
-    ck_assert(mcpauth_jwk_fits(p256, MCPAUTH_ALG_ES256));
-    ck_assert(!mcpauth_jwk_fits(p256, MCPAUTH_ALG_ES384));
-    ck_assert(!mcpauth_jwk_fits(p384, MCPAUTH_ALG_ES256));
-    ck_assert(mcpauth_jwk_fits(p384, MCPAUTH_ALG_ES384));
-    ck_assert(!mcpauth_jwk_fits(p384, MCPAUTH_ALG_ES512));
-    ck_assert(mcpauth_jwk_fits(p521, MCPAUTH_ALG_ES512));
-    ck_assert(!mcpauth_jwk_fits(p521, MCPAUTH_ALG_ES256));
+    ck_assert(!mcpauth__jwk_fits(r, MCPAUTH_ALG_ES256));
+    ck_assert(mcpauth__jwk_fits(p256, MCPAUTH_ALG_ES256));
+    ck_assert(!mcpauth__jwk_fits(p256, MCPAUTH_ALG_ES384));
+    ck_assert(!mcpauth__jwk_fits(p384, MCPAUTH_ALG_ES256));
+    ck_assert(mcpauth__jwk_fits(p384, MCPAUTH_ALG_ES384));
+    ck_assert(!mcpauth__jwk_fits(p384, MCPAUTH_ALG_ES512));
+    ck_assert(mcpauth__jwk_fits(p521, MCPAUTH_ALG_ES512));
+    ck_assert(!mcpauth__jwk_fits(p521, MCPAUTH_ALG_ES256));
     /* The JWK's own "alg" binds it. */
     ck_assert_int_eq(r384->alg, MCPAUTH_ALG_RS384);
-    ck_assert(mcpauth_jwk_fits(r384, MCPAUTH_ALG_RS384));
-    ck_assert(!mcpauth_jwk_fits(r384, MCPAUTH_ALG_RS256));
-    ck_assert(!mcpauth_jwk_fits(r384, MCPAUTH_ALG_PS384));
+    ck_assert(mcpauth__jwk_fits(r384, MCPAUTH_ALG_RS384));
+    ck_assert(!mcpauth__jwk_fits(r384, MCPAUTH_ALG_RS256));
+    ck_assert(!mcpauth__jwk_fits(r384, MCPAUTH_ALG_PS384));
     for (int a = MCPAUTH_ALG_UNKNOWN; a <= MCPAUTH_ALG_COUNT; a += MCPAUTH_ALG_COUNT)
-        ck_assert(!mcpauth_jwk_fits(r, (mcpauth_alg)a));
-    ck_assert(!mcpauth_jwk_fits(r, (mcpauth_alg)-1));
-    ck_assert(!mcpauth_jwk_fits(NULL, MCPAUTH_ALG_RS256));
+        ck_assert(!mcpauth__jwk_fits(r, (mcpauth_alg)a));
+    ck_assert(!mcpauth__jwk_fits(r, (mcpauth_alg)-1));
+    ck_assert(!mcpauth__jwk_fits(NULL, MCPAUTH_ALG_RS256));
 
     /* verify refuses what does not fit, even with an otherwise valid
      * signature. */
     unsigned char sig[512];
     size_t n = sign(rsa_a, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, sizeof sig, 1);
-    ck_assert_int_eq(mcpauth_jws_verify(r, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 1);
-    ck_assert_int_eq(mcpauth_jws_verify(r384, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 0);
-    ck_assert_int_eq(mcpauth_jws_verify(p256, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 0);
-    ck_assert_int_eq(mcpauth_jws_verify(NULL, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 0);
-    ck_assert_int_eq(mcpauth_jws_verify(r, MCPAUTH_ALG_UNKNOWN, INPUT, strlen(INPUT), sig, n), 0);
-    ck_assert_int_eq(mcpauth_jws_verify(r, MCPAUTH_ALG_COUNT, INPUT, strlen(INPUT), sig, n), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(r, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 1);
+    ck_assert_int_eq(mcpauth__jws_verify(r384, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(p256, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(NULL, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(r, MCPAUTH_ALG_UNKNOWN, INPUT, strlen(INPUT), sig, n), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(r, MCPAUTH_ALG_COUNT, INPUT, strlen(INPUT), sig, n), 0);
     n = sign(ec256, MCPAUTH_ALG_ES256, INPUT, strlen(INPUT), sig, sizeof sig, 1);
-    ck_assert_int_eq(mcpauth_jws_verify(r, MCPAUTH_ALG_ES256, INPUT, strlen(INPUT), sig, n), 0);
-    ck_assert_int_eq(mcpauth_jws_verify(p384, MCPAUTH_ALG_ES256, INPUT, strlen(INPUT), sig, n), 0);
-    ck_assert_int_eq(mcpauth_jws_verify(p256, MCPAUTH_ALG_ES256, INPUT, strlen(INPUT), sig, n), 1);
+    ck_assert_int_eq(mcpauth__jws_verify(r, MCPAUTH_ALG_ES256, INPUT, strlen(INPUT), sig, n), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(p384, MCPAUTH_ALG_ES256, INPUT, strlen(INPUT), sig, n), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(p256, MCPAUTH_ALG_ES256, INPUT, strlen(INPUT), sig, n), 1);
 
-    mcpauth_jwks_unref(rs);
-    mcpauth_jwks_unref(rs384);
-    mcpauth_jwks_unref(e256);
-    mcpauth_jwks_unref(e384);
-    mcpauth_jwks_unref(e521);
+    mcpauth__jwks_unref(rs);
+    mcpauth__jwks_unref(rs384);
+    mcpauth__jwks_unref(e256);
+    mcpauth__jwks_unref(e384);
+    mcpauth__jwks_unref(e521);
 }
 END_TEST
 
@@ -522,8 +524,8 @@ START_TEST(jwks_mixed)
                          jwk(ec521, "\"kid\":\"e3\",\"d\":\"AAAA\",\"x5c\":[\"MIIB\"]"), NULL);
     mcpauth_jwks *set = parse_ok(doc);
     free(doc);
-    ck_assert_uint_eq(mcpauth_jwks_count(set), 4);
-    const mcpauth_jwk *k = mcpauth_jwks_key(set, 0);
+    ck_assert_uint_eq(mcpauth__jwks_count(set), 4);
+    const mcpauth_jwk *k = mcpauth__jwks_key(set, 0);
     ck_assert_int_eq(k->kty, MCPAUTH_KTY_RSA);
     ck_assert_str_eq(k->kid, "r");
     ck_assert_int_eq(k->alg, MCPAUTH_ALG_RS256);
@@ -533,26 +535,26 @@ START_TEST(jwks_mixed)
     static const int nids[] = {NID_X9_62_prime256v1, NID_secp384r1, NID_secp521r1};
     EVP_PKEY *src[] = {ec256, ec384, ec521};
     for (size_t i = 1; i < 4; i++) {
-        k = mcpauth_jwks_key(set, i);
+        k = mcpauth__jwks_key(set, i);
         ck_assert_int_eq(k->kty, MCPAUTH_KTY_EC);
         ck_assert_int_eq(k->curve_nid, nids[i - 1]);
         ck_assert_int_eq(k->alg, MCPAUTH_ALG_UNKNOWN);
         ck_assert_int_eq(EVP_PKEY_eq(k->pkey, src[i - 1]), 1);
     }
     BIGNUM *d = NULL;
-    ck_assert_int_eq(EVP_PKEY_get_bn_param(mcpauth_jwks_key(set, 3)->pkey,
+    ck_assert_int_eq(EVP_PKEY_get_bn_param(mcpauth__jwks_key(set, 3)->pkey,
                                            OSSL_PKEY_PARAM_PRIV_KEY, &d), 0);
     BN_free(d);
-    ck_assert_ptr_null(mcpauth_jwks_key(set, 4));
-    mcpauth_jwks_unref(set);
+    ck_assert_ptr_null(mcpauth__jwks_key(set, 4));
+    mcpauth__jwks_unref(set);
 
     /* An empty set is a valid JWKS. */
     set = parse_ok("{\"keys\":[]}");
-    ck_assert_uint_eq(mcpauth_jwks_count(set), 0);
-    ck_assert_ptr_null(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_RS256));
-    mcpauth_jwks_unref(set);
-    ck_assert_uint_eq(mcpauth_jwks_count(NULL), 0);
-    ck_assert_ptr_null(mcpauth_jwks_key(NULL, 0));
+    ck_assert_uint_eq(mcpauth__jwks_count(set), 0);
+    ck_assert_ptr_null(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_RS256));
+    mcpauth__jwks_unref(set);
+    ck_assert_uint_eq(mcpauth__jwks_count(NULL), 0);
+    ck_assert_ptr_null(mcpauth__jwks_key(NULL, 0));
 }
 END_TEST
 
@@ -576,9 +578,9 @@ START_TEST(jwks_skipped)
         jwk(rsa_a, "\"kid\":\"good\",\"use\":\"sig\",\"key_ops\":[\"sign\",\"verify\"]"), NULL);
     mcpauth_jwks *set = parse_ok(doc);
     free(doc);
-    ck_assert_uint_eq(mcpauth_jwks_count(set), 1);
-    ck_assert_str_eq(mcpauth_jwks_key(set, 0)->kid, "good");
-    mcpauth_jwks_unref(set);
+    ck_assert_uint_eq(mcpauth__jwks_count(set), 1);
+    ck_assert_str_eq(mcpauth__jwks_key(set, 0)->kid, "good");
+    mcpauth__jwks_unref(set);
 }
 END_TEST
 
@@ -600,19 +602,19 @@ START_TEST(jwks_malformed_documents)
     parse_fails(fmt("{\"Keys\":[]}"), "JWKS has no \"keys\" array");
     parse_fails(fmt("%s", ""), "JWKS is empty");
 
-    ck_assert_ptr_null(mcpauth_jwks_parse(NULL, 10, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__jwks_parse(NULL, 10, err, sizeof err));
     ck_assert_str_eq(err, "JWKS is empty");
     /* The length is what counts: a NUL inside must not end the document. */
     static const char nul[] = "{\"keys\":[]}\0{\"x\":1}";
-    ck_assert_ptr_null(mcpauth_jwks_parse(nul, sizeof nul - 1, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__jwks_parse(nul, sizeof nul - 1, err, sizeof err));
     ck_assert_str_eq(err, "JWKS is not valid JSON: contains a NUL byte");
     /* Not NUL-terminated: only len bytes are read (ASan checks this). */
     char *exact = malloc(11);
     memcpy(exact, "{\"keys\":[]}", 11);
-    mcpauth_jwks *set = mcpauth_jwks_parse(exact, 11, err, sizeof err);
+    mcpauth_jwks *set = mcpauth__jwks_parse(exact, 11, err, sizeof err);
     ck_assert_ptr_nonnull(set);
-    mcpauth_jwks_unref(set);
-    ck_assert_ptr_null(mcpauth_jwks_parse(exact, 10, err, sizeof err));
+    mcpauth__jwks_unref(set);
+    ck_assert_ptr_null(mcpauth__jwks_parse(exact, 10, err, sizeof err));
     free(exact);
 
     /* Over 1 MiB, even if valid. */
@@ -620,11 +622,11 @@ START_TEST(jwks_malformed_documents)
     char *huge = malloc(big);
     memset(huge, ' ', big);
     memcpy(huge, "{\"keys\":[]}", 11);
-    ck_assert_ptr_null(mcpauth_jwks_parse(huge, big, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__jwks_parse(huge, big, err, sizeof err));
     ck_assert_str_eq(err, "JWKS is larger than 1048576 bytes");
-    set = mcpauth_jwks_parse(huge, big - 1, err, sizeof err);
+    set = mcpauth__jwks_parse(huge, big - 1, err, sizeof err);
     ck_assert_ptr_nonnull(set);
-    mcpauth_jwks_unref(set);
+    mcpauth__jwks_unref(set);
     free(huge);
 
     /* 100 keys are fine (all skipped here), 101 are refused. */
@@ -636,8 +638,8 @@ START_TEST(jwks_malformed_documents)
         if (i == 99) {
             char *ok = fmt("%s]}", doc);
             set = parse_ok(ok);
-            ck_assert_uint_eq(mcpauth_jwks_count(set), 0);
-            mcpauth_jwks_unref(set);
+            ck_assert_uint_eq(mcpauth__jwks_count(set), 0);
+            mcpauth__jwks_unref(set);
             free(ok);
         }
     }
@@ -646,9 +648,9 @@ START_TEST(jwks_malformed_documents)
     parse_fails(over, "JWKS has 101 keys, more than 100");
 
     /* err may be absent or short. */
-    ck_assert_ptr_null(mcpauth_jwks_parse("[]", 2, NULL, 0));
-    ck_assert_ptr_null(mcpauth_jwks_parse("[]", 2, err, 0));
-    ck_assert_ptr_null(mcpauth_jwks_parse("[]", 2, err, 5));
+    ck_assert_ptr_null(mcpauth__jwks_parse("[]", 2, NULL, 0));
+    ck_assert_ptr_null(mcpauth__jwks_parse("[]", 2, err, 0));
+    ck_assert_ptr_null(mcpauth__jwks_parse("[]", 2, err, 5));
     ck_assert_str_eq(err, "JWKS");
 }
 END_TEST
@@ -683,8 +685,8 @@ START_TEST(jwks_malformed_keys)
     m = fmt("\"kid\":\"%s\"", kid);
     char *doc = jwks_doc(jwk(rsa_a, m), NULL);
     mcpauth_jwks *set = parse_ok(doc);
-    ck_assert_str_eq(mcpauth_jwks_key(set, 0)->kid, kid);
-    mcpauth_jwks_unref(set);
+    ck_assert_str_eq(mcpauth__jwks_key(set, 0)->kid, kid);
+    mcpauth__jwks_unref(set);
     free(doc);
     free(m);
 
@@ -709,16 +711,16 @@ START_TEST(jwks_malformed_keys)
     raw[0] = 0;
     doc = rsa_jwk_doc(raw, nlen + 1, "AQAB");
     set = parse_ok(doc);
-    ck_assert_int_eq(EVP_PKEY_eq(mcpauth_jwks_key(set, 0)->pkey, rsa_a), 1);
-    mcpauth_jwks_unref(set);
+    ck_assert_int_eq(EVP_PKEY_eq(mcpauth__jwks_key(set, 0)->pkey, rsa_a), 1);
+    mcpauth__jwks_unref(set);
     free(doc);
     /* Up to OpenSSL's 16384-bit limit "n" is decoded, then skipped as too
      * large (rsa_too_large); beyond it, it is garbage. */
     memset(raw, 0xff, 2049);
     doc = rsa_jwk_doc(raw, 2049, "AQAB");
     set = parse_ok(doc);
-    ck_assert_uint_eq(mcpauth_jwks_count(set), 0);
-    mcpauth_jwks_unref(set);
+    ck_assert_uint_eq(mcpauth__jwks_count(set), 0);
+    mcpauth__jwks_unref(set);
     free(doc);
     char *longn = calloc(1, 4000);
     memset(longn, 'A', 3999);
@@ -763,7 +765,7 @@ START_TEST(jwks_malformed_keys)
 }
 END_TEST
 
-/* Runs mcpauth_jwks_parse with stderr captured into log (cap bytes). */
+/* Runs mcpauth__jwks_parse with stderr captured into log (cap bytes). */
 static mcpauth_jwks *parse_logged(const char *json, char *err, size_t errlen, char *log, size_t cap)
 {
     FILE *tmp = tmpfile();
@@ -771,7 +773,7 @@ static mcpauth_jwks *parse_logged(const char *json, char *err, size_t errlen, ch
     int saved = dup(2);
     ck_assert_int_ge(saved, 0);
     ck_assert_int_ge(dup2(fileno(tmp), 2), 0);
-    mcpauth_jwks *set = mcpauth_jwks_parse(json, strlen(json), err, errlen);
+    mcpauth_jwks *set = mcpauth__jwks_parse(json, strlen(json), err, errlen);
     ck_assert_int_ge(dup2(saved, 2), 0);
     close(saved);
     rewind(tmp);
@@ -806,11 +808,11 @@ START_TEST(rsa_too_large)
     char *doc = jwks_doc(rsa_bits_jwk(MCPAUTH_RSA_MAX_BITS, "max"), NULL);
     mcpauth_jwks *set = parse_logged(doc, err, sizeof err, log, sizeof log);
     ck_assert_msg(set != NULL, "%s", err);
-    ck_assert_uint_eq(mcpauth_jwks_count(set), 1);
-    ck_assert_str_eq(mcpauth_jwks_key(set, 0)->kid, "max");
-    ck_assert_int_eq(EVP_PKEY_get_bits(mcpauth_jwks_key(set, 0)->pkey), MCPAUTH_RSA_MAX_BITS);
+    ck_assert_uint_eq(mcpauth__jwks_count(set), 1);
+    ck_assert_str_eq(mcpauth__jwks_key(set, 0)->kid, "max");
+    ck_assert_int_eq(EVP_PKEY_get_bits(mcpauth__jwks_key(set, 0)->pkey), MCPAUTH_RSA_MAX_BITS);
     ck_assert_str_eq(log, "");
-    mcpauth_jwks_unref(set);
+    mcpauth__jwks_unref(set);
     free(doc);
 
     doc = jwks_doc(rsa_bits_jwk(MCPAUTH_RSA_MAX_BITS + 1, "huge-1"), jwk(rsa_a, "\"kid\":\"ok\""),
@@ -818,16 +820,16 @@ START_TEST(rsa_too_large)
     set = parse_logged(doc, err, sizeof err, log, sizeof log);
     ck_assert_msg(set != NULL, "%s", err);
     ck_assert_str_eq(err, "");
-    ck_assert_uint_eq(mcpauth_jwks_count(set), 1);
-    ck_assert_str_eq(mcpauth_jwks_key(set, 0)->kid, "ok");
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "huge-1", MCPAUTH_ALG_RS256));
+    ck_assert_uint_eq(mcpauth__jwks_count(set), 1);
+    ck_assert_str_eq(mcpauth__jwks_key(set, 0)->kid, "ok");
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "huge-1", MCPAUTH_ALG_RS256));
     /* without a kid, the one usable RSA key is not ambiguous any more */
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_RS256), mcpauth_jwks_key(set, 0));
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_RS256), mcpauth__jwks_key(set, 0));
     ck_assert_msg(strstr(log, "event=jwk_refused") && strstr(log, "kid=huge-1") &&
                       strstr(log, "RSA key of 8193 bits, over 8192") && strstr(log, "kid=huge-2") &&
                       strstr(log, "RSA key of 16384 bits"),
                   "log: %s", log);
-    mcpauth_jwks_unref(set);
+    mcpauth__jwks_unref(set);
     free(doc);
 
     /* Too small stays an error for the whole set. */
@@ -864,14 +866,14 @@ static void *hammer(void *p)
 {
     thread_arg *t = p;
     for (int i = 0; i < 20000; i++) {
-        mcpauth_jwks *mine = mcpauth_jwks_ref(t->set);
+        mcpauth_jwks *mine = mcpauth__jwks_ref(t->set);
         if (i % 1000 == 0) {
-            const mcpauth_jwk *k = mcpauth_jwks_find(mine, "r", MCPAUTH_ALG_RS256);
-            if (mcpauth_jws_verify(k, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), t->sig,
+            const mcpauth_jwk *k = mcpauth__jwks_find(mine, "r", MCPAUTH_ALG_RS256);
+            if (mcpauth__jws_verify(k, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), t->sig,
                                    t->siglen) != 1)
                 t->bad++;
         }
-        mcpauth_jwks_unref(mine);
+        mcpauth__jwks_unref(mine);
     }
     return NULL;
 }
@@ -881,11 +883,11 @@ START_TEST(jwks_refcount)
     char *doc = jwks_doc(jwk(rsa_a, "\"kid\":\"r\""), jwk(ec256, "\"kid\":\"e\""), NULL);
     mcpauth_jwks *set = parse_ok(doc);
     free(doc);
-    ck_assert_ptr_eq(mcpauth_jwks_ref(set), set);
-    mcpauth_jwks_unref(set);
-    ck_assert_uint_eq(mcpauth_jwks_count(set), 2); /* still held once */
-    ck_assert_ptr_null(mcpauth_jwks_ref(NULL));
-    mcpauth_jwks_unref(NULL);
+    ck_assert_ptr_eq(mcpauth__jwks_ref(set), set);
+    mcpauth__jwks_unref(set);
+    ck_assert_uint_eq(mcpauth__jwks_count(set), 2); /* still held once */
+    ck_assert_ptr_null(mcpauth__jwks_ref(NULL));
+    mcpauth__jwks_unref(NULL);
 
     /* Concurrent holders verifying with the shared EVP_PKEY. */
     unsigned char sig[512];
@@ -901,11 +903,11 @@ START_TEST(jwks_refcount)
         ck_assert_int_eq(args[i].bad, 0);
     }
     /* A holder outliving the creator's reference keeps the keys alive. */
-    mcpauth_jwks *held = mcpauth_jwks_ref(set);
-    mcpauth_jwks_unref(set);
-    const mcpauth_jwk *k = mcpauth_jwks_find(held, "r", MCPAUTH_ALG_RS256);
-    ck_assert_int_eq(mcpauth_jws_verify(k, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 1);
-    mcpauth_jwks_unref(held); /* last reference: LeakSanitizer sees it freed */
+    mcpauth_jwks *held = mcpauth__jwks_ref(set);
+    mcpauth__jwks_unref(set);
+    const mcpauth_jwk *k = mcpauth__jwks_find(held, "r", MCPAUTH_ALG_RS256);
+    ck_assert_int_eq(mcpauth__jws_verify(k, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 1);
+    mcpauth__jwks_unref(held); /* last reference: LeakSanitizer sees it freed */
 }
 END_TEST
 
@@ -917,23 +919,23 @@ START_TEST(find_by_kid)
                          jwk(ec384, NULL), NULL);
     mcpauth_jwks *set = parse_ok(doc);
     free(doc);
-    const mcpauth_jwk *ka = mcpauth_jwks_key(set, 0), *kb = mcpauth_jwks_key(set, 1);
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, "a", MCPAUTH_ALG_RS256), ka);
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, "a", MCPAUTH_ALG_PS512), ka);
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "a", MCPAUTH_ALG_ES256)); /* kid right, alg not */
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, "b", MCPAUTH_ALG_ES256), kb);
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "b", MCPAUTH_ALG_ES384));
+    const mcpauth_jwk *ka = mcpauth__jwks_key(set, 0), *kb = mcpauth__jwks_key(set, 1);
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, "a", MCPAUTH_ALG_RS256), ka);
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, "a", MCPAUTH_ALG_PS512), ka);
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "a", MCPAUTH_ALG_ES256)); /* kid right, alg not */
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, "b", MCPAUTH_ALG_ES256), kb);
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "b", MCPAUTH_ALG_ES384));
     /* Exact match only. */
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "A", MCPAUTH_ALG_RS256));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "a ", MCPAUTH_ALG_RS256));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "ab", MCPAUTH_ALG_RS256));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "", MCPAUTH_ALG_RS256));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "zzz", MCPAUTH_ALG_RS256));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "A", MCPAUTH_ALG_RS256));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "a ", MCPAUTH_ALG_RS256));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "ab", MCPAUTH_ALG_RS256));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "", MCPAUTH_ALG_RS256));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "zzz", MCPAUTH_ALG_RS256));
     /* A kid that names no key does not fall back to the kid-less P-384. */
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "c", MCPAUTH_ALG_ES384));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "a", MCPAUTH_ALG_UNKNOWN));
-    ck_assert_ptr_null(mcpauth_jwks_find(NULL, "a", MCPAUTH_ALG_RS256));
-    mcpauth_jwks_unref(set);
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "c", MCPAUTH_ALG_ES384));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "a", MCPAUTH_ALG_UNKNOWN));
+    ck_assert_ptr_null(mcpauth__jwks_find(NULL, "a", MCPAUTH_ALG_RS256));
+    mcpauth__jwks_unref(set);
 }
 END_TEST
 
@@ -943,32 +945,32 @@ START_TEST(find_without_kid)
     mcpauth_jwks *set = parse_ok(doc);
     free(doc);
     /* The single key that fits, kid or not. */
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_RS256), mcpauth_jwks_key(set, 0));
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_ES256), mcpauth_jwks_key(set, 1));
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_ES384), mcpauth_jwks_key(set, 2));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_ES512));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_UNKNOWN));
-    mcpauth_jwks_unref(set);
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_RS256), mcpauth__jwks_key(set, 0));
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_ES256), mcpauth__jwks_key(set, 1));
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_ES384), mcpauth__jwks_key(set, 2));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_ES512));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_UNKNOWN));
+    mcpauth__jwks_unref(set);
 
     /* Two RSA keys: without a kid the token cannot pick one by trial. */
     doc = jwks_doc(jwk(rsa_a, "\"kid\":\"a\""), jwk(rsa_b, "\"kid\":\"b\""), jwk(ec256, NULL),
                    NULL);
     set = parse_ok(doc);
     free(doc);
-    ck_assert_ptr_null(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_RS256));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_PS256));
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, "b", MCPAUTH_ALG_RS256), mcpauth_jwks_key(set, 1));
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_ES256), mcpauth_jwks_key(set, 2));
-    mcpauth_jwks_unref(set);
+    ck_assert_ptr_null(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_RS256));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_PS256));
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, "b", MCPAUTH_ALG_RS256), mcpauth__jwks_key(set, 1));
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_ES256), mcpauth__jwks_key(set, 2));
+    mcpauth__jwks_unref(set);
 
     /* ...unless their "alg" tells them apart. */
     doc = jwks_doc(jwk(rsa_a, "\"alg\":\"RS256\""), jwk(rsa_b, "\"alg\":\"PS256\""), NULL);
     set = parse_ok(doc);
     free(doc);
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_RS256), mcpauth_jwks_key(set, 0));
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_PS256), mcpauth_jwks_key(set, 1));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, NULL, MCPAUTH_ALG_RS384));
-    mcpauth_jwks_unref(set);
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_RS256), mcpauth__jwks_key(set, 0));
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_PS256), mcpauth__jwks_key(set, 1));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, NULL, MCPAUTH_ALG_RS384));
+    mcpauth__jwks_unref(set);
 }
 END_TEST
 
@@ -980,24 +982,24 @@ START_TEST(find_duplicate_kid)
                          jwk(rsa_b, "\"kid\":\"j\",\"alg\":\"RS512\""), NULL);
     mcpauth_jwks *set = parse_ok(doc);
     free(doc);
-    ck_assert_uint_eq(mcpauth_jwks_count(set), 6); /* both kept */
+    ck_assert_uint_eq(mcpauth__jwks_count(set), 6); /* both kept */
     /* Two RSA keys share "k": ambiguous, refused. */
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "k", MCPAUTH_ALG_RS256));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "k", MCPAUTH_ALG_RS256));
     /* Only one key under "k" fits ES256 / ES384. */
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, "k", MCPAUTH_ALG_ES256), mcpauth_jwks_key(set, 2));
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, "k", MCPAUTH_ALG_ES384), mcpauth_jwks_key(set, 3));
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, "k", MCPAUTH_ALG_ES256), mcpauth__jwks_key(set, 2));
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, "k", MCPAUTH_ALG_ES384), mcpauth__jwks_key(set, 3));
     /* "j" is told apart by the JWK alg. */
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, "j", MCPAUTH_ALG_RS256), mcpauth_jwks_key(set, 4));
-    ck_assert_ptr_eq(mcpauth_jwks_find(set, "j", MCPAUTH_ALG_RS512), mcpauth_jwks_key(set, 5));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "j", MCPAUTH_ALG_RS384));
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, "j", MCPAUTH_ALG_RS256), mcpauth__jwks_key(set, 4));
+    ck_assert_ptr_eq(mcpauth__jwks_find(set, "j", MCPAUTH_ALG_RS512), mcpauth__jwks_key(set, 5));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "j", MCPAUTH_ALG_RS384));
 
     /* The ambiguity matters: a token signed by rsa_b under kid "k" must not
      * be verified just because one of the two keys would accept it. */
     unsigned char sig[512];
     size_t n = sign(rsa_b, MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, sizeof sig, 1);
-    ck_assert_int_eq(mcpauth_jws_verify(mcpauth_jwks_find(set, "k", MCPAUTH_ALG_RS256),
+    ck_assert_int_eq(mcpauth__jws_verify(mcpauth__jwks_find(set, "k", MCPAUTH_ALG_RS256),
                                         MCPAUTH_ALG_RS256, INPUT, strlen(INPUT), sig, n), 0);
-    mcpauth_jwks_unref(set);
+    mcpauth__jwks_unref(set);
 }
 END_TEST
 
@@ -1033,25 +1035,25 @@ START_TEST(libjwt_hs256_confusion)
     /* Our path: HS256 is not an algorithm, no key fits it, nothing verifies. */
     mcpauth_jwks *set;
     const mcpauth_jwk *k = one_key(&set, rsa_a, "\"kid\":\"as\"");
-    mcpauth_alg alg = mcpauth_alg_from_name("HS256");
+    mcpauth_alg alg = mcpauth__alg_from_name("HS256");
     ck_assert_int_eq(alg, MCPAUTH_ALG_UNKNOWN);
-    ck_assert_ptr_null(mcpauth_jwks_find(set, "as", alg));
-    ck_assert_ptr_null(mcpauth_jwks_find(set, NULL, alg));
-    ck_assert_int_eq(mcpauth_jwk_fits(k, alg), 0);
+    ck_assert_ptr_null(mcpauth__jwks_find(set, "as", alg));
+    ck_assert_ptr_null(mcpauth__jwks_find(set, NULL, alg));
+    ck_assert_int_eq(mcpauth__jwk_fits(k, alg), 0);
 
     /* Even relabelled RS256, the HMAC tag is not an RSA signature. */
     const char *dot2 = strrchr(token, '.');
     ck_assert_ptr_nonnull(dot2);
     unsigned char mac[64];
-    ssize_t maclen = mcpauth_b64url_decode(dot2 + 1, strlen(dot2 + 1), mac, sizeof mac);
+    ssize_t maclen = mcpauth__b64url_decode(dot2 + 1, strlen(dot2 + 1), mac, sizeof mac);
     ck_assert_int_eq(maclen, 32);
     size_t inlen = (size_t)(dot2 - token);
-    ck_assert_int_eq(mcpauth_jws_verify(k, alg, token, inlen, mac, (size_t)maclen), 0);
+    ck_assert_int_eq(mcpauth__jws_verify(k, alg, token, inlen, mac, (size_t)maclen), 0);
     for (int a = MCPAUTH_ALG_RS256; a < MCPAUTH_ALG_COUNT; a++)
-        ck_assert_int_eq(mcpauth_jws_verify(k, (mcpauth_alg)a, token, inlen, mac, (size_t)maclen),
+        ck_assert_int_eq(mcpauth__jws_verify(k, (mcpauth_alg)a, token, inlen, mac, (size_t)maclen),
                          0);
 
-    mcpauth_jwks_unref(set);
+    mcpauth__jwks_unref(set);
     free(token);
     jwt_free(forged);
     BIO_free(bio);

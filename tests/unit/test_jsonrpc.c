@@ -7,7 +7,7 @@
 
 #include <json-c/json.h>
 
-#include <mcpauth/jsonrpc.h>
+#include "jsonrpc.h"
 
 #include "suites.h"
 
@@ -31,7 +31,7 @@ static void accept_len(int line, const char *body, size_t len, const mcpauth_rpc
                        const mcpauth_rpc_limits *lim, mcpauth_rpc *rpc)
 {
     mcpauth_rpc_error err;
-    int rc = mcpauth_rpc_parse(body, len, h, lim, rpc, &err);
+    int rc = mcpauth__rpc_parse(body, len, h, lim, rpc, &err);
     ck_assert_msg(rc == 0, "line %d: refused (%d %d %s)", line, err.status, err.code, err.message);
 }
 
@@ -43,7 +43,7 @@ static void refuse_len(int line, const char *body, size_t len, const mcpauth_rpc
     mcpauth_rpc rpc;
     mcpauth_rpc_error err;
     memset(&rpc, 0x5a, sizeof rpc); /* must come back zeroed */
-    int rc = mcpauth_rpc_parse(body, len, h, lim, &rpc, &err);
+    int rc = mcpauth__rpc_parse(body, len, h, lim, &rpc, &err);
     ck_assert_msg(rc == -1, "line %d: accepted", line);
     ck_assert_msg(err.status == status && err.code == code,
                   "line %d: got %d %d (%s), want %d %d", line, err.status, err.code, err.message,
@@ -53,7 +53,7 @@ static void refuse_len(int line, const char *body, size_t len, const mcpauth_rpc
     ck_assert_msg(err.message[0] != '\0', "line %d: empty message", line);
     ck_assert_msg(rpc.priv == NULL && rpc.method == NULL && rpc.id_json == NULL, "line %d: rpc not cleared",
                   line);
-    mcpauth_rpc_free(&rpc); /* safe on a failed parse */
+    mcpauth__rpc_free(&rpc); /* safe on a failed parse */
     if (out)
         *out = err;
 }
@@ -79,15 +79,15 @@ static void refuse_len(int line, const char *body, size_t len, const mcpauth_rpc
 
 START_TEST(versions_supported)
 {
-    ck_assert_int_eq(mcpauth_rpc_version_supported(V25), 1);
-    ck_assert_int_eq(mcpauth_rpc_version_supported(V06), 1);
-    ck_assert_int_eq(mcpauth_rpc_version_supported(V11), 1);
-    ck_assert_int_eq(mcpauth_rpc_version_supported(V26), 1);
-    ck_assert_int_eq(mcpauth_rpc_version_supported(NULL), 0);
-    ck_assert_int_eq(mcpauth_rpc_version_supported(""), 0);
-    ck_assert_int_eq(mcpauth_rpc_version_supported("2024-11-05"), 0);
-    ck_assert_int_eq(mcpauth_rpc_version_supported("2025-06-18 "), 0);
-    ck_assert_int_eq(mcpauth_rpc_version_supported("2026-07-28x"), 0);
+    ck_assert_int_eq(mcpauth__rpc_version_supported(V25), 1);
+    ck_assert_int_eq(mcpauth__rpc_version_supported(V06), 1);
+    ck_assert_int_eq(mcpauth__rpc_version_supported(V11), 1);
+    ck_assert_int_eq(mcpauth__rpc_version_supported(V26), 1);
+    ck_assert_int_eq(mcpauth__rpc_version_supported(NULL), 0);
+    ck_assert_int_eq(mcpauth__rpc_version_supported(""), 0);
+    ck_assert_int_eq(mcpauth__rpc_version_supported("2024-11-05"), 0);
+    ck_assert_int_eq(mcpauth__rpc_version_supported("2025-06-18 "), 0);
+    ck_assert_int_eq(mcpauth__rpc_version_supported("2026-07-28x"), 0);
 }
 END_TEST
 
@@ -125,21 +125,21 @@ START_TEST(request_2025)
     ck_assert_ptr_null(rpc.name);
     ck_assert_str_eq(rpc.id_json, "7");
     ck_assert_int_eq(rpc.is_initialize, 0);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ck_assert_ptr_null(rpc.priv);
-    mcpauth_rpc_free(&rpc); /* twice is harmless: free clears the struct */
+    mcpauth__rpc_free(&rpc); /* twice is harmless: free clears the struct */
 
     h = hdr(V11, NULL, NULL);
     ACCEPT(REQ("\"req-1\"", "ping"), &h, &rpc);
     ck_assert_str_eq(rpc.version, V11);
     ck_assert_str_eq(rpc.id_json, "\"req-1\"");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     /* Positional params and a non-ASCII method are fine. */
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":-5,\"method\":\"x/\xc3\xa9t\xc3\xa9\",\"params\":[1,2]}", &h, &rpc);
     ck_assert_str_eq(rpc.method, "x/\xc3\xa9t\xc3\xa9");
     ck_assert_str_eq(rpc.id_json, "-5");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -152,13 +152,13 @@ START_TEST(notification_2025)
     ck_assert_str_eq(rpc.method, "notifications/initialized");
     ck_assert_str_eq(rpc.id_json, "null");
     ck_assert_int_eq(rpc.is_initialize, 0);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     /* A notification called "initialize" is not an initialize request. */
     ACCEPT("{\"jsonrpc\":\"2.0\",\"method\":\"initialize\"}", &NO_HEADERS, &rpc);
     ck_assert_int_eq(rpc.kind, MCPAUTH_MSG_NOTIFICATION);
     ck_assert_int_eq(rpc.is_initialize, 0);
     ck_assert_str_eq(rpc.version, V25);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -171,15 +171,15 @@ START_TEST(response_2025)
     ck_assert_ptr_null(rpc.method);
     ck_assert_ptr_null(rpc.name);
     ck_assert_str_eq(rpc.id_json, "\"abc\"");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":4,\"error\":{\"code\":-32601,\"message\":\"no\",\"data\":[1]}}", &h,
            &rpc);
     ck_assert_int_eq(rpc.kind, MCPAUTH_MSG_RESPONSE);
     ck_assert_str_eq(rpc.id_json, "4");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     /* result may be any JSON value, null included. */
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":null}", &h, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -190,21 +190,21 @@ START_TEST(names_2025)
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{}}}",
            &h, &rpc);
     ck_assert_str_eq(rpc.name, "echo");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"prompts/get\",\"params\":{\"name\":\"p\"}}", &h, &rpc);
     ck_assert_str_eq(rpc.name, "p");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/read\",\"params\":{\"uri\":\"file:///a\",\"name\":\"n\"}}",
            &h, &rpc);
     ck_assert_str_eq(rpc.name, "file:///a");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"resources/unsubscribe\",\"params\":{\"uri\":\"u\"}}", &h, &rpc);
     ck_assert_str_eq(rpc.name, "u");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     /* Other methods have no name even if params carries one. */
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{\"name\":\"x\"}}", &h, &rpc);
     ck_assert_ptr_null(rpc.name);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     /* A named method always has its name, so policies keyed on it hold. */
     REFUSE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{}}", &h, 400,
@@ -228,12 +228,12 @@ START_TEST(headers_ignored_2025)
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\"}}", &h, &rpc);
     ck_assert_str_eq(rpc.method, "tools/call");
     ck_assert_str_eq(rpc.name, "echo");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     /* Without a version header too; and a response is fine in this era. */
     h = hdr(NULL, "x", "y");
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}", &h, &rpc);
     ck_assert_str_eq(rpc.version, V25);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -248,41 +248,41 @@ START_TEST(initialize_without_header)
     ck_assert_int_eq(rpc.is_initialize, 1);
     ck_assert_int_eq(rpc.kind, MCPAUTH_MSG_REQUEST);
     ck_assert_str_eq(rpc.id_json, "0");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\"}}",
            &NO_HEADERS, &rpc);
     ck_assert_str_eq(rpc.version, V11);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     /* An unknown proposal is the server's to answer, not ours to refuse. */
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2099-01-01\"}}",
            &NO_HEADERS, &rpc);
     ck_assert_str_eq(rpc.version, V25);
     ck_assert_int_eq(rpc.is_initialize, 1);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":7}}",
            &NO_HEADERS, &rpc);
     ck_assert_str_eq(rpc.version, V25);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\"}", &NO_HEADERS, &rpc);
     ck_assert_str_eq(rpc.version, V25);
     ck_assert_int_eq(rpc.is_initialize, 1);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     /* 2026-07-28 has no initialize, so proposing it keeps the 2025 era. */
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2026-07-28\"}}",
            &NO_HEADERS, &rpc);
     ck_assert_int_eq(rpc.era, MCPAUTH_ERA_2025);
     ck_assert_str_eq(rpc.version, V25);
     ck_assert_int_eq(rpc.is_initialize, 1);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     /* Any other message without the header: assume 2025-03-26. */
     ACCEPT(REQ("1", "tools/list"), NULL, &rpc);
     ck_assert_int_eq(rpc.era, MCPAUTH_ERA_2025);
     ck_assert_str_eq(rpc.version, V25);
     ck_assert_int_eq(rpc.is_initialize, 0);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -294,7 +294,7 @@ START_TEST(initialize_with_header)
            &h, &rpc);
     ck_assert_str_eq(rpc.version, V11); /* the header is the version in force */
     ck_assert_int_eq(rpc.is_initialize, 1);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -316,14 +316,14 @@ START_TEST(batch_2025_03_26)
     ck_assert_str_eq(rpc.id_json, "1");
     ck_assert_str_eq(rpc.version, V25);
     ck_assert_int_eq(rpc.is_initialize, 0);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     mcpauth_rpc_headers h = hdr(V25, NULL, NULL);
     ACCEPT("[{\"jsonrpc\":\"2.0\",\"id\":9,\"result\":{}},{\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{}}]", &h, &rpc);
     ck_assert_uint_eq(rpc.count, 2);
     ck_assert_int_eq(rpc.kind, MCPAUTH_MSG_RESPONSE);
     ck_assert_str_eq(rpc.id_json, "9");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -362,14 +362,14 @@ START_TEST(batch_limits)
     mcpauth_rpc rpc;
     ACCEPT(body, &NO_HEADERS, &rpc);
     ck_assert_uint_eq(rpc.count, 32);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     mcpauth_rpc_limits lim = {0, 2};
     REFUSE_LIM("[" REQ("1", "a") "," REQ("2", "b") "," REQ("3", "c") "]", &NO_HEADERS, &lim, 400,
                MCPAUTH_RPC_INVALID_REQUEST, "null");
     ACCEPT_LIM("[" REQ("1", "a") "," REQ("2", "b") "]", &NO_HEADERS, &lim, &rpc);
     ck_assert_uint_eq(rpc.count, 2);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -421,19 +421,19 @@ START_TEST(ids)
 
     ACCEPT(REQ("\"\"", "ping"), &h, &rpc);
     ck_assert_str_eq(rpc.id_json, "\"\"");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT(REQ("0", "ping"), &h, &rpc);
     ck_assert_str_eq(rpc.id_json, "0");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT(REQ("-0", "ping"), &h, &rpc); /* json-c reads -0 as the integer 0 */
     ck_assert_str_eq(rpc.id_json, "0");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT(REQ("9223372036854775806", "ping"), &h, &rpc);
     ck_assert_str_eq(rpc.id_json, "9223372036854775806");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT(REQ("-9223372036854775807", "ping"), &h, &rpc);
     ck_assert_str_eq(rpc.id_json, "-9223372036854775807");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     /* json-c saturates larger integers: echoing them would name another id. */
     REFUSE(REQ("9223372036854775807", "ping"), &h, 400, MCPAUTH_RPC_INVALID_REQUEST, "null");
     REFUSE(REQ("99999999999999999999", "ping"), &h, 400, MCPAUTH_RPC_INVALID_REQUEST, "null");
@@ -446,7 +446,7 @@ START_TEST(ids)
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"method\":\"ping\"}", id);
     ACCEPT(body, &h, &rpc);
     ck_assert_uint_eq(strlen(rpc.id_json), 258);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     memset(id, 'i', 257);
     id[257] = '\0';
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"method\":\"ping\"}", id);
@@ -467,7 +467,7 @@ START_TEST(id_json_in_errors)
            "\"\xc3\xa9\"");
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":\"q\\\"\",\"method\":\"ping\"}", &h, &rpc);
     ck_assert_str_eq(rpc.id_json, "\"q\\\"\"");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     /* An id whose text does not fit the 128-byte field reads as null. */
     char body[512], id[200];
@@ -513,7 +513,7 @@ START_TEST(methods)
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"%s\"}", m);
     ACCEPT(body, &h, &rpc);
     ck_assert_uint_eq(strlen(rpc.method), 256);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     memset(m, 'm', 257);
     m[257] = '\0';
     snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"%s\"}", m);
@@ -532,10 +532,10 @@ START_TEST(params)
     REFUSE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":3}", &h, 400, MCPAUTH_RPC_INVALID_PARAMS, "1");
     REFUSE("{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"params\":true}", &h, 400, MCPAUTH_RPC_INVALID_PARAMS, "null");
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":[]}", &h, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     /* Members JSON-RPC does not define are left alone. */
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"extra\":{\"a\":[1,2]}}", &h, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -587,13 +587,13 @@ START_TEST(top_level)
     REFUSE("-", &NO_HEADERS, 400, MCPAUTH_RPC_PARSE_ERROR, "null");
     mcpauth_rpc_error err;
     memset(&err, 0x5a, sizeof err);
-    ck_assert_int_eq(mcpauth_rpc_parse(NULL, 0, NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(mcpauth__rpc_parse(NULL, 0, NULL, NULL, NULL, &err), -1);
     ck_assert_int_eq(err.code, MCPAUTH_RPC_PARSE_ERROR);
     ck_assert_str_eq(err.id_json, "null");
-    ck_assert_int_eq(mcpauth_rpc_parse(NULL, 5, NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(mcpauth__rpc_parse(NULL, 5, NULL, NULL, NULL, &err), -1);
     /* err and rpc may be left out. */
-    ck_assert_int_eq(mcpauth_rpc_parse("x", 1, NULL, NULL, NULL, NULL), -1);
-    ck_assert_int_eq(mcpauth_rpc_parse(REQ("1", "ping"), strlen(REQ("1", "ping")), NULL, NULL, NULL, NULL), 0);
+    ck_assert_int_eq(mcpauth__rpc_parse("x", 1, NULL, NULL, NULL, NULL), -1);
+    ck_assert_int_eq(mcpauth__rpc_parse(REQ("1", "ping"), strlen(REQ("1", "ping")), NULL, NULL, NULL, NULL), 0);
 }
 END_TEST
 
@@ -604,7 +604,7 @@ START_TEST(parse_error_message)
     REFUSE_MSG("{x}", &NO_HEADERS, 400, MCPAUTH_RPC_PARSE_ERROR, "null",
                "Parse error: quoted object property name expected");
     mcpauth_rpc_error err;
-    ck_assert_int_eq(mcpauth_rpc_parse("{x}", 3, NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(mcpauth__rpc_parse("{x}", 3, NULL, NULL, NULL, &err), -1);
     ck_assert(strncmp(err.message, "Parse error", 11) == 0);
 }
 END_TEST
@@ -633,7 +633,7 @@ START_TEST(invalid_utf8)
     REFUSE_BIN("\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", &NO_HEADERS, 400,
                MCPAUTH_RPC_PARSE_ERROR, "null"); /* BOM: RFC 8259 lets us refuse it */
     mcpauth_rpc_error e;
-    ck_assert_int_eq(mcpauth_rpc_parse("\"\xff\"", 3, NULL, NULL, NULL, &e), -1);
+    ck_assert_int_eq(mcpauth__rpc_parse("\"\xff\"", 3, NULL, NULL, NULL, &e), -1);
     ck_assert_str_eq(e.message, "Parse error: invalid UTF-8");
 
     /* Well-formed 2-, 3- and 4-byte sequences are fine. */
@@ -641,7 +641,7 @@ START_TEST(invalid_utf8)
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\"}",
            &NO_HEADERS, &rpc);
     ck_assert_str_eq(rpc.method, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -669,7 +669,7 @@ START_TEST(surrogate_escapes)
     mcpauth_rpc rpc;
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\\ud83d\\uDE00\"}", &NO_HEADERS, &rpc);
     ck_assert_str_eq(rpc.method, "\xf0\x9f\x98\x80");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     /* Bad escapes are json-c's to refuse. */
     REFUSE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\\x41\"}", &NO_HEADERS, 400, MCPAUTH_RPC_PARSE_ERROR, "null");
     REFUSE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\\u12\"}", &NO_HEADERS, 400, MCPAUTH_RPC_PARSE_ERROR, "null");
@@ -687,7 +687,7 @@ START_TEST(nul_bytes)
      * cuts at the NUL ("method\u0000x" would read as "method"). */
     mcpauth_rpc rpc;
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\",\"params\":{\"v\":\"a\\u0000b\"}}", &NO_HEADERS, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     REFUSE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\\u0000x\":\"ping\"}", &NO_HEADERS, 400, MCPAUTH_RPC_PARSE_ERROR,
            "null");
     REFUSE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\",\"params\":{\"a\\u0000\" : 1}}", &NO_HEADERS, 400,
@@ -721,11 +721,11 @@ START_TEST(nul_escapes_in_read_strings)
            "{\"protocolVersion\":\"2025-06-18\\u0000x\"}}", &NO_HEADERS, &rpc);
     ck_assert_str_eq(rpc.version, V25); /* an unknown proposal */
     ck_assert_int_eq(rpc.is_initialize, 1);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":"
            "{\"protocolVersion\":\"2025-06-18\"}}", &NO_HEADERS, &rpc);
     ck_assert_str_eq(rpc.version, V06);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -733,7 +733,7 @@ START_TEST(trailing_data)
 {
     mcpauth_rpc rpc;
     ACCEPT(" \t\r\n" REQ("1", "ping") " \t\r\n", &NO_HEADERS, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     REFUSE(REQ("1", "ping") " x", &NO_HEADERS, 400, MCPAUTH_RPC_PARSE_ERROR, "null");
     REFUSE(REQ("1", "ping") REQ("2", "ping"), &NO_HEADERS, 400, MCPAUTH_RPC_PARSE_ERROR, "null");
     REFUSE(REQ("1", "ping") ",", &NO_HEADERS, 400, MCPAUTH_RPC_PARSE_ERROR, "null");
@@ -769,7 +769,7 @@ START_TEST(not_strict_json)
     };
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         mcpauth_rpc_error err;
-        int rc = mcpauth_rpc_parse(bodies[i], strlen(bodies[i]), NULL, NULL, NULL, &err);
+        int rc = mcpauth__rpc_parse(bodies[i], strlen(bodies[i]), NULL, NULL, NULL, &err);
         ck_assert_msg(rc == -1 && err.code == MCPAUTH_RPC_PARSE_ERROR && err.status == 400 &&
                           strcmp(err.id_json, "null") == 0,
                       "body %zu: rc %d code %d", i, rc, err.code);
@@ -779,7 +779,7 @@ START_TEST(not_strict_json)
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"p\",\"params\":[0,-0,1.5,-2.25e10,3E+2,4e-2,0.0,true,false,null,"
            "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00Ff\"]}",
            &NO_HEADERS, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -799,14 +799,14 @@ START_TEST(duplicate_members)
            MCPAUTH_RPC_PARSE_ERROR, "null");
     mcpauth_rpc_error err;
     const char *b = "{\"a\":1,\"a\":1}";
-    ck_assert_int_eq(mcpauth_rpc_parse(b, strlen(b), NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(mcpauth__rpc_parse(b, strlen(b), NULL, NULL, NULL, &err), -1);
     ck_assert_str_eq(err.message, "Parse error: duplicate member name");
     /* The same name in different objects is fine; so are colons in strings. */
     mcpauth_rpc rpc;
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":\"a:b\",\"method\":\"p:q\",\"params\":{\"id\":{\"id\":\":\"},\"x\":[{\"id\":1},{\"id\":2}]}}",
            &NO_HEADERS, &rpc);
     ck_assert_str_eq(rpc.method, "p:q");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -837,12 +837,12 @@ START_TEST(nesting)
     mcpauth_rpc rpc;
     char *b = nested(2);
     ACCEPT_LIM(b, &NO_HEADERS, &lim, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     free(b);
     b = nested(3);
     REFUSE_LIM(b, &NO_HEADERS, &lim, 400, MCPAUTH_RPC_PARSE_ERROR, "null");
     mcpauth_rpc_error err;
-    ck_assert_int_eq(mcpauth_rpc_parse(b, strlen(b), NULL, &lim, NULL, &err), -1);
+    ck_assert_int_eq(mcpauth__rpc_parse(b, strlen(b), NULL, &lim, NULL, &err), -1);
     ck_assert_str_eq(err.message, "Parse error: nesting too deep");
     free(b);
 
@@ -850,9 +850,9 @@ START_TEST(nesting)
     lim.max_depth = 0;
     b = nested(62);
     ACCEPT(b, &NO_HEADERS, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     ACCEPT_LIM(b, &NO_HEADERS, &lim, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     free(b);
     b = nested(63);
     REFUSE(b, &NO_HEADERS, 400, MCPAUTH_RPC_PARSE_ERROR, "null");
@@ -878,13 +878,13 @@ START_TEST(era_2026_request)
     ck_assert_str_eq(rpc.id_json, "1");
     ck_assert_int_eq(rpc.batch, 0);
     ck_assert_uint_eq(rpc.count, 1);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     h = hdr(V26, "notifications/cancelled", NULL);
     ACCEPT("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":1}}", &h, &rpc);
     ck_assert_int_eq(rpc.kind, MCPAUTH_MSG_NOTIFICATION);
     ck_assert_str_eq(rpc.id_json, "null");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     /* initialize does not exist in 2026-07-28: an ordinary method. */
     h = hdr(V26, "initialize", NULL);
@@ -893,7 +893,7 @@ START_TEST(era_2026_request)
     ck_assert_int_eq(rpc.era, MCPAUTH_ERA_2026);
     ck_assert_int_eq(rpc.is_initialize, 0);
     ck_assert_str_eq(rpc.version, V26);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -924,7 +924,7 @@ START_TEST(era_2026_name_header)
     mcpauth_rpc rpc;
     ACCEPT(call, &h, &rpc);
     ck_assert_str_eq(rpc.name, "echo");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     h = hdr(V26, "tools/call", NULL);
     REFUSE_MSG(call, &h, 400, MCPAUTH_RPC_HEADER_MISMATCH, "3", "Mcp-Name header does not match the body");
     h = hdr(V26, "tools/call", "ech");
@@ -940,7 +940,7 @@ START_TEST(era_2026_name_header)
     h = hdr(V26, "prompts/get", "greet");
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"prompts/get\",\"params\":{\"name\":\"greet\"}}", &h, &rpc);
     ck_assert_str_eq(rpc.name, "greet");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     /* A name header with no name to match is refused too. */
     h = hdr(V26, "tools/list", "echo");
@@ -962,7 +962,7 @@ START_TEST(era_2026_uri)
     mcpauth_rpc rpc;
     ACCEPT(read, &h, &rpc);
     ck_assert_str_eq(rpc.name, "file:///etc/motd");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     h = hdr(V26, "resources/read", "file:///etc/passwd");
     REFUSE(read, &h, 400, MCPAUTH_RPC_HEADER_MISMATCH, "5");
     h = hdr(V26, "resources/read", NULL);
@@ -970,7 +970,7 @@ START_TEST(era_2026_uri)
     h = hdr(V26, "resources/subscribe", "u:1");
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"resources/subscribe\",\"params\":{\"uri\":\"u:1\"}}", &h, &rpc);
     ck_assert_str_eq(rpc.name, "u:1");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     /* The uri, not a name member, is what resources/read carries. */
     h = hdr(V26, "resources/read", "n");
     REFUSE("{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"resources/read\",\"params\":{\"uri\":\"u\",\"name\":\"n\"}}", &h,
@@ -992,13 +992,13 @@ START_TEST(era_2026_name_base64)
     mcpauth_rpc rpc;
     ACCEPT(body, &h, &rpc);
     ck_assert_str_eq(rpc.name, "caf\xc3\xa9");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     h = hdr(V26, "tools/call", "=?base64?Y2Fmw6k?="); /* unpadded */
     ACCEPT(body, &h, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     h = hdr(V26, "tools/call", "caf\xc3\xa9"); /* raw bytes, equal byte for byte */
     ACCEPT(body, &h, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     h = hdr(V26, "tools/call", "=?base64?Y2FmZQ==?="); /* "cafe" */
     REFUSE(body, &h, 400, MCPAUTH_RPC_HEADER_MISMATCH, "1");
     h = hdr(V26, "tools/call", "=?base64?Y2Fmw6l=?="); /* non-zero spare bits */
@@ -1013,11 +1013,11 @@ START_TEST(era_2026_name_base64)
      * itself, and "/" from the standard alphabet. */
     h = hdr(V26, "tools/call", "=?base64?IGEg?=");
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\" a \"}}", &h, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     h = hdr(V26, "tools/call", "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=");
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"=?base64?literal?=\"}}", &h,
            &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     /* Anything wearing the markers is encoded: no literal match. */
     h = hdr(V26, "tools/call", "=?base64?abc?=");
     REFUSE("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"=?base64?abc?=\"}}", &h, 400,
@@ -1042,7 +1042,7 @@ START_TEST(era_2026_meta_version)
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{\"_meta\":{"
            "\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}}",
            &h, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
     REFUSE_MSG("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{\"_meta\":{"
                "\"io.modelcontextprotocol/protocolVersion\":\"2025-06-18\"}}}",
                &h, 400, MCPAUTH_RPC_HEADER_MISMATCH, "1", "MCP-Protocol-Version header does not match the body");
@@ -1054,7 +1054,7 @@ START_TEST(era_2026_meta_version)
     ACCEPT("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{\"_meta\":{"
            "\"io.modelcontextprotocol/protocolVersion\":\"x\"}}}",
            &h, &rpc);
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 }
 END_TEST
 
@@ -1073,12 +1073,12 @@ START_TEST(strings_outlive_body)
     ck_assert_str_eq(rpc.method, "tools/call");
     ck_assert_str_eq(rpc.name, "echo");
     ck_assert_str_eq(rpc.id_json, "\"abc\"");
-    mcpauth_rpc_free(&rpc);
+    mcpauth__rpc_free(&rpc);
 
     mcpauth_rpc zero;
     memset(&zero, 0, sizeof zero);
-    mcpauth_rpc_free(&zero);
-    mcpauth_rpc_free(NULL);
+    mcpauth__rpc_free(&zero);
+    mcpauth__rpc_free(NULL);
 }
 END_TEST
 
@@ -1088,27 +1088,27 @@ START_TEST(error_json)
 {
     char buf[256];
     static const char want[] = "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600,\"message\":\"Invalid Request\"},\"id\":7}";
-    ck_assert_int_eq(mcpauth_rpc_error_json(buf, sizeof buf, -32600, "Invalid Request", "7"), (int)strlen(want));
+    ck_assert_int_eq(mcpauth__rpc_error_json(buf, sizeof buf, -32600, "Invalid Request", "7"), (int)strlen(want));
     ck_assert_str_eq(buf, want);
 
-    ck_assert_int_ge(mcpauth_rpc_error_json(buf, sizeof buf, -32700, "Parse error", "null"), 0);
+    ck_assert_int_ge(mcpauth__rpc_error_json(buf, sizeof buf, -32700, "Parse error", "null"), 0);
     ck_assert_str_eq(buf, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32700,\"message\":\"Parse error\"},\"id\":null}");
-    ck_assert_int_ge(mcpauth_rpc_error_json(buf, sizeof buf, -32022, "Unsupported MCP-Protocol-Version", NULL), 0);
+    ck_assert_int_ge(mcpauth__rpc_error_json(buf, sizeof buf, -32022, "Unsupported MCP-Protocol-Version", NULL), 0);
     ck_assert_str_eq(buf, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32022,\"message\":\"Unsupported "
                           "MCP-Protocol-Version\"},\"id\":null}");
     /* A string id goes in as JSON, not re-quoted. */
-    ck_assert_int_ge(mcpauth_rpc_error_json(buf, sizeof buf, -32020, "m", "\"a\\\"b/c\""), 0);
+    ck_assert_int_ge(mcpauth__rpc_error_json(buf, sizeof buf, -32020, "m", "\"a\\\"b/c\""), 0);
     ck_assert_str_eq(buf, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32020,\"message\":\"m\"},\"id\":\"a\\\"b/c\"}");
     /* The message is escaped; slashes are left alone. */
-    ck_assert_int_ge(mcpauth_rpc_error_json(buf, sizeof buf, -32000, "a \"b\"\n</c>", "-3"), 0);
+    ck_assert_int_ge(mcpauth__rpc_error_json(buf, sizeof buf, -32000, "a \"b\"\n</c>", "-3"), 0);
     ck_assert_str_eq(buf,
                      "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32000,\"message\":\"a \\\"b\\\"\\n</c>\"},\"id\":-3}");
     /* Something that is not an id cannot inject members. */
-    ck_assert_int_ge(mcpauth_rpc_error_json(buf, sizeof buf, -32600, "m", "1,\"x\":2"), 0);
+    ck_assert_int_ge(mcpauth__rpc_error_json(buf, sizeof buf, -32600, "m", "1,\"x\":2"), 0);
     ck_assert_str_eq(buf, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600,\"message\":\"m\"},\"id\":null}");
-    ck_assert_int_ge(mcpauth_rpc_error_json(buf, sizeof buf, -32600, "m", "{}"), 0);
+    ck_assert_int_ge(mcpauth__rpc_error_json(buf, sizeof buf, -32600, "m", "{}"), 0);
     ck_assert_str_eq(buf, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600,\"message\":\"m\"},\"id\":null}");
-    ck_assert_int_ge(mcpauth_rpc_error_json(buf, sizeof buf, -32600, NULL, ""), 0);
+    ck_assert_int_ge(mcpauth__rpc_error_json(buf, sizeof buf, -32600, NULL, ""), 0);
     ck_assert_str_eq(buf, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600,\"message\":\"\"},\"id\":null}");
 }
 END_TEST
@@ -1125,7 +1125,7 @@ START_TEST(error_json_keeps_escaped_long_id)
         n += (size_t)sprintf(id + n, "\\u0001");
     id[n++] = '"';
     id[n] = '\0';
-    ck_assert_int_ge(mcpauth_rpc_error_json(buf, sizeof buf, -32600, "m", id), 0);
+    ck_assert_int_ge(mcpauth__rpc_error_json(buf, sizeof buf, -32600, "m", id), 0);
     ck_assert_ptr_null(strstr(buf, "\"id\":null"));
     ck_assert_ptr_nonnull(strstr(buf, "\"id\":\"\\u0001"));
 }
@@ -1136,13 +1136,13 @@ START_TEST(error_json_small_buffer)
     static const char want[] = "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32600,\"message\":\"Invalid Request\"},\"id\":7}";
     char buf[sizeof want + 8];
     memset(buf, 'Q', sizeof buf);
-    ck_assert_int_eq(mcpauth_rpc_error_json(buf, sizeof want - 1, -32600, "Invalid Request", "7"), -1);
+    ck_assert_int_eq(mcpauth__rpc_error_json(buf, sizeof want - 1, -32600, "Invalid Request", "7"), -1);
     ck_assert_int_eq(buf[0], '\0');
     ck_assert_int_eq(buf[sizeof want - 1], 'Q'); /* nothing written past cap */
-    ck_assert_int_eq(mcpauth_rpc_error_json(buf, 1, -32600, "Invalid Request", "7"), -1);
-    ck_assert_int_eq(mcpauth_rpc_error_json(buf, 0, -32600, "Invalid Request", "7"), -1);
-    ck_assert_int_eq(mcpauth_rpc_error_json(NULL, 100, -32600, "Invalid Request", "7"), -1);
-    ck_assert_int_eq(mcpauth_rpc_error_json(buf, sizeof want, -32600, "Invalid Request", "7"), (int)sizeof want - 1);
+    ck_assert_int_eq(mcpauth__rpc_error_json(buf, 1, -32600, "Invalid Request", "7"), -1);
+    ck_assert_int_eq(mcpauth__rpc_error_json(buf, 0, -32600, "Invalid Request", "7"), -1);
+    ck_assert_int_eq(mcpauth__rpc_error_json(NULL, 100, -32600, "Invalid Request", "7"), -1);
+    ck_assert_int_eq(mcpauth__rpc_error_json(buf, sizeof want, -32600, "Invalid Request", "7"), (int)sizeof want - 1);
     ck_assert_str_eq(buf, want);
 }
 END_TEST
@@ -1152,9 +1152,9 @@ START_TEST(refusal_to_document)
     /* What the proxy does with a refusal: err straight into the reply. */
     static const char body[] = "{\"jsonrpc\":\"2.0\",\"id\":\"q\\\"1\",\"method\":\"ping\",\"params\":\"x\"}";
     mcpauth_rpc_error err;
-    ck_assert_int_eq(mcpauth_rpc_parse(body, strlen(body), NULL, NULL, NULL, &err), -1);
+    ck_assert_int_eq(mcpauth__rpc_parse(body, strlen(body), NULL, NULL, NULL, &err), -1);
     char buf[300];
-    ck_assert_int_gt(mcpauth_rpc_error_json(buf, sizeof buf, err.code, err.message, err.id_json), 0);
+    ck_assert_int_gt(mcpauth__rpc_error_json(buf, sizeof buf, err.code, err.message, err.id_json), 0);
     ck_assert_str_eq(buf, "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":-32602,\"message\":\"Invalid params: params "
                           "must be an object or array\"},\"id\":\"q\\\"1\"}");
 }

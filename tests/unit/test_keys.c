@@ -18,6 +18,8 @@
 
 #include <mcpauth/util.h>
 
+#include "encode.h"
+
 #include "jose.h"
 #include "keys.h"
 #include "store.h"
@@ -41,13 +43,13 @@ static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/mcpauth-keys.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    store = mcpauth_store_open(dir, err, sizeof err);
+    store = mcpauth__store_open(dir, err, sizeof err);
     ck_assert_msg(store != NULL, "store: %s", err);
 }
 
 static void teardown(void)
 {
-    mcpauth_store_close(store);
+    mcpauth__store_close(store);
     store = NULL;
     rm_rf(dir);
 }
@@ -68,7 +70,7 @@ static char *b64_decode_str(const char *in, size_t len)
 {
     char *out = malloc(len + 1);
     ck_assert_ptr_nonnull(out);
-    ssize_t n = mcpauth_b64url_decode(in, len, (unsigned char *)out, len);
+    ssize_t n = mcpauth__b64url_decode(in, len, (unsigned char *)out, len);
     ck_assert_int_ge(n, 0);
     out[n] = '\0';
     return out;
@@ -79,9 +81,9 @@ static char *b64_decode_str(const char *in, size_t len)
 static int verify(const char *jwks, const char *token, const char *kid, mcpauth_alg alg,
                   char **header, char **payload)
 {
-    mcpauth_jwks *set = mcpauth_jwks_parse(jwks, strlen(jwks), err, sizeof err);
+    mcpauth_jwks *set = mcpauth__jwks_parse(jwks, strlen(jwks), err, sizeof err);
     ck_assert_msg(set != NULL, "jwks: %s", err);
-    const mcpauth_jwk *key = mcpauth_jwks_find(set, kid, alg);
+    const mcpauth_jwk *key = mcpauth__jwks_find(set, kid, alg);
     ck_assert_ptr_nonnull(key);
     const char *d1 = strchr(token, '.');
     ck_assert_ptr_nonnull(d1);
@@ -93,14 +95,14 @@ static int verify(const char *jwks, const char *token, const char *kid, mcpauth_
     if (payload)
         *payload = b64_decode_str(d1 + 1, (size_t)(d2 - d1 - 1));
     unsigned char sig[1024];
-    ssize_t siglen = mcpauth_b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof sig);
+    ssize_t siglen = mcpauth__b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof sig);
     ck_assert_int_gt(siglen, 0);
     if (alg == MCPAUTH_ALG_ES256)
         ck_assert_int_eq(siglen, 64);
     else
         ck_assert_int_eq(siglen, 384); /* RSA 3072 */
-    int ok = mcpauth_jws_verify(key, alg, token, (size_t)(d2 - token), sig, (size_t)siglen);
-    mcpauth_jwks_unref(set);
+    int ok = mcpauth__jws_verify(key, alg, token, (size_t)(d2 - token), sig, (size_t)siglen);
+    mcpauth__jwks_unref(set);
     return ok;
 }
 
@@ -144,20 +146,20 @@ START_TEST(test_thumbprint_rfc7638)
         "c_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FD"
         "W2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6"
         "WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw\"}]}";
-    mcpauth_jwks *set = mcpauth_jwks_parse(jwks, strlen(jwks), err, sizeof err);
+    mcpauth_jwks *set = mcpauth__jwks_parse(jwks, strlen(jwks), err, sizeof err);
     ck_assert_msg(set != NULL, "%s", err);
-    ck_assert_uint_eq(mcpauth_jwks_count(set), 1);
+    ck_assert_uint_eq(mcpauth__jwks_count(set), 1);
     char tp[64];
-    ck_assert_int_eq(mcpauth_keys_thumbprint(mcpauth_jwks_key(set, 0)->pkey, tp, sizeof tp), 0);
+    ck_assert_int_eq(mcpauth__keys_thumbprint(mcpauth__jwks_key(set, 0)->pkey, tp, sizeof tp), 0);
     ck_assert_str_eq(tp, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     /* too small a buffer */
-    ck_assert_int_eq(mcpauth_keys_thumbprint(mcpauth_jwks_key(set, 0)->pkey, tp, 43), -1);
-    mcpauth_jwks_unref(set);
+    ck_assert_int_eq(mcpauth__keys_thumbprint(mcpauth__jwks_key(set, 0)->pkey, tp, 43), -1);
+    mcpauth__jwks_unref(set);
 
     /* not P-256 nor RSA */
     EVP_PKEY *p384 = EVP_EC_gen("secp384r1");
     ck_assert_ptr_nonnull(p384);
-    ck_assert_int_eq(mcpauth_keys_thumbprint(p384, tp, sizeof tp), -1);
+    ck_assert_int_eq(mcpauth__keys_thumbprint(p384, tp, sizeof tp), -1);
     EVP_PKEY_free(p384);
 }
 END_TEST
@@ -166,9 +168,9 @@ END_TEST
 static void check_kid_is_thumbprint(const char *alg)
 {
     char kid[64];
-    ck_assert_msg(mcpauth_keys_generate(store, dir, alg, time(NULL), kid, sizeof kid, err,
+    ck_assert_msg(mcpauth__keys_generate(store, dir, alg, time(NULL), kid, sizeof kid, err,
                                         sizeof err) == 0, "%s", err);
-    char *jwks = mcpauth_keys_jwks(store, 0, err, sizeof err);
+    char *jwks = mcpauth__keys_jwks(store, 0, err, sizeof err);
     ck_assert_msg(jwks != NULL, "%s", err);
     json_object *doc = json_tokener_parse(jwks);
     ck_assert_ptr_nonnull(doc);
@@ -195,7 +197,7 @@ static void check_kid_is_thumbprint(const char *alg)
     unsigned int mdlen = 0;
     ck_assert_int_eq(EVP_Digest(canon, strlen(canon), md, &mdlen, EVP_sha256(), NULL), 1);
     char expect[64];
-    ck_assert_int_eq(mcpauth_b64url_encode(md, mdlen, expect, sizeof expect), 43);
+    ck_assert_int_eq(mcpauth__b64url_encode(md, mdlen, expect, sizeof expect), 43);
     ck_assert_str_eq(kid, expect);
     json_object_put(doc);
     free(jwks);
@@ -218,7 +220,7 @@ END_TEST
 static void check_sign_verify(const char *alg, mcpauth_alg a)
 {
     char kid[64], path[512], keysdir[512];
-    ck_assert_msg(mcpauth_keys_generate(store, dir, alg, time(NULL), kid, sizeof kid, err,
+    ck_assert_msg(mcpauth__keys_generate(store, dir, alg, time(NULL), kid, sizeof kid, err,
                                         sizeof err) == 0, "%s", err);
     ck_assert_uint_eq(strlen(kid), 43);
     key_path(path, sizeof path, kid);
@@ -226,12 +228,12 @@ static void check_sign_verify(const char *alg, mcpauth_alg a)
     ck_assert_uint_eq(mode_of(keysdir), 0700);
     ck_assert_uint_eq(mode_of(path), 0600);
 
-    mcpauth_signer *k = mcpauth_keys_load_current(store, err, sizeof err);
+    mcpauth_signer *k = mcpauth__keys_load_current(store, err, sizeof err);
     ck_assert_msg(k != NULL, "%s", err);
     ck_assert_str_eq(k->kid, kid);
     ck_assert_str_eq(k->alg, alg);
 
-    char *jwks = mcpauth_keys_jwks(store, time(NULL), err, sizeof err);
+    char *jwks = mcpauth__keys_jwks(store, time(NULL), err, sizeof err);
     ck_assert_msg(jwks != NULL, "%s", err);
     ck_assert_uint_eq(nkeys(jwks), 1);
     ck_assert_ptr_null(strstr(jwks, "\"d\"")); /* public members only */
@@ -241,7 +243,7 @@ static void check_sign_verify(const char *alg, mcpauth_alg a)
     char *hdr, *pl, want[160];
 
     /* with typ */
-    char *tok = mcpauth_jws_sign(k, "at+jwt", claims);
+    char *tok = mcpauth__jws_sign(k, "at+jwt", claims);
     ck_assert_ptr_nonnull(tok);
     ck_assert_int_eq(verify(jwks, tok, kid, a, &hdr, &pl), 1);
     snprintf(want, sizeof want, "{\"alg\":\"%s\",\"typ\":\"at+jwt\",\"kid\":\"%s\"}", alg, kid);
@@ -257,7 +259,7 @@ static void check_sign_verify(const char *alg, mcpauth_alg a)
     free(tok);
 
     /* without typ */
-    tok = mcpauth_jws_sign(k, NULL, claims);
+    tok = mcpauth__jws_sign(k, NULL, claims);
     ck_assert_ptr_nonnull(tok);
     ck_assert_int_eq(verify(jwks, tok, kid, a, &hdr, NULL), 1);
     snprintf(want, sizeof want, "{\"alg\":\"%s\",\"kid\":\"%s\"}", alg, kid);
@@ -266,7 +268,7 @@ static void check_sign_verify(const char *alg, mcpauth_alg a)
     free(tok);
 
     /* a typ needing JSON escapes stays valid JSON */
-    tok = mcpauth_jws_sign(k, "a\"b/c", claims);
+    tok = mcpauth__jws_sign(k, "a\"b/c", claims);
     ck_assert_ptr_nonnull(tok);
     ck_assert_int_eq(verify(jwks, tok, kid, a, &hdr, NULL), 1);
     json_object *h = json_tokener_parse(hdr);
@@ -276,9 +278,9 @@ static void check_sign_verify(const char *alg, mcpauth_alg a)
     free(hdr);
     free(tok);
 
-    ck_assert_ptr_null(mcpauth_jws_sign(k, NULL, NULL));
-    ck_assert_ptr_null(mcpauth_jws_sign(NULL, NULL, claims));
-    mcpauth_signer_free(k);
+    ck_assert_ptr_null(mcpauth__jws_sign(k, NULL, NULL));
+    ck_assert_ptr_null(mcpauth__jws_sign(NULL, NULL, claims));
+    mcpauth__signer_free(k);
     free(jwks);
 }
 
@@ -299,37 +301,37 @@ END_TEST
 START_TEST(test_es256_padding)
 {
     char kid[64];
-    ck_assert_int_eq(mcpauth_keys_generate(store, dir, "ES256", time(NULL), kid, sizeof kid, err,
+    ck_assert_int_eq(mcpauth__keys_generate(store, dir, "ES256", time(NULL), kid, sizeof kid, err,
                                            sizeof err), 0);
-    mcpauth_signer *k = mcpauth_keys_load_current(store, err, sizeof err);
+    mcpauth_signer *k = mcpauth__keys_load_current(store, err, sizeof err);
     ck_assert_ptr_nonnull(k);
-    char *jwks = mcpauth_keys_jwks(store, 0, err, sizeof err);
+    char *jwks = mcpauth__keys_jwks(store, 0, err, sizeof err);
     ck_assert_ptr_nonnull(jwks);
     for (int i = 0; i < 300; i++) {
         char claims[64];
         snprintf(claims, sizeof claims, "{\"n\":%d}", i);
-        char *tok = mcpauth_jws_sign(k, "JWT", claims);
+        char *tok = mcpauth__jws_sign(k, "JWT", claims);
         ck_assert_ptr_nonnull(tok);
         ck_assert_int_eq(verify(jwks, tok, kid, MCPAUTH_ALG_ES256, NULL, NULL), 1);
         free(tok);
     }
     free(jwks);
-    mcpauth_signer_free(k);
+    mcpauth__signer_free(k);
 }
 END_TEST
 
 START_TEST(test_generate_bad_alg)
 {
     char kid[64];
-    ck_assert_int_eq(mcpauth_keys_generate(store, dir, "HS256", time(NULL), kid, sizeof kid, err,
+    ck_assert_int_eq(mcpauth__keys_generate(store, dir, "HS256", time(NULL), kid, sizeof kid, err,
                                            sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "HS256"));
-    ck_assert_int_eq(mcpauth_keys_generate(store, dir, NULL, time(NULL), kid, sizeof kid, err,
+    ck_assert_int_eq(mcpauth__keys_generate(store, dir, NULL, time(NULL), kid, sizeof kid, err,
                                            sizeof err), -1);
     /* nothing recorded */
-    ck_assert_ptr_null(mcpauth_keys_load_current(store, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__keys_load_current(store, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "mcpauth init"));
-    char *jwks = mcpauth_keys_jwks(store, 0, err, sizeof err);
+    char *jwks = mcpauth__keys_jwks(store, 0, err, sizeof err);
     ck_assert_ptr_nonnull(jwks);
     ck_assert_str_eq(jwks, "{\"keys\":[]}");
     free(jwks);
@@ -342,12 +344,12 @@ START_TEST(test_keys_dir_refused)
     snprintf(keysdir, sizeof keysdir, "%s/keys", dir);
     ck_assert_int_eq(mkdir(keysdir, 0755), 0);
     ck_assert_int_eq(chmod(keysdir, 0755), 0);
-    ck_assert_int_eq(mcpauth_keys_generate(store, dir, "ES256", time(NULL), kid, sizeof kid, err,
+    ck_assert_int_eq(mcpauth__keys_generate(store, dir, "ES256", time(NULL), kid, sizeof kid, err,
                                            sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "0755"));
     ck_assert_int_eq(rmdir(keysdir), 0);
     ck_assert_int_eq(symlink("/tmp", keysdir), 0);
-    ck_assert_int_eq(mcpauth_keys_generate(store, dir, "ES256", time(NULL), kid, sizeof kid, err,
+    ck_assert_int_eq(mcpauth__keys_generate(store, dir, "ES256", time(NULL), kid, sizeof kid, err,
                                            sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "symbolic link"));
 }
@@ -359,20 +361,20 @@ START_TEST(test_rotation)
 {
     char kid1[64], kid2[64], path1[512], path2[512];
     time_t t1 = 1700000000, t2 = t1 + 3600;
-    ck_assert_int_eq(mcpauth_keys_generate(store, dir, "ES256", t1, kid1, sizeof kid1, err,
+    ck_assert_int_eq(mcpauth__keys_generate(store, dir, "ES256", t1, kid1, sizeof kid1, err,
                                            sizeof err), 0);
-    ck_assert_int_eq(mcpauth_keys_generate(store, dir, "RS256", t2, kid2, sizeof kid2, err,
+    ck_assert_int_eq(mcpauth__keys_generate(store, dir, "RS256", t2, kid2, sizeof kid2, err,
                                            sizeof err), 0);
     ck_assert_str_ne(kid1, kid2);
 
     /* the newer is current */
-    mcpauth_signer *k = mcpauth_keys_load_current(store, err, sizeof err);
+    mcpauth_signer *k = mcpauth__keys_load_current(store, err, sizeof err);
     ck_assert_msg(k != NULL, "%s", err);
     ck_assert_str_eq(k->kid, kid2);
     ck_assert_str_eq(k->alg, "RS256");
 
     /* both published while tokens of the first may live (retired at t2) */
-    char *jwks = mcpauth_keys_jwks(store, t2 - 600, err, sizeof err);
+    char *jwks = mcpauth__keys_jwks(store, t2 - 600, err, sizeof err);
     ck_assert_msg(jwks != NULL, "%s", err);
     ck_assert_uint_eq(nkeys(jwks), 2);
     ck_assert_ptr_nonnull(strstr(jwks, kid1));
@@ -380,7 +382,7 @@ START_TEST(test_rotation)
 
     /* a token signed by the retired key still verifies against the set */
     free(jwks);
-    jwks = mcpauth_keys_jwks(store, t2, err, sizeof err); /* retired at t2: not after t2 */
+    jwks = mcpauth__keys_jwks(store, t2, err, sizeof err); /* retired at t2: not after t2 */
     ck_assert_ptr_nonnull(jwks);
     ck_assert_uint_eq(nkeys(jwks), 1);
     ck_assert_ptr_null(strstr(jwks, kid1));
@@ -390,17 +392,17 @@ START_TEST(test_rotation)
     /* purge drops the old key's row; prune then deletes its file */
     key_path(path1, sizeof path1, kid1);
     key_path(path2, sizeof path2, kid2);
-    ck_assert_int_ge(mcpauth_store_purge(store, t2 + 10, t2 + 1), 1);
-    ck_assert_int_eq(mcpauth_keys_prune(store, dir, time(NULL), err, sizeof err), 0); /* too new */
+    ck_assert_int_ge(mcpauth__store_purge(store, t2 + 10, t2 + 1), 1);
+    ck_assert_int_eq(mcpauth__keys_prune(store, dir, time(NULL), err, sizeof err), 0); /* too new */
     ck_assert_int_eq(access(path1, F_OK), 0);
-    ck_assert_int_eq(mcpauth_keys_prune(store, dir, time(NULL) + 120, err, sizeof err), 1);
+    ck_assert_int_eq(mcpauth__keys_prune(store, dir, time(NULL) + 120, err, sizeof err), 1);
     ck_assert_int_ne(access(path1, F_OK), 0);
     ck_assert_int_eq(access(path2, F_OK), 0);
-    mcpauth_signer_free(k);
-    k = mcpauth_keys_load_current(store, err, sizeof err);
+    mcpauth__signer_free(k);
+    k = mcpauth__keys_load_current(store, err, sizeof err);
     ck_assert_msg(k != NULL, "%s", err);
     ck_assert_str_eq(k->kid, kid2);
-    mcpauth_signer_free(k);
+    mcpauth__signer_free(k);
 }
 END_TEST
 
@@ -409,19 +411,19 @@ END_TEST
 START_TEST(test_jwks_missing_file)
 {
     char kid1[64], kid2[64], path[512];
-    ck_assert_int_eq(mcpauth_keys_generate(store, dir, "ES256", 1000, kid1, sizeof kid1, err,
+    ck_assert_int_eq(mcpauth__keys_generate(store, dir, "ES256", 1000, kid1, sizeof kid1, err,
                                            sizeof err), 0);
-    ck_assert_int_eq(mcpauth_keys_generate(store, dir, "ES256", 2000, kid2, sizeof kid2, err,
+    ck_assert_int_eq(mcpauth__keys_generate(store, dir, "ES256", 2000, kid2, sizeof kid2, err,
                                            sizeof err), 0);
     key_path(path, sizeof path, kid1);
     ck_assert_int_eq(unlink(path), 0);
-    char *jwks = mcpauth_keys_jwks(store, 0, err, sizeof err);
+    char *jwks = mcpauth__keys_jwks(store, 0, err, sizeof err);
     ck_assert_msg(jwks != NULL, "%s", err);
     ck_assert_uint_eq(nkeys(jwks), 1);
     free(jwks);
     key_path(path, sizeof path, kid2);
     ck_assert_int_eq(unlink(path), 0);
-    ck_assert_ptr_null(mcpauth_keys_jwks(store, 0, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__keys_jwks(store, 0, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, path));
 }
 END_TEST
@@ -431,28 +433,28 @@ END_TEST
 START_TEST(test_load_refuses_unsafe)
 {
     char kid[64], path[512], moved[600];
-    ck_assert_int_eq(mcpauth_keys_generate(store, dir, "ES256", time(NULL), kid, sizeof kid, err,
+    ck_assert_int_eq(mcpauth__keys_generate(store, dir, "ES256", time(NULL), kid, sizeof kid, err,
                                            sizeof err), 0);
     key_path(path, sizeof path, kid);
 
     ck_assert_int_eq(chmod(path, 0644), 0);
-    ck_assert_ptr_null(mcpauth_keys_load_current(store, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__keys_load_current(store, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, path));
     ck_assert_ptr_nonnull(strstr(err, "0644"));
-    ck_assert_ptr_null(mcpauth_keys_jwks(store, 0, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__keys_jwks(store, 0, err, sizeof err));
     ck_assert_int_eq(chmod(path, 0640), 0);
-    ck_assert_ptr_null(mcpauth_keys_load_current(store, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__keys_load_current(store, err, sizeof err));
 
     ck_assert_int_eq(chmod(path, 0600), 0);
-    mcpauth_signer *k = mcpauth_keys_load_current(store, err, sizeof err);
+    mcpauth_signer *k = mcpauth__keys_load_current(store, err, sizeof err);
     ck_assert_msg(k != NULL, "%s", err);
-    mcpauth_signer_free(k);
+    mcpauth__signer_free(k);
 
     /* a symbolic link to a perfectly good key file */
     snprintf(moved, sizeof moved, "%s/elsewhere.pem", dir);
     ck_assert_int_eq(rename(path, moved), 0);
     ck_assert_int_eq(symlink(moved, path), 0);
-    ck_assert_ptr_null(mcpauth_keys_load_current(store, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__keys_load_current(store, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "symbolic link"));
     ck_assert_ptr_nonnull(strstr(err, path));
 
@@ -466,7 +468,7 @@ START_TEST(test_load_refuses_unsafe)
     ck_assert_int_eq(PEM_write_PrivateKey(f, other, NULL, NULL, 0, NULL, NULL), 1);
     fclose(f);
     EVP_PKEY_free(other);
-    ck_assert_ptr_null(mcpauth_keys_load_current(store, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__keys_load_current(store, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "does not hold"));
 
     /* not a key at all */
@@ -474,7 +476,7 @@ START_TEST(test_load_refuses_unsafe)
     ck_assert_ptr_nonnull(f);
     fputs("hello\n", f);
     fclose(f);
-    ck_assert_ptr_null(mcpauth_keys_load_current(store, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__keys_load_current(store, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "not a PEM private key"));
 }
 END_TEST
@@ -488,7 +490,7 @@ START_TEST(test_load_refuses_rsa_size)
     EVP_PKEY *weak = EVP_RSA_gen(1024);
     ck_assert_ptr_nonnull(weak);
     char kid[64], path[512], kdir[256];
-    ck_assert_int_eq(mcpauth_keys_thumbprint(weak, kid, sizeof kid), 0);
+    ck_assert_int_eq(mcpauth__keys_thumbprint(weak, kid, sizeof kid), 0);
     snprintf(kdir, sizeof kdir, "%s/keys", dir);
     ck_assert_int_eq(mkdir(kdir, 0700), 0);
     key_path(path, sizeof path, kid);
@@ -499,12 +501,12 @@ START_TEST(test_load_refuses_rsa_size)
     fclose(f);
     EVP_PKEY_free(weak);
     mcpauth_keyinfo ki = {kid, "RS256", path, time(NULL), 0};
-    ck_assert_int_eq(mcpauth_store_key_add(store, &ki), 0);
+    ck_assert_int_eq(mcpauth__store_key_add(store, &ki), 0);
 
-    ck_assert_ptr_null(mcpauth_keys_load_current(store, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__keys_load_current(store, err, sizeof err));
     ck_assert_msg(strstr(err, kid) && strstr(err, "RSA key of 1024 bits, outside 2048 to 8192"),
                   "%s", err);
-    ck_assert_ptr_null(mcpauth_keys_jwks(store, 0, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__keys_jwks(store, 0, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, kid));
 }
 END_TEST
@@ -516,29 +518,29 @@ START_TEST(test_secret)
     char path[512];
     unsigned char a[MCPAUTH_SECRET_BYTES], b[MCPAUTH_SECRET_BYTES];
     snprintf(path, sizeof path, "%s/secret", dir);
-    ck_assert_int_eq(mcpauth_secret_load(dir, a, err, sizeof err), -1);
-    ck_assert_int_eq(mcpauth_secret_create(dir, err, sizeof err), 1);
+    ck_assert_int_eq(mcpauth__secret_load(dir, a, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_create(dir, err, sizeof err), 1);
     ck_assert_uint_eq(mode_of(path), 0600);
     struct stat st;
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(st.st_size, MCPAUTH_SECRET_BYTES);
-    ck_assert_int_eq(mcpauth_secret_load(dir, a, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__secret_load(dir, a, err, sizeof err), 0);
     /* idempotent: the secret is kept */
-    ck_assert_int_eq(mcpauth_secret_create(dir, err, sizeof err), 0);
-    ck_assert_int_eq(mcpauth_secret_load(dir, b, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__secret_create(dir, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__secret_load(dir, b, err, sizeof err), 0);
     ck_assert_mem_eq(a, b, sizeof a);
     static const unsigned char zero[MCPAUTH_SECRET_BYTES];
     ck_assert(memcmp(a, zero, sizeof a) != 0);
 
     ck_assert_int_eq(chmod(path, 0644), 0);
-    ck_assert_int_eq(mcpauth_secret_load(dir, a, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_load(dir, a, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "0644"));
-    ck_assert_int_eq(mcpauth_secret_create(dir, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_create(dir, err, sizeof err), -1);
     ck_assert_int_eq(chmod(path, 0600), 0);
 
     /* truncated */
     ck_assert_int_eq(truncate(path, 16), 0);
-    ck_assert_int_eq(mcpauth_secret_load(dir, a, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_load(dir, a, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "not 32 bytes"));
 
     /* symlink */
@@ -546,9 +548,9 @@ START_TEST(test_secret)
     snprintf(moved, sizeof moved, "%s/elsewhere", dir);
     ck_assert_int_eq(rename(path, moved), 0);
     ck_assert_int_eq(symlink(moved, path), 0);
-    ck_assert_int_eq(mcpauth_secret_load(dir, a, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_load(dir, a, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "symbolic link"));
-    ck_assert_int_eq(mcpauth_secret_create(dir, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_create(dir, err, sizeof err), -1);
 }
 END_TEST
 

@@ -25,7 +25,7 @@ Suite *proxy_suite(void); /* also in suites.h once wired in */
 #include <json-c/json.h>
 
 #include <mcpauth/config.h>
-#include <mcpauth/jsonrpc.h>
+#include "jsonrpc.h"
 #include <mcpauth/log.h>
 #include <mcpauth/proxy.h>
 
@@ -154,13 +154,13 @@ START_TEST(rate_key_long_subject)
     char dir[] = "/tmp/mcpauth-proxy-XXXXXX", path[64], err[256] = "";
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/proxy.shm", dir);
-    mcpauth_shm *shm = mcpauth_shm_open(path, 64, 16, err, sizeof err);
+    mcpauth_shm *shm = mcpauth__shm_open(path, 64, 16, err, sizeof err);
     ck_assert_msg(shm != NULL, "%s", err);
     int retry;
-    ck_assert_int_eq(mcpauth_shm_rate(shm, ka, sizeof ka, 1, 1, 1000.0, &retry), 1);
-    ck_assert_int_eq(mcpauth_shm_rate(shm, ka, sizeof ka, 1, 1, 1000.0, &retry), 0);
-    ck_assert_int_eq(mcpauth_shm_rate(shm, kb, sizeof kb, 1, 1, 1000.0, &retry), 1);
-    mcpauth_shm_close(shm);
+    ck_assert_int_eq(mcpauth__shm_rate(shm, ka, sizeof ka, 1, 1, 1000.0, &retry), 1);
+    ck_assert_int_eq(mcpauth__shm_rate(shm, ka, sizeof ka, 1, 1, 1000.0, &retry), 0);
+    ck_assert_int_eq(mcpauth__shm_rate(shm, kb, sizeof kb, 1, 1, 1000.0, &retry), 1);
+    mcpauth__shm_close(shm);
     remove_tree(dir);
     free(a);
     free(b);
@@ -338,22 +338,7 @@ typedef struct rq {
     const char *origin, *version, *mcp_method, *mcp_name, *session, *cookie;
 } rq;
 
-typedef struct {
-    memhttp m; /* first: memhttp's callbacks take this ctx */
-    const char *body;
-    size_t len, pos;
-} bodyctx;
-
-static ssize_t body_read(void *ctx, char *buf, size_t len)
-{
-    bodyctx *b = ctx;
-    size_t n = b->len - b->pos < len ? b->len - b->pos : len;
-    memcpy(buf, b->body + b->pos, n);
-    b->pos += n;
-    return (ssize_t)n;
-}
-
-static bodyctx BC;
+static memhttp_bodyctx BC;
 static int status;
 
 static const char *or_default(const char *v, const char *def)
@@ -393,10 +378,7 @@ static int send_rq(rq q)
     mcpauth_request req;
     mcpauth_response resp;
     memhttp_setup(&BC.m, p, &req, &resp);
-    BC.body = body;
-    BC.len = body ? strlen(body) : 0;
-    BC.pos = 0;
-    req.read = body_read;
+    memhttp_set_body(&BC, &req, body, body ? strlen(body) : 0, 0);
     mcpauth_proxy_handle(proxy, &req, &resp);
     status = -1;
     ck_assert_msg(sscanf(BC.m.out, "Status: %d", &status) == 1, "no status: %.200s", BC.m.out);
@@ -406,21 +388,7 @@ static int send_rq(rq q)
 /* The value of a response header, or NULL. */
 static const char *rheader(const char *name)
 {
-    static char val[8192];
-    const char *end = strstr(BC.m.out, "\r\n\r\n");
-    size_t nl = strlen(name);
-    /* the first line is "Status: ..." */
-    for (const char *p = strstr(BC.m.out, "\r\n"); p && p < end; p = strstr(p + 2, "\r\n")) {
-        const char *h = p + 2;
-        if (strncasecmp(h, name, nl) == 0 && h[nl] == ':' && h[nl + 1] == ' ') {
-            size_t vl = strcspn(h + nl + 2, "\r\n");
-            ck_assert_uint_lt(vl, sizeof val);
-            memcpy(val, h + nl + 2, vl);
-            val[vl] = '\0';
-            return val;
-        }
-    }
-    return NULL;
+    return memhttp_header(BC.m.out, name);
 }
 
 /* The answer is this status with a JSON-RPC error of this code and id. */
@@ -553,10 +521,10 @@ static void bind_session(const char *id, const char *owner)
 {
     char path[128], err[256] = "";
     snprintf(path, sizeof path, "%s/proxy.shm", hdir);
-    mcpauth_shm *shm = mcpauth_shm_open(path, 65536, 16384, err, sizeof err);
+    mcpauth_shm *shm = mcpauth__shm_open(path, 65536, 16384, err, sizeof err);
     ck_assert_msg(shm != NULL, "%s", err);
-    ck_assert_int_eq(mcpauth_shm_session_bind(shm, id, owner, time(NULL) + 600), 0);
-    mcpauth_shm_close(shm);
+    ck_assert_int_eq(mcpauth__shm_session_bind(shm, id, owner, time(NULL) + 600), 0);
+    mcpauth__shm_close(shm);
 }
 
 START_TEST(h_session)

@@ -18,55 +18,29 @@ Suite *shm_suite(void);
 #include <unistd.h>
 
 #include "shm.h"
-#include "../support/scratch.h"
+#define SCRATCH_NAME "shm"
+#include "../support/scratchdir.h"
 
-static char base[64], dir[96];
 static char path[160];
 
-
-/* The base directory is made and removed by the runner itself, so even a
- * failed test (whose process exits without its teardown) leaves nothing. */
-static void suite_setup(void)
-{
-    snprintf(base, sizeof base, "/tmp/mcpauth-shm-XXXXXX");
-    if (!mkdtemp(base)) {
-        perror("test_shm: mkdtemp");
-        base[0] = '\0';
-    }
-}
-
-static void suite_teardown(void)
-{
-    if (base[0])
-        remove_tree(base);
-}
-
-/* Fresh directory per test (each runs in its own process in fork mode). */
 static void setup(void)
 {
-    ck_assert_msg(base[0] != '\0', "no base directory");
-    snprintf(dir, sizeof dir, "%s/XXXXXX", base);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    scratch_setup();
     snprintf(path, sizeof path, "%s/state", dir);
-}
-
-static void teardown(void)
-{
-    remove_tree(dir);
 }
 
 static mcpauth_shm *open_ok(size_t buckets, size_t sessions)
 {
     char err[256] = "";
-    mcpauth_shm *s = mcpauth_shm_open(path, buckets, sessions, err, sizeof err);
-    ck_assert_msg(s != NULL, "mcpauth_shm_open: %s", err);
+    mcpauth_shm *s = mcpauth__shm_open(path, buckets, sessions, err, sizeof err);
+    ck_assert_msg(s != NULL, "mcpauth__shm_open: %s", err);
     return s;
 }
 
 static int take(mcpauth_shm *s, const char *key, double rate, double burst, double now,
                 int *retry)
 {
-    return mcpauth_shm_rate(s, key, strlen(key), rate, burst, now, retry);
+    return mcpauth__shm_rate(s, key, strlen(key), rate, burst, now, retry);
 }
 
 START_TEST(rate_basic)
@@ -91,12 +65,12 @@ START_TEST(rate_basic)
 
     /* Keys are bytes: embedded NULs, a prefix and the empty key differ. */
     static const char bin1[] = {'k', 0, 1}, bin2[] = {'k', 0, 2};
-    ck_assert_int_eq(mcpauth_shm_rate(s, bin1, 3, 1, 1, 1001.0, &retry), 1);
-    ck_assert_int_eq(mcpauth_shm_rate(s, bin1, 3, 1, 1, 1001.0, &retry), 0);
-    ck_assert_int_eq(mcpauth_shm_rate(s, bin2, 3, 1, 1, 1001.0, &retry), 1);
-    ck_assert_int_eq(mcpauth_shm_rate(s, bin1, 1, 1, 1, 1001.0, &retry), 1);
-    ck_assert_int_eq(mcpauth_shm_rate(s, "", 0, 1, 1, 1001.0, &retry), 1);
-    ck_assert_int_eq(mcpauth_shm_rate(s, NULL, 0, 1, 1, 1001.0, &retry), 0);
+    ck_assert_int_eq(mcpauth__shm_rate(s, bin1, 3, 1, 1, 1001.0, &retry), 1);
+    ck_assert_int_eq(mcpauth__shm_rate(s, bin1, 3, 1, 1, 1001.0, &retry), 0);
+    ck_assert_int_eq(mcpauth__shm_rate(s, bin2, 3, 1, 1, 1001.0, &retry), 1);
+    ck_assert_int_eq(mcpauth__shm_rate(s, bin1, 1, 1, 1, 1001.0, &retry), 1);
+    ck_assert_int_eq(mcpauth__shm_rate(s, "", 0, 1, 1, 1001.0, &retry), 1);
+    ck_assert_int_eq(mcpauth__shm_rate(s, NULL, 0, 1, 1, 1001.0, &retry), 0);
 
     /* rate <= 0: unlimited. */
     for (int i = 0; i < 1000; i++) {
@@ -106,7 +80,7 @@ START_TEST(rate_basic)
     ck_assert_int_eq(retry, 0);
     /* ...and did not touch the limited bucket. */
     ck_assert_int_eq(take(s, "10.0.0.1", 1, 3, 1001.0, NULL), 0);
-    mcpauth_shm_close(s);
+    mcpauth__shm_close(s);
 }
 END_TEST
 
@@ -136,7 +110,7 @@ START_TEST(rate_retry_after)
     /* A clock stepped back does not lock the key out until it catches up. */
     ck_assert_int_eq(take(s, "cap", 1, 2, 1e6 - 3600, &retry), 0);
     ck_assert_int_eq(take(s, "cap", 1, 2, 1e6 - 3599, &retry), 1);
-    mcpauth_shm_close(s);
+    mcpauth__shm_close(s);
 }
 END_TEST
 
@@ -159,7 +133,7 @@ START_TEST(rate_lru_eviction)
         ck_assert_msg(take(s, key, 0.001, 1, 22.0, &retry) == 0, "%s was evicted", key);
     }
     ck_assert_int_eq(take(s, "key0", 0.001, 1, 23.0, &retry), 1); /* evicted: fresh */
-    mcpauth_shm_close(s);
+    mcpauth__shm_close(s);
 }
 END_TEST
 
@@ -176,7 +150,7 @@ static void hammer_child(int go, int out, size_t buckets)
     if (read(go, &c, 1) != 0) /* EOF: everyone starts */
         _exit(2);
     char err[256];
-    mcpauth_shm *s = mcpauth_shm_open(path, buckets, 64, err, sizeof err);
+    mcpauth_shm *s = mcpauth__shm_open(path, buckets, 64, err, sizeof err);
     if (!s) {
         fprintf(stderr, "child: %s\n", err);
         _exit(3);
@@ -184,7 +158,7 @@ static void hammer_child(int go, int out, size_t buckets)
     int allowed = 0;
     for (int i = 0; i < ATTEMPTS; i++)
         allowed += take(s, "shared-key", 1, BURST, 5000.0, NULL);
-    mcpauth_shm_close(s);
+    mcpauth__shm_close(s);
     _exit(write(out, &allowed, sizeof allowed) == (ssize_t)sizeof allowed ? 0 : 4);
 }
 
@@ -227,7 +201,7 @@ START_TEST(rate_processes)
     /* And the bucket really is empty for everyone. */
     mcpauth_shm *s = open_ok(4096, 64);
     ck_assert_int_eq(take(s, "shared-key", 1, BURST, 5000.0, NULL), 0);
-    mcpauth_shm_close(s);
+    mcpauth__shm_close(s);
 }
 END_TEST
 
@@ -235,7 +209,7 @@ START_TEST(replace_race)
 {
     /* All processes arrive with a new table size at once: one replaces the
      * file, the others must notice and use that same new file. */
-    mcpauth_shm_close(open_ok(1024, 64));
+    mcpauth__shm_close(open_ok(1024, 64));
     ck_assert_int_eq(hammer(2048), BURST);
 }
 END_TEST
@@ -260,7 +234,7 @@ START_TEST(rate_threads)
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
     ck_assert_int_eq(allowed[0] + allowed[1] + allowed[2] + allowed[3], BURST);
-    mcpauth_shm_close(thread_shm);
+    mcpauth__shm_close(thread_shm);
 }
 END_TEST
 
@@ -271,27 +245,27 @@ START_TEST(state_survives_reopen)
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(take(s, "drained", 1, 5, 700.0, NULL), 1);
     ck_assert_int_eq(take(s, "drained", 1, 5, 700.0, NULL), 0);
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "sess", "alice", t + 600), 0);
-    mcpauth_shm_close(s);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "sess", "alice", t + 600), 0);
+    mcpauth__shm_close(s);
 
     /* A worker restart: same file, same sizes. */
     s = open_ok(256, 32);
     ck_assert_int_eq(take(s, "drained", 1, 5, 700.0, NULL), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sess", "alice", t, 0), MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "sess", "mallory", t + 600), -1);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sess", "alice", t, 0), MCPAUTH_SESSION_OWNER);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "sess", "mallory", t + 600), -1);
 
     /* A new configuration with other sizes starts afresh in a new file,
      * while the worker still on the old one keeps working on it. */
     char err[256];
-    mcpauth_shm *n = mcpauth_shm_open(path, 512, 32, err, sizeof err);
+    mcpauth_shm *n = mcpauth__shm_open(path, 512, 32, err, sizeof err);
     ck_assert_msg(n != NULL, "%s", err);
     ck_assert_int_eq(take(n, "drained", 1, 5, 700.0, NULL), 1);
-    ck_assert_int_eq(mcpauth_shm_session_check(n, "sess", "alice", t, 0),
+    ck_assert_int_eq(mcpauth__shm_session_check(n, "sess", "alice", t, 0),
                      MCPAUTH_SESSION_UNKNOWN);
     ck_assert_int_eq(take(s, "drained", 1, 5, 700.0, NULL), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sess", "alice", t, 0), MCPAUTH_SESSION_OWNER);
-    mcpauth_shm_close(s);
-    mcpauth_shm_close(n);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sess", "alice", t, 0), MCPAUTH_SESSION_OWNER);
+    mcpauth__shm_close(s);
+    mcpauth__shm_close(n);
 
     /* The replacement is a proper private file, and no temporary is left. */
     struct stat st;
@@ -356,12 +330,12 @@ START_TEST(robust_mutex)
 
     /* Still consistent afterwards, for this process and a new opener. */
     time_t t = time(NULL);
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "s", "o", t + 60), 0);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "s", "o", t + 60), 0);
     mcpauth_shm *o = open_ok(65536, 64);
-    ck_assert_int_eq(mcpauth_shm_session_check(o, "s", "o", t, 0), MCPAUTH_SESSION_OWNER);
+    ck_assert_int_eq(mcpauth__shm_session_check(o, "s", "o", t, 0), MCPAUTH_SESSION_OWNER);
     ck_assert_int_eq(take(o, "after", 1, 1, 100.0, NULL), 0);
-    mcpauth_shm_close(o);
-    mcpauth_shm_close(s);
+    mcpauth__shm_close(o);
+    mcpauth__shm_close(s);
 }
 END_TEST
 
@@ -372,63 +346,63 @@ START_TEST(session_basic)
     const char *alice = "https://issuer.example\nalice\nclient-1";
     const char *bob = "https://issuer.example\nbob\nclient-1";
 
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", alice, t, 0), MCPAUTH_SESSION_UNKNOWN);
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "sid-1", alice, t + 100), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", alice, t, 0), MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", bob, t, 0), MCPAUTH_SESSION_OTHER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-2", alice, t, 0), MCPAUTH_SESSION_UNKNOWN);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", alice, t, 0), MCPAUTH_SESSION_UNKNOWN);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "sid-1", alice, t + 100), 0);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", alice, t, 0), MCPAUTH_SESSION_OWNER);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", bob, t, 0), MCPAUTH_SESSION_OTHER);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-2", alice, t, 0), MCPAUTH_SESSION_UNKNOWN);
 
     /* Another owner cannot take a live binding; the owner may renew it. */
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "sid-1", bob, t + 1000), -1);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", bob, t, 0), MCPAUTH_SESSION_OTHER);
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "sid-1", alice, t + 200), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", alice, t + 150, 0),
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "sid-1", bob, t + 1000), -1);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", bob, t, 0), MCPAUTH_SESSION_OTHER);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "sid-1", alice, t + 200), 0);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", alice, t + 150, 0),
                      MCPAUTH_SESSION_OWNER);
 
     /* Extension: only forwards, and only for the owner. */
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", bob, t, t + 5000),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", bob, t, t + 5000),
                      MCPAUTH_SESSION_OTHER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", alice, t + 199, 0),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", alice, t + 199, 0),
                      MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", alice, t, t + 50),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", alice, t, t + 50),
                      MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", alice, t + 199, 0),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", alice, t + 199, 0),
                      MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", alice, t + 100, t + 400),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", alice, t + 100, t + 400),
                      MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", alice, t + 399, 0),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", alice, t + 399, 0),
                      MCPAUTH_SESSION_OWNER);
 
     /* Expiry is exclusive; an expired binding is unknown to everyone. */
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", alice, t + 400, 0),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", alice, t + 400, 0),
                      MCPAUTH_SESSION_UNKNOWN);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", bob, t + 400, 0),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", bob, t + 400, 0),
                      MCPAUTH_SESSION_UNKNOWN);
     /* ...and can be extended no more. */
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-1", alice, t, t + 9999),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-1", alice, t, t + 9999),
                      MCPAUTH_SESSION_UNKNOWN);
 
     /* Remove. */
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "sid-3", alice, t + 100), 0);
-    mcpauth_shm_session_remove(s, "sid-3");
-    mcpauth_shm_session_remove(s, "sid-3");
-    mcpauth_shm_session_remove(s, "never-bound");
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-3", alice, t, 0), MCPAUTH_SESSION_UNKNOWN);
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "sid-3", bob, t + 100), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-3", bob, t, 0), MCPAUTH_SESSION_OWNER);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "sid-3", alice, t + 100), 0);
+    mcpauth__shm_session_remove(s, "sid-3");
+    mcpauth__shm_session_remove(s, "sid-3");
+    mcpauth__shm_session_remove(s, "never-bound");
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-3", alice, t, 0), MCPAUTH_SESSION_UNKNOWN);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "sid-3", bob, t + 100), 0);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-3", bob, t, 0), MCPAUTH_SESSION_OWNER);
 
     /* An expired binding may be taken over by someone else. */
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "sid-4", alice, t - 1), 0);
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "sid-4", bob, t + 100), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-4", bob, t, 0), MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "sid-4", alice, t, 0), MCPAUTH_SESSION_OTHER);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "sid-4", alice, t - 1), 0);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "sid-4", bob, t + 100), 0);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-4", bob, t, 0), MCPAUTH_SESSION_OWNER);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "sid-4", alice, t, 0), MCPAUTH_SESSION_OTHER);
 
     /* Bad arguments never say OWNER. */
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, NULL, alice, t + 100), -1);
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "x", NULL, t + 100), -1);
-    ck_assert_int_ne(mcpauth_shm_session_check(s, "sid-3", NULL, t, 0), MCPAUTH_SESSION_OWNER);
-    ck_assert_int_ne(mcpauth_shm_session_check(NULL, "sid-3", bob, t, 0), MCPAUTH_SESSION_OWNER);
-    mcpauth_shm_close(s);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, NULL, alice, t + 100), -1);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "x", NULL, t + 100), -1);
+    ck_assert_int_ne(mcpauth__shm_session_check(s, "sid-3", NULL, t, 0), MCPAUTH_SESSION_OWNER);
+    ck_assert_int_ne(mcpauth__shm_session_check(NULL, "sid-3", bob, t, 0), MCPAUTH_SESSION_OWNER);
+    mcpauth__shm_close(s);
 }
 END_TEST
 
@@ -449,30 +423,30 @@ START_TEST(session_arbitrary_bytes)
     memcpy(long_other, long_owner, big + 1);
     long_other[big - 1] ^= 1; /* differs in the last byte only */
 
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, long_id, long_owner, t + 60), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, long_id, long_owner, t, 0),
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, long_id, long_owner, t + 60), 0);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, long_id, long_owner, t, 0),
                      MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, long_id, long_other, t, 0),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, long_id, long_other, t, 0),
                      MCPAUTH_SESSION_OTHER);
 
     /* High bytes, control characters, the empty string, prefixes. */
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "\xff\xfe\x01\x7f", "o\n\x80\xc3", t + 60), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "\xff\xfe\x01\x7f", "o\n\x80\xc3", t, 0),
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "\xff\xfe\x01\x7f", "o\n\x80\xc3", t + 60), 0);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "\xff\xfe\x01\x7f", "o\n\x80\xc3", t, 0),
                      MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "\xff\xfe\x01", "o\n\x80\xc3", t, 0),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "\xff\xfe\x01", "o\n\x80\xc3", t, 0),
                      MCPAUTH_SESSION_UNKNOWN);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "\xff\xfe\x01\x7f", "o\n\x80", t, 0),
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "\xff\xfe\x01\x7f", "o\n\x80", t, 0),
                      MCPAUTH_SESSION_OTHER);
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "", "", t + 60), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "", "", t, 0), MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "", "a", t, 0), MCPAUTH_SESSION_OTHER);
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "iss\nsub", "a", t + 60), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "iss\nsub", "a\n", t, 0),
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "", "", t + 60), 0);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "", "", t, 0), MCPAUTH_SESSION_OWNER);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "", "a", t, 0), MCPAUTH_SESSION_OTHER);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "iss\nsub", "a", t + 60), 0);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "iss\nsub", "a\n", t, 0),
                      MCPAUTH_SESSION_OTHER);
     free(long_owner);
     free(long_other);
     free(long_id);
-    mcpauth_shm_close(s);
+    mcpauth__shm_close(s);
 }
 END_TEST
 
@@ -484,42 +458,42 @@ START_TEST(session_table_full)
     char id[16];
     for (int i = 0; i < 8; i++) {
         snprintf(id, sizeof id, "old%d", i);
-        ck_assert_int_eq(mcpauth_shm_session_bind(s, id, "old-owner", t - 10), 0);
+        ck_assert_int_eq(mcpauth__shm_session_bind(s, id, "old-owner", t - 10), 0);
     }
     /* Expired bindings make room. */
     for (int i = 0; i < 8; i++) {
         snprintf(id, sizeof id, "new%d", i);
-        ck_assert_int_eq(mcpauth_shm_session_bind(s, id, "owner", t + 100 + i), 0);
+        ck_assert_int_eq(mcpauth__shm_session_bind(s, id, "owner", t + 100 + i), 0);
     }
     for (int i = 0; i < 8; i++) {
         snprintf(id, sizeof id, "new%d", i);
-        ck_assert_int_eq(mcpauth_shm_session_check(s, id, "owner", t, 0), MCPAUTH_SESSION_OWNER);
+        ck_assert_int_eq(mcpauth__shm_session_check(s, id, "owner", t, 0), MCPAUTH_SESSION_OWNER);
         snprintf(id, sizeof id, "old%d", i);
-        ck_assert_int_eq(mcpauth_shm_session_check(s, id, "old-owner", t - 20, 0),
+        ck_assert_int_eq(mcpauth__shm_session_check(s, id, "old-owner", t - 20, 0),
                          MCPAUTH_SESSION_UNKNOWN);
     }
     /* Full of live bindings: the one closest to expiry goes. */
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "ninth", "owner", t + 1000), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "ninth", "owner", t, 0), MCPAUTH_SESSION_OWNER);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "new0", "owner", t, 0), MCPAUTH_SESSION_UNKNOWN);
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "ninth", "owner", t + 1000), 0);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "ninth", "owner", t, 0), MCPAUTH_SESSION_OWNER);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "new0", "owner", t, 0), MCPAUTH_SESSION_UNKNOWN);
     for (int i = 1; i < 8; i++) {
         snprintf(id, sizeof id, "new%d", i);
-        ck_assert_int_eq(mcpauth_shm_session_check(s, id, "owner", t, 0), MCPAUTH_SESSION_OWNER);
+        ck_assert_int_eq(mcpauth__shm_session_check(s, id, "owner", t, 0), MCPAUTH_SESSION_OWNER);
     }
     /* A removed slot is reused before any live binding is evicted. */
-    mcpauth_shm_session_remove(s, "new5");
-    ck_assert_int_eq(mcpauth_shm_session_bind(s, "tenth", "owner", t + 1000), 0);
-    ck_assert_int_eq(mcpauth_shm_session_check(s, "new1", "owner", t, 0), MCPAUTH_SESSION_OWNER);
-    mcpauth_shm_close(s);
+    mcpauth__shm_session_remove(s, "new5");
+    ck_assert_int_eq(mcpauth__shm_session_bind(s, "tenth", "owner", t + 1000), 0);
+    ck_assert_int_eq(mcpauth__shm_session_check(s, "new1", "owner", t, 0), MCPAUTH_SESSION_OWNER);
+    mcpauth__shm_close(s);
 }
 END_TEST
 
 static void open_fails(const char *p, const char *why)
 {
     char err[256] = "";
-    mcpauth_shm *s = mcpauth_shm_open(p, 64, 64, err, sizeof err);
+    mcpauth_shm *s = mcpauth__shm_open(p, 64, 64, err, sizeof err);
     if (s)
-        mcpauth_shm_close(s);
+        mcpauth__shm_close(s);
     ck_assert_msg(s == NULL, "%s was accepted", p);
     ck_assert_msg(strstr(err, why) != NULL, "err \"%s\" does not say \"%s\"", err, why);
 }
@@ -534,7 +508,7 @@ START_TEST(bad_paths)
 
     /* A symlink, even to a good file: its target is not ours to pick. */
     snprintf(path, sizeof path, "%s", target);
-    mcpauth_shm_close(open_ok(64, 64));
+    mcpauth__shm_close(open_ok(64, 64));
     ck_assert_int_eq(symlink(target, link), 0);
     open_fails(link, "symbolic link");
     snprintf(path, sizeof path, "%s/dangling", dir);
@@ -562,13 +536,13 @@ START_TEST(bad_paths)
     }
 
     char err[256];
-    ck_assert_ptr_null(mcpauth_shm_open(NULL, 64, 64, err, sizeof err));
-    ck_assert_ptr_null(mcpauth_shm_open("", 64, 64, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__shm_open(NULL, 64, 64, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__shm_open("", 64, 64, err, sizeof err));
     snprintf(path, sizeof path, "%s/sizes", dir);
-    ck_assert_ptr_null(mcpauth_shm_open(path, 0, 64, err, sizeof err));
-    ck_assert_ptr_null(mcpauth_shm_open(path, 64, 0, err, sizeof err));
-    ck_assert_ptr_null(mcpauth_shm_open(path, (size_t)-1, 64, err, sizeof err));
-    ck_assert_ptr_null(mcpauth_shm_open(path, 64, (size_t)1 << 40, NULL, 0));
+    ck_assert_ptr_null(mcpauth__shm_open(path, 0, 64, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__shm_open(path, 64, 0, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__shm_open(path, (size_t)-1, 64, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__shm_open(path, 64, (size_t)1 << 40, NULL, 0));
 }
 END_TEST
 
@@ -588,30 +562,27 @@ START_TEST(garbage_reinitialised)
         int retry;
         ck_assert_int_eq(take(s, "k", 1, 1, 10.0, &retry), 1);
         ck_assert_int_eq(take(s, "k", 1, 1, 10.0, &retry), 0);
-        ck_assert_int_eq(mcpauth_shm_session_check(s, "id", "o", time(NULL), 0),
+        ck_assert_int_eq(mcpauth__shm_session_check(s, "id", "o", time(NULL), 0),
                          MCPAUTH_SESSION_UNKNOWN);
-        mcpauth_shm_close(s);
+        mcpauth__shm_close(s);
         /* Reopening keeps what was written after the re-initialisation. */
         s = open_ok(1024, 512);
         ck_assert_int_eq(take(s, "k", 1, 1, 10.0, &retry), 0);
-        mcpauth_shm_close(s);
+        mcpauth__shm_close(s);
         unlink(path);
     }
     /* An empty file (say, left by a crash before the header was written). */
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    mcpauth_shm_close(open_ok(16, 16));
+    mcpauth__shm_close(open_ok(16, 16));
 }
 END_TEST
 
 Suite *shm_suite(void)
 {
     Suite *s = suite_create("shm");
-    TCase *tc = tcase_create("core");
-    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 30);
+    TCase *tc = scratch_tcase("core", setup, 30);
     tcase_add_test(tc, rate_basic);
     tcase_add_test(tc, rate_retry_after);
     tcase_add_test(tc, rate_lru_eviction);

@@ -22,47 +22,25 @@ Suite *store_suite(void);
 
 #include <mcpauth/util.h>
 
+#include "encode.h"
+
 #include "store.h"
-#include "../support/scratch.h"
+#define SCRATCH_NAME "store"
+#include "../support/scratchdir.h"
 
-static char base[64], dir[96];
 static char dbpath[160];
-
-
-/* Made and removed by the runner itself, so a failed test leaves nothing. */
-static void suite_setup(void)
-{
-    snprintf(base, sizeof base, "/tmp/mcpauth-store-XXXXXX");
-    if (!mkdtemp(base)) {
-        perror("test_store: mkdtemp");
-        base[0] = '\0';
-    }
-}
-
-static void suite_teardown(void)
-{
-    if (base[0])
-        remove_tree(base);
-}
 
 static void setup(void)
 {
-    ck_assert_msg(base[0] != '\0', "no base directory");
-    snprintf(dir, sizeof dir, "%s/XXXXXX", base);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    scratch_setup();
     snprintf(dbpath, sizeof dbpath, "%s/mcpauth.db", dir);
-}
-
-static void teardown(void)
-{
-    remove_tree(dir);
 }
 
 static mcpauth_store *open_ok(void)
 {
     char err[256] = "";
-    mcpauth_store *s = mcpauth_store_open(dir, err, sizeof err);
-    ck_assert_msg(s != NULL, "mcpauth_store_open: %s", err);
+    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
+    ck_assert_msg(s != NULL, "mcpauth__store_open: %s", err);
     return s;
 }
 
@@ -119,24 +97,24 @@ START_TEST(open_refusals)
 {
     char err[512], p[256];
     snprintf(p, sizeof p, "%s/missing", dir);
-    ck_assert_ptr_null(mcpauth_store_open(p, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(p, err, sizeof err));
     ck_assert_msg(strstr(err, p) != NULL, "error does not name the directory: %s", err);
-    ck_assert_ptr_null(mcpauth_store_open(NULL, err, sizeof err));
-    ck_assert_ptr_null(mcpauth_store_open("", NULL, 0));
+    ck_assert_ptr_null(mcpauth__store_open(NULL, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open("", NULL, 0));
 
     /* A file where the directory should be. */
     snprintf(p, sizeof p, "%s/file", dir);
     int fd = open(p, O_WRONLY | O_CREAT, 0600);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    ck_assert_ptr_null(mcpauth_store_open(p, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(p, err, sizeof err));
     ck_assert_msg(strstr(err, p) != NULL, "%s", err);
 
     /* World-writable state_dir. */
     snprintf(p, sizeof p, "%s/open", dir);
     ck_assert_int_eq(mkdir(p, 0700), 0);
     ck_assert_int_eq(chmod(p, 0777), 0);
-    ck_assert_ptr_null(mcpauth_store_open(p, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(p, err, sizeof err));
     ck_assert_msg(strstr(err, "writable") != NULL, "%s", err);
 
     /* The database a symlink: refused, the target untouched. */
@@ -146,7 +124,7 @@ START_TEST(open_refusals)
     ck_assert_int_ge(fd, 0);
     close(fd);
     ck_assert_int_eq(symlink(target, dbpath), 0);
-    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
     ck_assert_msg(strstr(err, "symbolic link") != NULL, "%s", err);
     struct stat st;
     ck_assert_int_eq(stat(target, &st), 0);
@@ -156,16 +134,16 @@ START_TEST(open_refusals)
     unlink(dbpath);
     snprintf(target, sizeof target, "%s/nowhere", dir);
     ck_assert_int_eq(symlink(target, dbpath), 0);
-    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
     ck_assert_int_eq(access(target, F_OK), -1);
     unlink(dbpath);
 
     /* A directory or FIFO in its place (the FIFO must not hang us). */
     ck_assert_int_eq(mkdir(dbpath, 0700), 0);
-    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
     rmdir(dbpath);
     ck_assert_int_eq(mkfifo(dbpath, 0600), 0);
-    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
     ck_assert_msg(strstr(err, "regular") != NULL, "%s", err);
     unlink(dbpath);
 
@@ -173,10 +151,10 @@ START_TEST(open_refusals)
     char wal[200];
     snprintf(wal, sizeof wal, "%s-wal", dbpath);
     ck_assert_int_eq(symlink(target, wal), 0);
-    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
     ck_assert_msg(strstr(err, "-wal") != NULL, "%s", err);
     unlink(wal);
-    mcpauth_store_close(open_ok());
+    mcpauth__store_close(open_ok());
 }
 END_TEST
 
@@ -194,11 +172,11 @@ START_TEST(open_mode_and_pragmas)
     snprintf(side, sizeof side, "%s-shm", dbpath);
     if (access(side, F_OK) == 0)
         ck_assert_int_eq(file_mode(side), 0600);
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     /* ...a too strict one... */
     unlink(dbpath);
     umask(0277);
-    mcpauth_store_close(open_ok());
+    mcpauth__store_close(open_ok());
     ck_assert_int_eq(file_mode(dbpath), 0600);
     umask(old);
     /* ...and a file someone loosened is tightened again. */
@@ -221,19 +199,19 @@ START_TEST(open_mode_and_pragmas)
                  tables[i]);
         ck_assert_msg(raw_int(db, sql) == 1, "table %s missing", tables[i]);
     }
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
 
     /* Reopening keeps data; a newer schema is refused. */
     s = open_ok();
-    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", "r", "x"), 0);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_consent_add(s, "u", "c", "r", "x"), 0);
+    mcpauth__store_close(s);
     s = open_ok();
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", "r", "x"), 1);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", "r", "x"), 1);
+    mcpauth__store_close(s);
     raw_exec(db, "PRAGMA user_version = 99");
     sqlite3_close(db);
     char err[512];
-    ck_assert_ptr_null(mcpauth_store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
     ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
 }
 END_TEST
@@ -258,11 +236,11 @@ START_TEST(clients_basic)
 {
     mcpauth_store *s = open_ok();
     mcpauth_client c = client("conf", 100);
-    ck_assert_int_eq(mcpauth_store_client_add(s, &c, "s3cret-value"), 0);
-    ck_assert_int_eq(mcpauth_store_client_add(s, &c, "other"), -1); /* exists */
+    ck_assert_int_eq(mcpauth__store_client_add(s, &c, "s3cret-value"), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &c, "other"), -1); /* exists */
 
     mcpauth_client got;
-    ck_assert_int_eq(mcpauth_store_client_get(s, "conf", &got), 1);
+    ck_assert_int_eq(mcpauth__store_client_get(s, "conf", &got), 1);
     ck_assert_str_eq(got.client_id, "conf");
     ck_assert_str_eq(got.client_name, "Test App");
     ck_assert_str_eq(got.redirect_uris, "[\"https://app.example/cb\"]");
@@ -273,73 +251,73 @@ START_TEST(clients_basic)
     ck_assert_int_eq(got.created, 100);
     ck_assert_int_eq(got.secret_expires, 0);
     char h[65];
-    mcpauth_sha256_hex("s3cret-value", 12, h);
+    mcpauth__sha256_hex("s3cret-value", 12, h);
     ck_assert_str_eq(got.secret_hash, h);
-    mcpauth_client_free(&got);
-    mcpauth_client_free(&got); /* zeroed: fine */
-    mcpauth_client_free(NULL);
-    ck_assert_int_eq(mcpauth_store_client_get(s, "nope", &got), 0);
+    mcpauth__client_free(&got);
+    mcpauth__client_free(&got); /* zeroed: fine */
+    mcpauth__client_free(NULL);
+    ck_assert_int_eq(mcpauth__store_client_get(s, "nope", &got), 0);
     ck_assert_ptr_null(got.client_id);
 
     /* Secret checks. */
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", "s3cret-value"), 1);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", "s3cret-valuf"), 0);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", "s3cret-valu"), 0);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", "s3cret-value "), 0);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", ""), 0);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", NULL), 0);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", h), 0); /* not the hash */
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "nope", "s3cret-value"), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "conf", "s3cret-value"), 1);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "conf", "s3cret-valuf"), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "conf", "s3cret-valu"), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "conf", "s3cret-value "), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "conf", ""), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "conf", NULL), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "conf", h), 0); /* not the hash */
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "nope", "s3cret-value"), 0);
 
     /* Public client: every optional field NULL. */
     mcpauth_client pub = {0};
     pub.client_id = "pub";
-    ck_assert_int_eq(mcpauth_store_client_add(s, &pub, NULL), 0);
-    ck_assert_int_eq(mcpauth_store_client_get(s, "pub", &got), 1);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &pub, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_client_get(s, "pub", &got), 1);
     ck_assert_ptr_null(got.client_name);
     ck_assert_ptr_null(got.redirect_uris);
     ck_assert_ptr_null(got.secret_hash);
     ck_assert_ptr_null(got.kind);
     ck_assert_ptr_null(got.registered_by);
     ck_assert_int_gt(got.created, 0); /* defaulted to now */
-    mcpauth_client_free(&got);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "pub", ""), 0);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "pub", "anything"), 0);
+    mcpauth__client_free(&got);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "pub", ""), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "pub", "anything"), 0);
 
     /* Bad input: no id, empty secret, a "hash" that is not one. */
     mcpauth_client bad = {0};
-    ck_assert_int_eq(mcpauth_store_client_add(s, &bad, NULL), -1);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &bad, NULL), -1);
     bad.client_id = "bad";
-    ck_assert_int_eq(mcpauth_store_client_add(s, &bad, ""), -1);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &bad, ""), -1);
     bad.secret_hash = "plain-secret-by-mistake";
-    ck_assert_int_eq(mcpauth_store_client_add(s, &bad, NULL), -1);
-    ck_assert_int_eq(mcpauth_store_client_get(s, "bad", &got), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &bad, NULL), -1);
+    ck_assert_int_eq(mcpauth__store_client_get(s, "bad", &got), 0);
 
     /* A precomputed digest (static clients) is accepted as is. */
     mcpauth_client st = client("static", 50);
     char sh[65];
-    mcpauth_sha256_hex("static-secret", 13, sh);
+    mcpauth__sha256_hex("static-secret", 13, sh);
     st.secret_hash = sh;
     st.kind = "static";
-    ck_assert_int_eq(mcpauth_store_client_add(s, &st, NULL), 0);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "static", "static-secret"), 1);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "static", sh), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &st, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "static", "static-secret"), 1);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "static", sh), 0);
 
     /* Expired secrets no longer authenticate. */
     mcpauth_client ex = client("expired", 60);
     ex.secret_expires = time(NULL) - 10;
-    ck_assert_int_eq(mcpauth_store_client_add(s, &ex, "old-secret"), 0);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "expired", "old-secret"), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &ex, "old-secret"), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "expired", "old-secret"), 0);
     mcpauth_client fut = client("future", 70);
     fut.secret_expires = time(NULL) + 3600;
-    ck_assert_int_eq(mcpauth_store_client_add(s, &fut, "new-secret"), 0);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "future", "new-secret"), 1);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &fut, "new-secret"), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "future", "new-secret"), 1);
 
-    ck_assert_int_eq(mcpauth_store_client_delete(s, "conf"), 1);
-    ck_assert_int_eq(mcpauth_store_client_delete(s, "conf"), 0);
-    ck_assert_int_eq(mcpauth_store_client_get(s, "conf", &got), 0);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(s, "conf", "s3cret-value"), 0);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_client_delete(s, "conf"), 1);
+    ck_assert_int_eq(mcpauth__store_client_delete(s, "conf"), 0);
+    ck_assert_int_eq(mcpauth__store_client_get(s, "conf", &got), 0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "conf", "s3cret-value"), 0);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -360,8 +338,8 @@ static mcpauth_store *list_store;
 static int collect_and_get(const mcpauth_client *c, void *arg)
 {
     mcpauth_client again;
-    ck_assert_int_eq(mcpauth_store_client_get(list_store, c->client_id, &again), 1);
-    mcpauth_client_free(&again);
+    ck_assert_int_eq(mcpauth__store_client_get(list_store, c->client_id, &again), 1);
+    mcpauth__client_free(&again);
     return collect_client(c, arg);
 }
 
@@ -369,22 +347,22 @@ START_TEST(clients_list)
 {
     mcpauth_store *s = open_ok();
     mcpauth_client a = client("a", 100), b = client("b", 300), c = client("c", 200);
-    ck_assert_int_eq(mcpauth_store_client_add(s, &a, NULL), 0);
-    ck_assert_int_eq(mcpauth_store_client_add(s, &b, NULL), 0);
-    ck_assert_int_eq(mcpauth_store_client_add(s, &c, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &a, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &b, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &c, NULL), 0);
     struct list_acc acc = {0};
     list_store = s;
-    ck_assert_int_eq(mcpauth_store_client_list(s, collect_and_get, &acc), 0);
+    ck_assert_int_eq(mcpauth__store_client_list(s, collect_and_get, &acc), 0);
     ck_assert_int_eq(acc.n, 3);
     ck_assert_str_eq(acc.ids[0], "b");
     ck_assert_str_eq(acc.ids[1], "c");
     ck_assert_str_eq(acc.ids[2], "a");
     memset(&acc, 0, sizeof acc);
     acc.stop_after = 1;
-    ck_assert_int_eq(mcpauth_store_client_list(s, collect_client, &acc), 0);
+    ck_assert_int_eq(mcpauth__store_client_list(s, collect_client, &acc), 0);
     ck_assert_int_eq(acc.n, 1);
-    ck_assert_int_eq(mcpauth_store_client_list(s, NULL, NULL), -1);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_client_list(s, NULL, NULL), -1);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -418,7 +396,7 @@ static void scan_tables(sqlite3 *db, int found[NPLAINS])
                     continue;
                 for (size_t i = 0; i < NPLAINS; i++) {
                     char h[65];
-                    mcpauth_sha256_hex(plains[i], strlen(plains[i]), h);
+                    mcpauth__sha256_hex(plains[i], strlen(plains[i]), h);
                     ck_assert_msg(!memmem(v, (size_t)n, plains[i], strlen(plains[i])),
                                   "plain %s found in %s", plains[i], sql);
                     if (memmem(v, (size_t)n, h, 64))
@@ -445,7 +423,7 @@ static void scan_file(const char *p, int must_exist, int found[NPLAINS])
     ck_assert_int_lt(n, sizeof buf);
     for (size_t i = 0; i < NPLAINS; i++) {
         char h[65];
-        mcpauth_sha256_hex(plains[i], strlen(plains[i]), h);
+        mcpauth__sha256_hex(plains[i], strlen(plains[i]), h);
         ck_assert_msg(!memmem(buf, n, plains[i], strlen(plains[i])), "plain %s in %s", plains[i],
                       p);
         if (memmem(buf, n, h, 64))
@@ -457,22 +435,22 @@ START_TEST(hashes_only_on_disk)
 {
     mcpauth_store *s = open_ok();
     mcpauth_client c = client("app", 100);
-    ck_assert_int_eq(mcpauth_store_client_add(s, &c, plains[0]), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &c, plains[0]), 0);
     mcpauth_grant g = grant("fam-disk", "alice", "app", 2000);
-    ck_assert_int_eq(mcpauth_store_code_add(s, plains[1], &g), 0);
+    ck_assert_int_eq(mcpauth__store_code_add(s, plains[1], &g), 0);
     mcpauth_grant out;
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, plains[1], 1000, &out), MCPAUTH_REDEEM_OK);
-    mcpauth_grant_free(&out);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, plains[1], 1000, &out), MCPAUTH_REDEEM_OK);
+    mcpauth__grant_free(&out);
     g.expires = 100000;
-    ck_assert_int_eq(mcpauth_store_refresh_add(s, plains[2], &g), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_add(s, plains[2], &g), 0);
     ck_assert_int_eq(
-        mcpauth_store_refresh_rotate(s, plains[2], plains[3], 1100, 10, 100000, &out),
+        mcpauth__store_refresh_rotate(s, plains[2], plains[3], 1100, 10, 100000, &out),
         MCPAUTH_ROTATE_OK);
-    mcpauth_grant_free(&out);
+    mcpauth__grant_free(&out);
     ck_assert_int_eq(
-        mcpauth_store_refresh_rotate(s, plains[2], plains[4], 1101, 10, 100000, &out),
+        mcpauth__store_refresh_rotate(s, plains[2], plains[4], 1101, 10, 100000, &out),
         MCPAUTH_ROTATE_OK); /* grace */
-    mcpauth_grant_free(&out);
+    mcpauth__grant_free(&out);
 
     /* Through SQL, with the store still open (rows may sit in the WAL). */
     int found[NPLAINS] = {0};
@@ -490,7 +468,7 @@ START_TEST(hashes_only_on_disk)
     scan_file(wal, 0, found);
     for (size_t i = 0; i < NPLAINS; i++)
         ck_assert_msg(found[i] > 0, "digest of %s not in the files", plains[i]);
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     memset(found, 0, sizeof found);
     scan_file(dbpath, 1, found);
     scan_file(wal, 0, found);
@@ -505,12 +483,12 @@ START_TEST(code_basic)
 {
     mcpauth_store *s = open_ok();
     mcpauth_grant g = grant("fam-1", "alice", "app", 2000), out;
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code-1", &g), 0);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-1", &g), 0);
     /* A code never joins an existing family. */
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code-1b", &g), -1);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-1b", 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-1b", &g), -1);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-1b", 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
 
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-1", 1000, &out), MCPAUTH_REDEEM_OK);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-1", 1000, &out), MCPAUTH_REDEEM_OK);
     ck_assert_str_eq(out.client_id, "app");
     ck_assert_str_eq(out.user, "alice");
     ck_assert_str_eq(out.resource, "https://mcp.example/");
@@ -519,45 +497,45 @@ START_TEST(code_basic)
     ck_assert_str_eq(out.code_challenge, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
     ck_assert_str_eq(out.family, "fam-1");
     ck_assert_int_eq(out.expires, 2000);
-    mcpauth_grant_free(&out);
-    mcpauth_grant_free(&out);
-    mcpauth_grant_free(NULL);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-1"), 0);
+    mcpauth__grant_free(&out);
+    mcpauth__grant_free(&out);
+    mcpauth__grant_free(NULL);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-1"), 0);
     /* Replay: refused and the family revoked. */
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-1", 1001, &out), MCPAUTH_REDEEM_REPLAYED);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-1", 1001, &out), MCPAUTH_REDEEM_REPLAYED);
     ck_assert_ptr_null(out.client_id);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-1"), 1);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-1", 1002, NULL), MCPAUTH_REDEEM_REPLAYED);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-1"), 1);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-1", 1002, NULL), MCPAUTH_REDEEM_REPLAYED);
 
     /* Expiry: valid strictly before g.expires. */
     mcpauth_grant g2 = grant("fam-2", "alice", "app", 2000);
     g2.resource = g2.scope = g2.redirect_uri = g2.code_challenge = NULL;
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code-2", &g2), 0);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-2", 2000, &out), MCPAUTH_REDEEM_UNKNOWN);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-2", 1999, &out), MCPAUTH_REDEEM_OK);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-2", &g2), 0);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-2", 2000, &out), MCPAUTH_REDEEM_UNKNOWN);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-2", 1999, &out), MCPAUTH_REDEEM_OK);
     ck_assert_ptr_null(out.resource); /* NULL optional fields survive */
     ck_assert_ptr_null(out.scope);
     ck_assert_ptr_null(out.code_challenge);
-    mcpauth_grant_free(&out);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "unknown", 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, NULL, 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
+    mcpauth__grant_free(&out);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "unknown", 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, NULL, 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
 
     /* A code whose user was revoked before it came back is dead. */
     mcpauth_grant g3 = grant("fam-3", "bob", "app", 2000);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code-3", &g3), 0);
-    ck_assert_int_eq(mcpauth_store_revoke_user(s, "bob"), 1);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-3", 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-3", &g3), 0);
+    ck_assert_int_eq(mcpauth__store_revoke_user(s, "bob"), 1);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-3", 1000, &out), MCPAUTH_REDEEM_UNKNOWN);
 
     /* Required fields. */
     mcpauth_grant bad = grant(NULL, "alice", "app", 2000);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code-4", &bad), -1);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-4", &bad), -1);
     bad = grant("fam-4", NULL, "app", 2000);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code-4", &bad), -1);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-4", &bad), -1);
     bad = grant("fam-4", "alice", NULL, 2000);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code-4", &bad), -1);
-    ck_assert_int_eq(mcpauth_store_code_add(s, NULL, &g3), -1);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code-4", NULL), -1);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-4", &bad), -1);
+    ck_assert_int_eq(mcpauth__store_code_add(s, NULL, &g3), -1);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-4", NULL), -1);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -565,22 +543,22 @@ START_TEST(code_replay_kills_refresh)
 {
     mcpauth_store *s = open_ok();
     mcpauth_grant g = grant("fam-r", "alice", "app", 2000), out;
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code-r", &g), 0);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-r", 1000, &out), MCPAUTH_REDEEM_OK);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-r", &g), 0);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-r", 1000, &out), MCPAUTH_REDEEM_OK);
     out.expires = 50000;
-    ck_assert_int_eq(mcpauth_store_refresh_add(s, "rt-1", &out), 0);
-    mcpauth_grant_free(&out);
-    ck_assert_int_eq(mcpauth_store_refresh_rotate(s, "rt-1", "rt-2", 1100, 0, 50000, &out),
+    ck_assert_int_eq(mcpauth__store_refresh_add(s, "rt-1", &out), 0);
+    mcpauth__grant_free(&out);
+    ck_assert_int_eq(mcpauth__store_refresh_rotate(s, "rt-1", "rt-2", 1100, 0, 50000, &out),
                      MCPAUTH_ROTATE_OK);
-    mcpauth_grant_free(&out);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-2", 1100, NULL), 1);
+    mcpauth__grant_free(&out);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "rt-2", 1100, NULL), 1);
     /* The code comes back (stolen): everything issued from it dies. */
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-r", 1200, &out), MCPAUTH_REDEEM_REPLAYED);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-2", 1200, &out), 0);
-    ck_assert_int_eq(mcpauth_store_refresh_rotate(s, "rt-2", "rt-3", 1200, 0, 50000, &out),
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-r", 1200, &out), MCPAUTH_REDEEM_REPLAYED);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "rt-2", 1200, &out), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_rotate(s, "rt-2", "rt-3", 1200, 0, 50000, &out),
                      MCPAUTH_ROTATE_UNKNOWN);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-r"), 1);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-r"), 1);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -597,20 +575,20 @@ static void redeem_child(int go, int out)
     if (read(go, &c, 1) != 0) /* EOF: everyone starts */
         _exit(2);
     char err[256];
-    mcpauth_store *s = mcpauth_store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
     if (!s) {
         fprintf(stderr, "child: %s\n", err);
         _exit(3);
     }
     mcpauth_grant g;
-    int r = mcpauth_store_code_redeem(s, "raced-code", 1000, &g);
+    int r = mcpauth__store_code_redeem(s, "raced-code", 1000, &g);
     if (r == MCPAUTH_REDEEM_OK) {
         g.expires = 90000;
-        if (mcpauth_store_refresh_add(s, "winner-rt", &g) != 0)
+        if (mcpauth__store_refresh_add(s, "winner-rt", &g) != 0)
             r = 100;
-        mcpauth_grant_free(&g);
+        mcpauth__grant_free(&g);
     }
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
     _exit(write(out, &r, sizeof r) == (ssize_t)sizeof r ? 0 : 4);
 }
 
@@ -618,7 +596,7 @@ START_TEST(code_race_processes)
 {
     mcpauth_store *s = open_ok();
     mcpauth_grant g = grant("fam-race", "alice", "app", 2000);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "raced-code", &g), 0);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "raced-code", &g), 0);
     int go[2], res[2];
     ck_assert_int_eq(pipe(go), 0);
     ck_assert_int_eq(pipe(res), 0);
@@ -648,12 +626,12 @@ START_TEST(code_race_processes)
     close(res[0]);
     ck_assert_int_eq(ok, 1);
     ck_assert_int_eq(replayed, NPROC - 1);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-race"), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-race"), 1);
     mcpauth_grant out;
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "winner-rt", 1000, &out), 0);
-    ck_assert_int_eq(mcpauth_store_refresh_rotate(s, "winner-rt", "next", 1000, 30, 90000, &out),
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "winner-rt", 1000, &out), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_rotate(s, "winner-rt", "next", 1000, 30, 90000, &out),
                      MCPAUTH_ROTATE_UNKNOWN);
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -664,14 +642,14 @@ static void add_refresh(mcpauth_store *s, const char *token, char *family, char 
 {
     mcpauth_grant g = grant(family, user, client, expires);
     g.redirect_uri = g.code_challenge = NULL;
-    ck_assert_int_eq(mcpauth_store_refresh_add(s, token, &g), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_add(s, token, &g), 0);
 }
 
 static mcpauth_rotate rotate(mcpauth_store *s, const char *t, const char *n, time_t now,
                              long grace)
 {
     mcpauth_grant g;
-    mcpauth_rotate r = mcpauth_store_refresh_rotate(s, t, n, now, grace, now + 5000, &g);
+    mcpauth_rotate r = mcpauth__store_refresh_rotate(s, t, n, now, grace, now + 5000, &g);
     if (r == MCPAUTH_ROTATE_OK) {
         ck_assert_str_eq(g.user, "alice");
         ck_assert_str_eq(g.client_id, "app");
@@ -680,7 +658,7 @@ static mcpauth_rotate rotate(mcpauth_store *s, const char *t, const char *n, tim
     } else {
         ck_assert_ptr_null(g.family);
     }
-    mcpauth_grant_free(&g);
+    mcpauth__grant_free(&g);
     return r;
 }
 
@@ -689,25 +667,25 @@ START_TEST(refresh_rotation_reuse)
     mcpauth_store *s = open_ok();
     add_refresh(s, "rt-1", "fam", "alice", "app", 10000);
     mcpauth_grant g;
-    ck_assert_int_eq(mcpauth_store_refresh_rotate(s, "rt-1", "rt-2", 1000, 10, 7000, &g),
+    ck_assert_int_eq(mcpauth__store_refresh_rotate(s, "rt-1", "rt-2", 1000, 10, 7000, &g),
                      MCPAUTH_ROTATE_OK);
     ck_assert_str_eq(g.family, "fam");
     ck_assert_str_eq(g.resource, "https://mcp.example/");
     ck_assert_ptr_null(g.redirect_uri);
     ck_assert_int_eq(g.expires, 7000); /* the new token's */
-    mcpauth_grant_free(&g);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-1", 1000, &g), 0); /* retired */
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-2", 1000, &g), 1);
+    mcpauth__grant_free(&g);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "rt-1", 1000, &g), 0); /* retired */
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "rt-2", 1000, &g), 1);
     ck_assert_int_eq(g.expires, 7000);
     ck_assert_str_eq(g.family, "fam");
-    mcpauth_grant_free(&g);
+    mcpauth__grant_free(&g);
     ck_assert_int_eq(rotate(s, "rt-2", "rt-3", 1050, 10), MCPAUTH_ROTATE_OK);
     /* rt-1 comes back long after its grace: theft assumed, family dead. */
     ck_assert_int_eq(rotate(s, "rt-1", "rt-x", 1100, 10), MCPAUTH_ROTATE_REUSED);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam"), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam"), 1);
     ck_assert_int_eq(rotate(s, "rt-3", "rt-4", 1101, 10), MCPAUTH_ROTATE_UNKNOWN);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-3", 1101, &g), 0);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-x", 1101, &g), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "rt-3", 1101, &g), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "rt-x", 1101, &g), 0);
     ck_assert_int_eq(rotate(s, "rt-1", "rt-y", 1102, 10), MCPAUTH_ROTATE_UNKNOWN);
 
     /* No grace at all: any reuse is fatal. */
@@ -715,7 +693,7 @@ START_TEST(refresh_rotation_reuse)
     ck_assert_int_eq(rotate(s, "nog-1", "nog-2", 1000, 0), MCPAUTH_ROTATE_OK);
     ck_assert_int_eq(rotate(s, "nog-1", "nog-3", 1000, 0), MCPAUTH_ROTATE_REUSED);
     ck_assert_int_eq(rotate(s, "nog-2", "nog-4", 1000, 0), MCPAUTH_ROTATE_UNKNOWN);
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -726,13 +704,13 @@ START_TEST(refresh_grace_once)
     ck_assert_int_eq(rotate(s, "g-1", "g-2", 1000, 10), MCPAUTH_ROTATE_OK);
     /* Within grace: once more, and both new tokens live. */
     ck_assert_int_eq(rotate(s, "g-1", "g-2b", 1009, 10), MCPAUTH_ROTATE_OK);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "g-2", 1009, NULL), 1);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "g-2b", 1009, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "g-2", 1009, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "g-2b", 1009, NULL), 1);
     ck_assert_int_eq(rotate(s, "g-2", "g-3", 1009, 10), MCPAUTH_ROTATE_OK);
     ck_assert_int_eq(rotate(s, "g-2b", "g-3b", 1009, 10), MCPAUTH_ROTATE_OK);
     /* Grace spent: a third use (still inside the window) is reuse. */
     ck_assert_int_eq(rotate(s, "g-1", "g-2c", 1009, 10), MCPAUTH_ROTATE_REUSED);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam"), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam"), 1);
     ck_assert_int_eq(rotate(s, "g-3", "g-4", 1010, 10), MCPAUTH_ROTATE_UNKNOWN);
     ck_assert_int_eq(rotate(s, "g-3b", "g-4b", 1010, 10), MCPAUTH_ROTATE_UNKNOWN);
 
@@ -740,7 +718,7 @@ START_TEST(refresh_grace_once)
     add_refresh(s, "w-1", "fam-w", "alice", "app", 10000);
     ck_assert_int_eq(rotate(s, "w-1", "w-2", 1000, 10), MCPAUTH_ROTATE_OK);
     ck_assert_int_eq(rotate(s, "w-1", "w-3", 1010, 10), MCPAUTH_ROTATE_REUSED);
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -750,43 +728,43 @@ START_TEST(refresh_misc)
     mcpauth_grant g;
     /* new_token NULL: no rotation, the token stays active. */
     add_refresh(s, "keep", "fam-k", "alice", "app", 10000);
-    ck_assert_int_eq(mcpauth_store_refresh_rotate(s, "keep", NULL, 1000, 10, 99999, &g),
+    ck_assert_int_eq(mcpauth__store_refresh_rotate(s, "keep", NULL, 1000, 10, 99999, &g),
                      MCPAUTH_ROTATE_OK);
     ck_assert_int_eq(g.expires, 10000);
-    mcpauth_grant_free(&g);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "keep", 1000, NULL), 1);
+    mcpauth__grant_free(&g);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "keep", 1000, NULL), 1);
     ck_assert_int_eq(rotate(s, "keep", NULL, 2000, 10), MCPAUTH_ROTATE_OK);
     ck_assert_int_eq(rotate(s, "keep", "kept-2", 3000, 10), MCPAUTH_ROTATE_OK);
 
     /* Expired or unknown. */
     add_refresh(s, "exp", "fam-e", "alice", "app", 1000);
     ck_assert_int_eq(rotate(s, "exp", "exp-2", 1000, 10), MCPAUTH_ROTATE_UNKNOWN);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "exp", 1000, NULL), 0);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "exp", 999, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "exp", 1000, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "exp", 999, NULL), 1);
     ck_assert_int_eq(rotate(s, "nope", "n-2", 1000, 10), MCPAUTH_ROTATE_UNKNOWN);
     ck_assert_int_eq(rotate(s, NULL, "n-2", 1000, 10), MCPAUTH_ROTATE_UNKNOWN);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, NULL, 1000, NULL), 0);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-e"), 0); /* not a reuse */
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, NULL, 1000, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-e"), 0); /* not a reuse */
 
     /* A new token colliding with a stored one: error, nothing changed. */
     add_refresh(s, "c-1", "fam-c", "alice", "app", 10000);
     ck_assert_int_eq(rotate(s, "c-1", "keep", 1000, 10), MCPAUTH_ROTATE_ERROR);
     ck_assert_int_eq(rotate(s, "c-1", "", 1000, 10), MCPAUTH_ROTATE_ERROR);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "c-1", 1000, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "c-1", 1000, NULL), 1);
 
     /* No grafting onto another user's or client's family; no duplicates. */
     mcpauth_grant other = grant("fam-c", "mallory", "app", 10000);
-    ck_assert_int_eq(mcpauth_store_refresh_add(s, "graft", &other), -1);
+    ck_assert_int_eq(mcpauth__store_refresh_add(s, "graft", &other), -1);
     other = grant("fam-c", "alice", "evil-app", 10000);
-    ck_assert_int_eq(mcpauth_store_refresh_add(s, "graft", &other), -1);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "graft", 1000, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_add(s, "graft", &other), -1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "graft", 1000, NULL), 0);
     other = grant("fam-c", "alice", "app", 10000);
-    ck_assert_int_eq(mcpauth_store_refresh_add(s, "c-1", &other), -1);
-    ck_assert_int_eq(mcpauth_store_refresh_add(s, "", &other), -1);
-    ck_assert_int_eq(mcpauth_store_refresh_add(s, NULL, &other), -1);
+    ck_assert_int_eq(mcpauth__store_refresh_add(s, "c-1", &other), -1);
+    ck_assert_int_eq(mcpauth__store_refresh_add(s, "", &other), -1);
+    ck_assert_int_eq(mcpauth__store_refresh_add(s, NULL, &other), -1);
     /* Same family, same owner: a second member is fine. */
-    ck_assert_int_eq(mcpauth_store_refresh_add(s, "c-2", &other), 0);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_refresh_add(s, "c-2", &other), 0);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -798,13 +776,13 @@ static void rotate_child(int go, int out, const char *new_token)
     if (read(go, &c, 1) != 0)
         _exit(2);
     char err[256];
-    mcpauth_store *s = mcpauth_store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
     if (!s)
         _exit(3);
     mcpauth_grant g;
-    int r = mcpauth_store_refresh_rotate(s, "shared-rt", new_token, 1000, 30, 9000, &g);
-    mcpauth_grant_free(&g);
-    mcpauth_store_close(s);
+    int r = mcpauth__store_refresh_rotate(s, "shared-rt", new_token, 1000, 30, 9000, &g);
+    mcpauth__grant_free(&g);
+    mcpauth__store_close(s);
     _exit(write(out, &r, sizeof r) == (ssize_t)sizeof r ? 0 : 4);
 }
 
@@ -837,10 +815,10 @@ START_TEST(refresh_race_processes)
         ck_assert_int_eq(r, MCPAUTH_ROTATE_OK);
     }
     close(res[0]);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "next-a", 1001, NULL), 1);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "next-b", 1001, NULL), 1);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fam-shared"), 0);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "next-a", 1001, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "next-b", 1001, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-shared"), 0);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -855,48 +833,48 @@ START_TEST(revocation)
     add_refresh(s, "b1", "fb1", "bob", "app", 10000);
     add_refresh(s, "b2", "fb2", "bob", "other", 10000);
     mcpauth_grant cg = grant("fcode", "carol", "app", 2000);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "carol-code", &cg), 0);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "carol-code", &cg), 0);
 
     /* By token: refresh tokens only, its family only. */
-    ck_assert_int_eq(mcpauth_store_revoke_token(s, "carol-code"), 0);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fcode"), 0);
-    ck_assert_int_eq(mcpauth_store_revoke_token(s, "unknown"), 0);
-    ck_assert_int_eq(mcpauth_store_revoke_token(s, NULL), 0);
-    ck_assert_int_eq(mcpauth_store_revoke_token(s, "a1"), 1);
-    ck_assert_int_eq(mcpauth_store_revoke_token(s, "a1"), 0); /* already */
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fa1"), 1);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fa2"), 0);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "a1", 1000, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_revoke_token(s, "carol-code"), 0);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fcode"), 0);
+    ck_assert_int_eq(mcpauth__store_revoke_token(s, "unknown"), 0);
+    ck_assert_int_eq(mcpauth__store_revoke_token(s, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_revoke_token(s, "a1"), 1);
+    ck_assert_int_eq(mcpauth__store_revoke_token(s, "a1"), 0); /* already */
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fa1"), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fa2"), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "a1", 1000, NULL), 0);
 
     /* By user: the remaining two of alice's. */
-    ck_assert_int_eq(mcpauth_store_revoke_user(s, "alice"), 2);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fa3"), 1);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fb1"), 0);
-    ck_assert_int_eq(mcpauth_store_revoke_user(s, "nobody"), 0);
+    ck_assert_int_eq(mcpauth__store_revoke_user(s, "alice"), 2);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fa3"), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fb1"), 0);
+    ck_assert_int_eq(mcpauth__store_revoke_user(s, "nobody"), 0);
 
     /* By client: bob's and carol's (the pending code) under app. */
-    ck_assert_int_eq(mcpauth_store_revoke_client(s, "app"), 2);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fb1"), 1);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fb2"), 0);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "b2", 1000, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_revoke_client(s, "app"), 2);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fb1"), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fb2"), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "b2", 1000, NULL), 1);
     ck_assert_int_eq(rotate(s, "b1", "b1-2", 1000, 10), MCPAUTH_ROTATE_UNKNOWN);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "carol-code", 1000, NULL),
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "carol-code", 1000, NULL),
                      MCPAUTH_REDEEM_UNKNOWN);
 
     /* By family id (access tokens carry it). */
-    ck_assert_int_eq(mcpauth_store_revoke_family(s, "fb2"), 1);
-    ck_assert_int_eq(mcpauth_store_revoke_family(s, "fb2"), 0);
-    ck_assert_int_eq(mcpauth_store_revoke_family(s, "never-issued"), 0);
-    ck_assert_int_eq(mcpauth_store_revoke_family(s, NULL), -1);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "fb2"), 1);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "b2", 1000, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_revoke_family(s, "fb2"), 1);
+    ck_assert_int_eq(mcpauth__store_revoke_family(s, "fb2"), 0);
+    ck_assert_int_eq(mcpauth__store_revoke_family(s, "never-issued"), 0);
+    ck_assert_int_eq(mcpauth__store_revoke_family(s, NULL), -1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fb2"), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "b2", 1000, NULL), 0);
 
     /* Unknown families read as revoked (fail closed). */
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "never-issued"), 1);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, NULL), 1);
-    ck_assert_int_eq(mcpauth_store_revoke_user(s, NULL), -1);
-    ck_assert_int_eq(mcpauth_store_revoke_client(s, NULL), -1);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "never-issued"), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_revoke_user(s, NULL), -1);
+    ck_assert_int_eq(mcpauth__store_revoke_client(s, NULL), -1);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -904,8 +882,8 @@ START_TEST(client_delete_cascade)
 {
     mcpauth_store *s = open_ok();
     mcpauth_client c = client("gone", 100), k = client("kept", 100);
-    ck_assert_int_eq(mcpauth_store_client_add(s, &c, "sec"), 0);
-    ck_assert_int_eq(mcpauth_store_client_add(s, &k, "sec"), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &c, "sec"), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &k, "sec"), 0);
     for (int i = 0; i < 2; i++) {
         char *cl = i ? "kept" : "gone";
         char fam[32], code[32], rt[32];
@@ -913,11 +891,11 @@ START_TEST(client_delete_cascade)
         snprintf(code, sizeof code, "code-%s", cl);
         snprintf(rt, sizeof rt, "rt-%s", cl);
         mcpauth_grant g = grant(fam, "alice", cl, 2000);
-        ck_assert_int_eq(mcpauth_store_code_add(s, code, &g), 0);
+        ck_assert_int_eq(mcpauth__store_code_add(s, code, &g), 0);
         add_refresh(s, rt, fam, "alice", cl, 10000);
-        ck_assert_int_eq(mcpauth_store_consent_add(s, "alice", cl, "r", "read"), 0);
+        ck_assert_int_eq(mcpauth__store_consent_add(s, "alice", cl, "r", "read"), 0);
     }
-    ck_assert_int_eq(mcpauth_store_client_delete(s, "gone"), 1);
+    ck_assert_int_eq(mcpauth__store_client_delete(s, "gone"), 1);
     sqlite3 *db = raw_open();
     ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM clients WHERE client_id = 'gone'"), 0);
     ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM consents WHERE client_id = 'gone'"), 0);
@@ -929,16 +907,16 @@ START_TEST(client_delete_cascade)
     ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM families"), 1);
     ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM consents"), 1);
     sqlite3_close(db);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "code-gone", 1000, NULL),
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-gone", 1000, NULL),
                      MCPAUTH_REDEEM_UNKNOWN);
     ck_assert_int_eq(rotate(s, "rt-gone", "x", 1000, 10), MCPAUTH_ROTATE_UNKNOWN);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "alice", "gone", "r", "read"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "alice", "gone", "r", "read"), 0);
     /* Access tokens still carrying the deleted family are refused. */
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "f-gone"), 1);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "f-kept"), 0);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "rt-kept", 1000, NULL), 1);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "alice", "kept", "r", "read"), 1);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "f-gone"), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "f-kept"), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "rt-kept", 1000, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "alice", "kept", "r", "read"), 1);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -948,26 +926,26 @@ START_TEST(consents)
 {
     mcpauth_store *s = open_ok();
     const char *r = "https://mcp.example/";
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, ""), 0); /* none stored */
-    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", r, "read write"), 0);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "read write"), 1);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "write read"), 1);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "  write\tread  read "), 1);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "read"), 1);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, ""), 1);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, NULL), 1);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "read admin"), 0);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "rea"), 0);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "read write admin"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, ""), 0); /* none stored */
+    ck_assert_int_eq(mcpauth__store_consent_add(s, "u", "c", r, "read write"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "read write"), 1);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "write read"), 1);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "  write\tread  read "), 1);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "read"), 1);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, ""), 1);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "read admin"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "rea"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "read write admin"), 0);
     /* Bound to the exact triple. */
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", "https://other/", "read"), 0);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", NULL, "read"), 0);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c2", r, "read"), 0);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u2", "c", r, "read"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", "https://other/", "read"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", NULL, "read"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c2", r, "read"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u2", "c", r, "read"), 0);
 
     /* Adding stores the union. */
-    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", r, "admin  read\twrite admin"), 0);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "admin write read"), 1);
+    ck_assert_int_eq(mcpauth__store_consent_add(s, "u", "c", r, "admin  read\twrite admin"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "admin write read"), 1);
     sqlite3 *db = raw_open();
     sqlite3_stmt *st;
     ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT scope FROM consents", -1, &st, NULL),
@@ -977,18 +955,18 @@ START_TEST(consents)
     ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
     sqlite3_finalize(st);
     sqlite3_close(db);
-    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", r, "read"), 0); /* no loss */
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", r, "admin"), 1);
+    ck_assert_int_eq(mcpauth__store_consent_add(s, "u", "c", r, "read"), 0); /* no loss */
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "admin"), 1);
 
     /* An empty consent covers only the empty request; NULL resource works. */
-    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", "https://empty/", NULL), 0);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", "https://empty/", ""), 1);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", "https://empty/", "read"), 0);
-    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", "c", NULL, "x"), 0);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, "u", "c", NULL, "x"), 1);
-    ck_assert_int_eq(mcpauth_store_consent_has(s, NULL, "c", r, "x"), -1);
-    ck_assert_int_eq(mcpauth_store_consent_add(s, "u", NULL, r, "x"), -1);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_consent_add(s, "u", "c", "https://empty/", NULL), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", "https://empty/", ""), 1);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", "https://empty/", "read"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_add(s, "u", "c", NULL, "x"), 0);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", NULL, "x"), 1);
+    ck_assert_int_eq(mcpauth__store_consent_has(s, NULL, "c", r, "x"), -1);
+    ck_assert_int_eq(mcpauth__store_consent_add(s, "u", NULL, r, "x"), -1);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -998,12 +976,12 @@ START_TEST(registration_limit)
 {
     mcpauth_store *s = open_ok();
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(mcpauth_store_registration_allowed(s, "192.0.2.1", 3, 3600), 1);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "192.0.2.1", 3, 3600), 0);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "192.0.2.1", 3, 3600), 0);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "192.0.2.2", 3, 3600), 1);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "192.0.2.3", 0, 3600), 0);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(s, NULL, 3, 3600), -1);
+        ck_assert_int_eq(mcpauth__store_registration_allowed(s, "192.0.2.1", 3, 3600), 1);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "192.0.2.1", 3, 3600), 0);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "192.0.2.1", 3, 3600), 0);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "192.0.2.2", 3, 3600), 1);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "192.0.2.3", 0, 3600), 0);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, NULL, 3, 3600), -1);
     /* Refusals are not counted: 3 rows for .1, not 5. */
     sqlite3 *db = raw_open();
     ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM registrations WHERE addr = '192.0.2.1'"),
@@ -1016,12 +994,12 @@ START_TEST(registration_limit)
              (long long)time(NULL) - 120, (long long)time(NULL) - 119);
     raw_exec(db, sql);
     sqlite3_close(db);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "198.51.100.7", 2, 60), 1);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "198.51.100.7", 2, 60), 1);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "198.51.100.7", 2, 60), 0);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "198.51.100.7", 5, 3600), 1);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(s, "198.51.100.7", 5, 3600), 0);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "198.51.100.7", 2, 60), 1);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "198.51.100.7", 2, 60), 1);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "198.51.100.7", 2, 60), 0);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "198.51.100.7", 5, 3600), 1);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "198.51.100.7", 5, 3600), 0);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -1057,15 +1035,15 @@ START_TEST(keys)
 {
     mcpauth_store *s = open_ok();
     mcpauth_keyinfo k1 = key("k1", 100), k2 = key("k2", 200), k3 = key("k3", 400);
-    ck_assert_int_eq(mcpauth_store_key_add(s, &k1), 0);
-    ck_assert_int_eq(mcpauth_store_key_add(s, &k1), -1); /* duplicate kid */
-    ck_assert_int_eq(mcpauth_store_key_retire_all(s, 150), 1);
-    ck_assert_int_eq(mcpauth_store_key_add(s, &k2), 0);
-    ck_assert_int_eq(mcpauth_store_key_retire_all(s, 300), 1); /* k1 keeps 150 */
-    ck_assert_int_eq(mcpauth_store_key_add(s, &k3), 0);
+    ck_assert_int_eq(mcpauth__store_key_add(s, &k1), 0);
+    ck_assert_int_eq(mcpauth__store_key_add(s, &k1), -1); /* duplicate kid */
+    ck_assert_int_eq(mcpauth__store_key_retire_all(s, 150), 1);
+    ck_assert_int_eq(mcpauth__store_key_add(s, &k2), 0);
+    ck_assert_int_eq(mcpauth__store_key_retire_all(s, 300), 1); /* k1 keeps 150 */
+    ck_assert_int_eq(mcpauth__store_key_add(s, &k3), 0);
 
     struct key_acc acc = {0};
-    ck_assert_int_eq(mcpauth_store_key_list(s, 100, collect_key, &acc), 0);
+    ck_assert_int_eq(mcpauth__store_key_list(s, 100, collect_key, &acc), 0);
     ck_assert_int_eq(acc.n, 3);
     ck_assert_str_eq(acc.kids[0], "k3");
     ck_assert_int_eq(acc.retired[0], 0);
@@ -1074,31 +1052,31 @@ START_TEST(keys)
     ck_assert_str_eq(acc.kids[2], "k1");
     ck_assert_int_eq(acc.retired[2], 150);
     memset(&acc, 0, sizeof acc);
-    ck_assert_int_eq(mcpauth_store_key_list(s, 150, collect_key, &acc), 0);
+    ck_assert_int_eq(mcpauth__store_key_list(s, 150, collect_key, &acc), 0);
     ck_assert_int_eq(acc.n, 2); /* retired > since, strictly */
     memset(&acc, 0, sizeof acc);
-    ck_assert_int_eq(mcpauth_store_key_list(s, 300, collect_key, &acc), 0);
+    ck_assert_int_eq(mcpauth__store_key_list(s, 300, collect_key, &acc), 0);
     ck_assert_int_eq(acc.n, 1);
     ck_assert_str_eq(acc.kids[0], "k3");
 
     /* Purge drops keys retired before the cutoff, never the current one. */
-    ck_assert_int_eq(mcpauth_store_purge(s, 1000, 200), 1);
+    ck_assert_int_eq(mcpauth__store_purge(s, 1000, 200), 1);
     memset(&acc, 0, sizeof acc);
-    ck_assert_int_eq(mcpauth_store_key_list(s, 0, collect_key, &acc), 0);
+    ck_assert_int_eq(mcpauth__store_key_list(s, 0, collect_key, &acc), 0);
     ck_assert_int_eq(acc.n, 2);
-    ck_assert_int_eq(mcpauth_store_purge(s, 1000, 100000), 1);
+    ck_assert_int_eq(mcpauth__store_purge(s, 1000, 100000), 1);
     memset(&acc, 0, sizeof acc);
-    ck_assert_int_eq(mcpauth_store_key_list(s, 0, collect_key, &acc), 0);
+    ck_assert_int_eq(mcpauth__store_key_list(s, 0, collect_key, &acc), 0);
     ck_assert_int_eq(acc.n, 1);
     ck_assert_str_eq(acc.kids[0], "k3");
 
     mcpauth_keyinfo bad = key(NULL, 1);
-    ck_assert_int_eq(mcpauth_store_key_add(s, &bad), -1);
-    ck_assert_int_eq(mcpauth_store_key_add(s, NULL), -1);
+    ck_assert_int_eq(mcpauth__store_key_add(s, &bad), -1);
+    ck_assert_int_eq(mcpauth__store_key_add(s, NULL), -1);
     mcpauth_keyinfo z = {0};
-    mcpauth_keyinfo_free(&z);
-    mcpauth_keyinfo_free(NULL);
-    mcpauth_store_close(s);
+    mcpauth__keyinfo_free(&z);
+    mcpauth__keyinfo_free(NULL);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -1109,26 +1087,26 @@ START_TEST(purge_counts)
     mcpauth_store *s = open_ok();
     mcpauth_grant ga = grant("FA", "alice", "app", 5000), gb = grant("FB", "alice", "app", 9000),
                   gc = grant("FC", "alice", "app", 300000);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "A", &ga), 0);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "B", &gb), 0);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "C", &gc), 0);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "B", 8000, NULL), MCPAUTH_REDEEM_OK);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "A", &ga), 0);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "B", &gb), 0);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "C", &gc), 0);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "B", 8000, NULL), MCPAUTH_REDEEM_OK);
     add_refresh(s, "r1", "FR", "alice", "app", 5000);
     add_refresh(s, "r2", "FR2", "alice", "app", 300000);
     add_refresh(s, "r3", "FL", "alice", "app", 150000);
     mcpauth_keyinfo k1 = key("k1", 100), k2 = key("k2", 200);
     k1.retired = 1000;
     k2.retired = 5000;
-    ck_assert_int_eq(mcpauth_store_key_add(s, &k1), 0);
-    ck_assert_int_eq(mcpauth_store_key_add(s, &k2), 0);
+    ck_assert_int_eq(mcpauth__store_key_add(s, &k1), 0);
+    ck_assert_int_eq(mcpauth__store_key_add(s, &k2), 0);
     mcpauth_keyinfo k3 = key("k3", 300);
-    ck_assert_int_eq(mcpauth_store_key_add(s, &k3), 0);
+    ck_assert_int_eq(mcpauth__store_key_add(s, &k3), 0);
 
     /* At 8500: code A and token r1 expired; families linger; the used but
      * unexpired code B stays so its replay is still caught. */
-    ck_assert_int_eq(mcpauth_store_purge(s, 8500, 0), 2);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "FA"), 0);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "B", 8600, NULL), MCPAUTH_REDEEM_REPLAYED);
+    ck_assert_int_eq(mcpauth__store_purge(s, 8500, 0), 2);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "FA"), 0);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "B", 8600, NULL), MCPAUTH_REDEEM_REPLAYED);
 
     sqlite3 *db = raw_open();
     raw_exec(db, "INSERT INTO registrations(addr, time) VALUES('x', 100000), ('x', 150000)");
@@ -1136,8 +1114,8 @@ START_TEST(purge_counts)
     /* At 200000: code B, token r3 (2); families FA, FB, FR, unused for over
      * a day, with no tokens left (3); FL was used at 150000 and lingers;
      * the registration from 100000 (1); key k1 retired before 2000 (1). */
-    ck_assert_int_eq(mcpauth_store_purge(s, 200000, 2000), 7);
-    ck_assert_int_eq(mcpauth_store_purge(s, 200000, 2000), 0);
+    ck_assert_int_eq(mcpauth__store_purge(s, 200000, 2000), 7);
+    ck_assert_int_eq(mcpauth__store_purge(s, 200000, 2000), 0);
     db = raw_open();
     ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM codes"), 1);
     ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM refresh"), 1);
@@ -1145,13 +1123,13 @@ START_TEST(purge_counts)
     ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM registrations"), 1);
     ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM keys"), 2);
     sqlite3_close(db);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "FC"), 0);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "FR2"), 0);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "FL"), 0);
-    ck_assert_int_eq(mcpauth_store_family_revoked(s, "FA"), 1); /* gone: fails closed */
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "C", 200000, NULL), MCPAUTH_REDEEM_OK);
-    ck_assert_int_eq(mcpauth_store_refresh_get(s, "r2", 200000, NULL), 1);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "FC"), 0);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "FR2"), 0);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "FL"), 0);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "FA"), 1); /* gone: fails closed */
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "C", 200000, NULL), MCPAUTH_REDEEM_OK);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "r2", 200000, NULL), 1);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -1174,14 +1152,14 @@ static void *thread_main(void *p)
         snprintf(code, sizeof code, "t%d-code-%d", a->id, i);
         snprintf(fam, sizeof fam, "t%d-fam-%d", a->id, i);
         mcpauth_grant g = grant(fam, "alice", "app", 2000), out;
-        if (mcpauth_store_code_add(a->s, code, &g) == 0 &&
-            mcpauth_store_code_redeem(a->s, code, 1000, &out) == MCPAUTH_REDEEM_OK) {
+        if (mcpauth__store_code_add(a->s, code, &g) == 0 &&
+            mcpauth__store_code_redeem(a->s, code, 1000, &out) == MCPAUTH_REDEEM_OK) {
             a->ok += strcmp(out.family, fam) == 0;
-            mcpauth_grant_free(&out);
+            mcpauth__grant_free(&out);
         }
     }
     pthread_barrier_wait(a->barrier);
-    mcpauth_redeem r = mcpauth_store_code_redeem(a->s, "thread-shared", 1000, NULL);
+    mcpauth_redeem r = mcpauth__store_code_redeem(a->s, "thread-shared", 1000, NULL);
     a->shared_ok = r == MCPAUTH_REDEEM_OK;
     a->shared_replayed = r == MCPAUTH_REDEEM_REPLAYED;
     return NULL;
@@ -1191,7 +1169,7 @@ START_TEST(threads_shared_handle)
 {
     mcpauth_store *s = open_ok();
     mcpauth_grant g = grant("thread-fam", "alice", "app", 2000);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "thread-shared", &g), 0);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "thread-shared", &g), 0);
     pthread_barrier_t barrier;
     pthread_barrier_init(&barrier, NULL, NTHREADS);
     pthread_t t[NTHREADS];
@@ -1210,7 +1188,7 @@ START_TEST(threads_shared_handle)
     pthread_barrier_destroy(&barrier);
     ck_assert_int_eq(ok, 1);
     ck_assert_int_eq(replayed, NTHREADS - 1);
-    mcpauth_store_close(s);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -1220,21 +1198,21 @@ START_TEST(fork_guard)
 {
     mcpauth_store *s = open_ok();
     mcpauth_grant g = grant("fork-fam", "alice", "app", 2000);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "fork-code", &g), 0);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "fork-code", &g), 0);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        int bad = mcpauth_store_code_redeem(s, "fork-code", 1000, NULL) != MCPAUTH_REDEEM_ERROR ||
-                  mcpauth_store_family_revoked(s, "fork-fam") != -1 ||
-                  mcpauth_store_purge(s, 1000, 0) != -1;
-        mcpauth_store_close(s);
+        int bad = mcpauth__store_code_redeem(s, "fork-code", 1000, NULL) != MCPAUTH_REDEEM_ERROR ||
+                  mcpauth__store_family_revoked(s, "fork-fam") != -1 ||
+                  mcpauth__store_purge(s, 1000, 0) != -1;
+        mcpauth__store_close(s);
         _exit(bad);
     }
     int st;
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
-    ck_assert_int_eq(mcpauth_store_code_redeem(s, "fork-code", 1000, NULL), MCPAUTH_REDEEM_OK);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "fork-code", 1000, NULL), MCPAUTH_REDEEM_OK);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -1257,38 +1235,38 @@ START_TEST(null_handle)
     mcpauth_client c = client("x", 1);
     mcpauth_grant g = grant("f", "u", "c", 1);
     mcpauth_keyinfo k = key("k", 1);
-    ck_assert_int_eq(mcpauth_store_client_add(NULL, &c, NULL), -1);
-    ck_assert_int_eq(mcpauth_store_client_get(NULL, "x", &c), -1);
+    ck_assert_int_eq(mcpauth__store_client_add(NULL, &c, NULL), -1);
+    ck_assert_int_eq(mcpauth__store_client_get(NULL, "x", &c), -1);
     ck_assert_ptr_null(c.client_id); /* cleared even on error */
-    ck_assert_int_eq(mcpauth_store_client_get(NULL, "x", NULL), -1);
-    ck_assert_int_eq(mcpauth_store_client_check_secret(NULL, "x", "y"), -1);
-    ck_assert_int_eq(mcpauth_store_client_delete(NULL, "x"), -1);
-    ck_assert_int_eq(mcpauth_store_client_list(NULL, never, NULL), -1);
-    ck_assert_int_eq(mcpauth_store_registration_allowed(NULL, "a", 1, 1), -1);
-    ck_assert_int_eq(mcpauth_store_code_add(NULL, "c", &g), -1);
-    ck_assert_int_eq(mcpauth_store_code_redeem(NULL, "c", 1, &g), MCPAUTH_REDEEM_ERROR);
+    ck_assert_int_eq(mcpauth__store_client_get(NULL, "x", NULL), -1);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(NULL, "x", "y"), -1);
+    ck_assert_int_eq(mcpauth__store_client_delete(NULL, "x"), -1);
+    ck_assert_int_eq(mcpauth__store_client_list(NULL, never, NULL), -1);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(NULL, "a", 1, 1), -1);
+    ck_assert_int_eq(mcpauth__store_code_add(NULL, "c", &g), -1);
+    ck_assert_int_eq(mcpauth__store_code_redeem(NULL, "c", 1, &g), MCPAUTH_REDEEM_ERROR);
     ck_assert_ptr_null(g.family);
     g = grant("f", "u", "c", 1);
-    ck_assert_int_eq(mcpauth_store_refresh_add(NULL, "t", &g), -1);
-    ck_assert_int_eq(mcpauth_store_refresh_rotate(NULL, "t", "n", 1, 1, 1, &g),
+    ck_assert_int_eq(mcpauth__store_refresh_add(NULL, "t", &g), -1);
+    ck_assert_int_eq(mcpauth__store_refresh_rotate(NULL, "t", "n", 1, 1, 1, &g),
                      MCPAUTH_ROTATE_ERROR);
-    ck_assert_int_eq(mcpauth_store_refresh_get(NULL, "t", 1, NULL), -1);
-    ck_assert_int_eq(mcpauth_store_revoke_token(NULL, "t"), -1);
-    ck_assert_int_eq(mcpauth_store_revoke_user(NULL, "u"), -1);
-    ck_assert_int_eq(mcpauth_store_revoke_client(NULL, "c"), -1);
-    ck_assert_int_eq(mcpauth_store_revoke_family(NULL, "f"), -1);
-    ck_assert_int_eq(mcpauth_store_family_revoked(NULL, "f"), -1);
-    ck_assert_int_eq(mcpauth_store_consent_has(NULL, "u", "c", "r", "s"), -1);
-    ck_assert_int_eq(mcpauth_store_consent_add(NULL, "u", "c", "r", "s"), -1);
-    ck_assert_int_eq(mcpauth_store_key_add(NULL, &k), -1);
-    ck_assert_int_eq(mcpauth_store_key_retire_all(NULL, 1), -1);
-    ck_assert_int_eq(mcpauth_store_key_list(NULL, 0, never_key, NULL), -1);
-    ck_assert_int_eq(mcpauth_store_purge(NULL, 1, 1), -1);
-    mcpauth_store_close(NULL);
+    ck_assert_int_eq(mcpauth__store_refresh_get(NULL, "t", 1, NULL), -1);
+    ck_assert_int_eq(mcpauth__store_revoke_token(NULL, "t"), -1);
+    ck_assert_int_eq(mcpauth__store_revoke_user(NULL, "u"), -1);
+    ck_assert_int_eq(mcpauth__store_revoke_client(NULL, "c"), -1);
+    ck_assert_int_eq(mcpauth__store_revoke_family(NULL, "f"), -1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(NULL, "f"), -1);
+    ck_assert_int_eq(mcpauth__store_consent_has(NULL, "u", "c", "r", "s"), -1);
+    ck_assert_int_eq(mcpauth__store_consent_add(NULL, "u", "c", "r", "s"), -1);
+    ck_assert_int_eq(mcpauth__store_key_add(NULL, &k), -1);
+    ck_assert_int_eq(mcpauth__store_key_retire_all(NULL, 1), -1);
+    ck_assert_int_eq(mcpauth__store_key_list(NULL, 0, never_key, NULL), -1);
+    ck_assert_int_eq(mcpauth__store_purge(NULL, 1, 1), -1);
+    mcpauth__store_close(NULL);
     mcpauth_client zc = {0};
     mcpauth_grant zg = {0};
-    mcpauth_client_free(&zc);
-    mcpauth_grant_free(&zg);
+    mcpauth__client_free(&zc);
+    mcpauth__grant_free(&zg);
 }
 END_TEST
 
@@ -1318,40 +1296,40 @@ START_TEST(access_tokens_of_revoked_grants)
     mcpauth_store *s = open_ok();
     time_t now = time(NULL);
     mcpauth_client c = client("app", now);
-    ck_assert_int_eq(mcpauth_store_client_add(s, &c, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &c, NULL), 0);
     mcpauth_grant g = grant("fam1", "alice", "app", now + 600);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code1", &g), 0);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code1", &g), 0);
     g = grant("fam2", "alice", "app", now + 600);
-    ck_assert_int_eq(mcpauth_store_code_add(s, "code2", &g), 0);
-    ck_assert_int_eq(mcpauth_store_access_add(s, "at1", "fam1", now + 300), 1);
-    ck_assert_int_eq(mcpauth_store_access_add(s, "at1b", "fam1", now - 1), 1); /* expired */
-    ck_assert_int_eq(mcpauth_store_access_add(s, "at2", "fam2", now + 300), 1);
-    ck_assert_int_eq(mcpauth_store_access_add(s, "at-x", "no-such-family", now + 300), 0);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code2", &g), 0);
+    ck_assert_int_eq(mcpauth__store_access_add(s, "at1", "fam1", now + 300), 1);
+    ck_assert_int_eq(mcpauth__store_access_add(s, "at1b", "fam1", now - 1), 1); /* expired */
+    ck_assert_int_eq(mcpauth__store_access_add(s, "at2", "fam2", now + 300), 1);
+    ck_assert_int_eq(mcpauth__store_access_add(s, "at-x", "no-such-family", now + 300), 0);
     pushed p = {0};
-    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 0);
+    ck_assert_int_eq(mcpauth__store_access_revoked(s, now, take_access, &p), 0);
     ck_assert_int_eq(p.n, 0);
-    ck_assert_int_eq(mcpauth_store_revoke_family(s, "fam1"), 1);
+    ck_assert_int_eq(mcpauth__store_revoke_family(s, "fam1"), 1);
     /* a grant revoked meanwhile gets no more tokens */
-    ck_assert_int_eq(mcpauth_store_access_add(s, "at1c", "fam1", now + 300), 0);
+    ck_assert_int_eq(mcpauth__store_access_add(s, "at1c", "fam1", now + 300), 0);
     p.refuse = 1; /* not taken: offered again */
-    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 0);
+    ck_assert_int_eq(mcpauth__store_access_revoked(s, now, take_access, &p), 0);
     p.refuse = 0;
-    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 1);
+    ck_assert_int_eq(mcpauth__store_access_revoked(s, now, take_access, &p), 1);
     char want[65];
-    mcpauth_sha256_hex("at1", 3, want);
+    mcpauth__sha256_hex("at1", 3, want);
     ck_assert_str_eq(p.hashes[0], want);
-    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 0);
+    ck_assert_int_eq(mcpauth__store_access_revoked(s, now, take_access, &p), 0);
     /* a deleted client's tokens count as revoked */
-    ck_assert_int_eq(mcpauth_store_client_delete(s, "app"), 1);
-    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 1);
-    mcpauth_sha256_hex("at2", 3, want);
+    ck_assert_int_eq(mcpauth__store_client_delete(s, "app"), 1);
+    ck_assert_int_eq(mcpauth__store_access_revoked(s, now, take_access, &p), 1);
+    mcpauth__sha256_hex("at2", 3, want);
     ck_assert_str_eq(p.hashes[1], want);
     /* purge drops expired records */
-    ck_assert_int_ge(mcpauth_store_purge(s, now + 400, 0), 2);
-    ck_assert_int_eq(mcpauth_store_access_revoked(s, now, take_access, &p), 0);
-    ck_assert_int_eq(mcpauth_store_access_add(NULL, "t", "f", 1), -1);
-    ck_assert_int_eq(mcpauth_store_access_revoked(NULL, 1, take_access, &p), -1);
-    mcpauth_store_close(s);
+    ck_assert_int_ge(mcpauth__store_purge(s, now + 400, 0), 2);
+    ck_assert_int_eq(mcpauth__store_access_revoked(s, now, take_access, &p), 0);
+    ck_assert_int_eq(mcpauth__store_access_add(NULL, "t", "f", 1), -1);
+    ck_assert_int_eq(mcpauth__store_access_revoked(NULL, 1, take_access, &p), -1);
+    mcpauth__store_close(s);
 }
 END_TEST
 
@@ -1360,26 +1338,23 @@ START_TEST(consent_form_once)
 {
     mcpauth_store *s = open_ok();
     time_t now = time(NULL);
-    ck_assert_int_eq(mcpauth_store_form_use(s, "csrf-1", now + 600), 1);
-    ck_assert_int_eq(mcpauth_store_form_use(s, "csrf-1", now + 600), 0);
-    ck_assert_int_eq(mcpauth_store_form_use(s, "csrf-2", now + 600), 1);
+    ck_assert_int_eq(mcpauth__store_form_use(s, "csrf-1", now + 600), 1);
+    ck_assert_int_eq(mcpauth__store_form_use(s, "csrf-1", now + 600), 0);
+    ck_assert_int_eq(mcpauth__store_form_use(s, "csrf-2", now + 600), 1);
     mcpauth_store *o = open_ok(); /* another connection, as another process */
-    ck_assert_int_eq(mcpauth_store_form_use(o, "csrf-2", now + 600), 0);
-    mcpauth_store_close(o);
-    ck_assert_int_eq(mcpauth_store_purge(s, now + 601, 0), 2);
-    ck_assert_int_eq(mcpauth_store_form_use(s, "", now), -1);
-    ck_assert_int_eq(mcpauth_store_form_use(NULL, "x", now), -1);
-    mcpauth_store_close(s);
+    ck_assert_int_eq(mcpauth__store_form_use(o, "csrf-2", now + 600), 0);
+    mcpauth__store_close(o);
+    ck_assert_int_eq(mcpauth__store_purge(s, now + 601, 0), 2);
+    ck_assert_int_eq(mcpauth__store_form_use(s, "", now), -1);
+    ck_assert_int_eq(mcpauth__store_form_use(NULL, "x", now), -1);
+    mcpauth__store_close(s);
 }
 END_TEST
 
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
-    TCase *tc = tcase_create("core");
-    tcase_add_unchecked_fixture(tc, suite_setup, suite_teardown);
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 30);
+    TCase *tc = scratch_tcase("core", setup, 30);
     tcase_add_test(tc, open_refusals);
     tcase_add_test(tc, open_mode_and_pragmas);
     tcase_add_test(tc, clients_basic);

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <mcpauth/uri.h>
+#include "uri.h"
 
 #include "suites.h"
 
@@ -55,7 +55,7 @@ static const struct {
 START_TEST(canonicalize)
 {
     const char *why = NULL;
-    char *out = mcpauth_uri_canonicalize(cases[_i].in, cases[_i].flags, &why);
+    char *out = mcpauth__uri_canonicalize(cases[_i].in, cases[_i].flags, &why);
     if (cases[_i].out) {
         ck_assert_msg(out != NULL, "\"%s\" refused: %s", cases[_i].in, why);
         ck_assert_str_eq(out, cases[_i].out);
@@ -72,8 +72,8 @@ START_TEST(canonical_is_fixed_point)
     /* Canonicalizing twice changes nothing, so comparisons are stable. */
     if (!cases[_i].out)
         return;
-    char *once = mcpauth_uri_canonicalize(cases[_i].in, cases[_i].flags, NULL);
-    char *twice = mcpauth_uri_canonicalize(once, cases[_i].flags, NULL);
+    char *once = mcpauth__uri_canonicalize(cases[_i].in, cases[_i].flags, NULL);
+    char *twice = mcpauth__uri_canonicalize(once, cases[_i].flags, NULL);
     ck_assert_ptr_nonnull(twice);
     ck_assert_str_eq(once, twice);
     free(once);
@@ -87,7 +87,7 @@ START_TEST(too_long)
     memset(buf + strlen(buf), 'a', sizeof buf - strlen(buf) - 1);
     buf[sizeof buf - 1] = '\0';
     const char *why;
-    ck_assert_ptr_null(mcpauth_uri_canonicalize(buf, 0, &why));
+    ck_assert_ptr_null(mcpauth__uri_canonicalize(buf, 0, &why));
     ck_assert_str_eq(why, "is longer than 2000 characters");
 }
 END_TEST
@@ -95,12 +95,12 @@ END_TEST
 START_TEST(split)
 {
     char *o, *p;
-    ck_assert_int_eq(mcpauth_uri_split("https://h.example:8443/a/b", &o, &p), 0);
+    ck_assert_int_eq(mcpauth__uri_split("https://h.example:8443/a/b", &o, &p), 0);
     ck_assert_str_eq(o, "https://h.example:8443");
     ck_assert_str_eq(p, "/a/b");
     free(o);
     free(p);
-    ck_assert_int_eq(mcpauth_uri_split("https://h.example", &o, &p), 0);
+    ck_assert_int_eq(mcpauth__uri_split("https://h.example", &o, &p), 0);
     ck_assert_str_eq(o, "https://h.example");
     ck_assert_str_eq(p, "");
     free(o);
@@ -110,15 +110,15 @@ END_TEST
 
 START_TEST(loopback)
 {
-    ck_assert(mcpauth_uri_host_is_loopback("localhost"));
-    ck_assert(mcpauth_uri_host_is_loopback("127.0.0.1"));
-    ck_assert(mcpauth_uri_host_is_loopback("127.255.0.9"));
-    ck_assert(mcpauth_uri_host_is_loopback("[::1]"));
-    ck_assert(mcpauth_uri_host_is_loopback("::1"));
-    ck_assert(!mcpauth_uri_host_is_loopback("10.0.0.1"));
-    ck_assert(!mcpauth_uri_host_is_loopback("localhost.example.com"));
-    ck_assert(!mcpauth_uri_host_is_loopback("[::ffff:8.8.8.8]"));
-    ck_assert(!mcpauth_uri_host_is_loopback(""));
+    ck_assert(mcpauth__uri_host_is_loopback("localhost"));
+    ck_assert(mcpauth__uri_host_is_loopback("127.0.0.1"));
+    ck_assert(mcpauth__uri_host_is_loopback("127.255.0.9"));
+    ck_assert(mcpauth__uri_host_is_loopback("[::1]"));
+    ck_assert(mcpauth__uri_host_is_loopback("::1"));
+    ck_assert(!mcpauth__uri_host_is_loopback("10.0.0.1"));
+    ck_assert(!mcpauth__uri_host_is_loopback("localhost.example.com"));
+    ck_assert(!mcpauth__uri_host_is_loopback("[::ffff:8.8.8.8]"));
+    ck_assert(!mcpauth__uri_host_is_loopback(""));
 }
 END_TEST
 

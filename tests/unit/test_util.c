@@ -4,6 +4,8 @@
 #include <mcpauth/log.h>
 #include <mcpauth/util.h>
 
+#include "encode.h"
+
 #include <signal.h>
 #include <stdlib.h>
 
@@ -19,11 +21,11 @@ START_TEST(b64url_roundtrip)
     for (int i = 0; i < 7; i++) {
         char out[16];
         unsigned char back[16];
-        ck_assert_int_eq(mcpauth_b64url_encode((const unsigned char *)plain[i], strlen(plain[i]),
+        ck_assert_int_eq(mcpauth__b64url_encode((const unsigned char *)plain[i], strlen(plain[i]),
                                                out, sizeof out),
                          (ssize_t)strlen(enc[i]));
         ck_assert_str_eq(out, enc[i]);
-        ssize_t n = mcpauth_b64url_decode(enc[i], strlen(enc[i]), back, sizeof back);
+        ssize_t n = mcpauth__b64url_decode(enc[i], strlen(enc[i]), back, sizeof back);
         ck_assert_int_eq(n, (ssize_t)strlen(plain[i]));
         ck_assert(memcmp(back, plain[i], (size_t)n) == 0);
     }
@@ -35,9 +37,9 @@ START_TEST(b64url_url_alphabet)
     static const unsigned char bin[] = {0xfb, 0xff, 0xbf};
     char out[8];
     unsigned char back[8];
-    ck_assert_int_eq(mcpauth_b64url_encode(bin, 3, out, sizeof out), 4);
+    ck_assert_int_eq(mcpauth__b64url_encode(bin, 3, out, sizeof out), 4);
     ck_assert_str_eq(out, "-_-_");
-    ck_assert_int_eq(mcpauth_b64url_decode("-_-_", 4, back, sizeof back), 3);
+    ck_assert_int_eq(mcpauth__b64url_decode("-_-_", 4, back, sizeof back), 3);
     ck_assert(memcmp(back, bin, 3) == 0);
 }
 END_TEST
@@ -45,16 +47,16 @@ END_TEST
 START_TEST(b64url_rejects)
 {
     unsigned char out[64];
-    ck_assert_int_eq(mcpauth_b64url_decode("Zm9v+g", 6, out, sizeof out), -1);   /* std alphabet */
-    ck_assert_int_eq(mcpauth_b64url_decode("Zm9v/g", 6, out, sizeof out), -1);
-    ck_assert_int_eq(mcpauth_b64url_decode("Zm8=", 4, out, sizeof out), -1);     /* padding */
-    ck_assert_int_eq(mcpauth_b64url_decode("Zm9 v", 5, out, sizeof out), -1);    /* space */
-    ck_assert_int_eq(mcpauth_b64url_decode("Z", 1, out, sizeof out), -1);        /* impossible length */
-    ck_assert_int_eq(mcpauth_b64url_decode("Zh", 2, out, sizeof out), -1);       /* non-zero spare bits */
-    ck_assert_int_eq(mcpauth_b64url_decode("Zm9", 3, out, sizeof out), -1);
-    ck_assert_int_eq(mcpauth_b64url_decode("Zm9vYmFy", 8, out, 5), -1);          /* out too small */
+    ck_assert_int_eq(mcpauth__b64url_decode("Zm9v+g", 6, out, sizeof out), -1);   /* std alphabet */
+    ck_assert_int_eq(mcpauth__b64url_decode("Zm9v/g", 6, out, sizeof out), -1);
+    ck_assert_int_eq(mcpauth__b64url_decode("Zm8=", 4, out, sizeof out), -1);     /* padding */
+    ck_assert_int_eq(mcpauth__b64url_decode("Zm9 v", 5, out, sizeof out), -1);    /* space */
+    ck_assert_int_eq(mcpauth__b64url_decode("Z", 1, out, sizeof out), -1);        /* impossible length */
+    ck_assert_int_eq(mcpauth__b64url_decode("Zh", 2, out, sizeof out), -1);       /* non-zero spare bits */
+    ck_assert_int_eq(mcpauth__b64url_decode("Zm9", 3, out, sizeof out), -1);
+    ck_assert_int_eq(mcpauth__b64url_decode("Zm9vYmFy", 8, out, 5), -1);          /* out too small */
     char small[4];
-    ck_assert_int_eq(mcpauth_b64url_encode((const unsigned char *)"foobar", 6, small, sizeof small), -1);
+    ck_assert_int_eq(mcpauth__b64url_encode((const unsigned char *)"foobar", 6, small, sizeof small), -1);
 }
 END_TEST
 
@@ -65,27 +67,27 @@ START_TEST(b64url_long)
     char enc[4100];
     for (size_t i = 0; i < sizeof in; i++)
         in[i] = (unsigned char)(i * 7 + 3);
-    ssize_t n = mcpauth_b64url_encode(in, sizeof in, enc, sizeof enc);
+    ssize_t n = mcpauth__b64url_encode(in, sizeof in, enc, sizeof enc);
     ck_assert_int_eq(n, 4000);
-    ck_assert_int_eq(mcpauth_b64url_decode(enc, (size_t)n, back, sizeof back), 3000);
+    ck_assert_int_eq(mcpauth__b64url_decode(enc, (size_t)n, back, sizeof back), 3000);
     ck_assert(memcmp(in, back, sizeof in) == 0);
 }
 END_TEST
 
 START_TEST(ct_equal)
 {
-    ck_assert(mcpauth_ct_equal("abc", 3, "abc", 3));
-    ck_assert(!mcpauth_ct_equal("abc", 3, "abd", 3));
-    ck_assert(!mcpauth_ct_equal("abc", 3, "abcd", 4));
-    ck_assert(!mcpauth_ct_equal("abc", 3, "", 0));
-    ck_assert(mcpauth_ct_equal("", 0, "", 0));
+    ck_assert(mcpauth__ct_equal("abc", 3, "abc", 3));
+    ck_assert(!mcpauth__ct_equal("abc", 3, "abd", 3));
+    ck_assert(!mcpauth__ct_equal("abc", 3, "abcd", 4));
+    ck_assert(!mcpauth__ct_equal("abc", 3, "", 0));
+    ck_assert(mcpauth__ct_equal("", 0, "", 0));
 }
 END_TEST
 
 START_TEST(sha256_hex)
 {
     char hex[65];
-    mcpauth_sha256_hex("abc", 3, hex);
+    mcpauth__sha256_hex("abc", 3, hex);
     ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 END_TEST

@@ -25,6 +25,7 @@
 #include <mcpauth/config.h>
 #include <mcpauth/validate.h>
 
+#include "../support/httpd.h"
 #include "../support/tokens.h"
 #include "suites.h"
 
@@ -67,14 +68,9 @@ static double now_s(void)
  * when it starts, so the port is chosen here and handed to --port. */
 static int pick_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    ck_assert_int_ge(s, 0);
-    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &al), 0);
-    close(s);
-    return ntohs(a.sin_port);
+    int port = httpd_free_port();
+    ck_assert_int_gt(port, 0);
+    return port;
 }
 
 /* Starts stub_as on port with the stub's own --issuer and extra options;

@@ -12,16 +12,16 @@
 
 /* Returns the canonical form (caller frees), or NULL with *why set to a
  * static English reason. */
-char *mcpauth_uri_canonicalize(const char *in, unsigned flags, const char **why);
+char *mcpauth__uri_canonicalize(const char *in, unsigned flags, const char **why);
 
 /* Splits a canonical URI at the end of its authority: origin gets
  * "scheme://host[:port]", path the rest ("" for none).  Caller frees both.
  * Returns 0; -1 (nothing set) only when canonical has no "://", which a
- * result of mcpauth_uri_canonicalize always has.  A failed allocation
+ * result of mcpauth__uri_canonicalize always has.  A failed allocation
  * aborts the process. */
-int mcpauth_uri_split(const char *canonical, char **origin, char **path);
+int mcpauth__uri_split(const char *canonical, char **origin, char **path);
 
 /* 1 for "localhost", 127.0.0.0/8 and ::1 (with or without brackets). */
-int mcpauth_uri_host_is_loopback(const char *host);
+int mcpauth__uri_host_is_loopback(const char *host);
 
 #endif

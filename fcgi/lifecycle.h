@@ -1,6 +1,6 @@
-/* Process lifecycle of the FastCGI programs (not installed).  lib/fcgi.c
- * owns it; other library files may ask whether the program is stopping,
- * e.g. to log a stream it ends as "shutdown" rather than "client_gone". */
+/* Process lifecycle of the FastCGI programs (not installed), owned by the
+ * binding (binding.c).  The library never asks: the request's alive
+ * callback answers -1 ("stopping") when the binding cuts an exchange. */
 #ifndef MCPAUTH_LIFECYCLE_H
 #define MCPAUTH_LIFECYCLE_H
 

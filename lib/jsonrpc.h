@@ -28,7 +28,7 @@ typedef enum {
 } mcpauth_msg_kind;
 
 /* What the proxy needs to know about one POST body.  Strings point into
- * storage owned by the result (free with mcpauth_rpc_free). */
+ * storage owned by the result (free with mcpauth__rpc_free). */
 typedef struct mcpauth_rpc {
     mcpauth_era era;
     const char *version;     /* the MCP revision in force ("2025-06-18", ...) */
@@ -73,15 +73,15 @@ typedef struct mcpauth_rpc_headers {
  * the 2026-07-28 era the Mcp-Method header equals the method, Mcp-Name
  * equals the name when the method has one, and clients may not POST
  * responses.  Returns 0 and fills rpc, or -1 and fills err. */
-int mcpauth_rpc_parse(const char *body, size_t len, const mcpauth_rpc_headers *h,
+int mcpauth__rpc_parse(const char *body, size_t len, const mcpauth_rpc_headers *h,
                       const mcpauth_rpc_limits *limits, mcpauth_rpc *rpc, mcpauth_rpc_error *err);
-void mcpauth_rpc_free(mcpauth_rpc *rpc);
+void mcpauth__rpc_free(mcpauth_rpc *rpc);
 
 /* 1 when the MCP revision is one this build supports. */
-int mcpauth_rpc_version_supported(const char *version);
+int mcpauth__rpc_version_supported(const char *version);
 
 /* {"jsonrpc":"2.0","error":{"code":C,"message":M},"id":ID} into buf;
  * returns its length, or -1 when buf is too small. */
-int mcpauth_rpc_error_json(char *buf, size_t cap, int code, const char *message, const char *id_json);
+int mcpauth__rpc_error_json(char *buf, size_t cap, int code, const char *message, const char *id_json);
 
 #endif

@@ -18,14 +18,12 @@
 #include <curl/curl.h>
 #include <fcgiapp.h>
 
-#include <mcpauth/fcgi.h>
 #include <mcpauth/log.h>
 #include <mcpauth/mcpauth.h>
 
-#include "alloc.h"
+#include "binding.h"
 #include "lifecycle.h"
 
-const char *const mcpauth_mcp_versions[] = {"2026-07-28", "2025-11-25", "2025-06-18", NULL};
 
 /* Stopping (see lifecycle.h and the SIGNALS section of the man pages).
  * Streams and the tail of a response under way get a second; requests not
@@ -98,7 +96,7 @@ static int fcgx_alive(void *ctx)
         int started = w->resp && w->resp->head_sent;
         if (waited >= (started ? STARTED_GRACE_MS : UNSTARTED_GRACE_MS)) {
             w->cut = 1;
-            return 0;
+            return -1; /* "stopping": the core ends the exchange as for a departed client */
         }
     }
     struct pollfd pfd = {w->fr.ipcFd, POLLIN | POLLRDHUP, 0};
@@ -366,7 +364,11 @@ static int serve_fastcgi(const mcpauth_app *app, void *state, int fd, int nthrea
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    worker *ws = mcpauth__xcalloc((size_t)nthreads, sizeof *ws);
+    worker *ws = calloc((size_t)nthreads, sizeof *ws);
+    if (!ws) {
+        mcpauth_log(MCPAUTH_LOG_ERROR, "out_of_memory", "what", "workers", NULL);
+        abort();
+    }
     int started = 0;
     for (int i = 0; i < nthreads; i++) {
         worker *w = &ws[started];

@@ -1,8 +1,8 @@
 /* The FastCGI binding shared by every program in fcgi/: command line,
  * configuration, the accept loop over libfcgi's re-entrant API, and the
  * translation of FCGX requests into mcpauth_request/mcpauth_response. */
-#ifndef MCPAUTH_FCGI_H
-#define MCPAUTH_FCGI_H
+#ifndef MCPAUTH_BINDING_H
+#define MCPAUTH_BINDING_H
 
 #include <mcpauth/config.h>
 #include <mcpauth/http.h>

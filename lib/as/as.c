@@ -1,0 +1,169 @@
+/* The built-in authorization server; see as.h.  Endpoints live below
+ * ISSUER/oauth2/: authorize, token, register, introspect, revoke, jwks.
+ * This file holds the AS object and the dispatch; each endpoint has its
+ * own file in lib/as/ (as_priv.h lists them). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include <mcpauth/log.h>
+#include <mcpauth/util.h>
+
+#include "alloc.h"
+#include "as_priv.h"
+
+void mcpauth_as_endpoint(const mcpauth_config *cfg, const char *name, char *buf, size_t cap)
+{
+    const char *iss = cfg->as->issuer;
+    size_t n = strlen(iss);
+    while (n > 0 && iss[n - 1] == '/')
+        n--;
+    snprintf(buf, cap, "%.*s/oauth2/%s", (int)n, iss, name);
+}
+
+void mcpauth__as_push_revocations(mcpauth_as *as)
+{
+    if (mcpauth__revoked_sync(as->revoked, as->store, time(NULL)) < 0)
+        mcpauth_log(MCPAUTH_LOG_ERROR, "revocation_not_shared", "reason",
+                    "the revocation list cannot be written; revoked access tokens stay valid at "
+                    "the resource servers until they expire",
+                    NULL);
+}
+
+int mcpauth__as_scope_subset(const char *req, const mcpauth_strlist *allowed)
+{
+    mcpauth_strlist l = {0, NULL};
+    mcpauth_strlist_split(&l, req); /* cannot fail: allocation aborts */
+    int ok = 1;
+    for (size_t i = 0; ok && i < l.n; i++)
+        ok = mcpauth_strlist_has(allowed, l.v[i]);
+    mcpauth_strlist_free(&l);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- handle */
+
+static void preflight(mcpauth_response *resp)
+{
+    mcpauth__as_cors_public(resp);
+    mcpauth_response_set_status(resp, 204);
+    mcpauth_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    mcpauth_response_header(resp, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, MCP-Protocol-Version");
+    mcpauth_response_header(resp, "Access-Control-Max-Age", "86400");
+    mcpauth_response_send(resp, NULL, 0);
+}
+
+/* An endpoint that exists, asked with the wrong method. */
+static int known_endpoint(const char *ep)
+{
+    return !strcmp(ep, "authorize") || !strcmp(ep, "token") || !strcmp(ep, "register") ||
+           !strcmp(ep, "introspect") || !strcmp(ep, "revoke") || !strcmp(ep, "jwks");
+}
+
+void mcpauth_as_handle(mcpauth_as *as, const mcpauth_request *req, mcpauth_response *resp)
+{
+    size_t pl = strlen(as->prefix);
+    const char *ep = strncmp(req->path, as->prefix, pl) == 0 && req->path[pl] == '/'
+                         ? req->path + pl + 1
+                         : NULL;
+    const char *m = req->method;
+    int get = !strcmp(m, "GET"), post = !strcmp(m, "POST");
+    if (!ep) {
+        mcpauth__as_oauth_error(resp, 404, "not_found", "no such endpoint");
+        return;
+    }
+    if (!strcmp(m, "OPTIONS") && strcmp(ep, "authorize") != 0) {
+        preflight(resp);
+        return;
+    }
+    if (!strcmp(ep, "authorize") && (get || post))
+        mcpauth__as_authorize(as, req, resp, post);
+    else if (!strcmp(ep, "token") && post)
+        mcpauth__as_token(as, req, resp);
+    else if (!strcmp(ep, "register") && post)
+        mcpauth__as_register(as, req, resp);
+    else if (!strcmp(ep, "introspect") && post)
+        mcpauth__as_introspect(as, req, resp);
+    else if (!strcmp(ep, "revoke") && post)
+        mcpauth__as_revoke(as, req, resp);
+    else if (!strcmp(ep, "jwks") && get)
+        mcpauth__as_jwks(as, resp);
+    else if (known_endpoint(ep)) {
+        mcpauth_response_header(resp, "Allow", !strcmp(ep, "jwks") ? "GET" :
+                                               !strcmp(ep, "authorize") ? "GET, POST" : "POST");
+        mcpauth__as_oauth_error(resp, 405, "invalid_request", "method not allowed");
+    } else {
+        mcpauth__as_oauth_error(resp, 404, "not_found", "no such endpoint");
+    }
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+/* Without the shared set a revocation would not reach the gate and the
+ * proxy: refuse to start rather than promise what we cannot do. */
+static int open_revoked(mcpauth_as *as, char *err, size_t errlen)
+{
+    char rpath[4096], why[512] = "runtime_dir is not set or too long";
+    if (mcpauth__revoked_path(as->cfg, rpath, sizeof rpath) != 0 ||
+        !(as->revoked = mcpauth__revoked_open_rw(rpath, MCPAUTH__REVOKED_SLOTS, why, sizeof why))) {
+        snprintf(err, errlen, "revocation list: %s (runtime_dir must exist and be writable by the "
+                              "web server's user)",
+                 why);
+        return -1;
+    }
+    return 0;
+}
+
+mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->as) {
+        snprintf(err, errlen, "%s: no [authorization_server] section", cfg->file);
+        return NULL;
+    }
+    mcpauth_as *as = mcpauth__xcalloc(1, sizeof *as);
+    as->cfg = cfg;
+    as->ac = cfg->as;
+    pthread_mutex_init(&as->key_lock, NULL);
+    char url[2100];
+    mcpauth_as_endpoint(cfg, "x", url, sizeof url);
+    const char *sep = strstr(url, "://");
+    const char *path = sep ? sep + 3 + strcspn(sep + 3, "/") : url;
+    snprintf(as->prefix, sizeof as->prefix, "%.*s", (int)(strlen(path) - 2), path);
+    if (!(as->store = mcpauth__store_open(as->ac->state_dir, err, errlen)) ||
+        mcpauth__secret_load(as->ac->state_dir, as->secret, err, errlen) < 0) {
+        mcpauth_as_free(as);
+        return NULL;
+    }
+    as->cimd = mcpauth__cimd_new(256);
+    if (open_revoked(as, err, errlen) < 0) {
+        mcpauth_as_free(as);
+        return NULL;
+    }
+    mcpauth__as_push_revocations(as); /* what `mcpauth revoke` did while we were down */
+    if (mcpauth__as_refresh_keys(as, time(NULL), err, errlen) < 0) {
+        mcpauth_as_free(as);
+        return NULL;
+    }
+    return as;
+}
+
+void mcpauth_as_free(mcpauth_as *as)
+{
+    if (!as)
+        return;
+    mcpauth__store_close(as->store);
+    mcpauth__cimd_free(as->cimd);
+    mcpauth__revoked_close(as->revoked);
+    mcpauth__signer_free(as->signer);
+    free(as->jwks);
+    if (as->verify)
+        mcpauth__jwks_unref(as->verify);
+    OPENSSL_cleanse(as->secret, sizeof as->secret);
+    pthread_mutex_destroy(&as->key_lock);
+    free(as);
+}

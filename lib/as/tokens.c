@@ -1,0 +1,121 @@
+/* Random values, the signing keys, and the access tokens (JWTs) this AS
+ * mints and later recognises at introspection and revocation. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "alloc.h"
+#include "as_priv.h"
+#include "encode.h"
+
+int mcpauth__as_random(char *out, size_t cap, size_t bytes)
+{
+    unsigned char raw[64];
+    if (bytes > sizeof raw || RAND_bytes(raw, (int)bytes) != 1)
+        return -1;
+    return mcpauth__b64url_encode(raw, bytes, out, cap) < 0 ? -1 : 0;
+}
+
+int mcpauth__as_refresh_keys(mcpauth_as *as, time_t now, char *err, size_t errlen)
+{
+    if (as->signer && now - as->key_checked < 30)
+        return 0;
+    as->key_checked = now;
+    mcpauth_signer *s = mcpauth__keys_load_current(as->store, err, errlen);
+    if (!s)
+        return as->signer ? 0 : -1;
+    char *jwks = mcpauth__keys_jwks(as->store, now - as->ac->access_token_ttl - 60, err, errlen);
+    mcpauth_jwks *set = jwks ? mcpauth__jwks_parse(jwks, strlen(jwks), err, errlen) : NULL;
+    if (!set) {
+        free(jwks);
+        mcpauth__signer_free(s);
+        return as->signer ? 0 : -1;
+    }
+    mcpauth__signer_free(as->signer);
+    free(as->jwks);
+    if (as->verify)
+        mcpauth__jwks_unref(as->verify);
+    as->signer = s;
+    as->jwks = jwks;
+    as->verify = set;
+    return 0;
+}
+
+/* The signature of token (signing input: the first len bytes) checks out
+ * with one of our keys, named by the header's kid and alg. */
+static int signed_by_us(mcpauth_as *as, const char *token, size_t len, const char *header,
+                        const unsigned char *sig, size_t sl, time_t now)
+{
+    json_object *h = json_tokener_parse(header);
+    const char *alg = mcpauth__json_member_str(h, "alg", NULL);
+    const char *kid = mcpauth__json_member_str(h, "kid", NULL);
+    mcpauth_alg a = alg ? mcpauth__alg_from_name(alg) : MCPAUTH_ALG_UNKNOWN;
+    char kerr[256];
+    pthread_mutex_lock(&as->key_lock);
+    mcpauth__as_refresh_keys(as, now, kerr, sizeof kerr); /* another process may have rotated */
+    const mcpauth_jwk *k = as->verify && kid && a != MCPAUTH_ALG_UNKNOWN
+                               ? mcpauth__jwks_find(as->verify, kid, a)
+                               : NULL;
+    int ok = k && mcpauth__jws_verify(k, a, token, len, sig, sl);
+    pthread_mutex_unlock(&as->key_lock);
+    json_object_put(h);
+    return ok;
+}
+
+json_object *mcpauth__as_own_claims(mcpauth_as *as, const char *token, time_t now)
+{
+    const char *d1 = strchr(token, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    if (!d1 || !d2 || strchr(d2 + 1, '.'))
+        return NULL;
+    unsigned char hbuf[1024], pbuf[8192], sig[MCPAUTH_JWS_SIG_MAX];
+    ssize_t hl = mcpauth__b64url_decode(token, (size_t)(d1 - token), hbuf, sizeof hbuf - 1);
+    ssize_t pl = mcpauth__b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), pbuf, sizeof pbuf - 1);
+    ssize_t sl = mcpauth__b64url_decode(d2 + 1, strlen(d2 + 1), sig, sizeof sig);
+    if (hl <= 0 || pl <= 0 || sl <= 0)
+        return NULL;
+    hbuf[hl] = '\0';
+    pbuf[pl] = '\0';
+    if (!signed_by_us(as, token, (size_t)(d2 - token), (const char *)hbuf, sig, (size_t)sl, now))
+        return NULL;
+    json_object *claims = json_tokener_parse((const char *)pbuf);
+    json_object *v;
+    const char *iss = mcpauth__json_member_str(claims, "iss", NULL);
+    if (!claims || !json_object_is_type(claims, json_type_object) ||
+        !json_object_object_get_ex(claims, "exp", &v) || json_object_get_int64(v) <= now || !iss ||
+        strcmp(iss, as->ac->issuer) != 0) {
+        json_object_put(claims);
+        return NULL;
+    }
+    return claims;
+}
+
+char *mcpauth__as_mint(mcpauth_as *as, const mcpauth_grant *g, time_t now)
+{
+    char jti[48];
+    if (mcpauth__as_random(jti, sizeof jti, 18) < 0)
+        return NULL;
+    json_object *c = json_object_new_object();
+    json_object_object_add(c, "iss", json_object_new_string(as->ac->issuer));
+    json_object_object_add(c, "sub", json_object_new_string(g->user));
+    json_object_object_add(c, "aud", json_object_new_string(g->resource));
+    json_object_object_add(c, "client_id", json_object_new_string(g->client_id));
+    json_object_object_add(c, "scope", json_object_new_string(g->scope ? g->scope : ""));
+    json_object_object_add(c, "iat", json_object_new_int64(now));
+    json_object_object_add(c, "exp", json_object_new_int64(now + as->ac->access_token_ttl));
+    json_object_object_add(c, "jti", json_object_new_string(jti));
+    /* the grant family, so introspection can tell a revoked grant */
+    json_object_object_add(c, "sid", json_object_new_string(g->family));
+    char *t = NULL;
+    char err[256];
+    pthread_mutex_lock(&as->key_lock);
+    if (mcpauth__as_refresh_keys(as, now, err, sizeof err) == 0)
+        t = mcpauth__jws_sign(as->signer, "at+jwt",
+                             json_object_to_json_string_ext(c, JSON_C_TO_STRING_PLAIN |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+    pthread_mutex_unlock(&as->key_lock);
+    json_object_put(c);
+    return t;
+}
