@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -856,4 +857,39 @@ int th_run(char *const argv[], const char *const envp_extra[], char **err)
     waitpid(pid, &st, 0);
     *err = buf;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+long th_raw_request(int port, const char *method, const char *target, const char *headers,
+                    const char *body, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {10, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char *req = NULL;
+    int n = -1;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
+        n = asprintf(&req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%sContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s", method, target, port, headers ? headers : "",
+                     body ? strlen(body) : 0, body ? body : "");
+    if (n < 0 || write(fd, req, (size_t)n) != n) {
+        free(req);
+        close(fd);
+        return -1;
+    }
+    free(req);
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < outlen && (r = read(fd, out + got, outlen - 1 - got)) > 0)
+        got += (size_t)r;
+    out[got] = '\0';
+    close(fd);
+    long status = -1;
+    if (sscanf(out, "HTTP/1.%*d %ld", &status) != 1)
+        return -1;
+    return status;
 }

@@ -117,6 +117,14 @@ int th_http(const char *method, const char *url, const char *const *headers, con
 const char *th_header(const th_resp *r, const char *name, char *buf, size_t buflen);
 void th_resp_free(th_resp *r);
 
+/* One request whose target is sent byte for byte (libcurl would normalise
+ * dot segments): "METHOD TARGET HTTP/1.1", Host, the extra header lines
+ * ("Name: value\r\n" each, may be NULL), Connection: close, then body (may
+ * be NULL).  The whole response goes into out (NUL-terminated).  Returns
+ * the status, or -1 when no HTTP response came within 10 s. */
+long th_raw_request(int port, const char *method, const char *target, const char *headers,
+                    const char *body, char *out, size_t outlen);
+
 /* Runs argv, captures stderr (caller frees *err); returns the exit status. */
 int th_run(char *const argv[], const char *const envp_extra[], char **err);
 

@@ -9,11 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-
 #include <check.h>
 #include <curl/curl.h>
 #include <json-c/json.h>
@@ -429,33 +424,14 @@ START_TEST(refusal_logged_without_token)
 }
 END_TEST
 
-/* One request with its target sent byte for byte (curl would normalise
- * dot segments): the status, and the whole response in out. */
 static long raw_get(const char *target, const char *token, char *out, size_t outlen)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    char *req = NULL;
-    int n = asprintf(&req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s%s%sConnection: close\r\n\r\n",
-                     target, srv.port, token ? "Authorization: Bearer " : "", token ? token : "",
-                     token ? "\r\n" : "");
-    ck_assert_int_gt(n, 0);
-    ck_assert_int_eq(write(fd, req, (size_t)n), n);
-    free(req);
-    size_t got = 0;
-    ssize_t r;
-    while (got + 1 < outlen && (r = read(fd, out + got, outlen - 1 - got)) > 0)
-        got += (size_t)r;
-    out[got] = '\0';
-    close(fd);
-    long status = 0;
-    ck_assert_msg(sscanf(out, "HTTP/1.%*d %ld", &status) == 1, "no status for %s: %s", target, out);
-    return status;
+    char h[8192] = "";
+    if (token)
+        snprintf(h, sizeof h, "Authorization: Bearer %s\r\n", token);
+    long st = th_raw_request(srv.port, "GET", target, h, NULL, out, outlen);
+    ck_assert_msg(st > 0, "no response for %s", target);
+    return st;
 }
 
 /* Regression (outside review, high): the gate picked the resource from the

@@ -97,6 +97,36 @@ START_TEST(path_inserted_document)
 }
 END_TEST
 
+/* Regression (outside review): a path the server normalises is refused
+ * rather than read one way by mcpauth and another by the server; encoded
+ * forms of the same plain path still work. */
+START_TEST(ambiguous_paths_400)
+{
+    static char out[65536];
+    static const char *const bad[] = {
+        "/.well-known/oauth-protected-resource/mcp/files/../github",
+        "/.well-known/oauth-protected-resource/mcp/files/%2e%2e/github",
+        "/.well-known/oauth-protected-resource/mcp//github",
+        "/.well-known/oauth-protected-resource/mcp/files;x", NULL};
+    for (const char *const *t = bad; *t; t++) {
+        long st = th_raw_request(srv.port, "GET", *t, NULL, NULL, out, sizeof out);
+        ck_assert_msg(st == 400 || st == 404, "%s: %s gave %ld", th_kind_name(srv.kind), *t, st);
+        ck_assert_ptr_null(strstr(out, "\"resource\""));
+    }
+    /* the path reaching the program: refused by it, with its JSON error */
+    long st = th_raw_request(srv.port, "GET",
+                             "/.well-known/oauth-protected-resource/mcp/files/%2e%2e/github", NULL,
+                             NULL, out, sizeof out);
+    ck_assert_int_eq(st, 400);
+    ck_assert_ptr_nonnull(strstr(out, "\"error\":\"invalid_request\""));
+    /* percent-encoded letters are the same path: the document */
+    st = th_raw_request(srv.port, "GET", "/.well-known/oauth-protected-resource/mcp/%67ithub", NULL,
+                        NULL, out, sizeof out);
+    ck_assert_int_eq(st, 200);
+    ck_assert_ptr_nonnull(strstr(out, "/mcp/github\""));
+}
+END_TEST
+
 START_TEST(second_resource_document)
 {
     th_resp r;
@@ -322,6 +352,7 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, head_request);
     tcase_add_test(tc, unknown_path_404);
     tcase_add_test(tc, other_methods_405);
+    tcase_add_test(tc, ambiguous_paths_400);
     return tc;
 }
 

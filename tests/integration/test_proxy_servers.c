@@ -608,6 +608,35 @@ static int log_has(const char *needle)
     return found;
 }
 
+/* Regression (outside review): the resource is chosen on the path the web
+ * server routes on; a path it would normalise (a token for files posting to
+ * /mcp/files/../github) is refused before anything reaches a backend. */
+START_TEST(ambiguous_path_refused)
+{
+    char *t = token_for("/mcp/files", "files:read", NULL);
+    static const char body[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{}}";
+    char h[8192];
+    snprintf(h, sizeof h, "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+             "Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-06-18\r\n", t);
+    static char out[65536];
+    static const char *const bad[] = {"/mcp/files/../github", "/mcp/files/%2e%2e/github",
+                                      "/mcp/files/..%2fgithub", "/mcp//github", "/mcp/files;/../github",
+                                      NULL};
+    for (const char *const *p = bad; *p; p++) {
+        long st = th_raw_request(srv.port, "POST", *p, h, body, out, sizeof out);
+        ck_assert_msg(st == 400 || st == 404, "%s: %s gave %ld:\n%s", th_kind_name(srv.kind), *p,
+                      st, out);
+        ck_assert_ptr_null(strstr(out, "\"result\""));
+    }
+    ck_assert_int_eq(th_raw_request(srv.port, "POST", "/mcp/files/%2e%2e/github", h, body, out,
+                                    sizeof out), 400);
+    usleep(200 * 1000);
+    ck_assert(log_has("event=ambiguous_path security=1"));
+    free(t);
+}
+END_TEST
+
 START_TEST(client_disconnect_cancels)
 {
     char *t = token_for("/mcp/files", "files:read", NULL);
@@ -698,6 +727,7 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, unix_socket_backend);
     tcase_add_test(tc, backend_down_and_hanging);
     tcase_add_test(tc, client_disconnect_cancels);
+    tcase_add_test(tc, ambiguous_path_refused);
     tcase_add_test(tc, streams_do_not_starve_others);
     return tc;
 }
