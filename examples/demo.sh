@@ -83,8 +83,12 @@ if [ -n "${MCPAUTH_DEMO_EXTRA_CONF:-}" ]; then
 fi
 chmod 644 "$demo/mcpauth.conf"
 
+# The state and the shared files belong to the user the programs run as
+# (a demo started on one server, then on the other, hands them over).
 owner=""
-[ "$server" = apache ] && [ "$(id -u)" = 0 ] && owner="--owner www-data"
+if [ "$(id -u)" = 0 ]; then
+    if [ "$server" = apache ]; then owner="--owner www-data"; else owner="--owner root"; fi
+fi
 # shellcheck disable=SC2086
 "$build/tools/mcpauth" --config "$demo/mcpauth.conf" init $owner >/dev/null
 "$build/fcgi/mcpauth-metadata" --check --config "$demo/mcpauth.conf" >/dev/null

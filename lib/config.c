@@ -355,6 +355,7 @@ static const key_def global_keys[] = {
     NUMBER("max_body_bytes", C(max_body_bytes), 1024, 64 << 20),
     NUMBER("backend_timeout", C(backend_timeout), 1, 3600),
     NUMBER("stream_idle_timeout", C(stream_idle_timeout), 1, 86400),
+    NUMBER("stream_heartbeat", C(stream_heartbeat), 0, 3600),
     NUMBER("session_ttl", C(session_ttl), 60, 604800),
     NUMBER("proxy_threads", C(proxy_threads), 1, 256),
     PATH("runtime_dir", C(runtime_dir), S_IFDIR),
@@ -787,6 +788,7 @@ mcpauth_config *mcpauth_config_parse(const char *text, size_t len, const char *n
     p.cfg->max_body_bytes = 1 << 20;
     p.cfg->backend_timeout = 30;
     p.cfg->stream_idle_timeout = 300;
+    p.cfg->stream_heartbeat = 15;
     p.cfg->session_ttl = 3600;
     p.cfg->proxy_threads = 16;
     if (memchr(text, '\0', len)) {

@@ -43,10 +43,14 @@ typedef struct relay {
     int head_done;              /* status line of the final response seen */
     int sse;
     int client_gone;  /* 1: the client left; 2: the program is stopping */
+    int idle;         /* ended after stream_idle_timeout without data */
     int nheaders;
     char headers[RELAY_HEADERS_MAX][2][RELAY_VALUE_MAX];
     char session_out[RELAY_VALUE_MAX];
     double started, last_data, last_alive_check;
+    double last_write;          /* last bytes to the client, heartbeats included */
+    unsigned long long bytes;   /* body bytes relayed */
+    char tail[3];               /* last body bytes relayed, for heartbeat placement */
 } relay;
 
 static double mono(void)
@@ -77,42 +81,8 @@ static void keep_header(relay *r, int i, const char *v, size_t vl)
     r->nheaders++;
 }
 
-static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
-{
-    relay *r = arg;
-    size_t n = size * nmemb, len = n;
-    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
-        len--;
-    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-        /* a new status line: 1xx responses come before the real one */
-        r->nheaders = 0;
-        r->session_out[0] = '\0';
-        const char *sp = memchr(data, ' ', len);
-        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-        return n;
-    }
-    if (len == 0) {
-        if (r->status >= 200)
-            r->head_done = 1;
-        return n;
-    }
-    const char *colon = memchr(data, ':', len);
-    if (!colon)
-        return n;
-    size_t nl = (size_t)(colon - data);
-    const char *v = colon + 1;
-    while (v < data + len && (*v == ' ' || *v == '\t'))
-        v++;
-    for (int i = 0; relay_allow[i]; i++) {
-        if (strlen(relay_allow[i]) == nl && strncasecmp(data, relay_allow[i], nl) == 0) {
-            keep_header(r, i, v, (size_t)(data + len - v));
-            break;
-        }
-    }
-    return n;
-}
-
-/* Sends the status and relayed headers once, before the first body byte. */
+/* Sends the status and relayed headers once: when the backend's final
+ * header block ends, or after the transfer for a bodiless answer. */
 static void relay_head(relay *r)
 {
     const mcpauth__proxy_order *o = r->o;
@@ -133,22 +103,96 @@ static void relay_head(relay *r)
     if (r->sse) /* no proxy in between may hold events back */
         mcpauth_response_header(r->resp, "X-Accel-Buffering", "no");
     mcpauth_response_start(r->resp);
-    mcpauth_response_flush(r->resp);
+    /* A web server may hold a head back until body bytes follow (Apache's
+     * mod_fcgid does); an SSE comment is one that every client ignores, and
+     * "\n\n" after it dispatches nothing. */
+    static const char open_comment[] = ": open\n\n";
+    if ((r->sse && mcpauth_response_write(r->resp, open_comment, sizeof open_comment - 1) < 0) ||
+        mcpauth_response_flush(r->resp) < 0)
+        r->client_gone = 1; /* on_body's write fails and ends the transfer */
+    r->last_write = mono();
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    relay *r = arg;
+    size_t n = size * nmemb, len = n;
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+        len--;
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* a new status line: 1xx responses come before the real one */
+        r->nheaders = 0;
+        r->session_out[0] = '\0';
+        const char *sp = memchr(data, ' ', len);
+        r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        return n;
+    }
+    if (r->resp->head_sent)
+        return n; /* trailers: the head is gone already */
+    if (len == 0) {
+        if (r->status >= 200) {
+            r->head_done = 1;
+            /* sent now, not with the first body byte: a silent stream must
+             * still tell the client it is open */
+            relay_head(r);
+        }
+        return n;
+    }
+    const char *colon = memchr(data, ':', len);
+    if (!colon)
+        return n;
+    size_t nl = (size_t)(colon - data);
+    const char *v = colon + 1;
+    while (v < data + len && (*v == ' ' || *v == '\t'))
+        v++;
+    for (int i = 0; relay_allow[i]; i++) {
+        if (strlen(relay_allow[i]) == nl && strncasecmp(data, relay_allow[i], nl) == 0) {
+            keep_header(r, i, v, (size_t)(data + len - v));
+            break;
+        }
+    }
+    return n;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     relay *r = arg;
     size_t n = size * nmemb;
-    r->last_data = mono();
+    r->last_data = r->last_write = mono();
     relay_head(r);
     /* SSE events go out as they come; a JSON answer is flushed at the end */
-    if (mcpauth_response_write(r->resp, data, n) < 0 ||
+    if (r->client_gone || mcpauth_response_write(r->resp, data, n) < 0 ||
         (r->sse && mcpauth_response_flush(r->resp) < 0)) {
         r->client_gone = 1;
         return 0; /* aborts the transfer, and with it the backend request */
     }
+    r->bytes += n;
+    for (size_t i = n > 3 ? n - 3 : 0; i < n; i++) {
+        memmove(r->tail, r->tail + 1, 2);
+        r->tail[2] = data[i];
+    }
     return n;
+}
+
+/* The SSE keepalive comment, when the stream is at a point where one fits:
+ * after a whole event, "\n\n" too (an empty event dispatches nothing);
+ * inside an event only after a whole line, and without the blank line,
+ * which would dispatch the event early; not at all mid-line.  A write to a
+ * departed client fails (at the latest the second one), which is how a
+ * silent stream notices it.  -1: the client is gone. */
+static int heartbeat(relay *r)
+{
+    const char *t = r->tail;
+    const char *c;
+    if (r->bytes == 0 || (t[2] == '\n' && (t[1] == '\n' || (t[1] == '\r' && t[0] == '\n'))))
+        c = ": keepalive\n\n";
+    else if (t[2] == '\n')
+        c = ": keepalive\n";
+    else
+        return 0; /* mid-line ("\r" may still be followed by "\n") */
+    if (mcpauth_response_write(r->resp, c, strlen(c)) < 0 || mcpauth_response_flush(r->resp) < 0)
+        return -1;
+    return 0;
 }
 
 static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
@@ -166,10 +210,22 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
             return 1;
         }
     }
+    if (r->client_gone)
+        return 1; /* the head's flush failed */
     if (!r->head_done && now - r->started > (double)r->p->cfg->backend_timeout)
         return 1;
-    if (r->head_done && now - r->last_data > (double)r->p->cfg->stream_idle_timeout)
+    if (r->head_done && now - r->last_data > (double)r->p->cfg->stream_idle_timeout) {
+        r->idle = 1;
         return 1;
+    }
+    long hb = r->p->cfg->stream_heartbeat;
+    if (hb > 0 && r->sse && r->resp->head_sent && now - r->last_write >= (double)hb) {
+        r->last_write = now;
+        if (heartbeat(r) < 0) {
+            r->client_gone = 1;
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -316,12 +372,25 @@ static void relay_finish(relay *r, CURLcode rc)
     const mcpauth_resource *res = r->o->res;
     if (rc == CURLE_OK) {
         relay_head(r); /* bodiless answers (202, 204) */
+        if (r->sse) { /* a stream's end; JSON answers are not worth a line each */
+            char bytes[24];
+            snprintf(bytes, sizeof bytes, "%llu", r->bytes);
+            mcpauth_log(MCPAUTH_LOG_INFO, "backend_closed", "resource", res->name, "client",
+                        r->req->remote_addr, "bytes", bytes, NULL);
+        }
         return;
     }
     if (r->client_gone) {
         /* stopping: the binding answers what was not started with a 503 */
         mcpauth_log(MCPAUTH_LOG_INFO, r->client_gone == 2 ? "shutdown" : "client_gone", "resource",
                     res->name, "client", r->req->remote_addr, NULL);
+        return;
+    }
+    if (r->idle) {
+        char secs[24];
+        snprintf(secs, sizeof secs, "%ld", r->p->cfg->stream_idle_timeout);
+        mcpauth_log(MCPAUTH_LOG_INFO, "backend_idle", "resource", res->name, "client",
+                    r->req->remote_addr, "idle_seconds", secs, NULL);
         return;
     }
     int timeout = rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK;

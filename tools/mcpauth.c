@@ -379,6 +379,48 @@ static int opt_value(char **argv, int argc, int *i, const char *name, const char
     else if (r > 0)                                                                          \
         continue
 
+/* The shared files in runtime_dir belong to the web server's user too: one
+ * left by a program run as root would keep the AS (and so every login) from
+ * starting. */
+static int chown_runtime(ctx *c, uid_t uid, gid_t gid)
+{
+    static const char *const files[] = {MCPAUTH__REVOKED_FILE, "proxy.shm"};
+    char path[PATH_MAX];
+    if (!c->cfg || !c->cfg->runtime_dir)
+        return 0;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (path_in(path, sizeof path, c->cfg->runtime_dir, files[i]) < 0 ||
+            chown_one(path, uid, gid, 0) < 0)
+            return -1;
+    return 0;
+}
+
+/* Creates the AS's revocation list as the state's owner (init runs as
+ * that user by then), filled from the store. */
+static int init_revoked(ctx *c, mcpauth_store *s)
+{
+    char path[PATH_MAX], err[512];
+    if (!c->cfg || !c->cfg->as || !c->cfg->runtime_dir)
+        return 0;
+    if (mcpauth__revoked_path(c->cfg, path, sizeof path) < 0) {
+        fail("runtime_dir %s: path too long", c->cfg->runtime_dir);
+        return -1;
+    }
+    int had = access(path, F_OK) == 0;
+    mcpauth__revoked *r = mcpauth__revoked_open_rw(path, MCPAUTH__REVOKED_SLOTS, err, sizeof err);
+    if (!r || mcpauth__revoked_sync(r, s, time(NULL)) < 0) {
+        /* not fatal: mcpauth-as creates it at start when runtime_dir is
+         * writable for it, and refuses to start (saying so) otherwise */
+        fprintf(stderr, PROG ": warning: revocation list %s: %s\n", path,
+                r ? "cannot fill it from the database" : err);
+        mcpauth__revoked_close(r);
+        return 0;
+    }
+    mcpauth__revoked_close(r);
+    printf("%s revocation list %s\n", had ? "opened" : "created", path);
+    return 0;
+}
+
 static int cmd_init(ctx *c)
 {
     const char *alg = NULL, *owner = NULL;
@@ -427,7 +469,8 @@ static int cmd_init(ctx *c)
         fprintf(stderr, PROG ": warning: state directory %s has mode %04o; 0700 is enough\n",
                 c->state_dir, (unsigned)(st.st_mode & 07777));
     if (pw) {
-        if (chown_layout(c->state_dir, pw->pw_uid, pw->pw_gid) < 0)
+        if (chown_layout(c->state_dir, pw->pw_uid, pw->pw_gid) < 0 ||
+            chown_runtime(c, pw->pw_uid, pw->pw_gid) < 0)
             return 1;
         printf("owner of %s and its files: %s\n", c->state_dir, pw->pw_name);
     }
@@ -453,6 +496,8 @@ static int cmd_init(ctx *c)
         goto out;
     }
     printf("%s server secret %s/secret\n", made ? "created" : "kept", c->state_dir);
+    if (init_revoked(c, s) < 0)
+        goto out;
 
     current_key cur;
     if (current_key_of(s, &cur) < 0)

@@ -112,6 +112,7 @@ typedef struct mcpauth_config {
     long max_body_bytes;        /* largest POST body the proxy reads */
     long backend_timeout;       /* seconds until the backend's response headers */
     long stream_idle_timeout;   /* seconds a stream may stay silent */
+    long stream_heartbeat;      /* seconds between SSE keepalive comments; 0: none */
     long session_ttl;           /* idle lifetime of a session binding */
     long proxy_threads;
     char *runtime_dir;          /* shared state of the proxy processes */

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ static const char conf_tmpl[] =
     "backend_timeout = 3\n"
     "max_body_bytes = 65536\n"
     "log_level = info\n"
+    "stream_heartbeat = 1\n"
     "[resource files]\n"
     "uri = http://127.0.0.1:@PORT@/mcp/files\n"
     "authorization_servers = http://127.0.0.1:@PORT@\n"
@@ -45,6 +47,10 @@ static const char conf_tmpl[] =
     "backend = http://127.0.0.1:%d/mcp\n"
     "[resource hang]\n"
     "uri = http://127.0.0.1:@PORT@/mcp/hang\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "backend = http://127.0.0.1:%d/mcp\n"
+    "[resource silent]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/silent\n"
     "authorization_servers = http://127.0.0.1:@PORT@\n"
     "backend = http://127.0.0.1:%d/mcp\n"
     "[resource limited]\n"
@@ -75,7 +81,7 @@ static tk_key *rsa;
 static char *jwks;
 static th_server srv;
 static pid_t backend_pid = -1, socket_backend_pid = -1;
-static int backend_port, dead_port, hang_port, hang_fd = -1;
+static int backend_port, dead_port, hang_port, hang_fd = -1, silent_port, silent_fd = -1;
 static char backend_dir[] = "/tmp/mcpauth-backend-XXXXXX";
 
 static int listen_without_accepting(int *port)
@@ -117,7 +123,7 @@ static void start(th_kind kind)
     backend_port = 0;
     start_backend();
     char *conf = NULL;
-    if (asprintf(&conf, conf_tmpl, backend_port, backend_port, dead_port, hang_port,
+    if (asprintf(&conf, conf_tmpl, backend_port, backend_port, dead_port, hang_port, silent_port,
                  backend_port, backend_dir) < 0)
         exit(EXIT_FAILURE);
     const char *files[] = {"jwks.json", jwks, NULL};
@@ -663,6 +669,184 @@ START_TEST(client_disconnect_cancels)
 }
 END_TEST
 
+/* A backend that answers any request with the head of an SSE stream and
+ * then stays silent for hold_ms, noting when the proxy closes the
+ * connection: the standalone GET stream of a server with nothing to say. */
+typedef struct {
+    int hold_ms;
+    volatile int answered;      /* the head went out */
+    volatile double closed_at;  /* when the proxy hung up (0: never) */
+} silent_arg;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *silent_backend(void *p)
+{
+    silent_arg *a = p;
+    struct pollfd pl = {.fd = silent_fd, .events = POLLIN};
+    if (poll(&pl, 1, 5000) != 1)
+        return NULL;
+    int c = accept(silent_fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char buf[16384];
+    size_t got = 0;
+    while (got < sizeof buf - 1) { /* the request head; its body stays unread */
+        ssize_t n = recv(c, buf + got, sizeof buf - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (strstr(buf, "\r\n\r\n"))
+            break;
+    }
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
+    if (send(c, head, sizeof head - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof head - 1))
+        a->answered = 1;
+    double end = now_s() + a->hold_ms / 1000.0;
+    for (;;) {
+        int left = (int)((end - now_s()) * 1000);
+        if (left <= 0)
+            break;
+        pl.fd = c;
+        if (poll(&pl, 1, left) == 1) {
+            ssize_t n = recv(c, buf, sizeof buf, 0);
+            if (n <= 0) {
+                a->closed_at = now_s();
+                break;
+            }
+        }
+    }
+    close(c);
+    return NULL;
+}
+
+/* Opens a stream on /mcp/silent over a raw socket and reads its head for
+ * up to wait_ms: the socket (the caller closes it), *secs the time the head
+ * took (-1: none came), the head in head. */
+static int open_silent_stream(const char *token, int wait_ms, double *secs, char *head, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    static const char body[] = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}";
+    char req[10000];
+    int len = snprintf(req, sizeof req,
+                       "POST /mcp/silent HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                       "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                       "Accept: application/json, text/event-stream\r\n"
+                       "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: ping\r\n"
+                       "Content-Length: %zu\r\n\r\n%s",
+                       srv.port, token, strlen(body), body);
+    double t0 = now_s();
+    ck_assert_int_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
+    size_t got = 0;
+    head[0] = '\0';
+    *secs = -1;
+    while (got < cap - 1) {
+        int left = wait_ms - (int)((now_s() - t0) * 1000);
+        struct pollfd pl = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pl, 1, left) != 1)
+            break;
+        ssize_t n = recv(fd, head + got, cap - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        head[got] = '\0';
+        if (strstr(head, "\r\n\r\n")) {
+            *secs = now_s() - t0;
+            break;
+        }
+    }
+    return fd;
+}
+
+/* Regression (issue 12): the head of a stream went out only with the first
+ * event, so a silent backend's stream looked to the client like no answer. */
+START_TEST(stream_head_relayed_at_once)
+{
+    char *t = token_for("/mcp/silent", "", NULL);
+    silent_arg a = {.hold_ms = 3000};
+    pthread_t th;
+    pthread_create(&th, NULL, silent_backend, &a);
+    double secs;
+    char head[8192];
+    int fd = open_silent_stream(t, 2000, &secs, head, sizeof head);
+    ck_assert_msg(secs >= 0 && secs < 1.0, "%s: stream head after %.2f s (backend answered: %d):\n%s",
+                  th_kind_name(srv.kind), secs, a.answered, head);
+    ck_assert_msg(strncmp(head, "HTTP/1.1 200", 12) == 0, "head:\n%s", head);
+    ck_assert_msg(strcasestr(head, "\r\nContent-Type: text/event-stream"), "head:\n%s", head);
+    close(fd);
+    pthread_join(th, NULL);
+    free(t);
+}
+END_TEST
+
+/* Occurrences of needle in the server's logs (as log_has reads them). */
+static int log_count(const char *needle)
+{
+    char *log = th_error_log(&srv);
+    char path[600];
+    snprintf(path, sizeof path, "%s/server.out", srv.dir);
+    FILE *f = fopen(path, "r");
+    static char out[1 << 20];
+    out[0] = '\0';
+    if (f) {
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = '\0';
+        fclose(f);
+    }
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    for (const char *p = out; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    free(log);
+    return n;
+}
+
+/* Regression (issue 12): a client that leaves a silent stream was never
+ * noticed, since nothing was ever written; the heartbeat (1 s here) writes,
+ * the write fails, and the backend connection is closed at once. */
+START_TEST(silent_stream_client_gone)
+{
+    static const char gone[] = "event=client_gone resource=silent";
+    char *t = token_for("/mcp/silent", "", NULL);
+    int before = log_count(gone);
+    silent_arg a = {.hold_ms = 15000};
+    pthread_t th;
+    pthread_create(&th, NULL, silent_backend, &a);
+    double secs;
+    char head[8192];
+    int fd = open_silent_stream(t, 2000, &secs, head, sizeof head);
+    ck_assert_msg(secs >= 0, "%s: no stream head:\n%s", th_kind_name(srv.kind), head);
+    usleep(300 * 1000);
+    double left = now_s();
+    close(fd);
+    while (a.closed_at == 0 && now_s() - left < 6)
+        usleep(50 * 1000);
+    double closed = a.closed_at ? a.closed_at - left : -1;
+    int logged = 0;
+    for (int i = 0; i < 20 && !logged; i++) {
+        logged = log_count(gone) > before;
+        if (!logged)
+            usleep(100 * 1000);
+    }
+    pthread_join(th, NULL);
+    ck_assert_msg(closed >= 0 && closed < 4.0, "%s: backend connection closed after %.1f s",
+                  th_kind_name(srv.kind), closed);
+    ck_assert_msg(logged, "%s: client_gone not logged", th_kind_name(srv.kind));
+    free(t);
+}
+END_TEST
+
 typedef struct {
     char url[512];
     char auth[8192];
@@ -727,6 +911,8 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, unix_socket_backend);
     tcase_add_test(tc, backend_down_and_hanging);
     tcase_add_test(tc, client_disconnect_cancels);
+    tcase_add_test(tc, stream_head_relayed_at_once);
+    tcase_add_test(tc, silent_stream_client_gone);
     tcase_add_test(tc, ambiguous_path_refused);
     tcase_add_test(tc, streams_do_not_starve_others);
     return tc;
@@ -743,6 +929,7 @@ int main(void)
     /* a port nothing listens on, and one that accepts but never answers */
     dead_port = th_free_port();
     hang_fd = listen_without_accepting(&hang_port);
+    silent_fd = listen_without_accepting(&silent_port); /* accepted by silent_backend */
     Suite *s = suite_create("proxy-servers");
     suite_add_tcase(s, server_case("lighttpd", start_lighttpd));
     suite_add_tcase(s, server_case("apache", start_apache));
@@ -751,6 +938,7 @@ int main(void)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     close(hang_fd);
+    close(silent_fd);
     free(jwks);
     tk_key_free(rsa);
     char cmd[128];

@@ -182,7 +182,26 @@ START_TEST(good_defaults)
     ck_assert_int_eq(cfg->jwks_min_refresh, 60);
     ck_assert_int_eq(cfg->http_timeout, 5);
     ck_assert_ptr_null(cfg->ca_file);
+    ck_assert_int_eq(cfg->stream_idle_timeout, 300);
+    ck_assert_int_eq(cfg->stream_heartbeat, 15);
     mcpauth_config_free(cfg);
+}
+END_TEST
+
+/* stream_heartbeat: 0 (off) and the bounds are accepted as written */
+START_TEST(good_stream_heartbeat)
+{
+    static const char *const text[] = {"stream_heartbeat = 0\n", "stream_heartbeat = 1\n",
+                                       "stream_heartbeat = 3600\n"};
+    static const long want[] = {0, 1, 3600};
+    for (int i = 0; i < 3; i++) {
+        char err[512] = "", buf[256];
+        snprintf(buf, sizeof buf, "%s%s", text[i], RES_FILES);
+        mcpauth_config *cfg = parse(buf, err, sizeof err);
+        ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+        ck_assert_int_eq(cfg->stream_heartbeat, want[i]);
+        mcpauth_config_free(cfg);
+    }
 }
 END_TEST
 
@@ -340,6 +359,14 @@ static const struct {
      "t.conf:2: signing_alg: \"HS256\" is not ES256 or RS256"},
     {"[authorization_server]\nstate_dir = /etc/hostname\n",
      "t.conf:2: state_dir \"/etc/hostname\" is not a directory"},
+    {"stream_heartbeat = -1\n",
+     "t.conf:1: stream_heartbeat: \"-1\" is not a whole number from 0 to 3600"},
+    {"stream_heartbeat = 3601\n",
+     "t.conf:1: stream_heartbeat: \"3601\" is not a whole number from 0 to 3600"},
+    {"stream_heartbeat = 1s\n",
+     "t.conf:1: stream_heartbeat: \"1s\" is not a whole number from 0 to 3600"},
+    {"[resource a]\nstream_heartbeat = 5\n",
+     "t.conf:2: unknown key \"stream_heartbeat\" in [resource a]"},
     {"clock_leeway = 601\n", "t.conf:1: clock_leeway: \"601\" is not a whole number from 0 to 600"},
     {"token_max_bytes = 100\n", "t.conf:1: token_max_bytes: \"100\" is not a whole number from 256 to 65536"},
     {"[resource a]\nscopes_supported = a\nscopes_required_post = b\nuri = https://m.example.com/x\n"
@@ -591,6 +618,7 @@ Suite *config_suite(void)
     TCase *tc = tcase_create("good");
     tcase_add_test(tc, good_two_resources);
     tcase_add_test(tc, good_defaults);
+    tcase_add_test(tc, good_stream_heartbeat);
     tcase_add_test(tc, good_issuers);
     tcase_add_test(tc, good_authorization_server);
     tcase_add_test(tc, good_trailing_slash_kept_when_configured);
