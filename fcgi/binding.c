@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,8 +27,9 @@
 
 
 /* Stopping (see lifecycle.h and the SIGNALS section of the man pages).
- * Streams and the tail of a response under way get a second; requests not
- * yet answered get until shortly before the bound, then a 503. */
+ * Event streams under way get a second; other requests (answered or not:
+ * the proxy sends a JSON answer's head before its body) get until shortly
+ * before the bound, then a 503 if nothing was sent yet. */
 #define STARTED_GRACE_MS 1000
 #define UNSTARTED_GRACE_MS ((MCPAUTH_STOP_BOUND_S - 2) * 1000)
 
@@ -88,13 +90,24 @@ static ssize_t fcgx_read(void *ctx, char *buf, size_t len)
  * that.  Also 0 once the program is stopping and the request's grace is
  * over, so a relay ends its stream as if the client had left (the client
  * sees the response end, not a hang). */
+/* An SSE stream runs until someone ends it; anything else ends by itself. */
+static int is_event_stream(const mcpauth_response *resp)
+{
+    static const char ct[] = "content-type: text/event-stream";
+    size_t n = sizeof ct - 1;
+    for (size_t i = 0; i + n <= resp->headlen; i++)
+        if ((i == 0 || resp->head[i - 1] == '\n') && strncasecmp(resp->head + i, ct, n) == 0)
+            return 1;
+    return 0;
+}
+
 static int fcgx_alive(void *ctx)
 {
     worker *w = ctx;
     if (atomic_load(&g_stopping)) {
         long long waited = now_ms() - atomic_load(&g_stop_ms);
-        int started = w->resp && w->resp->head_sent;
-        if (waited >= (started ? STARTED_GRACE_MS : UNSTARTED_GRACE_MS)) {
+        int stream = w->resp && w->resp->head_sent && is_event_stream(w->resp);
+        if (waited >= (stream ? STARTED_GRACE_MS : UNSTARTED_GRACE_MS)) {
             w->cut = 1;
             return -1; /* "stopping": the core ends the exchange as for a departed client */
         }
