@@ -17,6 +17,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -35,6 +36,7 @@
 #include <mcpauth/log.h>
 
 #include "alloc.h"
+#include "robust.h"
 #include "revoked.h"
 
 #define MAGIC "mcpaREV\n"
@@ -55,7 +57,7 @@ struct header {
     uint32_t mutex_size, slot_size, pad0;
     uint64_t nslots, total;
     unsigned char secret[32];
-    char boot[40];
+    char boot[MCPAUTH__BOOT_ID_LEN];
     uint64_t generation;     /* atomic: +1 per add */
     uint32_t retired;        /* atomic: replaced by a file of another layout */
     uint32_t pad1;
@@ -125,54 +127,8 @@ static int header_state(int fd, const struct stat *st, struct header *want)
     return 1;
 }
 
-static void boot_id(char out[40])
-{
-    memset(out, 0, 40);
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (read(fd, out, 39) < 0)
-        memset(out, 0, 40);
-    close(fd);
-}
 
-static int init_mutex(pthread_mutex_t *m)
-{
-    pthread_mutexattr_t a;
-    if (pthread_mutexattr_init(&a) != 0)
-        return -1;
-    int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) != 0 ||
-             pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) != 0 ||
-             pthread_mutex_init(m, &a) != 0;
-    pthread_mutexattr_destroy(&a);
-    return rc ? -1 : 0;
-}
 
-/* A file kept across a reboot may hold a lock whose owner never exited. */
-static int new_boot(int fd, char *err, size_t errlen)
-{
-    char boot[40];
-    struct header h;
-    boot_id(boot);
-    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
-        snprintf(err, errlen, "cannot read the header");
-        return -1;
-    }
-    if (memcmp(h.boot, boot, sizeof boot) == 0)
-        return 0;
-    struct header *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) {
-        snprintf(err, errlen, "mmap: %s", strerror(errno));
-        return -1;
-    }
-    int rc = init_mutex(&m->lock);
-    if (rc == 0)
-        memcpy(m->boot, boot, sizeof boot);
-    else
-        snprintf(err, errlen, "cannot set up a robust process-shared mutex");
-    munmap(m, sizeof *m);
-    return rc;
-}
 
 /* Zero-filled, fresh header, the magic written last. */
 static int init_file(int fd, size_t nslots, char *err, size_t errlen)
@@ -188,11 +144,11 @@ static int init_file(int fd, size_t nslots, char *err, size_t errlen)
     }
     fill_expected(h, nslots);
     memset(h->magic, 0, sizeof h->magic);
-    boot_id(h->boot);
+    mcpauth__boot_id(h->boot);
     int rc = -1;
     if (RAND_bytes(h->secret, sizeof h->secret) != 1)
         snprintf(err, errlen, "no random bytes for the hash key");
-    else if (init_mutex(&h->lock) != 0)
+    else if (mcpauth__robust_mutex_init(&h->lock) != 0)
         snprintf(err, errlen, "cannot set up a robust process-shared mutex");
     else
         rc = 0;
@@ -350,7 +306,10 @@ static int open_once(const char *path, int writable, size_t *nslots, int *out_fd
         state = 0;
     }
     if ((state == 0 && init_file(fd, *nslots, why, sizeof why) != 0) ||
-        (state == 1 && new_boot(fd, why, sizeof why) != 0)) {
+        (state == 1 && mcpauth__robust_new_boot(fd, sizeof(struct header),
+                                                   offsetof(struct header, lock),
+                                                   offsetof(struct header, boot), why,
+                                                   sizeof why) != 0)) {
         snprintf(err, errlen, "%s: %s", path, why);
         close(fd);
         return -1;
@@ -538,12 +497,7 @@ int mcpauth__revoked_has(mcpauth__revoked *r, const unsigned char digest[32], ti
 
 static int lock(map *m)
 {
-    int rc = pthread_mutex_lock(&m->hdr->lock);
-    if (rc == EOWNERDEAD) {
-        pthread_mutex_consistent(&m->hdr->lock);
-        rc = 0;
-    }
-    return rc;
+    return mcpauth__robust_lock(&m->hdr->lock);
 }
 
 int mcpauth__revoked_add(mcpauth__revoked *r, const unsigned char digest[32], time_t token_exp,

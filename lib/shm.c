@@ -14,6 +14,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
@@ -32,6 +33,7 @@
 #include <openssl/rand.h>
 
 #include "alloc.h"
+#include "robust.h"
 #include "shm.h"
 
 #define MAGIC "mcpaSHM\n"
@@ -57,7 +59,7 @@ struct header {
     unsigned char secret[32];
     /* The boot the mutex was set up in: a file kept on disk across a crash
      * may hold a lock whose owner never got to exit (no EOWNERDEAD). */
-    char boot[40];
+    char boot[MCPAUTH__BOOT_ID_LEN];
     pthread_mutex_t lock;
 };
 
@@ -136,56 +138,8 @@ static int header_state(int fd, const struct stat *st, const struct header *want
     return 1;
 }
 
-/* This boot's id; all zeros where there is none to read. */
-static void boot_id(char out[40])
-{
-    memset(out, 0, 40);
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (read(fd, out, 39) < 0)
-        memset(out, 0, 40);
-    close(fd);
-}
 
-static int init_mutex(pthread_mutex_t *m)
-{
-    pthread_mutexattr_t a;
-    if (pthread_mutexattr_init(&a) != 0)
-        return -1;
-    int rc = pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED) != 0 ||
-             pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST) != 0 ||
-             pthread_mutex_init(m, &a) != 0;
-    pthread_mutexattr_destroy(&a);
-    return rc ? -1 : 0;
-}
 
-/* First opener since boot of a valid file: no process that could hold the
- * lock is alive, so set the mutex up afresh (tables are kept). */
-static int new_boot(int fd, char *err, size_t errlen)
-{
-    char boot[40];
-    struct header h;
-    boot_id(boot);
-    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) {
-        snprintf(err, errlen, "cannot read the header");
-        return -1;
-    }
-    if (memcmp(h.boot, boot, sizeof boot) == 0)
-        return 0;
-    struct header *m = mmap(NULL, sizeof *m, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED) {
-        snprintf(err, errlen, "mmap: %s", strerror(errno));
-        return -1;
-    }
-    int rc = init_mutex(&m->lock);
-    if (rc == 0)
-        memcpy(m->boot, boot, sizeof boot);
-    else
-        snprintf(err, errlen, "cannot set up a robust process-shared mutex");
-    munmap(m, sizeof *m);
-    return rc;
-}
 
 /* Zero-fills fd to the full size and writes a fresh header, the magic last
  * so a crash half way leaves a file the next opener re-initialises. */
@@ -203,11 +157,11 @@ static int init_file(int fd, size_t nbuckets, size_t nsessions, char *err, size_
     }
     fill_expected(h, nbuckets, nsessions);
     memset(h->magic, 0, sizeof h->magic);
-    boot_id(h->boot);
+    mcpauth__boot_id(h->boot);
     int rc = -1;
     if (RAND_bytes(h->secret, sizeof h->secret) != 1)
         snprintf(err, errlen, "no random bytes for the hash key");
-    else if (init_mutex(&h->lock) != 0)
+    else if (mcpauth__robust_mutex_init(&h->lock) != 0)
         snprintf(err, errlen, "cannot set up a robust process-shared mutex");
     else
         rc = 0;
@@ -335,7 +289,10 @@ static int open_once(const char *path, size_t nbuckets, size_t nsessions, int *o
         state = 0;
     }
     if ((state == 0 && init_file(fd, nbuckets, nsessions, why, sizeof why) != 0) ||
-        (state == 1 && new_boot(fd, why, sizeof why) != 0)) {
+        (state == 1 && mcpauth__robust_new_boot(fd, sizeof(struct header),
+                                                   offsetof(struct header, lock),
+                                                   offsetof(struct header, boot), why,
+                                                   sizeof why) != 0)) {
         snprintf(err, errlen, "%s: %s", path, why);
         close(fd);
         return -1;
@@ -429,13 +386,7 @@ static size_t index_of(const unsigned char h[32], size_t n)
 
 static int lock(mcpauth_shm *s)
 {
-    int rc = pthread_mutex_lock(&s->hdr->lock);
-    if (rc == EOWNERDEAD) {
-        /* The holder died: the state is usable as is (see the top). */
-        pthread_mutex_consistent(&s->hdr->lock);
-        rc = 0;
-    }
-    return rc;
+    return mcpauth__robust_lock(&s->hdr->lock);
 }
 
 static void unlock(mcpauth_shm *s)
