@@ -359,6 +359,8 @@ static const key_def global_keys[] = {
     NUMBER("session_ttl", C(session_ttl), 60, 604800),
     NUMBER("proxy_threads", C(proxy_threads), 1, 256),
     PATH("runtime_dir", C(runtime_dir), S_IFDIR),
+    /* bounded well below shm.c's host-wide table of in-flight requests */
+    NUMBER("max_concurrent_per_caller", C(max_concurrent_per_caller), 0, 256),
     END,
 };
 
@@ -428,6 +430,7 @@ static const key_def resource_keys[] = {
     NUMBER("rate_burst", R(rate_burst), 1, 100000),
     NUMBER("rate_limit_address", R(rate_limit_address), 0, 100000),
     NUMBER("rate_burst_address", R(rate_burst_address), 1, 100000),
+    NUMBER("max_concurrent_per_caller", R(max_concurrent_per_caller), 0, 256),
     END,
 };
 
@@ -545,6 +548,7 @@ static int open_section(parser *p, char *line)
     r->rate_burst = 40;
     r->rate_limit_address = 50;
     r->rate_burst_address = 100;
+    r->max_concurrent_per_caller = -1; /* unset: the global value, see finish() */
     p->uri_line[cfg->nresources - 1] = 0;
     return 0;
 }
@@ -678,6 +682,8 @@ static int finish(parser *p)
         return -1;
     for (size_t i = 0; i < cfg->nresources; i++) {
         mcpauth_resource *r = &cfg->resources[i];
+        if (r->max_concurrent_per_caller < 0)
+            r->max_concurrent_per_caller = cfg->max_concurrent_per_caller;
         if (!r->uri)
             return fail(p, r->line, "[resource %s] is missing the required key \"uri\"", r->name);
         if (r->authorization_servers.n == 0)
@@ -791,6 +797,7 @@ mcpauth_config *mcpauth_config_parse(const char *text, size_t len, const char *n
     p.cfg->stream_heartbeat = 15;
     p.cfg->session_ttl = 3600;
     p.cfg->proxy_threads = 16;
+    p.cfg->max_concurrent_per_caller = 8;
     if (memchr(text, '\0', len)) {
         fail(&p, 0, "contains a NUL byte; not a text file");
         goto bad;

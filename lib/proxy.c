@@ -188,6 +188,37 @@ static stage rate_check(call *c, const char *kind, const char *const *who, size_
     return ANSWERED;
 }
 
+/* Takes one of the caller's (issuer + subject) slots on this resource for
+ * the relay, held across every process of the host until *slot is
+ * released; a caller already at max_concurrent_per_caller is refused at
+ * once, whatever it asks, so one caller's streams cannot hold every
+ * worker.  id_json names the request in the refusal. */
+static stage concurrency_take(call *c, const char *id_json, mcpauth_shm_slot *slot)
+{
+    slot->index = SIZE_MAX;
+    long cap = c->res->max_concurrent_per_caller;
+    if (!c->p->shm || cap <= 0)
+        return GO;
+    const mcpauth_identity *id = &c->d.id;
+    const char *who[] = {id->issuer, id->subject};
+    unsigned char key[MCPAUTH__RATE_KEY_LEN];
+    int rc = -1;
+    if (mcpauth__proxy_rate_key("concurrent", c->res->name, who, 2, key) == 0)
+        rc = mcpauth__shm_inflight_acquire(c->p->shm, key, sizeof key, cap, slot);
+    if (rc == 1)
+        return GO;
+    if (rc == 0)
+        mcpauth_log_security("concurrency_limited", "who", id->subject, "issuer", id->issuer,
+                             "resource", c->res->name, "client", c->req->remote_addr, NULL);
+    else /* cannot count it: refused too, we are the gate */
+        mcpauth_log(MCPAUTH_LOG_ERROR, "concurrency_table_full", "resource", c->res->name, NULL);
+    mcpauth__proxy_cors(c->resp, c->origin_ok);
+    mcpauth_response_header(c->resp, "Retry-After", "1");
+    mcpauth__proxy_rpc_fail(c->resp, 429, MCPAUTH_RPC_SERVER_ERROR, "Too many concurrent requests",
+                            id_json);
+    return ANSWERED;
+}
+
 /* Both media types must be acceptable (Streamable HTTP, POST). */
 static int accept_ok(const char *accept)
 {
@@ -426,7 +457,14 @@ static void relay_stream(call *c)
     order_init(c, &o, c->v.method);
     o.remove_session = c->v.del;
     o.session_in = c->v.session;
+    mcpauth_shm_slot slot;
+    if (concurrency_take(c, NULL, &slot))
+        return;
+    /* the relay returns on every ending (done, client gone, backend
+     * failure, timeout, shutdown); a process killed mid-way is reclaimed
+     * by its pid */
     mcpauth__proxy_relay(c->p, c->req, c->resp, &o);
+    mcpauth__shm_inflight_release(c->p->shm, &slot);
 }
 
 static void relay_post(call *c)
@@ -443,7 +481,11 @@ static void relay_post(call *c)
     /* initialize starts a session: a session id sent with it (perhaps
      * someone else's) is not forwarded */
     o.session_in = era2025 && !init ? c->v.session : NULL;
-    mcpauth__proxy_relay(c->p, c->req, c->resp, &o);
+    mcpauth_shm_slot slot;
+    if (concurrency_take(c, c->rpc.id_json, &slot))
+        return;
+    mcpauth__proxy_relay(c->p, c->req, c->resp, &o); /* see relay_stream */
+    mcpauth__shm_inflight_release(c->p->shm, &slot);
     mcpauth_log(MCPAUTH_LOG_DEBUG, "relayed", "resource", c->res->name, "method", c->rpc.method,
                 "subject", c->d.id.subject, NULL);
 }

@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,13 @@
 #include "shm.h"
 
 #define MAGIC "mcpaSHM\n"
-#define LAYOUT_VERSION 1u /* bump on any change to the structs below */
+#define LAYOUT_VERSION 2u /* bump on any change to the structs below */
+/* In-flight request slots for the whole host: far above what the web
+ * servers' worker limits let run at once. */
+#define INFLIGHT 8192
+/* Slots one caller's requests may use; above the largest cap (256) so
+ * that other callers sharing the window rarely crowd a caller out. */
+#define INFLIGHT_WINDOW 512
 #define WINDOW 8
 #define MAX_ENTRIES ((size_t)1 << 24)
 #define OPEN_TRIES 8
@@ -52,8 +59,8 @@ struct header {
     uint32_t version;
     /* The ABI this file was laid out with: a 32-bit and a 64-bit build
      * must not share one file. */
-    uint32_t mutex_size, bucket_size, session_size;
-    uint64_t nbuckets, nsessions, total;
+    uint32_t mutex_size, bucket_size, session_size, inflight_size;
+    uint64_t nbuckets, nsessions, ninflight, total;
     /* Keys the slot index so clients cannot pick keys that collide with
      * someone else's window and evict their bucket or session binding. */
     unsigned char secret[32];
@@ -78,10 +85,23 @@ typedef struct {
     uint32_t inuse;
 } session;
 
+/* One request being relayed, counted against its caller's cap while its
+ * process lives: a process that dies (crash, kill -9) leaves its slots
+ * behind, and kill(pid, 0) failing with ESRCH gives them back.  boot tells
+ * a slot left by a previous boot, whose pid may name someone else now. */
+typedef struct {
+    unsigned char key[32];
+    int64_t pid;
+    uint64_t boot;
+    uint32_t inuse;
+} inflight;
+
 struct mcpauth_shm {
     struct header *hdr;
     bucket *buckets;
     session *sessions;
+    inflight *inflight;
+    uint64_t boot;
     /* Our own copies: a damaged header can never send us out of bounds. */
     size_t nbuckets, nsessions, size;
     EVP_MD *sha256;
@@ -102,9 +122,14 @@ static size_t sessions_off(size_t nbuckets)
     return buckets_off() + align64(nbuckets * sizeof(bucket));
 }
 
-static size_t total_size(size_t nbuckets, size_t nsessions)
+static size_t inflight_off(size_t nbuckets, size_t nsessions)
 {
     return sessions_off(nbuckets) + align64(nsessions * sizeof(session));
+}
+
+static size_t total_size(size_t nbuckets, size_t nsessions)
+{
+    return inflight_off(nbuckets, nsessions) + align64(INFLIGHT * sizeof(inflight));
 }
 
 static void fill_expected(struct header *h, size_t nbuckets, size_t nsessions)
@@ -115,8 +140,10 @@ static void fill_expected(struct header *h, size_t nbuckets, size_t nsessions)
     h->mutex_size = sizeof(pthread_mutex_t);
     h->bucket_size = sizeof(bucket);
     h->session_size = sizeof(session);
+    h->inflight_size = sizeof(inflight);
     h->nbuckets = nbuckets;
     h->nsessions = nsessions;
+    h->ninflight = INFLIGHT;
     h->total = total_size(nbuckets, nsessions);
 }
 
@@ -132,6 +159,7 @@ static int header_state(int fd, const struct stat *st, const struct header *want
         return 0;
     if (h.version != want->version || h.mutex_size != want->mutex_size ||
         h.bucket_size != want->bucket_size || h.session_size != want->session_size ||
+        h.inflight_size != want->inflight_size || h.ninflight != want->ninflight ||
         h.nbuckets != want->nbuckets || h.nsessions != want->nsessions ||
         h.total != want->total || (uint64_t)st->st_size != want->total)
         return -1;
@@ -344,6 +372,12 @@ mcpauth_shm *mcpauth__shm_open(const char *path, size_t buckets, size_t sessions
     s->hdr = p;
     s->buckets = (bucket *)((char *)p + buckets_off());
     s->sessions = (session *)((char *)p + sessions_off(buckets));
+    s->inflight = (inflight *)((char *)p + inflight_off(buckets, sessions));
+    char boot[MCPAUTH__BOOT_ID_LEN];
+    mcpauth__boot_id(boot);
+    s->boot = 1469598103934665603ull; /* FNV-1a: only compared, never trusted */
+    for (size_t i = 0; i < sizeof boot; i++)
+        s->boot = (s->boot ^ (unsigned char)boot[i]) * 1099511628211ull;
     return s;
 fail:
     EVP_MD_free(s->sha256);
@@ -552,4 +586,101 @@ void mcpauth__shm_session_remove(mcpauth_shm *shm, const char *id)
     if (c)
         c->inuse = 0;
     unlock(shm);
+}
+
+/* A slot whose process is gone: ended (ESRCH) or from another boot. */
+static int inflight_dead(const mcpauth_shm *s, const inflight *f)
+{
+    if (f->boot != s->boot || f->pid <= 0 || f->pid > INT_MAX)
+        return 1;
+    return kill((pid_t)f->pid, 0) != 0 && errno == ESRCH;
+}
+
+/* A caller's slots live in a window of INFLIGHT_WINDOW slots that starts
+ * where its key hashes to, so a request scans a few KiB, not the table. */
+static size_t window_start(const unsigned char h[32])
+{
+    uint64_t v;
+    memcpy(&v, h, sizeof v);
+    return (size_t)(v % INFLIGHT);
+}
+
+/* Live slots of key h in its window; *free_slot the first unused one there
+ * (or NULL).  With reap, slots of dead processes are freed on the way (only
+ * then: a kill(2) per slot is not paid on every request). */
+static size_t inflight_scan(mcpauth_shm *s, const unsigned char h[32], int reap_mine,
+                            int reap_all, inflight **free_slot)
+{
+    size_t n = 0, start = window_start(h);
+    *free_slot = NULL;
+    for (size_t k = 0; k < INFLIGHT_WINDOW; k++) {
+        inflight *f = &s->inflight[(start + k) % INFLIGHT];
+        if (f->inuse) {
+            int mine = h && CRYPTO_memcmp(f->key, h, 32) == 0;
+            if ((reap_all || (reap_mine && mine)) && inflight_dead(s, f))
+                f->inuse = 0;
+            else if (mine)
+                n++;
+        }
+        if (!f->inuse && !*free_slot)
+            *free_slot = f;
+    }
+    return n;
+}
+
+int mcpauth__shm_inflight_acquire(mcpauth_shm *shm, const void *key, size_t keylen, long cap,
+                                  mcpauth_shm_slot *slot)
+{
+    slot->index = SIZE_MAX;
+    if (!shm || cap <= 0)
+        return 1;
+    unsigned char h[32];
+    if (keyed_hash(shm, key, keylen, h) != 0 || lock(shm) != 0)
+        return -1;
+    inflight *f;
+    size_t n = inflight_scan(shm, h, 0, 0, &f);
+    if (n >= (size_t)cap) /* perhaps counted for processes that died */
+        n = inflight_scan(shm, h, 1, 0, &f);
+    if (n < (size_t)cap && !f) /* the window is full: reclaim everyone's dead there */
+        n = inflight_scan(shm, h, 1, 1, &f);
+    int rc = n >= (size_t)cap ? 0 : f ? 1 : -1;
+    if (rc == 1) {
+        f->inuse = 0;
+        ORDER();
+        memcpy(f->key, h, 32);
+        f->pid = (int64_t)getpid();
+        f->boot = shm->boot;
+        ORDER();
+        f->inuse = 1;
+        slot->index = (size_t)(f - shm->inflight);
+        memcpy(slot->key, h, 32);
+    }
+    unlock(shm);
+    return rc;
+}
+
+void mcpauth__shm_inflight_release(mcpauth_shm *shm, mcpauth_shm_slot *slot)
+{
+    if (!shm || !slot || slot->index >= INFLIGHT)
+        return;
+    size_t i = slot->index;
+    slot->index = SIZE_MAX;
+    if (lock(shm) != 0)
+        return; /* left for the pid check to reclaim once we are gone */
+    inflight *f = &shm->inflight[i];
+    /* only our own: never a slot someone else took after a reclaim */
+    if (f->inuse && f->pid == (int64_t)getpid() && CRYPTO_memcmp(f->key, slot->key, 32) == 0)
+        f->inuse = 0;
+    unlock(shm);
+}
+
+size_t mcpauth__shm_inflight_count(mcpauth_shm *shm, const void *key, size_t keylen)
+{
+    unsigned char h[32];
+    if (!shm || keyed_hash(shm, key, keylen, h) != 0 || lock(shm) != 0)
+        return 0;
+    inflight *f;
+    size_t n = inflight_scan(shm, h, 1, 0, &f);
+    unlock(shm);
+    return n;
 }

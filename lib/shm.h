@@ -41,4 +41,23 @@ mcpauth_session_match mcpauth__shm_session_check(mcpauth_shm *shm, const char *i
                                                 time_t now, time_t extend_to);
 void mcpauth__shm_session_remove(mcpauth_shm *shm, const char *id);
 
+/* Concurrency caps: a slot per request in flight, counted per key (any
+ * bytes) across every process of the host.  A slot records its process,
+ * and slots of processes that no longer exist are reclaimed, so a crash
+ * never leaves a caller locked out. */
+typedef struct {
+    size_t index;              /* SIZE_MAX: no slot held */
+    unsigned char key[32];
+} mcpauth_shm_slot;
+
+/* Takes a slot for key unless cap are already in flight: 1 taken (or cap
+ * <= 0, no cap: then nothing is held), 0 over the cap, -1 when it cannot be
+ * counted (the table is full of live slots, or a broken environment). */
+int mcpauth__shm_inflight_acquire(mcpauth_shm *shm, const void *key, size_t keylen, long cap,
+                                  mcpauth_shm_slot *slot);
+/* Gives the slot back (nothing when none is held); safe to call twice. */
+void mcpauth__shm_inflight_release(mcpauth_shm *shm, mcpauth_shm_slot *slot);
+/* Slots key holds now, those of dead processes not counted. */
+size_t mcpauth__shm_inflight_count(mcpauth_shm *shm, const void *key, size_t keylen);
+
 #endif

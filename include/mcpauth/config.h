@@ -58,6 +58,7 @@ typedef struct mcpauth_resource {
     long rate_limit_address; /* per client address, before authentication */
     long rate_burst_address;
     int trailing_slash;    /* a trailing "/" on uri is significant */
+    long max_concurrent_per_caller; /* requests in flight per issuer + subject; 0 off */
 } mcpauth_resource;
 
 /* Scopes a JSON-RPC method (and tool or resource name) needs on a
@@ -116,6 +117,7 @@ typedef struct mcpauth_config {
     long session_ttl;           /* idle lifetime of a session binding */
     long proxy_threads;
     char *runtime_dir;          /* shared state of the proxy processes */
+    long max_concurrent_per_caller; /* default of the [resource] key of that name */
     size_t npolicies;
     mcpauth_policy **policies;
     mcpauth_as_config *as;      /* NULL unless [authorization_server] */

@@ -2,7 +2,8 @@
  * MCP server (examples/mcp-server.c): relay, streaming, sessions and their
  * binding, both protocol eras, every refusal before the backend, origin,
  * rate limit, per-tool scope, a dead and a hanging backend, a client that
- * leaves mid-stream, and concurrency with streams held open. */
+ * leaves mid-stream, concurrency with streams held open, and the
+ * per-caller cap on requests in flight. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -37,6 +38,7 @@ static const char conf_tmpl[] =
     "backend = http://127.0.0.1:%d/mcp\n"
     "allowed_origins = https://app.example.com\n"
     "rate_limit = 1000\nrate_burst = 1000\nrate_limit_address = 1000\nrate_burst_address = 1000\n"
+    "max_concurrent_per_caller = 32\n"
     "[resource github]\n"
     "uri = http://127.0.0.1:@PORT@/mcp/github\n"
     "authorization_servers = http://127.0.0.1:@PORT@\n"
@@ -58,6 +60,11 @@ static const char conf_tmpl[] =
     "authorization_servers = http://127.0.0.1:@PORT@\n"
     "backend = http://127.0.0.1:%d/mcp\n"
     "rate_limit = 1\nrate_burst = 2\n"
+    "[resource capped]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/capped\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "backend = http://127.0.0.1:%d/mcp\n"
+    "max_concurrent_per_caller = 2\n"
     "[resource sock]\n"
     "uri = http://127.0.0.1:@PORT@/mcp/sock\n"
     "authorization_servers = http://127.0.0.1:@PORT@\n"
@@ -124,7 +131,7 @@ static void start(th_kind kind)
     start_backend();
     char *conf = NULL;
     if (asprintf(&conf, conf_tmpl, backend_port, backend_port, dead_port, hang_port, silent_port,
-                 backend_port, backend_dir) < 0)
+                 backend_port, backend_port, backend_dir) < 0)
         exit(EXIT_FAILURE);
     const char *files[] = {"jwks.json", jwks, NULL};
     th_options o = {conf, kind == TH_LIGHTTPD ? lighttpd_extra : apache_extra, files, NULL};
@@ -894,6 +901,56 @@ START_TEST(streams_do_not_starve_others)
 }
 END_TEST
 
+/* Regression (issue 12): one caller's long streams took every worker; the
+ * rate limit bounds arrivals, not requests in flight.  With the cap at 2,
+ * caller A's third request is refused at once while A's two streams run,
+ * caller B is served, and A is served again once its streams end. */
+START_TEST(concurrency_capped_per_caller)
+{
+    char *ta = token_for("/mcp/capped", "", "cap-a"), *tb = token_for("/mcp/capped", "", "cap-b");
+    int before = log_count("event=concurrency_limited security=1");
+    pthread_t th[2];
+    static stream_arg args[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(args[i].url, sizeof args[i].url, "%s/mcp/capped", srv.base);
+        snprintf(args[i].auth, sizeof args[i].auth, "Authorization: Bearer %s", ta);
+        args[i].status = 0;
+        pthread_create(&th[i], NULL, hold_stream, &args[i]);
+    }
+    usleep(1000 * 1000); /* both streams open (each runs 4 s) */
+    static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}";
+    call_opts oa = {.token = ta, .version = "2026-07-28", .extra = {"Mcp-Method: ping"}};
+    call_opts ob = {.token = tb, .version = "2026-07-28", .extra = {"Mcp-Method: ping"}};
+    th_resp r;
+    post("/mcp/capped", &oa, ping, &r);
+    assert_rpc_error(&r, 429, -32000, "3");
+    ck_assert_msg(r.t_total < 1.0, "%s: the 429 took %.2f s", th_kind_name(srv.kind), r.t_total);
+    ck_assert_ptr_nonnull(hdr(&r, "Retry-After"));
+    ck_assert_str_eq(hdr(&r, "Retry-After"), "1");
+    th_resp_free(&r);
+    post("/mcp/capped", &ob, ping, &r);
+    ck_assert_msg(r.status == 200, "%s: caller B got %ld", th_kind_name(srv.kind), r.status);
+    th_resp_free(&r);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(args[i].status, 200);
+    }
+    post("/mcp/capped", &oa, ping, &r);
+    ck_assert_msg(r.status == 200, "%s: after its streams ended caller A got %ld",
+                  th_kind_name(srv.kind), r.status);
+    th_resp_free(&r);
+    int logged = 0;
+    for (int i = 0; i < 20 && !logged; i++) {
+        logged = log_count("event=concurrency_limited security=1") > before;
+        if (!logged)
+            usleep(100 * 1000);
+    }
+    ck_assert_msg(logged, "%s: concurrency_limited not logged", th_kind_name(srv.kind));
+    free(ta);
+    free(tb);
+}
+END_TEST
+
 static TCase *server_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -915,6 +972,7 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, silent_stream_client_gone);
     tcase_add_test(tc, ambiguous_path_refused);
     tcase_add_test(tc, streams_do_not_starve_others);
+    tcase_add_test(tc, concurrency_capped_per_caller);
     return tc;
 }
 

@@ -205,6 +205,35 @@ START_TEST(good_stream_heartbeat)
 }
 END_TEST
 
+/* Regression (issue 12): max_concurrent_per_caller defaults to 8, the
+ * global value is every resource's default, a resource may override it,
+ * and 0 (no cap) and the bounds are taken as written. */
+START_TEST(good_max_concurrent_per_caller)
+{
+    static const char two[] =
+        "[resource a]\nuri = https://m.example.com/a\nauthorization_servers = https://a.example.com\n"
+        "[resource b]\nuri = https://m.example.com/b\nauthorization_servers = https://a.example.com\n"
+        "max_concurrent_per_caller = %s\n";
+    static const struct { const char *global, *res; long g, a, b; } cases[] = {
+        {"", "3", 8, 8, 3},
+        {"max_concurrent_per_caller = 0\n", "256", 0, 0, 256},
+        {"max_concurrent_per_caller = 256\n", "0", 256, 256, 0},
+        {"max_concurrent_per_caller = 2\n", "2", 2, 2, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[512] = "", buf[1024], tail[512];
+        snprintf(tail, sizeof tail, two, cases[i].res);
+        snprintf(buf, sizeof buf, "%s%s", cases[i].global, tail);
+        mcpauth_config *cfg = parse(buf, err, sizeof err);
+        ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+        ck_assert_int_eq(cfg->max_concurrent_per_caller, cases[i].g);
+        ck_assert_int_eq(cfg->resources[0].max_concurrent_per_caller, cases[i].a);
+        ck_assert_int_eq(cfg->resources[1].max_concurrent_per_caller, cases[i].b);
+        mcpauth_config_free(cfg);
+    }
+}
+END_TEST
+
 START_TEST(good_trailing_slash_kept_when_configured)
 {
     char err[512] = "";
@@ -367,6 +396,16 @@ static const struct {
      "t.conf:1: stream_heartbeat: \"1s\" is not a whole number from 0 to 3600"},
     {"[resource a]\nstream_heartbeat = 5\n",
      "t.conf:2: unknown key \"stream_heartbeat\" in [resource a]"},
+    {"max_concurrent_per_caller = -1\n",
+     "t.conf:1: max_concurrent_per_caller: \"-1\" is not a whole number from 0 to 256"},
+    {"max_concurrent_per_caller = 257\n",
+     "t.conf:1: max_concurrent_per_caller: \"257\" is not a whole number from 0 to 256"},
+    {"[resource a]\nmax_concurrent_per_caller = 4x\n",
+     "t.conf:2: max_concurrent_per_caller: \"4x\" is not a whole number from 0 to 256"},
+    {"[resource a]\nmax_concurrent_per_caller = 99999999999999999999\n",
+     "t.conf:2: max_concurrent_per_caller: \"99999999999999999999\" is not a whole number from 0 to 256"},
+    {"[resource a]\nmax_concurrent_per_caller = 2\nmax_concurrent_per_caller = 3\n",
+     "t.conf:3: duplicate key \"max_concurrent_per_caller\" in [resource a]"},
     {"clock_leeway = 601\n", "t.conf:1: clock_leeway: \"601\" is not a whole number from 0 to 600"},
     {"token_max_bytes = 100\n", "t.conf:1: token_max_bytes: \"100\" is not a whole number from 256 to 65536"},
     {"[resource a]\nscopes_supported = a\nscopes_required_post = b\nuri = https://m.example.com/x\n"
@@ -619,6 +658,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, good_two_resources);
     tcase_add_test(tc, good_defaults);
     tcase_add_test(tc, good_stream_heartbeat);
+    tcase_add_test(tc, good_max_concurrent_per_caller);
     tcase_add_test(tc, good_issuers);
     tcase_add_test(tc, good_authorization_server);
     tcase_add_test(tc, good_trailing_slash_kept_when_configured);

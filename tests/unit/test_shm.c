@@ -8,6 +8,7 @@ Suite *shm_suite(void);
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -579,6 +580,154 @@ START_TEST(garbage_reinitialised)
 }
 END_TEST
 
+/* Regression (issue 12): per-caller concurrency slots, shared by every
+ * process on the file, released, and given back when their process dies. */
+static int slot_take(mcpauth_shm *s, const char *key, long cap, mcpauth_shm_slot *slot)
+{
+    return mcpauth__shm_inflight_acquire(s, key, strlen(key), cap, slot);
+}
+
+static size_t slot_count(mcpauth_shm *s, const char *key)
+{
+    return mcpauth__shm_inflight_count(s, key, strlen(key));
+}
+
+START_TEST(inflight_acquire_release)
+{
+    mcpauth_shm *s = open_ok(64, 64);
+    mcpauth_shm_slot a1, a2, a3, b1, none;
+    ck_assert_int_eq(slot_take(s, "alice", 2, &a1), 1);
+    ck_assert_int_eq(slot_take(s, "alice", 2, &a2), 1);
+    ck_assert_uint_eq(slot_count(s, "alice"), 2);
+    ck_assert_int_eq(slot_take(s, "alice", 2, &a3), 0); /* at the cap */
+    ck_assert_uint_eq(a3.index, SIZE_MAX);
+    mcpauth__shm_inflight_release(s, &a3); /* holds nothing: a no-op */
+    ck_assert_int_eq(slot_take(s, "bob", 2, &b1), 1); /* others unaffected */
+    ck_assert_uint_eq(slot_count(s, "bob"), 1);
+    /* a key differing only in its last byte is another caller */
+    ck_assert_uint_eq(slot_count(s, "alicf"), 0);
+    mcpauth__shm_inflight_release(s, &a1);
+    mcpauth__shm_inflight_release(s, &a1); /* twice: still one release */
+    ck_assert_uint_eq(slot_count(s, "alice"), 1);
+    ck_assert_int_eq(slot_take(s, "alice", 2, &a3), 1);
+    ck_assert_int_eq(slot_take(s, "alice", 3, &a1), 1); /* the cap is the caller's to pass */
+    ck_assert_uint_eq(slot_count(s, "alice"), 3);
+    /* cap 0: no cap, nothing held */
+    ck_assert_int_eq(slot_take(s, "alice", 0, &none), 1);
+    ck_assert_uint_eq(none.index, SIZE_MAX);
+    ck_assert_uint_eq(slot_count(s, "alice"), 3);
+    mcpauth__shm_inflight_release(s, &a1);
+    mcpauth__shm_inflight_release(s, &a2);
+    mcpauth__shm_inflight_release(s, &a3);
+    mcpauth__shm_inflight_release(s, &b1);
+    ck_assert_uint_eq(slot_count(s, "alice"), 0);
+    ck_assert_uint_eq(slot_count(s, "bob"), 0);
+    /* another process sees (and is capped by) this one's slots */
+    ck_assert_int_eq(slot_take(s, "alice", 1, &a1), 1);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        mcpauth_shm *c = mcpauth__shm_open(path, 64, 64, NULL, 0);
+        mcpauth_shm_slot x;
+        _exit(c && slot_take(c, "alice", 1, &x) == 0 && slot_take(c, "bob", 1, &x) == 1 ? 0 : 1);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    mcpauth__shm_inflight_release(s, &a1);
+    mcpauth__shm_close(s);
+}
+END_TEST
+
+START_TEST(inflight_dead_process_reclaimed)
+{
+    mcpauth_shm *s = open_ok(64, 64);
+    /* children take alice's two slots and die without releasing them */
+    for (int i = 0; i < 2; i++) {
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            mcpauth_shm *c = mcpauth__shm_open(path, 64, 64, NULL, 0);
+            mcpauth_shm_slot x;
+            _exit(c && slot_take(c, "alice", 2, &x) == 1 ? 0 : 1);
+        }
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    /* a live child's slot stays counted */
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t live = fork();
+    ck_assert_int_ge(live, 0);
+    if (live == 0) {
+        close(go[1]);
+        mcpauth_shm *c = mcpauth__shm_open(path, 64, 64, NULL, 0);
+        mcpauth_shm_slot x;
+        if (!c || slot_take(c, "bob", 1, &x) != 1)
+            _exit(1);
+        char b;
+        (void)read(go[0], &b, 1); /* until the parent is done */
+        _exit(0);
+    }
+    close(go[0]);
+    for (int i = 0; i < 200 && slot_count(s, "bob") == 0; i++)
+        usleep(10000);
+    ck_assert_uint_eq(slot_count(s, "bob"), 1);
+    mcpauth_shm_slot a1, a2, a3, b1;
+    ck_assert_int_eq(slot_take(s, "bob", 1, &b1), 0);
+    /* the dead children's slots do not count: alice gets both back */
+    ck_assert_uint_eq(slot_count(s, "alice"), 0);
+    ck_assert_int_eq(slot_take(s, "alice", 2, &a1), 1);
+    ck_assert_int_eq(slot_take(s, "alice", 2, &a2), 1);
+    ck_assert_int_eq(slot_take(s, "alice", 2, &a3), 0);
+    close(go[1]);
+    int st;
+    ck_assert_int_eq(waitpid(live, &st, 0), live);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    /* bob's holder is gone now */
+    ck_assert_int_eq(slot_take(s, "bob", 1, &b1), 1);
+    mcpauth__shm_inflight_release(s, &a1);
+    mcpauth__shm_inflight_release(s, &a2);
+    mcpauth__shm_inflight_release(s, &b1);
+    mcpauth__shm_close(s);
+}
+END_TEST
+
+/* Many processes and threads at once never let more than cap through. */
+static mcpauth_shm *race_shm;
+static volatile int race_max;
+static void *race_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 200; i++) {
+        mcpauth_shm_slot x;
+        if (slot_take(race_shm, "carol", 3, &x) == 1) {
+            int n = (int)slot_count(race_shm, "carol");
+            if (n > race_max)
+                race_max = n;
+            mcpauth__shm_inflight_release(race_shm, &x);
+        }
+    }
+    return NULL;
+}
+
+START_TEST(inflight_threads_never_exceed_cap)
+{
+    race_shm = open_ok(64, 64);
+    race_max = 0;
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, race_thread, NULL);
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    ck_assert_int_le(race_max, 3);
+    ck_assert_int_ge(race_max, 1);
+    ck_assert_uint_eq(slot_count(race_shm, "carol"), 0);
+    mcpauth__shm_close(race_shm);
+}
+END_TEST
+
 Suite *shm_suite(void)
 {
     Suite *s = suite_create("shm");
@@ -596,6 +745,9 @@ Suite *shm_suite(void)
     tcase_add_test(tc, session_table_full);
     tcase_add_test(tc, bad_paths);
     tcase_add_test(tc, garbage_reinitialised);
+    tcase_add_test(tc, inflight_acquire_release);
+    tcase_add_test(tc, inflight_dead_process_reclaimed);
+    tcase_add_test(tc, inflight_threads_never_exceed_cap);
     suite_add_tcase(s, tc);
     return s;
 }
