@@ -421,9 +421,7 @@ static int check_document(json_object *doc, const char *url, time_t now, mcpauth
             mcpauth__errf(err, errlen, DOC "'s redirect_uris[%zu] is not a string", i);
             return -1;
         }
-        s = json_object_get_string(u);
-        len = (size_t)json_object_get_string_len(u);
-        if (!mcpauth__json_str(u, NULL)) {
+        if (!(s = mcpauth__json_str(u, &len))) {
             mcpauth__errf(err, errlen, DOC "'s redirect_uris[%zu] contains a NUL character", i);
             return -1;
         }

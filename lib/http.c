@@ -184,8 +184,12 @@ int mcpauth_request_refuse(const mcpauth_request *req, int init_rc, mcpauth_resp
         mcpauth_log(MCPAUTH_LOG_INFO, "uri_too_long", "client", req->remote_addr, NULL);
         return mcpauth_response_error(resp, 414, "invalid_request", "request URI too long");
     }
+    /* the path only: a query may carry credentials; capped, since it is
+     * the client's text */
     const char *uri = mcpauth_request_param(req, "REQUEST_URI");
-    mcpauth_log_security("ambiguous_path", "client", req->remote_addr, "uri", uri, "reason",
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)strcspn(uri ? uri : "", "?"), uri ? uri : "");
+    mcpauth_log_security("ambiguous_path", "client", req->remote_addr, "uri", path, "reason",
                          req->path_error, NULL);
     char why[160];
     snprintf(why, sizeof why, "request path refused: %s",

@@ -160,6 +160,11 @@ static int init_file(int fd, size_t nslots, char *err, size_t errlen)
     return rc;
 }
 
+static int init_replacement(int fd, const void *nslots, char *err, size_t errlen)
+{
+    return init_file(fd, *(const size_t *)nslots, err, errlen);
+}
+
 /* Marks the file behind fd retired so readers mapping it reopen the path. */
 static void retire(int fd)
 {
@@ -170,71 +175,8 @@ static void retire(int fd)
     munmap(h, sizeof *h);
 }
 
-/* Another layout: a fresh file renamed over the path (readers keep the old
- * inode until they see `retired`).  The new descriptor, or -1. */
-static int replace_file(const char *path, size_t nslots, char *err, size_t errlen)
-{
-    size_t n = strlen(path) + 64;
-    char *tmp = mcpauth__xmalloc(n);
-    unsigned char rnd[8];
-    uint64_t r = 0;
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        free(tmp);
-        return -1;
-    }
-    memcpy(&r, rnd, sizeof r);
-    snprintf(tmp, n, "%s.new.%ld.%016llx", path, (long)getpid(), (unsigned long long)r);
-    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        free(tmp);
-        return -1;
-    }
-    if (init_file(fd, nslots, err, errlen) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        close(fd);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return fd;
-}
 
-/* Regular, ours (or root's), and writable by nobody else: whoever can
- * write it can un-revoke tokens. */
-static int check_file(int fd, struct stat *st, int writable, char *err, size_t errlen)
-{
-    if (fstat(fd, st) != 0) {
-        snprintf(err, errlen, "fstat: %s", strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(st->st_mode)) {
-        snprintf(err, errlen, "not a regular file");
-        return -1;
-    }
-    if (st->st_uid != geteuid() && (writable || st->st_uid != 0)) {
-        snprintf(err, errlen, "owned by uid %lu, not by this process's uid %lu",
-                 (unsigned long)st->st_uid, (unsigned long)geteuid());
-        return -1;
-    }
-    if (st->st_mode & (writable ? 077 : 022)) {
-        snprintf(err, errlen, "mode %04o lets group or others %s (want 0600)",
-                 (unsigned)(st->st_mode & 07777), writable ? "in" : "write");
-        return -1;
-    }
-    return 0;
-}
 
-static int open_error(const char *path, char *err, size_t errlen)
-{
-    int e = errno;
-    if (e == ELOOP)
-        snprintf(err, errlen, "%s: is a symbolic link", path);
-    else if (e == EISDIR)
-        snprintf(err, errlen, "%s: is a directory", path);
-    else
-        snprintf(err, errlen, "%s: %s", path, strerror(e));
-    return -1;
-}
 
 static int flock_retry(int fd, int op)
 {
@@ -252,10 +194,10 @@ static int open_once(const char *path, int writable, size_t *nslots, int *out_fd
     int flags = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
     int fd = writable ? open(path, O_RDWR | O_CREAT | flags, 0600) : open(path, O_RDONLY | flags);
     if (fd < 0)
-        return open_error(path, err, errlen);
+        return mcpauth__shmfile_open_error(path, err, errlen);
     struct stat st;
     char why[160];
-    if (check_file(fd, &st, writable, why, sizeof why) != 0) {
+    if (mcpauth__shmfile_check(fd, &st, writable, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s: %s", path, why);
         close(fd);
         return -1;
@@ -295,7 +237,7 @@ static int open_once(const char *path, int writable, size_t *nslots, int *out_fd
         return 1;
     }
     if (state < 0) {
-        int nfd = replace_file(path, *nslots, why, sizeof why);
+        int nfd = mcpauth__shmfile_replace(path, init_replacement, nslots, why, sizeof why);
         if (nfd >= 0) {
             retire(fd);
             flock(fd, LOCK_UN);
@@ -429,6 +371,8 @@ static map *current(mcpauth__revoked *r)
     map *m = __atomic_load_n(&r->cur, __ATOMIC_ACQUIRE);
     if (m && !__atomic_load_n(&m->hdr->retired, __ATOMIC_ACQUIRE))
         return m;
+    if (!r->path[0]) /* no runtime_dir: nothing to open, ever */
+        return NULL;
     /* One opener at a time; the others fail closed meanwhile rather than
      * queue (a missing file costs one failed open() per request). */
     if (r->writable)

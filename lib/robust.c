@@ -2,12 +2,17 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
+#include "alloc.h"
 #include "robust.h"
 
 void mcpauth__boot_id(char out[MCPAUTH__BOOT_ID_LEN])
@@ -66,4 +71,61 @@ int mcpauth__robust_new_boot(int fd, size_t header_size, size_t lock_off, size_t
         snprintf(err, errlen, "cannot set up a robust process-shared mutex");
     munmap(m, header_size);
     return rc;
+}
+
+int mcpauth__shmfile_check(int fd, struct stat *st, int writable, char *err, size_t errlen)
+{
+    if (fstat(fd, st) != 0) {
+        snprintf(err, errlen, "fstat: %s", strerror(errno));
+        return -1;
+    }
+    if (!S_ISREG(st->st_mode)) {
+        snprintf(err, errlen, "not a regular file");
+        return -1;
+    }
+    if (st->st_uid != geteuid() && (writable || st->st_uid != 0)) {
+        snprintf(err, errlen, "owned by uid %lu, not by this process's uid %lu",
+                 (unsigned long)st->st_uid, (unsigned long)geteuid());
+        return -1;
+    }
+    if (st->st_mode & (writable ? 077 : 022)) {
+        snprintf(err, errlen, "mode %04o lets group or others %s (want 0600)",
+                 (unsigned)(st->st_mode & 07777), writable ? "in" : "write");
+        return -1;
+    }
+    return 0;
+}
+
+int mcpauth__shmfile_open_error(const char *path, char *err, size_t errlen)
+{
+    int e = errno;
+    if (e == ELOOP)
+        snprintf(err, errlen, "%s: is a symbolic link", path);
+    else if (e == EISDIR)
+        snprintf(err, errlen, "%s: is a directory", path);
+    else
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+    return -1;
+}
+
+int mcpauth__shmfile_replace(const char *path,
+                             int (*init)(int fd, const void *arg, char *err, size_t errlen),
+                             const void *arg, char *err, size_t errlen)
+{
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return -1;
+    uint64_t r;
+    memcpy(&r, rnd, sizeof r);
+    size_t n = strlen(path) + 64;
+    char *tmp = mcpauth__xmalloc(n);
+    snprintf(tmp, n, "%s.new.%ld.%016llx", path, (long)getpid(), (unsigned long long)r);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0 && (init(fd, arg, err, errlen) != 0 || rename(tmp, path) != 0)) {
+        unlink(tmp);
+        close(fd);
+        fd = -1;
+    }
+    free(tmp);
+    return fd;
 }

@@ -1,10 +1,12 @@
-/* Robust process-shared mutexes in mmap'd files (not installed): shared by
- * shm.c (rate limits, sessions) and revoked.c (the revocation list). */
+/* Shared mmap'd files with a robust process-shared mutex (not installed):
+ * what shm.c (rate limits, sessions, in-flight counts) and revoked.c (the
+ * revocation list) have in common. */
 #ifndef MCPAUTH_ROBUST_H
 #define MCPAUTH_ROBUST_H
 
 #include <pthread.h>
 #include <stddef.h>
+#include <sys/stat.h>
 
 #define MCPAUTH__BOOT_ID_LEN 40
 
@@ -23,5 +25,20 @@ int mcpauth__robust_lock(pthread_mutex_t *m);
  * file's first header_size bytes.  0, or -1 with a reason in err. */
 int mcpauth__robust_new_boot(int fd, size_t header_size, size_t lock_off, size_t boot_off,
                              char *err, size_t errlen);
+
+/* fstat and check an opened shared file: regular, owned by this process's
+ * user (a reader, writable 0, also takes root's), and writable by nobody
+ * else, since whoever can write it can change what it decides.  0, or -1
+ * with a reason in err. */
+int mcpauth__shmfile_check(int fd, struct stat *st, int writable, char *err, size_t errlen);
+/* The reason an open(2) of path failed (errno), in err; returns -1. */
+int mcpauth__shmfile_open_error(const char *path, char *err, size_t errlen);
+/* Builds a fresh file beside path with init(fd, arg, ...) and renames it
+ * over path: processes that still map the old layout keep the old inode.
+ * The new descriptor, or -1 (init's reason in err, or none when the
+ * directory does not allow it). */
+int mcpauth__shmfile_replace(const char *path,
+                             int (*init)(int fd, const void *arg, char *err, size_t errlen),
+                             const void *arg, char *err, size_t errlen);
 
 #endif

@@ -201,62 +201,12 @@ static int init_file(int fd, size_t nbuckets, size_t nsessions, char *err, size_
     return rc;
 }
 
-/* A file of our format but another layout may be mapped by workers still
- * running with the old configuration: changing it in place would move the
- * tables (and re-initialise the mutex) under them.  Instead build a fresh
- * file beside it and rename it over the path; the old workers keep the old
- * inode.  Returns the new descriptor, or -1 when the directory does not
- * allow it (the caller then falls back to re-initialising in place). */
-static int replace_file(const char *path, size_t nbuckets, size_t nsessions, char *err,
-                        size_t errlen)
-{
-    size_t n = strlen(path) + 64;
-    char *tmp = mcpauth__xmalloc(n);
-    unsigned char rnd[8];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        free(tmp);
-        return -1;
-    }
-    uint64_t r;
-    memcpy(&r, rnd, sizeof r);
-    snprintf(tmp, n, "%s.new.%ld.%016llx", path, (long)getpid(), (unsigned long long)r);
-    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        free(tmp);
-        return -1;
-    }
-    if (init_file(fd, nbuckets, nsessions, err, errlen) != 0 || rename(tmp, path) != 0) {
-        unlink(tmp);
-        close(fd);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return fd;
-}
 
-static int check_file(int fd, struct stat *st, char *err, size_t errlen)
+
+static int init_replacement(int fd, const void *sizes, char *err, size_t errlen)
 {
-    if (fstat(fd, st) != 0) {
-        snprintf(err, errlen, "fstat: %s", strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(st->st_mode)) {
-        snprintf(err, errlen, "not a regular file");
-        return -1;
-    }
-    /* Whoever owns the file can rewrite rate limits and session owners. */
-    if (st->st_uid != geteuid()) {
-        snprintf(err, errlen, "owned by uid %lu, not by this process's uid %lu",
-                 (unsigned long)st->st_uid, (unsigned long)geteuid());
-        return -1;
-    }
-    if (st->st_mode & 077) {
-        snprintf(err, errlen, "mode %04o lets group or others in (want 0600)",
-                 (unsigned)(st->st_mode & 07777));
-        return -1;
-    }
-    return 0;
+    const size_t *n = sizes;
+    return init_file(fd, n[0], n[1], err, errlen);
 }
 
 /* Opens path, checks it, and under flock makes sure it holds our layout.
@@ -269,18 +219,11 @@ static int open_once(const char *path, size_t nbuckets, size_t nsessions, int *o
      * it must neither hang nor grab a terminal before fstat refuses it. */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
     if (fd < 0) {
-        int e = errno;
-        if (e == ELOOP)
-            snprintf(err, errlen, "%s: is a symbolic link", path);
-        else if (e == EISDIR)
-            snprintf(err, errlen, "%s: is a directory", path);
-        else
-            snprintf(err, errlen, "%s: %s", path, strerror(e));
-        return -1;
+        return mcpauth__shmfile_open_error(path, err, errlen);
     }
     struct stat st;
     char why[160];
-    if (check_file(fd, &st, why, sizeof why) != 0) {
+    if (mcpauth__shmfile_check(fd, &st, 1, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s: %s", path, why);
         close(fd);
         return -1;
@@ -308,7 +251,9 @@ static int open_once(const char *path, size_t nbuckets, size_t nsessions, int *o
     fill_expected(&want, nbuckets, nsessions);
     int state = header_state(fd, &st, &want);
     if (state < 0) {
-        int nfd = replace_file(path, nbuckets, nsessions, why, sizeof why);
+        size_t sizes[2] = {nbuckets, nsessions};
+        /* workers of the old configuration keep the old inode */
+        int nfd = mcpauth__shmfile_replace(path, init_replacement, sizes, why, sizeof why);
         if (nfd >= 0) {
             close(fd); /* drops the flock; openers waiting on it will retry */
             *out_fd = nfd;
@@ -596,14 +541,8 @@ static int inflight_dead(const mcpauth_shm *s, const inflight *f)
     return kill((pid_t)f->pid, 0) != 0 && errno == ESRCH;
 }
 
-/* A caller's slots live in a window of INFLIGHT_WINDOW slots that starts
- * where its key hashes to, so a request scans a few KiB, not the table. */
-static size_t window_start(const unsigned char h[32])
-{
-    uint64_t v;
-    memcpy(&v, h, sizeof v);
-    return (size_t)(v % INFLIGHT);
-}
+/* A caller's slots live in a window of INFLIGHT_WINDOW slots starting at
+ * index_of(its key), so a request scans a few KiB, not the table. */
 
 /* Live slots of key h in its window; *free_slot the first unused one there
  * (or NULL).  With reap, slots of dead processes are freed on the way (only
@@ -611,7 +550,7 @@ static size_t window_start(const unsigned char h[32])
 static size_t inflight_scan(mcpauth_shm *s, const unsigned char h[32], int reap_mine,
                             int reap_all, inflight **free_slot)
 {
-    size_t n = 0, start = window_start(h);
+    size_t n = 0, start = index_of(h, INFLIGHT);
     *free_slot = NULL;
     for (size_t k = 0; k < INFLIGHT_WINDOW; k++) {
         inflight *f = &s->inflight[(start + k) % INFLIGHT];

@@ -379,6 +379,18 @@ static int opt_value(char **argv, int argc, int *i, const char *name, const char
     else if (r > 0)                                                                          \
         continue
 
+/* Opens (creating) the revocation list at path and pushes the store's
+ * revoked grants into it.  0, or -1 with a reason in err. */
+static int sync_revoked(mcpauth_store *s, const char *path, char *err, size_t errlen)
+{
+    mcpauth__revoked *r = mcpauth__revoked_open_rw(path, MCPAUTH__REVOKED_SLOTS, err, errlen);
+    int rc = r && mcpauth__revoked_sync(r, s, time(NULL)) >= 0 ? 0 : -1;
+    if (r && rc < 0)
+        snprintf(err, errlen, "cannot fill it from the database");
+    mcpauth__revoked_close(r);
+    return rc;
+}
+
 /* The shared files in runtime_dir belong to the web server's user too: one
  * left by a program run as root would keep the AS (and so every login) from
  * starting. */
@@ -407,17 +419,12 @@ static int init_revoked(ctx *c, mcpauth_store *s)
         return -1;
     }
     int had = access(path, F_OK) == 0;
-    mcpauth__revoked *r = mcpauth__revoked_open_rw(path, MCPAUTH__REVOKED_SLOTS, err, sizeof err);
-    if (!r || mcpauth__revoked_sync(r, s, time(NULL)) < 0) {
-        /* not fatal: mcpauth-as creates it at start when runtime_dir is
-         * writable for it, and refuses to start (saying so) otherwise */
-        fprintf(stderr, PROG ": warning: revocation list %s: %s\n", path,
-                r ? "cannot fill it from the database" : err);
-        mcpauth__revoked_close(r);
-        return 0;
-    }
-    mcpauth__revoked_close(r);
-    printf("%s revocation list %s\n", had ? "opened" : "created", path);
+    /* not fatal: mcpauth-as creates it at start when runtime_dir is
+     * writable for it, and refuses to start (saying so) otherwise */
+    if (sync_revoked(s, path, err, sizeof err) < 0)
+        fprintf(stderr, PROG ": warning: revocation list %s: %s\n", path, err);
+    else
+        printf("%s revocation list %s\n", had ? "opened" : "created", path);
     return 0;
 }
 
@@ -649,7 +656,7 @@ static void show_client(const mcpauth_client *cl)
  * never created here (as root it would get the wrong owner). */
 static void push_revocations(ctx *c, mcpauth_store *s)
 {
-    char path[PATH_MAX], err[256];
+    char path[PATH_MAX], err[512];
     const char *file = c->config_file && *c->config_file ? c->config_file
                                                          : mcpauth_config_default_file();
     if (!c->cfg && access(file, R_OK) != 0) {
@@ -663,11 +670,9 @@ static void push_revocations(ctx *c, mcpauth_store *s)
         fprintf(stderr, PROG ": note: %s does not exist yet; mcpauth-as creates it\n", path);
         return;
     }
-    mcpauth__revoked *r = mcpauth__revoked_open_rw(path, MCPAUTH__REVOKED_SLOTS, err, sizeof err);
-    if (!r || mcpauth__revoked_sync(r, s, time(NULL)) < 0)
+    if (sync_revoked(s, path, err, sizeof err) < 0)
         fprintf(stderr, PROG ": warning: cannot update %s (%s): the gate and proxy see these "
-                "revocations when mcpauth-as next revokes or starts\n", path, r ? "sync failed" : err);
-    mcpauth__revoked_close(r);
+                "revocations when mcpauth-as next revokes or starts\n", path, err);
 }
 
 static int cmd_clients(ctx *c)

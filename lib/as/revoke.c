@@ -24,6 +24,7 @@ static void revoke_token(mcpauth_as *as, const mcpauth_client *c, const char *to
     memset(&g, 0, sizeof g);
     if (cid && fam && strcmp(cid, c->client_id) == 0) {
         mcpauth__store_revoke_family(as->store, fam);
+        mcpauth__as_push_revocations(as);
         /* this token at once, even if it was never recorded */
         unsigned char d[SHA256_DIGEST_LENGTH];
         SHA256((const unsigned char *)tok, strlen(tok), d);
@@ -36,8 +37,8 @@ static void revoke_token(mcpauth_as *as, const mcpauth_client *c, const char *to
     } else if (mcpauth__store_refresh_get(as->store, tok, now, &g) == 1 &&
                strcmp(g.client_id, c->client_id) == 0) {
         mcpauth__store_revoke_token(as->store, tok);
+        mcpauth__as_push_revocations(as);
     }
-    mcpauth__as_push_revocations(as);
     mcpauth__grant_free(&g);
     json_object_put(claims);
 }

@@ -396,6 +396,20 @@ START_TEST(preflight_needs_no_token)
 }
 END_TEST
 
+/* What the gate logged: under Apache its own log (started here), under
+ * lighttpd the server's stderr.  path receives the file's name. */
+static const char *gate_log(char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", srv.dir, srv.kind == TH_APACHE ? "gate.log" : "server.out");
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    static char log[1 << 20];
+    size_t n = fread(log, 1, sizeof log - 1, f);
+    log[n] = '\0';
+    fclose(f);
+    return log;
+}
+
 /* One security line per refusal, with the token's hash prefix and never
  * the token. */
 START_TEST(refusal_logged_without_token)
@@ -408,13 +422,7 @@ START_TEST(refusal_logged_without_token)
     th_resp_free(&r);
     usleep(200 * 1000);
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", srv.dir, srv.kind == TH_APACHE ? "gate.log" : "server.out");
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    static char log[1 << 20];
-    size_t n = fread(log, 1, sizeof log - 1, f);
-    log[n] = '\0';
-    fclose(f);
+    const char *log = gate_log(path, sizeof path);
     ck_assert_msg(strstr(log, "event=token_rejected security=1 reason=\"token audience does not "
                               "include this resource\" client=127.0.0.1 resource=files token=") != NULL,
                   "no security line in %s:\n%s", path, log);
@@ -487,13 +495,7 @@ START_TEST(path_confusion_never_crosses_resources)
                      400);
     usleep(200 * 1000);
     char path[512];
-    snprintf(path, sizeof path, "%s/%s", srv.dir, srv.kind == TH_APACHE ? "gate.log" : "server.out");
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    static char log[1 << 20];
-    size_t n = fread(log, 1, sizeof log - 1, f);
-    log[n] = '\0';
-    fclose(f);
+    const char *log = gate_log(path, sizeof path);
     ck_assert_msg(strstr(log, "event=ambiguous_path security=1") != NULL, "no security line:\n%s",
                   log);
     free(files_tok);
