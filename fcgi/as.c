@@ -30,6 +30,7 @@ int main(int argc, char **argv)
         .handle = handle,
         .fini = fini,
         .threads = 4,
+        .max_threads = 32,
     };
     return mcpauth_fcgi_main(&app, argc, argv);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +33,9 @@
  * before the bound, then a 503 if nothing was sent yet. */
 #define STARTED_GRACE_MS 1000
 #define UNSTARTED_GRACE_MS ((MCPAUTH_STOP_BOUND_S - 2) * 1000)
+
+/* Stack reserved per worker thread (address space, not memory). */
+#define WORKER_STACK (512 * 1024)
 
 static atomic_int g_stopping;
 static atomic_llong g_stop_ms;
@@ -53,22 +57,31 @@ typedef struct server server;
 /* One per worker thread; also the ctx of every callback of its request. */
 typedef struct {
     server *srv;
-    pthread_t tid;
     FCGX_Request fr;
     const mcpauth_response *resp; /* the response being written, or NULL */
     int cut;                      /* alive() ended the request: stopping */
 } worker;
 
+/* The pool is elastic because MCP holds requests open: a standalone GET
+ * stream or a streamed tool call keeps its thread for minutes, so a fixed
+ * pool would let held streams starve short requests.  `spare` threads wait
+ * for connections; when the last of them takes one, another is started (up
+ * to `max`), and a thread that finishes while enough others wait leaves. */
 struct server {
     const mcpauth_app *app;
     void *state;
     int listen_fd;
     int wake[2];                  /* a pipe, readable once stopping */
     pthread_mutex_t accept_lock;
-    pthread_mutex_t mu;           /* guards running, busy */
+    pthread_mutex_t mu;           /* guards everything below */
     pthread_cond_t done;          /* signalled as workers end */
-    int running;
-    int busy;
+    pthread_attr_t attr;          /* detached, small stacks */
+    int running;                  /* threads alive (or being started) */
+    int busy;                     /* serving a request */
+    int idle;                     /* waiting for a new connection */
+    int spare, max;
+    int across_processes;         /* mod_fcgid: the pool is Apache's processes */
+    int full_logged;              /* "workers_exhausted" said for this episode */
 };
 
 static const char *fcgx_param(void *ctx, const char *name)
@@ -161,14 +174,16 @@ static int cgi_flush(void *ctx)
 
 static void serve_one(const mcpauth_app *app, void *state, mcpauth_request *req,
                       mcpauth_response *resp, const char *(*param)(void *, const char *),
-                      ssize_t (*rd)(void *, char *, size_t), int (*alive)(void *), void *ctx)
+                      ssize_t (*rd)(void *, char *, size_t), int (*alive)(void *), void *ctx,
+                      int spare_workers)
 {
     int rc = mcpauth_request_init(req, param, rd, ctx);
     if (rc < 0) {
         mcpauth_request_refuse(req, rc, resp);
         return;
     }
-    req->alive = alive; /* after init, which resets it */
+    req->alive = alive; /* after init, which resets both */
+    req->spare_workers = spare_workers;
     app->handle(state, req, resp);
     if (resp->head_sent)
         return;
@@ -203,51 +218,156 @@ static int wait_listener(server *s)
     }
 }
 
+static void *worker_main(void *p);
+
+/* Starts one more worker; the caller has counted it in running already. */
+static int spawn_worker(server *s)
+{
+    worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return -1;
+    w->srv = s;
+    pthread_t tid;
+    if (FCGX_InitRequest(&w->fr, s->listen_fd, 0) != 0 ||
+        pthread_create(&tid, &s->attr, worker_main, w) != 0) {
+        free(w);
+        return -1;
+    }
+    return 0;
+}
+
+/* After a worker took a connection: start another if none is left waiting
+ * for the next one.  Returns the threads this process could still start,
+ * besides the ones waiting, for the request's spare_workers. */
+static int took_connection(server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->idle--;
+    s->busy++;
+    int grow = s->idle == 0 && s->running < s->max;
+    if (grow)
+        s->running++;
+    else if (s->idle == 0 && !s->full_logged && !s->across_processes) {
+        s->full_logged = 1;
+        char n[16];
+        snprintf(n, sizeof n, "%d", s->max);
+        mcpauth_log(MCPAUTH_LOG_WARN, "workers_exhausted", "threads", n, "effect",
+                    "new connections wait in the socket's queue until a request ends", NULL);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (grow && spawn_worker(s) != 0) {
+        pthread_mutex_lock(&s->mu);
+        s->running--;
+        pthread_mutex_unlock(&s->mu);
+        mcpauth_log(MCPAUTH_LOG_ERROR, "thread_start_failed", NULL);
+    }
+    if (s->across_processes)
+        return -1; /* this process cannot tell how many others are free */
+    pthread_mutex_lock(&s->mu);
+    int spare = s->max - s->busy;
+    pthread_mutex_unlock(&s->mu);
+    return spare;
+}
+
+/* Waits for the next request on a connection the web server keeps open
+ * (FCGI_KEEP_CONN: mod_proxy_fcgi with enablereuse).  libfcgi would read it
+ * inside FCGX_Accept_r; waiting here instead keeps the accept lock free
+ * for the other workers and lets a stop interrupt the wait.  1: readable
+ * (a request, or the web server closed it); 0: stopping. */
+static int wait_kept(server *s, int fd)
+{
+    struct pollfd p[2] = {{fd, POLLIN | POLLRDHUP, 0}, {s->wake[0], POLLIN, 0}};
+    for (;;) {
+        if (mcpauth__stopping())
+            return 0;
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return 1; /* let libfcgi find the error */
+        }
+        if (p[1].revents)
+            return 0;
+        if (p[0].revents)
+            return 1;
+    }
+}
+
 static void *worker_main(void *p)
 {
     worker *w = p;
     server *s = w->srv;
     for (;;) {
-        /* Serialised accept, as libfcgi's threaded example: some kernels
-         * wake every thread blocked on the same socket.  The thread holding
-         * the lock waits in poll(2), which the wake pipe interrupts; libfcgi's
-         * own accept loop retries on EINTR and never would. */
-        pthread_mutex_lock(&s->accept_lock);
-        int ready = wait_listener(s);
-        int rc = ready == 0 ? FCGX_Accept_r(&w->fr) : -1;
-        pthread_mutex_unlock(&s->accept_lock);
-        if (ready > 0)
-            break;
-        if (ready < 0 || (rc < 0 && rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR)) {
-            char e[16];
-            snprintf(e, sizeof e, "%d", ready < 0 ? errno : -rc);
-            mcpauth_log(MCPAUTH_LOG_ERROR, "accept_failed", "errno", e, NULL);
-            break;
+        int rc, kept = w->fr.ipcFd >= 0;
+        if (kept) {
+            if (!wait_kept(s, w->fr.ipcFd))
+                break;
+            pthread_mutex_lock(&s->mu);
+            s->idle++; /* took_connection's books balance */
+            pthread_mutex_unlock(&s->mu);
+            rc = FCGX_Accept_r(&w->fr); /* reads the kept connection */
+            if (rc < 0) { /* the web server closed it: back to the pool */
+                pthread_mutex_lock(&s->mu);
+                s->idle--;
+                pthread_mutex_unlock(&s->mu);
+                continue;
+            }
+        } else {
+            pthread_mutex_lock(&s->mu);
+            s->idle++;
+            pthread_mutex_unlock(&s->mu);
+            /* Serialised accept, as libfcgi's threaded example: some kernels
+             * wake every thread blocked on the same socket.  The thread
+             * holding the lock waits in poll(2), which the wake pipe
+             * interrupts; libfcgi's own accept loop retries on EINTR and
+             * never would. */
+            pthread_mutex_lock(&s->accept_lock);
+            int ready = wait_listener(s);
+            rc = ready == 0 ? FCGX_Accept_r(&w->fr) : -1;
+            pthread_mutex_unlock(&s->accept_lock);
+            if (ready != 0 || rc < 0) {
+                pthread_mutex_lock(&s->mu);
+                s->idle--;
+                pthread_mutex_unlock(&s->mu);
+            }
+            if (ready > 0)
+                break;
+            if (ready < 0 || (rc < 0 && rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR)) {
+                char e[16];
+                snprintf(e, sizeof e, "%d", ready < 0 ? errno : -rc);
+                mcpauth_log(MCPAUTH_LOG_ERROR, "accept_failed", "errno", e, NULL);
+                break;
+            }
+            if (rc < 0)
+                continue; /* the non-blocking listener had nothing after all */
+            /* Linux does not pass O_NONBLOCK on to accepted sockets; others may */
+            int fl = fcntl(w->fr.ipcFd, F_GETFL);
+            if (fl >= 0 && (fl & O_NONBLOCK))
+                fcntl(w->fr.ipcFd, F_SETFL, fl & ~O_NONBLOCK);
         }
-        if (rc < 0)
-            continue; /* the non-blocking listener had nothing after all */
-        /* Linux does not pass O_NONBLOCK on to accepted sockets; others may */
-        int fl = fcntl(w->fr.ipcFd, F_GETFL);
-        if (fl >= 0 && (fl & O_NONBLOCK))
-            fcntl(w->fr.ipcFd, F_SETFL, fl & ~O_NONBLOCK);
-        pthread_mutex_lock(&s->mu);
-        s->busy++;
-        pthread_mutex_unlock(&s->mu);
+        int spare = took_connection(s);
         mcpauth_request req;
         mcpauth_response resp;
         mcpauth_response_init(&resp, (mcpauth_sink){fcgx_write, fcgx_flush, w});
         w->resp = &resp;
         w->cut = 0;
-        serve_one(s->app, s->state, &req, &resp, fcgx_param, fcgx_read, fcgx_alive, w);
+        serve_one(s->app, s->state, &req, &resp, fcgx_param, fcgx_read, fcgx_alive, w, spare);
         if (w->cut)
             mcpauth_log(MCPAUTH_LOG_INFO, "request_ended", "reason", "shutdown", "path", req.path,
                         "client", req.remote_addr, NULL);
         w->resp = NULL;
-        FCGX_Finish_r(&w->fr);
+        FCGX_Finish_r(&w->fr); /* keeps the connection under FCGI_KEEP_CONN */
         pthread_mutex_lock(&s->mu);
         s->busy--;
+        if (s->busy < s->max)
+            s->full_logged = 0;
+        /* enough others wait for connections: this one is not needed */
+        int leave = w->fr.ipcFd < 0 && s->idle >= s->spare;
         pthread_mutex_unlock(&s->mu);
+        if (leave)
+            break;
     }
+    FCGX_Free(&w->fr, 1); /* closes a kept connection */
+    free(w);
     pthread_mutex_lock(&s->mu);
     s->running--;
     pthread_cond_signal(&s->done);
@@ -324,7 +444,7 @@ static const char *supervise(server *s, pid_t parent)
 
 /* Stops accepting, lets requests in flight end (streams are ended through
  * alive()), and returns once every worker has; exits at the bound. */
-static void stop(server *s, worker *ws, int n, const char *reason)
+static void stop(server *s, const char *reason)
 {
     atomic_store(&g_stop_ms, now_ms());
     atomic_store(&g_stopping, 1);
@@ -348,19 +468,21 @@ static void stop(server *s, worker *ws, int n, const char *reason)
         mcpauth_log(MCPAUTH_LOG_WARN, "stop_timeout", "requests_cut", cut, NULL);
         _exit(0); /* the workers still hold the state fini would free */
     }
-    for (int i = 0; i < n; i++)
-        pthread_join(ws[i].tid, NULL);
     mcpauth_log(MCPAUTH_LOG_INFO, "stopped", "reason", reason, NULL);
 }
 
 /* Serves FastCGI on fd until told to stop; 0, or 1 when nothing started. */
-static int serve_fastcgi(const mcpauth_app *app, void *state, int fd, int nthreads, pid_t parent)
+static int serve_fastcgi(const mcpauth_app *app, void *state, int fd, int spare, int max,
+                         int across_processes, pid_t parent)
 {
     server s;
     memset(&s, 0, sizeof s);
     s.app = app;
     s.state = state;
     s.listen_fd = fd;
+    s.spare = spare;
+    s.max = max;
+    s.across_processes = across_processes;
     pthread_mutex_init(&s.accept_lock, NULL);
     pthread_mutex_init(&s.mu, NULL);
     pthread_condattr_t ca;
@@ -368,6 +490,13 @@ static int serve_fastcgi(const mcpauth_app *app, void *state, int fd, int nthrea
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s.done, &ca);
     pthread_condattr_destroy(&ca);
+    /* Detached: a worker that leaves cleans up after itself, and stop()
+     * waits for the count, not for each thread.  Resident memory per held
+     * stream is what the thread touches of its stack; the size only bounds
+     * the address space a thousand of them reserve. */
+    pthread_attr_init(&s.attr);
+    pthread_attr_setdetachstate(&s.attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&s.attr, WORKER_STACK);
     if (pipe2(s.wake, O_CLOEXEC | O_NONBLOCK) < 0) {
         mcpauth_log(MCPAUTH_LOG_ERROR, "cannot_start", "reason", "pipe", NULL);
         return 1;
@@ -377,21 +506,12 @@ static int serve_fastcgi(const mcpauth_app *app, void *state, int fd, int nthrea
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
         fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    worker *ws = calloc((size_t)nthreads, sizeof *ws);
-    if (!ws) {
-        mcpauth_log(MCPAUTH_LOG_ERROR, "out_of_memory", "what", "workers", NULL);
-        abort();
-    }
     int started = 0;
-    for (int i = 0; i < nthreads; i++) {
-        worker *w = &ws[started];
-        w->srv = &s;
-        if (FCGX_InitRequest(&w->fr, fd, 0) != 0)
-            break;
+    for (int i = 0; i < spare; i++) {
         pthread_mutex_lock(&s.mu);
         s.running++;
         pthread_mutex_unlock(&s.mu);
-        if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
+        if (spawn_worker(&s) != 0) {
             pthread_mutex_lock(&s.mu);
             s.running--;
             pthread_mutex_unlock(&s.mu);
@@ -401,14 +521,72 @@ static int serve_fastcgi(const mcpauth_app *app, void *state, int fd, int nthrea
     }
     if (started == 0) {
         mcpauth_log(MCPAUTH_LOG_ERROR, "cannot_start", "reason", "no worker thread", NULL);
-        free(ws);
         return 1;
     }
-    stop(&s, ws, started, supervise(&s, parent));
-    free(ws);
+    stop(&s, supervise(&s, parent));
+    /* Workers are gone, or we exited at the bound: nothing uses s now. */
+    pthread_attr_destroy(&s.attr);
     close(s.wake[0]);
     close(s.wake[1]);
     return 0;
+}
+
+/* Linux: the name of a process (its comm), "" when it cannot be read. */
+static void comm_of(pid_t pid, char *comm, size_t cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/comm", (long)pid);
+    comm[0] = '\0';
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    if (!fgets(comm, (int)cap, f))
+        comm[0] = '\0';
+    fclose(f);
+    comm[strcspn(comm, "\n")] = '\0';
+}
+
+static int is_apache(const char *comm)
+{
+    /* apache2 on Debian, httpd elsewhere */
+    return strcmp(comm, "apache2") == 0 || strncmp(comm, "httpd", 5) == 0;
+}
+
+static int spawned_by_apache(pid_t parent)
+{
+    char comm[32];
+    if (parent <= 1)
+        return 0;
+    comm_of(parent, comm, sizeof comm);
+    return is_apache(comm);
+}
+
+/* Spawned, yet our parent is PID 1: either the web server runs as PID 1 (a
+ * container) or it died while we were starting, before the first
+ * getppid(), and we were adopted (seen when lighttpd was killed right
+ * after spawning us: the orphan then served nothing, forever). */
+static int orphaned_at_start(pid_t parent)
+{
+    if (parent != 1)
+        return 0;
+    char comm[32];
+    comm_of(1, comm, sizeof comm);
+    return !(is_apache(comm) || strcmp(comm, "lighttpd") == 0);
+}
+
+/* Each held stream costs two descriptors (the web server's connection and
+ * the backend's), more than the usual soft limit of 1024 allows for a
+ * thousand streams: take what the hard limit grants. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+        if (want > rl.rlim_cur) {
+            rl.rlim_cur = want;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
 }
 
 static void usage(const mcpauth_app *app, FILE *f)
@@ -418,7 +596,8 @@ static void usage(const mcpauth_app *app, FILE *f)
             "%s\n\n"
             "  --config FILE  configuration file (default: $MCPAUTH_CONFIG, else %s)\n"
             "  --listen ADDR  serve FastCGI on ADDR (HOST:PORT or a socket path) instead\n"
-            "                 of the socket the web server passes (Apache mod_authnz_fcgi)\n"
+            "                 of the socket the web server passes (systemd; Apache\n"
+            "                 mod_proxy_fcgi or mod_authnz_fcgi)\n"
             "  --check        read and check the configuration, then exit\n"
             "  --version      print the version and exit\n"
             "Run by the web server as a FastCGI application; see %s(8).\n",
@@ -502,7 +681,7 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
         mcpauth_request req;
         mcpauth_response resp;
         mcpauth_response_init(&resp, (mcpauth_sink){cgi_write, cgi_flush, NULL});
-        serve_one(app, state, &req, &resp, cgi_param, cgi_read, NULL, NULL);
+        serve_one(app, state, &req, &resp, cgi_param, cgi_read, NULL, NULL, -1);
         fflush(stdout);
     } else {
         /* The web server that spawned us; with --listen we are a server of
@@ -518,16 +697,33 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
             rc = 1;
         }
         signals_reset(); /* libfcgi installed handlers of its own */
-        if (rc == 0) {
+        if (rc == 0 && orphaned_at_start(parent)) {
+            mcpauth_log(MCPAUTH_LOG_INFO, "stopped", "reason", "parent_gone", NULL);
+        } else if (rc == 0) {
             /* threads == 0: the proxy, sized by the configuration */
-            int n = app->threads > 0 ? app->threads : (int)cfg->proxy_threads;
-            if (n < 1)
-                n = 1;
-            char threads[16];
-            snprintf(threads, sizeof threads, "%d", n);
+            int spare = app->threads > 0 ? app->threads : (int)cfg->proxy_threads;
+            int max = app->max_threads > 0 ? app->max_threads : (int)cfg->proxy_max_threads;
+            const char *mode = listen_addr ? "standalone" : "spawned";
+            int fcgid = !listen_addr && spawned_by_apache(parent);
+            if (fcgid) {
+                /* mod_fcgid, the one Apache module that starts FastCGI
+                 * programs, sends a process one request at a time: more
+                 * threads would only hold memory. */
+                spare = max = 1;
+                mode = "mod_fcgid";
+            }
+            if (spare < 1)
+                spare = 1;
+            if (max < spare)
+                max = spare;
+            raise_fd_limit();
+            char sp[16], mx[16];
+            snprintf(sp, sizeof sp, "%d", spare);
+            snprintf(mx, sizeof mx, "%d", max);
             mcpauth_log(MCPAUTH_LOG_INFO, "start", "config", file, "version", MCPAUTH_VERSION,
-                        "listen", listen_addr, "threads", threads, NULL);
-            rc = serve_fastcgi(app, state, fd, n, parent);
+                        "listen", listen_addr, "mode", mode, "threads", sp, "max_threads", mx,
+                        NULL);
+            rc = serve_fastcgi(app, state, fd, spare, max, fcgid, parent);
         }
     }
     app->fini(state);

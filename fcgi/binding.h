@@ -18,7 +18,11 @@ typedef struct mcpauth_app {
      * threads > 1, so state must be read-only or internally locked. */
     void (*handle)(void *state, const mcpauth_request *req, mcpauth_response *resp);
     void (*fini)(void *state);
-    int threads;         /* worker threads accepting requests; 0: proxy_threads */
+    /* Worker threads kept waiting for connections (0: proxy_threads) and
+     * the most the pool grows to while requests are held (0:
+     * proxy_max_threads).  Under mod_fcgid both are 1. */
+    int threads;
+    int max_threads;
 } mcpauth_app;
 
 /* Parses --config FILE (else $MCPAUTH_CONFIG, else the default), --check

@@ -86,6 +86,7 @@ int main(int argc, char **argv)
         .handle = handle,
         .fini = fini,
         .threads = 4,
+        .max_threads = 64,
     };
     return mcpauth_fcgi_main(&app, argc, argv);
 }

@@ -28,6 +28,7 @@ int main(int argc, char **argv)
         .handle = handle,
         .fini = fini,
         .threads = 1,
+        .max_threads = 8,
     };
     return mcpauth_fcgi_main(&app, argc, argv);
 }

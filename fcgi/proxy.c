@@ -31,7 +31,8 @@ int main(int argc, char **argv)
         .init = init,
         .handle = handle,
         .fini = fini,
-        .threads = 0, /* from proxy_threads */
+        .threads = 0,     /* proxy_threads */
+        .max_threads = 0, /* proxy_max_threads */
     };
     return mcpauth_fcgi_main(&app, argc, argv);
 }

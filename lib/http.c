@@ -147,7 +147,8 @@ int mcpauth_request_init(mcpauth_request *req, const char *(*param)(void *, cons
     req->param = param;
     req->read = read;
     req->ctx = ctx;
-    req->alive = NULL; /* the binding sets it when it can tell */
+    req->alive = NULL; /* the binding sets both when it can tell */
+    req->spare_workers = -1;
     req->path_error = NULL;
     req->method = param_or_empty(req, "REQUEST_METHOD");
     req->remote_addr = param_or_empty(req, "REMOTE_ADDR");

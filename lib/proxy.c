@@ -197,6 +197,13 @@ static stage concurrency_take(call *c, const char *id_json, mcpauth_shm_slot *sl
 {
     slot->index = SIZE_MAX;
     long cap = c->res->max_concurrent_per_caller;
+    /* The reserve: when this process is down to its last workers, only a
+     * caller with nothing in flight gets one, so a caller that already
+     * holds streams can never take the very last. */
+    int scarce = c->req->spare_workers >= 0 &&
+                 c->req->spare_workers < (int)c->cfg->proxy_reserve_threads;
+    if (scarce && (cap <= 0 || cap > 1))
+        cap = 1;
     if (!c->p->shm || cap <= 0)
         return GO;
     const mcpauth_identity *id = &c->d.id;
@@ -209,7 +216,8 @@ static stage concurrency_take(call *c, const char *id_json, mcpauth_shm_slot *sl
         return GO;
     if (rc == 0)
         mcpauth_log_security("concurrency_limited", "who", id->subject, "issuer", id->issuer,
-                             "resource", c->res->name, "client", c->req->remote_addr, NULL);
+                             "resource", c->res->name, "client", c->req->remote_addr, "by",
+                             scarce ? "reserve" : "caller_cap", NULL);
     else /* cannot count it: refused too, we are the gate */
         mcpauth_log(MCPAUTH_LOG_ERROR, "concurrency_table_full", "resource", c->res->name, NULL);
     mcpauth__proxy_cors(c->resp, c->origin_ok);

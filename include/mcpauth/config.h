@@ -115,7 +115,9 @@ typedef struct mcpauth_config {
     long stream_idle_timeout;   /* seconds a stream may stay silent */
     long stream_heartbeat;      /* seconds between SSE keepalive comments; 0: none */
     long session_ttl;           /* idle lifetime of a session binding */
-    long proxy_threads;
+    long proxy_threads;         /* spare workers per process */
+    long proxy_max_threads;     /* most workers per process */
+    long proxy_reserve_threads; /* the last ones: callers with nothing in flight */
     char *runtime_dir;          /* shared state of the proxy processes */
     long max_concurrent_per_caller; /* default of the [resource] key of that name */
     size_t npolicies;

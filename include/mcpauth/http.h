@@ -28,12 +28,18 @@ typedef struct mcpauth_request {
      * "cannot tell" (always 1). */
     int (*alive)(void *ctx);
     void *ctx;
+    /* Requests this process could still take at once besides this one,
+     * counted by the binding (threads it may yet start); -1 when it cannot
+     * tell or concurrency is across processes.  The proxy keeps the last
+     * proxy_reserve_threads for callers with nothing in flight. */
+    int spare_workers;
     const char *path_error;  /* why the path was refused (static), or NULL */
     char pathbuf[2048];      /* storage for path, owned by the request */
 } mcpauth_request;
 
 /* Fills method/path/query/remote_addr from the param callback and sets alive
- * to NULL (a binding that can tell sets it afterwards).  Returns 0; -1 when
+ * to NULL and spare_workers to -1 (a binding that can tell sets them
+ * afterwards).  Returns 0; -1 when
  * REQUEST_URI is longer than the request can hold (answer 414); -2 when its
  * path is one two parsers could read differently (dot segments, encoded
  * dots, slashes, backslashes or '%', "//", ';', '\\', controls, malformed

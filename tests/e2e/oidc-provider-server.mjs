@@ -2,7 +2,7 @@
 // (panva/node-oidc-provider), configured just enough to mint access tokens
 // headlessly for the end-to-end tests of mcpauth's token validation.
 //
-//   node oidc-provider-server.mjs PORT RESOURCE_A RESOURCE_B [RESOURCE_C]
+//   node oidc-provider-server.mjs PORT RESOURCE_A RESOURCE_B [RESOURCE_C [RESOURCE_D...]]
 //
 // Issuer: http://127.0.0.1:PORT, exactly (no trailing slash).  It serves
 // the same metadata at /.well-known/oauth-authorization-server and
@@ -10,9 +10,10 @@
 // /token, RFC 7662 introspection at /token/introspection and RFC 7009
 // revocation at /token/revocation (oidc-provider's default routes).
 //
-// Access tokens for RESOURCE_A and RESOURCE_B are RFC 9068 JWTs (typ at+jwt,
-// RS256, aud = the resource URI as requested, scope limited to files:read);
-// for RESOURCE_C they are opaque and can only be checked by introspection.
+// Access tokens for RESOURCE_A, RESOURCE_B and any RESOURCE_D... are RFC 9068
+// JWTs (typ at+jwt, RS256, aud = the resource URI as requested, scope limited
+// to files:read); for RESOURCE_C they are opaque and can only be checked by
+// introspection.
 //
 // Clients (static, confidential, client_secret_basic or _post):
 //   tester / tester-secret  client_credentials grant, scope files:read
@@ -27,11 +28,11 @@ import { generateKeyPairSync } from "node:crypto";
 import Provider from "oidc-provider";
 
 const [port, ...resources] = process.argv.slice(2);
-if (!port || resources.length < 2 || resources.length > 3) {
-  console.error("usage: node oidc-provider-server.mjs PORT RESOURCE_A RESOURCE_B [RESOURCE_C]");
+if (!port || resources.length < 2) {
+  console.error("usage: node oidc-provider-server.mjs PORT RESOURCE_A RESOURCE_B [RESOURCE_C [RESOURCE_D...]]");
   process.exit(2);
 }
-const [resourceA, resourceB, resourceC] = resources;
+const [resourceA, resourceB, resourceC, ...moreJwt] = resources;
 const issuer = `http://127.0.0.1:${port}`;
 
 // A fresh RSA signing key per run.  Without `jwks` oidc-provider would sign
@@ -90,7 +91,7 @@ const provider = new Provider(issuer, {
       enabled: true,
       defaultResource: () => undefined,
       getResourceServerInfo: (ctx, resource) => {
-        if (resource === resourceA || resource === resourceB)
+        if (resource === resourceA || resource === resourceB || moreJwt.includes(resource))
           return { audience: resource, scope: "files:read", accessTokenFormat: "jwt", accessTokenTTL: 600 };
         if (resourceC && resource === resourceC)
           return { audience: resource, scope: "files:read", accessTokenFormat: "opaque", accessTokenTTL: 600 };

@@ -11,6 +11,10 @@
 #                        resource, refused for another
 #   inspector-flow.mjs   the MCP Inspector CLI lists and calls tools
 #   browser-flow.mjs     headless Chromium: login, consent page, approve
+#   conformance-flow.mjs the official MCP conformance suite's server
+#                        scenarios against conformance-server.mjs through the
+#                        proxy with its default limits, twice in a row at
+#                        full speed with one token (one caller)
 # Node packages are pinned in package.json / package-lock.json.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -20,7 +24,8 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "e2e: node and npm are needed (apt-get install nodejs npm)" >&2
     exit 1
 fi
-# The Node.js version package.json asks for (engines.node, ">=N").
+# The Node.js version package.json asks for (engines.node, ">=N"; 22 for the
+# conformance suite, which uses fs.globSync).
 need=$(node -p 'String(require("./package.json").engines.node).replace(/^>=\s*/, "").split(".")[0]')
 have=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$have" -lt "$need" ]; then
@@ -70,28 +75,47 @@ CONF
 asport=$((port + 30))
 as="http://127.0.0.1:$asport"
 base="http://127.0.0.1:$port"
+cfport=$((port + 21))
+# the conformance suite's backend, its tokens from the external AS; the
+# proxy's limits are left at their defaults on purpose
+cat >> "$extra" <<CONF
+
+[resource conformance]
+uri = $base/mcp/conformance
+resource_name = MCP conformance suite's server
+authorization_servers = $as
+scopes_supported = files:read
+backend = http://127.0.0.1:$cfport/mcp
+CONF
 node external-as-flow.mjs --print-conf "$as" "$port" "$((port + 10))" >> "$extra"
 
 PORT=$evport node node_modules/@modelcontextprotocol/server-everything/dist/index.js streamableHttp \
     >"$demo_dir.everything.log" 2>&1 &
 ev_pid=$!
+node conformance-server.mjs "$cfport" >"$demo_dir.conformance.log" 2>&1 &
+cf_pid=$!
 node oidc-provider-server.mjs "$asport" "$base/mcp/ext" "$base/mcp/ext2" "$base/mcp/opaque" \
-    >"$demo_dir.oidc.log" 2>&1 &
+    "$base/mcp/conformance" >"$demo_dir.oidc.log" 2>&1 &
 as_pid=$!
 cleanup() {
     MCPAUTH_DEMO_DIR="$demo_dir" sh "$top/examples/demo.sh" --stop >/dev/null 2>&1 || true
-    kill "$ev_pid" "$as_pid" 2>/dev/null || true
-    wait "$ev_pid" "$as_pid" 2>/dev/null || true
-    rm -rf "$demo_dir" "$extra" "$demo_dir.everything.log" "$demo_dir.oidc.log" "$demo_dir.out"
+    kill "$ev_pid" "$cf_pid" "$as_pid" 2>/dev/null || true
+    wait "$ev_pid" "$cf_pid" "$as_pid" 2>/dev/null || true
+    rm -rf "$demo_dir" "$extra" "$demo_dir.everything.log" "$demo_dir.conformance.log" \
+        "$demo_dir.oidc.log" "$demo_dir.out"
 }
 trap cleanup EXIT INT TERM
-i=0
-until grep -q '^listening' "$demo_dir.oidc.log"; do
-    i=$((i + 1))
-    if [ $i -gt 100 ] || ! kill -0 "$as_pid" 2>/dev/null; then
-        echo "e2e: oidc-provider did not start" >&2; cat "$demo_dir.oidc.log" >&2; exit 1
-    fi
-    sleep 0.1
+for p in "$as_pid:$demo_dir.oidc.log:oidc-provider" "$cf_pid:$demo_dir.conformance.log:conformance-server.mjs"; do
+    pid=${p%%:*} rest=${p#*:}
+    log=${rest%%:*} what=${rest#*:}
+    i=0
+    until grep -q '^listening' "$log"; do
+        i=$((i + 1))
+        if [ $i -gt 100 ] || ! kill -0 "$pid" 2>/dev/null; then
+            echo "e2e: $what did not start" >&2; cat "$log" >&2; exit 1
+        fi
+        sleep 0.1
+    done
 done
 
 passed=0 failed=0
@@ -126,6 +150,11 @@ for server in lighttpd apache; do
     # the consent page's screenshot is kept with the test output
     run "$server browser" node browser-flow.mjs "$base" demo "$pw" \
         "${MCPAUTH_E2E_SCREENSHOTS:-${BUILD_DIR:-$top/_build}}/consent-$server.png"
+    # last, so that nothing it leaves open can disturb the flows above: the
+    # same token for both runs, the second started as soon as the first ends
+    ctok=$(node external-as-flow.mjs --token "$as" "$base/mcp/conformance") || ctok=no-token
+    run "$server conformance-1" node conformance-flow.mjs "$base/mcp/conformance" "$ctok" 90
+    run "$server conformance-2" node conformance-flow.mjs "$base/mcp/conformance" "$ctok" 90
     MCPAUTH_DEMO_DIR="$demo_dir" sh "$top/examples/demo.sh" --stop >/dev/null
 done
 echo "e2e: $passed passed, $failed failed"

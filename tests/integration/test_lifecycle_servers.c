@@ -11,7 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -508,6 +511,85 @@ START_TEST(gate_sighup_ignored)
 }
 END_TEST
 
+/* The state letter of a process (/proc/PID/stat), 0 when it is gone. */
+static char proc_state(pid_t pid)
+{
+    char path[64], st[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(st, 1, sizeof st - 1, f);
+    fclose(f);
+    st[n] = '\0';
+    const char *rp = strrchr(st, ')');
+    return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
+/* Regression: a program whose web server died while it was still starting
+ * (lighttpd killed right after spawning it) took PID 1 for its spawner and
+ * never noticed it was an orphan; it served nothing, forever, and the
+ * lifecycle test found it now and then.  Spawned with a FastCGI socket on
+ * fd 0 by a parent that is already gone, it must exit at once. */
+START_TEST(orphan_at_start_exits)
+{
+    int port;
+    pid_t running = gate_start(&port); /* writes the configuration */
+    th_kill(running);
+    char prog[512], cfgp[600], sock[600], log[600];
+    snprintf(prog, sizeof prog, "%s/fcgi/mcpauth-gate", th_builddir());
+    snprintf(cfgp, sizeof cfgp, "%s/mcpauth.conf", gate_dir);
+    snprintf(sock, sizeof sock, "%s/orphan.sock", gate_dir);
+    snprintf(log, sizeof log, "%s/orphan.log", gate_dir);
+    unlink(sock);
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    ck_assert_uint_lt(strlen(sock), sizeof a.sun_path);
+    memcpy(a.sun_path, sock, strlen(sock) + 1);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(lfd, 8), 0);
+    int pp[2];
+    ck_assert_int_eq(pipe(pp), 0);
+    pid_t mid = fork();
+    ck_assert_int_ge(mid, 0);
+    if (mid == 0) { /* the "web server": spawns, then dies at once */
+        pid_t g = fork();
+        if (g == 0) {
+            usleep(300 * 1000); /* adopted by now */
+            int out = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            dup2(lfd, 0);
+            dup2(out, 1);
+            dup2(out, 2);
+            char *argv[] = {prog, "--config", cfgp, NULL};
+            execv(prog, argv);
+            _exit(127);
+        }
+        if (write(pp[1], &g, sizeof g) != (ssize_t)sizeof g)
+            _exit(1);
+        _exit(0);
+    }
+    close(lfd);
+    close(pp[1]);
+    pid_t orphan = -1;
+    ck_assert_int_eq(read(pp[0], &orphan, sizeof orphan), (ssize_t)sizeof orphan);
+    close(pp[0]);
+    waitpid(mid, NULL, 0);
+    char state = 1;
+    for (int i = 0; i < 60 && (state = proc_state(orphan)) != 0 && state != 'Z'; i++)
+        usleep(100 * 1000);
+    if (state && state != 'Z')
+        kill(orphan, SIGKILL);
+    char text[4096] = "";
+    FILE *f = fopen(log, "r");
+    if (f) {
+        text[fread(text, 1, sizeof text - 1, f)] = '\0';
+        fclose(f);
+    }
+    ck_assert_msg(!state || state == 'Z', "the orphaned gate still runs after 6 s: %s", text);
+    ck_assert_msg(strstr(text, "event=stopped reason=parent_gone"), "log: %s", text);
+}
+END_TEST
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -522,6 +604,7 @@ int main(void)
     tcase_add_test(tc, gate_sigterm);
     tcase_add_test(tc, gate_sigint);
     tcase_add_test(tc, gate_sighup_ignored);
+    tcase_add_test(tc, orphan_at_start_exits);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, server_case("lighttpd", start_lighttpd));
     suite_add_tcase(s, server_case("apache", start_apache));

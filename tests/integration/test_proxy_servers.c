@@ -55,6 +55,10 @@ static const char conf_tmpl[] =
     "uri = http://127.0.0.1:@PORT@/mcp/silent\n"
     "authorization_servers = http://127.0.0.1:@PORT@\n"
     "backend = http://127.0.0.1:%d/mcp\n"
+    "[resource held]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/held\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "backend = http://127.0.0.1:%d/mcp\n"
     "[resource limited]\n"
     "uri = http://127.0.0.1:@PORT@/mcp/limited\n"
     "authorization_servers = http://127.0.0.1:@PORT@\n"
@@ -89,6 +93,7 @@ static char *jwks;
 static th_server srv;
 static pid_t backend_pid = -1, socket_backend_pid = -1;
 static int backend_port, dead_port, hang_port, hang_fd = -1, silent_port, silent_fd = -1;
+static int held_port, held_fd = -1;
 static char backend_dir[] = "/tmp/mcpauth-backend-XXXXXX";
 
 static int listen_without_accepting(int *port)
@@ -131,6 +136,7 @@ static void start(th_kind kind)
     start_backend();
     char *conf = NULL;
     if (asprintf(&conf, conf_tmpl, backend_port, backend_port, dead_port, hang_port, silent_port,
+                 held_port,
                  backend_port, backend_port, backend_dir) < 0)
         exit(EXIT_FAILURE);
     const char *files[] = {"jwks.json", jwks, NULL};
@@ -748,7 +754,8 @@ static void *silent_backend(void *p)
 /* Opens a stream on /mcp/silent over a raw socket and reads its head for
  * up to wait_ms: the socket (the caller closes it), *secs the time the head
  * took (-1: none came), the head in head. */
-static int open_silent_stream(const char *token, int wait_ms, double *secs, char *head, size_t cap)
+static int open_stream(const char *path, const char *token, int wait_ms, double *secs, char *head,
+                       size_t cap)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port),
@@ -757,12 +764,12 @@ static int open_silent_stream(const char *token, int wait_ms, double *secs, char
     static const char body[] = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}";
     char req[10000];
     int len = snprintf(req, sizeof req,
-                       "POST /mcp/silent HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                       "POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
                        "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
                        "Accept: application/json, text/event-stream\r\n"
                        "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: ping\r\n"
                        "Content-Length: %zu\r\n\r\n%s",
-                       srv.port, token, strlen(body), body);
+                       path, srv.port, token, strlen(body), body);
     double t0 = now_s();
     ck_assert_int_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
     size_t got = 0;
@@ -784,6 +791,11 @@ static int open_silent_stream(const char *token, int wait_ms, double *secs, char
         }
     }
     return fd;
+}
+
+static int open_silent_stream(const char *token, int wait_ms, double *secs, char *head, size_t cap)
+{
+    return open_stream("/mcp/silent", token, wait_ms, secs, head, cap);
 }
 
 /* Regression (issue 12): the head of a stream went out only with the first
@@ -940,6 +952,154 @@ START_TEST(concurrency_capped_per_caller)
 }
 END_TEST
 
+/* A backend that holds every stream it is asked for: it answers each
+ * connection with an SSE head and then says nothing, and notes when the
+ * proxy closes each one. */
+enum { HELD_MAX = 64 };
+typedef struct {
+    int want;                 /* connections to take */
+    int taken, closed;
+    volatile int stop;
+} held_arg;
+
+static void *held_backend(void *p)
+{
+    held_arg *a = p;
+    struct pollfd pl[HELD_MAX + 1];
+    int n = 0;
+    pl[0] = (struct pollfd){.fd = held_fd, .events = POLLIN};
+    while (!a->stop) {
+        if (poll(pl, (nfds_t)n + 1, 100) <= 0)
+            continue;
+        if ((pl[0].revents & POLLIN) && n < a->want) {
+            int c = accept(held_fd, NULL, NULL);
+            if (c >= 0) {
+                char buf[16384];
+                ssize_t got = recv(c, buf, sizeof buf, 0); /* the head; enough here */
+                static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                           "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
+                if (got > 0 && send(c, head, sizeof head - 1, MSG_NOSIGNAL) > 0) {
+                    pl[++n] = (struct pollfd){.fd = c, .events = POLLIN};
+                    __atomic_add_fetch(&a->taken, 1, __ATOMIC_SEQ_CST);
+                } else {
+                    close(c);
+                }
+            }
+        }
+        for (int i = 1; i <= n; i++) {
+            if (pl[i].fd >= 0 && (pl[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+                char buf[4096];
+                if (recv(pl[i].fd, buf, sizeof buf, MSG_DONTWAIT) <= 0) {
+                    close(pl[i].fd);
+                    pl[i].fd = -1; /* poll skips it */
+                    __atomic_add_fetch(&a->closed, 1, __ATOMIC_SEQ_CST);
+                }
+            }
+        }
+    }
+    for (int i = 1; i <= n; i++)
+        if (pl[i].fd >= 0)
+            close(pl[i].fd);
+    return NULL;
+}
+
+/* Regression (issue 12): each client that opened a stream and left held a
+ * worker until stream_idle_timeout; once about 32 had (2 lighttpd
+ * processes x 16 threads), a new client got no answer for minutes.  Now
+ * the pool grows with held streams, a new caller is served at once while
+ * they are held, and once their clients vanish every backend connection is
+ * closed within seconds.  Under Apache (mod_fcgid: one process per stream,
+ * spawned a few per second) with fewer streams. */
+START_TEST(abandoned_streams_do_not_block)
+{
+    int n = srv.kind == TH_LIGHTTPD ? 40 : 10;
+    held_arg a = {.want = n};
+    pthread_t th;
+    pthread_create(&th, NULL, held_backend, &a);
+    int fds[HELD_MAX];
+    int before = log_count("event=client_gone resource=held");
+    for (int i = 0; i < n; i++) {
+        char sub[32];
+        snprintf(sub, sizeof sub, "held-%d", i / 4); /* 4 streams per caller */
+        char *t = token_for("/mcp/held", "", sub);
+        double secs;
+        char head[8192];
+        fds[i] = open_stream("/mcp/held", t, 15000, &secs, head, sizeof head);
+        free(t);
+        ck_assert_msg(secs >= 0 && strncmp(head, "HTTP/1.1 200", 12) == 0,
+                      "%s: stream %d of %d: no head after 15 s:\n%s", th_kind_name(srv.kind), i + 1,
+                      n, head);
+    }
+    ck_assert_int_eq(__atomic_load_n(&a.taken, __ATOMIC_SEQ_CST), n);
+    /* a new caller, while every stream is held */
+    char *t = token_for("/mcp/files", "files:read", "newcomer");
+    call_opts o = {.token = t, .version = "2026-07-28", .extra = {"Mcp-Method: ping"}};
+    th_resp r;
+    post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", &r);
+    ck_assert_msg(r.status == 200 && r.t_total < 3.0, "%s: with %d streams held a ping got %ld after %.2f s",
+                  th_kind_name(srv.kind), n, r.status, r.t_total);
+    th_resp_free(&r);
+    free(t);
+    /* every client vanishes without a word */
+    double left = now_s();
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    while (__atomic_load_n(&a.closed, __ATOMIC_SEQ_CST) < n && now_s() - left < 15)
+        usleep(100 * 1000);
+    int closed = __atomic_load_n(&a.closed, __ATOMIC_SEQ_CST);
+    double took = now_s() - left;
+    a.stop = 1;
+    pthread_join(th, NULL);
+    ck_assert_msg(closed == n, "%s: %d of %d backend streams closed after %.1f s",
+                  th_kind_name(srv.kind), closed, n, took);
+    int logged = 0;
+    for (int i = 0; i < 30 && logged < n; i++) {
+        logged = log_count("event=client_gone resource=held") - before;
+        if (logged < n)
+            usleep(100 * 1000);
+    }
+    ck_assert_msg(logged == n, "%s: client_gone logged %d times for %d", th_kind_name(srv.kind),
+                  logged, n);
+}
+END_TEST
+
+/* Threads of a process (/proc/PID/status), -1 if it is gone. */
+static int threads_of(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    int n = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Issue 12: under mod_fcgid a process gets one request at a time, so the
+ * proxy detects it and runs one worker (16 idle threads each before);
+ * under lighttpd the elastic pool has shrunk back to its spares once the
+ * streams of the test before have ended. */
+START_TEST(pool_fits_the_server)
+{
+    pid_t pids[64];
+    int n = th_programs(srv.dir, "mcpauth-proxy", pids, 64);
+    ck_assert_int_gt(n, 0);
+    for (int i = 0; i < n; i++) {
+        int t = threads_of(pids[i]);
+        if (srv.kind == TH_APACHE) /* the supervising main thread and one worker */
+            ck_assert_msg(t == 2, "apache: proxy %d runs %d threads", (int)pids[i], t);
+        else /* main, 8 spares, perhaps one about to leave */
+            ck_assert_msg(t >= 2 && t <= 10, "lighttpd: proxy %d runs %d threads", (int)pids[i], t);
+    }
+    ck_assert_int_eq(log_has(srv.kind == TH_APACHE ? "mode=mod_fcgid threads=1 max_threads=1"
+                                                   : "mode=spawned threads=8 max_threads=1024"),
+                     1);
+}
+END_TEST
+
 static TCase *server_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -962,6 +1122,8 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, ambiguous_path_refused);
     tcase_add_test(tc, streams_do_not_starve_others);
     tcase_add_test(tc, concurrency_capped_per_caller);
+    tcase_add_test(tc, abandoned_streams_do_not_block);
+    tcase_add_test(tc, pool_fits_the_server);
     return tc;
 }
 
@@ -977,6 +1139,7 @@ int main(void)
     dead_port = th_free_port();
     hang_fd = listen_without_accepting(&hang_port);
     silent_fd = listen_without_accepting(&silent_port); /* accepted by silent_backend */
+    held_fd = listen_without_accepting(&held_port);     /* accepted by held_backend */
     Suite *s = suite_create("proxy-servers");
     suite_add_tcase(s, server_case("lighttpd", start_lighttpd));
     suite_add_tcase(s, server_case("apache", start_apache));
@@ -986,6 +1149,7 @@ int main(void)
     srunner_free(sr);
     close(hang_fd);
     close(silent_fd);
+    close(held_fd);
     free(jwks);
     tk_key_free(rsa);
     char cmd[128];

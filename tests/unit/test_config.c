@@ -85,8 +85,8 @@ START_TEST(good_two_resources)
     ck_assert_int_eq(g->rate_limit, 5);
     ck_assert_int_eq(g->rate_burst, 7);
     ck_assert_int_eq(g->forward_cookies, 1);
-    ck_assert_int_eq(f->rate_limit, 20);
-    ck_assert_int_eq(f->rate_limit_address, 50);
+    ck_assert_int_eq(f->rate_limit, 100);
+    ck_assert_int_eq(f->rate_limit_address, 200);
     ck_assert_uint_eq(cfg->npolicies, 1);
     ck_assert_ptr_eq(cfg->policies[0]->resource, f);
     ck_assert_str_eq(cfg->policies[0]->method, "tools/call");
@@ -205,7 +205,7 @@ START_TEST(good_stream_heartbeat)
 }
 END_TEST
 
-/* Regression (issue 12): max_concurrent_per_caller defaults to 8, the
+/* Regression (issue 12): max_concurrent_per_caller defaults to 64, the
  * global value is every resource's default, a resource may override it,
  * and 0 (no cap) and the bounds are taken as written. */
 START_TEST(good_max_concurrent_per_caller)
@@ -215,7 +215,7 @@ START_TEST(good_max_concurrent_per_caller)
         "[resource b]\nuri = https://m.example.com/b\nauthorization_servers = https://a.example.com\n"
         "max_concurrent_per_caller = %s\n";
     static const struct { const char *global, *res; long g, a, b; } cases[] = {
-        {"", "3", 8, 8, 3},
+        {"", "3", 64, 64, 3},
         {"max_concurrent_per_caller = 0\n", "256", 0, 0, 256},
         {"max_concurrent_per_caller = 256\n", "0", 256, 256, 0},
         {"max_concurrent_per_caller = 2\n", "2", 2, 2, 2},
@@ -231,6 +231,26 @@ START_TEST(good_max_concurrent_per_caller)
         ck_assert_int_eq(cfg->resources[1].max_concurrent_per_caller, cases[i].b);
         mcpauth_config_free(cfg);
     }
+}
+END_TEST
+
+/* Issue 12: the proxy's elastic pool; 8 spare threads, up to 1024, the
+ * last 8 kept for callers with nothing in flight. */
+START_TEST(good_proxy_pool)
+{
+    char err[512] = "";
+    mcpauth_config *cfg = parse(RES_FILES, err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    ck_assert_int_eq(cfg->proxy_threads, 8);
+    ck_assert_int_eq(cfg->proxy_max_threads, 1024);
+    ck_assert_int_eq(cfg->proxy_reserve_threads, 8);
+    mcpauth_config_free(cfg);
+    cfg = parse("proxy_threads = 1\nproxy_max_threads = 1\nproxy_reserve_threads = 0\n" RES_FILES,
+                err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    ck_assert_int_eq(cfg->proxy_max_threads, 1);
+    ck_assert_int_eq(cfg->proxy_reserve_threads, 0);
+    mcpauth_config_free(cfg);
 }
 END_TEST
 
@@ -396,6 +416,14 @@ static const struct {
      "t.conf:1: stream_heartbeat: \"1s\" is not a whole number from 0 to 3600"},
     {"[resource a]\nstream_heartbeat = 5\n",
      "t.conf:2: unknown key \"stream_heartbeat\" in [resource a]"},
+    {"proxy_threads = 16\nproxy_max_threads = 8\n" RES_FILES,
+     "t.conf: proxy_max_threads (8) is less than proxy_threads (16)"},
+    {"proxy_max_threads = 8\nproxy_reserve_threads = 8\n" RES_FILES,
+     "t.conf: proxy_reserve_threads (8) leaves no worker of proxy_max_threads (8)"},
+    {"proxy_max_threads = 0\n",
+     "t.conf:1: proxy_max_threads: \"0\" is not a whole number from 1 to 16384"},
+    {"proxy_reserve_threads = 1025\n",
+     "t.conf:1: proxy_reserve_threads: \"1025\" is not a whole number from 0 to 1024"},
     {"max_concurrent_per_caller = -1\n",
      "t.conf:1: max_concurrent_per_caller: \"-1\" is not a whole number from 0 to 256"},
     {"max_concurrent_per_caller = 257\n",
@@ -659,6 +687,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, good_defaults);
     tcase_add_test(tc, good_stream_heartbeat);
     tcase_add_test(tc, good_max_concurrent_per_caller);
+    tcase_add_test(tc, good_proxy_pool);
     tcase_add_test(tc, good_issuers);
     tcase_add_test(tc, good_authorization_server);
     tcase_add_test(tc, good_trailing_slash_kept_when_configured);

@@ -336,6 +336,7 @@ static const char ABSENT[] = "(absent)";
 typedef struct rq {
     const char *method, *body, *authz, *ctype, *accept, *length;
     const char *origin, *version, *mcp_method, *mcp_name, *session, *cookie;
+    const char *spare; /* spare_workers as the binding counts them; NULL: -1 */
 } rq;
 
 static memhttp_bodyctx BC;
@@ -379,6 +380,7 @@ static int send_rq(rq q)
     mcpauth_response resp;
     memhttp_setup(&BC.m, p, &req, &resp);
     memhttp_set_body(&BC, &req, body, body ? strlen(body) : 0, 0);
+    req.spare_workers = q.spare ? atoi(q.spare) : -1;
     mcpauth_proxy_handle(proxy, &req, &resp);
     status = -1;
     ck_assert_msg(sscanf(BC.m.out, "Status: %d", &status) == 1, "no status: %.200s", BC.m.out);
@@ -561,6 +563,34 @@ START_TEST(h_rate_limited)
 }
 END_TEST
 
+/* Issue 12: the last proxy_reserve_threads workers (default 8) of a
+ * process go only to callers with nothing in flight, so a caller holding
+ * streams never takes the very last; with workers to spare, the same
+ * caller is held to max_concurrent_per_caller only. */
+START_TEST(h_worker_reserve)
+{
+    send_rq((rq){.spare = "2"});
+    expect_rpc(502, MCPAUTH_RPC_SERVER_ERROR, "7"); /* nothing in flight: admitted */
+    const char *who[] = {ISS, "alice"};
+    unsigned char k[MCPAUTH__RATE_KEY_LEN];
+    ck_assert_int_eq(mcpauth__proxy_rate_key("concurrent", "files", who, 2, k), 0);
+    mcpauth_shm_slot held;
+    ck_assert_int_eq(mcpauth__shm_inflight_acquire(proxy->shm, k, sizeof k, 8, &held), 1);
+    send_rq((rq){.spare = "7"});
+    expect_rpc(429, MCPAUTH_RPC_SERVER_ERROR, "7");
+    ck_assert_str_eq(rheader("Retry-After"), "1");
+    expect_log("event=concurrency_limited security=1");
+    expect_log("by=reserve");
+    send_rq((rq){.spare = "8"}); /* not scarce: the caller cap (8) holds */
+    expect_rpc(502, MCPAUTH_RPC_SERVER_ERROR, "7");
+    send_rq((rq){0}); /* the binding cannot tell: no reserve */
+    expect_rpc(502, MCPAUTH_RPC_SERVER_ERROR, "7");
+    mcpauth__shm_inflight_release(proxy->shm, &held);
+    send_rq((rq){.spare = "0"});
+    expect_rpc(502, MCPAUTH_RPC_SERVER_ERROR, "7");
+}
+END_TEST
+
 START_TEST(h_backend_down)
 {
     send_rq((rq){0});
@@ -704,6 +734,7 @@ Suite *proxy_suite(void)
     tcase_add_test(tc, h_session);
     tcase_add_test(tc, h_rate_limited);
     tcase_add_test(tc, h_backend_down);
+    tcase_add_test(tc, h_worker_reserve);
     tcase_add_test(tc, h_identity_too_long);
     tcase_add_test(tc, h_forwarded_too_long);
     tcase_add_test(tc, h_origin_echoed_whole);
