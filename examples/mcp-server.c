@@ -6,6 +6,16 @@
  * (the whoami tool) and to exercise streaming (countdown, GET streams).
  *
  *   mcp-server [--port N] [--port-file FILE] [--path /mcp] [--socket PATH]
+ *              [--stream-events N] [--stream-interval MS] [--max-conns N]
+ *
+ * A GET stream (2025 era) sends --stream-events log notifications (default
+ * 5), --stream-interval ms apart (default 1000), then closes.  With
+ * --stream-events 0 it never ends by itself: it sends an event every
+ * interval, or nothing at all with --stream-interval 0, until the client
+ * leaves, and then logs "stream ended" (how bench/bench_streams holds
+ * streams open and sees when the proxy lets one go).  --max-conns bounds
+ * the connections served at once (default 512; one thread each; beyond it
+ * 503); a larger value also raises the open-file limit as far as allowed.
  *
  * Both protocol eras are served: MCP-Protocol-Version: 2026-07-28 is the
  * stateless era (no sessions); anything else is the initialize/session era
@@ -18,6 +28,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -28,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -42,15 +54,19 @@
 #define MAX_HEADERS 256           /* header fields; beyond that 431 */
 #define MAX_SESSIONS 4096         /* oldest session is forgotten when full */
 #define MAX_BATCH 32              /* messages in one 2025-03-26 batch */
-#define MAX_CONNS 512             /* concurrent connections (threads) */
+#define MAX_CONNS 512             /* default of --max-conns: connections (threads) */
 #define IO_TIMEOUT_S 30           /* a stalled peer cannot pin a thread forever */
-#define STREAM_EVENTS 5           /* GET stream: events sent before closing */
+#define STREAM_EVENTS 5           /* default of --stream-events */
+#define STREAM_INTERVAL_MS 1000   /* default of --stream-interval */
 
 #define ERA_2026 "2026-07-28"
 #define LATEST_2025 "2025-11-25"
 
 static const char *opt_path = "/mcp";
 static const char *opt_socket;     /* read by the signal handler */
+static long opt_stream_events = STREAM_EVENTS;   /* 0: until the client leaves */
+static long opt_stream_interval = STREAM_INTERVAL_MS;
+static long opt_max_conns = MAX_CONNS;
 static atomic_int active_conns;
 
 /* ------------------------------------------------------------------ */
@@ -990,8 +1006,10 @@ static void handle_post(conn *c, int stateless)
     json_object_put(msg);
 }
 
-/* GET (2025 era): a server-to-client stream of STREAM_EVENTS log
- * notifications a second apart; Last-Event-ID resumes after that event. */
+/* GET (2025 era): a server-to-client stream of opt_stream_events log
+ * notifications opt_stream_interval ms apart; Last-Event-ID resumes after
+ * that event.  With opt_stream_events 0 the stream is held until the
+ * client leaves or the session is deleted (see the header comment). */
 static void handle_get(conn *c)
 {
     if (check_session(c, NULL))
@@ -1002,23 +1020,46 @@ static void handle_get(conn *c)
         return;
     }
     const char *sid = hdr(c, "Mcp-Session-Id"), *last = hdr(c, "Last-Event-ID");
+    long total = opt_stream_events;
+    int held = total == 0;
     long start = 1;
     if (last) {
         char *end;
         errno = 0;
         long v = strtol(last, &end, 10);
         if (!errno && end != last && !*end && v >= 0)
-            start = v > STREAM_EVENTS ? STREAM_EVENTS + 1 : v + 1;
+            start = held ? (v < LONG_MAX ? v + 1 : v) : v > total ? total + 1 : v + 1;
     }
     if (send_head(c, 200, "text/event-stream", -1, "Cache-Control: no-cache\r\n") < 0)
         return;
-    for (long i = start; i <= STREAM_EVENTS; i++) {
-        if (i > start && sleep_or_hangup(c, 1000) < 0)
-            return;
-        if (!session_find(sid, 0))   /* deleted meanwhile: end the stream */
-            return;
+    const char *why = "ended";
+    long sent = 0;
+    for (long i = start; held || i <= total; i++) {
+        if (held && opt_stream_interval == 0) {
+            /* silent: wake once a minute only to see the session still exists */
+            if (sleep_or_hangup(c, 60000) < 0) {
+                why = "client gone";
+                break;
+            }
+            if (!session_find(sid, 0)) {
+                why = "session deleted";
+                break;
+            }
+            continue;
+        }
+        if (i > start && sleep_or_hangup(c, opt_stream_interval) < 0) {
+            why = "client gone";
+            break;
+        }
+        if (!session_find(sid, 0)) {   /* deleted meanwhile: end the stream */
+            why = "session deleted";
+            break;
+        }
         char text[64];
-        snprintf(text, sizeof text, "tick %ld of %d", i, STREAM_EVENTS);
+        if (held)
+            snprintf(text, sizeof text, "tick %ld", i);
+        else
+            snprintf(text, sizeof text, "tick %ld of %ld", i, total);
         json_object *note = json_object_new_object(), *p = json_object_new_object();
         json_object_object_add(note, "jsonrpc", json_object_new_string("2.0"));
         json_object_object_add(note, "method", json_object_new_string("notifications/message"));
@@ -1028,9 +1069,14 @@ static void handle_get(conn *c)
         json_object_object_add(note, "params", p);
         int rc = send_event(c, i, note);
         json_object_put(note);
-        if (rc < 0)
-            return;
+        if (rc < 0) {
+            why = "client gone";
+            break;
+        }
+        sent++;
     }
+    if (held)
+        fprintf(stderr, "mcp-server: GET stream ended: %s after %ld events\n", why, sent);
 }
 
 static void handle_delete(conn *c)
@@ -1134,10 +1180,14 @@ static void on_term(int sig)
 static void usage(FILE *f)
 {
     fputs("usage: mcp-server [--port N] [--port-file FILE] [--path /mcp] [--socket PATH]\n"
+          "                  [--stream-events N] [--stream-interval MS] [--max-conns N]\n"
           "  --port N         TCP port on 127.0.0.1 (default 8090; 0 picks a free one)\n"
           "  --port-file FILE write the port actually bound to FILE\n"
           "  --path P         MCP endpoint path (default /mcp)\n"
-          "  --socket PATH    listen on a Unix socket instead of TCP\n", f);
+          "  --socket PATH    listen on a Unix socket instead of TCP\n"
+          "  --stream-events N    events per GET stream (default 5; 0: until the client leaves)\n"
+          "  --stream-interval MS between them (default 1000; 0 with --stream-events 0: silent)\n"
+          "  --max-conns N    connections served at once (default 512)\n", f);
 }
 
 /* Writes the port to file via a temporary and rename, so a test polling
@@ -1162,13 +1212,45 @@ static int write_port_file(const char *file, unsigned port)
     return rc;
 }
 
+/* A burst of --max-conns connections must not overflow the queue. */
+static int backlog(void)
+{
+    return opt_max_conns > 128 ? (int)opt_max_conns : 128;
+}
+
+/* Every connection is a descriptor: make room for --max-conns of them. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)opt_max_conns + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < want)
+        fprintf(stderr, "mcp-server: open-file limit %lu is below --max-conns %ld + 64\n",
+                (unsigned long)rl.rlim_cur, opt_max_conns);
+}
+
+/* A non-negative integer option within [0, max]; exits on anything else. */
+static long num_opt(const char *name, const char *v, long max)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < 0 || n > max) {
+        fprintf(stderr, "mcp-server: bad %s: %s\n", name, v);
+        exit(2);
+    }
+    return n;
+}
+
 static int listen_tcp(long port, const char *port_file)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);   /* a backend: loopback only */
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 128) < 0) {
+        bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, backlog()) < 0) {
         fprintf(stderr, "mcp-server: 127.0.0.1:%ld: %s\n", port, strerror(errno));
         return -1;
     }
@@ -1198,7 +1280,7 @@ static int listen_unix(const char *path)
     if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
         unlink(path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 128) < 0) {
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, backlog()) < 0) {
         fprintf(stderr, "mcp-server: %s: %s\n", path, strerror(errno));
         return -1;
     }
@@ -1246,6 +1328,16 @@ int main(int argc, char **argv)
             opt_path = v;
         } else if ((v = opt_value(argc, argv, &i, "--socket"))) {
             opt_socket = v;
+        } else if ((v = opt_value(argc, argv, &i, "--stream-events"))) {
+            opt_stream_events = num_opt("--stream-events", v, 1000000);
+        } else if ((v = opt_value(argc, argv, &i, "--stream-interval"))) {
+            opt_stream_interval = num_opt("--stream-interval", v, 3600000);
+        } else if ((v = opt_value(argc, argv, &i, "--max-conns"))) {
+            opt_max_conns = num_opt("--max-conns", v, 100000);
+            if (opt_max_conns < 1) {
+                fprintf(stderr, "mcp-server: --max-conns must be at least 1\n");
+                return 2;
+            }
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -1263,6 +1355,8 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
 
+    if (opt_max_conns > MAX_CONNS)
+        raise_nofile();
     int lfd = opt_socket ? listen_unix(opt_socket) : listen_tcp(port, port_file);
     if (lfd < 0)
         return 1;
@@ -1282,7 +1376,7 @@ int main(int argc, char **argv)
         struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        if (atomic_fetch_add(&active_conns, 1) >= MAX_CONNS) {
+        if (atomic_fetch_add(&active_conns, 1) >= opt_max_conns) {
             static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
             send_all(fd, busy, sizeof busy - 1);
             close(fd);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -692,7 +693,7 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
         if (FCGX_Init() != 0) {
             fprintf(stderr, "%s: cannot initialise FastCGI\n", app->name);
             rc = 1;
-        } else if (listen_addr && (fd = FCGX_OpenSocket(listen_addr, 64)) < 0) {
+        } else if (listen_addr && (fd = FCGX_OpenSocket(listen_addr, SOMAXCONN)) < 0) {
             fprintf(stderr, "%s: cannot listen on %s\n", app->name, listen_addr);
             rc = 1;
         }

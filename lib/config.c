@@ -805,7 +805,7 @@ mcpauth_config *mcpauth_config_parse(const char *text, size_t len, const char *n
     p.cfg->max_body_bytes = 1 << 20;
     p.cfg->backend_timeout = 30;
     p.cfg->stream_idle_timeout = 300;
-    p.cfg->stream_heartbeat = 15;
+    p.cfg->stream_heartbeat = 10;
     p.cfg->session_ttl = 3600;
     p.cfg->proxy_threads = 8;
     p.cfg->proxy_max_threads = 1024;

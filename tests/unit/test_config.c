@@ -183,7 +183,7 @@ START_TEST(good_defaults)
     ck_assert_int_eq(cfg->http_timeout, 5);
     ck_assert_ptr_null(cfg->ca_file);
     ck_assert_int_eq(cfg->stream_idle_timeout, 300);
-    ck_assert_int_eq(cfg->stream_heartbeat, 15);
+    ck_assert_int_eq(cfg->stream_heartbeat, 10);
     mcpauth_config_free(cfg);
 }
 END_TEST
