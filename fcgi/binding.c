@@ -67,7 +67,8 @@ typedef struct {
  * stream or a streamed tool call keeps its thread for minutes, so a fixed
  * pool would let held streams starve short requests.  `spare` threads wait
  * for connections; when the last of them takes one, another is started (up
- * to `max`), and a thread that finishes while enough others wait leaves. */
+ * to `max`), and one that has waited LINGER_S with more than `spare`
+ * others waiting ends. */
 struct server {
     const mcpauth_app *app;
     void *state;
@@ -198,24 +199,60 @@ static void serve_one(const mcpauth_app *app, void *state, mcpauth_request *req,
     }
 }
 
-/* 0: a connection is waiting; 1: stopping; -1: the listener is gone. */
-static int wait_listener(server *s)
+/* 0: a connection is waiting; 1: stopping; -1: the listener is gone;
+ * 2: nothing within ms. */
+static int wait_listener(server *s, int ms)
 {
     struct pollfd p[2] = {{s->listen_fd, POLLIN, 0}, {s->wake[0], POLLIN, 0}};
     for (;;) {
         if (mcpauth__stopping())
             return 1;
-        if (poll(p, 2, -1) < 0) {
+        int n = poll(p, 2, ms);
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
             return -1;
         }
+        if (n == 0)
+            return 2;
         if (p[1].revents)
             return 1;
         if (p[0].revents & POLLIN)
             return 0;
         if (p[0].revents) /* POLLERR, POLLHUP, POLLNVAL */
             return -1;
+    }
+}
+
+/* An extra worker (beyond the spares) that has waited this long for a
+ * connection ends.  Ending one as soon as enough others waited started and
+ * ended thousands of threads a second under steady load (a fifth of a
+ * thread per request); this keeps the pool at the load's recent peak. */
+#define LINGER_S 10
+
+/* The accept lock, or 0 when this worker has waited LINGER_S with more
+ * than `spare` others and should end.  1: the lock is held. */
+static int accept_lock_or_leave(server *s, long long idle_since)
+{
+    for (;;) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 1;
+        if (pthread_mutex_timedlock(&s->accept_lock, &dl) == 0)
+            return 1;
+        if (mcpauth__stopping()) {
+            pthread_mutex_lock(&s->accept_lock); /* wait_listener says so at once */
+            return 1;
+        }
+        if (now_ms() - idle_since >= LINGER_S * 1000) {
+            pthread_mutex_lock(&s->mu);
+            int leave = s->idle > s->spare;
+            if (leave)
+                s->idle--;
+            pthread_mutex_unlock(&s->mu);
+            if (leave)
+                return 0;
+        }
     }
 }
 
@@ -320,9 +357,33 @@ static void *worker_main(void *p)
              * wake every thread blocked on the same socket.  The thread
              * holding the lock waits in poll(2), which the wake pipe
              * interrupts; libfcgi's own accept loop retries on EINTR and
-             * never would. */
-            pthread_mutex_lock(&s->accept_lock);
-            int ready = wait_listener(s);
+             * never would.  Every second a waiting worker looks whether
+             * it has lingered long enough to end. */
+            long long since = now_ms();
+            int ready;
+            for (;;) {
+                if (!accept_lock_or_leave(s, since)) {
+                    ready = 3; /* idle was counted down already */
+                    break;
+                }
+                ready = wait_listener(s, 1000);
+                if (ready != 2)
+                    break;
+                pthread_mutex_unlock(&s->accept_lock);
+                if (now_ms() - since >= LINGER_S * 1000) {
+                    pthread_mutex_lock(&s->mu);
+                    int leave = s->idle > s->spare;
+                    if (leave)
+                        s->idle--;
+                    pthread_mutex_unlock(&s->mu);
+                    if (leave) {
+                        ready = 3;
+                        break;
+                    }
+                }
+            }
+            if (ready == 3)
+                break; /* lingered: end this worker */
             rc = ready == 0 ? FCGX_Accept_r(&w->fr) : -1;
             pthread_mutex_unlock(&s->accept_lock);
             if (ready != 0 || rc < 0) {
@@ -361,11 +422,7 @@ static void *worker_main(void *p)
         s->busy--;
         if (s->busy < s->max)
             s->full_logged = 0;
-        /* enough others wait for connections: this one is not needed */
-        int leave = w->fr.ipcFd < 0 && s->idle >= s->spare;
         pthread_mutex_unlock(&s->mu);
-        if (leave)
-            break;
     }
     FCGX_Free(&w->fr, 1); /* closes a kept connection */
     free(w);

@@ -141,7 +141,14 @@ done
 for so in $(awk '$1 == "A" { print $2 }' "$tmp/uses" | sort -u); do
     count=$((count + 1))
     users=$(where A "$so")
-    if [ -e "$amoddir/$so" ]; then
+    if [ "$so" = mod_mcpauth.so ]; then
+        # ours, built from apache/mod_mcpauth.c with apxs (apache2-dev)
+        if grep -qx apache2-dev "$tmp/listed"; then
+            [ $verbose = 0 ] || echo "check-deps: Apache $so -> built here with apxs (apache2-dev)"
+        else
+            problem "Apache $so is built with apxs, from apache2-dev, which scripts/deps.sh does not install (used in $users)"
+        fi
+    elif [ -e "$amoddir/$so" ]; then
         check_file "Apache $so" "$amoddir/$so" "$users"
     else
         base=${so%.so}

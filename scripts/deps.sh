@@ -8,13 +8,14 @@
 # the snippets or tests load comes from a package missing here.
 set -eu
 
-# Build: toolchain and libraries.  Tests and demo: the web servers with the
+# Build: toolchain and libraries; apache2-dev (apxs, Apache's headers) for
+# the Apache module, mod_mcpauth.  Tests and demo: the web servers with the
 # modules the snippets load (lighttpd's mod_openssl is its own package and
 # only a Recommends, which --no-install-recommends skips), openssl (test
 # certificates, the demo's htpasswd), curl.
 PKGS="build-essential autoconf automake libtool pkg-config curl ca-certificates openssl \
 libfcgi-dev libssl-dev libjson-c-dev libjwt-dev check libcurl4-openssl-dev libsqlite3-dev \
-lighttpd lighttpd-mod-openssl apache2 libapache2-mod-fcgid"
+apache2-dev lighttpd lighttpd-mod-openssl apache2 libapache2-mod-fcgid"
 # Found by command rather than package: NodeSource's nodejs brings its own
 # npm (and conflicts with Debian's).  The end-to-end tests run the official
 # MCP SDK on Node.js 18 or newer; the browser test drives Debian's Chromium
