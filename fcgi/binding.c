@@ -230,8 +230,22 @@ static int wait_listener(server *s, int ms)
  * thread per request); this keeps the pool at the load's recent peak. */
 #define LINGER_S 10
 
-/* The accept lock, or 0 when this worker has waited LINGER_S with more
- * than `spare` others and should end.  1: the lock is held. */
+/* 1 when this worker, waiting since idle_since, has lingered long enough
+ * with more than `spare` others waiting: it is counted out and must end. */
+static int lingered(server *s, long long idle_since)
+{
+    if (now_ms() - idle_since < LINGER_S * 1000)
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    int leave = s->idle > s->spare;
+    if (leave)
+        s->idle--;
+    pthread_mutex_unlock(&s->mu);
+    return leave;
+}
+
+/* The accept lock, or 0 when this worker has lingered (see lingered()).
+ * 1: the lock is held. */
 static int accept_lock_or_leave(server *s, long long idle_since)
 {
     for (;;) {
@@ -244,66 +258,58 @@ static int accept_lock_or_leave(server *s, long long idle_since)
             pthread_mutex_lock(&s->accept_lock); /* wait_listener says so at once */
             return 1;
         }
-        if (now_ms() - idle_since >= LINGER_S * 1000) {
-            pthread_mutex_lock(&s->mu);
-            int leave = s->idle > s->spare;
-            if (leave)
-                s->idle--;
-            pthread_mutex_unlock(&s->mu);
-            if (leave)
-                return 0;
-        }
+        if (lingered(s, idle_since))
+            return 0;
     }
 }
 
 static void *worker_main(void *p);
 
-/* Starts one more worker; the caller has counted it in running already. */
+/* Starts one more worker, which the caller has counted in running
+ * already; on failure the count is taken back.  0 or -1. */
 static int spawn_worker(server *s)
 {
     worker *w = calloc(1, sizeof *w);
-    if (!w)
-        return -1;
-    w->srv = s;
     pthread_t tid;
-    if (FCGX_InitRequest(&w->fr, s->listen_fd, 0) != 0 ||
-        pthread_create(&tid, &s->attr, worker_main, w) != 0) {
+    if (w) {
+        w->srv = s;
+        if (FCGX_InitRequest(&w->fr, s->listen_fd, 0) == 0 &&
+            pthread_create(&tid, &s->attr, worker_main, w) == 0)
+            return 0;
         free(w);
-        return -1;
     }
-    return 0;
+    pthread_mutex_lock(&s->mu);
+    s->running--;
+    pthread_mutex_unlock(&s->mu);
+    return -1;
 }
 
-/* After a worker took a connection: start another if none is left waiting
- * for the next one.  Returns the threads this process could still start,
+/* After a worker took a request (was_idle: on a new connection, counted as
+ * waiting until now): start another if none is left waiting for the next
+ * one.  Returns the threads this process could still start,
  * besides the ones waiting, for the request's spare_workers. */
-static int took_connection(server *s)
+static int took_connection(server *s, int was_idle)
 {
     pthread_mutex_lock(&s->mu);
-    s->idle--;
+    s->idle -= was_idle;
     s->busy++;
     int grow = s->idle == 0 && s->running < s->max;
     if (grow)
         s->running++;
-    else if (s->idle == 0 && !s->full_logged && !s->across_processes) {
+    int exhausted = s->idle == 0 && !grow && !s->full_logged && !s->across_processes;
+    if (exhausted)
         s->full_logged = 1;
+    int spare = s->across_processes ? -1 : s->max - s->busy;
+    pthread_mutex_unlock(&s->mu);
+    if (exhausted) { /* logged outside the lock: no I/O while others wait */
         char n[16];
         snprintf(n, sizeof n, "%d", s->max);
         mcpauth_log(MCPAUTH_LOG_WARN, "workers_exhausted", "threads", n, "effect",
                     "new connections wait in the socket's queue until a request ends", NULL);
     }
-    pthread_mutex_unlock(&s->mu);
-    if (grow && spawn_worker(s) != 0) {
-        pthread_mutex_lock(&s->mu);
-        s->running--;
-        pthread_mutex_unlock(&s->mu);
+    if (grow && spawn_worker(s) != 0)
         mcpauth_log(MCPAUTH_LOG_ERROR, "thread_start_failed", NULL);
-    }
-    if (s->across_processes)
-        return -1; /* this process cannot tell how many others are free */
-    pthread_mutex_lock(&s->mu);
-    int spare = s->max - s->busy;
-    pthread_mutex_unlock(&s->mu);
+    /* under mod_fcgid this process cannot tell how many others are free */
     return spare;
 }
 
@@ -330,83 +336,70 @@ static int wait_kept(server *s, int fd)
     }
 }
 
+/* Waits for the next request and reads its start: 1 taken (2: on a new
+ * connection, which the worker waited for as idle), 0 nothing after all
+ * (look again), -1 this worker ends (stopping, lingered, listener gone). */
+static int next_request(server *s, worker *w)
+{
+    if (w->fr.ipcFd >= 0) { /* a connection the web server keeps */
+        if (!wait_kept(s, w->fr.ipcFd))
+            return -1;
+        return FCGX_Accept_r(&w->fr) < 0 ? 0 : 1; /* < 0: it was closed */
+    }
+    pthread_mutex_lock(&s->mu);
+    s->idle++;
+    pthread_mutex_unlock(&s->mu);
+    /* Serialised accept, as libfcgi's threaded example: some kernels wake
+     * every thread blocked on the same socket.  The thread holding the lock
+     * waits in poll(2), which the wake pipe interrupts; libfcgi's own
+     * accept loop retries on EINTR and never would.  Every second a
+     * waiting worker looks whether it has lingered long enough to end. */
+    long long since = now_ms();
+    int ready;
+    do {
+        if (!accept_lock_or_leave(s, since))
+            return -1; /* lingered: counted out of idle already */
+        ready = wait_listener(s, 1000);
+        if (ready == 2) {
+            pthread_mutex_unlock(&s->accept_lock);
+            if (lingered(s, since))
+                return -1;
+        }
+    } while (ready == 2);
+    int rc = ready == 0 ? FCGX_Accept_r(&w->fr) : -1;
+    pthread_mutex_unlock(&s->accept_lock);
+    if (ready == 0 && rc >= 0) {
+        /* Linux does not pass O_NONBLOCK on to accepted sockets; others may */
+        int fl = fcntl(w->fr.ipcFd, F_GETFL);
+        if (fl >= 0 && (fl & O_NONBLOCK))
+            fcntl(w->fr.ipcFd, F_SETFL, fl & ~O_NONBLOCK);
+        return 2;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->idle--;
+    pthread_mutex_unlock(&s->mu);
+    if (ready > 0)
+        return -1;
+    if (ready < 0 || (rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR)) {
+        char e[16];
+        snprintf(e, sizeof e, "%d", ready < 0 ? errno : -rc);
+        mcpauth_log(MCPAUTH_LOG_ERROR, "accept_failed", "errno", e, NULL);
+        return -1;
+    }
+    return 0; /* the non-blocking listener had nothing after all */
+}
+
 static void *worker_main(void *p)
 {
     worker *w = p;
     server *s = w->srv;
     for (;;) {
-        int rc, kept = w->fr.ipcFd >= 0;
-        if (kept) {
-            if (!wait_kept(s, w->fr.ipcFd))
-                break;
-            pthread_mutex_lock(&s->mu);
-            s->idle++; /* took_connection's books balance */
-            pthread_mutex_unlock(&s->mu);
-            rc = FCGX_Accept_r(&w->fr); /* reads the kept connection */
-            if (rc < 0) { /* the web server closed it: back to the pool */
-                pthread_mutex_lock(&s->mu);
-                s->idle--;
-                pthread_mutex_unlock(&s->mu);
-                continue;
-            }
-        } else {
-            pthread_mutex_lock(&s->mu);
-            s->idle++;
-            pthread_mutex_unlock(&s->mu);
-            /* Serialised accept, as libfcgi's threaded example: some kernels
-             * wake every thread blocked on the same socket.  The thread
-             * holding the lock waits in poll(2), which the wake pipe
-             * interrupts; libfcgi's own accept loop retries on EINTR and
-             * never would.  Every second a waiting worker looks whether
-             * it has lingered long enough to end. */
-            long long since = now_ms();
-            int ready;
-            for (;;) {
-                if (!accept_lock_or_leave(s, since)) {
-                    ready = 3; /* idle was counted down already */
-                    break;
-                }
-                ready = wait_listener(s, 1000);
-                if (ready != 2)
-                    break;
-                pthread_mutex_unlock(&s->accept_lock);
-                if (now_ms() - since >= LINGER_S * 1000) {
-                    pthread_mutex_lock(&s->mu);
-                    int leave = s->idle > s->spare;
-                    if (leave)
-                        s->idle--;
-                    pthread_mutex_unlock(&s->mu);
-                    if (leave) {
-                        ready = 3;
-                        break;
-                    }
-                }
-            }
-            if (ready == 3)
-                break; /* lingered: end this worker */
-            rc = ready == 0 ? FCGX_Accept_r(&w->fr) : -1;
-            pthread_mutex_unlock(&s->accept_lock);
-            if (ready != 0 || rc < 0) {
-                pthread_mutex_lock(&s->mu);
-                s->idle--;
-                pthread_mutex_unlock(&s->mu);
-            }
-            if (ready > 0)
-                break;
-            if (ready < 0 || (rc < 0 && rc != -EAGAIN && rc != -EWOULDBLOCK && rc != -EINTR)) {
-                char e[16];
-                snprintf(e, sizeof e, "%d", ready < 0 ? errno : -rc);
-                mcpauth_log(MCPAUTH_LOG_ERROR, "accept_failed", "errno", e, NULL);
-                break;
-            }
-            if (rc < 0)
-                continue; /* the non-blocking listener had nothing after all */
-            /* Linux does not pass O_NONBLOCK on to accepted sockets; others may */
-            int fl = fcntl(w->fr.ipcFd, F_GETFL);
-            if (fl >= 0 && (fl & O_NONBLOCK))
-                fcntl(w->fr.ipcFd, F_SETFL, fl & ~O_NONBLOCK);
-        }
-        int spare = took_connection(s);
+        int got = next_request(s, w);
+        if (got < 0)
+            break;
+        if (got == 0)
+            continue;
+        int spare = took_connection(s, got == 2);
         mcpauth_request req;
         mcpauth_response resp;
         mcpauth_response_init(&resp, (mcpauth_sink){fcgx_write, fcgx_flush, w});
@@ -569,12 +562,8 @@ static int serve_fastcgi(const mcpauth_app *app, void *state, int fd, int spare,
         pthread_mutex_lock(&s.mu);
         s.running++;
         pthread_mutex_unlock(&s.mu);
-        if (spawn_worker(&s) != 0) {
-            pthread_mutex_lock(&s.mu);
-            s.running--;
-            pthread_mutex_unlock(&s.mu);
+        if (spawn_worker(&s) != 0)
             break;
-        }
         started++;
     }
     if (started == 0) {

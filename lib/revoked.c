@@ -30,7 +30,6 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <mcpauth/log.h>
@@ -143,19 +142,8 @@ static int init_file(int fd, size_t nslots, char *err, size_t errlen)
         return -1;
     }
     fill_expected(h, nslots);
-    memset(h->magic, 0, sizeof h->magic);
-    mcpauth__boot_id(h->boot);
-    int rc = -1;
-    if (RAND_bytes(h->secret, sizeof h->secret) != 1)
-        snprintf(err, errlen, "no random bytes for the hash key");
-    else if (mcpauth__robust_mutex_init(&h->lock) != 0)
-        snprintf(err, errlen, "cannot set up a robust process-shared mutex");
-    else
-        rc = 0;
-    if (rc == 0) {
-        ORDER();
-        memcpy(h->magic, MAGIC, sizeof h->magic);
-    }
+    int rc = mcpauth__shmfile_seal(h->magic, MAGIC, h->boot, h->secret, sizeof h->secret,
+                                   &h->lock, err, errlen);
     munmap(h, sizeof *h);
     return rc;
 }

@@ -129,3 +129,22 @@ int mcpauth__shmfile_replace(const char *path,
     free(tmp);
     return fd;
 }
+
+int mcpauth__shmfile_seal(char magic_field[8], const char magic[8],
+                          char boot[MCPAUTH__BOOT_ID_LEN], unsigned char *secret, size_t secretlen,
+                          pthread_mutex_t *lock, char *err, size_t errlen)
+{
+    memset(magic_field, 0, 8);
+    mcpauth__boot_id(boot);
+    if (RAND_bytes(secret, (int)secretlen) != 1) {
+        snprintf(err, errlen, "no random bytes for the hash key");
+        return -1;
+    }
+    if (mcpauth__robust_mutex_init(lock) != 0) {
+        snprintf(err, errlen, "cannot set up a robust process-shared mutex");
+        return -1;
+    }
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the magic goes last */
+    memcpy(magic_field, magic, 8);
+    return 0;
+}

@@ -26,6 +26,13 @@ int mcpauth__robust_lock(pthread_mutex_t *m);
 int mcpauth__robust_new_boot(int fd, size_t header_size, size_t lock_off, size_t boot_off,
                              char *err, size_t errlen);
 
+/* The common tail of a fresh header: this boot's id, a random hash key
+ * (secret, secretlen bytes), the robust mutex, and last the magic, so a
+ * crash half way leaves a file the next opener sets up again.  0, or -1
+ * with a reason in err (the magic then stays unwritten). */
+int mcpauth__shmfile_seal(char magic_field[8], const char magic[8],
+                          char boot[MCPAUTH__BOOT_ID_LEN], unsigned char *secret, size_t secretlen,
+                          pthread_mutex_t *lock, char *err, size_t errlen);
 /* fstat and check an opened shared file: regular, owned by this process's
  * user (a reader, writable 0, also takes root's), and writable by nobody
  * else, since whoever can write it can change what it decides.  0, or -1

@@ -31,7 +31,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 
 #include "alloc.h"
 #include "robust.h"
@@ -184,24 +183,11 @@ static int init_file(int fd, size_t nbuckets, size_t nsessions, char *err, size_
         return -1;
     }
     fill_expected(h, nbuckets, nsessions);
-    memset(h->magic, 0, sizeof h->magic);
-    mcpauth__boot_id(h->boot);
-    int rc = -1;
-    if (RAND_bytes(h->secret, sizeof h->secret) != 1)
-        snprintf(err, errlen, "no random bytes for the hash key");
-    else if (mcpauth__robust_mutex_init(&h->lock) != 0)
-        snprintf(err, errlen, "cannot set up a robust process-shared mutex");
-    else
-        rc = 0;
-    if (rc == 0) {
-        ORDER();
-        memcpy(h->magic, MAGIC, sizeof h->magic);
-    }
+    int rc = mcpauth__shmfile_seal(h->magic, MAGIC, h->boot, h->secret, sizeof h->secret,
+                                   &h->lock, err, errlen);
     munmap(h, sizeof *h);
     return rc;
 }
-
-
 
 static int init_replacement(int fd, const void *sizes, char *err, size_t errlen)
 {
