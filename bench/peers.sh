@@ -20,7 +20,10 @@
 #   PEERS_REPEATS   runs per scenario, interleaved [3]; medians and min-max
 #   PEERS_WARMUP    seconds of unmeasured load per scenario first [2]
 #   PEERS_TOKENS    distinct tokens of the "5,000" scenarios [5000]
-#   PEERS_ONLY      extended regex of the scenario ids to run [all]
+#   PEERS_ONLY      extended regex of the scenario ids to run [all]; the
+#                   id "as_token" is the token endpoint benchmark
+#                   (bench/bench_as: code exchanges and refreshes, 16
+#                   clients, mcpauth-as behind lighttpd), run once at the end
 #   PEERS_PERF      1: perf record -g of CPU 0 for 5 s under each of
 #                   PEERS_PERF_IDS [a_gate_1 l_gate_1 l_proxy] (when perf
 #                   works), where the time goes by process, library, symbol [1]
@@ -131,8 +134,8 @@ else
     blog=${TMPDIR:-/tmp}/peers-build-$$.log
     BUILD_DIR=$build sh "$top/scripts/build.sh" >"$blog" 2>&1 ||
         { tail -30 "$blog" >&2; rm -f "$blog"; die "build failed"; }
-    make -C "$build" examples/mcp-server >>"$blog" 2>&1 ||
-        { tail -30 "$blog" >&2; rm -f "$blog"; die "building examples/mcp-server failed"; }
+    make -C "$build" examples/mcp-server bench/bench_as >>"$blog" 2>&1 ||
+        { tail -30 "$blog" >&2; rm -f "$blog"; die "building examples/mcp-server or bench/bench_as failed"; }
     rm -f "$blog"
 fi
 for p in mcpauth-gate mcpauth-proxy; do
@@ -409,7 +412,9 @@ while IFS='|' read -r id cont path mode tok exp ref issue label; do
     S_CONT[$id]=$cont S_PATH[$id]=$path S_MODE[$id]=$mode S_TOK[$id]=$tok S_EXP[$id]=$exp
     S_REF[$id]=$ref S_ISSUE[$id]=$issue S_LABEL[$id]=$label
 done <<<"$scenarios"
-[ -n "${ids// /}" ] || die "PEERS_ONLY=$ONLY matches no scenario"
+AS_BENCH=1
+if [ -n "$ONLY" ] && ! [[ as_token =~ $ONLY ]]; then AS_BENCH=0; fi
+[ -n "${ids// /}" ] || [ "$AS_BENCH" = 1 ] || die "PEERS_ONLY=$ONLY matches no scenario"
 
 needed=" "
 for id in $ids; do needed="$needed${S_CONT[$id]} "; done
@@ -779,6 +784,27 @@ if [ -s "$out/fastcgi-memory.txt" ]; then
         END { printf "memory: every mcpauth FastCGI process after the run\tlargest RSS %.1f MiB (%s), %d processes; peak VmHWM %.1f MiB; largest private (USS) %.1f MiB\t< 10 MiB RSS\t%s\n",
               r / 1024, w, n, h / 1024, u / 1024, (r < 10240 ? "PASS" : "MISS") }' "$out/fastcgi-memory.txt" >>"$targets"
 fi
+# The token endpoint of the built-in AS: no peer runs one, so it is
+# reported on its own (the issue asks for the figures with SQLite's fsync
+# settings, which bench_as states).
+if [ "$AS_BENCH" = 1 ]; then
+    if [ -x "$build/bench/bench_as" ]; then
+        say "token endpoint benchmark (bench/bench_as, $SECONDS_RUN s of refreshes)"
+        mkdir -p "$out/logs"
+        if (cd "$build" && MCPAUTH_SRCDIR=$top MCPAUTH_BUILDDIR=$build LIGHTTPD=$lighttpd_bin \
+                LIGHTTPD_MODULES_DIR=$lmoddir APACHE2=$apache_bin APACHE_MODULES_DIR=$moddir \
+                bench/bench_as --seconds "$SECONDS_RUN" --results "$out/as-token.md" \
+                --tsv "$out/as-token.tsv") >"$out/logs/bench_as.log" 2>&1; then
+            awk -F'\t' 'NR > 1 && $1 != "" { printf "token endpoint, %s\t%s/s with %s clients (p50 %s ms, p99 %s ms, %s errors)\treported\t%s\n", $1, $6, $2, $7, $8, $4, ($4 == 0 ? "PASS" : "MISS") }' \
+                "$out/as-token.tsv" >>"$targets"
+        else
+            say "bench_as failed: see $out/logs/bench_as.log"
+            printf 'token endpoint\tbench_as failed (logs/bench_as.log)\treported\tMISS\n' >>"$targets"
+        fi
+    else
+        say "no $build/bench/bench_as: token endpoint not measured"
+    fi
+fi
 {
     echo
     echo "Targets (issue 13):"
@@ -787,6 +813,11 @@ fi
     echo "|---|---|---|---|"
     tail -n +2 "$targets" | awk -F'\t' '{ printf "| %s | %s | %s | %s |\n", $1, $2, $3, $4 }'
     echo
+    if [ -s "$out/as-token.md" ]; then
+        echo
+        cat "$out/as-token.md"
+        echo
+    fi
     awk -v r="${RSA_VERIFY:-0}" -v e="${EC_VERIFY:-0}" 'BEGIN { printf "One verification (openssl speed, CPU 0): RSA 2048 %.0f verify/s (%.1f us), ECDSA P-256 %.0f verify/s (%.1f us).\n", r, r ? 1e6 / r : 0, e, e ? 1e6 / e : 0 }'
     for id in $profiled; do
         echo

@@ -21,8 +21,11 @@
  * stateless era (no sessions); anything else is the initialize/session era
  * (2025-03-26, 2025-06-18, 2025-11-25) with Mcp-Session-Id.
  *
- * One detached thread per connection, one request per connection
- * (Connection: close).  Only json-c and POSIX are used. */
+ * One detached thread per connection.  HTTP/1.1 keep-alive as real MCP
+ * servers (the SDKs' Node and Python servers) do it: a connection serves
+ * requests one after another until the client asks to close, an event
+ * stream or an error ends it, or it idles KEEPALIVE_S; so a relay in front
+ * can reuse its backend connections.  Only json-c and POSIX are used. */
 #define _GNU_SOURCE
 
 #include <ctype.h>
@@ -30,6 +33,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -56,6 +60,8 @@
 #define MAX_BATCH 32              /* messages in one 2025-03-26 batch */
 #define MAX_CONNS 512             /* default of --max-conns: connections (threads) */
 #define IO_TIMEOUT_S 30           /* a stalled peer cannot pin a thread forever */
+#define KEEPALIVE_S 5             /* an idle kept-alive connection is closed (Apache's default) */
+#define KEEPALIVE_MAX 1000        /* requests per connection (nginx's default) */
 #define STREAM_EVENTS 5           /* default of --stream-events */
 #define STREAM_INTERVAL_MS 1000   /* default of --stream-interval */
 
@@ -140,6 +146,7 @@ typedef struct conn {
     char *body;                 /* always NUL-terminated when set */
     size_t body_len;
     char logm[80];              /* JSON-RPC method(s), for the log line */
+    int keep;                   /* this answer may leave the connection open */
 } conn;
 
 /* Refills the read-ahead; -1 on EOF, error or timeout (the client left). */
@@ -402,9 +409,12 @@ static int send_head(conn *c, int status, const char *ctype, long clen, const ch
     char h[1024], cl[48] = "";
     if (clen >= 0)
         snprintf(cl, sizeof cl, "Content-Length: %ld\r\n", clen);
-    int n = snprintf(h, sizeof h, "HTTP/1.1 %d %s\r\n%s%s%s%s%sConnection: close\r\n\r\n",
+    if (clen < 0)
+        c->keep = 0;                    /* the stream's end is the connection's */
+    int n = snprintf(h, sizeof h, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s\r\n",
                      status, reason(status), ctype ? "Content-Type: " : "", ctype ? ctype : "",
-                     ctype ? "\r\n" : "", cl, extra ? extra : "");
+                     ctype ? "\r\n" : "", cl, extra ? extra : "",
+                     c->keep ? "" : "Connection: close\r\n");
     log_request(c, status);
     if (n < 0 || (size_t)n >= sizeof h)
         return -1;
@@ -1116,6 +1126,9 @@ static void handle(conn *c)
         send_http_error(c, st);
         return;
     }
+    /* The whole request is read, so the next one starts where it ends. */
+    const char *conn_hdr = hdr(c, "Connection");
+    c->keep = !c->http10 && !(conn_hdr && strcasestr(conn_hdr, "close"));
     if (post)
         handle_post(c, stateless);
     else if (strcmp(c->method, "GET") == 0)
@@ -1155,10 +1168,33 @@ static void linger_close(int fd)
     close(fd);
 }
 
+/* Before a further request on a kept-alive connection: 1 when one is
+ * coming, 0 when the client closed or stayed idle KEEPALIVE_S. */
+static int next_request(conn *c)
+{
+    if (c->rpos < c->rlen)
+        return 1;                       /* pipelined: already here */
+    struct pollfd p = {.fd = c->fd, .events = POLLIN};
+    int r;
+    while ((r = poll(&p, 1, KEEPALIVE_S * 1000)) < 0 && errno == EINTR)
+        ;
+    return r > 0;
+}
+
 static void *conn_main(void *arg)
 {
     conn *c = arg;
-    handle(c);
+    for (int served = 0;;) {
+        handle(c);
+        if (!c->keep || ++served >= KEEPALIVE_MAX || !next_request(c))
+            break;
+        free(c->body);
+        c->body = NULL;
+        c->body_len = c->head_len = 0;
+        c->method = c->target = c->path = NULL;
+        c->http10 = c->nhdr = c->keep = 0;
+        c->logm[0] = '\0';
+    }
     linger_close(c->fd);
     free(c->body);
     free(c);
@@ -1376,6 +1412,11 @@ int main(int argc, char **argv)
         struct timeval tv = {.tv_sec = IO_TIMEOUT_S};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        /* The head and the body are two writes: without this, on a kept
+         * connection the body waits for the delayed ACK (40 ms). */
+        int one = 1;
+        if (!opt_socket)
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (atomic_fetch_add(&active_conns, 1) >= opt_max_conns) {
             static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
             send_all(fd, busy, sizeof busy - 1);

@@ -86,9 +86,30 @@ struct server {
     int full_logged;              /* "workers_exhausted" said for this episode */
 };
 
+/* Under an .htaccess RewriteRule (the shared-hosting fallback for hosts
+ * without CGIPassAuth), Apache hands the variables the rule set on as
+ * REDIRECT_NAME after its internal redirect.  A client cannot make a
+ * REDIRECT_ variable: its headers arrive as HTTP_*. */
+static const char *redirected(const char *name, const char *(*get)(const char *, void *), void *arg)
+{
+    char alt[64];
+    if (strcmp(name, "HTTP_AUTHORIZATION") != 0 && strncmp(name, "MCPAUTH_", 8) != 0)
+        return NULL;
+    if ((size_t)snprintf(alt, sizeof alt, "REDIRECT_%s", name) >= sizeof alt)
+        return NULL;
+    return get(alt, arg);
+}
+
+static const char *fcgx_get(const char *name, void *envp)
+{
+    return FCGX_GetParam(name, envp);
+}
+
 static const char *fcgx_param(void *ctx, const char *name)
 {
-    return FCGX_GetParam(name, ((worker *)ctx)->fr.envp);
+    char **envp = ((worker *)ctx)->fr.envp;
+    const char *v = FCGX_GetParam(name, envp);
+    return v ? v : redirected(name, fcgx_get, envp);
 }
 
 static ssize_t fcgx_read(void *ctx, char *buf, size_t len)
@@ -100,11 +121,6 @@ static ssize_t fcgx_read(void *ctx, char *buf, size_t len)
     return n;
 }
 
-/* 0 when the client has gone: after the body has been read to its end,
- * anything readable on the connection (an FCGI_ABORT_REQUEST, or EOF) means
- * that.  Also 0 once the program is stopping and the request's grace is
- * over, so a relay ends its stream as if the client had left (the client
- * sees the response end, not a hang). */
 /* An SSE stream runs until someone ends it; anything else ends by itself. */
 static int is_event_stream(const mcpauth_response *resp)
 {
@@ -116,6 +132,11 @@ static int is_event_stream(const mcpauth_response *resp)
     return 0;
 }
 
+/* 0 when the client has gone: after the body has been read to its end,
+ * anything readable on the connection (an FCGI_ABORT_REQUEST, or EOF) means
+ * that.  Also 0 once the program is stopping and the request's grace is
+ * over, so a relay ends its stream as if the client had left (the client
+ * sees the response end, not a hang). */
 static int fcgx_alive(void *ctx)
 {
     worker *w = ctx;
@@ -150,10 +171,26 @@ static int fcgx_flush(void *ctx)
     return FCGX_FFlush(((worker *)ctx)->fr.out);
 }
 
+static const char *cgi_get(const char *name, void *arg)
+{
+    (void)arg;
+    return getenv(name);
+}
+
 static const char *cgi_param(void *ctx, const char *name)
 {
     (void)ctx;
-    return getenv(name);
+    const char *v = getenv(name);
+    return v ? v : redirected(name, cgi_get, NULL);
+}
+
+/* 0 once the web server has closed our output: the client left (Apache's
+ * mod_cgi closes the pipe when it aborts the request). */
+static int cgi_alive(void *ctx)
+{
+    (void)ctx;
+    struct pollfd pfd = {STDOUT_FILENO, 0, 0};
+    return !(poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLERR | POLLHUP)));
 }
 
 static ssize_t cgi_read(void *ctx, char *buf, size_t len)
@@ -728,7 +765,7 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
         mcpauth_request req;
         mcpauth_response resp;
         mcpauth_response_init(&resp, (mcpauth_sink){cgi_write, cgi_flush, NULL});
-        serve_one(app, state, &req, &resp, cgi_param, cgi_read, NULL, NULL, -1);
+        serve_one(app, state, &req, &resp, cgi_param, cgi_read, cgi_alive, NULL, -1);
         fflush(stdout);
     } else {
         /* The web server that spawned us; with --listen we are a server of

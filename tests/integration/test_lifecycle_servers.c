@@ -457,6 +457,104 @@ static pid_t gate_start(int *port)
     return pid;
 }
 
+/* ------------------------------------------------- CGI (mod_cgi) */
+
+/* Runs the gate as a CGI program: env as a web server sets it, stdin
+ * empty, stdout read to its end into out (NUL-terminated).  When
+ * close_early, our end of stdout is closed at once, as Apache does for a
+ * client that left.  Returns the wait status. */
+static int run_cgi(char *const env[], char *out, size_t cap, int close_early)
+{
+    char prog[512], cfgp[600];
+    snprintf(prog, sizeof prog, "%s/fcgi/mcpauth-gate", th_builddir());
+    snprintf(cfgp, sizeof cfgp, "%s/mcpauth.conf", gate_dir);
+    int po[2];
+    ck_assert_int_eq(pipe(po), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(po[1], 1);
+        dup2(null, 2);
+        close(po[0]);
+        execve(prog, (char *[]){prog, "--config", cfgp, NULL}, env);
+        _exit(127);
+    }
+    close(po[1]);
+    size_t n = 0;
+    if (close_early) {
+        close(po[0]);
+    } else {
+        ssize_t r;
+        while (n + 1 < cap && (r = read(po[0], out + n, cap - 1 - n)) > 0)
+            n += (size_t)r;
+        close(po[0]);
+    }
+    if (out)
+        out[n] = '\0';
+    int st = 0;
+    for (int i = 0; i < 100 && waitpid(pid, &st, WNOHANG) == 0; i++)
+        usleep(100 * 1000);
+    if (waitpid(pid, &st, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        ck_abort_msg("the CGI program did not exit");
+    }
+    return st;
+}
+
+/* .htaccess kits on hosts without CGIPassAuth hand the header over by a
+ * RewriteRule; after Apache's internal redirect it arrives as
+ * REDIRECT_HTTP_AUTHORIZATION.  The gate must read it there, and only when
+ * HTTP_AUTHORIZATION itself is absent. */
+START_TEST(cgi_redirected_authorization_reaches_gate)
+{
+    int port;
+    pid_t pid = gate_start(&port); /* writes the configuration and JWKS */
+    th_kill(pid);
+    char out[8192];
+    char *redirected[] = {"GATEWAY_INTERFACE=CGI/1.1", "REQUEST_METHOD=GET",
+                          "REQUEST_URI=/mcp/files", "SCRIPT_NAME=/mcp/files",
+                          "HTTP_HOST=127.0.0.1:8080", "REMOTE_ADDR=127.0.0.1",
+                          "REDIRECT_HTTP_AUTHORIZATION=Bearer x.y.z", NULL};
+    int st = run_cgi(redirected, out, sizeof out, 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+    ck_assert_msg(strstr(out, "Status: 401") && strstr(out, "error=\"invalid_token\""),
+                  "the redirected header did not reach the gate:\n%s", out);
+    char *none[] = {"GATEWAY_INTERFACE=CGI/1.1", "REQUEST_METHOD=GET", "REQUEST_URI=/mcp/files",
+                    "SCRIPT_NAME=/mcp/files", "HTTP_HOST=127.0.0.1:8080",
+                    "REMOTE_ADDR=127.0.0.1", NULL};
+    run_cgi(none, out, sizeof out, 0);
+    ck_assert_msg(strstr(out, "Status: 401") && !strstr(out, "error="),
+                  "no header must be a plain challenge:\n%s", out);
+    /* a valid token in the redirected variable is accepted */
+    char *c = tk_claims("http://127.0.0.1:8080", "http://127.0.0.1:8080/mcp/files", NULL, 600);
+    char *tok = tk_mint(rsa, c, NULL), auth[4096];
+    snprintf(auth, sizeof auth, "REDIRECT_HTTP_AUTHORIZATION=Bearer %s", tok);
+    free(tok);
+    free(c);
+    redirected[6] = auth;
+    run_cgi(redirected, out, sizeof out, 0);
+    ck_assert_msg(strstr(out, "Status: 200"), "a valid redirected token was refused:\n%s", out);
+}
+END_TEST
+
+/* A client that left closes the pipe under the program: it must end by
+ * itself with its exit code, not be killed by SIGPIPE. */
+START_TEST(cgi_client_gone_no_sigpipe)
+{
+    int port;
+    pid_t pid = gate_start(&port);
+    th_kill(pid);
+    char *env[] = {"GATEWAY_INTERFACE=CGI/1.1", "REQUEST_METHOD=GET", "REQUEST_URI=/mcp/files",
+                   "HTTP_HOST=127.0.0.1:8080", "REMOTE_ADDR=127.0.0.1",
+                   "HTTP_AUTHORIZATION=Bearer x.y.z", NULL};
+    int st = run_cgi(env, NULL, 0, 1);
+    ck_assert_msg(!WIFSIGNALED(st), "killed by signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+END_TEST
+
 static void gate_exits_zero_on(int sig, const char *name)
 {
     int port;
@@ -605,6 +703,8 @@ int main(void)
     tcase_add_test(tc, gate_sigint);
     tcase_add_test(tc, gate_sighup_ignored);
     tcase_add_test(tc, orphan_at_start_exits);
+    tcase_add_test(tc, cgi_redirected_authorization_reaches_gate);
+    tcase_add_test(tc, cgi_client_gone_no_sigpipe);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, server_case("lighttpd", start_lighttpd));
     suite_add_tcase(s, server_case("apache", start_apache));

@@ -1351,6 +1351,77 @@ START_TEST(consent_form_once)
 }
 END_TEST
 
+/* Bug found by bench/bench_as: with two mcpauth-as processes of several
+ * threads each writing without pause, some connection always holds a
+ * snapshot, SQLite's passive checkpoints never finish, the WAL never starts
+ * over and grew to 900 MB in 30 s.  The store must keep it bounded. */
+typedef struct {
+    mcpauth_store *s;
+    int k, t;
+} wal_writer;
+
+static void *wal_write(void *p)
+{
+    wal_writer *w = p;
+    char id[96];
+    for (int i = 0; i < 1500; i++) {
+        snprintf(id, sizeof id, "form-%d-%d-%d-padding-padding-padding", w->k, w->t, i);
+        if (mcpauth__store_form_use(w->s, id, time(NULL) + 600) != 1)
+            return (void *)1;
+        mcpauth__store_consent_has(w->s, "u", "c", "r", "x"); /* a read, as requests do */
+    }
+    return NULL;
+}
+
+START_TEST(wal_bounded_two_writers)
+{
+    mcpauth__store_close(open_ok()); /* creates the database */
+    char wal[200];
+    snprintf(wal, sizeof wal, "%s-wal", dbpath);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        ck_assert_int_ge(kids[k], 0);
+        if (kids[k] == 0) {
+            char err[256];
+            mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
+            if (!s)
+                _exit(2);
+            pthread_t th[8];
+            wal_writer w[8];
+            int bad = 0;
+            for (int t = 0; t < 8; t++) {
+                w[t] = (wal_writer){s, k, t};
+                pthread_create(&th[t], NULL, wal_write, &w[t]);
+            }
+            for (int t = 0; t < 8; t++) {
+                void *r;
+                pthread_join(th[t], &r);
+                bad |= r != NULL;
+            }
+            mcpauth__store_close(s);
+            _exit(bad ? 3 : 0);
+        }
+    }
+    off_t biggest = 0;
+    int left = 2, st;
+    while (left > 0) {
+        struct stat sb;
+        if (stat(wal, &sb) == 0 && sb.st_size > biggest)
+            biggest = sb.st_size;
+        for (int k = 0; k < 2; k++)
+            if (kids[k] > 0 && waitpid(kids[k], &st, WNOHANG) == kids[k]) {
+                ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer %d failed: %d", k, st);
+                kids[k] = 0;
+                left--;
+            }
+        usleep(2000);
+    }
+    /* the limit is 16 MiB plus what commits add while a RESTART waits */
+    ck_assert_msg(biggest < 24 << 20, "WAL grew to %lld bytes", (long long)biggest);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1378,6 +1449,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, threads_shared_handle);
     tcase_add_test(tc, fork_guard);
     tcase_add_test(tc, null_handle);
+    tcase_add_test(tc, wal_bounded_two_writers);
     suite_add_tcase(s, tc);
     return s;
 }
