@@ -731,6 +731,12 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
         return 1;
     }
     mcpauth_log_set_level((mcpauth_log_level)cfg->log_level);
+    /* Known before init: a CGI process lives for one request, so what must
+     * outlast it (validation results, keys) goes to runtime_dir unless the
+     * configuration says otherwise (shared_cache = no). */
+    int cgi = !check && !listen_addr && FCGX_IsCGI();
+    if (cgi && cfg->shared_cache < 0)
+        cfg->shared_cache = 1;
     sigset_t lifecycle;
     lifecycle_sigset(&lifecycle);
     if (!check) {
@@ -756,7 +762,7 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
     }
 
     int rc = 0;
-    if (!listen_addr && FCGX_IsCGI()) {
+    if (cgi) {
         /* One request, then exit: signals act as on any CGI program. */
         signals_reset(); /* FCGX_IsCGI() let libfcgi install its handlers */
         sigset_t none;

@@ -206,6 +206,18 @@ static int set_bool(parser *p, const key_def *k, void *base, const char *v)
     return 0;
 }
 
+/* yes | no | auto: 1, 0, -1 (the program decides, e.g. by how it runs). */
+static int set_tristate(parser *p, const key_def *k, void *base, const char *v)
+{
+    if (!strcmp(v, "auto")) {
+        *(int *)field_of(k, base) = -1;
+        return 0;
+    }
+    if (set_bool(p, k, base, v) != 0)
+        return fail(p, p->line, "%s: \"%s\" is not yes, no or auto", k->name, v);
+    return 0;
+}
+
 /* Seconds, bytes or counts: a plain decimal within [k->min, k->max]. */
 static int set_number(parser *p, const key_def *k, void *base, const char *v)
 {
@@ -348,6 +360,7 @@ static const key_def global_keys[] = {
     NUMBER("cache_entries", C(cache_entries), 0, 1000000),
     NUMBER("cache_ttl", C(cache_ttl), 1, 3600),
     NUMBER("cache_negative_ttl", C(cache_negative_ttl), 0, 300),
+    KEY("shared_cache", set_tristate, C(shared_cache)),
     NUMBER("jwks_min_refresh", C(jwks_min_refresh), 1, 86400),
     NUMBER("jwks_max_age", C(jwks_max_age), 60, 604800),
     NUMBER("http_timeout", C(http_timeout), 1, 60),
@@ -799,6 +812,7 @@ mcpauth_config *mcpauth_config_parse(const char *text, size_t len, const char *n
     p.cfg->cache_entries = 10000;
     p.cfg->cache_ttl = 300;
     p.cfg->cache_negative_ttl = 10;
+    p.cfg->shared_cache = -1;
     p.cfg->jwks_min_refresh = 60;
     p.cfg->jwks_max_age = 3600;
     p.cfg->http_timeout = 5;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -51,6 +52,12 @@ int mcpauth__robust_lock(pthread_mutex_t *m)
 int mcpauth__robust_new_boot(int fd, size_t header_size, size_t lock_off, size_t boot_off,
                              char *err, size_t errlen)
 {
+    return mcpauth__robust_new_boot_n(fd, header_size, lock_off, 1, boot_off, err, errlen);
+}
+
+int mcpauth__robust_new_boot_n(int fd, size_t header_size, size_t lock_off, size_t nlocks,
+                               size_t boot_off, char *err, size_t errlen)
+{
     char boot[MCPAUTH__BOOT_ID_LEN], seen[MCPAUTH__BOOT_ID_LEN];
     mcpauth__boot_id(boot);
     if (pread(fd, seen, sizeof seen, (off_t)boot_off) != (ssize_t)sizeof seen) {
@@ -64,7 +71,9 @@ int mcpauth__robust_new_boot(int fd, size_t header_size, size_t lock_off, size_t
         snprintf(err, errlen, "mmap: %s", strerror(errno));
         return -1;
     }
-    int rc = mcpauth__robust_mutex_init((pthread_mutex_t *)(void *)(m + lock_off));
+    int rc = 0;
+    for (size_t i = 0; i < nlocks && rc == 0; i++)
+        rc = mcpauth__robust_mutex_init((pthread_mutex_t *)(void *)(m + lock_off) + i);
     if (rc == 0)
         memcpy(m + boot_off, boot, sizeof boot);
     else
@@ -147,4 +156,87 @@ int mcpauth__shmfile_seal(char magic_field[8], const char magic[8],
     __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the magic goes last */
     memcpy(magic_field, magic, 8);
     return 0;
+}
+
+/* One attempt: 1 with *out ready, 0 to try again (the path was replaced
+ * while we waited for the lock), -1 on error. */
+static int open_once(const char *path, const mcpauth__shmfile_kind *k, void *arg, int *out,
+                     char *err, size_t errlen)
+{
+    /* O_NONBLOCK|O_NOCTTY: a FIFO or a device at path must neither hang
+     * nor grab a terminal before fstat refuses it. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
+    if (fd < 0)
+        return mcpauth__shmfile_open_error(path, err, errlen);
+    struct stat st, now;
+    char why[160];
+    if (mcpauth__shmfile_check(fd, &st, 1, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        close(fd);
+        return -1;
+    }
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            snprintf(err, errlen, "%s: flock: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+    }
+    if (lstat(path, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
+        close(fd);
+        return 0;
+    }
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    int state = k->state(fd, &st, arg), rc = 0;
+    why[0] = '\0';
+    if (state != 1 && st.st_size > 0) {
+        int nfd = mcpauth__shmfile_replace(path, k->init, arg, why, sizeof why);
+        if (nfd >= 0) {
+            if (k->retired_off && (size_t)st.st_size >= k->header_size) {
+                char *m = mmap(NULL, k->header_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                if (m != MAP_FAILED) {
+                    __atomic_store_n((uint32_t *)(void *)(m + k->retired_off), 1u,
+                                     __ATOMIC_RELEASE);
+                    munmap(m, k->header_size);
+                }
+            }
+            close(fd); /* drops the flock; openers waiting on it retry */
+            *out = nfd;
+            return 1;
+        }
+        if (why[0]) {
+            snprintf(err, errlen, "%s: %s", path, why);
+            close(fd);
+            return -1;
+        }
+        /* the directory does not let us rename: set it up in place */
+    }
+    if (state != 1)
+        rc = k->init(fd, arg, why, sizeof why);
+    else
+        rc = mcpauth__robust_new_boot_n(fd, k->header_size, k->lock_off, k->nlocks, k->boot_off,
+                                        why, sizeof why);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        close(fd);
+        return -1;
+    }
+    flock(fd, LOCK_UN);
+    *out = fd;
+    return 1;
+}
+
+int mcpauth__shmfile_open(const char *path, const mcpauth__shmfile_kind *kind, void *arg,
+                          char *err, size_t errlen)
+{
+    int fd = -1, rc = 0;
+    for (int i = 0; i < 8 && rc == 0; i++)
+        rc = open_once(path, kind, arg, &fd, err, errlen);
+    if (rc == 0)
+        snprintf(err, errlen, "%s: keeps being replaced by other processes", path);
+    return rc == 1 ? fd : -1;
 }

@@ -25,6 +25,9 @@ int mcpauth__robust_lock(pthread_mutex_t *m);
  * file's first header_size bytes.  0, or -1 with a reason in err. */
 int mcpauth__robust_new_boot(int fd, size_t header_size, size_t lock_off, size_t boot_off,
                              char *err, size_t errlen);
+/* The same for nlocks mutexes in a row at lock_off (lock stripes). */
+int mcpauth__robust_new_boot_n(int fd, size_t header_size, size_t lock_off, size_t nlocks,
+                               size_t boot_off, char *err, size_t errlen);
 
 /* The common tail of a fresh header: this boot's id, a random hash key
  * (secret, secretlen bytes), the robust mutex, and last the magic, so a
@@ -47,5 +50,31 @@ int mcpauth__shmfile_open_error(const char *path, char *err, size_t errlen);
 int mcpauth__shmfile_replace(const char *path,
                              int (*init)(int fd, const void *arg, char *err, size_t errlen),
                              const void *arg, char *err, size_t errlen);
+
+/* What mcpauth__shmfile_open needs to know of a kind of shared file. */
+typedef struct {
+    size_t header_size, lock_off, nlocks, boot_off; /* for the new-boot check */
+    /* Nonzero: a uint32_t at this offset of the header, at the same place
+     * in every layout version, set (atomically) in a file being replaced, so
+     * that processes mapping it reopen the path. */
+    size_t retired_off;
+    /* 1 when the file (its header read from fd, st its fstat) is ours with
+     * the layout arg asks for, -1 ours but another layout or size, 0 not
+     * ours (new, empty, garbage).  It may fill in arg (e.g. to take the
+     * file's size). */
+    int (*state)(int fd, const struct stat *st, void *arg);
+    /* Sizes a fresh file and seals its header (see mcpauth__shmfile_seal). */
+    int (*init)(int fd, const void *arg, char *err, size_t errlen);
+} mcpauth__shmfile_kind;
+
+/* Opens path read-write (created 0600, never through a symlink), checks it
+ * (mcpauth__shmfile_check) and, under flock, makes it hold kind's layout
+ * for arg: an empty file is set up in place, anything else that is not
+ * right (another layout, size, garbage) is replaced by rename, so that no
+ * process mapping the old one sees it truncated; on a new boot the locks
+ * are set up afresh.  The descriptor, ready to mmap, or -1 with a reason in
+ * err. */
+int mcpauth__shmfile_open(const char *path, const mcpauth__shmfile_kind *kind, void *arg,
+                          char *err, size_t errlen);
 
 #endif

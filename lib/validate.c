@@ -4,16 +4,22 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <mcpauth/log.h>
@@ -27,6 +33,7 @@
 #include "fetch.h"
 #include "jose.h"
 #include "revoked.h"
+#include "robust.h"
 #include "strbuf.h"
 
 #define JOSE_PART_MAX 16384 /* decoded header or payload */
@@ -37,7 +44,15 @@ typedef struct issuer_rt {
     mcpauth_jwks *keys;     /* current set, NULL until loaded */
     time_t keys_expire;     /* refresh after this */
     time_t last_attempt;    /* last fetch, for jwks_min_refresh */
+    time_t keys_fetched;    /* when keys were fetched (here or, shared, elsewhere) */
     char *jwks_uri;         /* configured or discovered */
+    /* shared_cache: the key set on disk for the other processes, named
+     * after disk_key (jwks_uri as configured, else "issuer:" + issuer for
+     * discovery); the stamp file holds the last fetch attempt and is the
+     * lock that lets one process fetch while the others wait.  NULL when
+     * not shared. */
+    char *disk_key, *disk_path, *stamp_path;
+    struct stat disk_seen;  /* the file as last read or written */
 } issuer_rt;
 
 struct mcpauth_validator {
@@ -48,6 +63,11 @@ struct mcpauth_validator {
     mcpauth_cache *cache;
     const char *builtin_iss;    /* [authorization_server] issuer, or NULL */
     mcpauth__revoked *revoked;  /* its revocations (revoked.h) */
+    /* shared_cache: per resource, a digest of every setting that decides a
+     * token's validity there, mixed into the cache key, since programs
+     * with other configurations may share the cache file.  NULL unless
+     * shared. */
+    unsigned char (*res_fp)[SHA256_DIGEST_LENGTH];
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -384,6 +404,189 @@ static char *discover_jwks_uri(mcpauth_validator *v, const char *issuer)
     return NULL;
 }
 
+/* ------------------------------------------------- keys on disk (shared) */
+
+#define DISK_MAX (2 * 1024 * 1024) /* a fetched set is at most 512 KiB */
+
+/* Writes {"uri", "jwks_uri", "expires", "jwks"} next to is->disk_path and
+ * renames it over: readers see the old file or the new one, never part. */
+static void disk_write(issuer_rt *is, const char *body, size_t len)
+{
+    json_object *jwks = parse_object(body, len);
+    if (!jwks) /* the parser took it, the strict one not: not worth sharing */
+        return;
+    json_object *doc = json_object_new_object();
+    json_object_object_add(doc, "uri", json_object_new_string(is->disk_key));
+    json_object_object_add(doc, "jwks_uri", json_object_new_string(is->jwks_uri));
+    json_object_object_add(doc, "expires", json_object_new_int64((int64_t)is->keys_expire));
+    json_object_object_add(doc, "fetched", json_object_new_int64((int64_t)is->keys_fetched));
+    json_object_object_add(doc, "jwks", jwks);
+    size_t n = 0;
+    const char *text = json_object_to_json_string_length(doc, JSON_C_TO_STRING_PLAIN, &n);
+    unsigned char rnd[8] = {0};
+    RAND_bytes(rnd, sizeof rnd);
+    size_t tlen = strlen(is->disk_path) + 64;
+    char *tmp = mcpauth__xmalloc(tlen);
+    snprintf(tmp, tlen, "%s.%ld.%02x%02x%02x%02x%02x%02x%02x%02x.tmp", is->disk_path,
+             (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int ok = fd >= 0;
+    for (size_t off = 0; ok && off < n;) {
+        ssize_t w = write(fd, text + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        ok = w > 0;
+        off += ok ? (size_t)w : 0;
+    }
+    struct stat st;
+    ok = ok && fstat(fd, &st) == 0;
+    if (fd >= 0 && close(fd) != 0)
+        ok = 0;
+    if (ok && rename(tmp, is->disk_path) == 0) {
+        is->disk_seen = st; /* our own write need not be read back */
+    } else {
+        if (fd >= 0)
+            unlink(tmp);
+        mcpauth_log(MCPAUTH_LOG_WARN, "jwks_not_saved", "path", is->disk_path, "reason",
+                    strerror(errno), NULL);
+    }
+    free(tmp);
+    json_object_put(doc);
+}
+
+static int same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Takes the key set another process saved, when the file changed since we
+ * last saw it and is at least as new as ours.  1 when it was fetched later
+ * than ours (perhaps a rotation another process saw: worth a second look).  A file that
+ * is not ours, not for this URI or not a key set is ignored (and replaced
+ * by the next successful fetch). */
+static int disk_read(issuer_rt *is)
+{
+    int fd = open(is->disk_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    char why[160];
+    int adopted = 0;
+    json_object *doc = NULL;
+    char *buf = NULL;
+    if (mcpauth__shmfile_check(fd, &st, 1, why, sizeof why) != 0) {
+        mcpauth_log(MCPAUTH_LOG_WARN, "jwks_file_ignored", "path", is->disk_path, "reason", why,
+                    NULL);
+        goto out;
+    }
+    if (same_file(&st, &is->disk_seen) || st.st_size <= 0 || st.st_size > DISK_MAX)
+        goto out;
+    buf = mcpauth__xmalloc((size_t)st.st_size);
+    size_t len = 0;
+    while (len < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + len, (size_t)st.st_size - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    is->disk_seen = st;
+    json_object *jv, *ev, *fv;
+    doc = parse_object(buf, len);
+    const char *uri = mcpauth__json_member_str(doc, "uri", NULL);
+    const char *ju = mcpauth__json_member_str(doc, "jwks_uri", NULL);
+    if (!uri || strcmp(uri, is->disk_key) != 0 || !ju || !*ju ||
+        !json_object_object_get_ex(doc, "expires", &ev) || !json_object_is_type(ev, json_type_int) ||
+        !json_object_object_get_ex(doc, "fetched", &fv) || !json_object_is_type(fv, json_type_int) ||
+        !json_object_object_get_ex(doc, "jwks", &jv) || !json_object_is_type(jv, json_type_object))
+        goto out;
+    time_t expires = (time_t)json_object_get_int64(ev), fetched = (time_t)json_object_get_int64(fv);
+    if (is->keys && fetched < is->keys_fetched)
+        goto out;
+    size_t jlen = 0;
+    const char *jtext = json_object_to_json_string_length(jv, JSON_C_TO_STRING_PLAIN, &jlen);
+    char err[256];
+    mcpauth_jwks *set = mcpauth__jwks_parse(jtext, jlen, err, sizeof err);
+    if (!set)
+        goto out;
+    if (is->keys)
+        mcpauth__jwks_unref(is->keys);
+    adopted = !is->keys || fetched > is->keys_fetched;
+    is->keys = set;
+    is->keys_expire = expires;
+    is->keys_fetched = fetched;
+    if (!is->jwks_uri)
+        is->jwks_uri = mcpauth__xstrdup(ju);
+out:
+    json_object_put(doc);
+    free(buf);
+    close(fd);
+    return adopted;
+}
+
+static time_t stamp_read(int fd)
+{
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return (time_t)strtoll(buf, NULL, 10);
+}
+
+static void stamp_write(int fd, time_t now)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof buf, "%lld\n", (long long)now);
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+        mcpauth_log(MCPAUTH_LOG_WARN, "jwks_stamp_not_saved", "reason", strerror(errno), NULL);
+}
+
+static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now);
+
+/* The fetch rules of get_keys across processes: under the stamp file's
+ * flock, keys another process saved are taken first; a fetch happens only
+ * when they are still stale (or force and nothing new came), and no
+ * process tried within the gap.  Returns -1 when the stamp file cannot be
+ * used (the caller then goes on as without sharing). */
+static int shared_refresh(mcpauth_validator *v, issuer_rt *is, int force, time_t now)
+{
+    int fd = open(is->stamp_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+                  O_NOCTTY, 0600);
+    struct stat st;
+    char why[160] = "";
+    if (fd < 0)
+        snprintf(why, sizeof why, "%s", strerror(errno));
+    if (fd < 0 || mcpauth__shmfile_check(fd, &st, 1, why, sizeof why) != 0) {
+        mcpauth_log(MCPAUTH_LOG_WARN, "jwks_stamp_unusable", "path", is->stamp_path, "reason", why,
+                    NULL);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    while (flock(fd, LOCK_EX) != 0 && errno == EINTR)
+        ;
+    int adopted = disk_read(is);
+    int stale = !is->keys || now >= is->keys_expire || (force && !adopted);
+    long gap = is->keys ? v->cfg->jwks_min_refresh
+                        : (v->cfg->jwks_min_refresh < 10 ? v->cfg->jwks_min_refresh : 10);
+    if (stale) {
+        /* the host's last attempt; ours only when the stamp is empty */
+        time_t last = stamp_read(fd);
+        if (last == 0)
+            last = is->last_attempt;
+        /* a stamp in the future (clock stepped back) does not block */
+        if (last == 0 || last > now || now - last >= gap) {
+            stamp_write(fd, now);
+            refresh_keys(v, is, now);
+        }
+    }
+    close(fd); /* drops the flock */
+    return 0;
+}
+
 /* Fetches the key set; on success replaces is->keys.  Called with is->lock
  * held, so one thread fetches while the others wait or use the old set. */
 static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now)
@@ -410,8 +613,8 @@ static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now)
     }
     mcpauth_jwks *set = mcpauth__jwks_parse(r.body, r.len, err, sizeof err);
     long max_age = r.max_age;
-    mcpauth__fetch_result_free(&r);
     if (!set) {
+        mcpauth__fetch_result_free(&r);
         mcpauth_log(MCPAUTH_LOG_WARN, "jwks_invalid", "url", is->jwks_uri, "reason", err, NULL);
         return;
     }
@@ -425,6 +628,10 @@ static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now)
     if (ttl > v->cfg->jwks_max_age)
         ttl = v->cfg->jwks_max_age;
     is->keys_expire = now + ttl;
+    is->keys_fetched = now;
+    if (is->disk_path)
+        disk_write(is, r.body, r.len);
+    mcpauth__fetch_result_free(&r);
     char nkeys[16];
     snprintf(nkeys, sizeof nkeys, "%zu", mcpauth__jwks_count(set));
     mcpauth_log(MCPAUTH_LOG_INFO, "jwks_loaded", "issuer", is->conf->issuer, "keys", nkeys, NULL);
@@ -439,7 +646,9 @@ static mcpauth_jwks *get_keys(mcpauth_validator *v, issuer_rt *is, int force, ti
         long gap = is->keys ? v->cfg->jwks_min_refresh
                             : (v->cfg->jwks_min_refresh < 10 ? v->cfg->jwks_min_refresh : 10);
         int stale = !is->keys || now >= is->keys_expire || force;
-        if (stale && (is->last_attempt == 0 || now - is->last_attempt >= gap))
+        /* shared: another process may have fetched them already */
+        int done = stale && is->disk_path && shared_refresh(v, is, force, now) == 0;
+        if (stale && !done && (is->last_attempt == 0 || now - is->last_attempt >= gap))
             refresh_keys(v, is, now);
     }
     mcpauth_jwks *set = is->keys ? mcpauth__jwks_ref(is->keys) : NULL;
@@ -703,8 +912,19 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
     }
     time_t now = time(NULL);
     unsigned ridx = (unsigned)(res - v->cfg->resources);
+    /* shared: the resource as its settings, not its place in this file */
+    const unsigned char *ckey = key;
+    unsigned char skey[SHA256_DIGEST_LENGTH];
+    if (v->res_fp) {
+        unsigned char both[2 * SHA256_DIGEST_LENGTH];
+        memcpy(both, key, SHA256_DIGEST_LENGTH);
+        memcpy(both + SHA256_DIGEST_LENGTH, v->res_fp[ridx], SHA256_DIGEST_LENGTH);
+        SHA256(both, sizeof both, skey);
+        ckey = skey;
+        ridx = 0;
+    }
     int positive;
-    if (mcpauth__cache_get(v->cache, key, ridx, now, &positive, &d->id, d->description,
+    if (mcpauth__cache_get(v->cache, ckey, ridx, now, &positive, &d->id, d->description,
                           sizeof d->description)) {
         d->cached = 1;
         if (!positive) {
@@ -730,11 +950,11 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
             time_t until = now + v->cfg->cache_ttl;
             if (d->id.exp && d->id.exp + v->cfg->clock_leeway < until)
                 until = (time_t)(d->id.exp + v->cfg->clock_leeway);
-            mcpauth__cache_put(v->cache, key, ridx, until, 1, &d->id, NULL);
+            mcpauth__cache_put(v->cache, ckey, ridx, until, 1, &d->id, NULL);
         } else {
             /* Outages are not remembered: the next request may succeed. */
             if (d->verdict == MCPAUTH_INVALID_TOKEN && v->cfg->cache_negative_ttl > 0)
-                mcpauth__cache_put(v->cache, key, ridx, now + v->cfg->cache_negative_ttl, 0, NULL,
+                mcpauth__cache_put(v->cache, ckey, ridx, now + v->cfg->cache_negative_ttl, 0, NULL,
                                   d->description);
             return;
         }
@@ -846,6 +1066,111 @@ void mcpauth_decision_respond(const mcpauth_decision *d, const mcpauth_resource 
     mcpauth_response_error(resp, status, error ? error : "invalid_token", d->description);
 }
 
+/* Adds s and its NUL (or a marker for NULL) to a digest. */
+static void fp_add(EVP_MD_CTX *md, const char *s)
+{
+    if (!s)
+        s = "\1";
+    mcpauth__check(EVP_DigestUpdate(md, s, strlen(s) + 1) == 1 ? md : NULL, "EVP_DigestUpdate");
+}
+
+static void fp_num(EVP_MD_CTX *md, long long n)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%lld", n);
+    fp_add(md, b);
+}
+
+/* v->res_fp: what decides a token's validity for each resource, so a
+ * cache file shared with a program of another configuration never answers
+ * for a resource, issuer or rule set the entry was not checked against.
+ * Scopes are left out: they are checked after the cache. */
+static void resource_fingerprints(mcpauth_validator *v)
+{
+    const mcpauth_config *cfg = v->cfg;
+    v->res_fp = mcpauth__xcalloc(cfg->nresources ? cfg->nresources : 1, sizeof *v->res_fp);
+    for (size_t r = 0; r < cfg->nresources; r++) {
+        const mcpauth_resource *res = &cfg->resources[r];
+        EVP_MD_CTX *sb = mcpauth__check(EVP_MD_CTX_new(), "EVP_MD_CTX_new");
+        mcpauth__check(EVP_DigestInit_ex(sb, EVP_sha256(), NULL) == 1 ? sb : NULL,
+                       "EVP_DigestInit_ex");
+        fp_add(sb, "mcpauth validation cache 1");
+        fp_add(sb, res->uri);
+        for (size_t i = 0; i < res->audiences.n; i++)
+            fp_add(sb, res->audiences.v[i]);
+        fp_add(sb, "|");
+        for (size_t i = 0; i < cfg->jwt_algorithms.n; i++)
+            fp_add(sb, cfg->jwt_algorithms.v[i]);
+        fp_add(sb, "|");
+        fp_num(sb, cfg->clock_leeway);
+        fp_num(sb, cfg->token_max_bytes);
+        fp_num(sb, cfg->cache_ttl);
+        fp_num(sb, cfg->cache_negative_ttl);
+        fp_add(sb, cfg->as ? cfg->as->issuer : NULL);
+        for (size_t i = 0; i < res->authorization_servers.n; i++) {
+            const mcpauth_issuer *is = res->issuers[i];
+            fp_add(sb, res->authorization_servers.v[i]);
+            fp_add(sb, is->issuer);
+            fp_add(sb, is->jwks_file);
+            fp_add(sb, is->jwks_uri);
+            fp_num(sb, is->discovery);
+            fp_add(sb, is->introspection_endpoint);
+            fp_add(sb, is->introspection_client_id);
+            fp_num(sb, is->require_typ);
+        }
+        mcpauth__check(EVP_DigestFinal_ex(sb, v->res_fp[r], NULL) == 1 ? sb : NULL,
+                       "EVP_DigestFinal_ex");
+        EVP_MD_CTX_free(sb);
+    }
+}
+
+/* runtime_dir/jwks-<16 hex of SHA-256(disk_key)>.json and .stamp. */
+static void disk_names(mcpauth_validator *v, issuer_rt *is)
+{
+    if (is->conf->jwks_uri) {
+        is->disk_key = mcpauth__xstrdup(is->conf->jwks_uri);
+    } else {
+        size_t n = strlen(is->conf->issuer) + 8;
+        is->disk_key = mcpauth__xmalloc(n);
+        snprintf(is->disk_key, n, "issuer:%s", is->conf->issuer);
+    }
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)is->disk_key, strlen(is->disk_key), h);
+    char hex[17];
+    for (int i = 0; i < 8; i++)
+        snprintf(hex + 2 * i, 3, "%02x", h[i]);
+    size_t n = strlen(v->cfg->runtime_dir) + 64;
+    is->disk_path = mcpauth__xmalloc(n);
+    is->stamp_path = mcpauth__xmalloc(n);
+    snprintf(is->disk_path, n, "%s/jwks-%s.json", v->cfg->runtime_dir, hex);
+    snprintf(is->stamp_path, n, "%s/jwks-%s.stamp", v->cfg->runtime_dir, hex);
+}
+
+/* shared_cache = yes: the validation cache in runtime_dir/cache.shm and the
+ * remote key sets beside it.  1 when shared; 0 with one warning when
+ * runtime_dir cannot hold them (then this process keeps its own, as
+ * without shared_cache). */
+static int open_shared(mcpauth_validator *v)
+{
+    const mcpauth_config *cfg = v->cfg;
+    char path[4096], why[512] = "";
+    if (!cfg->runtime_dir || !*cfg->runtime_dir)
+        snprintf(why, sizeof why, "runtime_dir is not set");
+    else if ((size_t)snprintf(path, sizeof path, "%s/cache.shm", cfg->runtime_dir) >= sizeof path)
+        snprintf(why, sizeof why, "runtime_dir is too long");
+    else if (cfg->cache_entries > 0)
+        v->cache = mcpauth__cache_open_shared(path, (size_t)cfg->cache_entries, why, sizeof why);
+    else if (access(cfg->runtime_dir, W_OK | X_OK) != 0)
+        snprintf(why, sizeof why, "%s: %s", cfg->runtime_dir, strerror(errno));
+    if (why[0]) {
+        mcpauth_log(MCPAUTH_LOG_WARN, "shared_cache_unavailable", "reason", why, "effect",
+                    "validation results and keys are kept in this process only", NULL);
+        return 0;
+    }
+    resource_fingerprints(v);
+    return 1;
+}
+
 mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, size_t errlen)
 {
     mcpauth_validator *v = mcpauth__xcalloc(1, sizeof *v);
@@ -856,13 +1181,18 @@ mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, s
             v->alg_mask |= 1u << a;
     }
     v->issuers = mcpauth__xcalloc(cfg->nissuers ? cfg->nissuers : 1, sizeof *v->issuers);
-    v->cache = mcpauth__check(mcpauth__cache_new((size_t)cfg->cache_entries), "mcpauth__cache_new");
+    int shared = cfg->shared_cache == 1 && open_shared(v);
+    if (!v->cache)
+        v->cache = mcpauth__check(mcpauth__cache_new((size_t)cfg->cache_entries),
+                                  "mcpauth__cache_new");
     for (size_t i = 0; i < cfg->nissuers; i++) {
         issuer_rt *is = &v->issuers[v->nissuers++];
         is->conf = cfg->issuers[i];
         pthread_mutex_init(&is->lock, NULL);
         if (is->conf->jwks_uri)
             is->jwks_uri = mcpauth__xstrdup(is->conf->jwks_uri);
+        if (shared && !is->conf->jwks_file && (is->conf->jwks_uri || is->conf->discovery))
+            disk_names(v, is);
         if (is->conf->jwks_file) {
             /* Local keys are read once here; a bad file stops start-up. */
             FILE *f = fopen(is->conf->jwks_file, "r");
@@ -907,10 +1237,14 @@ void mcpauth_validator_free(mcpauth_validator *v)
         if (v->issuers[i].keys)
             mcpauth__jwks_unref(v->issuers[i].keys);
         free(v->issuers[i].jwks_uri);
+        free(v->issuers[i].disk_key);
+        free(v->issuers[i].disk_path);
+        free(v->issuers[i].stamp_path);
         pthread_mutex_destroy(&v->issuers[i].lock);
     }
     free(v->issuers);
     mcpauth__cache_free(v->cache);
     mcpauth__revoked_close(v->revoked);
+    free(v->res_fp);
     free(v);
 }

@@ -106,6 +106,10 @@ typedef struct mcpauth_config {
     long cache_entries;         /* validation cache size; 0 disables it */
     long cache_ttl;             /* longest a positive result is reused */
     long cache_negative_ttl;    /* how long a refusal is remembered */
+    /* validation cache and remote keys in runtime_dir, shared by the
+     * processes: 1 yes, 0 no, -1 auto (the program decides: on for CGI,
+     * one request per process; the library takes -1 as no) */
+    int shared_cache;
     long jwks_min_refresh;      /* seconds between JWKS fetches per issuer */
     long jwks_max_age;          /* refresh keys at least this often */
     long http_timeout;          /* seconds, every outgoing request */

@@ -18,4 +18,5 @@ Suite *keys_suite(void);
 Suite *validate_remote_suite(void);
 Suite *as_suite(void);
 Suite *proxy_suite(void);
+Suite *shared_cache_suite(void);
 #endif
