@@ -396,6 +396,7 @@ a_oauth2_proxy|A_OAUTH2|/mcp|mcp|$T/mcp-one|200|-|3173|Apache + mod_oauth2 + mod
 l_proxy|L_MCPAUTH|/mcp|mcp|$T/mcp-one|200|l_modproxy|2988|lighttpd + mcpauth-proxy (rate_limit = 0), tools/call
 a_fcgid_proxy|A_MCPAUTH|/mcp|mcp|$T/mcp-one|200|a_oauth2_proxy|1538|Apache + mod_fcgid + mcpauth-proxy, tools/call
 a_pfcgi_proxy|A_PFCGI|/mcp|mcp|$T/mcp-one|200|a_oauth2_proxy|-|Apache + mod_proxy_fcgi + standalone proxy, tools/call
+a_cgi_proxy|A_CGI|/mcp|mcp|$T/mcp-one|200|a_oauth2_proxy|-|Apache + mod_cgid + mcpauth-proxy as CGI (a process per request), tools/call
 l_gate_badsig|L_MCPAUTH|/files/body.json|get|$T/badsig-many|401|l_gate_1|-|flood: lighttpd + gate, $NTOKENS bad signatures
 l_gate_none|L_MCPAUTH|/files/body.json|get|-|401|l_gate_1|-|flood: lighttpd + gate, no token
 a_gate_badsig|A_MCPAUTH|/files/body.json|get|$T/badsig-many|401|a_gate_1|-|flood: Apache + gate, $NTOKENS bad signatures
@@ -435,6 +436,7 @@ else
     case "$needed" in *" A_MODULE "*) say "mod_mcpauth not built (no apxs: apt-get install apache2-dev): its scenarios are left out" ;; esac
 fi
 start_if A_PFCGI start_apache apache-proxyfcgi.conf.in mcpauth-proxy
+start_if A_CGI start_apache apache-cgi.conf.in
 
 url_of() { echo "http://127.0.0.1:${C_PORT[${S_CONT[$1]}]}${S_PATH[$1]}"; }
 

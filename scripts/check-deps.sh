@@ -23,8 +23,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 cd "$top"
 # Where modules are loaded (node_modules and build folders are not ours).
-sources=$(ls lighttpd/* apache/* examples/*.sh tests/integration/*.c tests/*.sh \
-    tests/e2e/*.sh tests/e2e/*.mjs bench/*.c doc/*.md README.md man/* 2>/dev/null || true)
+sources=$(ls -d lighttpd/* apache/* apache/shared/* examples/*.sh tests/integration/*.c tests/*.sh \
+    tests/e2e/*.sh tests/e2e/*.mjs tests/shared/*.sh bench/*.c doc/*.md \
+    README.md man/* 2>/dev/null | while read -r f; do [ -f "$f" ] && echo "$f"; done || true)
 
 # One "kind name file" line per use: L lighttpd module, A Apache module
 # file, E a2enmod name.

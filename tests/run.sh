@@ -112,6 +112,25 @@ summary() {
                 fail 1 "e2e: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/e2e.log"
             fi
         fi
+        # Shared hosting: one "ok - " line per check; it needs root to
+        # create its user, and a skip is not a pass.
+        st=$(step_status shared)
+        if [ -z "$st" ]; then
+            fail 1 "shared: did not run"
+        elif [ "$st" = 77 ]; then
+            fail 1 "shared: skipped (needs root to create its user); see $BUILD_DIR/shared.log"
+        else
+            grep -E '^(== |shared: )|^not ok' shared.log || true
+            # shellcheck disable=SC2046
+            set -- $(awk '/^ok - /{p++} /^not ok - /{f++} /^shared: [0-9]+ passed/{d=1}
+                END{print p+0, f+0, d+0}' shared.log)
+            passed=$((passed + $1))
+            [ "$2" -eq 0 ] || fail "$2" "shared: $2 checks failed; see $BUILD_DIR/shared.log"
+            if [ "$st" != 0 ] && [ "$2" -eq 0 ]; then
+                [ "$3" = 1 ] || tail -40 shared.log
+                fail 1 "shared: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/shared.log"
+            fi
+        fi
     fi
     summarised=yes
     echo "mcpauth: $passed passed, $failed failed"
@@ -147,11 +166,17 @@ if [ "$(step_status build)" = 0 ]; then
     for log in $(test_logs); do
         rm -f "$BUILD_DIR/$log" "$BUILD_DIR/${log%.log}.trs"
     done
-    rm -f "$BUILD_DIR/e2e.log"
+    rm -f "$BUILD_DIR/e2e.log" "$BUILD_DIR/shared.log"
     step make-check make -C "$BUILD_DIR" -k -j1 check
     # The official MCP SDK client, the MCP reference server, an external AS
     # and a browser against the demo deployment on lighttpd and Apache.
     # shellcheck disable=SC2016
     step e2e sh -c 'sh "$1" > "$2" 2>&1' e2e "$top/tests/e2e/run.sh" "$BUILD_DIR/e2e.log"
+    # Shared hosting (doc/shared-hosting.md): an unprivileged user builds,
+    # installs and deploys mcpauth from its home with the .htaccess kit;
+    # the SDK client's whole flow under mod_fcgid and as plain CGI.
+    # shellcheck disable=SC2016
+    step shared sh -c 'BUILD_DIR="$1" sh "$2" > "$3" 2>&1' shared "$BUILD_DIR" \
+        "$top/tests/shared/run.sh" "$BUILD_DIR/shared.log"
 fi
 summary
