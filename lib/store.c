@@ -37,10 +37,21 @@
  * unknown family reads as revoked. */
 #define FAMILY_LINGER 86400L
 
+/* Statements are prepared once per connection and kept: SQLite's parser
+ * and planner were a visible share of the token endpoint's time (bench/
+ * bench_as).  Keyed by the SQL text's address (every caller passes a
+ * literal); used under the store's lock only. */
+#define STMT_CACHE 64
+
 struct mcpauth_store {
     sqlite3 *db;
     pthread_mutex_t lock;
     pid_t pid; /* SQLite connections must not cross fork() */
+    int restart_tried; /* WAL frames at the last RESTART checkpoint tried */
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } stmts[STMT_CACHE];
 };
 
 static const char schema_sql[] =
@@ -150,18 +161,62 @@ static int bindv(sqlite3_stmt *st, const char *types, va_list ap)
     return rc;
 }
 
-/* A prepared, bound statement; the bound strings must outlive it. */
+/* The statement for sql, prepared on first use and kept (see STMT_CACHE);
+ * give it back with done().  NULL when SQLite refuses it. */
+static sqlite3_stmt *prepared(mcpauth_store *s, const char *sql)
+{
+    size_t i;
+    for (i = 0; i < STMT_CACHE && s->stmts[i].sql; i++)
+        if (s->stmts[i].sql == sql)
+            return s->stmts[i].st;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(s->db, sql, -1, i < STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0, &st,
+                           NULL) != SQLITE_OK)
+        return NULL;
+    if (i < STMT_CACHE) {
+        s->stmts[i].sql = sql;
+        s->stmts[i].st = st;
+    }
+    return st;
+}
+
+/* Ends a statement from prepared(): reset (which also ends the read
+ * transaction a SELECT holds, so the WAL can start over) and unbound, or
+ * finalized when the cache was full. */
+static void done(mcpauth_store *s, sqlite3_stmt *st)
+{
+    if (!st)
+        return;
+    for (size_t i = 0; i < STMT_CACHE && s->stmts[i].sql; i++)
+        if (s->stmts[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    sqlite3_finalize(st);
+}
+
+/* sqlite3_close refuses a connection with statements left. */
+static void close_db(mcpauth_store *s)
+{
+    for (size_t i = 0; i < STMT_CACHE && s->stmts[i].sql; i++)
+        sqlite3_finalize(s->stmts[i].st);
+    sqlite3_close(s->db);
+}
+
+/* A prepared, bound statement; the bound strings must outlive it.  Give
+ * it back with done(). */
 static sqlite3_stmt *query(mcpauth_store *s, const char *sql, const char *types, ...)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = prepared(s, sql);
+    if (!st)
         return NULL;
     va_list ap;
     va_start(ap, types);
     int rc = bindv(st, types, ap);
     va_end(ap);
     if (rc != SQLITE_OK) {
-        sqlite3_finalize(st);
+        done(s, st);
         return NULL;
     }
     return st;
@@ -170,8 +225,8 @@ static sqlite3_stmt *query(mcpauth_store *s, const char *sql, const char *types,
 /* Runs a statement returning no rows; the number of rows changed, or -1. */
 static long run(mcpauth_store *s, const char *sql, const char *types, ...)
 {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+    sqlite3_stmt *st = prepared(s, sql);
+    if (!st)
         return -1;
     va_list ap;
     va_start(ap, types);
@@ -180,7 +235,7 @@ static long run(mcpauth_store *s, const char *sql, const char *types, ...)
     if (rc == SQLITE_OK)
         while ((rc = sqlite3_step(st)) == SQLITE_ROW)
             ;
-    sqlite3_finalize(st);
+    done(s, st);
     return rc == SQLITE_DONE ? (long)sqlite3_changes(s->db) : -1;
 }
 
@@ -283,27 +338,41 @@ static int check_side_files(const char *path, char *err, size_t errlen)
  * always holds an old snapshot, a checkpoint never completes, the WAL never
  * starts over and grows by tens of MB a second (bench/bench_as measured
  * 900 MB in 30 s).  So past WAL_RESTART_FRAMES the committing connection
- * runs a RESTART checkpoint, which waits (busy_timeout) for the readers and
- * lets the next writer start the WAL from its beginning; journal_size_limit
- * then cuts the file back.  Below that, SQLite's default behaviour. */
+ * tries a RESTART checkpoint, which waits for the readers and lets the next
+ * writer start the WAL from its beginning; journal_size_limit then cuts the
+ * file back.  It waits WAL_RESTART_WAIT_MS at most, and tries again only
+ * WAL_RESTART_EVERY frames later, so a reader stuck in a transaction (an
+ * admin's shell, a stopped process) costs a commit 50 ms now and then,
+ * never busy_timeout each.  Below that, SQLite's default behaviour. */
 #define WAL_AUTOCHECKPOINT_FRAMES 1000 /* SQLite's default */
 #define WAL_RESTART_FRAMES 4000        /* about 16 MB of 4 KiB pages */
+#define WAL_RESTART_EVERY 500
+#define WAL_RESTART_WAIT_MS 50
 #define WAL_SIZE_LIMIT "16777216"
+#define BUSY_TIMEOUT_MS 5000
 
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
 {
-    (void)arg;
-    if (frames >= WAL_RESTART_FRAMES)
+    mcpauth_store *s = arg;
+    if (frames < s->restart_tried)
+        s->restart_tried = 0; /* the WAL started over */
+    if (frames >= WAL_RESTART_FRAMES &&
+        (s->restart_tried == 0 || frames >= s->restart_tried + WAL_RESTART_EVERY)) {
+        s->restart_tried = frames;
+        sqlite3_busy_timeout(db, WAL_RESTART_WAIT_MS);
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
-    else if (frames >= WAL_AUTOCHECKPOINT_FRAMES)
+        sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    } else if (frames >= WAL_AUTOCHECKPOINT_FRAMES) {
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    return SQLITE_OK; /* a busy checkpoint is tried again at the next commit */
+    }
+    return SQLITE_OK; /* a busy checkpoint is tried again later */
 }
 
 static int set_pragmas(mcpauth_store *s, const char *path, char *err, size_t errlen)
 {
     /* busy_timeout first: switching to WAL may wait for other openers. */
-    static const char *const pragmas[] = {"PRAGMA busy_timeout=5000", "PRAGMA foreign_keys=ON",
+    static const char *const pragmas[] = {"PRAGMA busy_timeout=" STR(BUSY_TIMEOUT_MS),
+                                          "PRAGMA foreign_keys=ON",
                                           "PRAGMA synchronous=NORMAL",
                                           "PRAGMA journal_size_limit=" WAL_SIZE_LIMIT};
     for (size_t i = 0; i < sizeof pragmas / sizeof *pragmas; i++)
@@ -316,12 +385,12 @@ static int set_pragmas(mcpauth_store *s, const char *path, char *err, size_t err
     sqlite3_stmt *st = query(s, "PRAGMA journal_mode=WAL", "");
     int ok = st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
              strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
-    sqlite3_finalize(st);
+    done(s, st);
     if (!ok) {
         snprintf(err, errlen, "%s: cannot use WAL journal mode: %s", path, sqlite3_errmsg(s->db));
         return -1;
     }
-    sqlite3_wal_hook(s->db, wal_hook, NULL); /* replaces the automatic checkpoint */
+    sqlite3_wal_hook(s->db, wal_hook, s); /* replaces the automatic checkpoint */
     return 0;
 }
 
@@ -335,7 +404,7 @@ static int init_schema(mcpauth_store *s, const char *path, char *err, size_t err
     int version = -1;
     if (st && sqlite3_step(st) == SQLITE_ROW)
         version = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    done(s, st);
     if (version < 0 || version > SCHEMA_VERSION) {
         if (version > SCHEMA_VERSION)
             snprintf(err, errlen, "%s: schema version %d is newer than this program's (%d)",
@@ -421,7 +490,7 @@ mcpauth_store *mcpauth__store_open(const char *state_dir, char *err, size_t errl
     pthread_mutex_init(&s->lock, NULL);
     return s;
 fail:
-    sqlite3_close(s->db);
+    close_db(s);
     free(s);
     return NULL;
 }
@@ -433,7 +502,7 @@ void mcpauth__store_close(mcpauth_store *s)
     /* In a forked child the connection belongs to the parent: closing it
      * here could checkpoint or delete the WAL under the parent. */
     if (s->pid == getpid()) {
-        sqlite3_close(s->db);
+        close_db(s);
         pthread_mutex_destroy(&s->lock);
     }
     free(s);
@@ -526,7 +595,7 @@ int mcpauth__store_client_get(mcpauth_store *s, const char *client_id, mcpauth_c
         else if (rc == SQLITE_ROW)
             r = client_from_row(st, c) == 0 ? 1 : -1;
     }
-    sqlite3_finalize(st);
+    done(s, st);
     leave(s);
     return r;
 }
@@ -552,7 +621,7 @@ int mcpauth__store_client_check_secret(mcpauth_store *s, const char *client_id, 
                 mcpauth__ct_equal(stored, strlen(stored), h, 64);
         }
     }
-    sqlite3_finalize(st);
+    done(s, st);
     leave(s);
     return r;
 }
@@ -608,7 +677,7 @@ int mcpauth__store_client_list(mcpauth_store *s, int (*fn)(const mcpauth_client 
         }
         n++;
     }
-    sqlite3_finalize(st);
+    done(s, st);
     leave(s);
     for (size_t i = 0; rc == SQLITE_DONE && i < n; i++)
         if (fn(&v[i], arg))
@@ -632,7 +701,7 @@ int mcpauth__store_registration_allowed(mcpauth_store *s, const char *addr, int 
             long long count = sqlite3_column_int64(st, 0);
             r = count < limit;
         }
-        sqlite3_finalize(st);
+        done(s, st);
         if (r == 1 && run(s, "INSERT INTO registrations(addr, time) VALUES(?, ?)", "st", addr,
                           now) != 1)
             r = -1;
@@ -745,7 +814,7 @@ mcpauth_redeem mcpauth__store_code_redeem(mcpauth_store *s, const char *code, ti
                      now, tmp.family) == 1)
             r = MCPAUTH_REDEEM_OK;
     }
-    sqlite3_finalize(st);
+    done(s, st);
     if (r == MCPAUTH_REDEEM_ERROR || commit(s) != 0) {
         rollback(s);
         r = MCPAUTH_REDEEM_ERROR;
@@ -791,7 +860,7 @@ int mcpauth__store_refresh_add(mcpauth_store *s, const char *token, const mcpaut
                                      " AND client_id = ?",
                                      "sss", g->family, g->user, g->client_id);
             same = st && sqlite3_step(st) == SQLITE_ROW;
-            sqlite3_finalize(st);
+            done(s, st);
         }
         if (same && insert_refresh(s, h, g, g->expires) == 1)
             r = commit(s);
@@ -869,7 +938,7 @@ mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token
                 r = MCPAUTH_ROTATE_ERROR;
         }
     }
-    sqlite3_finalize(st);
+    done(s, st);
     if (r == MCPAUTH_ROTATE_ERROR || commit(s) != 0) {
         rollback(s);
         r = MCPAUTH_ROTATE_ERROR;
@@ -936,7 +1005,7 @@ static int refresh_lookup(mcpauth_store *s, const char *token, time_t now, int r
             g->expires = (time_t)sqlite3_column_int64(st, 5);
         }
     }
-    sqlite3_finalize(st);
+    done(s, st);
     leave(s);
     return r;
 }
@@ -1007,7 +1076,7 @@ int mcpauth__store_family_revoked(mcpauth_store *s, const char *family)
         r = 1;
     else if (rc == SQLITE_ROW)
         r = sqlite3_column_int(st, 0) != 0;
-    sqlite3_finalize(st);
+    done(s, st);
     leave(s);
     return r;
 }
@@ -1031,7 +1100,7 @@ int mcpauth__store_access_add(mcpauth_store *s, const char *token, const char *f
             r = 0;
         else if (rc == SQLITE_ROW)
             r = sqlite3_column_int(st, 0) ? 0 : 1;
-        sqlite3_finalize(st);
+        done(s, st);
         if (r == 1 && run(s, "INSERT INTO access(hash, family, expires) VALUES(?, ?, ?)", "sst", h,
                           family, expires) != 1)
             r = -1;
@@ -1075,7 +1144,7 @@ long mcpauth__store_access_revoked(mcpauth_store *s, time_t now,
         memcpy(v[n].hash, t, 65);
         v[n++].expires = (time_t)sqlite3_column_int64(st, 1);
     }
-    sqlite3_finalize(st);
+    done(s, st);
     leave(s);
     long taken = rc == SQLITE_DONE ? 0 : -1;
     for (size_t i = 0; taken >= 0 && i < n; i++) {
@@ -1135,7 +1204,7 @@ static int consent_scope(mcpauth_store *s, const char *user, const char *client_
         if (!*scope)
             *scope = mcpauth__xstrdup("");
     }
-    sqlite3_finalize(st);
+    done(s, st);
     return r;
 }
 
@@ -1271,7 +1340,7 @@ int mcpauth__store_key_list(mcpauth_store *s, time_t since,
         k->created = (time_t)sqlite3_column_int64(st, 3);
         k->retired = (time_t)sqlite3_column_int64(st, 4);
     }
-    sqlite3_finalize(st);
+    done(s, st);
     leave(s);
     for (size_t i = 0; rc == SQLITE_DONE && i < n; i++)
         if (fn(&v[i], arg))

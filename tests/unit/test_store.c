@@ -1351,74 +1351,54 @@ START_TEST(consent_form_once)
 }
 END_TEST
 
-/* Bug found by bench/bench_as: with two mcpauth-as processes of several
- * threads each writing without pause, some connection always holds a
- * snapshot, SQLite's passive checkpoints never finish, the WAL never starts
- * over and grew to 900 MB in 30 s.  The store must keep it bounded. */
-typedef struct {
-    mcpauth_store *s;
-    int k, t;
-} wal_writer;
-
-static void *wal_write(void *p)
+static double mono_s(void)
 {
-    wal_writer *w = p;
-    char id[96];
-    for (int i = 0; i < 1500; i++) {
-        snprintf(id, sizeof id, "form-%d-%d-%d-padding-padding-padding", w->k, w->t, i);
-        if (mcpauth__store_form_use(w->s, id, time(NULL) + 600) != 1)
-            return (void *)1;
-        mcpauth__store_consent_has(w->s, "u", "c", "r", "x"); /* a read, as requests do */
-    }
-    return NULL;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-START_TEST(wal_bounded_two_writers)
+/* Bug found by bench/bench_as: with two mcpauth-as processes writing
+ * without pause some connection always held a snapshot, SQLite's passive
+ * checkpoints never finished, the WAL never started over and grew to
+ * 900 MB in 30 s (the store now forces a RESTART checkpoint; bench_as shows
+ * the WAL at 16 MiB, which a unit test cannot reproduce reliably).  What
+ * is tested here: a reader holds its snapshot while the store writes 20 MB;
+ * commits must not wait on it for long (the RESTART gives up after 50 ms,
+ * not busy_timeout's 5 s), and once the reader lets go the WAL must start
+ * over and be cut back to its 16 MiB limit (journal_size_limit). */
+START_TEST(wal_starts_over_after_stuck_reader)
 {
-    mcpauth__store_close(open_ok()); /* creates the database */
-    char wal[200];
+    mcpauth_store *s = open_ok();
+    sqlite3 *r = raw_open();
+    raw_exec(r, "BEGIN");
+    ck_assert_int_ge(raw_int(r, "SELECT count(*) FROM consent_forms"), 0); /* the snapshot */
+    char id[96], wal[200];
     snprintf(wal, sizeof wal, "%s-wal", dbpath);
-    pid_t kids[2];
-    for (int k = 0; k < 2; k++) {
-        kids[k] = fork();
-        ck_assert_int_ge(kids[k], 0);
-        if (kids[k] == 0) {
-            char err[256];
-            mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
-            if (!s)
-                _exit(2);
-            pthread_t th[8];
-            wal_writer w[8];
-            int bad = 0;
-            for (int t = 0; t < 8; t++) {
-                w[t] = (wal_writer){s, k, t};
-                pthread_create(&th[t], NULL, wal_write, &w[t]);
-            }
-            for (int t = 0; t < 8; t++) {
-                void *r;
-                pthread_join(th[t], &r);
-                bad |= r != NULL;
-            }
-            mcpauth__store_close(s);
-            _exit(bad ? 3 : 0);
-        }
+    double worst = 0;
+    struct stat st;
+    int i = 0;
+    /* until the WAL is well past 16 MiB */
+    for (; i < 200000 && (stat(wal, &st) != 0 || st.st_size < (20 << 20)); i++) {
+        snprintf(id, sizeof id, "form-%d-padding-padding-padding-padding-padding", i);
+        double t0 = mono_s();
+        ck_assert_int_eq(mcpauth__store_form_use(s, id, time(NULL) + 600), 1);
+        double t = mono_s() - t0;
+        if (t > worst)
+            worst = t;
     }
-    off_t biggest = 0;
-    int left = 2, st;
-    while (left > 0) {
-        struct stat sb;
-        if (stat(wal, &sb) == 0 && sb.st_size > biggest)
-            biggest = sb.st_size;
-        for (int k = 0; k < 2; k++)
-            if (kids[k] > 0 && waitpid(kids[k], &st, WNOHANG) == kids[k]) {
-                ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer %d failed: %d", k, st);
-                kids[k] = 0;
-                left--;
-            }
-        usleep(2000);
+    ck_assert_msg(st.st_size >= (20 << 20), "the WAL did not grow past 20 MiB (%lld)",
+                  (long long)st.st_size);
+    ck_assert_msg(worst < 1.0, "a commit waited %.2f s on the stuck reader", worst);
+    raw_exec(r, "COMMIT");
+    sqlite3_close(r);
+    for (int k = 0; k < 2000; k++, i++) {
+        snprintf(id, sizeof id, "form-%d-padding-padding-padding-padding-padding", i);
+        ck_assert_int_eq(mcpauth__store_form_use(s, id, time(NULL) + 600), 1);
     }
-    /* the limit is 16 MiB plus what commits add while a RESTART waits */
-    ck_assert_msg(biggest < 24 << 20, "WAL grew to %lld bytes", (long long)biggest);
+    ck_assert_int_eq(stat(wal, &st), 0);
+    mcpauth__store_close(s);
+    ck_assert_msg(st.st_size <= (16 << 20), "the WAL stayed at %lld bytes", (long long)st.st_size);
 }
 END_TEST
 
@@ -1449,7 +1429,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, threads_shared_handle);
     tcase_add_test(tc, fork_guard);
     tcase_add_test(tc, null_handle);
-    tcase_add_test(tc, wal_bounded_two_writers);
+    tcase_add_test(tc, wal_starts_over_after_stuck_reader);
     suite_add_tcase(s, tc);
     return s;
 }
