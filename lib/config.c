@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,8 +15,13 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <mcpauth/config.h>
 #include <mcpauth/log.h>
@@ -162,6 +168,66 @@ static int set_path(parser *p, const key_def *k, void *base, const char *v)
     } else if ((st.st_mode & S_IFMT) != k->flags) {
         return fail(p, p->line, "%s \"%s\" is not a %s", k->name, v,
                     dir ? "directory" : "regular file");
+    }
+    return store_str(k, base, v);
+}
+
+/* A PEM CA bundle: a regular file holding at least one certificate. */
+static int set_ca_bundle(parser *p, const key_def *k, void *base, const char *v)
+{
+    if (set_path(p, k, base, v) < 0)
+        return -1;
+    FILE *f = fopen(v, "r");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    int err = errno;
+    if (f)
+        fclose(f);
+    if (!x)
+        return fail(p, p->line, "%s \"%s\": %s", k->name, v,
+                    f ? "no PEM certificate in it" : strerror(err));
+    X509_free(x);
+    return 0;
+}
+
+/* A private key file: readable now (the programs read it as they run) and
+ * not by every user of the host.  Parsed with its certificate by finish(). */
+static int set_key_file(parser *p, const key_def *k, void *base, const char *v)
+{
+    if (set_path(p, k, base, v) < 0)
+        return -1;
+    struct stat st;
+    int fd = open(v, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        return fail(p, p->line, "%s \"%s\": %s", k->name, v, strerror(err));
+    }
+    close(fd);
+    if (st.st_mode & (S_IROTH | S_IWOTH))
+        return fail(p, p->line, "%s \"%s\" is readable by every user: chmod o-rw it (600, or "
+                    "640 with the web server's group)", k->name, v);
+    return 0;
+}
+
+/* CURLOPT_PINNEDPUBLICKEY's hash form: "sha256//" and the base64 SHA-256 of
+ * the certificate's public key, several separated by ";". */
+static int set_pins(parser *p, const key_def *k, void *base, const char *v)
+{
+    for (const char *s = v; *s;) {
+        size_t n = strcspn(s, ";"), b = 0;
+        if (n == 8 + 44 && strncmp(s, "sha256//", 8) == 0)
+            while (b < 43 && (isalnum((unsigned char)s[8 + b]) || s[8 + b] == '+' ||
+                              s[8 + b] == '/'))
+                b++;
+        if (b != 43 || s[8 + 43] != '=')
+            return fail(p, p->line, "%s: \"%.*s\" is not sha256// and a base64 SHA-256 (44 "
+                        "characters, e.g. from `openssl x509 -pubkey -noout | openssl pkey "
+                        "-pubin -outform der | openssl dgst -sha256 -binary | base64`)",
+                        k->name, (int)(n > 80 ? 80 : n), s);
+        s += n;
+        if (*s == ';')
+            s++;
     }
     return store_str(k, base, v);
 }
@@ -335,6 +401,7 @@ static int set_algorithms(parser *p, const key_def *k, void *base, const char *v
 #define NUMBER(n, f, lo, hi) {n, set_number, f, lo, hi, 0}
 #define URL(n, fn, f, kind) {n, fn, f, 0, 0, kind}
 #define PATH(n, f, type) {n, set_path, f, 0, 0, type}
+#define FILE_KEY(n, fn, f) {n, fn, f, 0, 0, S_IFREG} /* set_path and more checks */
 #define END {NULL, NULL, 0, 0, 0, 0}
 
 #define TEXT_MAX 200   /* names and client IDs */
@@ -435,6 +502,11 @@ static const key_def resource_keys[] = {
     URL("resource_tos_uri", set_url, R(resource_tos_uri), U_LINK),
     URL("backend", set_url, R(backend), U_BACKEND),
     KEY("backend_socket", set_socket, R(backend_socket)),
+    FILE_KEY("backend_ca_file", set_ca_bundle, R(backend_ca_file)),
+    PATH("backend_client_cert", R(backend_client_cert), S_IFREG),
+    FILE_KEY("backend_client_key", set_key_file, R(backend_client_key)),
+    KEY("backend_pinned_pubkey", set_pins, R(backend_pinned_pubkey)),
+    URL("resource_metadata_url", set_url, R(metadata_url), MCPAUTH_URI_KEEP_SLASH),
     TEXT("backend_authorization", R(backend_authorization), SECRET_MAX),
     KEY("allowed_origins", set_origins, R(allowed_origins)),
     KEY("subject_header", set_header, R(subject_header)),
@@ -690,6 +762,109 @@ static int check_scopes_subset(parser *p, const mcpauth_resource *r, const mcpau
     return 0;
 }
 
+/* metadata_url: resource_metadata_url made canonical, else the
+ * path-inserted URL (RFC 9728 §3.1); and where mcpauth-metadata finds it. */
+static void set_metadata_url(mcpauth_resource *r)
+{
+    if (r->metadata_url) {
+        /* accepted by set_url under the same flags: cannot fail */
+        char *canon = mcpauth__uri_canonicalize(r->metadata_url, MCPAUTH_URI_KEEP_SLASH, NULL);
+        free(r->metadata_url);
+        r->metadata_url = mcpauth__check(canon, "resource_metadata_url");
+    } else {
+        r->metadata_url = concat(r->origin, r->metadata_path);
+    }
+    char *origin = NULL, *path = NULL;
+    mcpauth__uri_split(r->metadata_url, &origin, &path);
+    if (!*path) {
+        free(path);
+        path = mcpauth__xstrdup("/");
+    }
+    r->metadata_url_path = path;
+    r->metadata_url_host = mcpauth__xstrdup(origin + strcspn(origin, ":") + 3);
+    free(origin);
+}
+
+/* A resource_metadata_url is one URL of one resource, and a client must be
+ * able to fetch it without a token: not at or below a resource's uri, whose
+ * requests the proxy or the gate answer. */
+static int check_metadata_url(parser *p, const mcpauth_resource *r)
+{
+    const mcpauth_config *cfg = p->cfg;
+    const char *mp = r->metadata_url_path, *mh = r->metadata_url_host;
+    if (strcmp(mp, r->metadata_path) == 0 && strcasecmp(mh, r->host) == 0)
+        return 0; /* the path-inserted default */
+    char *origin = NULL, *path = NULL; /* canonical, like the resources' origins */
+    mcpauth__uri_split(r->metadata_url, &origin, &path);
+    free(path);
+    int rc = 0;
+    for (size_t j = 0; j < cfg->nresources && rc == 0; j++) {
+        const mcpauth_resource *q = &cfg->resources[j];
+        size_t n = strlen(q->path);
+        if (strcmp(q->origin, origin) == 0 && strncmp(mp, q->path, n) == 0 &&
+            (mp[n] == '\0' || mp[n] == '/' || (n > 0 && q->path[n - 1] == '/')) &&
+            strncmp(mp, "/.well-known/", 13) != 0)
+            rc = fail(p, r->line, "[resource %s]: resource_metadata_url %s is at or below the "
+                      "uri of [resource %s], where a token is needed; clients fetch the "
+                      "metadata without one", r->name, r->metadata_url, q->name);
+        else if (q != r && ((strcmp(mp, q->metadata_path) == 0 && strcasecmp(mh, q->host) == 0) ||
+                            (strcmp(mp, q->metadata_url_path) == 0 &&
+                             strcasecmp(mh, q->metadata_url_host) == 0)))
+            rc = fail(p, r->line, "[resource %s]: resource_metadata_url %s is where the "
+                      "metadata of [resource %s] is served", r->name, r->metadata_url, q->name);
+    }
+    free(origin);
+    return rc;
+}
+
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return 0;
+}
+
+/* The backend's TLS keys: only for an https backend, the certificate with
+ * its key, both PEM, unencrypted (no one is there to type a passphrase)
+ * and matching, so a mistake stops start-up instead of every request. */
+static int check_backend_tls(parser *p, const mcpauth_resource *r)
+{
+    if (!r->backend_ca_file && !r->backend_client_cert && !r->backend_client_key &&
+        !r->backend_pinned_pubkey)
+        return 0;
+    if (!r->backend || strncasecmp(r->backend, "https://", 8) != 0)
+        return fail(p, r->line, "[resource %s]: backend_ca_file, backend_client_cert, "
+                    "backend_client_key and backend_pinned_pubkey are for an https backend, "
+                    "and backend is %s", r->name, r->backend ? r->backend : "not set");
+    if (!r->backend_client_cert != !r->backend_client_key)
+        return fail(p, r->line, "[resource %s]: backend_client_cert and backend_client_key go "
+                    "together", r->name);
+    if (!r->backend_client_cert)
+        return 0;
+    FILE *f = fopen(r->backend_client_cert, "r");
+    X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    f = fopen(r->backend_client_key, "r");
+    EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, no_passphrase, NULL) : NULL;
+    if (f)
+        fclose(f);
+    int match = x && k && X509_check_private_key(x, k) == 1;
+    ERR_clear_error(); /* nothing of this for the next OpenSSL caller */
+    X509_free(x);
+    EVP_PKEY_free(k);
+    if (!x)
+        return fail(p, r->line, "[resource %s]: backend_client_cert \"%s\": no PEM certificate "
+                    "in it", r->name, r->backend_client_cert);
+    if (!k)
+        return fail(p, r->line, "[resource %s]: backend_client_key \"%s\": no PEM private key "
+                    "in it (an encrypted key cannot be used: `openssl pkey -in KEY -out KEY2` "
+                    "writes it unencrypted)", r->name, r->backend_client_key);
+    if (!match)
+        return fail(p, r->line, "[resource %s]: backend_client_key is not the key of "
+                    "backend_client_cert", r->name);
+    return 0;
+}
+
 /* Whole-file checks: required keys, canonical URIs, duplicates, defaults. */
 static int finish(parser *p)
 {
@@ -726,8 +901,10 @@ static int finish(parser *p)
                         "trailing_slash = yes but uri \"%s\" does not end with \"/\"", canon);
         mcpauth__uri_split(canon, &r->origin, &r->path); /* canonical: cannot fail */
         r->metadata_path = concat(MCPAUTH_PRM_WELL_KNOWN, r->path);
-        r->metadata_url = concat(r->origin, r->metadata_path);
         r->host = mcpauth__xstrdup(r->origin + strcspn(r->origin, ":") + 3);
+        set_metadata_url(r);
+        if (check_backend_tls(p, r) < 0)
+            return -1;
         if (check_scopes_subset(p, r, &r->scopes_required) < 0)
             return -1;
         for (int m = 0; m < 5; m++)
@@ -748,6 +925,9 @@ static int finish(parser *p)
                             "resources \"%s\" and \"%s\" have the same uri \"%s\" (first at line %u)",
                             cfg->resources[j].name, r->name, r->uri, p->uri_line[j]);
     }
+    for (size_t i = 0; i < cfg->nresources; i++)
+        if (check_metadata_url(p, &cfg->resources[i]) < 0)
+            return -1;
     if (!cfg->runtime_dir)
         cfg->runtime_dir = mcpauth__xstrdup(LOCALSTATEDIR "/lib/mcpauth");
     for (size_t i = 0; i < cfg->npolicies; i++) {
@@ -909,6 +1089,12 @@ static void resource_free(mcpauth_resource *r)
     free(r->host);
     free(r->metadata_path);
     free(r->metadata_url);
+    free(r->metadata_url_path);
+    free(r->metadata_url_host);
+    free(r->backend_ca_file);
+    free(r->backend_client_cert);
+    free(r->backend_client_key);
+    free(r->backend_pinned_pubkey);
     free(r->resource_name);
     mcpauth_strlist_free(&r->authorization_servers);
     mcpauth_strlist_free(&r->scopes_supported);

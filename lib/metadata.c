@@ -141,10 +141,17 @@ const mcpauth_resource *mcpauth_metadata_lookup(const mcpauth_metadata *md, cons
     int nfound = 0;
     for (size_t i = 0; i < md->ndocs; i++) {
         const mcpauth_resource *r = md->docs[i].res;
-        if (strcmp(r->metadata_path, path) != 0)
+        const char *h;
+        /* the path-inserted form (RFC 9728 §3.1), and resource_metadata_url
+         * when it is elsewhere (the URL the challenges name, §5.1) */
+        if (strcmp(r->metadata_path, path) == 0)
+            h = r->host;
+        else if (strcmp(r->metadata_url_path, path) == 0)
+            h = r->metadata_url_host;
+        else
             continue;
         /* Same path on two virtual hosts: the configured host decides. */
-        if (host && strcasecmp(r->host, host) == 0)
+        if (host && strcasecmp(h, host) == 0)
             return r;
         found = r;
         nfound++;

@@ -141,11 +141,26 @@ static const char *origin_check(const mcpauth_resource *res, const char *origin)
     return ok ? origin : NULL;
 }
 
+/* SHA-256 fetched once: EVP_sha256() makes every digest look its
+ * implementation up again. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* The only hash of a rate or concurrency key: shm.c keys its slot index
+ * with the file's secret itself (SipHash) and stores this digest. */
 int mcpauth__proxy_rate_key(const char *kind, const char *resource, const char *const *parts,
                             size_t n, unsigned char out[MCPAUTH__RATE_KEY_LEN])
 {
+    pthread_once(&sha256_once, sha256_fetch);
+    if (!sha256_md)
+        return -1;
     EVP_MD_CTX *ctx = mcpauth__check(EVP_MD_CTX_new(), "EVP_MD_CTX");
-    int ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+    int ok = EVP_DigestInit_ex(ctx, sha256_md, NULL) == 1;
     for (size_t i = 0; ok && i < n + 2; i++) {
         const char *part = i == 0 ? kind : i == 1 ? resource : parts[i - 2];
         if (!part)

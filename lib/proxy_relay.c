@@ -51,6 +51,7 @@ typedef struct relay {
     double last_write;          /* last bytes to the client, heartbeats included */
     unsigned long long bytes;   /* body bytes relayed */
     char tail[3];               /* last body bytes relayed, for heartbeat placement */
+    char curl_error[CURL_ERROR_SIZE]; /* libcurl's detail of a failure, for the log */
 } relay;
 
 static double mono(void)
@@ -331,6 +332,31 @@ static void header_refused(const relay *r, const char *name, int theirs)
                             "The request for the MCP server could not be built", o->id_json);
 }
 
+/* TLS towards the backend: verified always (libcurl's default, said
+ * again); backend_ca_file alone, not the system store or ca_file, when set
+ * (the CA path libcurl may have built in included); the files were checked
+ * at start-up and libcurl reads them as it connects. */
+static void backend_tls(CURL *c, const mcpauth_resource *res, const mcpauth_config *cfg)
+{
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2); /* RFC 9325 floor */
+    if (res->backend_ca_file) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, res->backend_ca_file);
+        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    } else if (cfg->ca_file) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, cfg->ca_file);
+    }
+    if (res->backend_client_cert) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, res->backend_client_cert);
+        curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+        curl_easy_setopt(c, CURLOPT_SSLKEY, res->backend_client_key);
+        curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+    }
+    if (res->backend_pinned_pubkey)
+        curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, res->backend_pinned_pubkey);
+}
+
 static void curl_setup(CURL *c, relay *r, struct curl_slist *h)
 {
     const mcpauth__proxy_order *o = r->o;
@@ -342,9 +368,9 @@ static void curl_setup(CURL *c, relay *r, struct curl_slist *h)
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_PROXY, ""); /* the backend is ours: no proxy */
-    if (cfg->ca_file)
-        curl_easy_setopt(c, CURLOPT_CAINFO, cfg->ca_file);
+    backend_tls(c, o->res, cfg);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->curl_error);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "mcpauth-proxy/" PACKAGE_VERSION);
     if (strcmp(o->method, "POST") == 0) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);
@@ -394,8 +420,17 @@ static void relay_finish(relay *r, CURLcode rc)
         return;
     }
     int timeout = rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK;
-    mcpauth_log(MCPAUTH_LOG_WARN, timeout ? "backend_timeout" : "backend_failed", "resource",
-                res->name, "backend", res->backend, "reason", curl_easy_strerror(rc), NULL);
+    /* a certificate refused either way, a missing client certificate (TLS
+     * 1.3 says so after the handshake: a receive error naming the alert) */
+    int tls = rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
+              rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CIPHER ||
+              rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_SSL_PINNEDPUBKEYNOTMATCH ||
+              rc == CURLE_SSL_ISSUER_ERROR ||
+              (rc == CURLE_RECV_ERROR && strstr(r->curl_error, "alert"));
+    mcpauth_log(MCPAUTH_LOG_WARN,
+                timeout ? "backend_timeout" : tls ? "backend_tls_failed" : "backend_failed",
+                "resource", res->name, "backend", res->backend, "reason",
+                r->curl_error[0] ? r->curl_error : curl_easy_strerror(rc), NULL);
     if (r->resp->head_sent)
         return; /* mid-stream: nothing more can be said */
     mcpauth__proxy_cors(r->resp, r->o->origin_ok);
@@ -426,7 +461,9 @@ void mcpauth__proxy_relay(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
         CURL *c = thread_curl(p);
         curl_setup(c, &r, h);
         r.started = r.last_data = mono();
-        relay_finish(&r, curl_easy_perform(c));
+        CURLcode rc = curl_easy_perform(c);
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL); /* r goes out of scope */
+        relay_finish(&r, rc);
     }
     curl_slist_free_all(h);
 }

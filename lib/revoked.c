@@ -1,7 +1,7 @@
-/* See revoked.h.  The file follows shm.c's approach (header with magic and
- * layout, per-file secret, boot id, robust process-shared mutex, created
- * 0600 under flock, a file of another layout replaced by rename), kept
- * self-contained here because readers differ: they map the file read-only
+/* See revoked.h.  The file is opened, set up and replaced like the other
+ * shared files (robust.c: header with magic and layout, per-file secret,
+ * boot id, robust process-shared mutex, created 0600 under flock, a file of
+ * another layout replaced by rename); readers map it read-only
  * (mcpauth-gate may run where runtime_dir is read-only) and take no lock.
  *
  * Lock-free reads: a slot is {key[2], expires}.  A writer filling a slot
@@ -18,19 +18,15 @@
 
 #include <errno.h>
 #include <stddef.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
 
 #include <mcpauth/log.h>
 
@@ -43,7 +39,6 @@
 #define WINDOW 32
 #define MIN_SLOTS ((size_t)WINDOW)
 #define MAX_SLOTS ((size_t)1 << 24)
-#define OPEN_TRIES 8
 /* config.c allows clock_leeway up to 600 s: a token is accepted that long
  * after exp, so its entry must live as long. */
 #define LEEWAY_MAX 600
@@ -108,155 +103,58 @@ static void fill_expected(struct header *h, size_t nslots)
     h->total = total_size(nslots);
 }
 
-/* 1 ours with want's layout (want->nslots 0: any valid size, filled in),
- * -1 ours but another layout, 0 not ours. */
-static int header_state(int fd, const struct stat *st, struct header *want)
+/* 1 ours with the layout for *nslots (0: any valid size, filled in), -1
+ * ours but another layout, 0 not ours. */
+static int file_state(int fd, const struct stat *st, void *nslots)
 {
-    struct header h;
+    size_t *n = nslots;
+    struct header h, want;
     if (st->st_size < (off_t)sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
         return 0;
     if (memcmp(h.magic, MAGIC, sizeof h.magic) != 0)
         return 0;
-    if (!want->nslots && h.nslots >= MIN_SLOTS && h.nslots <= MAX_SLOTS)
-        fill_expected(want, (size_t)h.nslots);
-    if (h.version != want->version || h.mutex_size != want->mutex_size ||
-        h.slot_size != want->slot_size || h.nslots != want->nslots || h.total != want->total ||
-        (uint64_t)st->st_size != want->total || h.retired)
+    if (!*n && h.nslots >= MIN_SLOTS && h.nslots <= MAX_SLOTS)
+        *n = (size_t)h.nslots;
+    fill_expected(&want, *n);
+    if (h.version != want.version || h.mutex_size != want.mutex_size ||
+        h.slot_size != want.slot_size || h.nslots != want.nslots || h.total != want.total ||
+        (uint64_t)st->st_size != want.total || h.retired)
         return -1;
     return 1;
 }
 
-
-
-
 /* Zero-filled, fresh header, the magic written last. */
-static int init_file(int fd, size_t nslots, char *err, size_t errlen)
+static int init_file(int fd, const void *nslots, char *err, size_t errlen)
 {
-    if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)total_size(nslots)) != 0) {
-        snprintf(err, errlen, "cannot size the file: %s", strerror(errno));
+    size_t n = *(const size_t *)nslots;
+    struct header *h = mcpauth__shmfile_fresh(fd, total_size(n), sizeof *h, err, errlen);
+    if (!h)
         return -1;
-    }
-    struct header *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (h == MAP_FAILED) {
-        snprintf(err, errlen, "mmap: %s", strerror(errno));
-        return -1;
-    }
-    fill_expected(h, nslots);
+    fill_expected(h, n);
     int rc = mcpauth__shmfile_seal(h->magic, MAGIC, h->boot, h->secret, sizeof h->secret,
                                    &h->lock, err, errlen);
     munmap(h, sizeof *h);
     return rc;
 }
 
-static int init_replacement(int fd, const void *nslots, char *err, size_t errlen)
-{
-    return init_file(fd, *(const size_t *)nslots, err, errlen);
-}
-
-/* Marks the file behind fd retired so readers mapping it reopen the path. */
-static void retire(int fd)
-{
-    struct header *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (h == MAP_FAILED)
-        return;
-    __atomic_store_n(&h->retired, 1u, __ATOMIC_RELEASE);
-    munmap(h, sizeof *h);
-}
-
-
-
-
-static int flock_retry(int fd, int op)
-{
-    while (flock(fd, op) != 0)
-        if (errno != EINTR)
-            return -1;
-    return 0;
-}
-
-/* 1 with *out_fd ready and *nslots set, 0 to try again (replaced while we
- * waited), -1 on error. */
-static int open_once(const char *path, int writable, size_t *nslots, int *out_fd, char *err,
-                     size_t errlen)
-{
-    int flags = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
-    int fd = writable ? open(path, O_RDWR | O_CREAT | flags, 0600) : open(path, O_RDONLY | flags);
-    if (fd < 0)
-        return mcpauth__shmfile_open_error(path, err, errlen);
-    struct stat st;
-    char why[160];
-    if (mcpauth__shmfile_check(fd, &st, writable, why, sizeof why) != 0) {
-        snprintf(err, errlen, "%s: %s", path, why);
-        close(fd);
-        return -1;
-    }
-    /* shared for readers: no half-initialised header is ever taken */
-    if (flock_retry(fd, writable ? LOCK_EX : LOCK_SH) != 0) {
-        snprintf(err, errlen, "%s: flock: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    struct stat now;
-    if (lstat(path, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
-        close(fd);
-        return 0;
-    }
-    if (fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    struct header want;
-    if (writable)
-        fill_expected(&want, *nslots);
-    else
-        memset(&want, 0, sizeof want);
-    int state = header_state(fd, &st, &want);
-    if (!writable) {
-        if (state != 1) {
-            snprintf(err, errlen, "%s: not (yet) a revocation list of this version", path);
-            close(fd);
-            return -1;
-        }
-        *nslots = (size_t)want.nslots;
-        /* explicitly: a mapping keeps the open file, and so the lock */
-        flock(fd, LOCK_UN);
-        *out_fd = fd;
-        return 1;
-    }
-    if (state < 0) {
-        int nfd = mcpauth__shmfile_replace(path, init_replacement, nslots, why, sizeof why);
-        if (nfd >= 0) {
-            retire(fd);
-            flock(fd, LOCK_UN);
-            close(fd);
-            *out_fd = nfd;
-            return 1;
-        }
-        state = 0;
-    }
-    if ((state == 0 && init_file(fd, *nslots, why, sizeof why) != 0) ||
-        (state == 1 && mcpauth__robust_new_boot(fd, sizeof(struct header),
-                                                   offsetof(struct header, lock),
-                                                   offsetof(struct header, boot), why,
-                                                   sizeof why) != 0)) {
-        snprintf(err, errlen, "%s: %s", path, why);
-        close(fd);
-        return -1;
-    }
-    flock(fd, LOCK_UN);
-    *out_fd = fd;
-    return 1;
-}
+/* A replaced file is marked retired, so readers mapping it reopen the
+ * path. */
+static const mcpauth__shmfile_kind revoked_kind = {
+    .header_size = sizeof(struct header),
+    .lock_off = offsetof(struct header, lock),
+    .nlocks = 1,
+    .boot_off = offsetof(struct header, boot),
+    .retired_off = offsetof(struct header, retired),
+    .state = file_state,
+    .init = init_file,
+    .what = "a revocation list",
+};
 
 static map *map_open(const char *path, int writable, size_t nslots, char *err, size_t errlen)
 {
-    int fd = -1, rc = 0;
-    for (int i = 0; i < OPEN_TRIES && rc == 0; i++)
-        rc = open_once(path, writable, &nslots, &fd, err, errlen);
-    if (rc == 0)
-        snprintf(err, errlen, "%s: keeps being replaced by other processes", path);
-    if (rc != 1)
+    int fd = writable ? mcpauth__shmfile_open(path, &revoked_kind, &nslots, err, errlen)
+                      : mcpauth__shmfile_open_ro(path, &revoked_kind, &nslots, err, errlen);
+    if (fd < 0)
         return NULL;
     size_t size = total_size(nslots);
     void *p = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);

@@ -16,6 +16,54 @@
 #include "alloc.h"
 #include "robust.h"
 
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                             \
+    do {                                                                                     \
+        v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);                            \
+        v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;                                               \
+        v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;                                               \
+        v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);                            \
+    } while (0)
+
+/* As in the reference (Aumasson and Bernstein, 2012). */
+uint64_t mcpauth__siphash(const unsigned char key[MCPAUTH__SIPHASH_KEY_LEN], const void *in,
+                          size_t len)
+{
+    const unsigned char *p = in;
+    uint64_t k0 = le64(key), k1 = le64(key + 8);
+    uint64_t v0 = 0x736f6d6570736575ull ^ k0, v1 = 0x646f72616e646f6dull ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ull ^ k0, v3 = 0x7465646279746573ull ^ k1;
+    size_t whole = len - len % 8;
+    for (size_t i = 0; i < whole; i += 8) {
+        uint64_t m = le64(p + i);
+        v3 ^= m;
+        SIPROUND;
+        SIPROUND;
+        v0 ^= m;
+    }
+    uint64_t b = (uint64_t)len << 56;
+    for (size_t i = 0; i < len % 8; i++)
+        b |= (uint64_t)p[whole + i] << (8 * i);
+    v3 ^= b;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
 void mcpauth__boot_id(char out[MCPAUTH__BOOT_ID_LEN])
 {
     memset(out, 0, MCPAUTH__BOOT_ID_LEN);
@@ -49,14 +97,9 @@ int mcpauth__robust_lock(pthread_mutex_t *m)
     return rc;
 }
 
-int mcpauth__robust_new_boot(int fd, size_t header_size, size_t lock_off, size_t boot_off,
-                             char *err, size_t errlen)
-{
-    return mcpauth__robust_new_boot_n(fd, header_size, lock_off, 1, boot_off, err, errlen);
-}
-
-int mcpauth__robust_new_boot_n(int fd, size_t header_size, size_t lock_off, size_t nlocks,
-                               size_t boot_off, char *err, size_t errlen)
+/* See mcpauth__shmfile_kind: a new boot sets the locks up afresh. */
+static int new_boot(int fd, size_t header_size, size_t lock_off, size_t nlocks, size_t boot_off,
+                    char *err, size_t errlen)
 {
     char boot[MCPAUTH__BOOT_ID_LEN], seen[MCPAUTH__BOOT_ID_LEN];
     mcpauth__boot_id(boot);
@@ -105,7 +148,8 @@ int mcpauth__shmfile_check(int fd, struct stat *st, int writable, char *err, siz
     return 0;
 }
 
-int mcpauth__shmfile_open_error(const char *path, char *err, size_t errlen)
+/* The reason an open(2) of path failed (errno), in err; returns -1. */
+static int open_error(const char *path, char *err, size_t errlen)
 {
     int e = errno;
     if (e == ELOOP)
@@ -117,9 +161,12 @@ int mcpauth__shmfile_open_error(const char *path, char *err, size_t errlen)
     return -1;
 }
 
-int mcpauth__shmfile_replace(const char *path,
-                             int (*init)(int fd, const void *arg, char *err, size_t errlen),
-                             const void *arg, char *err, size_t errlen)
+/* Builds a fresh file beside path with init(fd, arg, ...) and renames it
+ * over path: processes that still map the old layout keep the old inode.
+ * The new descriptor, or -1 (init's reason in err, or none when the
+ * directory does not allow it). */
+static int replace(const char *path, int (*init)(int fd, const void *arg, char *err, size_t errlen),
+                   const void *arg, char *err, size_t errlen)
 {
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1)
@@ -137,6 +184,20 @@ int mcpauth__shmfile_replace(const char *path,
     }
     free(tmp);
     return fd;
+}
+
+void *mcpauth__shmfile_fresh(int fd, size_t size, size_t header_size, char *err, size_t errlen)
+{
+    if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)size) != 0) {
+        snprintf(err, errlen, "cannot size the file: %s", strerror(errno));
+        return NULL;
+    }
+    void *h = mmap(NULL, header_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (h == MAP_FAILED) {
+        snprintf(err, errlen, "mmap: %s", strerror(errno));
+        return NULL;
+    }
+    return h;
 }
 
 int mcpauth__shmfile_seal(char magic_field[8], const char magic[8],
@@ -160,28 +221,32 @@ int mcpauth__shmfile_seal(char magic_field[8], const char magic[8],
 
 /* One attempt: 1 with *out ready, 0 to try again (the path was replaced
  * while we waited for the lock), -1 on error. */
-static int open_once(const char *path, const mcpauth__shmfile_kind *k, void *arg, int *out,
-                     char *err, size_t errlen)
+static int open_once(const char *path, const mcpauth__shmfile_kind *k, void *arg, int writable,
+                     int *out, char *err, size_t errlen)
 {
     /* O_NONBLOCK|O_NOCTTY: a FIFO or a device at path must neither hang
      * nor grab a terminal before fstat refuses it. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
+    int flags = O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY;
+    int fd = writable ? open(path, O_RDWR | O_CREAT | flags, 0600) : open(path, O_RDONLY | flags);
     if (fd < 0)
-        return mcpauth__shmfile_open_error(path, err, errlen);
+        return open_error(path, err, errlen);
     struct stat st, now;
     char why[160];
-    if (mcpauth__shmfile_check(fd, &st, 1, why, sizeof why) != 0) {
+    if (mcpauth__shmfile_check(fd, &st, writable, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s: %s", path, why);
         close(fd);
         return -1;
     }
-    while (flock(fd, LOCK_EX) != 0) {
+    /* shared for readers: no half set-up header is ever taken */
+    while (flock(fd, writable ? LOCK_EX : LOCK_SH) != 0) {
         if (errno != EINTR) {
             snprintf(err, errlen, "%s: flock: %s", path, strerror(errno));
             close(fd);
             return -1;
         }
     }
+    /* another opener may have renamed a fresh file over the path while we
+     * waited: then ours is the old one */
     if (lstat(path, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
         close(fd);
         return 0;
@@ -192,9 +257,20 @@ static int open_once(const char *path, const mcpauth__shmfile_kind *k, void *arg
         return -1;
     }
     int state = k->state(fd, &st, arg), rc = 0;
+    if (!writable) {
+        if (state != 1) {
+            snprintf(err, errlen, "%s: not (yet) %s of this version", path,
+                     k->what ? k->what : "a file");
+            close(fd);
+            return -1;
+        }
+        flock(fd, LOCK_UN); /* explicitly: a mapping keeps the open file, and so the lock */
+        *out = fd;
+        return 1;
+    }
     why[0] = '\0';
     if (state != 1 && st.st_size > 0) {
-        int nfd = mcpauth__shmfile_replace(path, k->init, arg, why, sizeof why);
+        int nfd = replace(path, k->init, arg, why, sizeof why);
         if (nfd >= 0) {
             if (k->retired_off && (size_t)st.st_size >= k->header_size) {
                 char *m = mmap(NULL, k->header_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -218,8 +294,7 @@ static int open_once(const char *path, const mcpauth__shmfile_kind *k, void *arg
     if (state != 1)
         rc = k->init(fd, arg, why, sizeof why);
     else
-        rc = mcpauth__robust_new_boot_n(fd, k->header_size, k->lock_off, k->nlocks, k->boot_off,
-                                        why, sizeof why);
+        rc = new_boot(fd, k->header_size, k->lock_off, k->nlocks, k->boot_off, why, sizeof why);
     if (rc != 0) {
         snprintf(err, errlen, "%s: %s", path, why);
         close(fd);
@@ -230,13 +305,25 @@ static int open_once(const char *path, const mcpauth__shmfile_kind *k, void *arg
     return 1;
 }
 
-int mcpauth__shmfile_open(const char *path, const mcpauth__shmfile_kind *kind, void *arg,
-                          char *err, size_t errlen)
+static int open_tries(const char *path, const mcpauth__shmfile_kind *kind, void *arg,
+                      int writable, char *err, size_t errlen)
 {
     int fd = -1, rc = 0;
     for (int i = 0; i < 8 && rc == 0; i++)
-        rc = open_once(path, kind, arg, &fd, err, errlen);
+        rc = open_once(path, kind, arg, writable, &fd, err, errlen);
     if (rc == 0)
         snprintf(err, errlen, "%s: keeps being replaced by other processes", path);
     return rc == 1 ? fd : -1;
+}
+
+int mcpauth__shmfile_open(const char *path, const mcpauth__shmfile_kind *kind, void *arg,
+                          char *err, size_t errlen)
+{
+    return open_tries(path, kind, arg, 1, err, errlen);
+}
+
+int mcpauth__shmfile_open_ro(const char *path, const mcpauth__shmfile_kind *kind, void *arg,
+                             char *err, size_t errlen)
+{
+    return open_tries(path, kind, arg, 0, err, errlen);
 }

@@ -1,8 +1,10 @@
 /* See shm.h.  Layout: a header (magic, layout version, table sizes, a
  * per-file secret and the robust process-shared mutex), then the bucket
- * table, then the session table.  Both tables use open addressing over a
- * window of WINDOW slots starting at an index derived from a keyed hash, so
- * an operation touches a bounded number of slots and allocates nothing.
+ * table, the session table and the in-flight table.  The tables use open
+ * addressing over a window of slots starting at an index keyed with the
+ * file's secret (SipHash of the key's SHA-256), so an operation touches a
+ * bounded number of slots and allocates nothing.  The file is opened, set
+ * up and replaced by mcpauth__shmfile_open (robust.c).
  *
  * Why carrying on after EOWNERDEAD is sound: every operation changes at
  * most one slot, and a slot being (re)filled is first marked unused and
@@ -15,7 +17,6 @@
 
 #include <errno.h>
 #include <stddef.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -24,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,7 +37,7 @@
 #include "shm.h"
 
 #define MAGIC "mcpaSHM\n"
-#define LAYOUT_VERSION 2u /* bump on any change to the structs below */
+#define LAYOUT_VERSION 3u /* bump on any change to the structs below or to the hashing */
 /* In-flight request slots for the whole host: far above what the web
  * servers' worker limits let run at once. */
 #define INFLIGHT 8192
@@ -46,7 +46,6 @@
 #define INFLIGHT_WINDOW 512
 #define WINDOW 8
 #define MAX_ENTRIES ((size_t)1 << 24)
-#define OPEN_TRIES 8
 
 /* Compiler barrier: keeps the stores to a slot in program order, so a
  * process killed mid-update leaves what the comment at the top promises.
@@ -60,9 +59,10 @@ struct header {
      * must not share one file. */
     uint32_t mutex_size, bucket_size, session_size, inflight_size;
     uint64_t nbuckets, nsessions, ninflight, total;
-    /* Keys the slot index so clients cannot pick keys that collide with
-     * someone else's window and evict their bucket or session binding. */
-    unsigned char secret[32];
+    /* Keys the slot index (SipHash) so clients cannot pick keys that
+     * collide with someone else's window and evict their bucket or session
+     * binding. */
+    unsigned char secret[MCPAUTH__SIPHASH_KEY_LEN];
     /* The boot the mutex was set up in: a file kept on disk across a crash
      * may hold a lock whose owner never got to exit (no EOWNERDEAD). */
     char boot[MCPAUTH__BOOT_ID_LEN];
@@ -146,120 +146,58 @@ static void fill_expected(struct header *h, size_t nbuckets, size_t nsessions)
     h->total = total_size(nbuckets, nsessions);
 }
 
+/* What the file must hold: the sizes this process asks for. */
+typedef struct {
+    size_t nbuckets, nsessions;
+} sizes;
+
 /* 1 when the file's header is ours in every respect and the file is
  * exactly as long as it says, -1 when it is ours but of another layout,
  * 0 when it is not ours at all (new, empty or garbage). */
-static int header_state(int fd, const struct stat *st, const struct header *want)
+static int file_state(int fd, const struct stat *st, void *arg)
 {
-    struct header h;
+    const sizes *z = arg;
+    struct header h, want;
+    fill_expected(&want, z->nbuckets, z->nsessions);
     if (st->st_size < (off_t)sizeof h || pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
         return 0;
-    if (memcmp(h.magic, want->magic, sizeof h.magic) != 0)
+    if (memcmp(h.magic, want.magic, sizeof h.magic) != 0)
         return 0;
-    if (h.version != want->version || h.mutex_size != want->mutex_size ||
-        h.bucket_size != want->bucket_size || h.session_size != want->session_size ||
-        h.inflight_size != want->inflight_size || h.ninflight != want->ninflight ||
-        h.nbuckets != want->nbuckets || h.nsessions != want->nsessions ||
-        h.total != want->total || (uint64_t)st->st_size != want->total)
+    if (h.version != want.version || h.mutex_size != want.mutex_size ||
+        h.bucket_size != want.bucket_size || h.session_size != want.session_size ||
+        h.inflight_size != want.inflight_size || h.ninflight != want.ninflight ||
+        h.nbuckets != want.nbuckets || h.nsessions != want.nsessions ||
+        h.total != want.total || (uint64_t)st->st_size != want.total)
         return -1;
     return 1;
 }
 
-
-
-
 /* Zero-fills fd to the full size and writes a fresh header, the magic last
- * so a crash half way leaves a file the next opener re-initialises. */
-static int init_file(int fd, size_t nbuckets, size_t nsessions, char *err, size_t errlen)
+ * so a crash half way leaves a file the next opener sets up again. */
+static int init_file(int fd, const void *arg, char *err, size_t errlen)
 {
-    size_t size = total_size(nbuckets, nsessions);
-    if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)size) != 0) {
-        snprintf(err, errlen, "cannot size the file: %s", strerror(errno));
+    const sizes *z = arg;
+    struct header *h = mcpauth__shmfile_fresh(fd, total_size(z->nbuckets, z->nsessions),
+                                              sizeof *h, err, errlen);
+    if (!h)
         return -1;
-    }
-    struct header *h = mmap(NULL, sizeof *h, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (h == MAP_FAILED) {
-        snprintf(err, errlen, "mmap: %s", strerror(errno));
-        return -1;
-    }
-    fill_expected(h, nbuckets, nsessions);
+    fill_expected(h, z->nbuckets, z->nsessions);
     int rc = mcpauth__shmfile_seal(h->magic, MAGIC, h->boot, h->secret, sizeof h->secret,
                                    &h->lock, err, errlen);
     munmap(h, sizeof *h);
     return rc;
 }
 
-static int init_replacement(int fd, const void *sizes, char *err, size_t errlen)
-{
-    const size_t *n = sizes;
-    return init_file(fd, n[0], n[1], err, errlen);
-}
-
-/* Opens path, checks it, and under flock makes sure it holds our layout.
- * 1 with *out_fd mapped-ready, 0 to try again (the path was replaced while
- * we waited for the lock), -1 on error. */
-static int open_once(const char *path, size_t nbuckets, size_t nsessions, int *out_fd,
-                     char *err, size_t errlen)
-{
-    /* O_NONBLOCK|O_NOCTTY: should the path be a FIFO or a device, opening
-     * it must neither hang nor grab a terminal before fstat refuses it. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
-    if (fd < 0) {
-        return mcpauth__shmfile_open_error(path, err, errlen);
-    }
-    struct stat st;
-    char why[160];
-    if (mcpauth__shmfile_check(fd, &st, 1, why, sizeof why) != 0) {
-        snprintf(err, errlen, "%s: %s", path, why);
-        close(fd);
-        return -1;
-    }
-    while (flock(fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            snprintf(err, errlen, "%s: flock: %s", path, strerror(errno));
-            close(fd);
-            return -1;
-        }
-    }
-    /* Another opener may have renamed a fresh file over the path while we
-     * waited: then ours is the old one. */
-    struct stat now;
-    if (lstat(path, &now) != 0 || now.st_dev != st.st_dev || now.st_ino != st.st_ino) {
-        close(fd);
-        return 0;
-    }
-    if (fstat(fd, &st) != 0) {
-        snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    struct header want;
-    fill_expected(&want, nbuckets, nsessions);
-    int state = header_state(fd, &st, &want);
-    if (state < 0) {
-        size_t sizes[2] = {nbuckets, nsessions};
-        /* workers of the old configuration keep the old inode */
-        int nfd = mcpauth__shmfile_replace(path, init_replacement, sizes, why, sizeof why);
-        if (nfd >= 0) {
-            close(fd); /* drops the flock; openers waiting on it will retry */
-            *out_fd = nfd;
-            return 1;
-        }
-        state = 0;
-    }
-    if ((state == 0 && init_file(fd, nbuckets, nsessions, why, sizeof why) != 0) ||
-        (state == 1 && mcpauth__robust_new_boot(fd, sizeof(struct header),
-                                                   offsetof(struct header, lock),
-                                                   offsetof(struct header, boot), why,
-                                                   sizeof why) != 0)) {
-        snprintf(err, errlen, "%s: %s", path, why);
-        close(fd);
-        return -1;
-    }
-    flock(fd, LOCK_UN);
-    *out_fd = fd;
-    return 1;
-}
+/* A file of another layout is replaced, and workers of the old
+ * configuration keep the old inode (nobody reads a retired flag). */
+static const mcpauth__shmfile_kind shm_kind = {
+    .header_size = sizeof(struct header),
+    .lock_off = offsetof(struct header, lock),
+    .nlocks = 1,
+    .boot_off = offsetof(struct header, boot),
+    .state = file_state,
+    .init = init_file,
+};
 
 mcpauth_shm *mcpauth__shm_open(const char *path, size_t buckets, size_t sessions, char *err,
                               size_t errlen)
@@ -283,12 +221,9 @@ mcpauth_shm *mcpauth__shm_open(const char *path, size_t buckets, size_t sessions
         free(s);
         return NULL;
     }
-    int fd = -1, rc = 0;
-    for (int i = 0; i < OPEN_TRIES && rc == 0; i++)
-        rc = open_once(path, buckets, sessions, &fd, err, errlen);
-    if (rc == 0)
-        snprintf(err, errlen, "%s: keeps being replaced by other processes", path);
-    if (rc != 1)
+    sizes want = {buckets, sessions};
+    int fd = mcpauth__shmfile_open(path, &shm_kind, &want, err, errlen);
+    if (fd < 0)
         goto fail;
     s->nbuckets = buckets;
     s->nsessions = sessions;
@@ -325,28 +260,31 @@ void mcpauth__shm_close(mcpauth_shm *shm)
     free(shm);
 }
 
-/* SHA-256(secret || SHA-256(data)): what is stored, and (its first bytes)
- * the slot index, unpredictable without the file's secret. */
-static int keyed_hash(const mcpauth_shm *s, const void *data, size_t len, unsigned char out[32])
+/* A key as the tables know it: its SHA-256 (what a slot stores) and the
+ * SipHash of that under the file's secret (where its window starts, which
+ * no client can predict).  One SHA-256 per key: a key of 32 bytes is taken
+ * to be a digest already (the proxy hashes its rate keys) when digest_ok. */
+typedef struct {
+    unsigned char h[32];
+    uint64_t pos;
+} tkey;
+
+static int key_of(const mcpauth_shm *s, const void *data, size_t len, int digest_ok, tkey *k)
 {
-    unsigned char buf[64];
     static const unsigned char empty[1];
     if (!data && len)
         return -1;
-    if (!data)
-        data = empty;
-    memcpy(buf, s->hdr->secret, 32);
-    if (EVP_Digest(data, len, buf + 32, NULL, s->sha256, NULL) != 1 ||
-        EVP_Digest(buf, sizeof buf, out, NULL, s->sha256, NULL) != 1)
+    if (digest_ok && len == sizeof k->h)
+        memcpy(k->h, data, sizeof k->h);
+    else if (EVP_Digest(data ? data : empty, len, k->h, NULL, s->sha256, NULL) != 1)
         return -1;
+    k->pos = mcpauth__siphash(s->hdr->secret, k->h, sizeof k->h);
     return 0;
 }
 
-static size_t index_of(const unsigned char h[32], size_t n)
+static size_t index_of(const tkey *k, size_t n)
 {
-    uint64_t v;
-    memcpy(&v, h, sizeof v);
-    return (size_t)(v % n);
+    return (size_t)(k->pos % n);
 }
 
 static int lock(mcpauth_shm *s)
@@ -372,21 +310,21 @@ int mcpauth__shm_rate(mcpauth_shm *shm, const void *key, size_t keylen, double r
     /* A bucket smaller than one token would refuse forever. */
     if (!(burst >= 1))
         burst = 1;
-    unsigned char h[32];
+    tkey k;
     /* Failures below only come from a broken environment: refuse (we are
      * the gate) rather than wave everyone through. */
     *retry_after = 1;
-    if (!isfinite(now) || keyed_hash(shm, key, keylen, h) != 0 || lock(shm) != 0)
+    if (!isfinite(now) || key_of(shm, key, keylen, 1, &k) != 0 || lock(shm) != 0)
         return 0;
 
-    size_t n = shm->nbuckets, start = index_of(h, n), w = n < WINDOW ? n : WINDOW;
+    size_t n = shm->nbuckets, start = index_of(&k, n), w = n < WINDOW ? n : WINDOW;
     bucket *b = NULL, *victim = NULL;
     for (size_t i = 0; i < w; i++) {
         bucket *c = &shm->buckets[(start + i) % n];
         if (!c->inuse) {
             if (!victim || victim->inuse)
                 victim = c;
-        } else if (CRYPTO_memcmp(c->key, h, 32) == 0) {
+        } else if (CRYPTO_memcmp(c->key, k.h, 32) == 0) {
             b = c;
             break;
         } else if (!victim || (victim->inuse && !(c->used >= victim->used))) {
@@ -397,7 +335,7 @@ int mcpauth__shm_rate(mcpauth_shm *shm, const void *key, size_t keylen, double r
         b = victim;
         b->inuse = 0;
         ORDER();
-        memcpy(b->key, h, 32);
+        memcpy(b->key, k.h, 32);
         b->tokens = burst;
         b->last = now;
         b->used = now;
@@ -432,13 +370,13 @@ int mcpauth__shm_rate(mcpauth_shm *shm, const void *key, size_t keylen, double r
     return ok;
 }
 
-/* The slot bound to id (hash h) within its window, or NULL. */
-static session *find_session(mcpauth_shm *s, const unsigned char h[32])
+/* The slot bound to id (key k) within its window, or NULL. */
+static session *find_session(mcpauth_shm *s, const tkey *k)
 {
-    size_t n = s->nsessions, start = index_of(h, n), w = n < WINDOW ? n : WINDOW;
+    size_t n = s->nsessions, start = index_of(k, n), w = n < WINDOW ? n : WINDOW;
     for (size_t i = 0; i < w; i++) {
         session *c = &s->sessions[(start + i) % n];
-        if (c->inuse && CRYPTO_memcmp(c->id, h, 32) == 0)
+        if (c->inuse && CRYPTO_memcmp(c->id, k->h, 32) == 0)
             return c;
     }
     return NULL;
@@ -446,21 +384,21 @@ static session *find_session(mcpauth_shm *s, const unsigned char h[32])
 
 int mcpauth__shm_session_bind(mcpauth_shm *shm, const char *id, const char *owner, time_t expires)
 {
-    unsigned char hid[32], how[32];
-    if (!shm || !id || !owner || keyed_hash(shm, id, strlen(id), hid) != 0 ||
-        keyed_hash(shm, owner, strlen(owner), how) != 0 || lock(shm) != 0)
+    tkey hid, how;
+    if (!shm || !id || !owner || key_of(shm, id, strlen(id), 0, &hid) != 0 ||
+        key_of(shm, owner, strlen(owner), 0, &how) != 0 || lock(shm) != 0)
         return -1;
     int64_t now = (int64_t)time(NULL);
     int rc = 0;
-    session *c = find_session(shm, hid);
-    if (c && c->expires > now && CRYPTO_memcmp(c->owner, how, 32) != 0) {
+    session *c = find_session(shm, &hid);
+    if (c && c->expires > now && CRYPTO_memcmp(c->owner, how.h, 32) != 0) {
         rc = -1;
-    } else if (c && CRYPTO_memcmp(c->owner, how, 32) == 0) {
+    } else if (c && CRYPTO_memcmp(c->owner, how.h, 32) == 0) {
         c->expires = (int64_t)expires;
     } else {
         if (!c) {
             /* A free slot, else an expired one, else the soonest to expire. */
-            size_t n = shm->nsessions, start = index_of(hid, n), w = n < WINDOW ? n : WINDOW;
+            size_t n = shm->nsessions, start = index_of(&hid, n), w = n < WINDOW ? n : WINDOW;
             for (size_t i = 0; i < w; i++) {
                 session *v = &shm->sessions[(start + i) % n];
                 if (!v->inuse) {
@@ -473,8 +411,8 @@ int mcpauth__shm_session_bind(mcpauth_shm *shm, const char *id, const char *owne
         }
         c->inuse = 0;
         ORDER();
-        memcpy(c->id, hid, 32);
-        memcpy(c->owner, how, 32);
+        memcpy(c->id, hid.h, 32);
+        memcpy(c->owner, how.h, 32);
         c->expires = (int64_t)expires;
         ORDER();
         c->inuse = 1;
@@ -486,18 +424,18 @@ int mcpauth__shm_session_bind(mcpauth_shm *shm, const char *id, const char *owne
 mcpauth_session_match mcpauth__shm_session_check(mcpauth_shm *shm, const char *id, const char *owner,
                                                 time_t now, time_t extend_to)
 {
-    unsigned char hid[32], how[32];
+    tkey hid, how;
     if (!shm || !id || !owner)
         return MCPAUTH_SESSION_UNKNOWN;
     /* Cannot tell: say "someone else's", which the caller refuses. */
-    if (keyed_hash(shm, id, strlen(id), hid) != 0 ||
-        keyed_hash(shm, owner, strlen(owner), how) != 0 || lock(shm) != 0)
+    if (key_of(shm, id, strlen(id), 0, &hid) != 0 ||
+        key_of(shm, owner, strlen(owner), 0, &how) != 0 || lock(shm) != 0)
         return MCPAUTH_SESSION_OTHER;
     mcpauth_session_match m = MCPAUTH_SESSION_UNKNOWN;
-    session *c = find_session(shm, hid);
+    session *c = find_session(shm, &hid);
     if (c && c->expires <= (int64_t)now) {
         c->inuse = 0; /* expired: free the slot */
-    } else if (c && CRYPTO_memcmp(c->owner, how, 32) == 0) {
+    } else if (c && CRYPTO_memcmp(c->owner, how.h, 32) == 0) {
         m = MCPAUTH_SESSION_OWNER;
         if ((int64_t)extend_to > c->expires)
             c->expires = (int64_t)extend_to;
@@ -510,10 +448,10 @@ mcpauth_session_match mcpauth__shm_session_check(mcpauth_shm *shm, const char *i
 
 void mcpauth__shm_session_remove(mcpauth_shm *shm, const char *id)
 {
-    unsigned char hid[32];
-    if (!shm || !id || keyed_hash(shm, id, strlen(id), hid) != 0 || lock(shm) != 0)
+    tkey hid;
+    if (!shm || !id || key_of(shm, id, strlen(id), 0, &hid) != 0 || lock(shm) != 0)
         return;
-    session *c = find_session(shm, hid);
+    session *c = find_session(shm, &hid);
     if (c)
         c->inuse = 0;
     unlock(shm);
@@ -530,18 +468,18 @@ static int inflight_dead(const mcpauth_shm *s, const inflight *f)
 /* A caller's slots live in a window of INFLIGHT_WINDOW slots starting at
  * index_of(its key), so a request scans a few KiB, not the table. */
 
-/* Live slots of key h in its window; *free_slot the first unused one there
+/* Live slots of key k in its window; *free_slot the first unused one there
  * (or NULL).  With reap, slots of dead processes are freed on the way (only
  * then: a kill(2) per slot is not paid on every request). */
-static size_t inflight_scan(mcpauth_shm *s, const unsigned char h[32], int reap_mine,
-                            int reap_all, inflight **free_slot)
+static size_t inflight_scan(mcpauth_shm *s, const tkey *k, int reap_mine, int reap_all,
+                            inflight **free_slot)
 {
-    size_t n = 0, start = index_of(h, INFLIGHT);
+    size_t n = 0, start = index_of(k, INFLIGHT);
     *free_slot = NULL;
-    for (size_t k = 0; k < INFLIGHT_WINDOW; k++) {
-        inflight *f = &s->inflight[(start + k) % INFLIGHT];
+    for (size_t i = 0; i < INFLIGHT_WINDOW; i++) {
+        inflight *f = &s->inflight[(start + i) % INFLIGHT];
         if (f->inuse) {
-            int mine = h && CRYPTO_memcmp(f->key, h, 32) == 0;
+            int mine = CRYPTO_memcmp(f->key, k->h, 32) == 0;
             if ((reap_all || (reap_mine && mine)) && inflight_dead(s, f))
                 f->inuse = 0;
             else if (mine)
@@ -559,26 +497,26 @@ int mcpauth__shm_inflight_acquire(mcpauth_shm *shm, const void *key, size_t keyl
     slot->index = SIZE_MAX;
     if (!shm || cap <= 0)
         return 1;
-    unsigned char h[32];
-    if (keyed_hash(shm, key, keylen, h) != 0 || lock(shm) != 0)
+    tkey k;
+    if (key_of(shm, key, keylen, 1, &k) != 0 || lock(shm) != 0)
         return -1;
     inflight *f;
-    size_t n = inflight_scan(shm, h, 0, 0, &f);
+    size_t n = inflight_scan(shm, &k, 0, 0, &f);
     if (n >= (size_t)cap) /* perhaps counted for processes that died */
-        n = inflight_scan(shm, h, 1, 0, &f);
+        n = inflight_scan(shm, &k, 1, 0, &f);
     if (n < (size_t)cap && !f) /* the window is full: reclaim everyone's dead there */
-        n = inflight_scan(shm, h, 1, 1, &f);
+        n = inflight_scan(shm, &k, 1, 1, &f);
     int rc = n >= (size_t)cap ? 0 : f ? 1 : -1;
     if (rc == 1) {
         f->inuse = 0;
         ORDER();
-        memcpy(f->key, h, 32);
+        memcpy(f->key, k.h, 32);
         f->pid = (int64_t)getpid();
         f->boot = shm->boot;
         ORDER();
         f->inuse = 1;
         slot->index = (size_t)(f - shm->inflight);
-        memcpy(slot->key, h, 32);
+        memcpy(slot->key, k.h, 32);
     }
     unlock(shm);
     return rc;
@@ -601,11 +539,11 @@ void mcpauth__shm_inflight_release(mcpauth_shm *shm, mcpauth_shm_slot *slot)
 
 size_t mcpauth__shm_inflight_count(mcpauth_shm *shm, const void *key, size_t keylen)
 {
-    unsigned char h[32];
-    if (!shm || keyed_hash(shm, key, keylen, h) != 0 || lock(shm) != 0)
+    tkey k;
+    if (!shm || key_of(shm, key, keylen, 1, &k) != 0 || lock(shm) != 0)
         return 0;
     inflight *f;
-    size_t n = inflight_scan(shm, h, 1, 0, &f);
+    size_t n = inflight_scan(shm, &k, 1, 0, &f);
     unlock(shm);
     return n;
 }

@@ -18,7 +18,12 @@ mcpauth_shm *mcpauth__shm_open(const char *path, size_t buckets, size_t sessions
                               size_t errlen);
 void mcpauth__shm_close(mcpauth_shm *shm);
 
-/* Token bucket for key (any bytes): rate tokens per second, burst the
+/* Keys of buckets and in-flight slots are any bytes, hashed once with
+ * SHA-256; a key of 32 bytes is taken to be such a digest already (the
+ * proxy's keys are) and not hashed again.  Where a key's slots lie is keyed
+ * with the file's secret either way. */
+
+/* Token bucket for key: rate tokens per second, burst the
  * bucket size.  1 when the request may go on (one token taken), 0 when
  * limited, with *retry_after the whole seconds until a token is there
  * (at least 1).  A full table evicts the least recently used bucket. */
@@ -41,8 +46,8 @@ mcpauth_session_match mcpauth__shm_session_check(mcpauth_shm *shm, const char *i
                                                 time_t now, time_t extend_to);
 void mcpauth__shm_session_remove(mcpauth_shm *shm, const char *id);
 
-/* Concurrency caps: a slot per request in flight, counted per key (any
- * bytes) across every process of the host.  A slot records its process,
+/* Concurrency caps: a slot per request in flight, counted per key (as
+ * above) across every process of the host.  A slot records its process,
  * and slots of processes that no longer exist are reclaimed, so a crash
  * never leaves a caller locked out. */
 typedef struct {

@@ -33,7 +33,8 @@ typedef struct mcpauth_resource {
     char *path;            /* path of uri, "" when none */
     char *host;            /* host[:port] of uri, for virtual-host matching */
     char *metadata_path;   /* MCPAUTH_PRM_WELL_KNOWN + path */
-    char *metadata_url;    /* origin + metadata_path: the resource_metadata */
+    char *metadata_url;    /* the resource_metadata the challenges name: origin +
+                            * metadata_path, or resource_metadata_url (canonical) */
     char *resource_name;   /* NULL when not configured */
     mcpauth_strlist authorization_servers; /* issuer identifiers, verbatim */
     mcpauth_strlist scopes_supported;
@@ -59,6 +60,16 @@ typedef struct mcpauth_resource {
     long rate_burst_address;
     int trailing_slash;    /* a trailing "/" on uri is significant */
     long max_concurrent_per_caller; /* requests in flight per issuer + subject; 0 off */
+    /* Where mcpauth-metadata also serves the document: the path and
+     * host[:port] of metadata_url (metadata_path and host unless
+     * resource_metadata_url is set, e.g. below a ~user folder). */
+    char *metadata_url_path;
+    char *metadata_url_host;
+    /* TLS towards an https backend, checked at start-up; NULL: unset */
+    char *backend_ca_file;       /* the only CAs trusted for it */
+    char *backend_client_cert;   /* PEM, mutual TLS, with backend_client_key */
+    char *backend_client_key;    /* PEM, unencrypted, not world-readable */
+    char *backend_pinned_pubkey; /* "sha256//BASE64[;sha256//...]" */
 } mcpauth_resource;
 
 /* Scopes a JSON-RPC method (and tool or resource name) needs on a

@@ -12,7 +12,10 @@
 # must also name CGIPassAuth when the Authorization lines are removed), and
 # the official MCP TypeScript SDK client knowing only the MCP URL:
 # discovery, registration, Basic sign-in and consent, token, tools/call,
-# refresh (tests/e2e/sdk-flow.mjs).
+# refresh (tests/e2e/sdk-flow.mjs).  Then a third time as a UserDir site
+# (mod_userdir, `UserDir public_html`, mod_fcgid): the site is
+# http://127.0.0.1:PORT/~USER, the host's /.well-known/ is not the user's,
+# and the challenges send clients to resource_metadata_url below the kit.
 #
 # Run as root (it creates and removes a user): exits 77 otherwise.
 #   BUILD_DIR       a configured build (default _build): `make dist` there
@@ -33,7 +36,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "shared: SKIP: must run as root (it creates an unprivileged user and starts Apache as it)"
     exit 77
 fi
-for need in "$apache2" "$mods/mod_fcgid.so" "$mods/mod_cgi.so" "$mods/mod_rewrite.so" \
+for need in "$apache2" "$mods/mod_fcgid.so" "$mods/mod_cgi.so" "$mods/mod_rewrite.so" "$mods/mod_userdir.so" \
         "$build/Makefile" /usr/bin/htpasswd /usr/sbin/useradd /usr/bin/curl; do
     if [ ! -e "$need" ]; then
         echo "shared: missing $need (scripts/deps.sh installs the packages; BUILD_DIR a configured build)" >&2
@@ -180,7 +183,7 @@ start_apache() { # mode
     rm -rf "$conf"
     mkdir -p "$conf/run/fcgid"
     chown "$user:" "$conf/run" "$conf/run/fcgid"
-    if [ "$mode" = fcgid ]; then
+    if [ "$mode" != cgi ]; then
         mpm="LoadModule mpm_event_module $mods/mod_mpm_event.so
 LoadModule fcgid_module $mods/mod_fcgid.so
 FcgidIPCDir $conf/run/fcgid
@@ -190,6 +193,19 @@ FcgidProcessTableFile $conf/run/fcgid-shm"
 LoadModule cgi_module $mods/mod_cgi.so
 StartServers 2
 MaxRequestWorkers 32"
+    fi
+    if [ "$mode" = userdir ]; then
+        # the host's own document root; users' sites are /~USER/
+        mkdir -p "$conf/htdocs"
+        docroot="DocumentRoot \"$conf/htdocs\"
+<Directory \"$conf/htdocs\">
+    Require all granted
+</Directory>
+LoadModule userdir_module $mods/mod_userdir.so
+UserDir public_html
+UserDir disabled root"
+    else
+        docroot="DocumentRoot \"$home/public_html\""
     fi
     cat > "$conf/apache2.conf" <<CONF
 ServerRoot "$conf"
@@ -222,7 +238,7 @@ TraceEnable off
     AllowOverride None
     Require all denied
 </Directory>
-DocumentRoot "$home/public_html"
+$docroot
 <Directory "$home/public_html">
     Options SymLinksIfOwnerMatch
     AllowOverride FileInfo AuthConfig Options=ExecCGI
@@ -346,7 +362,81 @@ check_mode() { # mode
     stop_apache
 }
 
+# A UserDir site: http://127.0.0.1:PORT/~USER is the user's public_html.
+check_userdir() {
+    mode=userdir
+    echo "== userdir (mod_fcgid, the site at $site/~$user)"
+    usite="$site/~$user"
+    umcp="$usite/mcp/files"
+    uprm="$usite/mcp/.well-known/oauth-protected-resource/files"
+    # a new configuration (--backend) for the new URL; --force replaces it
+    # and the kit's .htaccess
+    if as_user "$mcpauth site --docroot public_html --url $usite --backend http://127.0.0.1:$bport/mcp --resource files --force" \
+            >"$tmp/site-userdir.log" 2>&1; then
+        ok "$mode: mcpauth site accepts a URL with a path ($usite)"
+    else
+        cat "$tmp/site-userdir.log"; not_ok "$mode: mcpauth site --url $usite"; return
+    fi
+    sed 's/^/    /' "$tmp/site-userdir.log"
+    if grep -qFx "resource_metadata_url = $uprm" "$home/mcpauth/etc/mcpauth/mcpauth.conf"; then
+        ok "$mode: the configuration names resource_metadata_url below the user's folder"
+    else
+        not_ok "$mode: no resource_metadata_url = $uprm in the configuration"
+        cat "$home/mcpauth/etc/mcpauth/mcpauth.conf"
+    fi
+    start_apache "$mode" || { not_ok "$mode: Apache starts"; return; }
+
+    # what the host serves at its root is not the user's
+    st=$(curl -s -o /dev/null -w '%{http_code}' "$site/.well-known/oauth-protected-resource/~$user/mcp/files")
+    if [ "$st" = 404 ]; then ok "$mode: the host's /.well-known/ does not serve the user's metadata (404)"
+    else not_ok "$mode: the host's /.well-known/ answered $st"; fi
+    st=$(curl -s -o "$tmp/prm" -w '%{http_code}' "$uprm")
+    if [ "$st" = 200 ] && grep -q "\"resource\":\"$umcp\"" "$tmp/prm"; then
+        ok "$mode: protected resource metadata 200 at $uprm, resource $umcp"
+    else
+        not_ok "$mode: protected resource metadata at $uprm: $st $(head -c 300 "$tmp/prm")"
+    fi
+    hdr=$(curl -s -o /dev/null -D - "$umcp" | tr -d '\r')
+    if echo "$hdr" | grep -q '^HTTP/1.1 401' &&
+       echo "$hdr" | grep -qiF "www-authenticate: Bearer resource_metadata=\"$uprm\""; then
+        ok "$mode: the 401 names resource_metadata=$uprm"
+    else
+        not_ok "$mode: 401 challenge: $hdr"
+    fi
+    # the built-in AS under the path: clients try ISSUER/.well-known/openid-configuration
+    st=$(curl -s -o "$tmp/asm" -w '%{http_code}' "$usite/mcp/.well-known/openid-configuration")
+    if [ "$st" = 200 ] && grep -qF "\"issuer\":\"$usite/mcp\"" "$tmp/asm"; then
+        ok "$mode: authorization server metadata at the issuer's OpenID location"
+    else
+        not_ok "$mode: authorization server metadata: $st $(head -c 300 "$tmp/asm")"
+    fi
+    if as_user "$mcpauth site-check" >"$tmp/check.log" 2>&1; then
+        ok "$mode: mcpauth site-check passes"
+    else
+        not_ok "$mode: mcpauth site-check"
+    fi
+    sed 's/^/    /' "$tmp/check.log"
+    # a client that remembers the challenge's resource_metadata until it
+    # exchanges the code (sdk-flow.mjs alone starts over from the MCP URL)
+    if (cd "$e2e" && node "$here/sdk-flow-keep-discovery.mjs" "$umcp" demo "$pw") >"$tmp/sdk.log" 2>&1; then
+        ok "$mode: MCP SDK client: discovery, registration, sign-in, consent, token, tools/call, refresh"
+    else
+        not_ok "$mode: MCP SDK client flow"
+    fi
+    sed 's/^/    /' "$tmp/sdk.log"
+    if grep -q 'AH[0-9]*:.*\(not allowed here\|Invalid command\)' "$conf/error.log"; then
+        not_ok "$mode: the .htaccess files use only what the host allows"
+        cat "$conf/error.log"
+    fi
+    if [ "$failed" -gt 0 ]; then
+        echo "    -- error log ($mode):"
+        tail -20 "$conf/error.log" | sed 's/^/    /'
+    fi
+    stop_apache
+}
+
 check_mode fcgid
 check_mode cgi
+check_userdir
 echo "shared: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -5,8 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <mcpauth/config.h>
 #include <mcpauth/log.h>
@@ -439,6 +444,44 @@ static const struct {
     {"[resource a]\nscopes_supported = a\nscopes_required_post = b\nuri = https://m.example.com/x\n"
      "authorization_servers = https://a.example.com\n",
      "t.conf:1: [resource a]: required scope \"b\" is not in scopes_supported"},
+    /* resource_metadata_url: a URL clients may fetch, without a token, of this resource only */
+    {"[resource a]\nresource_metadata_url = http://h.example.com/prm\n",
+     "t.conf:2: resource_metadata_url \"http://h.example.com/prm\" must use https (http is allowed only for loopback hosts)"},
+    {"[resource a]\nresource_metadata_url = https://h.example.com/prm?x=1\n",
+     "t.conf:2: resource_metadata_url \"https://h.example.com/prm?x=1\" must not have a query"},
+    {"[resource a]\nresource_metadata_url = /~alice/prm\n",
+     "t.conf:2: resource_metadata_url \"/~alice/prm\" must be an absolute http:// or https:// URI"},
+    {RES_FILES "resource_metadata_url = https://MCP.example.com/mcp/files/metadata\n",
+     "t.conf:1: [resource files]: resource_metadata_url https://mcp.example.com/mcp/files/metadata is at or below the uri of [resource files], where a token is needed; clients fetch the metadata without one"},
+    {RES_FILES "[resource root]\nuri = https://mcp.example.com\nauthorization_servers = https://auth.example.com\n"
+     "resource_metadata_url = https://mcp.example.com/prm/root\n",
+     "t.conf:4: [resource root]: resource_metadata_url https://mcp.example.com/prm/root is at or below the uri of [resource root], where a token is needed; clients fetch the metadata without one"},
+    {RES_FILES "[resource b]\nuri = https://mcp.example.com/mcp/b\nauthorization_servers = https://auth.example.com\n"
+     "resource_metadata_url = https://mcp.example.com/.well-known/oauth-protected-resource/mcp/files\n",
+     "t.conf:4: [resource b]: resource_metadata_url https://mcp.example.com/.well-known/oauth-protected-resource/mcp/files is where the metadata of [resource files] is served"},
+    {RES_FILES "resource_metadata_url = https://mcp.example.com/prm\n"
+     "[resource b]\nuri = https://mcp.example.com/mcp/b\nauthorization_servers = https://auth.example.com\n"
+     "resource_metadata_url = https://mcp.example.com/prm\n",
+     "t.conf:1: [resource files]: resource_metadata_url https://mcp.example.com/prm is where the metadata of [resource b] is served"},
+    /* backend TLS: for an https backend, files checked at start-up */
+    {RES_FILES "backend = http://127.0.0.1:9/mcp\nbackend_pinned_pubkey = sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+     "t.conf:1: [resource files]: backend_ca_file, backend_client_cert, backend_client_key and backend_pinned_pubkey are for an https backend, and backend is http://127.0.0.1:9/mcp"},
+    {RES_FILES "backend_pinned_pubkey = sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+     "t.conf:1: [resource files]: backend_ca_file, backend_client_cert, backend_client_key and backend_pinned_pubkey are for an https backend, and backend is not set"},
+    {RES_FILES "backend = https://b.example.com/mcp\nbackend_client_cert = /etc/hostname\n",
+     "t.conf:1: [resource files]: backend_client_cert and backend_client_key go together"},
+    {"[resource a]\nbackend_ca_file = /etc/hostname\n",
+     "t.conf:2: backend_ca_file \"/etc/hostname\": no PEM certificate in it"},
+    {"[resource a]\nbackend_ca_file = /nonexistent/ca.pem\n",
+     "t.conf:2: backend_ca_file \"/nonexistent/ca.pem\": No such file or directory"},
+    {"[resource a]\nbackend_client_key = /etc/hostname\n",
+     "t.conf:2: backend_client_key \"/etc/hostname\" is readable by every user: chmod o-rw it (600, or 640 with the web server's group)"},
+    {"[resource a]\nbackend_client_key = relative.key\n",
+     "t.conf:2: backend_client_key \"relative.key\" must be an absolute path"},
+    {"[resource a]\nbackend_pinned_pubkey = sha256//abc=\n",
+     "t.conf:2: backend_pinned_pubkey: \"sha256//abc=\" is not sha256// and a base64 SHA-256 (44 characters, e.g. from `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`)"},
+    {"[resource a]\nbackend_pinned_pubkey = sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=;/etc/ssl/key.pem\n",
+     "t.conf:2: backend_pinned_pubkey: \"/etc/ssl/key.pem\" is not sha256// and a base64 SHA-256 (44 characters, e.g. from `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`)"},
 };
 
 START_TEST(bad_config)
@@ -447,6 +490,217 @@ START_TEST(bad_config)
     mcpauth_config *cfg = parse(bad[_i].text, err, sizeof err);
     ck_assert_msg(cfg == NULL, "case %d was accepted", _i);
     ck_assert_str_eq(err, bad[_i].expect);
+}
+END_TEST
+
+START_TEST(good_resource_metadata_url)
+{
+    char err[512] = "";
+    mcpauth_config *cfg = parse(
+        "[resource alice]\n"
+        "uri = http://127.0.0.1:8080/~alice/mcp/files\n"
+        "authorization_servers = http://127.0.0.1:8080/~alice/mcp\n"
+        "resource_metadata_url = HTTP://127.0.0.1:8080/~alice/mcp/.well-known/"
+        "oauth-protected-resource/files\n"
+        RES_FILES, err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    const mcpauth_resource *a = &cfg->resources[0], *f = &cfg->resources[1];
+    ck_assert_str_eq(a->uri, "http://127.0.0.1:8080/~alice/mcp/files");
+    ck_assert_str_eq(a->metadata_url, "http://127.0.0.1:8080/~alice/mcp/.well-known/"
+                                      "oauth-protected-resource/files");
+    ck_assert_str_eq(a->metadata_url_path,
+                     "/~alice/mcp/.well-known/oauth-protected-resource/files");
+    ck_assert_str_eq(a->metadata_url_host, "127.0.0.1:8080");
+    /* the path-inserted form stays where it was */
+    ck_assert_str_eq(a->metadata_path, "/.well-known/oauth-protected-resource/~alice/mcp/files");
+    /* without the key: the path-inserted URL, and its path and host */
+    ck_assert_str_eq(f->metadata_url,
+                     "https://mcp.example.com/.well-known/oauth-protected-resource/mcp/files");
+    ck_assert_str_eq(f->metadata_url_path, f->metadata_path);
+    ck_assert_str_eq(f->metadata_url_host, "mcp.example.com");
+    ck_assert_ptr_null(f->backend_ca_file);
+    ck_assert_ptr_null(f->backend_client_cert);
+    ck_assert_ptr_null(f->backend_pinned_pubkey);
+    mcpauth_config_free(cfg);
+}
+END_TEST
+
+/* ---- backend TLS files, made here ---- */
+
+static EVP_PKEY *tls_key(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    ck_assert_ptr_nonnull(k);
+    return k;
+}
+
+static void write_cert(const char *path, EVP_PKEY *k)
+{
+    X509 *x = X509_new();
+    ck_assert_ptr_nonnull(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    X509_NAME *n = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"client", -1, -1, 0);
+    X509_set_issuer_name(x, n);
+    ck_assert_int_gt(X509_sign(x, k, EVP_sha256()), 0);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(PEM_write_X509(f, x), 1);
+    fclose(f);
+    X509_free(x);
+}
+
+static void write_key(const char *path, EVP_PKEY *k, mode_t mode, const char *passphrase)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(PEM_write_PrivateKey(f, k, passphrase ? EVP_aes_256_cbc() : NULL,
+                                          (unsigned char *)passphrase,
+                                          passphrase ? (int)strlen(passphrase) : 0, NULL, NULL),
+                     1);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, mode), 0);
+}
+
+static char tls_dir[64];
+
+static void tls_files(void)
+{
+    snprintf(tls_dir, sizeof tls_dir, "/tmp/mcpauth-conftls-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tls_dir));
+    EVP_PKEY *k = tls_key(), *other = tls_key();
+    char p[128];
+    snprintf(p, sizeof p, "%s/cert.pem", tls_dir);
+    write_cert(p, k);
+    snprintf(p, sizeof p, "%s/ca.pem", tls_dir);
+    write_cert(p, other);
+    snprintf(p, sizeof p, "%s/key.pem", tls_dir);
+    write_key(p, k, 0600, NULL);
+    snprintf(p, sizeof p, "%s/group.pem", tls_dir);
+    write_key(p, k, 0640, NULL);
+    snprintf(p, sizeof p, "%s/other.pem", tls_dir);
+    write_key(p, other, 0600, NULL);
+    snprintf(p, sizeof p, "%s/encrypted.pem", tls_dir);
+    write_key(p, k, 0600, "passphrase");
+    snprintf(p, sizeof p, "%s/world.pem", tls_dir);
+    write_key(p, k, 0604, NULL);
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(other);
+}
+
+static void tls_files_remove(void)
+{
+    static const char *const names[] = {"cert.pem", "ca.pem", "key.pem", "group.pem",
+                                        "other.pem", "encrypted.pem", "world.pem", NULL};
+    char p[128];
+    for (int i = 0; names[i]; i++) {
+        snprintf(p, sizeof p, "%s/%s", tls_dir, names[i]);
+        unlink(p);
+    }
+    rmdir(tls_dir);
+}
+
+/* One resource with an https backend and the given TLS lines (@D@ is the
+ * directory of the files); NULL with err set when refused. */
+static mcpauth_config *parse_tls(const char *lines, char *err, size_t errlen)
+{
+    char text[2048], *o = text;
+    o += snprintf(o, sizeof text, "%s", RES_FILES "backend = https://backend.example.net/mcp\n");
+    for (const char *s = lines; *s; s++) {
+        if (strncmp(s, "@D@", 3) == 0) {
+            o += snprintf(o, (size_t)(text + sizeof text - o), "%s", tls_dir);
+            s += 2;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = '\0';
+    return parse(text, err, errlen);
+}
+
+START_TEST(good_backend_tls)
+{
+    tls_files();
+    char err[512] = "", want[256];
+    mcpauth_config *cfg = parse_tls(
+        "backend_ca_file = @D@/ca.pem\nbackend_client_cert = @D@/cert.pem\n"
+        "backend_client_key = @D@/key.pem\n"
+        "backend_pinned_pubkey = sha256//47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;"
+        "sha256//YhKJKSzoTt2b5FP18fvpHo7fJYqQCjAa3HWY3tvRMwE=\n", err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    const mcpauth_resource *r = &cfg->resources[0];
+    snprintf(want, sizeof want, "%s/ca.pem", tls_dir);
+    ck_assert_str_eq(r->backend_ca_file, want);
+    snprintf(want, sizeof want, "%s/cert.pem", tls_dir);
+    ck_assert_str_eq(r->backend_client_cert, want);
+    snprintf(want, sizeof want, "%s/key.pem", tls_dir);
+    ck_assert_str_eq(r->backend_client_key, want);
+    ck_assert_ptr_nonnull(strstr(r->backend_pinned_pubkey, ";sha256//YhKJ"));
+    mcpauth_config_free(cfg);
+    /* readable by the group (the web server's) is fine */
+    cfg = parse_tls("backend_client_cert = @D@/cert.pem\nbackend_client_key = @D@/group.pem\n",
+                    err, sizeof err);
+    ck_assert_msg(cfg != NULL, "parse failed: %s", err);
+    mcpauth_config_free(cfg);
+    tls_files_remove();
+}
+END_TEST
+
+START_TEST(bad_backend_tls)
+{
+    tls_files();
+    static const struct {
+        const char *lines, *expect;
+    } cases[] = {
+        {"backend_client_cert = @D@/cert.pem\nbackend_client_key = @D@/other.pem\n",
+         "t.conf:1: [resource files]: backend_client_key is not the key of backend_client_cert"},
+        {"backend_client_cert = @D@/cert.pem\nbackend_client_key = @D@/encrypted.pem\n",
+         "t.conf:1: [resource files]: backend_client_key \"@D@/encrypted.pem\": no PEM private "
+         "key in it (an encrypted key cannot be used: `openssl pkey -in KEY -out KEY2` writes it "
+         "unencrypted)"},
+        {"backend_client_cert = @D@/key.pem\nbackend_client_key = @D@/key.pem\n",
+         "t.conf:1: [resource files]: backend_client_cert \"@D@/key.pem\": no PEM certificate "
+         "in it"},
+        {"backend_client_key = @D@/world.pem\n",
+         "t.conf:5: backend_client_key \"@D@/world.pem\" is readable by every user: chmod o-rw "
+         "it (600, or 640 with the web server's group)"},
+        {"backend_client_key = @D@/key.pem\n",
+         "t.conf:1: [resource files]: backend_client_cert and backend_client_key go together"},
+        {"backend_ca_file = @D@/key.pem\n",
+         "t.conf:5: backend_ca_file \"@D@/key.pem\": no PEM certificate in it"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[1024] = "", want[1024], *o = want;
+        for (const char *s = cases[i].expect; *s; s++) {
+            if (strncmp(s, "@D@", 3) == 0) {
+                o += snprintf(o, (size_t)(want + sizeof want - o), "%s", tls_dir);
+                s += 2;
+            } else {
+                *o++ = *s;
+            }
+        }
+        *o = '\0';
+        mcpauth_config *cfg = parse_tls(cases[i].lines, err, sizeof err);
+        ck_assert_msg(cfg == NULL, "case %zu was accepted", i);
+        ck_assert_str_eq(err, want);
+    }
+    /* a key the programs cannot read stops start-up, not a request */
+    if (geteuid() != 0) {
+        char p[128], err[512] = "", want[256];
+        snprintf(p, sizeof p, "%s/key.pem", tls_dir);
+        ck_assert_int_eq(chmod(p, 0), 0);
+        mcpauth_config *cfg = parse_tls(
+            "backend_client_cert = @D@/cert.pem\nbackend_client_key = @D@/key.pem\n", err,
+            sizeof err);
+        ck_assert_ptr_null(cfg);
+        snprintf(want, sizeof want, "t.conf:6: backend_client_key \"%s\": Permission denied", p);
+        ck_assert_str_eq(err, want);
+    }
+    tls_files_remove();
 }
 END_TEST
 
@@ -519,6 +773,7 @@ static const char OOM_CONF[] =
     "introspection_client_secret = s3cret\n"
     "[resource files]\n"
     "uri = https://mcp.example.com/mcp/files\n"
+    "resource_metadata_url = https://mcp.example.com/~files/prm\n"
     "resource_name = Files\n"
     "authorization_servers = https://login.example.com/corp https://as.example.com\n"
     "scopes_supported = files:read files:write\n"
@@ -584,7 +839,9 @@ static char *digest(const mcpauth_config *cfg)
                            r->metadata_url, r->resource_name, r->resource_documentation,
                            r->resource_policy_uri, r->resource_tos_uri, r->backend,
                            r->backend_socket, r->backend_authorization, r->subject_header,
-                           r->client_id_header, r->scope_header};
+                           r->client_id_header, r->scope_header, r->metadata_url_path,
+                           r->metadata_url_host, r->backend_ca_file, r->backend_client_cert,
+                           r->backend_client_key, r->backend_pinned_pubkey};
         for (size_t k = 0; k < sizeof s / sizeof s[0]; k++)
             dg_str(f, "resource", s[k]);
         dg_list(f, "authorization_servers", &r->authorization_servers);
@@ -692,11 +949,14 @@ Suite *config_suite(void)
     tcase_add_test(tc, good_authorization_server);
     tcase_add_test(tc, good_trailing_slash_kept_when_configured);
     tcase_add_test(tc, good_root_resource);
+    tcase_add_test(tc, good_resource_metadata_url);
+    tcase_add_test(tc, good_backend_tls);
     tcase_add_test(tc, file_shipped_examples);
     suite_add_tcase(s, tc);
     tc = tcase_create("bad");
     tcase_add_loop_test(tc, bad_config, 0, (int)(sizeof bad / sizeof bad[0]));
     tcase_add_test(tc, bad_nul_byte);
+    tcase_add_test(tc, bad_backend_tls);
     tcase_add_test(tc, bad_long_line);
     tcase_add_test(tc, file_missing);
     tcase_add_test(tc, file_directory);

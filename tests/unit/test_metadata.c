@@ -4,6 +4,7 @@
 #include <json-c/json.h>
 
 #include <mcpauth/metadata.h>
+#include <mcpauth/validate.h>
 
 #include "memhttp.h"
 #include "suites.h"
@@ -206,6 +207,120 @@ START_TEST(root_form_default_resource)
 }
 END_TEST
 
+/* A ~user site: the host's /.well-known/ is not the user's, so the
+ * challenge names resource_metadata_url below the user's folder (RFC 9728
+ * §5.1) and mcpauth-metadata serves the document there too. */
+static const char conf_userdir[] =
+    "[resource files]\n"
+    "uri = https://host.example.com/~alice/mcp/files\n"
+    "authorization_servers = https://host.example.com/~alice/mcp\n"
+    "scopes_supported = files:read\n"
+    "scopes_required = files:read\n"
+    "resource_metadata_url = HTTPS://Host.Example.com:443/~alice/mcp/.well-known/"
+    "oauth-protected-resource/files\n"
+    "[resource plain]\n"
+    "uri = https://host.example.com/~alice/mcp/plain\n"
+    "authorization_servers = https://host.example.com/~alice/mcp\n"
+    "[resource elsewhere]\n"
+    "uri = https://mcp.example.org/tools\n"
+    "authorization_servers = https://auth.example.com\n"
+    "resource_metadata_url = https://static.example.net/prm/tools.json\n";
+
+#define ALICE_PRM "https://host.example.com/~alice/mcp/.well-known/oauth-protected-resource/files"
+
+static void request_on(const char *method, const char *uri, const char *host, memhttp *m)
+{
+    const char *const params[] = {"REQUEST_METHOD", method, "REQUEST_URI", uri, "HTTP_HOST",
+                                  host, NULL};
+    mcpauth_request req;
+    mcpauth_response resp;
+    memhttp_setup(m, params, &req, &resp);
+    mcpauth_metadata_handle(md, &req, &resp);
+    m->params = NULL;
+}
+
+START_TEST(custom_url_served)
+{
+    unload();
+    load(conf_userdir);
+    const mcpauth_resource *files = mcpauth_config_resource_by_name(cfg, "files");
+    const mcpauth_resource *plain = mcpauth_config_resource_by_name(cfg, "plain");
+    const mcpauth_resource *else_ = mcpauth_config_resource_by_name(cfg, "elsewhere");
+    ck_assert_str_eq(files->metadata_url, ALICE_PRM);
+    /* at the custom path, with its "resource" still the resource URI (§3.3) */
+    memhttp m;
+    request_on("GET", "/~alice/mcp/.well-known/oauth-protected-resource/files",
+               "host.example.com", &m);
+    ck_assert_ptr_nonnull(strstr(m.out, "Status: 200 OK\r\n"));
+    ck_assert_ptr_nonnull(strstr(memhttp_body(&m),
+                                 "\"resource\":\"https://host.example.com/~alice/mcp/files\""));
+    ck_assert_str_eq(memhttp_body(&m), mcpauth_metadata_json(md, files));
+    /* the client may have sent the tilde encoded: the path is decoded */
+    request_on("GET", "/%7Ealice/mcp/.well-known/oauth-protected-resource/files",
+               "host.example.com", &m);
+    ck_assert_str_eq(memhttp_body(&m), mcpauth_metadata_json(md, files));
+    /* the path-inserted form still works for clients that ignore the header */
+    ck_assert_ptr_eq(mcpauth_metadata_lookup(
+        md, "/.well-known/oauth-protected-resource/~alice/mcp/files", NULL), files);
+    /* a resource without the key: only its path-inserted form */
+    ck_assert_str_eq(plain->metadata_url,
+                     "https://host.example.com/.well-known/oauth-protected-resource/~alice/mcp/plain");
+    ck_assert_ptr_null(mcpauth_metadata_lookup(
+        md, "/~alice/mcp/.well-known/oauth-protected-resource/plain", NULL));
+    /* on another host: matched on that host's path, the Host header breaks ties */
+    ck_assert_str_eq(else_->metadata_url_host, "static.example.net");
+    ck_assert_ptr_eq(mcpauth_metadata_lookup(md, "/prm/tools.json", "static.example.net"), else_);
+    request_on("GET", "/prm/tools.json", "static.example.net", &m);
+    ck_assert_ptr_nonnull(strstr(memhttp_body(&m), "\"resource\":\"https://mcp.example.org/tools\""));
+    /* nothing else below the folder */
+    request_on("GET", "/~alice/mcp/.well-known/oauth-protected-resource/nope", "host.example.com",
+               &m);
+    ck_assert_ptr_nonnull(strstr(m.out, "Status: 404 Not Found\r\n"));
+    ck_assert_ptr_null(mcpauth_metadata_lookup(md, "/~alice/mcp/files", NULL));
+}
+END_TEST
+
+static void challenge(const mcpauth_resource *r, mcpauth_verdict v, memhttp *m)
+{
+    mcpauth_decision d;
+    memset(&d, 0, sizeof d);
+    d.verdict = v;
+    snprintf(d.description, sizeof d.description, "%s", v == MCPAUTH_NO_TOKEN ? "" : "expired");
+    snprintf(d.scope_needed, sizeof d.scope_needed, "files:read");
+    mcpauth_request req;
+    mcpauth_response resp;
+    memhttp_setup(m, NULL, &req, &resp);
+    mcpauth_decision_respond(&d, r, &resp);
+}
+
+/* The 401 and 403 of the gate, the proxy and mod_mcpauth (they all answer
+ * with mcpauth_decision_respond) name the configured URL. */
+START_TEST(custom_url_in_challenges)
+{
+    unload();
+    load(conf_userdir);
+    const mcpauth_resource *files = mcpauth_config_resource_by_name(cfg, "files");
+    memhttp m;
+    challenge(files, MCPAUTH_NO_TOKEN, &m);
+    ck_assert_ptr_nonnull(strstr(m.out, "Status: 401 Unauthorized\r\n"));
+    ck_assert_str_eq(memhttp_header(m.out, "WWW-Authenticate"),
+                     "Bearer resource_metadata=\"" ALICE_PRM "\", scope=\"files:read\"");
+    challenge(files, MCPAUTH_INVALID_TOKEN, &m);
+    ck_assert_str_eq(memhttp_header(m.out, "WWW-Authenticate"),
+                     "Bearer error=\"invalid_token\", error_description=\"expired\", "
+                     "resource_metadata=\"" ALICE_PRM "\", scope=\"files:read\"");
+    challenge(files, MCPAUTH_INSUFFICIENT_SCOPE, &m);
+    ck_assert_ptr_nonnull(strstr(m.out, "Status: 403 Forbidden\r\n"));
+    ck_assert_ptr_nonnull(strstr(memhttp_header(m.out, "WWW-Authenticate"),
+                                 "resource_metadata=\"" ALICE_PRM "\""));
+    /* without the key: the path-inserted URL, as before */
+    challenge(mcpauth_config_resource_by_name(cfg, "plain"), MCPAUTH_NO_TOKEN, &m);
+    ck_assert_ptr_nonnull(strstr(memhttp_header(m.out, "WWW-Authenticate"),
+        "resource_metadata=\"https://host.example.com/.well-known/oauth-protected-resource/"
+        "~alice/mcp/plain\""));
+}
+END_TEST
+
 Suite *metadata_suite(void)
 {
     Suite *s = suite_create("metadata");
@@ -221,6 +336,8 @@ Suite *metadata_suite(void)
     tcase_add_test(tc, handle_wrong_method);
     tcase_add_test(tc, root_form_single_resource);
     tcase_add_test(tc, root_form_default_resource);
+    tcase_add_test(tc, custom_url_served);
+    tcase_add_test(tc, custom_url_in_challenges);
     suite_add_tcase(s, tc);
     return s;
 }

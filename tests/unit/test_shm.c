@@ -18,6 +18,7 @@ Suite *shm_suite(void);
 #include <time.h>
 #include <unistd.h>
 
+#include "robust.h"
 #include "shm.h"
 #define SCRATCH_NAME "shm"
 #include "../support/scratchdir.h"
@@ -728,6 +729,56 @@ START_TEST(inflight_threads_never_exceed_cap)
 }
 END_TEST
 
+/* The slot index is SipHash-2-4 keyed with the file's secret: the
+ * reference vectors (key 00..0f, message 00..len-1). */
+START_TEST(siphash_vectors)
+{
+    static const struct {
+        size_t len;
+        uint64_t want;
+    } v[] = {{0, 0x726fdb47dd0e0e31ull},  {1, 0x74f839c593dc67fdull},
+             {7, 0xab0200f58b01d137ull},  {8, 0x93f5f5799a932462ull},
+             {15, 0xa129ca6149be45e5ull}, {32, 0x7127512f72f27cceull}};
+    unsigned char key[MCPAUTH__SIPHASH_KEY_LEN], msg[32];
+    for (int i = 0; i < (int)sizeof key; i++)
+        key[i] = (unsigned char)i;
+    for (int i = 0; i < (int)sizeof msg; i++)
+        msg[i] = (unsigned char)i;
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        ck_assert_msg(mcpauth__siphash(key, msg, v[i].len) == v[i].want, "length %zu", v[i].len);
+    key[15] ^= 1; /* the key matters */
+    ck_assert(mcpauth__siphash(key, msg, 15) != 0xa129ca6149be45e5ull);
+}
+END_TEST
+
+/* 32-byte keys (the proxy passes SHA-256 digests, not hashed again) are
+ * whole keys too: differing in their last byte only, or in everything but
+ * their first eight, they get buckets and slots of their own. */
+START_TEST(digest_keys)
+{
+    mcpauth_shm *s = open_ok(64, 16);
+    unsigned char a[32], b[32];
+    memset(a, 0x5a, sizeof a);
+    memcpy(b, a, sizeof b);
+    b[31] ^= 1;
+    int retry;
+    ck_assert_int_eq(mcpauth__shm_rate(s, a, sizeof a, 1, 1, 10.0, &retry), 1);
+    ck_assert_int_eq(mcpauth__shm_rate(s, a, sizeof a, 1, 1, 10.0, &retry), 0);
+    ck_assert_int_eq(mcpauth__shm_rate(s, b, sizeof b, 1, 1, 10.0, &retry), 1);
+    memset(b + 8, 0xa5, sizeof b - 8);
+    ck_assert_int_eq(mcpauth__shm_rate(s, b, sizeof b, 1, 1, 10.0, &retry), 1);
+    mcpauth_shm_slot sa, sb;
+    ck_assert_int_eq(mcpauth__shm_inflight_acquire(s, a, sizeof a, 1, &sa), 1);
+    ck_assert_int_eq(mcpauth__shm_inflight_acquire(s, b, sizeof b, 1, &sb), 1);
+    ck_assert_uint_eq(mcpauth__shm_inflight_count(s, a, sizeof a), 1);
+    mcpauth__shm_inflight_release(s, &sa);
+    ck_assert_uint_eq(mcpauth__shm_inflight_count(s, a, sizeof a), 0);
+    ck_assert_uint_eq(mcpauth__shm_inflight_count(s, b, sizeof b), 1);
+    mcpauth__shm_inflight_release(s, &sb);
+    mcpauth__shm_close(s);
+}
+END_TEST
+
 Suite *shm_suite(void)
 {
     Suite *s = suite_create("shm");
@@ -748,6 +799,8 @@ Suite *shm_suite(void)
     tcase_add_test(tc, inflight_acquire_release);
     tcase_add_test(tc, inflight_dead_process_reclaimed);
     tcase_add_test(tc, inflight_threads_never_exceed_cap);
+    tcase_add_test(tc, siphash_vectors);
+    tcase_add_test(tc, digest_keys);
     suite_add_tcase(s, tc);
     return s;
 }
