@@ -16,7 +16,7 @@
 # started is stopped by PID at the end.
 #
 # Environment (defaults in brackets):
-#   PEERS_SECONDS   seconds per measured run [10]
+#   PEERS_SECONDS   seconds per measured run [8]
 #   PEERS_REPEATS   runs per scenario, interleaved [3]; medians and min-max
 #   PEERS_WARMUP    seconds of unmeasured load per scenario first [2]
 #   PEERS_TOKENS    distinct tokens of the "5,000" scenarios [5000]
@@ -52,7 +52,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 here=$top/bench/peers
 build=${BUILD_DIR:-$top/_build}
 case "$build" in /*) ;; *) build=$top/$build ;; esac
-SECONDS_RUN=${PEERS_SECONDS:-10}
+SECONDS_RUN=${PEERS_SECONDS:-8}
 REPEATS=${PEERS_REPEATS:-3}
 WARMUP=${PEERS_WARMUP:-2}
 NTOKENS=${PEERS_TOKENS:-5000}
