@@ -1147,16 +1147,27 @@ long mcpauth__store_access_revoked(mcpauth_store *s, time_t now,
     done(s, st);
     leave(s);
     long taken = rc == SQLITE_DONE ? 0 : -1;
-    for (size_t i = 0; taken >= 0 && i < n; i++) {
-        if (fn(v[i].hash, v[i].expires, arg) != 0)
-            continue; /* offered again next time */
+    size_t nt = 0; /* the rows fn took move to the front */
+    for (size_t i = 0; taken >= 0 && i < n; i++)
+        if (fn(v[i].hash, v[i].expires, arg) == 0) /* else offered again next time */
+            v[nt++] = v[i];
+    /* One transaction for them all, not one commit per row; if it fails,
+     * they are offered again, and fn takes them again harmlessly. */
+    if (taken >= 0 && nt > 0) {
         if (enter(s) != 0) {
-            taken = -1;
-            break;
+            free(v);
+            return -1;
         }
-        long u = run(s, "UPDATE access SET pushed = 1 WHERE hash = ?", "s", v[i].hash);
+        int ok = begin(s) == 0;
+        for (size_t i = 0; ok && i < nt; i++)
+            ok = run(s, "UPDATE access SET pushed = 1 WHERE hash = ?", "s", v[i].hash) >= 0;
+        if (ok && commit(s) == 0) {
+            taken = (long)nt;
+        } else {
+            rollback(s);
+            taken = -1;
+        }
         leave(s);
-        taken = u < 0 ? -1 : taken + 1;
     }
     free(v);
     return taken;

@@ -37,10 +37,23 @@
 #include "strbuf.h"
 
 #define JOSE_PART_MAX 16384 /* decoded header or payload */
+/* Retry-After of a 503 (keys or introspection unavailable): a fetch may be
+ * tried again min(jwks_min_refresh, 10) s after a failed one. */
+#define MCPAUTH__RETRY_AFTER_S "5"
+
 
 typedef struct issuer_rt {
     const mcpauth_issuer *conf;
+    /* lock guards keys, keys_expire, keys_fetched, last_attempt and
+     * refreshing, and is never held across I/O: the one thread that sets
+     * refreshing fetches without it and takes it again only to swap the
+     * new set in, so validation goes on with the last good set meanwhile.
+     * Fields that only the refreshing thread writes (the ones above) it
+     * may read without the lock; jwks_uri, disk_seen and the files only it
+     * touches. */
     pthread_mutex_t lock;
+    pthread_cond_t refreshed; /* refreshing went back to 0 */
+    int refreshing;
     mcpauth_jwks *keys;     /* current set, NULL until loaded */
     time_t keys_expire;     /* refresh after this */
     time_t last_attempt;    /* last fetch, for jwks_min_refresh */
@@ -349,17 +362,35 @@ static int check_claims(mcpauth_validator *v, const mcpauth_resource *res, json_
 
 /* ------------------------------------------------------------------ keys */
 
-static void fetch_opts(const mcpauth_validator *v, mcpauth_fetch_opts *o)
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* deadline (monotonic ms, 0: none) bounds a whole key refresh, so that
+ * discovery and the key set together never take longer than one
+ * http_timeout.  0 when no time is left. */
+static int fetch_opts(const mcpauth_validator *v, mcpauth_fetch_opts *o, long long deadline)
 {
     memset(o, 0, sizeof *o);
     o->timeout_ms = v->cfg->http_timeout * 1000;
+    if (deadline) {
+        long long left = deadline - mono_ms();
+        if (left <= 0)
+            return 0;
+        if (left < o->timeout_ms)
+            o->timeout_ms = left;
+    }
     o->max_bytes = 512 * 1024;
     o->ca_file = v->cfg->ca_file;
+    return 1;
 }
 
 /* RFC 8414 §3 and OIDC Discovery, in the order MCP clients use; the
  * document's issuer must equal ours byte for byte (RFC 8414 §3.3). */
-static char *discover_jwks_uri(mcpauth_validator *v, const char *issuer)
+static char *discover_jwks_uri(mcpauth_validator *v, const char *issuer, long long deadline)
 {
     const char *sep = strstr(issuer, "://");
     if (!sep)
@@ -379,8 +410,7 @@ static char *discover_jwks_uri(mcpauth_validator *v, const char *issuer)
         snprintf(urls[n++], sizeof urls[0], "%.*s%.*s/.well-known/openid-configuration", (int)olen,
                  issuer, (int)plen, path);
     mcpauth_fetch_opts o;
-    fetch_opts(v, &o);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && fetch_opts(v, &o, deadline); i++) {
         mcpauth_fetch_result r;
         char err[256];
         if (mcpauth__fetch(urls[i], &o, &r, err, sizeof err) < 0) {
@@ -454,6 +484,37 @@ static void disk_write(issuer_rt *is, const char *body, size_t len)
     json_object_put(doc);
 }
 
+/* The only write of is->keys after start-up: the pointer exchange, under
+ * the lock; the old set lives on while validations still hold it. */
+static void install_keys(issuer_rt *is, mcpauth_jwks *set, time_t expire, time_t fetched)
+{
+    pthread_mutex_lock(&is->lock);
+    mcpauth_jwks *old = is->keys;
+    is->keys = set;
+    is->keys_expire = expire;
+    is->keys_fetched = fetched;
+    pthread_mutex_unlock(&is->lock);
+    if (old)
+        mcpauth__jwks_unref(old);
+}
+
+static void set_last_attempt(issuer_rt *is, time_t now)
+{
+    pthread_mutex_lock(&is->lock);
+    is->last_attempt = now;
+    pthread_mutex_unlock(&is->lock);
+}
+
+/* jwks_min_refresh (at most 10 s while there are no keys) since the last
+ * attempt; a last attempt in the future (clock stepped back) does not
+ * block. */
+static int gap_passed(const mcpauth_validator *v, const issuer_rt *is, time_t now)
+{
+    long gap = is->keys ? v->cfg->jwks_min_refresh
+                        : (v->cfg->jwks_min_refresh < 10 ? v->cfg->jwks_min_refresh : 10);
+    return is->last_attempt == 0 || is->last_attempt > now || now - is->last_attempt >= gap;
+}
+
 static int same_file(const struct stat *a, const struct stat *b)
 {
     return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
@@ -511,12 +572,8 @@ static int disk_read(issuer_rt *is)
     mcpauth_jwks *set = mcpauth__jwks_parse(jtext, jlen, err, sizeof err);
     if (!set)
         goto out;
-    if (is->keys)
-        mcpauth__jwks_unref(is->keys);
     adopted = !is->keys || fetched > is->keys_fetched;
-    is->keys = set;
-    is->keys_expire = expires;
-    is->keys_fetched = fetched;
+    install_keys(is, set, expires, fetched);
     if (!is->jwks_uri)
         is->jwks_uri = mcpauth__xstrdup(ju);
 out:
@@ -544,14 +601,19 @@ static void stamp_write(int fd, time_t now)
         mcpauth_log(MCPAUTH_LOG_WARN, "jwks_stamp_not_saved", "reason", strerror(errno), NULL);
 }
 
-static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now);
+static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now, long long deadline);
 
 /* The fetch rules of get_keys across processes: under the stamp file's
  * flock, keys another process saved are taken first; a fetch happens only
  * when they are still stale (or force and nothing new came), and no
- * process tried within the gap.  Returns -1 when the stamp file cannot be
- * used (the caller then goes on as without sharing). */
-static int shared_refresh(mcpauth_validator *v, issuer_rt *is, int force, time_t now)
+ * process tried within the gap.  The flock is only tried: while another
+ * process holds it (it is fetching), this one goes on with the keys it
+ * has or the ones saved so far (*elsewhere set), and with none at all
+ * waits for that process's file until deadline.  Returns -1 when the
+ * stamp file cannot be used (the caller then goes on as without
+ * sharing). */
+static int shared_refresh(mcpauth_validator *v, issuer_rt *is, int force, time_t now,
+                          long long deadline, int *elsewhere)
 {
     int fd = open(is->stamp_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
                   O_NOCTTY, 0600);
@@ -566,8 +628,26 @@ static int shared_refresh(mcpauth_validator *v, issuer_rt *is, int force, time_t
             close(fd);
         return -1;
     }
-    while (flock(fd, LOCK_EX) != 0 && errno == EINTR)
-        ;
+    for (;;) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno == EINTR)
+            continue;
+        if (errno != EWOULDBLOCK) {
+            mcpauth_log(MCPAUTH_LOG_WARN, "jwks_stamp_unusable", "path", is->stamp_path,
+                        "reason", strerror(errno), NULL);
+            close(fd);
+            return -1;
+        }
+        disk_read(is);
+        if (is->keys || mono_ms() >= deadline) {
+            *elsewhere = 1;
+            close(fd);
+            return 0;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     int adopted = disk_read(is);
     int stale = !is->keys || now >= is->keys_expire || (force && !adopted);
     long gap = is->keys ? v->cfg->jwks_min_refresh
@@ -580,20 +660,21 @@ static int shared_refresh(mcpauth_validator *v, issuer_rt *is, int force, time_t
         /* a stamp in the future (clock stepped back) does not block */
         if (last == 0 || last > now || now - last >= gap) {
             stamp_write(fd, now);
-            refresh_keys(v, is, now);
+            refresh_keys(v, is, now, deadline);
         }
     }
     close(fd); /* drops the flock */
     return 0;
 }
 
-/* Fetches the key set; on success replaces is->keys.  Called with is->lock
- * held, so one thread fetches while the others wait or use the old set. */
-static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now)
+/* Fetches the key set; on success swaps it in for is->keys.  Called by the
+ * one thread that set is->refreshing, without is->lock: the others use the
+ * old set meanwhile. */
+static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now, long long deadline)
 {
-    is->last_attempt = now;
+    set_last_attempt(is, now);
     if (!is->jwks_uri && is->conf->discovery)
-        is->jwks_uri = discover_jwks_uri(v, is->conf->issuer);
+        is->jwks_uri = discover_jwks_uri(v, is->conf->issuer, deadline);
     if (!is->jwks_uri) {
         mcpauth_log(MCPAUTH_LOG_WARN, "jwks_unavailable", "issuer", is->conf->issuer, "reason",
                     "no jwks_uri configured or discovered", NULL);
@@ -602,7 +683,11 @@ static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now)
     mcpauth_fetch_opts o;
     mcpauth_fetch_result r;
     char err[256];
-    fetch_opts(v, &o);
+    if (!fetch_opts(v, &o, deadline)) {
+        mcpauth_log(MCPAUTH_LOG_WARN, "jwks_fetch_failed", "url", is->jwks_uri, "reason",
+                    "http_timeout spent before the key set could be asked for", NULL);
+        return;
+    }
     if (mcpauth__fetch(is->jwks_uri, &o, &r, err, sizeof err) < 0 || r.status != 200) {
         if (r.status)
             snprintf(err, sizeof err, "HTTP status %ld", r.status);
@@ -618,17 +703,13 @@ static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now)
         mcpauth_log(MCPAUTH_LOG_WARN, "jwks_invalid", "url", is->jwks_uri, "reason", err, NULL);
         return;
     }
-    if (is->keys)
-        mcpauth__jwks_unref(is->keys);
-    is->keys = set;
     /* Cache-Control max-age decides, within [jwks_min_refresh, jwks_max_age]. */
     long ttl = max_age < 0 ? v->cfg->jwks_max_age : max_age;
     if (ttl < v->cfg->jwks_min_refresh)
         ttl = v->cfg->jwks_min_refresh;
     if (ttl > v->cfg->jwks_max_age)
         ttl = v->cfg->jwks_max_age;
-    is->keys_expire = now + ttl;
-    is->keys_fetched = now;
+    install_keys(is, set, now + ttl, now);
     if (is->disk_path)
         disk_write(is, r.body, r.len);
     mcpauth__fetch_result_free(&r);
@@ -637,20 +718,51 @@ static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now)
     mcpauth_log(MCPAUTH_LOG_INFO, "jwks_loaded", "issuer", is->conf->issuer, "keys", nkeys, NULL);
 }
 
-/* The current key set (a reference the caller drops), refreshed when stale
- * or when force is set, but never more often than jwks_min_refresh. */
-static mcpauth_jwks *get_keys(mcpauth_validator *v, issuer_rt *is, int force, time_t now)
+/* The refresh itself, by the thread that set is->refreshing, within one
+ * http_timeout.  1 when another process is fetching (shared_cache). */
+static int do_refresh(mcpauth_validator *v, issuer_rt *is, int force, time_t now)
 {
+    long long deadline = mono_ms() + v->cfg->http_timeout * 1000LL;
+    int elsewhere = 0;
+    /* shared: another process may have fetched them already */
+    if (is->disk_path && shared_refresh(v, is, force, now, deadline, &elsewhere) == 0)
+        return elsewhere;
+    if (gap_passed(v, is, now))
+        refresh_keys(v, is, now, deadline);
+    return 0;
+}
+
+/* The current key set (a reference the caller drops), refreshed when stale
+ * or when force is set, but never more often than jwks_min_refresh.  The
+ * caller that finds a refresh due does it; every other one goes on at once
+ * with the set in place, except while there is none at all: then it waits
+ * for the fetch in flight, at most http_timeout.  *busy: a refresh (here or
+ * in another process) is still in flight, so a set without the key the
+ * token names is not the last word. */
+static mcpauth_jwks *get_keys(mcpauth_validator *v, issuer_rt *is, int force, time_t now,
+                              int *busy)
+{
+    int elsewhere = 0;
     pthread_mutex_lock(&is->lock);
     if (!is->conf->jwks_file) {
-        long gap = is->keys ? v->cfg->jwks_min_refresh
-                            : (v->cfg->jwks_min_refresh < 10 ? v->cfg->jwks_min_refresh : 10);
         int stale = !is->keys || now >= is->keys_expire || force;
-        /* shared: another process may have fetched them already */
-        int done = stale && is->disk_path && shared_refresh(v, is, force, now) == 0;
-        if (stale && !done && (is->last_attempt == 0 || now - is->last_attempt >= gap))
-            refresh_keys(v, is, now);
+        if (stale && !is->refreshing && (is->disk_path || gap_passed(v, is, now))) {
+            is->refreshing = 1;
+            pthread_mutex_unlock(&is->lock);
+            elsewhere = do_refresh(v, is, force, now);
+            pthread_mutex_lock(&is->lock);
+            is->refreshing = 0;
+            pthread_cond_broadcast(&is->refreshed);
+        } else if (!is->keys && is->refreshing) {
+            struct timespec until;
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            until.tv_sec += v->cfg->http_timeout;
+            while (!is->keys && is->refreshing &&
+                   pthread_cond_timedwait(&is->refreshed, &is->lock, &until) != ETIMEDOUT)
+                ;
+        }
     }
+    *busy = is->refreshing || elsewhere;
     mcpauth_jwks *set = is->keys ? mcpauth__jwks_ref(is->keys) : NULL;
     pthread_mutex_unlock(&is->lock);
     return set;
@@ -730,17 +842,26 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
         set_verdict(d, MCPAUTH_INVALID_TOKEN, "token typ must be at+jwt");
         goto out;
     }
-    set = get_keys(v, is, 0, now);
+    int busy = 0;
+    set = get_keys(v, is, 0, now, &busy);
     key = set ? mcpauth__jwks_find(set, has_kid > 0 ? kid : NULL, alg) : NULL;
     if (!key && set) {
         /* Unknown kid: the issuer may have rotated.  get_keys limits how
          * often this can reach the AS, whatever tokens arrive. */
         mcpauth__jwks_unref(set);
-        set = get_keys(v, is, 1, now);
+        set = get_keys(v, is, 1, now, &busy);
         key = set ? mcpauth__jwks_find(set, has_kid > 0 ? kid : NULL, alg) : NULL;
     }
     if (!set) {
         set_verdict(d, MCPAUTH_UNAVAILABLE, "signing keys of the issuer are unavailable");
+        goto out;
+    }
+    if (!key && busy) {
+        /* Another request is fetching the keys: answer now rather than
+         * wait (tokens with invented kids must not hold workers while the
+         * AS is slow), as an outage, so neither the cache nor the client
+         * takes it as final. */
+        set_verdict(d, MCPAUTH_UNAVAILABLE, "signing keys of the issuer are being refreshed");
         goto out;
     }
     if (!key) {
@@ -795,7 +916,7 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
         OPENSSL_cleanse(enc, strlen(enc));
         free(enc);
         mcpauth_fetch_opts o;
-        fetch_opts(v, &o);
+        fetch_opts(v, &o, 0);
         o.form = form;
         o.basic_user = conf->introspection_client_id;
         o.basic_pass = conf->introspection_client_secret;
@@ -1060,6 +1181,8 @@ void mcpauth_decision_respond(const mcpauth_decision *d, const mcpauth_resource 
     }
     if (status != 503)
         mcpauth_response_header(resp, "WWW-Authenticate", www);
+    else /* keys or introspection unavailable: worth asking again soon */
+        mcpauth_response_header(resp, "Retry-After", MCPAUTH__RETRY_AFTER_S);
     /* Browser-based MCP clients must be able to read the challenge. */
     mcpauth_response_header(resp, "Access-Control-Allow-Origin", "*");
     mcpauth_response_header(resp, "Access-Control-Expose-Headers", "WWW-Authenticate");
@@ -1189,6 +1312,11 @@ mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, s
         issuer_rt *is = &v->issuers[v->nissuers++];
         is->conf = cfg->issuers[i];
         pthread_mutex_init(&is->lock, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&is->refreshed, &ca);
+        pthread_condattr_destroy(&ca);
         if (is->conf->jwks_uri)
             is->jwks_uri = mcpauth__xstrdup(is->conf->jwks_uri);
         if (shared && !is->conf->jwks_file && (is->conf->jwks_uri || is->conf->discovery))
@@ -1241,6 +1369,7 @@ void mcpauth_validator_free(mcpauth_validator *v)
         free(v->issuers[i].disk_path);
         free(v->issuers[i].stamp_path);
         pthread_mutex_destroy(&v->issuers[i].lock);
+        pthread_cond_destroy(&v->issuers[i].refreshed);
     }
     free(v->issuers);
     mcpauth__cache_free(v->cache);

@@ -145,7 +145,8 @@ mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     mcpauth__as_push_revocations(as); /* what `mcpauth revoke` did while we were down */
-    if (mcpauth__as_refresh_keys(as, time(NULL), err, errlen) < 0) {
+    as->key_checked = time(NULL);
+    if (mcpauth__as_refresh_keys(as, as->key_checked, err, errlen) < 0) {
         mcpauth_as_free(as);
         return NULL;
     }
@@ -159,10 +160,7 @@ void mcpauth_as_free(mcpauth_as *as)
     mcpauth__store_close(as->store);
     mcpauth__cimd_free(as->cimd);
     mcpauth__revoked_close(as->revoked);
-    mcpauth__signer_free(as->signer);
-    free(as->jwks);
-    if (as->verify)
-        mcpauth__jwks_unref(as->verify);
+    mcpauth__as_keys_put(as->keys);
     OPENSSL_cleanse(as->secret, sizeof as->secret);
     pthread_mutex_destroy(&as->key_lock);
     free(as);

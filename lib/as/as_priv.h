@@ -8,6 +8,7 @@
 #define MCPAUTH_AS_PRIV_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/types.h>
 #include <time.h>
@@ -29,6 +30,16 @@
 #define MCPAUTH__AS_REG_MAX (16 * 1024)
 #define MCPAUTH__AS_CSRF_WINDOW 600
 
+/* The signing key and the published keys as one immutable snapshot: a
+ * request takes a reference (mcpauth__as_keys_get) and uses it without
+ * any lock; a reload builds a new one and swaps the pointer. */
+typedef struct mcpauth__as_keys {
+    atomic_uint refs;
+    mcpauth_signer *signer;
+    char *jwks;                 /* public JWKS text */
+    mcpauth_jwks *verify;       /* the same keys, parsed, to verify our own tokens */
+} mcpauth__as_keys;
+
 struct mcpauth_as {
     const mcpauth_config *cfg;
     const mcpauth_as_config *ac;
@@ -36,11 +47,12 @@ struct mcpauth_as {
     mcpauth_cimd *cimd;
     mcpauth__revoked *revoked;  /* shared with the gate and the proxy */
     unsigned char secret[MCPAUTH_SECRET_BYTES]; /* HMAC key for CSRF tokens */
-    pthread_mutex_t key_lock;   /* guards signer, jwks, key_checked */
-    mcpauth_signer *signer;
-    char *jwks;                 /* public JWKS text */
-    mcpauth_jwks *verify;       /* the same keys, parsed, to verify our own tokens */
-    time_t key_checked;
+    /* guards keys, key_checked and key_loading; held only to read or swap
+     * the pointer, never across the store or key files */
+    pthread_mutex_t key_lock;
+    mcpauth__as_keys *keys;     /* current snapshot, never NULL after start */
+    time_t key_checked;         /* last reload started */
+    int key_loading;            /* a request is reloading them */
     char prefix[2048];          /* path of ISSUER/oauth2 */
 };
 
@@ -122,10 +134,16 @@ int mcpauth__as_authenticate_client(mcpauth_as *as, const mcpauth_request *req,
 
 /* bytes random bytes, base64url-encoded into out.  0, or -1. */
 int mcpauth__as_random(char *out, size_t cap, size_t bytes);
-/* The signer and JWKS, reloaded at most every 30 s so a key rotated by
- * `mcpauth rotate-key` reaches every process without a restart.  Call with
- * key_lock held (or before other threads see as). */
+/* Loads the keys from the store and swaps them in: at start-up (0, or -1
+ * with err), and by mcpauth__as_keys_get. */
 int mcpauth__as_refresh_keys(mcpauth_as *as, time_t now, char *err, size_t errlen);
+/* The current keys (a reference to drop with mcpauth__as_keys_put),
+ * reloaded at most every 30 s so a key rotated by `mcpauth rotate-key`
+ * reaches every process without a restart.  The request that finds a
+ * reload due does it; the others go on with the snapshot in place, and a
+ * failed reload keeps it.  NULL only when no keys were ever loaded. */
+mcpauth__as_keys *mcpauth__as_keys_get(mcpauth_as *as, time_t now);
+void mcpauth__as_keys_put(mcpauth__as_keys *k);
 /* Claims of an access token this AS issued and that is still valid, or
  * NULL.  Used by introspection and revocation. */
 json_object *mcpauth__as_own_claims(mcpauth_as *as, const char *token, time_t now);

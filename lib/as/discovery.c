@@ -13,21 +13,18 @@
 
 void mcpauth__as_jwks(mcpauth_as *as, mcpauth_response *resp)
 {
-    char err[256];
-    pthread_mutex_lock(&as->key_lock);
-    int ok = mcpauth__as_refresh_keys(as, time(NULL), err, sizeof err) == 0 && as->jwks;
-    char *copy = ok ? mcpauth__xstrdup(as->jwks) : NULL;
-    pthread_mutex_unlock(&as->key_lock);
+    mcpauth__as_keys *k = mcpauth__as_keys_get(as, time(NULL));
     mcpauth__as_cors_public(resp);
-    if (!copy) {
+    if (!k || !k->jwks) {
+        mcpauth__as_keys_put(k);
         mcpauth__as_oauth_error(resp, 503, "temporarily_unavailable", "no signing key");
         return;
     }
     mcpauth_response_header(resp, "Cache-Control", "public, max-age=300");
     mcpauth_response_set_status(resp, 200);
     mcpauth_response_header(resp, "Content-Type", "application/jwk-set+json");
-    mcpauth_response_send(resp, copy, strlen(copy));
-    free(copy);
+    mcpauth_response_send(resp, k->jwks, strlen(k->jwks));
+    mcpauth__as_keys_put(k);
 }
 
 /* ------------------------------------------------------------- metadata */

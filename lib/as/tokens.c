@@ -7,6 +7,8 @@
 
 #include <openssl/rand.h>
 
+#include <mcpauth/log.h>
+
 #include "alloc.h"
 #include "as_priv.h"
 #include "encode.h"
@@ -19,29 +21,77 @@ int mcpauth__as_random(char *out, size_t cap, size_t bytes)
     return mcpauth__b64url_encode(raw, bytes, out, cap) < 0 ? -1 : 0;
 }
 
-int mcpauth__as_refresh_keys(mcpauth_as *as, time_t now, char *err, size_t errlen)
+void mcpauth__as_keys_put(mcpauth__as_keys *k)
 {
-    if (as->signer && now - as->key_checked < 30)
-        return 0;
-    as->key_checked = now;
+    if (!k || atomic_fetch_sub_explicit(&k->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    mcpauth__signer_free(k->signer);
+    free(k->jwks);
+    if (k->verify)
+        mcpauth__jwks_unref(k->verify);
+    free(k);
+}
+
+/* A new snapshot from the store and the key files (I/O: no lock held). */
+static mcpauth__as_keys *load_keys(mcpauth_as *as, time_t now, char *err, size_t errlen)
+{
     mcpauth_signer *s = mcpauth__keys_load_current(as->store, err, errlen);
     if (!s)
-        return as->signer ? 0 : -1;
+        return NULL;
     char *jwks = mcpauth__keys_jwks(as->store, now - as->ac->access_token_ttl - 60, err, errlen);
     mcpauth_jwks *set = jwks ? mcpauth__jwks_parse(jwks, strlen(jwks), err, errlen) : NULL;
     if (!set) {
         free(jwks);
         mcpauth__signer_free(s);
-        return as->signer ? 0 : -1;
+        return NULL;
     }
-    mcpauth__signer_free(as->signer);
-    free(as->jwks);
-    if (as->verify)
-        mcpauth__jwks_unref(as->verify);
-    as->signer = s;
-    as->jwks = jwks;
-    as->verify = set;
-    return 0;
+    mcpauth__as_keys *k = mcpauth__xcalloc(1, sizeof *k);
+    atomic_init(&k->refs, 1);
+    k->signer = s;
+    k->jwks = jwks;
+    k->verify = set;
+    return k;
+}
+
+/* Swaps k in (NULL: keeps the current set) and ends the reload. */
+static void install_keys(mcpauth_as *as, mcpauth__as_keys *k)
+{
+    pthread_mutex_lock(&as->key_lock);
+    mcpauth__as_keys *old = k ? as->keys : NULL;
+    if (k)
+        as->keys = k;
+    as->key_loading = 0;
+    pthread_mutex_unlock(&as->key_lock);
+    mcpauth__as_keys_put(old);
+}
+
+int mcpauth__as_refresh_keys(mcpauth_as *as, time_t now, char *err, size_t errlen)
+{
+    mcpauth__as_keys *k = load_keys(as, now, err, errlen);
+    install_keys(as, k);
+    return k ? 0 : -1;
+}
+
+mcpauth__as_keys *mcpauth__as_keys_get(mcpauth_as *as, time_t now)
+{
+    pthread_mutex_lock(&as->key_lock);
+    /* a clock stepped back does not postpone the next reload */
+    if (!as->key_loading &&
+        (!as->keys || now - as->key_checked >= 30 || now < as->key_checked)) {
+        as->key_loading = 1;
+        as->key_checked = now;
+        pthread_mutex_unlock(&as->key_lock);
+        char err[256] = "";
+        if (mcpauth__as_refresh_keys(as, now, err, sizeof err) < 0)
+            mcpauth_log(MCPAUTH_LOG_WARN, "signing_keys_not_reloaded", "reason", err, "effect",
+                        "the keys loaded before stay in use", NULL);
+        pthread_mutex_lock(&as->key_lock);
+    }
+    mcpauth__as_keys *k = as->keys;
+    if (k)
+        atomic_fetch_add_explicit(&k->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&as->key_lock);
+    return k;
 }
 
 /* The signature of token (signing input: the first len bytes) checks out
@@ -53,14 +103,12 @@ static int signed_by_us(mcpauth_as *as, const char *token, size_t len, const cha
     const char *alg = mcpauth__json_member_str(h, "alg", NULL);
     const char *kid = mcpauth__json_member_str(h, "kid", NULL);
     mcpauth_alg a = alg ? mcpauth__alg_from_name(alg) : MCPAUTH_ALG_UNKNOWN;
-    char kerr[256];
-    pthread_mutex_lock(&as->key_lock);
-    mcpauth__as_refresh_keys(as, now, kerr, sizeof kerr); /* another process may have rotated */
-    const mcpauth_jwk *k = as->verify && kid && a != MCPAUTH_ALG_UNKNOWN
-                               ? mcpauth__jwks_find(as->verify, kid, a)
+    mcpauth__as_keys *keys = mcpauth__as_keys_get(as, now); /* another process may have rotated */
+    const mcpauth_jwk *k = keys && kid && a != MCPAUTH_ALG_UNKNOWN
+                               ? mcpauth__jwks_find(keys->verify, kid, a)
                                : NULL;
     int ok = k && mcpauth__jws_verify(k, a, token, len, sig, sl);
-    pthread_mutex_unlock(&as->key_lock);
+    mcpauth__as_keys_put(keys);
     json_object_put(h);
     return ok;
 }
@@ -109,13 +157,12 @@ char *mcpauth__as_mint(mcpauth_as *as, const mcpauth_grant *g, time_t now)
     /* the grant family, so introspection can tell a revoked grant */
     json_object_object_add(c, "sid", json_object_new_string(g->family));
     char *t = NULL;
-    char err[256];
-    pthread_mutex_lock(&as->key_lock);
-    if (mcpauth__as_refresh_keys(as, now, err, sizeof err) == 0)
-        t = mcpauth__jws_sign(as->signer, "at+jwt",
+    mcpauth__as_keys *k = mcpauth__as_keys_get(as, now);
+    if (k)
+        t = mcpauth__jws_sign(k->signer, "at+jwt",
                              json_object_to_json_string_ext(c, JSON_C_TO_STRING_PLAIN |
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE));
-    pthread_mutex_unlock(&as->key_lock);
+    mcpauth__as_keys_put(k);
     json_object_put(c);
     return t;
 }

@@ -134,6 +134,56 @@ char *th_expand(const th_server *s, const char *text)
     return substitute(text, kv);
 }
 
+/* Sanitizer builds: MCPAUTH_SANITIZER_LOGS (set by .ci/run) names a
+ * directory where every program started here writes its AddressSanitizer,
+ * UBSan and ThreadSanitizer reports (log_path: one file per process, named
+ * after the program).  Otherwise a FastCGI program's report goes to the
+ * server's error log, which th_stop deletes, and nobody sees it.  Options
+ * already in the environment are kept (a test may set its own); log_path
+ * is appended, and the last one wins. */
+static const char *const san_vars[][2] = {
+    {"ASAN_OPTIONS", "asan"}, {"UBSAN_OPTIONS", "ubsan"}, {"TSAN_OPTIONS", "tsan"},
+    {"LSAN_OPTIONS", NULL}, /* passed on as it is: leak reports go where ASan's go */
+};
+#define N_SAN_VARS (sizeof san_vars / sizeof san_vars[0])
+
+/* The value san_vars[i] must have in a started program's environment (may
+ * be buf), NULL when it has none. */
+static const char *san_value(size_t i, char *buf, size_t len)
+{
+    const char *old = getenv(san_vars[i][0]);
+    const char *dir = getenv("MCPAUTH_SANITIZER_LOGS");
+    if (!dir || !*dir || !san_vars[i][1])
+        return old && *old ? old : NULL;
+    snprintf(buf, len, "%s%slog_path=%s/%s:log_exe_name=1", old ? old : "",
+             old && *old ? ":" : "", dir, san_vars[i][1]);
+    return buf;
+}
+
+/* In a forked child, before exec. */
+static void san_setenv(void)
+{
+    char buf[4096];
+    for (size_t i = 0; i < N_SAN_VARS; i++) {
+        const char *v = san_value(i, buf, sizeof buf);
+        if (v == buf)
+            setenv(san_vars[i][0], v, 1);
+    }
+}
+
+/* mod_fcgid starts its programs with only the variables it is given. */
+static void san_fcgid_env(char *out, size_t len)
+{
+    char buf[4096];
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < N_SAN_VARS; i++) {
+        const char *v = san_value(i, buf, sizeof buf);
+        if (v && n < len)
+            n += (size_t)snprintf(out + n, len - n, "FcgidInitialEnv %s \"%s\"\n", san_vars[i][0], v);
+    }
+}
+
 static int write_lighttpd_conf(th_server *s, const char *extra)
 {
     char conf[8192];
@@ -203,7 +253,9 @@ static int write_apache_conf(th_server *s, const char *extra)
      * directory is made readable, and the fcgid directory writable, for it. */
     if (geteuid() == 0)
         snprintf(user, sizeof user, "User www-data\nGroup www-data\n");
-    char conf[16384];
+    char san[8192];
+    san_fcgid_env(san, sizeof san);
+    char conf[32768];
     snprintf(conf, sizeof conf,
              "ServerRoot \"%s\"\n"
              "Listen 127.0.0.1:%d\n"
@@ -228,11 +280,11 @@ static int write_apache_conf(th_server *s, const char *extra)
              "<Directory />\n  Require all denied\n</Directory>\n"
              "<Directory \"%s/htdocs\">\n  Require all granted\n</Directory>\n"
              "Define MCPAUTH_LIBEXECDIR %s/bin\n"
-             "FcgidInitialEnv LD_LIBRARY_PATH %s/lib\n"
+             "FcgidInitialEnv LD_LIBRARY_PATH %s/lib\n%s"
              "Define MCPAUTH_CONFIG %s/mcpauth.conf\n"
              "Include \"%s/apache/mcpauth-fcgi.conf\"\n%s\n",
              s->dir, s->port, s->dir, s->dir, s->dir, s->dir, user, mods, mods, mods, mods,
-             s->dir, s->dir, s->dir, s->dir, s->dir, s->dir, s->dir, th_srcdir(),
+             s->dir, s->dir, s->dir, s->dir, s->dir, s->dir, san, s->dir, th_srcdir(),
              extra ? extra : "");
     return th_write_file(s->dir, "apache.conf", conf);
 }
@@ -268,6 +320,7 @@ pid_t th_spawn(char *const argv[], const char *const env_extra[], const char *lo
             dup2(devnull, STDIN_FILENO);
         for (const char *const *e = env_extra; e && *e; e++)
             putenv((char *)*e);
+        san_setenv();
         execv(argv[0], argv);
         _exit(127);
     }
@@ -496,6 +549,7 @@ int th_start_ex(th_server *s, th_kind kind, const th_options *o)
         int devnull = open("/dev/null", O_RDONLY);
         if (devnull >= 0)
             dup2(devnull, STDIN_FILENO);
+        san_setenv();
         execv(bin, argv);
         _exit(127);
     }
@@ -840,6 +894,7 @@ int th_run(char *const argv[], const char *const envp_extra[], char **err)
         dup2(devnull, STDOUT_FILENO);
         for (const char *const *e = envp_extra; e && *e; e++)
             putenv((char *)*e);
+        san_setenv();
         execv(argv[0], argv);
         _exit(127);
     }

@@ -8,8 +8,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@
 
 #include "../support/httpd.h"
 #include "../support/tokens.h"
+#include "memhttp.h"
 #include "suites.h"
 
 #define RES "https://mcp.example.com/a"
@@ -35,6 +38,7 @@
 #define KEYS_UNAVAILABLE "signing keys of the issuer are unavailable"
 #define NO_KEY "no key of the issuer matches the token (kid, alg)"
 #define INTROSPECTION_UNAVAILABLE "token introspection is unavailable"
+#define BEING_REFRESHED "signing keys of the issuer are being refreshed"
 
 /* ------------------------------------------------------------- the stub */
 
@@ -844,6 +848,250 @@ START_TEST(introspection_timeout)
 }
 END_TEST
 
+
+/* --------------------------------------------- refresh beside validation */
+
+/* These cases serve the keys from an in-process server (support/httpd.c)
+ * whose /jwks can be told to hang: it accepts the request and never
+ * answers.  The bug they guard against held every validation of the
+ * issuer for the whole fetch (http_timeout = 2 s here, up to 4x that with
+ * discovery); FAST_MS is a generous bound for a validation with keys at
+ * hand (well under a millisecond on an idle machine). */
+#define FAST_MS 200.0
+
+static httpd H;
+static char h_iss[64];
+
+static void h_up(void)
+{
+    memset(&H, 0, sizeof H);
+    ck_assert_int_eq(httpd_start(&H, NULL), 0);
+    snprintf(h_iss, sizeof h_iss, "http://127.0.0.1:%d", H.port);
+}
+
+/* /jwks answers with rsa1 and ec1, with Cache-Control max-age when >= 0. */
+static void h_publish(int max_age)
+{
+    static char hdrs[128];
+    tk_key *pub[] = {rsa, ec};
+    char *j = tk_jwks(pub, 2);
+    snprintf(hdrs, sizeof hdrs, "Content-Type: application/json\r\n%s",
+             max_age >= 0 ? "Cache-Control: max-age=1\r\n" : "");
+    httpd_resp r = {.headers = hdrs, .body = j};
+    ck_assert_int_eq(httpd_route(&H, "/jwks", &r), 0);
+    free(j);
+}
+
+static void h_hang(const char *path)
+{
+    httpd_resp r = {.hang = 1};
+    ck_assert_int_eq(httpd_route(&H, path, &r), 0);
+}
+
+/* Waits (up to 3 s) until the server has read n requests. */
+static void h_wait_requests(int n)
+{
+    for (int i = 0; i < 300 && httpd_nreq(&H) < n; i++)
+        pause_ms(10);
+    ck_assert_int_ge(httpd_nreq(&H), n);
+}
+
+static double elapsed_ms(double t0) { return (now_s() - t0) * 1000.0; }
+
+/* A validation on another thread: the one that runs into the hanging
+ * fetch. */
+typedef struct {
+    vctx *x;
+    char *token;
+    mcpauth_decision d;
+    double ms;
+    atomic_int done;
+} bg_check;
+
+static void *bg_main(void *arg)
+{
+    bg_check *b = arg;
+    double t0 = now_s();
+    mcpauth_validate_token(b->x->v, b->x->res, b->token, strlen(b->token), "POST", NULL, &b->d);
+    b->ms = elapsed_ms(t0);
+    atomic_store(&b->done, 1);
+    return NULL;
+}
+
+/* n valid tokens, each accepted within FAST_MS. */
+static void fast_accepts(vctx *x, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char *t = token_for(i % 2 ? rsa : ec, h_iss, NULL);
+        mcpauth_decision d;
+        double t0 = now_s();
+        vcheck(x, t, MCPAUTH_ALLOW, NULL, &d);
+        double ms = elapsed_ms(t0);
+        ck_assert_msg(ms < FAST_MS, "validation %d took %.0f ms while a key fetch hangs", i, ms);
+        free(t);
+    }
+}
+
+/* A token with an unknown kid forces a refresh, and the JWKS endpoint
+ * hangs: meanwhile valid tokens are accepted at once with the keys in
+ * hand, and another unknown kid is told the keys are being refreshed (an
+ * outage, not cached) rather than wait.  Afterwards the last good keys are
+ * still in use. */
+START_TEST(jwks_hang_does_not_block_validation)
+{
+    h_up();
+    h_publish(-1);
+    char sec[256];
+    snprintf(sec, sizeof sec, "[issuer h]\nissuer = %s\njwks_uri = %s/jwks\n", h_iss, h_iss);
+    vctx x;
+    vload(&x, "jwks_min_refresh = 1\nhttp_timeout = 2\ncache_negative_ttl = 60", h_iss, sec);
+    fast_accepts(&x, 1); /* loads the keys (not timed: it fetches) */
+    ck_assert_int_eq(httpd_nreq(&H), 1);
+
+    h_hang("/jwks");
+    pause_ms(1100); /* past jwks_min_refresh */
+    bg_check b = {.x = &x, .token = token_for(ec_new, h_iss, NULL)}; /* kid ec2: unknown */
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, bg_main, &b), 0);
+    h_wait_requests(2); /* the forced fetch is in flight */
+
+    fast_accepts(&x, 20);
+    char *other = token_for(ec_new, h_iss, NULL);
+    mcpauth_decision d;
+    double t0 = now_s();
+    vcheck(&x, other, MCPAUTH_UNAVAILABLE, BEING_REFRESHED, &d);
+    ck_assert_msg(elapsed_ms(t0) < FAST_MS, "an unknown kid waited for the fetch");
+    ck_assert_int_eq(d.cached, 0);
+    ck_assert_msg(!atomic_load(&b.done), "the fetch ended before the checks: they prove nothing");
+
+    pthread_join(th, NULL);
+    /* the thread that fetched got the last word: no such key */
+    ck_assert_int_eq(b.d.verdict, MCPAUTH_INVALID_TOKEN);
+    ck_assert_str_eq(b.d.description, NO_KEY);
+    ck_assert_msg(b.ms < 3500, "the fetch took %.0f ms, beyond http_timeout", b.ms);
+    fast_accepts(&x, 2); /* last good keys kept */
+    free(b.token);
+    free(other);
+    vfree(&x);
+    httpd_stop(&H);
+}
+END_TEST
+
+/* shared_cache: another process (here: another validator on the same
+ * runtime_dir, with its own flock) is fetching and the endpoint hangs;
+ * this one, its keys stale too, goes on with them at once instead of
+ * queueing on the stamp file's lock. */
+START_TEST(shared_jwks_hang_does_not_block_other_processes)
+{
+    h_up();
+    h_publish(1);
+    char rt[64] = "/tmp/mcpauth-vrh-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(rt));
+    char sec[256], globals[256];
+    snprintf(sec, sizeof sec, "[issuer h]\nissuer = %s\njwks_uri = %s/jwks\n", h_iss, h_iss);
+    snprintf(globals, sizeof globals,
+             "shared_cache = yes\nruntime_dir = %s\njwks_min_refresh = 1\nhttp_timeout = 2", rt);
+    vctx a, b;
+    vload(&a, globals, h_iss, sec);
+    vload(&b, globals, h_iss, sec);
+    fast_accepts(&a, 1); /* fetches and saves */
+    fast_accepts(&b, 1); /* reads the saved set */
+    ck_assert_int_eq(httpd_nreq(&H), 1);
+
+    h_hang("/jwks");
+    pause_ms(1100); /* max-age=1 has run out, for both */
+    bg_check bg = {.x = &a, .token = token_for(ec, h_iss, NULL)};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, bg_main, &bg), 0);
+    h_wait_requests(2); /* a holds the stamp's lock and waits for the AS */
+
+    fast_accepts(&b, 10);
+    char *unknown = token_for(ec_new, h_iss, NULL);
+    mcpauth_decision d;
+    double t0 = now_s();
+    vcheck(&b, unknown, MCPAUTH_UNAVAILABLE, BEING_REFRESHED, &d);
+    ck_assert_msg(elapsed_ms(t0) < FAST_MS, "an unknown kid waited for the other's fetch");
+    ck_assert_msg(!atomic_load(&bg.done), "the fetch ended before the checks: they prove nothing");
+
+    pthread_join(th, NULL);
+    ck_assert_int_eq(bg.d.verdict, MCPAUTH_ALLOW); /* its own token, with the old keys */
+    ck_assert_int_eq(httpd_nreq(&H), 2);           /* one fetch for both */
+    free(bg.token);
+    free(unknown);
+    vfree(&a);
+    vfree(&b);
+    httpd_stop(&H);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", rt);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* No keys yet, and discovery hangs at every URL: the first validation
+ * (which fetches) and one arriving meanwhile (which waits for it) are
+ * both answered 503 within about http_timeout, not after each discovery
+ * URL has timed out in turn. */
+START_TEST(first_fetch_bounded_by_http_timeout)
+{
+    h_up();
+    h_hang("/.well-known/oauth-authorization-server");
+    h_hang("/.well-known/openid-configuration");
+    char sec[256];
+    snprintf(sec, sizeof sec, "[issuer h]\nissuer = %s\n", h_iss);
+    vctx x;
+    vload(&x, "http_timeout = 2", h_iss, sec);
+    bg_check b = {.x = &x, .token = token_for(ec, h_iss, NULL)};
+    pthread_t th;
+    double t0 = now_s();
+    ck_assert_int_eq(pthread_create(&th, NULL, bg_main, &b), 0);
+    h_wait_requests(1);
+    char *t = token_for(ec, h_iss, NULL);
+    mcpauth_decision d;
+    vcheck(&x, t, MCPAUTH_UNAVAILABLE, KEYS_UNAVAILABLE, &d);
+    double waited = elapsed_ms(t0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(b.d.verdict, MCPAUTH_UNAVAILABLE);
+    /* 2 s each, plus generous slack; two discovery URLs in turn take 4 s */
+    ck_assert_msg(b.ms < 3200, "the fetching validation took %.0f ms", b.ms);
+    ck_assert_msg(waited < 3200, "the waiting validation took %.0f ms", waited);
+    free(b.token);
+    free(t);
+    vfree(&x);
+    httpd_stop(&H);
+}
+END_TEST
+
+/* JWKS endpoint down at start: the gate's and the proxy's answer is 503
+ * with Retry-After (no challenge: the token may be fine), until keys come. */
+START_TEST(keys_down_503_retry_after)
+{
+    int port = httpd_free_port(); /* nothing listens: refused */
+    ck_assert_int_gt(port, 0);
+    char iss[64];
+    snprintf(iss, sizeof iss, "http://127.0.0.1:%d", port);
+    vctx x;
+    vload(&x, "http_timeout = 2", iss, NULL);
+    char *t = token_for(ec, iss, NULL), authz[4096];
+    snprintf(authz, sizeof authz, "Bearer %s", t);
+    const char *params[] = {"REQUEST_METHOD", "POST", "HTTP_AUTHORIZATION", authz, NULL};
+    memhttp m;
+    mcpauth_request req;
+    mcpauth_response resp;
+    memhttp_setup(&m, params, &req, &resp);
+    mcpauth_decision d;
+    mcpauth_validate_request(x.v, x.res, &req, NULL, &d);
+    ck_assert_int_eq(d.verdict, MCPAUTH_UNAVAILABLE);
+    mcpauth_decision_respond(&d, x.res, &resp);
+    ck_assert_msg(strncmp(m.out, "Status: 503", 11) == 0, "%s", m.out);
+    const char *ra = memhttp_header(m.out, "Retry-After");
+    ck_assert_msg(ra != NULL, "no Retry-After: %s", m.out);
+    ck_assert_int_gt(atoi(ra), 0);
+    ck_assert_ptr_null(memhttp_header(m.out, "WWW-Authenticate"));
+    free(t);
+    vfree(&x);
+}
+END_TEST
+
 static TCase *tcase(const char *name, void (*up)(void))
 {
     TCase *tc = tcase_create(name);
@@ -891,6 +1139,13 @@ Suite *validate_remote_suite(void)
     tcase_add_test(tc, introspection_wrong_secret_unavailable);
     tcase_add_test(tc, introspection_one_issuer_down_is_unavailable);
     tcase_add_test(tc, opaque_without_introspection);
+    suite_add_tcase(s, tc);
+
+    tc = tcase("beside", setup_plain);
+    tcase_add_test(tc, jwks_hang_does_not_block_validation);
+    tcase_add_test(tc, shared_jwks_hang_does_not_block_other_processes);
+    tcase_add_test(tc, first_fetch_bounded_by_http_timeout);
+    tcase_add_test(tc, keys_down_503_retry_after);
     suite_add_tcase(s, tc);
 
     tc = tcase("timeout", setup_slow);
