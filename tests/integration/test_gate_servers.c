@@ -16,6 +16,8 @@
 #include "../support/tokens.h"
 #include "harness.h"
 
+#define REMOTE_ISS "http://127.0.0.1:9"
+
 static const char conf[] =
     "[resource files]\n"
     "uri = http://127.0.0.1:@PORT@/mcp/files\n"
@@ -27,7 +29,15 @@ static const char conf[] =
     "authorization_servers = http://127.0.0.1:@PORT@\n"
     "[issuer local]\n"
     "issuer = http://127.0.0.1:@PORT@\n"
-    "jwks_file = @DIR@/jwks.json\n";
+    "jwks_file = @DIR@/jwks.json\n"
+    /* an issuer whose JWKS endpoint is down from the start (port 9:
+     * nothing listens, connections are refused) */
+    "[resource remote]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/remote\n"
+    "authorization_servers = " REMOTE_ISS "\n"
+    "[issuer remote]\n"
+    "issuer = " REMOTE_ISS "\n"
+    "jwks_uri = " REMOTE_ISS "/jwks\n";
 
 static const char whoami[] =
     "#!/bin/sh\n"
@@ -72,6 +82,7 @@ static pid_t gate_pid = -1;
 static void start(th_kind kind)
 {
     const char *files[] = {"jwks.json", jwks, "htdocs/mcp/files/hello.txt", "hello, alice\n",
+                           "htdocs/mcp/remote/hello.txt", "remote hello\n",
                            "htdocs/mcp/files/whoami.cgi", whoami,
                            "htdocs/mcp/github/secret.txt", "github secret\n", NULL};
     th_options o = {conf, kind == TH_LIGHTTPD ? lighttpd_extra : apache_extra, files, NULL};
@@ -505,6 +516,31 @@ START_TEST(path_confusion_never_crosses_resources)
 }
 END_TEST
 
+/* The JWKS endpoint of an issuer is down from the start: the gate runs
+ * (the other resources are served), and a token of that issuer gets 503
+ * with Retry-After, no challenge (the token may be good), never the
+ * file. */
+START_TEST(jwks_down_at_start_503_retry_after)
+{
+    char aud[256];
+    snprintf(aud, sizeof aud, "%s/mcp/remote", srv.base);
+    char *c = tk_claims(REMOTE_ISS, aud, NULL, 300);
+    char *t = tk_mint(ec, c, NULL);
+    for (int i = 0; i < 2; i++) { /* the second: not a cached refusal either */
+        th_resp r;
+        get_bearer("/mcp/remote/hello.txt", t, &r);
+        ck_assert_msg(r.status == 503, "status %ld: %s", r.status, r.body);
+        const char *ra = hdr(&r, "Retry-After");
+        ck_assert_msg(ra != NULL && atoi(ra) > 0, "no Retry-After in\n%s", r.headers);
+        ck_assert_ptr_null(hdr(&r, "WWW-Authenticate"));
+        ck_assert_ptr_null(strstr(r.body, "remote hello"));
+        th_resp_free(&r);
+    }
+    free(t);
+    free(c);
+}
+END_TEST
+
 static TCase *server_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -520,6 +556,7 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, preflight_needs_no_token);
     tcase_add_test(tc, refusal_logged_without_token);
     tcase_add_test(tc, path_confusion_never_crosses_resources);
+    tcase_add_test(tc, jwks_down_at_start_503_retry_after);
     return tc;
 }
 

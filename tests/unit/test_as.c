@@ -8,7 +8,9 @@
 #define _GNU_SOURCE /* memmem */
 #endif
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,7 @@
 #include "jose.h"
 #include "keys.h"
 #include "store.h"
+#include "as/as_priv.h" /* key_lock, key_checked and store, for the reload case */
 
 #include "memhttp.h"
 #include "suites.h"
@@ -2127,6 +2130,122 @@ START_TEST(jwks_current_and_rotated)
 }
 END_TEST
 
+
+/* GET jwks on its own request and response (call() shares R and BC, so it
+ * is for one thread only); *ms is how long the AS took. */
+static int jwks_get_timed(double *ms)
+{
+    const char *p[] = {"REQUEST_METHOD", "GET", "REQUEST_URI", EP "jwks", "REMOTE_ADDR",
+                       "192.0.2.1", NULL};
+    memhttp *m = malloc(sizeof *m);
+    ck_assert_ptr_nonnull(m);
+    mcpauth_request req;
+    mcpauth_response resp;
+    memhttp_setup(m, p, &req, &resp);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    mcpauth_as_handle(as, &req, &resp);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    *ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+    int st = -1;
+    if (sscanf(m->out, "Status: %d", &st) != 1)
+        st = -1;
+    free(m);
+    return st;
+}
+
+typedef struct {
+    int status;
+    double ms;
+    long rc;
+    atomic_int done;
+} bg_req;
+
+/* A request that writes to the store: it holds the store handle while
+ * SQLite waits (busy_timeout) for the write lock another process has. */
+static void *bg_store_write(void *arg)
+{
+    bg_req *b = arg;
+    b->rc = mcpauth__store_form_use(as->store, "reload-test-form", time(NULL) + 60);
+    atomic_store(&b->done, 1);
+    return NULL;
+}
+
+static void *bg_jwks(void *arg)
+{
+    bg_req *b = arg;
+    b->status = jwks_get_timed(&b->ms);
+    atomic_store(&b->done, 1);
+    return NULL;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0)
+        ;
+}
+
+/* The periodic key reload reads the store and the key files; while one
+ * request does it (and waits, here behind a store write that waits for
+ * another process's lock), the others are served from the keys in hand,
+ * not queued behind that I/O.  The reload then takes a rotated key. */
+START_TEST(key_reload_beside_requests)
+{
+    start(NULL);
+    double ms;
+    ck_assert_int_eq(jwks_get_timed(&ms), 200);
+    char db[256];
+    snprintf(db, sizeof db, "%s/mcpauth.db", dir);
+    sqlite3 *h = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    bg_req w = {0}, r = {0};
+    pthread_t tw, tr;
+    ck_assert_int_eq(pthread_create(&tw, NULL, bg_store_write, &w), 0);
+    sleep_ms(200); /* w holds the store handle, waiting for the database */
+    pthread_mutex_lock(&as->key_lock);
+    as->key_checked -= 60; /* a reload is due */
+    pthread_mutex_unlock(&as->key_lock);
+    ck_assert_int_eq(pthread_create(&tr, NULL, bg_jwks, &r), 0);
+    sleep_ms(200); /* r reloads, waiting for the store behind w */
+
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(jwks_get_timed(&ms), 200);
+        /* generous: the bug held it until w's busy_timeout (5 s) */
+        ck_assert_msg(ms < 200, "GET jwks took %.0f ms while another request reloads keys", ms);
+    }
+    ck_assert_msg(!atomic_load(&r.done) && !atomic_load(&w.done),
+                  "the reload (done %d, %.0f ms) or the write (done %d, rc %ld) ended before the "
+                  "checks: they prove nothing",
+                  atomic_load(&r.done), r.ms, atomic_load(&w.done), w.rc);
+
+    ck_assert_int_eq(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    pthread_join(tw, NULL);
+    pthread_join(tr, NULL);
+    ck_assert_int_eq(w.rc, 1);
+    ck_assert_int_eq(r.status, 200);
+
+    /* the next reload swaps in a key rotated meanwhile */
+    char err[256] = "", kid1[128];
+    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
+    ck_assert_msg(s != NULL, "%s", err);
+    ck_assert_int_eq(mcpauth__keys_generate(s, dir, "ES256", time(NULL), kid1, sizeof kid1, err,
+                                           sizeof err),
+                     0);
+    mcpauth__store_close(s);
+    pthread_mutex_lock(&as->key_lock);
+    as->key_checked -= 60;
+    pthread_mutex_unlock(&as->key_lock);
+    int found = 0;
+    ck_assert_int_eq(get(EP "jwks", NULL), 200);
+    ck_assert_int_eq(jwks_count_kid(kid1, &found), 2);
+    ck_assert(found);
+}
+END_TEST
+
 /* ============================================================= methods */
 
 START_TEST(methods_and_paths)
@@ -2468,6 +2587,7 @@ Suite *as_suite(void)
     tcase_add_test(tc, revoke_access_token_ends_grant);
     tcase_add_test(tc, revoke_other_clients_token);
     tcase_add_test(tc, jwks_current_and_rotated);
+    tcase_add_test(tc, key_reload_beside_requests);
     tcase_add_test(tc, methods_and_paths);
     tcase_add_test(tc, as_new_needs_state);
     suite_add_tcase(s, tc);
