@@ -7,6 +7,8 @@
  *
  *   mcp-server [--port N] [--port-file FILE] [--path /mcp] [--socket PATH]
  *              [--stream-events N] [--stream-interval MS] [--max-conns N]
+ *              [--require-authorization VALUE | --require-authorization-file FILE]
+ *   mcp-server --cgi [--path /P] [--require-authorization... as above]
  *
  * A GET stream (2025 era) sends --stream-events log notifications (default
  * 5), --stream-interval ms apart (default 1000), then closes.  With
@@ -20,6 +22,30 @@
  * Both protocol eras are served: MCP-Protocol-Version: 2026-07-28 is the
  * stateless era (no sessions); anything else is the initialize/session era
  * (2025-03-26, 2025-06-18, 2025-11-25) with Mcp-Session-Id.
+ *
+ * --require-authorization: a request whose Authorization header is not
+ * exactly VALUE (scheme included, e.g. "Bearer 7c0e...") gets 401, before
+ * its body is read; the -file form reads VALUE from the file's first line,
+ * so it stays out of ps.  The check consumes the header like an auth
+ * middleware: the tools (whoami) never see it, so the credential is never
+ * echoed to callers.  For a backend with a public URL that must accept its
+ * proxy only (mcpauth-proxy's backend_authorization).
+ *
+ * --cgi (explicit; nothing is guessed from the environment): answer exactly
+ * one request as a CGI script (RFC 3875) and exit, e.g. from a wrapper
+ * `exec mcp-server --cgi ...` in a shared host's document root.  The request
+ * comes from REQUEST_METHOD, PATH_INFO, CONTENT_TYPE, CONTENT_LENGTH and the
+ * HTTP_* variables (HTTP_AUTHORIZATION needs CGIPassAuth On or the
+ * RewriteRule [E=HTTP_AUTHORIZATION:...] line), the body from stdin (to EOF
+ * when CONTENT_LENGTH is unset, as for a chunked request); the answer goes
+ * to stdout with a Status: line.  The MCP endpoint is the script's own URL
+ * (empty PATH_INFO) unless --path names a PATH_INFO.  Limits, since nothing
+ * outlives the request: GET (the standalone stream) gets 405, which the
+ * specification allows; 2025-era sessions are not stored: initialize issues
+ * a random Mcp-Session-Id, and later requests need that header with any
+ * well-formed id (32 hex digits), so an unknown or deleted session is not
+ * noticed.  The stateless 2026-07-28 era is served fully, and a streamed
+ * countdown works as in server mode.
  *
  * One detached thread per connection.  HTTP/1.1 keep-alive as real MCP
  * servers (the SDKs' Node and Python servers) do it: a connection serves
@@ -73,6 +99,8 @@ static const char *opt_socket;     /* read by the signal handler */
 static long opt_stream_events = STREAM_EVENTS;   /* 0: until the client leaves */
 static long opt_stream_interval = STREAM_INTERVAL_MS;
 static long opt_max_conns = MAX_CONNS;
+static int opt_cgi;                /* --cgi: one request from the CGI environment */
+static const char *opt_require_auth; /* --require-authorization */
 static atomic_int active_conns;
 
 /* ------------------------------------------------------------------ */
@@ -111,6 +139,14 @@ static int session_new(char id[33])
     return 0;
 }
 
+/* CGI mode keeps no sessions (nothing outlives the request): an id is
+ * accepted when it has the form session_new gives, 32 lower-case hex. */
+static int session_wellformed(const char *id)
+{
+    size_t n = strspn(id, "0123456789abcdef");
+    return n == 32 && id[n] == '\0';
+}
+
 /* 1 when id names a live session; with forget, also deletes it. */
 static int session_find(const char *id, int forget)
 {
@@ -134,7 +170,8 @@ static int session_find(const char *id, int forget)
 /* Connection, buffered reading and the request head. */
 
 typedef struct conn {
-    int fd;
+    int fd;                     /* read side: the socket, or stdin in CGI mode */
+    int out;                    /* write side: the socket, or stdout in CGI mode */
     unsigned char rbuf[16384];  /* read-ahead */
     size_t rpos, rlen;
     char head[MAX_HEAD];        /* request line and headers, NUL-split in place */
@@ -153,7 +190,7 @@ typedef struct conn {
 static int conn_fill(conn *c)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, c->rbuf, sizeof c->rbuf, 0);
+        ssize_t n = opt_cgi ? read(c->fd, c->rbuf, sizeof c->rbuf) : recv(c->fd, c->rbuf, sizeof c->rbuf, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -189,11 +226,12 @@ static int conn_read(conn *c, char *dst, size_t n)
 }
 
 /* Writes all of buf; -1 when the client is gone (EPIPE, reset, timeout).
- * MSG_NOSIGNAL as well as SIG_IGN: a vanished peer must never kill us. */
+ * MSG_NOSIGNAL as well as SIG_IGN: a vanished peer must never kill us.
+ * CGI's stdout may be a pipe, where only write(2) works. */
 static int send_all(int fd, const char *buf, size_t len)
 {
     while (len > 0) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+        ssize_t n = opt_cgi ? write(fd, buf, len) : send(fd, buf, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -241,6 +279,18 @@ static int is_tchar(int ch)
     return ch > 0x20 && ch < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", ch);
 }
 
+/* A method token as this server takes it: 1 to 16 upper-case letters. */
+static int method_ok(const char *m)
+{
+    size_t len = strlen(m);
+    if (len == 0 || len > 16)
+        return 0;
+    for (; *m; m++)
+        if (*m < 'A' || *m > 'Z')
+            return 0;
+    return 1;
+}
+
 /* Parses the request line and header fields.  0, an HTTP status, or -1
  * when the client left without sending a request. */
 static int parse_head(conn *c)
@@ -260,12 +310,8 @@ static int parse_head(conn *c)
     *sp1 = *sp2 = '\0';
     c->method = line;
     c->target = sp1 + 1;
-    size_t mlen = strlen(c->method);
-    if (mlen == 0 || mlen > 16)
+    if (!method_ok(c->method))
         return 400;
-    for (const char *p = c->method; *p; p++)
-        if (*p < 'A' || *p > 'Z')
-            return 400;
     if (strcmp(sp2 + 1, "HTTP/1.1") == 0)
         c->http10 = 0;
     else if (strcmp(sp2 + 1, "HTTP/1.0") == 0)
@@ -371,6 +417,7 @@ static const char *reason(int status)
     case 200: return "OK";
     case 202: return "Accepted";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Content Too Large";
@@ -398,12 +445,13 @@ static void log_request(const conn *c, int status)
 {
     char m[20], p[256];
     clean(m, sizeof m, c->method);
-    clean(p, sizeof p, c->path ? c->path : c->target);
+    clean(p, sizeof p, c->path && *c->path ? c->path : c->target);
     fprintf(stderr, "mcp-server: %s %s %d %s\n", m, p, status, c->logm[0] ? c->logm : "-");
 }
 
 /* Sends the status line and headers; clen < 0 means no Content-Length
- * (an event stream that ends when we close).  Logs the request. */
+ * (an event stream that ends when we close).  Logs the request.  In CGI
+ * mode a Status: line instead, and the connection is the web server's. */
 static int send_head(conn *c, int status, const char *ctype, long clen, const char *extra)
 {
     char h[1024], cl[48] = "";
@@ -411,14 +459,14 @@ static int send_head(conn *c, int status, const char *ctype, long clen, const ch
         snprintf(cl, sizeof cl, "Content-Length: %ld\r\n", clen);
     if (clen < 0)
         c->keep = 0;                    /* the stream's end is the connection's */
-    int n = snprintf(h, sizeof h, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s\r\n",
+    int n = snprintf(h, sizeof h, "%s %d %s\r\n%s%s%s%s%s%s\r\n", opt_cgi ? "Status:" : "HTTP/1.1",
                      status, reason(status), ctype ? "Content-Type: " : "", ctype ? ctype : "",
                      ctype ? "\r\n" : "", cl, extra ? extra : "",
-                     c->keep ? "" : "Connection: close\r\n");
+                     c->keep || opt_cgi ? "" : "Connection: close\r\n");
     log_request(c, status);
     if (n < 0 || (size_t)n >= sizeof h)
         return -1;
-    return send_all(c->fd, h, (size_t)n);
+    return send_all(c->out, h, (size_t)n);
 }
 
 static int send_body(conn *c, int status, const char *ctype, const char *body, const char *extra)
@@ -426,7 +474,7 @@ static int send_body(conn *c, int status, const char *ctype, const char *body, c
     size_t blen = body ? strlen(body) : 0;
     if (send_head(c, status, blen ? ctype : NULL, (long)blen, extra) < 0)
         return -1;
-    return blen ? send_all(c->fd, body, blen) : 0;
+    return blen ? send_all(c->out, body, blen) : 0;
 }
 
 static int send_jsonobj(conn *c, int status, json_object *o, const char *extra)
@@ -485,13 +533,15 @@ static int send_event(conn *c, long id, json_object *msg)
     if (!ev)
         return -1;
     int n = snprintf(ev, cap, "event: message\nid: %ld\ndata: %s\n\n", id, data);
-    int rc = (n > 0 && (size_t)n < cap) ? send_all(c->fd, ev, (size_t)n) : -1;
+    int rc = (n > 0 && (size_t)n < cap) ? send_all(c->out, ev, (size_t)n) : -1;
     free(ev);
     return rc;
 }
 
 /* Sleeps ms milliseconds but returns -1 early when the client hangs up,
- * so a dropped stream ends its thread instead of sleeping on. */
+ * so a dropped stream ends its thread instead of sleeping on.  In CGI mode
+ * stdin is at its end once the body is read: the sign is the web server
+ * closing stdout (POLLERR on a pipe, POLLHUP on mod_cgid's socket). */
 static int sleep_or_hangup(conn *c, long ms)
 {
     struct timespec now, end;
@@ -507,7 +557,7 @@ static int sleep_or_hangup(conn *c, long ms)
         long left = (long)(end.tv_sec - now.tv_sec) * 1000 + (end.tv_nsec - now.tv_nsec) / 1000000L;
         if (left <= 0)
             return 0;
-        struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+        struct pollfd p = {.fd = opt_cgi ? c->out : c->fd, .events = opt_cgi ? 0 : POLLIN | POLLRDHUP};
         int r = poll(&p, 1, (int)left);
         if (r < 0 && errno == EINTR)
             continue;
@@ -515,7 +565,7 @@ static int sleep_or_hangup(conn *c, long ms)
             return -1;
         if (r == 0)
             return 0;
-        if (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+        if (opt_cgi || (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
             return -1;
         /* Stray bytes after the request: discard them, but EOF means gone. */
         char junk[512];
@@ -531,8 +581,8 @@ static int sleep_or_hangup(conn *c, long ms)
 static void maybe_continue(conn *c)
 {
     const char *e = hdr(c, "Expect");
-    if (e && !c->http10 && strcasecmp(e, "100-continue") == 0)
-        send_all(c->fd, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    if (e && !c->http10 && !opt_cgi && strcasecmp(e, "100-continue") == 0)   /* CGI: the server's job */
+        send_all(c->out, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 }
 
 static int read_chunked(conn *c)
@@ -609,6 +659,36 @@ static int read_chunked(conn *c)
     return 0;
 }
 
+/* CGI without CONTENT_LENGTH (Apache's mod_cgi with a chunked request):
+ * the body is stdin up to its end. */
+static int read_to_eof(conn *c)
+{
+    size_t len = 0, cap = 0;
+    while (c->rpos < c->rlen || conn_fill(c) == 0) {
+        size_t k = c->rlen - c->rpos;
+        if (len + k > MAX_BODY)
+            return 413;
+        if (len + k + 1 > cap) {
+            size_t ncap = cap ? cap : 4096;
+            while (ncap < len + k + 1)
+                ncap *= 2;
+            char *nb = realloc(c->body, ncap);
+            if (!nb)
+                return 500;
+            c->body = nb;
+            cap = ncap;
+        }
+        memcpy(c->body + len, c->rbuf + c->rpos, k);
+        len += k;
+        c->rpos = c->rlen;
+    }
+    if (!len)
+        return 0;
+    c->body[len] = '\0';
+    c->body_len = len;
+    return 0;
+}
+
 /* 0, an HTTP status, or -1 when the client left mid-body. */
 static int read_body(conn *c)
 {
@@ -623,7 +703,7 @@ static int read_body(conn *c)
         return read_chunked(c);
     }
     if (!cl)
-        return 0;
+        return opt_cgi ? read_to_eof(c) : 0;
     for (int i = 0; i < c->nhdr; i++)
         if (strcasecmp(c->hname[i], "Content-Length") == 0 && strcmp(c->hval[i], cl) != 0)
             return 400;
@@ -923,7 +1003,7 @@ static int check_session(conn *c, json_object *id)
         send_error(c, 400, -32600, "Bad Request: Mcp-Session-Id header is required", id, NULL);
         return 400;
     }
-    if (!session_find(sid, 0)) {
+    if (opt_cgi ? !session_wellformed(sid) : !session_find(sid, 0)) {
         send_error(c, 404, -32001, "Session not found", id, NULL);
         return 404;
     }
@@ -1097,29 +1177,60 @@ static void handle_delete(conn *c)
     send_body(c, 200, NULL, NULL, NULL);
 }
 
-static void handle(conn *c)
+/* --require-authorization: 1 when the request carries exactly one
+ * Authorization header equal to the value (compared in constant time), and
+ * then that header is dropped, as an auth middleware would. */
+static int authorized(conn *c)
 {
-    int st = parse_head(c);
-    if (st < 0)
-        return;                         /* connected and left: nothing to answer */
-    if (st) {
-        send_http_error(c, st);
-        return;
+    if (!opt_require_auth)
+        return 1;
+    const char *v = hdr(c, "Authorization");
+    if (!v || hdr_count(c, "Authorization") != 1)
+        return 0;
+    size_t a = strlen(v), b = strlen(opt_require_auth);
+    unsigned char d = a != b;
+    for (size_t i = 0; i < b; i++)
+        d |= (unsigned char)(v[i < a ? i : 0] ^ opt_require_auth[i]);
+    if (d)
+        return 0;
+    int k = 0;
+    for (int i = 0; i < c->nhdr; i++) {
+        if (strcasecmp(c->hname[i], "Authorization") == 0)
+            continue;
+        c->hname[k] = c->hname[i];
+        c->hval[k++] = c->hval[i];
     }
+    c->nhdr = k;
+    return 1;
+}
+
+/* One request whose method, path and headers are known (from the socket
+ * or the CGI environment); its body is still to read from c->fd. */
+static void serve(conn *c)
+{
     c->path[strcspn(c->path, "?#")] = '\0';   /* the query plays no part in routing */
     if (strcmp(c->path, opt_path) != 0) {
         send_http_error(c, 404);
         return;
     }
-    const char *ver = hdr(c, "MCP-Protocol-Version");
-    int stateless = ver && strcmp(ver, ERA_2026) == 0;
-    int post = strcmp(c->method, "POST") == 0;
-    if (!post && (stateless || (strcmp(c->method, "GET") != 0 && strcmp(c->method, "DELETE") != 0))) {
-        send_error(c, 405, -32600, "Method Not Allowed", NULL,
-                   stateless ? "Allow: POST\r\n" : "Allow: GET, POST, DELETE\r\n");
+    if (!authorized(c)) {
+        send_error(c, 401, -32600, "Unauthorized: this backend needs its proxy's credential", NULL,
+                   "WWW-Authenticate: Bearer realm=\"mcp-server\"\r\n");
         return;
     }
-    st = read_body(c);
+    const char *ver = hdr(c, "MCP-Protocol-Version");
+    int stateless = ver && strcmp(ver, ERA_2026) == 0;
+    int post = strcmp(c->method, "POST") == 0, del = strcmp(c->method, "DELETE") == 0;
+    int get = strcmp(c->method, "GET") == 0;
+    /* 2026 era: POST only.  CGI: no GET stream, since nothing outlives the
+     * request (the specification lets a server answer 405). */
+    if (!post && (stateless || !(del || (get && !opt_cgi)))) {
+        send_error(c, 405, -32600, "Method Not Allowed", NULL,
+                   stateless ? "Allow: POST\r\n" : opt_cgi ? "Allow: POST, DELETE\r\n"
+                                                           : "Allow: GET, POST, DELETE\r\n");
+        return;
+    }
+    int st = read_body(c);
     if (st < 0)
         return;
     if (st) {
@@ -1128,24 +1239,35 @@ static void handle(conn *c)
     }
     /* The whole request is read, so the next one starts where it ends. */
     const char *conn_hdr = hdr(c, "Connection");
-    c->keep = !c->http10 && !(conn_hdr && strcasestr(conn_hdr, "close"));
+    c->keep = !opt_cgi && !c->http10 && !(conn_hdr && strcasestr(conn_hdr, "close"));
     if (post)
         handle_post(c, stateless);
-    else if (strcmp(c->method, "GET") == 0)
+    else if (get)
         handle_get(c);
     else
         handle_delete(c);
 }
 
-/* After answering, half-close and drain what the client still sends (a
- * refused 5 MiB body, say) for up to 2 s, so the close does not turn into
- * a reset that destroys our answer before the client reads it. */
-static void linger_close(int fd)
+/* One request from the socket. */
+static void handle(conn *c)
+{
+    int st = parse_head(c);
+    if (st < 0)
+        return;                         /* connected and left: nothing to answer */
+    if (st)
+        send_http_error(c, st);
+    else
+        serve(c);
+}
+
+/* Reads and drops what the client still sends (a refused 5 MiB body, say)
+ * for up to 2 s, so our closing does not turn into a reset that destroys
+ * the answer before the client reads it. */
+static void drain_input(int fd)
 {
     struct timespec t0, now;
     char junk[16384];
     size_t drained = 0;
-    shutdown(fd, SHUT_WR);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -1158,14 +1280,116 @@ static void linger_close(int fd)
             continue;
         if (r <= 0)
             break;
-        ssize_t n = recv(fd, junk, sizeof junk, MSG_DONTWAIT);
+        ssize_t n = read(fd, junk, sizeof junk);
         if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
             continue;
         if (n <= 0)
             break;
         drained += (size_t)n;
     }
+}
+
+/* After answering: half-close, drain, close. */
+static void linger_close(int fd)
+{
+    shutdown(fd, SHUT_WR);
+    drain_input(fd);
     close(fd);
+}
+
+/* ------------------------------------------------------------------ */
+/* CGI mode: one request from the environment (RFC 3875). */
+
+/* Copies len bytes of s into c->head, NUL-terminated; NULL when full. */
+static char *head_put(conn *c, const char *s, size_t len)
+{
+    if (len >= MAX_HEAD - c->head_len)
+        return NULL;
+    char *d = c->head + c->head_len;
+    memcpy(d, s, len);
+    d[len] = '\0';
+    c->head_len += len + 1;
+    return d;
+}
+
+/* Adds the header field a CGI variable stands for: name is its part after
+ * HTTP_ (or CONTENT_TYPE...), NAME_LIKE_THIS becoming Name-Like-This.  0 or
+ * 431 when there are too many or too much. */
+static int cgi_header(conn *c, const char *name, size_t len, const char *val)
+{
+    char *n = c->nhdr < MAX_HEADERS ? head_put(c, name, len) : NULL;
+    char *v = n ? head_put(c, val, strlen(val)) : NULL;
+    if (!v)
+        return 431;
+    for (char *p = n; *p; p++)
+        *p = *p == '_' ? '-' : (char)(p == n || p[-1] == '-' ? toupper((unsigned char)*p) : tolower((unsigned char)*p));
+    c->hname[c->nhdr] = n;
+    c->hval[c->nhdr++] = v;
+    return 0;
+}
+
+/* Method, path (PATH_INFO) and header fields from the CGI variables, as
+ * parse_head gives them from a socket: 0 or an HTTP status. */
+static int cgi_head(conn *c)
+{
+    const char *m = getenv("REQUEST_METHOD"), *pi = getenv("PATH_INFO");
+    const char *script = getenv("SCRIPT_NAME"), *proto = getenv("SERVER_PROTOCOL");
+    if (!(c->method = head_put(c, m, strlen(m))))
+        return 431;
+    if (!pi)
+        pi = "";
+    if (!script)
+        script = "-";
+    if (!(c->path = head_put(c, pi, strlen(pi))) || !(c->target = head_put(c, script, strlen(script))))
+        return 431;
+    if (!method_ok(c->method))
+        return 400;
+    c->http10 = proto && strcmp(proto, "HTTP/1.0") == 0;
+    static const char *const meta[] = {"CONTENT_TYPE", "CONTENT_LENGTH"};
+    for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++) {
+        const char *v = getenv(meta[i]);
+        if (v && *v && cgi_header(c, meta[i], strlen(meta[i]), v))
+            return 431;
+    }
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        if (strncmp(*e, "HTTP_", 5) != 0 || !eq || eq == *e + 5)
+            continue;
+        /* The framing was the web server's: stdin is the body itself (Apache
+         * passes HTTP_TRANSFER_ENCODING=chunked with a dechunked body). */
+        if (strncmp(*e, "HTTP_TRANSFER_ENCODING=", 23) == 0 || strncmp(*e, "HTTP_CONTENT_LENGTH=", 20) == 0)
+            continue;
+        if (cgi_header(c, *e + 5, (size_t)(eq - *e - 5), eq + 1))
+            return 431;
+    }
+    return 0;
+}
+
+static int cgi_main(void)
+{
+    if (!getenv("REQUEST_METHOD")) {
+        fprintf(stderr, "mcp-server: --cgi: no REQUEST_METHOD in the environment (run by a web "
+                        "server as a CGI script)\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return 1;
+    c->fd = STDIN_FILENO;
+    c->out = STDOUT_FILENO;
+    int st = cgi_head(c);
+    if (st)
+        send_http_error(c, st);
+    else
+        serve(c);
+    /* A body left unread (a 401 before it, say) must still be read: a
+     * script exiting with input pending resets mod_cgid's socket, and the
+     * answer is lost ("Connection reset by peer" in Apache's log). */
+    drain_input(c->fd);
+    free(c->body);
+    free(c);
+    return 0;
 }
 
 /* Before a further request on a kept-alive connection: 1 when one is
@@ -1217,13 +1441,20 @@ static void usage(FILE *f)
 {
     fputs("usage: mcp-server [--port N] [--port-file FILE] [--path /mcp] [--socket PATH]\n"
           "                  [--stream-events N] [--stream-interval MS] [--max-conns N]\n"
+          "                  [--require-authorization VALUE | --require-authorization-file FILE]\n"
+          "       mcp-server --cgi [--path /P] [--require-authorization...]\n"
           "  --port N         TCP port on 127.0.0.1 (default 8090; 0 picks a free one)\n"
           "  --port-file FILE write the port actually bound to FILE\n"
           "  --path P         MCP endpoint path (default /mcp)\n"
           "  --socket PATH    listen on a Unix socket instead of TCP\n"
           "  --stream-events N    events per GET stream (default 5; 0: until the client leaves)\n"
           "  --stream-interval MS between them (default 1000; 0 with --stream-events 0: silent)\n"
-          "  --max-conns N    connections served at once (default 512)\n", f);
+          "  --max-conns N    connections served at once (default 512)\n"
+          "  --require-authorization VALUE  401 unless Authorization is exactly VALUE\n"
+          "  --require-authorization-file FILE  VALUE is the first line of FILE\n"
+          "  --cgi            answer one request as a CGI script (stdin, stdout, the\n"
+          "                   environment); the endpoint is the script's URL, or its\n"
+          "                   PATH_INFO /P with --path; no GET stream, sessions not kept\n", f);
 }
 
 /* Writes the port to file via a temporary and rename, so a test polling
@@ -1324,6 +1555,23 @@ static int listen_unix(const char *path)
     return fd;
 }
 
+/* The first line of file, without its line end; exits when there is none. */
+static char *first_line(const char *file)
+{
+    char buf[1024];
+    FILE *f = fopen(file, "r");
+    if (!f || !fgets(buf, sizeof buf, f)) {
+        fprintf(stderr, "mcp-server: %s: %s\n", file, f ? "empty" : strerror(errno));
+        exit(2);
+    }
+    fclose(f);
+    buf[strcspn(buf, "\r\n")] = '\0';
+    char *s = strdup(buf);
+    if (!s)
+        exit(1);
+    return s;
+}
+
 /* --opt VALUE or --opt=VALUE */
 static const char *opt_value(int argc, char **argv, int *i, const char *name)
 {
@@ -1345,6 +1593,7 @@ int main(int argc, char **argv)
 {
     long port = 8090;
     const char *port_file = NULL, *v;
+    int path_given = 0;
     for (int i = 1; i < argc; i++) {
         if ((v = opt_value(argc, argv, &i, "--port"))) {
             char *end;
@@ -1362,6 +1611,7 @@ int main(int argc, char **argv)
                 return 2;
             }
             opt_path = v;
+            path_given = 1;
         } else if ((v = opt_value(argc, argv, &i, "--socket"))) {
             opt_socket = v;
         } else if ((v = opt_value(argc, argv, &i, "--stream-events"))) {
@@ -1374,6 +1624,12 @@ int main(int argc, char **argv)
                 fprintf(stderr, "mcp-server: --max-conns must be at least 1\n");
                 return 2;
             }
+        } else if ((v = opt_value(argc, argv, &i, "--require-authorization-file"))) {
+            opt_require_auth = first_line(v);
+        } else if ((v = opt_value(argc, argv, &i, "--require-authorization"))) {
+            opt_require_auth = v;
+        } else if (strcmp(argv[i], "--cgi") == 0) {
+            opt_cgi = 1;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;
@@ -1382,6 +1638,16 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+
+    if (opt_require_auth && (!*opt_require_auth || strpbrk(opt_require_auth, "\r\n"))) {
+        fprintf(stderr, "mcp-server: --require-authorization: empty or several lines\n");
+        return 2;
+    }
+    if (opt_cgi) {
+        if (!path_given)
+            opt_path = "";              /* the script's own URL */
+        return cgi_main();
     }
 
     /* A client that disconnects mid-stream must only end its thread. */
@@ -1427,7 +1693,7 @@ int main(int argc, char **argv)
         conn *c = calloc(1, sizeof *c);
         pthread_t t;
         if (c) {
-            c->fd = fd;
+            c->fd = c->out = fd;
             if (pthread_create(&t, &attr, conn_main, c) == 0)
                 continue;
             free(c);

@@ -12,14 +12,22 @@
 # must also name CGIPassAuth when the Authorization lines are removed), and
 # the official MCP TypeScript SDK client knowing only the MCP URL:
 # discovery, registration, Basic sign-in and consent, token, tools/call,
-# refresh (tests/e2e/sdk-flow.mjs).  Then a third time as a UserDir site
-# (mod_userdir, `UserDir public_html`, mod_fcgid): the site is
-# http://127.0.0.1:PORT/~USER, the host's /.well-known/ is not the user's,
-# and the challenges send clients to resource_metadata_url below the kit.
+# refresh (tests/e2e/sdk-flow.mjs).  In these two modes the MCP server is
+# a CGI script on the same host, in the user's document root
+# (public_html/backend/mcp-server.cgi: examples/mcp-server --cgi, run by
+# mod_cgid beside mod_fcgid, by mod_cgi in CGI mode), which takes only
+# requests bearing the proxy's backend_authorization: the SDK flow goes
+# through it, and a client calling it directly without that secret gets 401.
+# Then a third time as a UserDir site (mod_userdir, `UserDir public_html`,
+# mod_fcgid, the backend elsewhere: a server on another loopback port): the
+# site is http://127.0.0.1:PORT/~USER, the host's /.well-known/ is not the
+# user's, and the challenges send clients to resource_metadata_url below the
+# kit.
 #
 # Run as root (it creates and removes a user): exits 77 otherwise.
 #   BUILD_DIR       a configured build (default _build): `make dist` there
 #                   makes the tarball, its examples/mcp-server is the backend
+#                   (a server for the UserDir site, a CGI script for the others)
 #   MCPAUTH_SHARED_PORT   first of two loopback ports (default 18280)
 #   MCPAUTH_SHARED_KEEP=1 keep the temporary folder (logs) and the user
 set -eu
@@ -36,7 +44,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "shared: SKIP: must run as root (it creates an unprivileged user and starts Apache as it)"
     exit 77
 fi
-for need in "$apache2" "$mods/mod_fcgid.so" "$mods/mod_cgi.so" "$mods/mod_rewrite.so" "$mods/mod_userdir.so" \
+for need in "$apache2" "$mods/mod_fcgid.so" "$mods/mod_cgi.so" "$mods/mod_cgid.so" "$mods/mod_rewrite.so" "$mods/mod_userdir.so" \
         "$build/Makefile" /usr/bin/htpasswd /usr/sbin/useradd /usr/bin/curl; do
     if [ ! -e "$need" ]; then
         echo "shared: missing $need (scripts/deps.sh installs the packages; BUILD_DIR a configured build)" >&2
@@ -138,7 +146,7 @@ outside=$(grep -E "(mkdir -p|install -c).*'/[^']*'\$" "$home/build.log" | grep -
 if [ -z "$outside" ]; then ok "make install wrote nothing outside the home"
 else not_ok "make install wrote outside the home: $outside"; fi
 
-# ---- the backend, elsewhere (here: another loopback port)
+# ---- the backend elsewhere, for the UserDir site (here: another loopback port)
 setsid "$build/examples/mcp-server" --port "$bport" --path /mcp >"$tmp/backend.log" 2>&1 &
 backend_pid=$!
 
@@ -148,13 +156,52 @@ mcp=$site/mcp/files
 mcpauth=$home/mcpauth/sbin/mcpauth
 pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 as_user "mkdir -m 755 public_html"
-if as_user "$mcpauth site --docroot public_html --url $site --backend http://127.0.0.1:$bport/mcp --resource files" \
+
+# ---- the backend on the same host, as a CGI script of the user's
+# (doc/shared-hosting.md, "The MCP server behind the proxy"): the program
+# and its secret outside the document root, a wrapper holding only paths
+# and a .htaccess in public_html/backend/.  Its URL is public: it takes
+# only requests with the secret, which the proxy adds (backend_authorization).
+cgi_backend=$site/backend/mcp-server.cgi
+secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+as_user "mkdir -m 700 mcp-backend && mkdir -m 755 public_html/backend && umask 077 &&
+    printf 'Bearer %s\n' $secret > mcp-backend/secret"
+cp "$build/examples/mcp-server" "$home/mcp-backend/mcp-server"
+chown "$user:" "$home/mcp-backend/mcp-server"
+cat > "$home/public_html/backend/mcp-server.cgi" <<WRAP
+#!/bin/sh
+exec '$home/mcp-backend/mcp-server' --cgi --require-authorization-file '$home/mcp-backend/secret'
+WRAP
+cat > "$home/public_html/backend/.htaccess" <<'HTACCESS'
+Options +ExecCGI
+AddHandler cgi-script .cgi
+# the backend checks the proxy's Authorization header: Apache passes it
+# to scripts only when told (CGIPassAuth: 2.4.13 and later) ...
+CGIPassAuth On
+# ... or, on older hosts, through an environment variable
+RewriteEngine On
+RewriteCond %{HTTP:Authorization} .
+RewriteRule ^ - [E=HTTP_AUTHORIZATION:%{HTTP:Authorization}]
+HTACCESS
+chown "$user:" "$home/public_html/backend/mcp-server.cgi" "$home/public_html/backend/.htaccess"
+chmod 755 "$home/public_html/backend/mcp-server.cgi"
+chmod 644 "$home/public_html/backend/.htaccess"
+
+if as_user "$mcpauth site --docroot public_html --url $site --backend $cgi_backend --resource files" \
         >"$tmp/site.log" 2>&1; then
     ok "mcpauth site wrote the kit"
 else
     cat "$tmp/site.log"; not_ok "mcpauth site wrote the kit"; exit 1
 fi
 sed 's/^/    /' "$tmp/site.log"
+# the user adds the backend's secret to [resource files], as
+# doc/shared-hosting.md says (the line goes right after backend =)
+as_user "sed -i '/^backend = /a backend_authorization = Bearer $secret' mcpauth/etc/mcpauth/mcpauth.conf"
+if grep -qx "backend_authorization = Bearer $secret" "$home/mcpauth/etc/mcpauth/mcpauth.conf"; then
+    ok "backend_authorization added to [resource files]"
+else
+    not_ok "backend_authorization added to [resource files]"
+fi
 if as_user "$mcpauth --config public_html/mcpauth.conf site --docroot public_html --url $site" \
         >"$tmp/refuse.log" 2>&1; then
     not_ok "mcpauth site refuses a configuration inside the document root"
@@ -170,7 +217,7 @@ if as_user "$mcpauth init" >"$tmp/init.log" 2>&1; then
 else
     cat "$tmp/init.log"; not_ok "mcpauth init as $user"; exit 1
 fi
-if grep -rlq "$pw\|BEGIN .*PRIVATE" "$home/public_html"; then
+if grep -rlq "$pw\|$secret\|BEGIN .*PRIVATE" "$home/public_html"; then
     not_ok "no secret in the document root"
 else
     ok "no secret in the document root"
@@ -184,10 +231,13 @@ start_apache() { # mode
     mkdir -p "$conf/run/fcgid"
     chown "$user:" "$conf/run" "$conf/run/fcgid"
     if [ "$mode" != cgi ]; then
+        # mod_cgid too, as hosts with mod_fcgid have: the same-host backend
         mpm="LoadModule mpm_event_module $mods/mod_mpm_event.so
 LoadModule fcgid_module $mods/mod_fcgid.so
 FcgidIPCDir $conf/run/fcgid
-FcgidProcessTableFile $conf/run/fcgid-shm"
+FcgidProcessTableFile $conf/run/fcgid-shm
+LoadModule cgid_module $mods/mod_cgid.so
+ScriptSock $conf/run/cgid.sock"
     else
         mpm="LoadModule mpm_prefork_module $mods/mod_mpm_prefork.so
 LoadModule cgi_module $mods/mod_cgi.so
@@ -265,6 +315,54 @@ CONF
     done
 }
 
+# Direct requests to the same-host CGI backend, past the proxy: its URL is
+# public, so without the proxy's secret it must refuse (401).
+check_cgi_backend() { # mode
+    init='{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"direct","version":"1"}}}'
+    st=$(curl -s -o "$tmp/direct" -w '%{http_code}' -H 'Content-Type: application/json' \
+        -H 'Accept: application/json, text/event-stream' --data "$init" "$cgi_backend")
+    if [ "$st" = 401 ]; then ok "$mode: the CGI backend refuses a client without the proxy's secret (401)"
+    else not_ok "$mode: the CGI backend without the secret answered $st: $(head -c 300 "$tmp/direct")"; fi
+    st=$(curl -s -o "$tmp/direct" -w '%{http_code}' -H 'Content-Type: application/json' \
+        -H 'Authorization: Bearer not-the-secret' --data "$init" "$cgi_backend")
+    if [ "$st" = 401 ]; then ok "$mode: the CGI backend refuses another secret (401)"
+    else not_ok "$mode: the CGI backend with another secret answered $st"; fi
+    # with the secret (as the proxy sends it): the CGI mode works, the 2025
+    # era with a session id, the 2026-07-28 era stateless, and no GET stream
+    hdr=$(curl -s -D - -o "$tmp/direct" -H 'Content-Type: application/json' \
+        -H 'Accept: application/json, text/event-stream' -H "Authorization: Bearer $secret" \
+        --data "$init" "$cgi_backend" | tr -d '\r')
+    sid=$(echo "$hdr" | sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d: //p')
+    if echo "$hdr" | grep -q '^HTTP/1.1 200' && [ -n "$sid" ] && grep -q '"mcpauth-example"' "$tmp/direct"; then
+        ok "$mode: the CGI backend with the secret: initialize 200 with an Mcp-Session-Id"
+    else
+        not_ok "$mode: the CGI backend with the secret: $hdr $(head -c 300 "$tmp/direct")"
+    fi
+    st=$(curl -s -o "$tmp/direct" -w '%{http_code}' -H 'Content-Type: application/json' \
+        -H 'Accept: application/json, text/event-stream' -H "Authorization: Bearer $secret" \
+        -H "Mcp-Session-Id: $sid" -H 'MCP-Protocol-Version: 2025-06-18' \
+        --data '{"jsonrpc":"2.0","id":2,"method":"ping"}' "$cgi_backend")
+    if [ "$st" = 200 ] && grep -q '"result":{}' "$tmp/direct"; then
+        ok "$mode: the CGI backend accepts a request in the session"
+    else
+        not_ok "$mode: a request in the session: $st $(head -c 300 "$tmp/direct")"
+    fi
+    st=$(curl -s -o "$tmp/direct" -w '%{http_code}' -H 'Content-Type: application/json' \
+        -H 'Accept: application/json, text/event-stream' -H "Authorization: Bearer $secret" \
+        -H 'MCP-Protocol-Version: 2026-07-28' \
+        --data '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"cgi"}}}' \
+        "$cgi_backend")
+    if [ "$st" = 200 ] && grep -q '"text":"cgi"' "$tmp/direct"; then
+        ok "$mode: the CGI backend serves the stateless 2026-07-28 era"
+    else
+        not_ok "$mode: 2026-07-28 tools/call: $st $(head -c 300 "$tmp/direct")"
+    fi
+    st=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: text/event-stream' \
+        -H "Authorization: Bearer $secret" -H "Mcp-Session-Id: $sid" "$cgi_backend")
+    if [ "$st" = 405 ]; then ok "$mode: the CGI backend has no GET stream (405)"
+    else not_ok "$mode: GET on the CGI backend answered $st"; fi
+}
+
 check_mode() { # mode
     mode=$1
     echo "== $mode"
@@ -335,12 +433,21 @@ check_mode() { # mode
         cat "$tmp/htaccess.saved" > "$ht"
     fi
 
+    check_cgi_backend "$mode"
+
     if (cd "$e2e" && node sdk-flow.mjs "$mcp" demo "$pw") >"$tmp/sdk.log" 2>&1; then
         ok "$mode: MCP SDK client: discovery, registration, sign-in, consent, token, tools/call, refresh"
     else
         not_ok "$mode: MCP SDK client flow"
     fi
     sed 's/^/    /' "$tmp/sdk.log"
+    # the flow's tools/list reached the CGI backend (its stderr is in the
+    # error log; the direct requests above sent no tools/list)
+    if grep -q 'mcp-server: POST /backend/mcp-server.cgi 200 tools/list' "$conf/error.log"; then
+        ok "$mode: the SDK client's requests reached the CGI backend through mcpauth-proxy"
+    else
+        not_ok "$mode: no tools/list in the CGI backend's log"
+    fi
     if [ "$mode" = cgi ]; then
         # every request above was a process of its own; the key set is
         # fetched by the first and found in runtime_dir by the others
