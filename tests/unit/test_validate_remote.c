@@ -875,8 +875,10 @@ static void h_publish(int max_age)
     static char hdrs[128];
     tk_key *pub[] = {rsa, ec};
     char *j = tk_jwks(pub, 2);
-    snprintf(hdrs, sizeof hdrs, "Content-Type: application/json\r\n%s",
-             max_age >= 0 ? "Cache-Control: max-age=1\r\n" : "");
+    char cc[48] = "";
+    if (max_age >= 0)
+        snprintf(cc, sizeof cc, "Cache-Control: max-age=%d\r\n", max_age);
+    snprintf(hdrs, sizeof hdrs, "Content-Type: application/json\r\n%s", cc);
     httpd_resp r = {.headers = hdrs, .body = j};
     ck_assert_int_eq(httpd_route(&H, "/jwks", &r), 0);
     free(j);
@@ -984,7 +986,8 @@ END_TEST
 START_TEST(shared_jwks_hang_does_not_block_other_processes)
 {
     h_up();
-    h_publish(1);
+    /* 3 s: b must find a's saved set still fresh even on a loaded machine */
+    h_publish(3);
     char rt[64] = "/tmp/mcpauth-vrh-XXXXXX";
     ck_assert_ptr_nonnull(mkdtemp(rt));
     char sec[256], globals[256];
@@ -999,7 +1002,7 @@ START_TEST(shared_jwks_hang_does_not_block_other_processes)
     ck_assert_int_eq(httpd_nreq(&H), 1);
 
     h_hang("/jwks");
-    pause_ms(1100); /* max-age=1 has run out, for both */
+    pause_ms(3100); /* max-age=3 has run out, for both */
     bg_check bg = {.x = &a, .token = token_for(ec, h_iss, NULL)};
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, bg_main, &bg), 0);
