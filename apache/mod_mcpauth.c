@@ -8,7 +8,13 @@
  *
  * The configuration is read and checked in the parent (post_config, which
  * refuses to start on a defect); each child builds its own validator after
- * the fork (child_init) and shares it, read-only, between its threads. */
+ * the fork (child_init) and shares it, read-only, between its threads.
+ *
+ * Log lines: with `log = stderr` (the default) they go through Apache's
+ * logging (ap_log_error), so they land in the ErrorLog of the request's
+ * virtual host (or syslog, if that is where ErrorLog points) at the
+ * matching level; `log = file:` and `log = syslog` are opened by each child
+ * after the fork, as Apache's user, like the FastCGI programs do. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +39,27 @@ static mcpauth_config *g_cfg;
 static mcpauth_validator *g_validator; /* per child */
 static const char *g_file;             /* McpauthConfig, NULL: the default */
 static int g_gate_used;                /* some McpauthGate On was read */
+static server_rec *g_server;           /* main server: lines outside requests */
+/* The request this thread is checking: its lines go to its host's log. */
+static __thread request_rec *t_request;
+
+/* mcpauth_log_fn: one library line to Apache's error log. */
+static void log_to_apache(void *arg, mcpauth_log_level level, int security, const char *line,
+                          size_t len)
+{
+    (void)arg;
+    (void)security; /* the line says security=1 */
+    static const int ap_level[] = {APLOG_ERR, APLOG_WARNING, APLOG_INFO, APLOG_DEBUG};
+    request_rec *r = t_request;
+    server_rec *s = r ? r->server : g_server;
+    if (!s) { /* before post_config: nothing to log into yet */
+        fprintf(stderr, "%.*s\n", (int)len, line);
+        return;
+    }
+    /* ap_log_error, not ap_log_rerror: the latter appends the Referer, a
+     * client's text, after our line (fail2ban's filter ends at it). */
+    ap_log_error(APLOG_MARK, ap_level[level], 0, s, "%.*s", (int)len, line);
+}
 
 typedef struct {
     int gate; /* -1 unset, 0 off, 1 on */
@@ -111,6 +138,14 @@ static apr_status_t curl_cleanup(void *unused)
     return APR_SUCCESS;
 }
 
+static apr_status_t log_cleanup(void *unused)
+{
+    (void)unused;
+    mcpauth_log_set_callback(NULL, NULL);
+    g_server = NULL;
+    return APR_SUCCESS;
+}
+
 /* Reads and checks the configuration and its key files, as
  * `mcpauth-gate --check` does.  NULL with the reason in err. */
 static mcpauth_config *load_checked(const char *file, char *err, size_t errlen)
@@ -156,6 +191,12 @@ static void test_config(apr_pool_t *pconf, server_rec *s)
     char err[600];
     mcpauth_log_init("mod_mcpauth", MCPAUTH_LOG_WARN);
     mcpauth_config *cfg = load_checked(config_file(), err, sizeof err);
+    char why[512];
+    if (cfg && mcpauth_log_check(cfg, why, sizeof why) != 0) {
+        snprintf(err, sizeof err, "cannot start: %s", why);
+        mcpauth_config_free(cfg);
+        cfg = NULL;
+    }
     if (!cfg) {
         fprintf(stderr, "mcpauth: %s\n", err);
         exit(1); /* test_config cannot fail otherwise; -t exits next anyway */
@@ -181,6 +222,10 @@ static int post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, s
     }
     apr_pool_cleanup_register(pconf, NULL, curl_cleanup, apr_pool_cleanup_null);
     mcpauth_log_init("mod_mcpauth", MCPAUTH_LOG_INFO);
+    g_server = s;
+    mcpauth_log_set_callback(log_to_apache, NULL);
+    /* the module may be unloaded before the next generation's post_config */
+    apr_pool_cleanup_register(pconf, NULL, log_cleanup, apr_pool_cleanup_null);
     char err[600];
     mcpauth_config *cfg = load_checked(file, err, sizeof err);
     if (!cfg) {
@@ -211,6 +256,11 @@ static void child_init(apr_pool_t *pchild, server_rec *s)
     if (!g_cfg)
         return;
     char err[512];
+    /* the parent logs through Apache; a file is opened here, by Apache's
+     * user, so the FastCGI programs (same user) can append to it too */
+    if (mcpauth_log_open(g_cfg, err, sizeof err) != 0)
+        ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
+                     "mcpauth: log lines go to this error log instead: %s", err);
     g_validator = mcpauth_validator_new(g_cfg, err, sizeof err);
     if (!g_validator)
         ap_log_error(APLOG_MARK, APLOG_ERR, 0, s,
@@ -374,6 +424,8 @@ static int refuse_unavailable(request_rec *r, const mcpauth_request *req)
     return send_captured(r, &c);
 }
 
+static int check_request(request_rec *r);
+
 /* check_authn: runs where McpauthGate is On and the Require rules need a
  * user.  Exactly fcgi/gate.c's handle(), after binding.c's serve_one(). */
 static int check_authn(request_rec *r)
@@ -389,6 +441,15 @@ static int check_authn(request_rec *r)
         return HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    t_request = r;
+    int rc = check_request(r);
+    t_request = NULL;
+    return rc;
+}
+
+/* check_authn's work, with t_request set. */
+static int check_request(request_rec *r)
+{
     req_ctx ctx = {r, raw_target(r)};
     mcpauth_request req;
     capture c = {r->pool, NULL, 0, 0};

@@ -77,6 +77,7 @@ bport1=$((port + 10)); bport2=$((port + 11))
 sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$port/g" \
     -e "s/127\.0\.0\.1:8090/127.0.0.1:$bport1/g" -e "s/127\.0\.0\.1:8091/127.0.0.1:$bport2/g" \
     -e "s|^runtime_dir = .*|runtime_dir = $demo|" -e "s|^state_dir = .*|state_dir = $demo/state|" \
+    -e "s|^log = .*|log = file:$demo/mcpauth.log|" \
     "$top/examples/mcpauth.conf" > "$demo/mcpauth.conf"
 if [ -n "${MCPAUTH_DEMO_EXTRA_CONF:-}" ]; then
     cat "$MCPAUTH_DEMO_EXTRA_CONF" >> "$demo/mcpauth.conf"
@@ -91,6 +92,13 @@ if [ "$(id -u)" = 0 ]; then
 fi
 # shellcheck disable=SC2086
 "$build/tools/mcpauth" --config "$demo/mcpauth.conf" init $owner >/dev/null
+# The programs' log (log = file: above; under lighttpd their stderr would be
+# lighttpd's own, not error.log), appended to by the server's user.
+: > "$demo/mcpauth.log"
+chmod 640 "$demo/mcpauth.log"
+if [ "$(id -u)" = 0 ]; then
+    if [ "$server" = apache ]; then chown www-data: "$demo/mcpauth.log"; else chown root: "$demo/mcpauth.log"; fi
+fi
 "$build/fcgi/mcpauth-metadata" --check --config "$demo/mcpauth.conf" >/dev/null
 
 # The demo user: a fresh password every start, printed below.
@@ -212,6 +220,7 @@ Look around with curl:
   curl -s  $base/.well-known/oauth-protected-resource/mcp/files
   curl -s  $base/.well-known/oauth-authorization-server
 
-Configuration: $demo/mcpauth.conf   Logs: $demo/error.log
+Configuration: $demo/mcpauth.conf
+Logs: $demo/mcpauth.log (mcpauth; security events: grep security=1), $demo/error.log ($server)
 Stop it with:  examples/demo.sh --stop
 MSG

@@ -463,7 +463,8 @@ static void *worker_main(void *p)
     return NULL;
 }
 
-/* SIGHUP is waited for too, only to be logged as ignored. */
+/* SIGHUP is waited for too: it reopens the log file (logrotate's
+ * postrotate), nothing else. */
 static const int stop_signals[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1};
 #define NSTOP (sizeof stop_signals / sizeof stop_signals[0])
 
@@ -512,12 +513,15 @@ static const char *supervise(server *s, pid_t parent)
     for (;;) {
         struct timespec tick = {1, 0};
         int sig = sigtimedwait(&set, NULL, &tick);
-        if (sig == SIGHUP)
-            mcpauth_log(MCPAUTH_LOG_INFO, "sighup_ignored", "reason",
-                        "the configuration is read once; restart the web server (or the program) "
-                        "to apply changes", NULL);
-        else if (sig > 0)
+        if (sig == SIGHUP) {
+            int rc = mcpauth_log_reopen();
+            mcpauth_log(rc < 0 ? MCPAUTH_LOG_ERROR : MCPAUTH_LOG_INFO, "sighup", "log",
+                        rc == 0 ? "reopened" : rc > 0 ? "unchanged" : "reopen_failed", "config",
+                        "read once; restart the web server (or the program) to apply changes",
+                        NULL);
+        } else if (sig > 0) {
             return signal_name(sig);
+        }
         /* Orphans are adopted by PID 1 (or a subreaper): the web server that
          * would send us requests, and stop us, is gone. */
         if (parent > 1 && getppid() != parent)
@@ -731,6 +735,14 @@ int mcpauth_fcgi_main(const mcpauth_app *app, int argc, char **argv)
         return 1;
     }
     mcpauth_log_set_level((mcpauth_log_level)cfg->log_level);
+    /* The destination of the log (mcpauth.conf `log`): opened here, by the
+     * user the program runs as; --check only says whether it could be. */
+    if ((check ? mcpauth_log_check(cfg, err, sizeof err) : mcpauth_log_open(cfg, err, sizeof err))
+        != 0) {
+        fprintf(stderr, "%s: cannot start: %s\n", app->name, err);
+        mcpauth_config_free(cfg);
+        return 1;
+    }
     /* Known before init: a CGI process lives for one request, so what must
      * outlast it (validation results, keys) goes to runtime_dir unless the
      * configuration says otherwise (shared_cache = no). */

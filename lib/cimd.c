@@ -31,6 +31,7 @@
 #include "cimd.h"
 #include "strbuf.h"
 #include "fetch.h"
+#include "metrics.h"
 
 #define DEFAULT_TIMEOUT_MS 3000L
 #define DEFAULT_MAX_BYTES ((size_t)16 * 1024)
@@ -242,7 +243,9 @@ const char *mcpauth__display_name_problem(const char *s, size_t len)
 {
     size_t chars = 0;
     int visible = 0;
-    if (!s || len != strlen(s))
+    /* exactly len bytes: s need not be NUL-terminated (a JSON string's
+     * bytes, a prefix), so strlen could read past the end */
+    if (!s || memchr(s, '\0', len))
         return "contains a NUL character";
     for (size_t i = 0; i < len; chars++) {
         const unsigned char *p = (const unsigned char *)s + i;
@@ -492,6 +495,7 @@ int mcpauth__cimd_get(mcpauth_cimd *c, const char *url, const mcpauth_cimd_opts 
     };
     mcpauth_fetch_result res;
     char ferr[256];
+    mcpauth__metrics_add(NULL, MCPAUTH_M_AS_CIMD_FETCHES, 1);
     if (mcpauth__fetch(url, &fo, &res, ferr, sizeof ferr) != 0) {
         mcpauth__errf(err, errlen, DOC " could not be fetched: %s", ferr);
         return -1;

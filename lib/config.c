@@ -15,6 +15,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -28,6 +30,7 @@
 #include "uri.h"
 
 #include "alloc.h"
+#include "metrics.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -260,6 +263,59 @@ static int set_log_level(parser *p, const key_def *k, void *base, const char *v)
     return 0;
 }
 
+/* log = stderr | syslog | file:PATH (an absolute path, opened by each
+ * program at start-up: see mcpauth_log_open). */
+static int set_log_dest(parser *p, const key_def *k, void *base, const char *v)
+{
+    int *dest = field_of(k, base);
+    if (!strcmp(v, "stderr")) {
+        *dest = MCPAUTH_LOG_STDERR;
+    } else if (!strcmp(v, "syslog")) {
+        *dest = MCPAUTH_LOG_SYSLOG;
+    } else if (!strncmp(v, "file:", 5)) {
+        const char *path = v + 5;
+        struct stat st;
+        if (path[0] != '/')
+            return fail(p, p->line, "%s: \"%s\" must be an absolute path", k->name, path);
+        if (path[strlen(path) - 1] == '/' || (stat(path, &st) == 0 && S_ISDIR(st.st_mode)))
+            return fail(p, p->line, "%s: \"%s\" is a directory", k->name, path);
+        *dest = MCPAUTH_LOG_FILE;
+        p->cfg->log_file = mcpauth__xstrdup(path);
+    } else {
+        return fail(p, p->line, "%s: \"%s\" is not stderr, syslog or file:PATH", k->name, v);
+    }
+    return 0;
+}
+
+static int set_facility(parser *p, const key_def *k, void *base, const char *v)
+{
+    static const struct {
+        const char *name;
+        int code;
+    } names[] = {{"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV}, {"daemon", LOG_DAEMON},
+                 {"user", LOG_USER},     {"local0", LOG_LOCAL0},     {"local1", LOG_LOCAL1},
+                 {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3},     {"local4", LOG_LOCAL4},
+                 {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6},     {"local7", LOG_LOCAL7}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(v, names[i].name)) {
+            *(int *)field_of(k, base) = names[i].code;
+            return 0;
+        }
+    return fail(p, p->line, "%s: \"%s\" is not auth, authpriv, daemon, user or local0 to local7",
+                k->name, v);
+}
+
+/* The syslog daemon's socket: an absolute path short enough for a Unix
+ * socket address; it need not exist yet (the daemon may start later). */
+static int set_syslog_socket(parser *p, const key_def *k, void *base, const char *v)
+{
+    if (v[0] != '/')
+        return fail(p, p->line, "%s \"%s\" must be an absolute path", k->name, v);
+    if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return fail(p, p->line, "%s \"%s\" is too long for a socket address", k->name, v);
+    return store_str(k, base, v);
+}
+
 static int set_bool(parser *p, const key_def *k, void *base, const char *v)
 {
     int *field = field_of(k, base);
@@ -273,6 +329,40 @@ static int set_bool(parser *p, const key_def *k, void *base, const char *v)
 }
 
 /* yes | no | auto: 1, 0, -1 (the program decides, e.g. by how it runs). */
+/* metrics_path: an absolute path of plain characters (the web server
+ * routes it to mcpauth-metadata), or "off". */
+static int set_metrics_path(parser *p, const key_def *k, void *base, const char *v)
+{
+    char **field = field_of(k, base);
+    free(*field);
+    *field = NULL;
+    if (!strcmp(v, "off") || !strcmp(v, "no"))
+        return 0;
+    size_t n = strlen(v);
+    int ok = v[0] == '/' && n > 1 && n <= 200 && !strstr(v, "//") && !strstr(v, "/.");
+    for (size_t i = 0; ok && i < n; i++)
+        ok = isalnum((unsigned char)v[i]) || strchr("/-_.~", v[i]);
+    if (!ok)
+        return fail(p, p->line, "%s: \"%s\" is not a plain absolute path (or off)", k->name, v);
+    *field = mcpauth__xstrdup(v);
+    return 0;
+}
+
+/* metrics_allow: addresses and networks, IPv4 or IPv6, "ADDR[/BITS]". */
+static int set_metrics_allow(parser *p, const key_def *k, void *base, const char *v)
+{
+    mcpauth_strlist *l = field_of(k, base);
+    mcpauth_strlist_free(l);
+    mcpauth_strlist_split(l, v);
+    if (!l->n)
+        return fail(p, p->line, "%s: empty (list one address or network at least)", k->name);
+    for (size_t i = 0; i < l->n; i++)
+        if (!mcpauth__cidr_valid(l->v[i]))
+            return fail(p, p->line, "%s: \"%s\" is not an address or ADDRESS/BITS", k->name,
+                        l->v[i]);
+    return 0;
+}
+
 static int set_tristate(parser *p, const key_def *k, void *base, const char *v)
 {
     if (!strcmp(v, "auto")) {
@@ -419,6 +509,10 @@ static int set_algorithms(parser *p, const key_def *k, void *base, const char *v
  * finish() resolves to a pointer (its handler stores into the scratch). */
 static const key_def global_keys[] = {
     KEY("log_level", set_log_level, C(log_level)),
+    KEY("log", set_log_dest, C(log_dest)),
+    KEY("log_facility", set_facility, C(log_facility)),
+    KEY("log_security_facility", set_facility, C(log_security_facility)),
+    KEY("log_syslog_socket", set_syslog_socket, C(log_syslog_socket)),
     NUMBER("metadata_max_age", C(metadata_max_age), 0, 604800),
     KEY("default_resource", set_resource_name, G(default_resource)),
     KEY("jwt_algorithms", set_algorithms, C(jwt_algorithms)),
@@ -443,6 +537,9 @@ static const key_def global_keys[] = {
     PATH("runtime_dir", C(runtime_dir), S_IFDIR),
     /* bounded well below shm.c's host-wide table of in-flight requests */
     NUMBER("max_concurrent_per_caller", C(max_concurrent_per_caller), 0, 256),
+    KEY("metrics", set_bool, C(metrics)),
+    KEY("metrics_path", set_metrics_path, C(metrics_path)),
+    KEY("metrics_allow", set_metrics_allow, C(metrics_allow)),
     END,
 };
 
@@ -986,6 +1083,9 @@ mcpauth_config *mcpauth_config_parse(const char *text, size_t len, const char *n
     /* Defaults; mcpauth.conf(5) lists the same values. */
     mcpauth_strlist_split(&p.cfg->jwt_algorithms, "RS256 ES256");
     p.cfg->log_level = MCPAUTH_LOG_INFO;
+    p.cfg->log_dest = MCPAUTH_LOG_STDERR;
+    p.cfg->log_facility = LOG_DAEMON;
+    p.cfg->log_security_facility = LOG_AUTHPRIV;
     p.cfg->metadata_max_age = 3600;
     p.cfg->clock_leeway = 60;
     p.cfg->token_max_bytes = 8192;
@@ -1004,6 +1104,9 @@ mcpauth_config *mcpauth_config_parse(const char *text, size_t len, const char *n
     p.cfg->proxy_threads = 8;
     p.cfg->proxy_max_threads = 1024;
     p.cfg->proxy_reserve_threads = 8;
+    p.cfg->metrics = 1;
+    p.cfg->metrics_path = mcpauth__xstrdup("/mcpauth/metrics");
+    mcpauth_strlist_split(&p.cfg->metrics_allow, "127.0.0.0/8 ::1");
     /* A client that drops its GET stream without a word holds it until the
      * next heartbeat finds it gone: a quick client reconnecting counts its
      * old streams for up to stream_heartbeat seconds. */
@@ -1161,9 +1264,13 @@ void mcpauth_config_free(mcpauth_config *cfg)
         free(a);
     }
     free(cfg->runtime_dir);
+    free(cfg->metrics_path);
+    mcpauth_strlist_free(&cfg->metrics_allow);
     mcpauth_strlist_free(&cfg->jwt_algorithms);
     free(cfg->ca_file);
     free(cfg->file);
+    free(cfg->log_file);
+    free(cfg->log_syslog_socket);
     free(cfg);
 }
 

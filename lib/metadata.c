@@ -14,6 +14,7 @@
 #include "uri.h"
 
 #include "alloc.h"
+#include "metrics.h"
 
 typedef struct {
     const mcpauth_resource *res;
@@ -163,11 +164,58 @@ const mcpauth_resource *mcpauth_metadata_lookup(const mcpauth_metadata *md, cons
     return NULL;
 }
 
+/* The metrics (metrics_path): only to metrics_allow, only GET or HEAD
+ * without a query; anything else gets 403 and no figure. */
+static void serve_metrics(const mcpauth_config *cfg, const mcpauth_request *req,
+                          mcpauth_response *resp)
+{
+    int head = strcmp(req->method, "HEAD") == 0;
+    const char *why = NULL;
+    if (!mcpauth__cidr_match(&cfg->metrics_allow, req->remote_addr))
+        why = "address not in metrics_allow";
+    else if (strcmp(req->method, "GET") != 0 && !head)
+        why = "method other than GET or HEAD";
+    else if (req->query[0])
+        why = "query string";
+    if (why) {
+        mcpauth_log_security("metrics_refused", "reason", why, "client", req->remote_addr,
+                             "method", req->method, NULL);
+        mcpauth_response_error(resp, 403, "forbidden", "metrics are not available to this request");
+        return;
+    }
+    mcpauth__metrics *m = mcpauth__metrics_global(cfg);
+    if (!m) {
+        mcpauth_response_error(resp, 503, "unavailable",
+                               "metrics are unavailable (see the log of mcpauth-metadata)");
+        return;
+    }
+    size_t len = 0;
+    char *text = mcpauth__metrics_render(m, &len);
+    mcpauth_response_set_status(resp, 200);
+    mcpauth_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    mcpauth_response_header(resp, "Cache-Control", "no-store");
+    mcpauth_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (head) {
+        char cl[32];
+        snprintf(cl, sizeof cl, "%zu", len);
+        mcpauth_response_header(resp, "Content-Length", cl);
+        mcpauth_response_start(resp);
+    } else {
+        mcpauth_response_send(resp, text, len);
+    }
+    free(text);
+}
+
 void mcpauth_metadata_handle(const mcpauth_metadata *md, const mcpauth_request *req,
                              mcpauth_response *resp)
 {
     const char *m = req->method;
     int head = strcmp(m, "HEAD") == 0;
+    mcpauth__metrics_attach(md->cfg); /* once: listed among the processes */
+    if (md->cfg->metrics && md->cfg->metrics_path && strcmp(req->path, md->cfg->metrics_path) == 0) {
+        serve_metrics(md->cfg, req, resp);
+        return;
+    }
     mcpauth_response_header(resp, "Access-Control-Allow-Origin", "*");
     mcpauth_response_header(resp, "X-Content-Type-Options", "nosniff");
 

@@ -25,6 +25,7 @@
 #include <mcpauth/validate.h>
 
 #include "alloc.h"
+#include "metrics.h"
 #include "proxy_priv.h"
 #include "shm.h"
 #include "strbuf.h"
@@ -195,6 +196,8 @@ static stage rate_check(call *c, const char *kind, const char *const *who, size_
         return GO;
     char ra[16];
     mcpauth__fmt(ra, sizeof ra, "%d", retry); /* an int always fits */
+    mcpauth__metrics_add(c->res, strcmp(kind, "address") == 0 ? MCPAUTH_M_RATE_ADDRESS
+                                                              : MCPAUTH_M_RATE_SUBJECT, 1);
     mcpauth_log_security("rate_limited", "by", kind, "who", shown, "resource", c->res->name,
                          "client", c->req->remote_addr, NULL);
     mcpauth__proxy_cors(c->resp, c->origin_ok);
@@ -229,6 +232,7 @@ static stage concurrency_take(call *c, const char *id_json, mcpauth_shm_slot *sl
         rc = mcpauth__shm_inflight_acquire(c->p->shm, key, sizeof key, cap, slot);
     if (rc == 1)
         return GO;
+    mcpauth__metrics_add(c->res, MCPAUTH_M_RATE_CONCURRENCY, 1);
     if (rc == 0)
         mcpauth_log_security("concurrency_limited", "who", id->subject, "issuer", id->issuer,
                              "resource", c->res->name, "client", c->req->remote_addr, "by",

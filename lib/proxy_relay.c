@@ -18,6 +18,7 @@
 #include <mcpauth/log.h>
 
 #include "alloc.h"
+#include "metrics.h"
 #include "proxy_priv.h"
 #include "shm.h"
 #include "strbuf.h"
@@ -52,6 +53,7 @@ typedef struct relay {
     unsigned long long bytes;   /* body bytes relayed */
     char tail[3];               /* last body bytes relayed, for heartbeat placement */
     char curl_error[CURL_ERROR_SIZE]; /* libcurl's detail of a failure, for the log */
+    int stream_counted;         /* in the streams_open gauge (metrics) */
 } relay;
 
 static double mono(void)
@@ -133,6 +135,12 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
     if (len == 0) {
         if (r->status >= 200) {
             r->head_done = 1;
+            mcpauth__metrics_observe(r->o->res, MCPAUTH_H_BACKEND,
+                                     (long long)((mono() - r->started) * 1e9));
+            if (r->sse && !r->stream_counted) {
+                r->stream_counted = 1;
+                mcpauth__metrics_add(r->o->res, MCPAUTH_M_STREAMS_OPEN, 1);
+            }
             /* sent now, not with the first body byte: a silent stream must
              * still tell the client it is open */
             relay_head(r);
@@ -440,6 +448,30 @@ static void relay_finish(relay *r, CURLcode rc)
                             r->o->id_json);
 }
 
+/* The exchange in the metrics: one add per figure, at its end. */
+static void count_exchange(relay *r, CURLcode rc)
+{
+    const mcpauth_resource *res = r->o->res;
+    int end = rc == CURLE_OK ? MCPAUTH_SE_DONE
+              : r->client_gone ? (r->client_gone == 2 ? MCPAUTH_SE_SHUTDOWN : MCPAUTH_SE_CLIENT_GONE)
+              : r->idle        ? MCPAUTH_SE_IDLE_TIMEOUT
+                               : MCPAUTH_SE_BACKEND_ERROR;
+    if (end == MCPAUTH_SE_BACKEND_ERROR)
+        mcpauth__metrics_add(res,
+                             rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_ABORTED_BY_CALLBACK
+                                 ? MCPAUTH_M_BACKEND_TIMEOUTS
+                                 : MCPAUTH_M_BACKEND_ERRORS,
+                             1);
+    if (r->stream_counted) {
+        mcpauth__metrics_add(res, MCPAUTH_M_STREAMS_OPEN, -1);
+        mcpauth__metrics_add(res, (mcpauth__metric)(MCPAUTH_M_STREAM_END + end), 1);
+    }
+    if (r->o->len)
+        mcpauth__metrics_add(res, MCPAUTH_M_BYTES_TO_BACKEND, (int64_t)r->o->len);
+    if (r->bytes)
+        mcpauth__metrics_add(res, MCPAUTH_M_BYTES_TO_CLIENT, (int64_t)r->bytes);
+}
+
 void mcpauth__proxy_relay(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_response *resp,
                           const mcpauth__proxy_order *o)
 {
@@ -461,9 +493,11 @@ void mcpauth__proxy_relay(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
         CURL *c = thread_curl(p);
         curl_setup(c, &r, h);
         r.started = r.last_data = mono();
+        mcpauth__metrics_add(o->res, MCPAUTH_M_BACKEND_REQUESTS, 1);
         CURLcode rc = curl_easy_perform(c);
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL); /* r goes out of scope */
         relay_finish(&r, rc);
+        count_exchange(&r, rc);
     }
     curl_slist_free_all(h);
 }

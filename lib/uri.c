@@ -95,6 +95,14 @@ char *mcpauth__uri_canonicalize(const char *in, unsigned flags, const char **why
         return NULL;
     }
 
+    /* curl decodes escapes in the host ("s%80" becomes the byte 0x80,
+     * "%6cocalhost" localhost): a canonical URI names its host literally,
+     * so no '%' in the authority at all (also IPv6 zone ids) */
+    if (memchr(sep + 3, '%', strcspn(sep + 3, "/?#"))) {
+        *why = "must not have an IPv6 zone or encoded host";
+        return NULL;
+    }
+
     CURLU *u = mcpauth__check(curl_url(), "CURLU");
     char *scheme = NULL, *user = NULL, *host = NULL, *port = NULL, *path = NULL,
          *query = NULL, *out = NULL;

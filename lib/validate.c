@@ -32,6 +32,7 @@
 #include "cache.h"
 #include "fetch.h"
 #include "jose.h"
+#include "metrics.h"
 #include "revoked.h"
 #include "robust.h"
 #include "strbuf.h"
@@ -122,6 +123,8 @@ static issuer_rt *issuer_of(mcpauth_validator *v, const mcpauth_issuer *conf)
 static json_object *parse_object(const char *buf, size_t len)
 {
     json_tokener *tok = mcpauth__check(json_tokener_new_ex(16), "json_tokener_new_ex");
+    /* RFC 8259 only: json-c alone would take {"active": trUe} */
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
     if (o && (json_tokener_get_error(tok) != json_tokener_success ||
               json_tokener_get_parse_end(tok) != len || !json_object_is_type(o, json_type_object))) {
@@ -180,7 +183,9 @@ static int claim_time(json_object *o, const char *name, long long *out)
     } else {
         return -1;
     }
-    return *out >= 0 ? 1 : -1;
+    /* the bound of doubles above: json-c clamps a larger integer to
+     * INT64_MAX, and exp + leeway would overflow (found by tests/fuzz) */
+    return *out >= 0 && *out < 1000000000000000LL ? 1 : -1;
 }
 
 /* "scope" (space separated string) or "scp" (array, or string as Entra).  */
@@ -693,6 +698,7 @@ static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now, long l
             snprintf(err, sizeof err, "HTTP status %ld", r.status);
         mcpauth_log(MCPAUTH_LOG_WARN, "jwks_fetch_failed", "url", is->jwks_uri, "reason", err,
                     NULL);
+        mcpauth__metrics_add(NULL, MCPAUTH_M_JWKS_FAILURES, 1);
         mcpauth__fetch_result_free(&r);
         return; /* the last good set stays in use */
     }
@@ -701,6 +707,7 @@ static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now, long l
     if (!set) {
         mcpauth__fetch_result_free(&r);
         mcpauth_log(MCPAUTH_LOG_WARN, "jwks_invalid", "url", is->jwks_uri, "reason", err, NULL);
+        mcpauth__metrics_add(NULL, MCPAUTH_M_JWKS_FAILURES, 1);
         return;
     }
     /* Cache-Control max-age decides, within [jwks_min_refresh, jwks_max_age]. */
@@ -710,6 +717,7 @@ static void refresh_keys(mcpauth_validator *v, issuer_rt *is, time_t now, long l
     if (ttl > v->cfg->jwks_max_age)
         ttl = v->cfg->jwks_max_age;
     install_keys(is, set, now + ttl, now);
+    mcpauth__metrics_add(NULL, MCPAUTH_M_JWKS_FETCHES, 1);
     if (is->disk_path)
         disk_write(is, r.body, r.len);
     mcpauth__fetch_result_free(&r);
@@ -931,6 +939,7 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
             mcpauth_log(MCPAUTH_LOG_WARN, "introspection_failed", "url",
                         conf->introspection_endpoint, "reason", err, NULL);
             mcpauth__fetch_result_free(&r);
+            mcpauth__metrics_add(NULL, MCPAUTH_M_INTROSPECTION_FAILURES, 1);
             unreachable++;
             continue;
         }
@@ -940,9 +949,11 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
             mcpauth_log(MCPAUTH_LOG_WARN, "introspection_failed", "url",
                         conf->introspection_endpoint, "reason", "response is not a JSON object",
                         NULL);
+            mcpauth__metrics_add(NULL, MCPAUTH_M_INTROSPECTION_FAILURES, 1);
             unreachable++;
             continue;
         }
+        mcpauth__metrics_add(NULL, MCPAUTH_M_INTROSPECTIONS, 1);
         int active = json_object_object_get_ex(doc, "active", &av) &&
                      json_object_is_type(av, json_type_boolean) && json_object_get_boolean(av);
         /* A refresh token is never a Bearer credential (RFC 6749 §1.5),
@@ -1047,6 +1058,7 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
     int positive;
     if (mcpauth__cache_get(v->cache, ckey, ridx, now, &positive, &d->id, d->description,
                           sizeof d->description)) {
+        mcpauth__metrics_add(res, MCPAUTH_M_CACHE_HIT, 1);
         d->cached = 1;
         if (!positive) {
             d->verdict = MCPAUTH_INVALID_TOKEN;
@@ -1060,6 +1072,8 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
         if (builtin_refused(v, key, now, d))
             return;
     } else {
+        if (v->cache)
+            mcpauth__metrics_add(res, MCPAUTH_M_CACHE_MISS, 1);
         int dots = 0;
         for (size_t i = 0; i < len; i++)
             dots += token[i] == '.';
@@ -1109,6 +1123,8 @@ void mcpauth_validate_request(mcpauth_validator *v, const mcpauth_resource *res,
                               const mcpauth_request *req, const mcpauth_strlist *extra_scopes,
                               mcpauth_decision *d)
 {
+    mcpauth__metrics_attach(v->cfg); /* here, not at start-up: never by a --check run */
+    long long t0 = mcpauth__metrics_now();
     const char *h = mcpauth_request_param(req, "HTTP_AUTHORIZATION");
     const char *t = h ? h + 6 : NULL;
     mcpauth_verdict early = MCPAUTH_ALLOW;
@@ -1138,6 +1154,12 @@ void mcpauth_validate_request(mcpauth_validator *v, const mcpauth_resource *res,
         set_verdict(d, early, "%s", why);
     }
     log_refusal(d, res, req);
+    mcpauth__metrics_observe(res, MCPAUTH_H_VALIDATION, mcpauth__metrics_now() - t0);
+    mcpauth__metrics_add(res, (mcpauth__metric)(MCPAUTH_M_REQ_ALLOW + d->verdict), 1);
+    if (d->verdict != MCPAUTH_ALLOW)
+        mcpauth__metrics_add(res, (mcpauth__metric)(MCPAUTH_M_REFUSED +
+                                                    mcpauth__metrics_reason(d->verdict,
+                                                                            d->description)), 1);
 }
 
 void mcpauth_validate_scopes(const mcpauth_resource *res, const mcpauth_request *req,
@@ -1147,6 +1169,8 @@ void mcpauth_validate_scopes(const mcpauth_resource *res, const mcpauth_request 
                              sizeof d->scope_needed);
     require_scopes(d, over);
     log_refusal(d, res, req);
+    if (d->verdict != MCPAUTH_ALLOW) /* the decision itself was counted allowed */
+        mcpauth__metrics_add(res, (mcpauth__metric)(MCPAUTH_M_REFUSED + MCPAUTH_R_SCOPE), 1);
 }
 
 void mcpauth_decision_respond(const mcpauth_decision *d, const mcpauth_resource *res,

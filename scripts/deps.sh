@@ -15,7 +15,8 @@ set -eu
 # certificates, the demo's htpasswd), curl.
 PKGS="build-essential autoconf automake libtool pkg-config curl ca-certificates openssl \
 libfcgi-dev libssl-dev libjson-c-dev libjwt-dev check libcurl4-openssl-dev libsqlite3-dev \
-apache2-dev lighttpd lighttpd-mod-openssl apache2 libapache2-mod-fcgid"
+apache2-dev lighttpd lighttpd-mod-openssl apache2 libapache2-mod-fcgid fail2ban \
+clang libclang-rt-14-dev"
 # Found by command rather than package: NodeSource's nodejs brings its own
 # npm (and conflicts with Debian's).  The end-to-end tests run the official
 # MCP SDK on Node.js 18 or newer; the browser test drives Debian's Chromium

@@ -131,6 +131,22 @@ summary() {
                 fail 1 "shared: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/shared.log"
             fi
         fi
+        # Fuzz smoke: one "fuzz: NAME ok:" line per harness that found nothing.
+        st=$(step_status fuzz)
+        if [ -z "$st" ]; then
+            fail 1 "fuzz: did not run"
+        else
+            grep -E '^fuzz: [^ ]+ (ok|FAILED)|^fuzz: [0-9]+ of' fuzz.log || true
+            # shellcheck disable=SC2046
+            set -- $(awk '/^fuzz: [^ ]+ ok:/{p++} /^fuzz: [^ ]+ (FAILED|is not built)/{f++}
+                /^fuzz: [0-9]+ of [0-9]+ harnesses passed/{d=1} END{print p+0, f+0, d+0}' fuzz.log)
+            passed=$((passed + $1))
+            [ "$2" -eq 0 ] || fail "$2" "fuzz: $2 harnesses failed; see $BUILD_DIR/fuzz.log and $BUILD_DIR/fuzz/artifacts"
+            if [ "$st" != 0 ] && [ "$2" -eq 0 ]; then
+                [ "$3" = 1 ] || tail -40 fuzz.log
+                fail 1 "fuzz: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/fuzz.log"
+            fi
+        fi
     fi
     summarised=yes
     echo "mcpauth: $passed passed, $failed failed"
@@ -166,7 +182,7 @@ if [ "$(step_status build)" = 0 ]; then
     for log in $(test_logs); do
         rm -f "$BUILD_DIR/$log" "$BUILD_DIR/${log%.log}.trs"
     done
-    rm -f "$BUILD_DIR/e2e.log" "$BUILD_DIR/shared.log"
+    rm -f "$BUILD_DIR/e2e.log" "$BUILD_DIR/shared.log" "$BUILD_DIR/fuzz.log"
     step make-check make -C "$BUILD_DIR" -k -j1 check
     # The official MCP SDK client, the MCP reference server, an external AS
     # and a browser against the demo deployment on lighttpd and Apache.
@@ -178,5 +194,9 @@ if [ "$(step_status build)" = 0 ]; then
     # shellcheck disable=SC2016
     step shared sh -c 'BUILD_DIR="$1" sh "$2" > "$3" 2>&1' shared "$BUILD_DIR" \
         "$top/tests/shared/run.sh" "$BUILD_DIR/shared.log"
+    # Fuzzing (tests/fuzz/README): every harness a few seconds from its
+    # seeds, which include the inputs of past findings.
+    # shellcheck disable=SC2016
+    step fuzz sh -c 'make -C "$1" fuzz-smoke > "$2" 2>&1' fuzz "$BUILD_DIR" "$BUILD_DIR/fuzz.log"
 fi
 summary

@@ -28,6 +28,7 @@
 #include "keys.h"
 #include "revoked.h"
 #include "site.h"
+#include "status.h"
 #include "store.h"
 
 /* The [authorization_server] section of mcpauth.conf(5). */
@@ -64,6 +65,8 @@ static void usage(FILE *f)
             "                        make a new current signing key; the previous one stays\n"
             "                        published until its tokens have expired\n"
             "  keys                  list the signing keys still recorded\n"
+            "  status                the live figures (metrics), program versions,\n"
+            "                        configuration file, key ages and next key expiry\n"
             "  clients list          one line per client: client_id, kind, name, created,\n"
             "                        authentication method (tab separated)\n"
             "  clients show ID       every field of a client\n"
@@ -630,6 +633,53 @@ static int cmd_keys(ctx *c)
     return rc;
 }
 
+/* For `mcpauth status`: each key's age; a retired key is published until
+ * its tokens have expired (retired + access_token_ttl), the next expiry. */
+typedef struct {
+    time_t now, next;
+    long ttl;
+    int n;
+} key_ages;
+
+static int age_key(const mcpauth_keyinfo *k, void *arg)
+{
+    key_ages *a = arg;
+    char t[32];
+    printf("  %s %s created %s (%ld days ago), ", k->kid, k->alg,
+           iso_time(k->created, t, sizeof t), (long)((a->now - k->created) / 86400));
+    if (!k->retired) {
+        printf("current\n");
+    } else {
+        time_t until = k->retired + a->ttl;
+        printf("retired, published until %s\n", iso_time(until, t, sizeof t));
+        if (until > a->now && (!a->next || until < a->next))
+            a->next = until;
+    }
+    a->n++;
+    return 0;
+}
+
+int status_keys(ctx *c)
+{
+    mcpauth_store *s = open_existing(c);
+    if (!s)
+        return -1;
+    key_ages a = {time(NULL), 0, CFG_TOKEN_TTL(c->cfg), 0};
+    int rc = mcpauth__store_key_list(s, a.now - a.ttl, age_key, &a);
+    mcpauth__store_close(s);
+    if (rc < 0) {
+        fail("cannot read the signing keys from the database");
+        return -1;
+    }
+    char t[32];
+    if (!a.n)
+        printf("  none (run `" PROG " init`)\n");
+    printf("next key expiry: %s\n", a.next ? iso_time(a.next, t, sizeof t)
+                                           : "none (the current key has no expiry; "
+                                             "`" PROG " rotate-key` makes a new one)");
+    return 0;
+}
+
 static int print_client_line(const mcpauth_client *cl, void *arg)
 {
     (void)arg;
@@ -898,6 +948,8 @@ static int run(ctx *c)
         return cmd_keys(c);
     if (strcmp(cmd, "clients") == 0)
         return cmd_clients(c);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(c);
     if (strcmp(cmd, "revoke") == 0)
         return cmd_revoke(c);
     if (strcmp(cmd, "purge") == 0)

@@ -110,6 +110,11 @@ typedef struct mcpauth_as_config {
 typedef struct mcpauth_config {
     char *file;                 /* path it was read from */
     int log_level;              /* mcpauth_log_level */
+    int log_dest;               /* mcpauth_log_dest: log = stderr | file:PATH | syslog */
+    char *log_file;             /* log = file:PATH; NULL otherwise */
+    int log_facility;           /* syslog(3) facility (LOG_DAEMON) of other lines */
+    int log_security_facility;  /* of the security=1 lines (LOG_AUTHPRIV) */
+    char *log_syslog_socket;    /* the syslog daemon's socket; NULL: /dev/log */
     long metadata_max_age;      /* seconds, Cache-Control of metadata */
     mcpauth_strlist jwt_algorithms; /* accepted JWS algorithms */
     long clock_leeway;          /* seconds of tolerated clock skew */
@@ -135,6 +140,9 @@ typedef struct mcpauth_config {
     long proxy_reserve_threads; /* the last ones: callers with nothing in flight */
     char *runtime_dir;          /* shared state of the proxy processes */
     long max_concurrent_per_caller; /* default of the [resource] key of that name */
+    int metrics;                /* count in runtime_dir/metrics.shm (default yes) */
+    char *metrics_path;         /* where mcpauth-metadata serves them; NULL: off */
+    mcpauth_strlist metrics_allow; /* CIDRs allowed to read them (loopback) */
     size_t npolicies;
     mcpauth_policy **policies;
     mcpauth_as_config *as;      /* NULL unless [authorization_server] */

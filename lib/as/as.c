@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "metrics.h"
 
 void mcpauth_as_endpoint(const mcpauth_config *cfg, const char *name, char *buf, size_t cap)
 {
@@ -73,6 +74,7 @@ void mcpauth_as_handle(mcpauth_as *as, const mcpauth_request *req, mcpauth_respo
                          : NULL;
     const char *m = req->method;
     int get = !strcmp(m, "GET"), post = !strcmp(m, "POST");
+    mcpauth__metrics_attach(as->cfg); /* at the first request: never by a --check run */
     if (!ep) {
         mcpauth__as_oauth_error(resp, 404, "not_found", "no such endpoint");
         return;

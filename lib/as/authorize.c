@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "metrics.h"
 #include "fetch.h"
 #include "uri.h"
 
@@ -231,6 +232,7 @@ static void issue_code(mcpauth_as *as, mcpauth_response *resp, const char *user,
     }
     mcpauth_log(MCPAUTH_LOG_INFO, "code_issued", "user", user, "client_id", c->client_id,
                 "resource", res->uri, "scope", a->scope, NULL);
+    mcpauth__metrics_add(NULL, MCPAUTH_M_AS_CODES, 1);
     mcpauth__as_redirect_back(as, resp, redirect, code, NULL, NULL, a->state);
 }
 
@@ -266,6 +268,7 @@ void mcpauth__as_authorize(mcpauth_as *as, const mcpauth_request *req, mcpauth_r
         mcpauth__as_redirect_back(as, resp, redirect, NULL, err, desc, a.state);
     } else {
         snprintf(a.resource, sizeof a.resource, "%s", res->uri);
+        mcpauth__metrics_add(NULL, MCPAUTH_M_AS_AUTHORIZATIONS, 1);
         int approved; /* a posted form not approved has been answered */
         if (post)
             approved = mcpauth__as_consent_answer(as, req, resp, user, &c, res, &a, redirect);

@@ -16,6 +16,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "metrics.h"
 #include "encode.h"
 
 static void csrf_token(const mcpauth_as *as, const char *user, const mcpauth__as_authz *a,
@@ -195,5 +196,6 @@ int mcpauth__as_consent_answer(mcpauth_as *as, const mcpauth_request *req,
     }
     if (as->ac->consent_remember && a->remember[0])
         mcpauth__store_consent_add(as->store, user, c->client_id, res->uri, a->scope);
+    mcpauth__metrics_add(NULL, MCPAUTH_M_AS_CONSENTS, 1);
     return 1;
 }

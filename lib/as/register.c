@@ -16,6 +16,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "metrics.h"
 #include "uri.h"
 
 /* The metadata of a registration, once checked. */
@@ -259,6 +260,7 @@ static void register_client(mcpauth_as *as, const mcpauth_request *req, mcpauth_
     OPENSSL_cleanse(secret, sizeof secret);
     mcpauth_log(MCPAUTH_LOG_INFO, "client_registered", "client_id", id, "client",
                 req->remote_addr, NULL);
+    mcpauth__metrics_add(NULL, MCPAUTH_M_AS_REGISTRATIONS, 1);
     mcpauth__as_cors_public(resp);
     mcpauth__as_json_reply(resp, 201, o);
 }

@@ -13,6 +13,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "metrics.h"
 
 static void revoke_token(mcpauth_as *as, const mcpauth_client *c, const char *tok)
 {
@@ -62,6 +63,7 @@ void mcpauth__as_revoke(mcpauth_as *as, const mcpauth_request *req, mcpauth_resp
     } else {
         revoke_token(as, &c, tok);
         mcpauth_log(MCPAUTH_LOG_INFO, "token_revoked", "client_id", c.client_id, NULL);
+        mcpauth__metrics_add(NULL, MCPAUTH_M_AS_REVOCATIONS, 1);
         /* RFC 7009 §2.2: 200 whether or not the token was known */
         mcpauth__as_cors_public(resp);
         mcpauth_response_set_status(resp, 200);

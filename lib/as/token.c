@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "metrics.h"
 #include "encode.h"
 #include "uri.h"
 
@@ -66,6 +67,7 @@ static void token_response(mcpauth_as *as, mcpauth_response *resp, const mcpauth
         json_object_object_add(o, "refresh_token", json_object_new_string(refresh));
     OPENSSL_cleanse(at, strlen(at));
     free(at);
+    mcpauth__metrics_add(NULL, MCPAUTH_M_AS_TOKENS, 1);
     mcpauth__as_cors_public(resp);
     mcpauth__as_json_reply(resp, 200, o);
 }
@@ -223,6 +225,7 @@ static int rotate(const token_call *t, const char *old, const char *fresh, mcpau
     if (r == MCPAUTH_ROTATE_REUSED) {
         mcpauth_log_security("refresh_reused", "client_id", t->c->client_id, "client",
                              t->req->remote_addr, NULL);
+        mcpauth__metrics_add(NULL, MCPAUTH_M_AS_REUSE_DETECTED, 1);
         mcpauth__as_push_revocations(t->as);
     }
     if (r != MCPAUTH_ROTATE_OK) {
@@ -233,6 +236,7 @@ static int rotate(const token_call *t, const char *old, const char *fresh, mcpau
                                     : "the refresh token is unknown, expired or revoked");
         return -1;
     }
+    mcpauth__metrics_add(NULL, MCPAUTH_M_AS_REFRESH_ROTATIONS, 1);
     return 0;
 }
 

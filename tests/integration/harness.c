@@ -155,8 +155,12 @@ static const char *san_value(size_t i, char *buf, size_t len)
     const char *dir = getenv("MCPAUTH_SANITIZER_LOGS");
     if (!dir || !*dir || !san_vars[i][1])
         return old && *old ? old : NULL;
-    snprintf(buf, len, "%s%slog_path=%s/%s:log_exe_name=1", old ? old : "",
-             old && *old ? ":" : "", dir, san_vars[i][1]);
+    char tail[1024];
+    snprintf(tail, sizeof tail, "log_path=%s/%s:log_exe_name=1", dir, san_vars[i][1]);
+    size_t ol = old ? strlen(old) : 0, tl = strlen(tail);
+    if (ol >= tl && strcmp(old + ol - tl, tail) == 0)
+        return old; /* .ci/run set it already */
+    snprintf(buf, len, "%s%s%s", old ? old : "", ol ? ":" : "", tail);
     return buf;
 }
 
@@ -182,6 +186,81 @@ static void san_fcgid_env(char *out, size_t len)
         if (v && n < len)
             n += (size_t)snprintf(out + n, len - n, "FcgidInitialEnv %s \"%s\"\n", san_vars[i][0], v);
     }
+}
+
+/* With GCC, UBSan beside ASan is a runtime of its own that ignores
+ * log_path: its reports go to stderr, which for a program started here is
+ * a server's error log, a log file or a pipe.  Those are searched, and
+ * what holds a report is copied into MCPAUTH_SANITIZER_LOGS too. */
+static void san_keep(const char *text, size_t len, const char *origin)
+{
+    static const char *const marks[] = {"runtime error:", "ERROR: AddressSanitizer",
+                                        "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                                        "ERROR: ThreadSanitizer",
+                                        /* log_path not writable: the report is lost */
+                                        "ERROR: Can't open file", NULL};
+    static unsigned seq;
+    const char *dir = getenv("MCPAUTH_SANITIZER_LOGS");
+    int hit = 0;
+    for (int i = 0; dir && *dir && text && marks[i] && !hit; i++)
+        hit = memmem(text, len, marks[i], strlen(marks[i])) != NULL;
+    if (!hit)
+        return;
+    const char *base = strrchr(origin, '/');
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stderr.%s.%d.%u", dir, base ? base + 1 : origin,
+             (int)getpid(), seq++);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "(sanitizer output found in %s)\n", origin);
+        fwrite(text, 1, len, f);
+        fclose(f);
+    }
+    fprintf(stderr, "harness: a sanitizer report in %s (kept as %s)\n", origin, path);
+}
+
+/* The part of a file from offset on. */
+static void san_keep_file(const char *path, off_t from)
+{
+    struct stat st;
+    if (!getenv("MCPAUTH_SANITIZER_LOGS") || stat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_size <= from || st.st_size - from > 64 * 1024 * 1024)
+        return;
+    FILE *f = fopen(path, "rb");
+    size_t len = (size_t)(st.st_size - from);
+    char *buf = f ? malloc(len) : NULL;
+    if (buf && fseeko(f, from, SEEK_SET) == 0) {
+        len = fread(buf, 1, len, f);
+        san_keep(buf, len, path);
+    }
+    free(buf);
+    if (f)
+        fclose(f);
+}
+
+static int san_scan_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    /* the staged programs and library are no logs */
+    if (flag == FTW_F && !(st->st_mode & S_IXUSR) && !strstr(path, "/lib/libmcpauth"))
+        san_keep_file(path, 0);
+    return 0;
+}
+
+/* Log files of th_spawn's programs, searched when they are stopped. */
+static struct {
+    pid_t pid;
+    off_t from;
+    char path[512];
+} spawn_logs[64];
+
+static void san_keep_spawned(pid_t pid)
+{
+    for (size_t i = 0; i < sizeof spawn_logs / sizeof spawn_logs[0]; i++)
+        if (spawn_logs[i].pid == pid && pid > 0) {
+            san_keep_file(spawn_logs[i].path, spawn_logs[i].from);
+            spawn_logs[i].pid = 0;
+        }
 }
 
 static int write_lighttpd_conf(th_server *s, const char *extra)
@@ -304,6 +383,8 @@ int th_wait_port(int port, int ms)
 
 pid_t th_spawn(char *const argv[], const char *const env_extra[], const char *logfile)
 {
+    struct stat lst;
+    off_t from = logfile && stat(logfile, &lst) == 0 ? lst.st_size : 0;
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -326,6 +407,13 @@ pid_t th_spawn(char *const argv[], const char *const env_extra[], const char *lo
     }
     setpgid(pid, pid);
     remember_group(pid);
+    for (size_t i = 0; logfile && i < sizeof spawn_logs / sizeof spawn_logs[0]; i++)
+        if (spawn_logs[i].pid <= 0) {
+            spawn_logs[i].pid = pid;
+            spawn_logs[i].from = from;
+            snprintf(spawn_logs[i].path, sizeof spawn_logs[i].path, "%s", logfile);
+            break;
+        }
     return pid;
 }
 
@@ -367,6 +455,7 @@ void th_kill(pid_t pid)
     for (int i = 0; i < 100; i++) {
         if (waitpid(pid, &st, WNOHANG) == pid) {
             kill(-pid, SIGKILL);
+            san_keep_spawned(pid);
             return;
         }
         struct timespec ts = {0, 20 * 1000 * 1000};
@@ -374,6 +463,7 @@ void th_kill(pid_t pid)
     }
     kill(-pid, SIGKILL);
     waitpid(pid, &st, 0);
+    san_keep_spawned(pid);
 }
 
 int th_wait_exit(pid_t pid, int ms, int *status)
@@ -381,6 +471,7 @@ int th_wait_exit(pid_t pid, int ms, int *status)
     for (int i = 0; pid > 0 && i < ms / 20 + 1; i++) {
         if (waitpid(pid, status, WNOHANG) == pid) {
             forget_group(pid);
+            san_keep_spawned(pid);
             return 0;
         }
         struct timespec ts = {0, 20 * 1000 * 1000};
@@ -422,6 +513,8 @@ static void kill_started(void)
     for (int i = 0; i < nstarted; i++)
         if (started_groups[i] > 0)
             kill(-started_groups[i], SIGKILL);
+    for (size_t i = 0; i < sizeof spawn_logs / sizeof spawn_logs[0]; i++)
+        san_keep_spawned(spawn_logs[i].pid);
 }
 
 static void remember_group(pid_t pid)
@@ -606,6 +699,8 @@ void th_stop(th_server *s)
         forget_group(s->pid);
         s->pid = -1;
     }
+    if (s->dir[0])
+        nftw(s->dir, san_scan_entry, 16, FTW_PHYS);
     if (s->dir[0] && !getenv("MCPAUTH_KEEP_TEST_DIRS"))
         nftw(s->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     s->dir[0] = '\0';
@@ -910,6 +1005,7 @@ int th_run(char *const argv[], const char *const envp_extra[], char **err)
     close(pfd[0]);
     int st;
     waitpid(pid, &st, 0);
+    san_keep(buf, len, argv[0]);
     *err = buf;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -15,6 +15,7 @@ int main(void)
     srunner_add_suite(sr, fetch_suite());
     srunner_add_suite(sr, validate_suite());
     srunner_add_suite(sr, shm_suite());
+    srunner_add_suite(sr, metrics_suite());
     srunner_add_suite(sr, revoked_suite());
     srunner_add_suite(sr, jsonrpc_suite());
     srunner_add_suite(sr, store_suite());

@@ -10,6 +10,7 @@ Suite *jose_suite(void);
 Suite *fetch_suite(void);
 Suite *validate_suite(void);
 Suite *shm_suite(void);
+Suite *metrics_suite(void);
 Suite *revoked_suite(void);
 Suite *jsonrpc_suite(void);
 Suite *store_suite(void);

@@ -851,6 +851,22 @@ START_TEST(test_is_url_misc)
 }
 END_TEST
 
+/* Fuzzing (tests/fuzz, harness cimd): the name is exactly len bytes and
+ * need not be NUL-terminated; it was checked with strlen, which read past
+ * the end of such a buffer (ASan: heap-buffer-overflow) and refused a name
+ * followed by other bytes as "contains a NUL character". */
+START_TEST(test_display_name_not_terminated)
+{
+    char *name = malloc(4);
+    ck_assert_ptr_nonnull(name);
+    memcpy(name, "Acme", 4); /* no NUL anywhere */
+    ck_assert_ptr_null(mcpauth__display_name_problem(name, 4));
+    free(name);
+    ck_assert_ptr_null(mcpauth__display_name_problem("AcmeXYZ", 4));
+    ck_assert_str_eq(mcpauth__display_name_problem("Ac\0me", 5), "contains a NUL character");
+}
+END_TEST
+
 Suite *cimd_suite(void)
 {
     Suite *s = suite_create("cimd");
@@ -875,6 +891,7 @@ Suite *cimd_suite(void)
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_loop_test(tc, test_is_url, 0, sizeof url_cases / sizeof url_cases[0]);
     tcase_add_test(tc, test_is_url_misc);
+    tcase_add_test(tc, test_display_name_not_terminated);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -50,6 +50,15 @@ static const struct {
     {"https://?x", MCPAUTH_URI_ALLOW_QUERY, NULL, "has no host"},
     {"https://mcp.example.com:0/mcp", 0, NULL, "has an invalid port"},
     {"https://mcp.example.com:99999/mcp", 0, NULL, "is not a valid URI"},
+    /* found by fuzzing (tests/fuzz, harness uri): curl decoded the escape
+     * into a raw 0x80 byte in the "canonical" host, which a second
+     * canonicalization refused */
+    {"http://s%80?", MCPAUTH_URI_ALLOW_QUERY | MCPAUTH_URI_ANY_HTTP, NULL,
+     "must not have an IPv6 zone or encoded host"},
+    {"https://mcp%2Eexample.com/mcp", 0, NULL, "must not have an IPv6 zone or encoded host"},
+    {"http://%6cocalhost/mcp", 0, NULL, "must not have an IPv6 zone or encoded host"},
+    {"https://[fe80::1%25eth0]/mcp", 0, NULL, "must not have an IPv6 zone or encoded host"},
+    {"https://mcp.example.com/a%80b", 0, "https://mcp.example.com/a%80b", NULL},
 };
 
 START_TEST(canonicalize)

@@ -411,6 +411,14 @@ START_TEST(refuse_claims)
         {"{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\"}", 0, 0, "token has no exp"},
         {"{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\",\"exp\":\"%ld\"}", now + 60, 0,
          "exp is not a valid time"},
+        /* found by tests/fuzz (claims): an exp past int64 is clamped by
+         * json-c to INT64_MAX, and exp + leeway overflowed (undefined
+         * behaviour); libjwt cannot mint the larger one, INT64_MAX is the
+         * same case */
+        {"{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\",\"exp\":9223372036854775807%.0ld}", 0, 0,
+         "exp is not a valid time"},
+        {"{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\",\"exp\":1000000000000000%.0ld}", 0, 0,
+         "exp is not a valid time"},
         {"{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\",\"exp\":%ld}", now - 61, 0, "token expired"},
         {"{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\",\"exp\":%ld,\"nbf\":%ld}", now + 600, now + 120,
          "token not valid yet (nbf)"},
