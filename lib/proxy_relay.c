@@ -42,6 +42,7 @@ typedef struct relay {
     const mcpauth__proxy_order *o;
     long status;
     int head_done;              /* status line of the final response seen */
+    int refused;                /* the backend answered 401: our credentials */
     int sse;
     int client_gone;  /* 1: the client left; 2: the program is stopping */
     int idle;         /* ended after stream_idle_timeout without data */
@@ -133,6 +134,14 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
     if (r->resp->head_sent)
         return n; /* trailers: the head is gone already */
     if (len == 0) {
+        if (r->status == 401) {
+            /* The client's token was good (we checked it); a 401 from
+             * behind us is about the proxy's own credentials
+             * (backend_authorization).  Passed on, it would send the client
+             * to sign in again, and again. */
+            r->head_done = r->refused = 1;
+            return n;
+        }
         if (r->status >= 200) {
             r->head_done = 1;
             mcpauth__metrics_observe(r->o->res, MCPAUTH_H_BACKEND,
@@ -168,6 +177,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     relay *r = arg;
     size_t n = size * nmemb;
     r->last_data = r->last_write = mono();
+    if (r->refused)
+        return n; /* its body is the backend's, not for the client */
     relay_head(r);
     /* SSE events go out as they come; a JSON answer is flushed at the end */
     if (r->client_gone || mcpauth_response_write(r->resp, data, n) < 0 ||
@@ -404,6 +415,18 @@ static void curl_setup(CURL *c, relay *r, struct curl_slist *h)
 static void relay_finish(relay *r, CURLcode rc)
 {
     const mcpauth_resource *res = r->o->res;
+    if (rc == CURLE_OK && r->refused) {
+        mcpauth_log(MCPAUTH_LOG_ERROR, "backend_refused", "resource", res->name, "backend",
+                    res->backend, "reason",
+                    res->backend_authorization ? "401 to backend_authorization"
+                                               : "401: the backend wants credentials "
+                                                 "(backend_authorization)",
+                    NULL);
+        mcpauth__proxy_cors(r->resp, r->o->origin_ok);
+        mcpauth__proxy_rpc_fail(r->resp, 502, MCPAUTH_RPC_SERVER_ERROR,
+                                "The MCP server refused the proxy's credentials", r->o->id_json);
+        return;
+    }
     if (rc == CURLE_OK) {
         relay_head(r); /* bodiless answers (202, 204) */
         if (r->sse) { /* a stream's end; JSON answers are not worth a line each */
@@ -452,7 +475,7 @@ static void relay_finish(relay *r, CURLcode rc)
 static void count_exchange(relay *r, CURLcode rc)
 {
     const mcpauth_resource *res = r->o->res;
-    int end = rc == CURLE_OK ? MCPAUTH_SE_DONE
+    int end = rc == CURLE_OK && !r->refused ? MCPAUTH_SE_DONE
               : r->client_gone ? (r->client_gone == 2 ? MCPAUTH_SE_SHUTDOWN : MCPAUTH_SE_CLIENT_GONE)
               : r->idle        ? MCPAUTH_SE_IDLE_TIMEOUT
                                : MCPAUTH_SE_BACKEND_ERROR;

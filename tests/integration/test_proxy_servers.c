@@ -638,6 +638,64 @@ static int log_has(const char *needle)
     return log_count(needle) > 0;
 }
 
+/* A backend that answers one request with 401 (on the silent port). */
+static void *refusing_backend(void *p)
+{
+    (void)p;
+    struct pollfd pl = {.fd = silent_fd, .events = POLLIN};
+    if (poll(&pl, 1, 5000) != 1)
+        return NULL;
+    int c = accept(silent_fd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char buf[16384];
+    size_t got = 0;
+    while (got < sizeof buf - 1) {
+        ssize_t n = recv(c, buf + got, sizeof buf - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (strstr(buf, "\r\n\r\n"))
+            break;
+    }
+    static const char ans[] = "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"be\"\r\n"
+                              "Content-Type: text/plain\r\nContent-Length: 13\r\n"
+                              "Connection: close\r\n\r\nbackend-only\n";
+    if (send(c, ans, sizeof ans - 1, MSG_NOSIGNAL) < 0)
+        perror("send");
+    usleep(200 * 1000);
+    close(c);
+    return NULL;
+}
+
+/* Found in review (shared hosting, a same-host backend wanting a secret):
+ * a 401 from the backend was passed on, so a client whose token we had
+ * accepted was sent to sign in again, in a loop.  It is the proxy's own
+ * credentials that failed: 502 with a JSON-RPC error and a log line, the
+ * backend's challenge and body withheld. */
+START_TEST(backend_401_is_ours)
+{
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, refusing_backend, NULL), 0);
+    char *t = token_for("/mcp/silent", "", NULL);
+    call_opts o = {.token = t, .version = "2026-07-28", .extra = {"Mcp-Method: ping"}};
+    th_resp r;
+    post("/mcp/silent", &o, "{\"jsonrpc\":\"2.0\",\"id\":77,\"method\":\"ping\"}", &r);
+    pthread_join(th, NULL);
+    assert_rpc_error(&r, 502, -32000, "77");
+    ck_assert_msg(!strcasestr(r.headers, "WWW-Authenticate"), "a challenge reached the client:\n%s",
+                  r.headers);
+    ck_assert_msg(!strstr(r.body, "backend-only"), "the backend's body reached the client: %s",
+                  r.body);
+    th_resp_free(&r);
+    free(t);
+    for (int i = 0; i < 50 && !log_has("event=backend_refused"); i++)
+        usleep(100 * 1000);
+    ck_assert_msg(log_has("event=backend_refused"), "no backend_refused line");
+}
+END_TEST
+
 /* Regression (outside review): the resource is chosen on the path the web
  * server routes on; a path it would normalise (a token for files posting to
  * /mcp/files/../github) is refused before anything reaches a backend. */
@@ -1121,6 +1179,7 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, rate_limited);
     tcase_add_test(tc, unix_socket_backend);
     tcase_add_test(tc, backend_down_and_hanging);
+    tcase_add_test(tc, backend_401_is_ours);
     tcase_add_test(tc, client_disconnect_cancels);
     tcase_add_test(tc, stream_head_relayed_at_once);
     tcase_add_test(tc, silent_stream_client_gone);
