@@ -56,11 +56,13 @@ int mcpauth__stopping(void)
 typedef struct server server;
 
 /* One per worker thread; also the ctx of every callback of its request. */
-typedef struct {
+typedef struct worker {
     server *srv;
     FCGX_Request fr;
     const mcpauth_response *resp; /* the response being written, or NULL */
     int cut;                      /* alive() ended the request: stopping */
+    pthread_t tid;                /* set by the worker as it ends, for reap() */
+    struct worker *next_ended;    /* the list of ended workers (server.ended) */
 } worker;
 
 /* The pool is elastic because MCP holds requests open: a standalone GET
@@ -84,6 +86,7 @@ struct server {
     int spare, max;
     int across_processes;         /* mod_fcgid: the pool is Apache's processes */
     int full_logged;              /* "workers_exhausted" said for this episode */
+    worker *ended;                /* workers that left, not yet joined */
 };
 
 /* Under an .htaccess RewriteRule (the shared-hosting fallback for hosts
@@ -455,12 +458,34 @@ static void *worker_main(void *p)
         pthread_mutex_unlock(&s->mu);
     }
     FCGX_Free(&w->fr, 1); /* closes a kept connection */
-    free(w);
+    /* Joined, not detached: after its return the thread still runs the
+     * thread-specific destructors (the proxy's curl handle, OpenSSL's
+     * per-thread state).  A detached one could run them after the state
+     * they use is freed, or not at all once its key is deleted (a leak
+     * LeakSanitizer found); stop() joins every worker before fini. */
+    w->tid = pthread_self();
     pthread_mutex_lock(&s->mu);
+    w->next_ended = s->ended;
+    s->ended = w;
     s->running--;
     pthread_cond_signal(&s->done);
     pthread_mutex_unlock(&s->mu);
     return NULL;
+}
+
+/* Joins the workers that have ended (each within moments of its return). */
+static void reap(server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    worker *w = s->ended;
+    s->ended = NULL;
+    pthread_mutex_unlock(&s->mu);
+    while (w) {
+        worker *next = w->next_ended;
+        pthread_join(w->tid, NULL);
+        free(w);
+        w = next;
+    }
 }
 
 /* SIGHUP is waited for too: it reopens the log file (logrotate's
@@ -529,6 +554,7 @@ static const char *supervise(server *s, pid_t parent)
         pthread_mutex_lock(&s->mu);
         int running = s->running;
         pthread_mutex_unlock(&s->mu);
+        reap(s); /* workers that lingered and left */
         if (running == 0)
             return "listener_closed";
     }
@@ -582,12 +608,12 @@ static int serve_fastcgi(const mcpauth_app *app, void *state, int fd, int spare,
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s.done, &ca);
     pthread_condattr_destroy(&ca);
-    /* Detached: a worker that leaves cleans up after itself, and stop()
-     * waits for the count, not for each thread.  Resident memory per held
-     * stream is what the thread touches of its stack; the size only bounds
-     * the address space a thousand of them reserve. */
+    /* Joinable: a worker that leaves is joined by the main thread within a
+     * second (supervise), and stop() joins them all (see worker_main).
+     * Resident memory per held stream is what the thread touches of its
+     * stack; the size only bounds the address space a thousand of them
+     * reserve. */
     pthread_attr_init(&s.attr);
-    pthread_attr_setdetachstate(&s.attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&s.attr, WORKER_STACK);
     if (pipe2(s.wake, O_CLOEXEC | O_NONBLOCK) < 0) {
         mcpauth_log(MCPAUTH_LOG_ERROR, "cannot_start", "reason", "pipe", NULL);
@@ -612,6 +638,7 @@ static int serve_fastcgi(const mcpauth_app *app, void *state, int fd, int spare,
         return 1;
     }
     stop(&s, supervise(&s, parent));
+    reap(&s);
     /* Workers are gone, or we exited at the bound: nothing uses s now. */
     pthread_attr_destroy(&s.attr);
     close(s.wake[0]);

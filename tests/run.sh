@@ -147,6 +147,25 @@ summary() {
                 fail 1 "fuzz: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/fuzz.log"
             fi
         fi
+        # Soak: one "ok - " or "not ok - " line per check, then its summary.
+        st=$(step_status soak)
+        if [ -z "$st" ]; then
+            fail 1 "soak: did not run"
+        elif [ ! -f soak.log ]; then
+            fail 1 "soak: no $BUILD_DIR/soak.log"
+        else
+            grep -E '^not ok - |^soak: [0-9]+ requests' soak.log || true
+            # shellcheck disable=SC2046
+            set -- $(awk '/^ok - /{p++} /^not ok - /{f++}
+                /^soak: [0-9]+ requests, [0-9]+ checks passed, [0-9]+ failed/{d=1}
+                END{print p+0, f+0, d+0}' soak.log)
+            passed=$((passed + $1))
+            [ "$2" -eq 0 ] || fail "$2" "soak: $2 checks failed; see $BUILD_DIR/soak.log"
+            if [ "$st" != 0 ] && [ "$2" -eq 0 ]; then
+                [ "$3" = 1 ] || tail -40 soak.log
+                fail 1 "soak: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/soak.log"
+            fi
+        fi
     fi
     summarised=yes
     echo "mcpauth: $passed passed, $failed failed"
@@ -182,7 +201,7 @@ if [ "$(step_status build)" = 0 ]; then
     for log in $(test_logs); do
         rm -f "$BUILD_DIR/$log" "$BUILD_DIR/${log%.log}.trs"
     done
-    rm -f "$BUILD_DIR/e2e.log" "$BUILD_DIR/shared.log" "$BUILD_DIR/fuzz.log"
+    rm -f "$BUILD_DIR/e2e.log" "$BUILD_DIR/shared.log" "$BUILD_DIR/fuzz.log" "$BUILD_DIR/soak.log"
     step make-check make -C "$BUILD_DIR" -k -j1 check
     # The official MCP SDK client, the MCP reference server, an external AS
     # and a browser against the demo deployment on lighttpd and Apache.
@@ -198,5 +217,10 @@ if [ "$(step_status build)" = 0 ]; then
     # seeds, which include the inputs of past findings.
     # shellcheck disable=SC2016
     step fuzz sh -c 'make -C "$1" fuzz-smoke > "$2" 2>&1' fuzz "$BUILD_DIR" "$BUILD_DIR/fuzz.log"
+    # Soak (tests/soak/soak.c): mixed traffic through lighttpd and Apache for
+    # SOAK_SECONDS (60) in all; no unexpected status or 5xx, flat memory,
+    # every code redeemed once, refresh families consistent.
+    # shellcheck disable=SC2016
+    step soak sh -c 'make -C "$1" soak > "$2" 2>&1' soak "$BUILD_DIR" "$BUILD_DIR/soak.log"
 fi
 summary

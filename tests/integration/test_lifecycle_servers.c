@@ -478,7 +478,20 @@ static int run_cgi(char *const env[], char *out, size_t cap, int close_early)
         dup2(po[1], 1);
         dup2(null, 2);
         close(po[0]);
-        execve(prog, (char *[]){prog, "--config", cfgp, NULL}, env);
+        /* the sanitizer settings of a sanitized build reach it too */
+        char *envx[32];
+        int k = 0;
+        for (; env[k] && k < 28; k++)
+            envx[k] = env[k];
+        static const char *const pass[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"};
+        for (size_t j = 0; j < 3; j++) {
+            const char *v = getenv(pass[j]);
+            char *e;
+            if (v && asprintf(&e, "%s=%s", pass[j], v) > 0)
+                envx[k++] = e;
+        }
+        envx[k] = NULL;
+        execve(prog, (char *[]){prog, "--config", cfgp, NULL}, envx);
         _exit(127);
     }
     close(po[1]);

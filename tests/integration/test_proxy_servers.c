@@ -756,8 +756,8 @@ END_TEST
  * connection: the standalone GET stream of a server with nothing to say. */
 typedef struct {
     int hold_ms;
-    volatile int answered;      /* the head went out */
-    volatile double closed_at;  /* when the proxy hung up (0: never) */
+    int answered;               /* the head went out; atomic */
+    double closed_at;           /* when the proxy hung up (0: never); atomic */
 } silent_arg;
 
 static double now_s(void)
@@ -790,7 +790,7 @@ static void *silent_backend(void *p)
     static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                "Cache-Control: no-cache\r\nConnection: close\r\n\r\n";
     if (send(c, head, sizeof head - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof head - 1))
-        a->answered = 1;
+        __atomic_store_n(&a->answered, 1, __ATOMIC_SEQ_CST);
     double end = now_s() + a->hold_ms / 1000.0;
     for (;;) {
         int left = (int)((end - now_s()) * 1000);
@@ -800,7 +800,8 @@ static void *silent_backend(void *p)
         if (poll(&pl, 1, left) == 1) {
             ssize_t n = recv(c, buf, sizeof buf, 0);
             if (n <= 0) {
-                a->closed_at = now_s();
+                double t = now_s();
+                __atomic_store(&a->closed_at, &t, __ATOMIC_SEQ_CST);
                 break;
             }
         }
@@ -868,7 +869,7 @@ START_TEST(stream_head_relayed_at_once)
     char head[8192];
     int fd = open_silent_stream(t, 2000, &secs, head, sizeof head);
     ck_assert_msg(secs >= 0 && secs < 1.0, "%s: stream head after %.2f s (backend answered: %d):\n%s",
-                  th_kind_name(srv.kind), secs, a.answered, head);
+                  th_kind_name(srv.kind), secs, __atomic_load_n(&a.answered, __ATOMIC_SEQ_CST), head);
     ck_assert_msg(strncmp(head, "HTTP/1.1 200", 12) == 0, "head:\n%s", head);
     ck_assert_msg(strcasestr(head, "\r\nContent-Type: text/event-stream"), "head:\n%s", head);
     close(fd);
@@ -896,9 +897,12 @@ START_TEST(silent_stream_client_gone)
     usleep(300 * 1000);
     double left = now_s();
     close(fd);
-    while (a.closed_at == 0 && now_s() - left < 6)
+    double closed_at = 0;
+    while ((__atomic_load(&a.closed_at, &closed_at, __ATOMIC_SEQ_CST), closed_at == 0) &&
+           now_s() - left < 6)
         usleep(50 * 1000);
-    double closed = a.closed_at ? a.closed_at - left : -1;
+    __atomic_load(&a.closed_at, &closed_at, __ATOMIC_SEQ_CST);
+    double closed = closed_at ? closed_at - left : -1;
     int logged = 0;
     for (int i = 0; i < 20 && !logged; i++) {
         logged = log_count(gone) > before;
@@ -1017,7 +1021,7 @@ enum { HELD_MAX = 64 };
 typedef struct {
     int want;                 /* connections to take */
     int taken, closed;
-    volatile int stop;
+    int stop; /* atomic */
 } held_arg;
 
 static void *held_backend(void *p)
@@ -1026,7 +1030,7 @@ static void *held_backend(void *p)
     struct pollfd pl[HELD_MAX + 1];
     int n = 0;
     pl[0] = (struct pollfd){.fd = held_fd, .events = POLLIN};
-    while (!a->stop) {
+    while (!__atomic_load_n(&a->stop, __ATOMIC_SEQ_CST)) {
         if (poll(pl, (nfds_t)n + 1, 100) <= 0)
             continue;
         if ((pl[0].revents & POLLIN) && n < a->want) {
@@ -1106,7 +1110,7 @@ START_TEST(abandoned_streams_do_not_block)
         usleep(100 * 1000);
     int closed = __atomic_load_n(&a.closed, __ATOMIC_SEQ_CST);
     double took = now_s() - left;
-    a.stop = 1;
+    __atomic_store_n(&a.stop, 1, __ATOMIC_SEQ_CST);
     pthread_join(th, NULL);
     ck_assert_msg(closed == n, "%s: %d of %d backend streams closed after %.1f s",
                   th_kind_name(srv.kind), closed, n, took);
@@ -1133,6 +1137,10 @@ static int threads_of(pid_t pid)
             break;
     if (f)
         fclose(f);
+#ifdef __SANITIZE_THREAD__
+    if (n > 0)
+        n--; /* ThreadSanitizer's own background thread */
+#endif
     return n;
 }
 
