@@ -55,14 +55,18 @@ int cmd_status(ctx *c)
         size_t len = 0;
         char *text = mcpauth__metrics_render(m, &len);
         int printed = 0;
-        printf("\nprocesses (program, version, pid: resident bytes, threads, descriptors):\n");
-        /* the per-process lines first, as a table */
+        printf("\nprocesses counting (program, version: how many; each one's memory,\n"
+               "threads and descriptors are among the figures below):\n");
+        /* mcpauth_processes{program="P",version="V"} N, as "P V: N" */
         for (char *l = text, *nl; l && *l; l = nl ? nl + 1 : NULL) {
             nl = strchr(l, '\n');
             if (nl)
                 *nl = '\0';
-            if (!strncmp(l, "mcpauth_processes{", 18))
-                printf("  %s\n", l + 18);
+            char prog[64], ver[64];
+            long n;
+            if (!strncmp(l, "mcpauth_processes{", 18) &&
+                sscanf(l + 18, "program=\"%63[^\"]\",version=\"%63[^\"]\"} %ld", prog, ver, &n) == 3)
+                printf("  %-18s %-10s %ld\n", prog, ver, n);
             if (nl)
                 *nl = '\n';
         }

@@ -230,6 +230,25 @@ START_TEST(counters_move_exactly)
     ck_assert(strstr(after, "mcpauth_process_resident_bytes{program=\"mcpauth-proxy\",pid=\""));
     ck_assert(strstr(after, "mcpauth_process_open_fds{program=\"mcpauth-metadata\",pid=\""));
     free(after);
+
+    /* `mcpauth status` shows the same file for a person: the processes as
+     * "program version count" (review: it printed raw label text) */
+    char cmd[1200], out[65536];
+    /* as the user the programs run as (Apache: www-data), as doc/deploy.md
+     * says: the file is not trusted from another owner */
+    snprintf(cmd, sizeof cmd, "%s%s/tools/mcpauth status --config %s/mcpauth.conf 2>&1",
+             srv.kind == TH_APACHE && geteuid() == 0 ? "runuser -u www-data -- " : "",
+             th_builddir(), srv.dir);
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    int st = pclose(f);
+    ck_assert_msg(st == 0, "mcpauth status failed (%d):\n%s", st, out);
+    ck_assert_msg(strstr(out, "\n  mcpauth-proxy "), "no process line for the proxy:\n%s", out);
+    ck_assert_msg(!strstr(out, "\n  program="), "raw labels in the process list:\n%s", out);
+    ck_assert_msg(strstr(out, "mcpauth_requests_total{resource=\"files\",verdict=\"allow\"}"),
+                  "no live figures:\n%s", out);
 }
 END_TEST
 
