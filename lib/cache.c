@@ -57,9 +57,9 @@ struct mcpauth_cache {
 static void shared_close(shared *sh);
 static int shared_get(shared *sh, const unsigned char key[32], unsigned resource, time_t now,
                       int *positive, mcpauth_identity *id, char *reason, size_t reasonlen);
-static void shared_put(shared *sh, const unsigned char key[32], unsigned resource,
-                       time_t expires, int positive, const mcpauth_identity *id,
-                       const char *reason);
+static int shared_put(shared *sh, const unsigned char key[32], unsigned resource,
+                      time_t expires, int positive, const mcpauth_identity *id,
+                      const char *reason);
 static size_t shared_count(shared *sh);
 
 mcpauth_cache *mcpauth__cache_new(size_t entries)
@@ -161,16 +161,15 @@ static char *pack(int positive, const mcpauth_identity *id, const char *reason)
     return p;
 }
 
-void mcpauth__cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned resource,
+int mcpauth__cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned resource,
                        time_t expires, int positive, const mcpauth_identity *id,
                        const char *reason)
 {
-    if (c && c->sh) {
-        shared_put(c->sh, key, resource, expires, positive, id, reason);
-        return;
-    }
+    if (c && c->sh)
+        return shared_put(c->sh, key, resource, expires, positive, id, reason);
     if (!c || !c->nsets)
-        return;
+        return 0;
+    int evicted = 0;
     char *data = pack(positive, id, reason);
     size_t set = set_of(c, key, resource);
     pthread_mutex_t *lock = &c->locks[set % STRIPES];
@@ -187,6 +186,7 @@ void mcpauth__cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned 
             if (row[i].expires < s->expires)
                 s = &row[i];
         }
+        evicted = s->used && s->expires > time(NULL);
     }
     free(s->data);
     memcpy(s->key, key, 32);
@@ -197,6 +197,7 @@ void mcpauth__cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned 
     s->exp = positive ? id->exp : 0;
     s->data = data;
     pthread_mutex_unlock(lock);
+    return evicted;
 }
 
 size_t mcpauth__cache_count(mcpauth_cache *c)
@@ -551,10 +552,11 @@ static size_t sh_pack(char *buf, size_t cap, int positive, const mcpauth_identit
     return pos;
 }
 
-static void shared_put(shared *sh, const unsigned char key[32], unsigned resource,
-                       time_t expires, int positive, const mcpauth_identity *id,
-                       const char *reason)
+static int shared_put(shared *sh, const unsigned char key[32], unsigned resource,
+                      time_t expires, int positive, const mcpauth_identity *id,
+                      const char *reason)
 {
+    int evicted = 0;
     char data[MCPAUTH__CACHE_SHARED_DATA];
     size_t len = sh_pack(data, sizeof data, positive, id, reason);
     time_t now = time(NULL);
@@ -564,7 +566,7 @@ static void shared_put(shared *sh, const unsigned char key[32], unsigned resourc
     pthread_mutex_t *lock;
     sh_slot *row = sh_set(m, key, resource, h, &nways, &lock);
     if (mcpauth__robust_lock(lock) != 0)
-        return;
+        return 0;
     sh_slot *s = NULL;
     for (size_t i = 0; i < nways && !s; i++)
         if (row[i].used == 1 && CRYPTO_memcmp(row[i].key, h, 32) == 0)
@@ -580,6 +582,7 @@ static void shared_put(shared *sh, const unsigned char key[32], unsigned resourc
             if (row[i].expires < s->expires)
                 s = &row[i];
         }
+        evicted = s->used == 1 && s->expires > (int64_t)now;
     }
     if (s) {
         s->used = 0;
@@ -596,6 +599,7 @@ static void shared_put(shared *sh, const unsigned char key[32], unsigned resourc
         }
     }
     pthread_mutex_unlock(lock);
+    return evicted;
 }
 
 static size_t shared_count(shared *sh)

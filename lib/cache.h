@@ -32,8 +32,9 @@ int mcpauth__cache_get(mcpauth_cache *c, const unsigned char key[32], unsigned r
                       int *positive, mcpauth_identity *id, char *reason, size_t reasonlen);
 
 /* Stores a result until expires.  id for positive results, reason for
- * negative ones. */
-void mcpauth__cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned resource,
+ * negative ones.  1 when it pushed out another token's result that had
+ * not expired yet (an eviction: the cache is too small for the load). */
+int mcpauth__cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned resource,
                        time_t expires, int positive, const mcpauth_identity *id,
                        const char *reason);
 

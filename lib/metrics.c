@@ -32,7 +32,7 @@
 #include "robust.h"
 
 #define MAGIC "mcpaMET\n"
-#define LAYOUT_VERSION 1u /* bump on any change to the structs or enums of metrics.h */
+#define LAYOUT_VERSION 2u /* bump on any change to the structs or enums of metrics.h */
 #define NPROCS 256
 #define MAX_RESOURCES 100000
 
@@ -593,6 +593,9 @@ static const family families[] = {
      MCPAUTH_R_COUNT, "reason", reasons},
     {"mcpauth_cache_lookups_total", "Validation cache lookups.", "counter", 1,
      MCPAUTH_M_CACHE_HIT, 2, "result", hitmiss},
+    {"mcpauth_cache_evictions_total",
+     "Validation results pushed out of a full cache before they expired (raise cache_entries).",
+     "counter", 1, MCPAUTH_M_CACHE_EVICTIONS, 1, NULL, NULL},
     {"mcpauth_rate_limited_total", "Requests refused with 429.", "counter", 1,
      MCPAUTH_M_RATE_ADDRESS, 3, "by", limits},
     {"mcpauth_backend_requests_total", "Requests relayed to the backend.", "counter", 1,

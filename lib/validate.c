@@ -1085,12 +1085,14 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
             time_t until = now + v->cfg->cache_ttl;
             if (d->id.exp && d->id.exp + v->cfg->clock_leeway < until)
                 until = (time_t)(d->id.exp + v->cfg->clock_leeway);
-            mcpauth__cache_put(v->cache, ckey, ridx, until, 1, &d->id, NULL);
+            if (mcpauth__cache_put(v->cache, ckey, ridx, until, 1, &d->id, NULL))
+                mcpauth__metrics_add(res, MCPAUTH_M_CACHE_EVICTIONS, 1);
         } else {
             /* Outages are not remembered: the next request may succeed. */
-            if (d->verdict == MCPAUTH_INVALID_TOKEN && v->cfg->cache_negative_ttl > 0)
+            if (d->verdict == MCPAUTH_INVALID_TOKEN && v->cfg->cache_negative_ttl > 0 &&
                 mcpauth__cache_put(v->cache, ckey, ridx, now + v->cfg->cache_negative_ttl, 0, NULL,
-                                  d->description);
+                                   d->description))
+                mcpauth__metrics_add(res, MCPAUTH_M_CACHE_EVICTIONS, 1);
             return;
         }
     }

@@ -160,6 +160,44 @@ START_TEST(bounded)
 }
 END_TEST
 
+/* An entry pushed out before its time is reported (the metrics count it:
+ * issue 16); replacing expired entries is not an eviction.  Both caches. */
+static void evictions_of(mcpauth_cache *c)
+{
+    time_t now = time(NULL);
+    unsigned char key[32];
+    mcpauth_identity id;
+    int evicted = 0;
+    for (unsigned n = 0; n < 50; n++) {
+        key_of(1000 + n, key);
+        ident_of(1000 + n, &id);
+        evicted += mcpauth__cache_put(c, key, 0, now - 5, 1, &id, NULL);
+    }
+    ck_assert_int_eq(evicted, 0);
+    key_of(0, key);
+    ident_of(0, &id);
+    id.exp = now + 600;
+    ck_assert_int_eq(mcpauth__cache_put(c, key, 0, now + 600, 1, &id, NULL), 0);
+    for (unsigned n = 1; n < 50; n++) {
+        key_of(n, key);
+        ident_of(n, &id);
+        evicted += mcpauth__cache_put(c, key, 0, now + 600, 1, &id, NULL);
+    }
+    ck_assert_msg(evicted > 0, "50 live entries into a cache of one: no eviction reported");
+    ck_assert_int_le(evicted, 49);
+}
+
+START_TEST(evictions_reported)
+{
+    mcpauth_cache *c = open_ok(1);
+    evictions_of(c);
+    mcpauth__cache_free(c);
+    c = mcpauth__cache_new(1);
+    evictions_of(c);
+    mcpauth__cache_free(c);
+}
+END_TEST
+
 START_TEST(expiry)
 {
     mcpauth_cache *c = open_ok(64);
@@ -778,6 +816,7 @@ Suite *shared_cache_suite(void)
     tcase_add_test(tc, two_handles_share);
     tcase_add_test(tc, bounded);
     tcase_add_test(tc, expiry);
+    tcase_add_test(tc, evictions_reported);
     tcase_add_test(tc, long_identity_not_stored);
     tcase_add_test(tc, processes_concurrent);
     tcase_add_test(tc, damaged_or_foreign_replaced);
