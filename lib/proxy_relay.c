@@ -28,6 +28,10 @@
 /* Longest "Name: value" line sent to the backend.  A longer one is refused,
  * never cut: a shortened identity or Mcp-Name would be another value. */
 #define HEADER_LINE_MAX 4096
+/* A JSON answer is held back up to this size until it is whole, so that a
+ * backend failing halfway gets the client a 502, not a 200 with JSON cut
+ * short; a larger one is relayed as it comes. */
+#define HOLD_MAX (1024 * 1024)
 
 /* Response headers relayed from the backend; everything else is dropped
  * (a backend's own WWW-Authenticate or Set-Cookie has no business here). */
@@ -55,6 +59,8 @@ typedef struct relay {
     char tail[3];               /* last body bytes relayed, for heartbeat placement */
     char curl_error[CURL_ERROR_SIZE]; /* libcurl's detail of a failure, for the log */
     int stream_counted;         /* in the streams_open gauge (metrics) */
+    char *held;                 /* a JSON answer held back (HOLD_MAX) */
+    size_t held_len, held_cap;
 } relay;
 
 static double mono(void)
@@ -150,9 +156,11 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
                 r->stream_counted = 1;
                 mcpauth__metrics_add(r->o->res, MCPAUTH_M_STREAMS_OPEN, 1);
             }
-            /* sent now, not with the first body byte: a silent stream must
-             * still tell the client it is open */
-            relay_head(r);
+            /* a stream's head is sent now, not with the first body byte: a
+             * silent stream must still tell the client it is open; a JSON
+             * answer's once it is whole */
+            if (r->sse)
+                relay_head(r);
         }
         return n;
     }
@@ -172,6 +180,18 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* Sends what was held back; -1: the client is gone. */
+static int release_held(relay *r)
+{
+    relay_head(r);
+    size_t n = r->held_len;
+    r->held_len = 0;
+    if (n && mcpauth_response_write(r->resp, r->held, n) < 0)
+        return -1;
+    r->bytes += n;
+    return 0;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     relay *r = arg;
@@ -179,6 +199,24 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     r->last_data = r->last_write = mono();
     if (r->refused)
         return n; /* its body is the backend's, not for the client */
+    if (!r->sse && !r->resp->head_sent) {
+        if (r->held_len + n <= HOLD_MAX) {
+            if (r->held_len + n > r->held_cap) {
+                size_t cap = r->held_cap ? r->held_cap : 16384;
+                while (cap < r->held_len + n)
+                    cap *= 2;
+                r->held = mcpauth__xrealloc(r->held, cap);
+                r->held_cap = cap;
+            }
+            memcpy(r->held + r->held_len, data, n);
+            r->held_len += n;
+            return n;
+        }
+        if (release_held(r) < 0) { /* too large to hold: relayed as it comes */
+            r->client_gone = 1;
+            return 0;
+        }
+    }
     relay_head(r);
     /* SSE events go out as they come; a JSON answer is flushed at the end */
     if (r->client_gone || mcpauth_response_write(r->resp, data, n) < 0 ||
@@ -428,7 +466,10 @@ static void relay_finish(relay *r, CURLcode rc)
         return;
     }
     if (rc == CURLE_OK) {
-        relay_head(r); /* bodiless answers (202, 204) */
+        /* bodiless answers (202, 204) and JSON ones held back */
+        if (release_held(r) < 0)
+            mcpauth_log(MCPAUTH_LOG_INFO, "client_gone", "resource", res->name, "client",
+                        r->req->remote_addr, NULL);
         if (r->sse) { /* a stream's end; JSON answers are not worth a line each */
             char bytes[24];
             snprintf(bytes, sizeof bytes, "%llu", r->bytes);
@@ -522,5 +563,6 @@ void mcpauth__proxy_relay(mcpauth_proxy *p, const mcpauth_request *req, mcpauth_
         relay_finish(&r, rc);
         count_exchange(&r, rc);
     }
+    free(r.held);
     curl_slist_free_all(h);
 }

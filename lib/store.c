@@ -48,6 +48,8 @@ struct mcpauth_store {
     pthread_mutex_t lock;
     pid_t pid; /* SQLite connections must not cross fork() */
     int restart_tried; /* WAL frames at the last RESTART checkpoint tried */
+    int busy_ms;       /* busy timeout (BUSY_TIMEOUT_MS; tests lower it) */
+    int fault;         /* first SQLite error of the current call (fault()) */
     struct {
         const char *sql;
         sqlite3_stmt *st;
@@ -129,17 +131,43 @@ static const char schema_sql[] =
 
 /* ---------------------------------------------------------------- helpers */
 
+/* The first SQLite error of this thread's last store call (see
+ * mcpauth__store_fault): copied out under the lock by leave(). */
+static _Thread_local int last_fault;
+
 static int enter(mcpauth_store *s)
 {
+    last_fault = 0;
     if (!s || s->pid != getpid())
         return -1;
     pthread_mutex_lock(&s->lock);
+    s->fault = 0;
     return 0;
 }
 
 static void leave(mcpauth_store *s)
 {
+    /* pages read from a damaged file stay cached while the WAL does not
+     * change: drop them, so a repaired file is read afresh */
+    int f = s->fault & 0xff;
+    if (f == SQLITE_CORRUPT || f == SQLITE_NOTADB || f == SQLITE_IOERR)
+        sqlite3_db_release_memory(s->db);
+    last_fault = s->fault;
     pthread_mutex_unlock(&s->lock);
+}
+
+/* Keeps the first error of the call, so the caller can tell a fault of
+ * the environment (locked, read-only, full, damaged) from a refusal. */
+static int note(mcpauth_store *s, int rc)
+{
+    if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE && !s->fault)
+        s->fault = rc;
+    return rc;
+}
+
+static int step(mcpauth_store *s, sqlite3_stmt *st)
+{
+    return note(s, sqlite3_step(st));
 }
 
 /* types: s text (NULL binds NULL), t time_t, i int, l long.  A count that
@@ -170,8 +198,8 @@ static sqlite3_stmt *prepared(mcpauth_store *s, const char *sql)
         if (s->stmts[i].sql == sql)
             return s->stmts[i].st;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(s->db, sql, -1, i < STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0, &st,
-                           NULL) != SQLITE_OK)
+    if (note(s, sqlite3_prepare_v3(s->db, sql, -1, i < STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0,
+                                   &st, NULL)) != SQLITE_OK)
         return NULL;
     if (i < STMT_CACHE) {
         s->stmts[i].sql = sql;
@@ -233,7 +261,7 @@ static long run(mcpauth_store *s, const char *sql, const char *types, ...)
     int rc = bindv(st, types, ap);
     va_end(ap);
     if (rc == SQLITE_OK)
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        while ((rc = step(s, st)) == SQLITE_ROW)
             ;
     done(s, st);
     return rc == SQLITE_DONE ? (long)sqlite3_changes(s->db) : -1;
@@ -243,7 +271,7 @@ static long run(mcpauth_store *s, const char *sql, const char *types, ...)
  * change what we are about to check. */
 static int begin(mcpauth_store *s)
 {
-    return sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+    return note(s, sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) == SQLITE_OK ? 0 : -1;
 }
 
 static void rollback(mcpauth_store *s)
@@ -254,7 +282,7 @@ static void rollback(mcpauth_store *s)
 
 static int commit(mcpauth_store *s)
 {
-    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+    if (note(s, sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL)) == SQLITE_OK)
         return 0;
     rollback(s);
     return -1;
@@ -361,7 +389,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
         s->restart_tried = frames;
         sqlite3_busy_timeout(db, WAL_RESTART_WAIT_MS);
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
-        sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+        sqlite3_busy_timeout(db, s->busy_ms);
     } else if (frames >= WAL_AUTOCHECKPOINT_FRAMES) {
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     }
@@ -383,7 +411,7 @@ static int set_pragmas(mcpauth_store *s, const char *path, char *err, size_t err
     /* journal_mode reports the mode in effect, which may not be the one
      * asked for (a filesystem without shared memory, say). */
     sqlite3_stmt *st = query(s, "PRAGMA journal_mode=WAL", "");
-    int ok = st && sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+    int ok = st && step(s, st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
              strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
     done(s, st);
     if (!ok) {
@@ -402,7 +430,7 @@ static int init_schema(mcpauth_store *s, const char *path, char *err, size_t err
     }
     sqlite3_stmt *st = query(s, "PRAGMA user_version", "");
     int version = -1;
-    if (st && sqlite3_step(st) == SQLITE_ROW)
+    if (st && step(s, st) == SQLITE_ROW)
         version = sqlite3_column_int(st, 0);
     done(s, st);
     if (version < 0 || version > SCHEMA_VERSION) {
@@ -462,6 +490,7 @@ mcpauth_store *mcpauth__store_open(const char *state_dir, char *err, size_t errl
 
     mcpauth_store *s = mcpauth__xcalloc(1, sizeof *s);
     s->pid = getpid();
+    s->busy_ms = BUSY_TIMEOUT_MS;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
 #ifdef SQLITE_OPEN_NOFOLLOW
     flags |= SQLITE_OPEN_NOFOLLOW;
@@ -506,6 +535,35 @@ void mcpauth__store_close(mcpauth_store *s)
         pthread_mutex_destroy(&s->lock);
     }
     free(s);
+}
+
+const char *mcpauth__store_fault(void)
+{
+    static _Thread_local char why[192];
+    const char *what;
+    switch (last_fault & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: what = "the database is locked by another process"; break;
+    case SQLITE_READONLY:
+    case SQLITE_PERM: what = "the database or the state directory is read-only"; break;
+    case SQLITE_FULL: what = "the disk holding the state directory is full"; break;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: what = "the database file is damaged"; break;
+    case SQLITE_IOERR: what = "the database cannot be read or written (read-only or full disk?)"; break;
+    case SQLITE_CANTOPEN: what = "the database files cannot be opened"; break;
+    default: return NULL;
+    }
+    snprintf(why, sizeof why, "%s (%s)", what, sqlite3_errstr(last_fault));
+    return why;
+}
+
+void mcpauth__store_set_busy_timeout(mcpauth_store *s, int ms)
+{
+    if (enter(s) != 0)
+        return;
+    s->busy_ms = ms;
+    sqlite3_busy_timeout(s->db, ms);
+    leave(s);
 }
 
 /* ---------------------------------------------------------------- clients */
@@ -589,7 +647,7 @@ int mcpauth__store_client_get(mcpauth_store *s, const char *client_id, mcpauth_c
     sqlite3_stmt *st =
         query(s, "SELECT " CLIENT_COLS " FROM clients WHERE client_id = ?", "s", client_id);
     if (st) {
-        int rc = sqlite3_step(st);
+        int rc = step(s, st);
         if (rc == SQLITE_DONE)
             r = 0;
         else if (rc == SQLITE_ROW)
@@ -609,7 +667,7 @@ int mcpauth__store_client_check_secret(mcpauth_store *s, const char *client_id, 
         s, "SELECT secret_hash, secret_expires FROM clients WHERE client_id = ?", "s", client_id);
     int r = -1;
     if (st) {
-        int rc = sqlite3_step(st);
+        int rc = step(s, st);
         if (rc == SQLITE_DONE) {
             r = 0;
         } else if (rc == SQLITE_ROW) {
@@ -665,7 +723,7 @@ int mcpauth__store_client_list(mcpauth_store *s, int (*fn)(const mcpauth_client 
     int rc = SQLITE_ERROR;
     sqlite3_stmt *st =
         query(s, "SELECT " CLIENT_COLS " FROM clients ORDER BY created DESC, rowid DESC", "");
-    while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (st && (rc = step(s, st)) == SQLITE_ROW) {
         if (n == cap) {
             size_t nc = cap ? 2 * cap : 16;
             v = mcpauth__xrealloc(v, nc * sizeof *v);
@@ -697,7 +755,7 @@ int mcpauth__store_registration_allowed(mcpauth_store *s, const char *addr, int 
     if (begin(s) == 0) {
         sqlite3_stmt *st = query(s, "SELECT count(*) FROM registrations WHERE addr = ? AND time > ?",
                                  "st", addr, now - (time_t)window);
-        if (st && sqlite3_step(st) == SQLITE_ROW) {
+        if (st && step(s, st) == SQLITE_ROW) {
             long long count = sqlite3_column_int64(st, 0);
             r = count < limit;
         }
@@ -763,9 +821,55 @@ int mcpauth__store_code_add(mcpauth_store *s, const char *code, const mcpauth_gr
 
 /* Order of checks: expired first (an expired code is simply unknown), then
  * used (replay: revoke), then a family revoked since issue (the user or
- * client was revoked before the code came back). */
-mcpauth_redeem mcpauth__store_code_redeem(mcpauth_store *s, const char *code, time_t now,
-                                         mcpauth_grant *g)
+ * client was revoked before the code came back).  Inside a transaction;
+ * the grant into tmp (freed by the caller in every case). */
+static mcpauth_redeem redeem_in(mcpauth_store *s, const char *h, time_t now, mcpauth_grant *tmp)
+{
+    mcpauth_redeem r = MCPAUTH_REDEEM_ERROR;
+    sqlite3_stmt *st = query(s,
+                             "SELECT c.client_id, c.user, c.resource, c.scope, c.redirect_uri,"
+                             " c.code_challenge, c.family, c.expires, c.used, f.revoked"
+                             " FROM codes c JOIN families f ON f.id = c.family WHERE c.hash = ?",
+                             "s", h);
+    int rc = st ? step(s, st) : SQLITE_ERROR;
+    if (rc == SQLITE_DONE) {
+        r = MCPAUTH_REDEEM_UNKNOWN;
+    } else if (rc == SQLITE_ROW) {
+        tmp->client_id = col_dup(st, 0);
+        tmp->user = col_dup(st, 1);
+        tmp->resource = col_dup(st, 2);
+        tmp->scope = col_dup(st, 3);
+        tmp->redirect_uri = col_dup(st, 4);
+        tmp->code_challenge = col_dup(st, 5);
+        tmp->family = col_dup(st, 6);
+        tmp->expires = (time_t)sqlite3_column_int64(st, 7);
+        int used = sqlite3_column_int(st, 8), revoked = sqlite3_column_int(st, 9);
+        if (!tmp->family || !tmp->client_id || !tmp->user)
+            r = MCPAUTH_REDEEM_ERROR;
+        else if (tmp->expires <= now)
+            r = MCPAUTH_REDEEM_UNKNOWN;
+        else if (used)
+            r = run(s, "UPDATE families SET revoked = 1 WHERE id = ?", "s", tmp->family) < 0
+                    ? MCPAUTH_REDEEM_ERROR
+                    : MCPAUTH_REDEEM_REPLAYED;
+        else if (revoked)
+            r = MCPAUTH_REDEEM_UNKNOWN;
+        else if (run(s, "UPDATE codes SET used = 1 WHERE hash = ?", "s", h) == 1 &&
+                 run(s, "UPDATE families SET last_used = max(last_used, ?) WHERE id = ?", "ts",
+                     now, tmp->family) == 1)
+            r = MCPAUTH_REDEEM_OK;
+    }
+    done(s, st);
+    return r;
+}
+
+static long insert_refresh(mcpauth_store *s, const char *hash, const mcpauth_grant *g,
+                           time_t expires);
+
+mcpauth_redeem mcpauth__store_code_exchange(mcpauth_store *s, const char *code, time_t now,
+                                           const char *family, const char *refresh,
+                                           time_t refresh_expires, const char *access,
+                                           time_t access_expires, mcpauth_grant *g)
 {
     if (g)
         memset(g, 0, sizeof *g);
@@ -775,46 +879,26 @@ mcpauth_redeem mcpauth__store_code_redeem(mcpauth_store *s, const char *code, ti
         leave(s);
         return MCPAUTH_REDEEM_UNKNOWN;
     }
-    char h[65];
+    char h[65], rh[65], ah[65];
     hash_of(code, h);
+    if (refresh)
+        hash_of(refresh, rh);
+    if (access)
+        hash_of(access, ah);
     mcpauth_redeem r = MCPAUTH_REDEEM_ERROR;
     mcpauth_grant tmp = {0};
     if (begin(s) != 0)
         goto out;
-    sqlite3_stmt *st = query(s,
-                             "SELECT c.client_id, c.user, c.resource, c.scope, c.redirect_uri,"
-                             " c.code_challenge, c.family, c.expires, c.used, f.revoked"
-                             " FROM codes c JOIN families f ON f.id = c.family WHERE c.hash = ?",
-                             "s", h);
-    int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
-    if (rc == SQLITE_DONE) {
-        r = MCPAUTH_REDEEM_UNKNOWN;
-    } else if (rc == SQLITE_ROW) {
-        tmp.client_id = col_dup(st, 0);
-        tmp.user = col_dup(st, 1);
-        tmp.resource = col_dup(st, 2);
-        tmp.scope = col_dup(st, 3);
-        tmp.redirect_uri = col_dup(st, 4);
-        tmp.code_challenge = col_dup(st, 5);
-        tmp.family = col_dup(st, 6);
-        tmp.expires = (time_t)sqlite3_column_int64(st, 7);
-        int used = sqlite3_column_int(st, 8), revoked = sqlite3_column_int(st, 9);
-        if (!tmp.family)
-            r = MCPAUTH_REDEEM_ERROR;
-        else if (tmp.expires <= now)
-            r = MCPAUTH_REDEEM_UNKNOWN;
-        else if (used)
-            r = run(s, "UPDATE families SET revoked = 1 WHERE id = ?", "s", tmp.family) < 0
-                    ? MCPAUTH_REDEEM_ERROR
-                    : MCPAUTH_REDEEM_REPLAYED;
-        else if (revoked)
-            r = MCPAUTH_REDEEM_UNKNOWN;
-        else if (run(s, "UPDATE codes SET used = 1 WHERE hash = ?", "s", h) == 1 &&
-                 run(s, "UPDATE families SET last_used = max(last_used, ?) WHERE id = ?", "ts",
-                     now, tmp.family) == 1)
-            r = MCPAUTH_REDEEM_OK;
-    }
-    done(s, st);
+    r = redeem_in(s, h, now, &tmp);
+    /* what the caller minted from its look at the code must be this grant */
+    if (r == MCPAUTH_REDEEM_OK && family && strcmp(family, tmp.family) != 0)
+        r = MCPAUTH_REDEEM_ERROR;
+    if (r == MCPAUTH_REDEEM_OK && refresh && insert_refresh(s, rh, &tmp, refresh_expires) != 1)
+        r = MCPAUTH_REDEEM_ERROR;
+    if (r == MCPAUTH_REDEEM_OK && access &&
+        run(s, "INSERT INTO access(hash, family, expires) VALUES(?, ?, ?)", "sst", ah, tmp.family,
+            access_expires) != 1)
+        r = MCPAUTH_REDEEM_ERROR;
     if (r == MCPAUTH_REDEEM_ERROR || commit(s) != 0) {
         rollback(s);
         r = MCPAUTH_REDEEM_ERROR;
@@ -825,6 +909,52 @@ out:
         *g = tmp;
     else
         mcpauth__grant_free(&tmp);
+    return r;
+}
+
+mcpauth_redeem mcpauth__store_code_redeem(mcpauth_store *s, const char *code, time_t now,
+                                         mcpauth_grant *g)
+{
+    return mcpauth__store_code_exchange(s, code, now, NULL, NULL, 0, NULL, 0, g);
+}
+
+int mcpauth__store_code_peek(mcpauth_store *s, const char *code, time_t now, mcpauth_grant *g)
+{
+    if (g)
+        memset(g, 0, sizeof *g);
+    if (!g || enter(s) != 0)
+        return -1;
+    if (!code) {
+        leave(s);
+        return 0;
+    }
+    char h[65];
+    hash_of(code, h);
+    int r = -1;
+    sqlite3_stmt *st = query(s,
+                             "SELECT c.client_id, c.user, c.resource, c.scope, c.redirect_uri,"
+                             " c.code_challenge, c.family, c.expires"
+                             " FROM codes c JOIN families f ON f.id = c.family WHERE c.hash = ?"
+                             " AND c.used = 0 AND c.expires > ? AND f.revoked = 0",
+                             "st", h, now);
+    int rc = st ? step(s, st) : SQLITE_ERROR;
+    if (rc == SQLITE_DONE) {
+        r = 0;
+    } else if (rc == SQLITE_ROW) {
+        g->client_id = col_dup(st, 0);
+        g->user = col_dup(st, 1);
+        g->resource = col_dup(st, 2);
+        g->scope = col_dup(st, 3);
+        g->redirect_uri = col_dup(st, 4);
+        g->code_challenge = col_dup(st, 5);
+        g->family = col_dup(st, 6);
+        g->expires = (time_t)sqlite3_column_int64(st, 7);
+        r = g->client_id && g->user && g->family ? 1 : -1;
+    }
+    done(s, st);
+    leave(s);
+    if (r != 1)
+        mcpauth__grant_free(g);
     return r;
 }
 
@@ -859,7 +989,7 @@ int mcpauth__store_refresh_add(mcpauth_store *s, const char *token, const mcpaut
                                      "SELECT 1 FROM families WHERE id = ? AND user = ?"
                                      " AND client_id = ?",
                                      "sss", g->family, g->user, g->client_id);
-            same = st && sqlite3_step(st) == SQLITE_ROW;
+            same = st && step(s, st) == SQLITE_ROW;
             done(s, st);
         }
         if (same && insert_refresh(s, h, g, g->expires) == 1)
@@ -897,7 +1027,7 @@ mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token
                              " FROM refresh r JOIN families f ON f.id = r.family"
                              " WHERE r.hash = ?",
                              "s", h);
-    int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+    int rc = st ? step(s, st) : SQLITE_ERROR;
     if (rc == SQLITE_DONE) {
         r = MCPAUTH_ROTATE_UNKNOWN;
     } else if (rc == SQLITE_ROW) {
@@ -991,7 +1121,7 @@ static int refresh_lookup(mcpauth_store *s, const char *token, time_t now, int r
                                    " WHERE r.hash = ? AND r.retired_at IS NULL AND r.expires > ?"
                                    " AND f.revoked = 0",
                              "st", h, now);
-    int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+    int rc = st ? step(s, st) : SQLITE_ERROR;
     if (rc == SQLITE_DONE) {
         r = 0;
     } else if (rc == SQLITE_ROW) {
@@ -1071,7 +1201,7 @@ int mcpauth__store_family_revoked(mcpauth_store *s, const char *family)
     }
     int r = -1;
     sqlite3_stmt *st = query(s, "SELECT revoked FROM families WHERE id = ?", "s", family);
-    int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+    int rc = st ? step(s, st) : SQLITE_ERROR;
     if (rc == SQLITE_DONE)
         r = 1;
     else if (rc == SQLITE_ROW)
@@ -1095,7 +1225,7 @@ int mcpauth__store_access_add(mcpauth_store *s, const char *token, const char *f
     int r = -1;
     if (begin(s) == 0) {
         sqlite3_stmt *st = query(s, "SELECT revoked FROM families WHERE id = ?", "s", family);
-        int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+        int rc = st ? step(s, st) : SQLITE_ERROR;
         if (rc == SQLITE_DONE)
             r = 0;
         else if (rc == SQLITE_ROW)
@@ -1133,7 +1263,7 @@ long mcpauth__store_access_revoked(mcpauth_store *s, time_t now,
                              " AND NOT EXISTS (SELECT 1 FROM families f"
                              "  WHERE f.id = access.family AND f.revoked = 0)",
                              "t", now);
-    while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (st && (rc = step(s, st)) == SQLITE_ROW) {
         const unsigned char *t = sqlite3_column_text(st, 0);
         if (!t || strlen((const char *)t) != 64)
             continue;
@@ -1206,7 +1336,7 @@ static int consent_scope(mcpauth_store *s, const char *user, const char *client_
                              "SELECT scope FROM consents WHERE user = ? AND client_id = ?"
                              " AND resource = ?",
                              "sss", user, client_id, or_empty(resource));
-    int rc = st ? sqlite3_step(st) : SQLITE_ERROR, r = -1;
+    int rc = st ? step(s, st) : SQLITE_ERROR, r = -1;
     if (rc == SQLITE_DONE) {
         r = 0;
     } else if (rc == SQLITE_ROW) {
@@ -1338,7 +1468,7 @@ int mcpauth__store_key_list(mcpauth_store *s, time_t since,
                              "SELECT kid, alg, file, created, retired FROM keys"
                              " WHERE retired = 0 OR retired > ? ORDER BY created DESC, rowid DESC",
                              "t", since);
-    while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    while (st && (rc = step(s, st)) == SQLITE_ROW) {
         if (n == cap) {
             size_t nc = cap ? 2 * cap : 8;
             v = mcpauth__xrealloc(v, nc * sizeof *v);

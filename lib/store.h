@@ -19,6 +19,17 @@ typedef struct mcpauth_store mcpauth_store;
 mcpauth_store *mcpauth__store_open(const char *state_dir, char *err, size_t errlen);
 void mcpauth__store_close(mcpauth_store *s);
 
+/* Why this thread's last store call failed, when the cause lies outside
+ * the program and may pass by itself or by an admin's hand (the database
+ * locked by another process, a read-only or full disk, a damaged file): a
+ * phrase for the log, valid until the thread's next store call.  NULL after
+ * a call that succeeded or failed for another reason (a refusal, a bad
+ * argument).  Callers answer 503 for these, not 500. */
+const char *mcpauth__store_fault(void);
+/* How long a call waits for another process's write lock (default 5 s);
+ * for tests. */
+void mcpauth__store_set_busy_timeout(mcpauth_store *s, int ms);
+
 /* ---------------------------------------------------------------- clients */
 
 typedef struct mcpauth_client {
@@ -82,6 +93,19 @@ typedef enum {
  * A used code presented again revokes the family (RFC 6749 §4.1.2). */
 mcpauth_redeem mcpauth__store_code_redeem(mcpauth_store *s, const char *code, time_t now,
                                          mcpauth_grant *g);
+/* The code's grant without using it: 1 when it is unused, unexpired and
+ * its family alive (g filled), 0 otherwise, -1 error. */
+int mcpauth__store_code_peek(mcpauth_store *s, const char *code, time_t now, mcpauth_grant *g);
+/* The whole code exchange in one transaction, so a failure anywhere
+ * leaves the code unused and nothing issued: redeems the code as above,
+ * checks its family is `family` (what the caller minted the tokens from,
+ * by mcpauth__store_code_peek; NULL: no check), stores the refresh token
+ * (NULL: none) and records the access token (NULL: none; see
+ * mcpauth__store_access_add). */
+mcpauth_redeem mcpauth__store_code_exchange(mcpauth_store *s, const char *code, time_t now,
+                                           const char *family, const char *refresh,
+                                           time_t refresh_expires, const char *access,
+                                           time_t access_expires, mcpauth_grant *g);
 void mcpauth__grant_free(mcpauth_grant *g);
 
 /* --------------------------------------------------------- refresh tokens */

@@ -35,6 +35,28 @@ void mcpauth__as_push_revocations(mcpauth_as *as)
                     NULL);
 }
 
+const char *mcpauth__as_state_fault(const char *during)
+{
+    const char *why = mcpauth__store_fault();
+    if (why)
+        mcpauth_log(MCPAUTH_LOG_ERROR, "state_unavailable", "reason", why, "during", during,
+                    "effect", "the request is refused with 503 and nothing is written; the same "
+                    "request succeeds once the cause is fixed",
+                    NULL);
+    return why;
+}
+
+int mcpauth__as_store_unavailable(mcpauth_response *resp, const char *during)
+{
+    if (!mcpauth__as_state_fault(during))
+        return 0;
+    mcpauth__as_cors_public(resp);
+    mcpauth_response_header(resp, "Retry-After", "5");
+    mcpauth__as_oauth_error(resp, 503, "temporarily_unavailable",
+                            "the authorization server's state is unavailable; try again later");
+    return 1;
+}
+
 int mcpauth__as_scope_subset(const char *req, const mcpauth_strlist *allowed)
 {
     mcpauth_strlist l = {0, NULL};

@@ -71,6 +71,14 @@ void mcpauth__as_jwks(mcpauth_as *as, mcpauth_response *resp);
 /* Access tokens of grants revoked in the store go to the shared set the
  * gate and the proxy check (revoked.h). */
 void mcpauth__as_push_revocations(mcpauth_as *as);
+/* Right after a store call failed: when the cause is a fault of the state
+ * (locked, read-only, full, damaged: mcpauth__store_fault), logs it with
+ * what was being done and returns the reason; NULL (nothing logged) for
+ * other failures. */
+const char *mcpauth__as_state_fault(const char *during);
+/* The same, and answers 503 temporarily_unavailable with Retry-After:
+ * 1 answered, 0 not (the caller answers). */
+int mcpauth__as_store_unavailable(mcpauth_response *resp, const char *during);
 /* Every scope of the space-separated req is in allowed. */
 int mcpauth__as_scope_subset(const char *req, const mcpauth_strlist *allowed);
 

@@ -226,7 +226,10 @@ static void issue_code(mcpauth_as *as, mcpauth_response *resp, const char *user,
     if (mcpauth__as_random(code, sizeof code, 32) < 0 ||
         mcpauth__as_random(family, sizeof family, 18) < 0 ||
         mcpauth__store_code_add(as->store, code, &g) < 0) {
-        mcpauth__as_redirect_back(as, resp, redirect, NULL, "server_error",
+        /* RFC 6749 §4.1.2.1: temporarily_unavailable for a passing fault */
+        int passing = mcpauth__as_state_fault("issuing an authorization code") != NULL;
+        mcpauth__as_redirect_back(as, resp, redirect, NULL,
+                                  passing ? "temporarily_unavailable" : "server_error",
                                   "could not store the code", a->state);
         return;
     }

@@ -154,11 +154,23 @@ int mcpauth__as_authenticate_client(mcpauth_as *as, const mcpauth_request *req,
     }
     char why[256] = "";
     int fr = mcpauth__as_find_client(as, id, c, why, sizeof why);
+    if (fr < 0 && mcpauth__as_store_unavailable(resp, "authenticating a client")) {
+        OPENSSL_cleanse(secret, sizeof secret);
+        mcpauth__client_free(c);
+        return -1;
+    }
     const char *method = basic ? "client_secret_basic" : secret[0] ? "client_secret_post" : "none";
     int ok = fr == 1 && strcmp(c->token_endpoint_auth_method ? c->token_endpoint_auth_method : "none",
                                method) == 0;
-    if (ok && strcmp(method, "none") != 0)
-        ok = mcpauth__store_client_check_secret(as->store, id, secret) == 1;
+    if (ok && strcmp(method, "none") != 0) {
+        int cs = mcpauth__store_client_check_secret(as->store, id, secret);
+        if (cs < 0 && mcpauth__as_store_unavailable(resp, "authenticating a client")) {
+            OPENSSL_cleanse(secret, sizeof secret);
+            mcpauth__client_free(c);
+            return -1;
+        }
+        ok = cs == 1;
+    }
     OPENSSL_cleanse(secret, sizeof secret);
     if (!ok) {
         mcpauth_log_security("client_auth_failed", "client_id", id, "method", method, "client",

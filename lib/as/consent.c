@@ -160,6 +160,14 @@ static int form_first_use(mcpauth_as *as, const mcpauth_request *req, mcpauth_re
     int fresh = mcpauth__store_form_use(as->store, a->csrf, ts + MCPAUTH__AS_CSRF_WINDOW + 60);
     if (fresh == 1)
         return 1;
+    if (fresh < 0 && mcpauth__as_state_fault("recording a consent form")) {
+        /* rolled back: the same form can be posted again */
+        mcpauth_response_header(resp, "Retry-After", "5");
+        mcpauth__as_error_page(resp, 503, "Temporarily unavailable",
+                               "The server could not record your answer just now. Go back and "
+                               "send the form again in a moment.");
+        return 0;
+    }
     if (fresh == 0)
         mcpauth_log_security("consent_replayed", "user", user, "client_id", a->client_id,
                              "client", req->remote_addr, NULL);

@@ -196,6 +196,8 @@ static int registration_allowed(mcpauth_as *as, const mcpauth_request *req,
                                                      (int)as->ac->registration_limit, 3600);
     if (allowed == 1)
         return 1;
+    if (allowed < 0 && mcpauth__as_store_unavailable(resp, "registering a client"))
+        return 0;
     mcpauth_log_security("registration_limited", "client", req->remote_addr, NULL);
     mcpauth__as_cors_public(resp);
     mcpauth_response_header(resp, "Retry-After", "3600");
@@ -253,7 +255,8 @@ static void register_client(mcpauth_as *as, const mcpauth_request *req, mcpauth_
                         NULL,        "dcr",           (char *)req->remote_addr, now, 0};
     if (mcpauth__store_client_add(as->store, &c, confidential ? secret : NULL) < 0) {
         OPENSSL_cleanse(secret, sizeof secret);
-        mcpauth__as_oauth_error(resp, 500, "server_error", "could not store the client");
+        if (!mcpauth__as_store_unavailable(resp, "registering a client"))
+            mcpauth__as_oauth_error(resp, 500, "server_error", "could not store the client");
         return;
     }
     json_object *o = reg_reply(id, now, confidential ? secret : NULL, r);

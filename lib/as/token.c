@@ -39,6 +39,9 @@ static int grant_has(const mcpauth_client *c, const char *type)
     return has;
 }
 
+static void token_reply(mcpauth_as *as, mcpauth_response *resp, const char *at,
+                        const mcpauth_grant *g, const char *refresh);
+
 static void token_response(mcpauth_as *as, mcpauth_response *resp, const mcpauth_grant *g,
                            const char *refresh, time_t now)
 {
@@ -53,11 +56,22 @@ static void token_response(mcpauth_as *as, mcpauth_response *resp, const mcpauth
     if (rec != 1) {
         OPENSSL_cleanse(at, strlen(at));
         free(at);
+        if (rec < 0 && mcpauth__as_store_unavailable(resp, "recording an access token"))
+            return;
         mcpauth__as_oauth_error(resp, rec < 0 ? 500 : 400,
                                 rec < 0 ? "server_error" : "invalid_grant",
                                 rec < 0 ? "could not record the token" : "the grant has been revoked");
         return;
     }
+    token_reply(as, resp, at, g, refresh);
+    OPENSSL_cleanse(at, strlen(at));
+    free(at);
+}
+
+/* The 200 answer with the tokens. */
+static void token_reply(mcpauth_as *as, mcpauth_response *resp, const char *at,
+                        const mcpauth_grant *g, const char *refresh)
+{
     json_object *o = json_object_new_object();
     json_object_object_add(o, "access_token", json_object_new_string(at));
     json_object_object_add(o, "token_type", json_object_new_string("Bearer"));
@@ -65,8 +79,6 @@ static void token_response(mcpauth_as *as, mcpauth_response *resp, const mcpauth
     json_object_object_add(o, "scope", json_object_new_string(g->scope ? g->scope : ""));
     if (refresh)
         json_object_object_add(o, "refresh_token", json_object_new_string(refresh));
-    OPENSSL_cleanse(at, strlen(at));
-    free(at);
     mcpauth__metrics_add(NULL, MCPAUTH_M_AS_TOKENS, 1);
     mcpauth__as_cors_public(resp);
     mcpauth__as_json_reply(resp, 200, o);
@@ -111,25 +123,35 @@ static int pkce_ok(const char *verifier, const char *challenge)
     return vok && mcpauth__ct_equal(calc, strlen(calc), challenge, strlen(challenge));
 }
 
-/* The code's grant into g.  0, or -1 answered. */
+static void redeem_answer(const token_call *t, mcpauth_redeem r);
+
+/* The code's grant into g (the code is used).  0, or -1 answered. */
 static int redeem_code(const token_call *t, const char *code, mcpauth_grant *g)
 {
     mcpauth_redeem r = mcpauth__store_code_redeem(t->as->store, code, t->now, g);
+    if (r == MCPAUTH_REDEEM_OK)
+        return 0;
+    if (r == MCPAUTH_REDEEM_ERROR &&
+        mcpauth__as_store_unavailable(t->resp, "redeeming an authorization code"))
+        return -1; /* the transaction rolled back: the code is still unused */
+    redeem_answer(t, r);
+    return -1;
+}
+
+/* The refusal for a code that could not be used (r is not OK). */
+static void redeem_answer(const token_call *t, mcpauth_redeem r)
+{
     if (r == MCPAUTH_REDEEM_REPLAYED) {
         mcpauth_log_security("code_replayed", "client_id", t->c->client_id, "client",
                              t->req->remote_addr, NULL);
         mcpauth__as_push_revocations(t->as);
         mcpauth__as_oauth_error(t->resp, 400, "invalid_grant",
                                 "the code was already used; its tokens are revoked");
-        return -1;
+        return;
     }
-    if (r != MCPAUTH_REDEEM_OK) {
-        mcpauth__as_oauth_error(t->resp, r == MCPAUTH_REDEEM_ERROR ? 500 : 400,
-                                r == MCPAUTH_REDEEM_ERROR ? "server_error" : "invalid_grant",
-                                "the code is unknown or expired");
-        return -1;
-    }
-    return 0;
+    mcpauth__as_oauth_error(t->resp, r == MCPAUTH_REDEEM_ERROR ? 500 : 400,
+                            r == MCPAUTH_REDEEM_ERROR ? "server_error" : "invalid_grant",
+                            "the code is unknown or expired");
 }
 
 /* Why client c may not have the code's grant g with these parameters, or
@@ -158,12 +180,22 @@ static void token_by_code(const token_call *t)
                                 "code and code_verifier are required");
         return;
     }
+    /* Checked and minted from a look at the code, then used, stored and
+     * recorded in one transaction: a fault on the way leaves the code
+     * unused and nothing issued. */
     mcpauth_grant g;
-    memset(&g, 0, sizeof g);
-    if (redeem_code(t, code, &g) < 0)
+    int pk = mcpauth__store_code_peek(t->as->store, code, t->now, &g);
+    if (pk < 0 && mcpauth__as_store_unavailable(t->resp, "redeeming an authorization code"))
         return;
-    const char *fail = code_problem(&g, t->c, verifier, redirect, t->resource);
-    if (fail) {
+    const char *fail = pk == 1 ? code_problem(&g, t->c, verifier, redirect, t->resource) : NULL;
+    if (pk != 1 || fail) {
+        /* unknown, replayed (which revokes) or refused: the code is used up */
+        mcpauth__grant_free(&g);
+        if (redeem_code(t, code, &g) < 0)
+            return;
+        fail = code_problem(&g, t->c, verifier, redirect, t->resource);
+        if (!fail) /* it could not be looked at, then could: a passing fault */
+            fail = "the code could not be checked";
         mcpauth_log_security("token_refused", "reason", fail, "client_id", t->c->client_id,
                              "client", t->req->remote_addr, NULL);
         mcpauth__as_oauth_error(t->resp, 400, "invalid_grant", fail);
@@ -172,18 +204,26 @@ static void token_by_code(const token_call *t)
     }
     char refresh[64];
     int with_refresh = grant_has(t->c, "refresh_token");
-    if (with_refresh) {
-        mcpauth_grant rg = g;
-        rg.expires = t->now + t->as->ac->refresh_token_ttl;
-        if (mcpauth__as_random(refresh, sizeof refresh, 32) < 0 ||
-            mcpauth__store_refresh_add(t->as->store, refresh, &rg) < 0) {
-            mcpauth__as_oauth_error(t->resp, 500, "server_error",
-                                    "could not store the refresh token");
-            mcpauth__grant_free(&g);
-            return;
-        }
+    char *at = NULL;
+    if (mcpauth__as_random(refresh, sizeof refresh, 32) < 0 ||
+        !(at = mcpauth__as_mint(t->as, &g, t->now))) {
+        mcpauth__as_oauth_error(t->resp, 500, "server_error", "no signing key (run mcpauth init)");
+        mcpauth__grant_free(&g);
+        return;
     }
-    token_response(t->as, t->resp, &g, with_refresh ? refresh : NULL, t->now);
+    mcpauth_grant used;
+    mcpauth_redeem r = mcpauth__store_code_exchange(
+        t->as->store, code, t->now, g.family, with_refresh ? refresh : NULL,
+        t->now + t->as->ac->refresh_token_ttl, at, t->now + t->as->ac->access_token_ttl, &used);
+    if (r == MCPAUTH_REDEEM_OK)
+        token_reply(t->as, t->resp, at, &g, with_refresh ? refresh : NULL);
+    else if (r != MCPAUTH_REDEEM_ERROR ||
+             !mcpauth__as_store_unavailable(t->resp, "redeeming an authorization code"))
+        redeem_answer(t, r); /* a racing request used it first */
+    OPENSSL_cleanse(at, strlen(at));
+    OPENSSL_cleanse(refresh, sizeof refresh);
+    free(at);
+    mcpauth__grant_free(&used);
     mcpauth__grant_free(&g);
 }
 
@@ -228,6 +268,9 @@ static int rotate(const token_call *t, const char *old, const char *fresh, mcpau
         mcpauth__metrics_add(NULL, MCPAUTH_M_AS_REUSE_DETECTED, 1);
         mcpauth__as_push_revocations(t->as);
     }
+    if (r == MCPAUTH_ROTATE_ERROR &&
+        mcpauth__as_store_unavailable(t->resp, "rotating a refresh token"))
+        return -1; /* rolled back: the old token still works */
     if (r != MCPAUTH_ROTATE_OK) {
         mcpauth__as_oauth_error(t->resp, r == MCPAUTH_ROTATE_ERROR ? 500 : 400,
                                 r == MCPAUTH_ROTATE_ERROR ? "server_error" : "invalid_grant",

@@ -1,9 +1,9 @@
 /* mcpauth-proxy on real lighttpd and real Apache in front of the example
  * MCP server (examples/mcp-server.c): relay, streaming, sessions and their
  * binding, both protocol eras, every refusal before the backend, origin,
- * rate limit, per-tool scope, a dead and a hanging backend, a client that
- * leaves mid-stream, concurrency with streams held open, and the
- * per-caller cap on requests in flight. */
+ * rate limit, per-tool scope, a dead, a hanging, a garbage-speaking and a
+ * resetting backend, a client that leaves mid-stream, concurrency with
+ * streams held open, and the per-caller cap on requests in flight. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -696,6 +696,136 @@ START_TEST(backend_401_is_ours)
 }
 END_TEST
 
+/* Takes one connection on the silent port and reads the request head (its
+ * body may stay unread): the socket, or -1 when none came within 5 s. */
+static int accept_one(void)
+{
+    struct pollfd pl = {.fd = silent_fd, .events = POLLIN};
+    if (poll(&pl, 1, 5000) != 1)
+        return -1;
+    int c = accept(silent_fd, NULL, NULL);
+    if (c < 0)
+        return -1;
+    char buf[16384];
+    size_t got = 0;
+    while (got < sizeof buf - 1) {
+        ssize_t n = recv(c, buf + got, sizeof buf - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (strstr(buf, "\r\n\r\n"))
+            break;
+    }
+    return c;
+}
+
+/* A backend that answers one request with p, then hangs up. */
+static void *garbage_backend(void *p)
+{
+    const char *ans = p;
+    int c = accept_one();
+    if (c < 0)
+        return NULL;
+    if (send(c, ans, strlen(ans), MSG_NOSIGNAL) < 0)
+        perror("send");
+    usleep(200 * 1000);
+    close(c);
+    return NULL;
+}
+
+/* Fault (issue 15): a backend answering garbage (not HTTP at all, or a
+ * JSON answer cut short of its Content-Length) is a 502 with a JSON-RPC
+ * error, at once, and a log line; nothing of the garbage reaches the
+ * client.  Regression: the cut JSON went out as a 200. */
+START_TEST(backend_garbage)
+{
+    static const char *const answers[] = {
+        "hello\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        "{\"jsonrpc\":\"2.0\",\"id\":78,\"result\":{\"garbage\":",
+        NULL};
+    char *t = token_for("/mcp/silent", "", NULL);
+    call_opts o = {.token = t, .version = "2026-07-28", .extra = {"Mcp-Method: ping"}};
+    for (const char *const *ans = answers; *ans; ans++) {
+        int before = log_count("event=backend_failed resource=silent");
+        pthread_t th;
+        ck_assert_int_eq(pthread_create(&th, NULL, garbage_backend, (void *)*ans), 0);
+        th_resp r;
+        post("/mcp/silent", &o, "{\"jsonrpc\":\"2.0\",\"id\":78,\"method\":\"ping\"}", &r);
+        pthread_join(th, NULL);
+        assert_rpc_error(&r, 502, -32000, "78");
+        ck_assert_msg(r.t_total < 3.0, "%s: the 502 took %.1f s", th_kind_name(srv.kind),
+                      r.t_total);
+        ck_assert_msg(!strstr(r.body, "hello") && !strstr(r.body, "garbage"),
+                      "the garbage reached the client: %s", r.body);
+        th_resp_free(&r);
+        int logged = 0;
+        for (int i = 0; i < 50 && !logged; i++) {
+            logged = log_count("event=backend_failed resource=silent") > before;
+            if (!logged)
+                usleep(100 * 1000);
+        }
+        ck_assert_msg(logged, "%s: no backend_failed line after %.12s", th_kind_name(srv.kind),
+                      *ans);
+    }
+    free(t);
+}
+END_TEST
+
+/* A backend that answers one request with an SSE head and one event, then
+ * resets the connection (SO_LINGER 0: an RST, not a FIN). */
+static void *resetting_backend(void *p)
+{
+    (void)p;
+    int c = accept_one();
+    if (c < 0)
+        return NULL;
+    static const char ans[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                              "Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
+                              "event: message\r\ndata: {\"jsonrpc\":\"2.0\",\"method\":"
+                              "\"notifications/message\",\"params\":{\"data\":\"first-event\"}}\r\n\r\n";
+    if (send(c, ans, sizeof ans - 1, MSG_NOSIGNAL) < 0)
+        perror("send");
+    usleep(500 * 1000); /* the event is relayed before the reset */
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(c);
+    return NULL;
+}
+
+/* Fault (issue 15): a backend that resets mid-stream.  The head went out
+ * already, so no status can change: the client gets the event it had and
+ * then the end of the response (a clean end, not a hang until a timeout),
+ * and the log says why the stream ended. */
+START_TEST(backend_reset_mid_stream)
+{
+    int before = log_count("event=backend_failed resource=silent");
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, resetting_backend, NULL), 0);
+    char *t = token_for("/mcp/silent", "", NULL);
+    call_opts o = {.token = t, .version = "2026-07-28", .extra = {"Mcp-Method: ping"}};
+    th_resp r;
+    post("/mcp/silent", &o, "{\"jsonrpc\":\"2.0\",\"id\":79,\"method\":\"ping\"}", &r);
+    pthread_join(th, NULL);
+    ck_assert_msg(r.status == 200, "%s: status %ld: %s", th_kind_name(srv.kind), r.status, r.body);
+    ck_assert_ptr_nonnull(strcasestr(r.headers, "\r\nContent-Type: text/event-stream"));
+    ck_assert_msg(strstr(r.body, "first-event"), "%s: the event is missing: %s",
+                  th_kind_name(srv.kind), r.body);
+    ck_assert_msg(r.t_total < 3.0, "%s: the stream ended after %.1f s", th_kind_name(srv.kind),
+                  r.t_total);
+    th_resp_free(&r);
+    free(t);
+    int logged = 0;
+    for (int i = 0; i < 50 && !logged; i++) {
+        logged = log_count("event=backend_failed resource=silent") > before;
+        if (!logged)
+            usleep(100 * 1000);
+    }
+    ck_assert_msg(logged, "%s: no backend_failed line", th_kind_name(srv.kind));
+}
+END_TEST
+
 /* Regression (outside review): the resource is chosen on the path the web
  * server routes on; a path it would normalise (a token for files posting to
  * /mcp/files/../github) is refused before anything reaches a backend. */
@@ -1188,6 +1318,8 @@ static TCase *server_case(const char *name, void (*setup)(void))
     tcase_add_test(tc, unix_socket_backend);
     tcase_add_test(tc, backend_down_and_hanging);
     tcase_add_test(tc, backend_401_is_ours);
+    tcase_add_test(tc, backend_garbage);
+    tcase_add_test(tc, backend_reset_mid_stream);
     tcase_add_test(tc, client_disconnect_cancels);
     tcase_add_test(tc, stream_head_relayed_at_once);
     tcase_add_test(tc, silent_stream_client_gone);

@@ -299,20 +299,37 @@ $docroot
 </FilesMatch>
 CONF
     : > "$conf/error.log"
-    # its own session: Apache signals its process group when it stops
-    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid "$apache2" -f "$conf/apache2.conf" -DFOREGROUND \
-        >"$conf/stdout.log" 2>&1 &
-    apache_pid=$!
-    i=0
-    until curl -s -o /dev/null "http://127.0.0.1:$port/"; do
-        i=$((i + 1))
-        if [ $i -gt 100 ] || ! kill -0 "$apache_pid" 2>/dev/null; then
-            cat "$conf/stdout.log" "$conf/error.log" >&2
-            echo "shared: Apache ($mode) did not start" >&2
-            return 1
-        fi
-        sleep 0.1
+    # The previous mode's Apache may still be letting go of the port (its
+    # children close their listeners as they end): wait for it, and try
+    # again when the bind lost the race all the same (seen in CI).
+    for attempt in 1 2 3; do
+        i=0
+        while command -v ss >/dev/null && [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ] &&
+            [ $i -lt 150 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        # its own session: Apache signals its process group when it stops
+        env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin setsid "$apache2" -f "$conf/apache2.conf" -DFOREGROUND \
+            >"$conf/stdout.log" 2>&1 &
+        apache_pid=$!
+        i=0
+        until curl -s -o /dev/null "http://127.0.0.1:$port/"; do
+            i=$((i + 1))
+            if [ $i -gt 100 ] || ! kill -0 "$apache_pid" 2>/dev/null; then
+                break
+            fi
+            sleep 0.1
+        done
+        kill -0 "$apache_pid" 2>/dev/null && curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
+        wait "$apache_pid" 2>/dev/null || true
+        apache_pid=''
+        grep -q "Address already in use" "$conf/stdout.log" || break
+        sleep 1
     done
+    cat "$conf/stdout.log" "$conf/error.log" >&2
+    echo "shared: Apache ($mode) did not start" >&2
+    return 1
 }
 
 # Direct requests to the same-host CGI backend, past the proxy: its URL is

@@ -8,6 +8,8 @@
 #define _GNU_SOURCE /* memmem */
 #endif
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -116,8 +118,13 @@ static void suite_setup(void)
 
 static void suite_teardown(void)
 {
-    if (base[0])
+    if (base[0]) {
+        char cmd[128]; /* a failed fault test may leave a file immutable */
+        snprintf(cmd, sizeof cmd, "chattr -R -i '%s' 2>/dev/null", base);
+        if (system(cmd) != 0) { /* nothing was immutable, or no chattr */
+        }
         remove_tree(base);
+    }
 }
 
 /* What `mcpauth init` does: database, secret (0600), first key. */
@@ -2521,6 +2528,262 @@ START_TEST(as_needs_revocation_list)
 }
 END_TEST
 
+
+/* -------------------------------------------------------------- faults */
+
+/* The state (issue 15, "Faults"): locked by another process, read-only,
+ * damaged.  The AS answers 503 temporarily_unavailable with Retry-After,
+ * logs why, writes nothing, and serves the same request once the cause
+ * is gone. */
+
+static char logbuf[16384];
+static size_t loglen;
+
+static void log_grab(void *arg, mcpauth_log_level level, int security, const char *line,
+                     size_t len)
+{
+    (void)arg;
+    (void)level;
+    (void)security;
+    if (loglen + len + 1 < sizeof logbuf) {
+        memcpy(logbuf + loglen, line, len);
+        loglen += len;
+        logbuf[loglen++] = '\n';
+        logbuf[loglen] = '\0';
+    }
+}
+
+static void log_capture(int on)
+{
+    loglen = 0;
+    logbuf[0] = '\0';
+    mcpauth_log_set_callback(on ? log_grab : NULL, NULL);
+}
+
+static void assert_unavailable(const char *cause)
+{
+    assert_error(503, "temporarily_unavailable");
+    const char *ra = rheader("Retry-After");
+    ck_assert_msg(ra && atoi(ra) > 0, "Retry-After: %s", ra ? ra : "(none)");
+    ck_assert_msg(strstr(logbuf, "state_unavailable") && strstr(logbuf, cause),
+                  "no log line naming \"%s\": %s", cause, logbuf);
+    log_capture(1);
+}
+
+static sqlite3 *other_connection(void)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/mcpauth.db", dir);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+START_TEST(fault_locked_db)
+{
+    start(NULL);
+    mcpauth__store_set_busy_timeout(as->store, 100); /* not 5 s per request */
+    char *id = public_client();
+    char *code = get_code(id, "files:read");
+    sqlite3 *db = other_connection();
+    ck_assert_int_eq(sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    log_capture(1);
+
+    token_code(id, code, VERIFIER, REDIR, RES);
+    assert_unavailable("locked by another process");
+    reg(public_json, next_addr());
+    assert_unavailable("locked by another process");
+    /* consent: the user is asked to send the form again */
+    ck_assert_int_eq(authorize_get(id, REDIR, "files:read", RES, "st1", "alice"), 200);
+    char *form = consent_form();
+    ck_assert_int_eq(consent_post(form, "approve", "alice"), 503);
+    ck_assert_ptr_nonnull(rheader("Retry-After"));
+    ck_assert_msg(strstr(logbuf, "state_unavailable") && strstr(logbuf, "locked"), "%s", logbuf);
+
+    ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    log_capture(0);
+    /* the same form goes through now: the refused post did not use it */
+    ck_assert_int_eq(consent_post(form, "approve", "alice"), 302);
+    free(form);
+    char *code2 = loc_param("code");
+    ck_assert_ptr_nonnull(code2);
+    free(code2);
+    /* the failed attempt did not use the code: it works now, once */
+    token_code(id, code, VERIFIER, REDIR, RES);
+    tokens t = take_tokens();
+    token_code(id, code, VERIFIER, REDIR, RES);
+    assert_error(400, "invalid_grant");
+    ck_assert_int_eq(reg(public_json, next_addr()), 201);
+
+    /* a refresh refused for the lock leaves the token as it was */
+    tokens t2 = full_flow(id, "files:read");
+    ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    log_capture(1);
+    token_refresh(id, t2.refresh, NULL, NULL);
+    assert_unavailable("locked by another process");
+    ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    log_capture(0);
+    token_refresh(id, t2.refresh, NULL, NULL);
+    tokens t3 = take_tokens();
+    ck_assert_int_eq(is_active(t3.access), 1);
+    sqlite3_close(db);
+    tokens_free(&t);
+    tokens_free(&t2);
+    tokens_free(&t3);
+    free(code);
+    free(id);
+}
+END_TEST
+
+/* Sets or clears the immutable attribute: as root, the only way to make a
+ * file that is already open unwritable (chmod is checked at open, and root
+ * passes it anyway).  0, or -1 when the file system cannot. */
+static int immutable(const char *name, int on)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0)
+        return -1;
+    int flags = 0, r = ioctl(fd, FS_IOC_GETFLAGS, &flags);
+    if (r == 0) {
+        flags = on ? flags | FS_IMMUTABLE_FL : flags & ~FS_IMMUTABLE_FL;
+        r = ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
+    close(fd);
+    return r == 0 ? 0 : -1;
+}
+
+START_TEST(fault_readonly_state)
+{
+    start(NULL);
+    char *id = public_client();
+    char *code = get_code(id, "files:read");
+    if (immutable("mcpauth.db", 1) != 0) {
+        fprintf(stderr, "fault_readonly_state: skipped: cannot set the immutable attribute "
+                        "(needs root and ext4 or similar)\n");
+        free(code);
+        free(id);
+        return;
+    }
+    ck_assert_int_eq(immutable("mcpauth.db-wal", 1), 0);
+    ck_assert_int_eq(immutable(".", 1), 0);
+    log_capture(1);
+    token_code(id, code, VERIFIER, REDIR, RES);
+    assert_unavailable("state_unavailable");
+    reg(public_json, next_addr());
+    assert_unavailable("state_unavailable");
+    ck_assert_int_eq(immutable(".", 0), 0);
+    ck_assert_int_eq(immutable("mcpauth.db-wal", 0), 0);
+    ck_assert_int_eq(immutable("mcpauth.db", 0), 0);
+    log_capture(0);
+    token_code(id, code, VERIFIER, REDIR, RES);
+    tokens t = take_tokens();
+    token_code(id, code, VERIFIER, REDIR, RES);
+    assert_error(400, "invalid_grant");
+    ck_assert_int_eq(reg(public_json, next_addr()), 201);
+    tokens_free(&t);
+    free(code);
+    free(id);
+
+    /* read-only before start: refused with the file named */
+    stop();
+    ck_assert_int_eq(immutable("mcpauth.db", 1), 0);
+    char err[512] = "";
+    cfg = parse_conf(NULL);
+    as = mcpauth_as_new(cfg, err, sizeof err);
+    ck_assert_int_eq(immutable("mcpauth.db", 0), 0);
+    ck_assert_ptr_null(as);
+    ck_assert_msg(strstr(err, "mcpauth.db"), "%s", err);
+}
+END_TEST
+
+static void file_copy(const char *name, const char *to)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "cp '%s/%s' '%s/%s'", dir, name, dir, to);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Puts the saved bytes back over the file (the same inode: the AS keeps
+ * it open). */
+static void file_restore(const char *name, const char *from)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "dd status=none conv=notrunc if='%s/%s' of='%s/%s'", dir, from,
+             dir, name);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Overwrites the database file (all of it, keeping its size) and its WAL
+ * with garbage. */
+static void damage(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY);
+    if (fd < 0)
+        return;
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    char junk[4096];
+    memset(junk, 0x5a, sizeof junk);
+    for (off_t o = 0; o < st.st_size; o += (off_t)sizeof junk)
+        ck_assert_int_gt(pwrite(fd, junk, sizeof junk, o), 0);
+    close(fd);
+}
+
+START_TEST(fault_damaged_db)
+{
+    start(NULL);
+    char *id = public_client();
+    char *code = get_code(id, "files:read");
+    stop();
+    damage("mcpauth.db");
+    damage("mcpauth.db-wal");
+    /* at start: refused, saying why */
+    char err[512] = "";
+    cfg = parse_conf(NULL);
+    as = mcpauth_as_new(cfg, err, sizeof err);
+    ck_assert_ptr_null(as);
+    ck_assert_msg(strstr(err, "mcpauth.db") && strstr(err, "not a database"), "%s", err);
+    free(code);
+    free(id);
+}
+END_TEST
+
+START_TEST(fault_damaged_db_while_running)
+{
+    start(NULL);
+    char *id = public_client();
+    char *code = get_code(id, "files:read");
+    /* a checkpoint moves everything into the file, then the file goes bad */
+    sqlite3 *db = other_connection();
+    ck_assert_int_eq(sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    file_copy("mcpauth.db", "saved.db");
+    damage("mcpauth.db");
+    log_capture(1);
+    token_code(id, code, VERIFIER, REDIR, RES);
+    assert_unavailable("damaged");
+    reg(public_json, next_addr());
+    assert_unavailable("damaged");
+    log_capture(0);
+    /* the file repaired (restored), the same code works, once */
+    file_restore("mcpauth.db", "saved.db");
+    token_code(id, code, VERIFIER, REDIR, RES);
+    tokens t = take_tokens();
+    token_code(id, code, VERIFIER, REDIR, RES);
+    assert_error(400, "invalid_grant");
+    ck_assert_int_eq(reg(public_json, next_addr()), 201);
+    tokens_free(&t);
+    free(code);
+    free(id);
+}
+END_TEST
+
 Suite *as_suite(void)
 {
     Suite *s = suite_create("as");
@@ -2590,6 +2853,10 @@ Suite *as_suite(void)
     tcase_add_test(tc, key_reload_beside_requests);
     tcase_add_test(tc, methods_and_paths);
     tcase_add_test(tc, as_new_needs_state);
+    tcase_add_test(tc, fault_locked_db);
+    tcase_add_test(tc, fault_readonly_state);
+    tcase_add_test(tc, fault_damaged_db);
+    tcase_add_test(tc, fault_damaged_db_while_running);
     suite_add_tcase(s, tc);
     return s;
 }

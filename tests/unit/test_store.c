@@ -1402,6 +1402,67 @@ START_TEST(wal_starts_over_after_stuck_reader)
 }
 END_TEST
 
+/* The code exchange is one transaction: a refresh token that cannot be
+ * stored leaves the code unused and no access token recorded. */
+START_TEST(code_exchange_all_or_nothing)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_grant g = grant("fam-x", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-x", &g), 0);
+    mcpauth_grant other = grant("fam-y", "alice", "app", 100000);
+    ck_assert_int_eq(mcpauth__store_refresh_add(s, "rt-taken", &other), 0);
+    mcpauth_grant out;
+    ck_assert_int_eq(mcpauth__store_code_peek(s, "code-x", 1000, &out), 1);
+    ck_assert_str_eq(out.family, "fam-x");
+    mcpauth__grant_free(&out);
+    /* the refresh token's hash exists: the insert fails, all rolls back */
+    ck_assert_int_eq(mcpauth__store_code_exchange(s, "code-x", 1000, "fam-x", "rt-taken", 9000,
+                                                  "at-1", 5000, &out),
+                     MCPAUTH_REDEEM_ERROR);
+    ck_assert_ptr_null(mcpauth__store_fault()); /* a refusal, not a fault */
+    ck_assert_int_eq(mcpauth__store_access_add(s, "at-1", "fam-x", 5000), 1); /* not there */
+    /* another family than the one looked at: nothing happens */
+    ck_assert_int_eq(mcpauth__store_code_exchange(s, "code-x", 1000, "fam-y", NULL, 0, NULL, 0,
+                                                  &out),
+                     MCPAUTH_REDEEM_ERROR);
+    ck_assert_int_eq(mcpauth__store_code_exchange(s, "code-x", 1000, "fam-x", "rt-x", 9000,
+                                                  "at-2", 5000, &out),
+                     MCPAUTH_REDEEM_OK);
+    ck_assert_str_eq(out.user, "alice");
+    mcpauth__grant_free(&out);
+    ck_assert_int_eq(mcpauth__store_code_peek(s, "code-x", 1000, &out), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "rt-x", 1000, &out), 1);
+    mcpauth__grant_free(&out);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-x", 1000, NULL), MCPAUTH_REDEEM_REPLAYED);
+    mcpauth__store_close(s);
+}
+END_TEST
+
+/* Another process holding the write lock: the call fails after the busy
+ * timeout, says why, changes nothing, and works once the lock is gone. */
+START_TEST(locked_by_other_process)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth__store_set_busy_timeout(s, 50);
+    mcpauth_grant g = grant("fam-l", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-l", &g), 0);
+    ck_assert_ptr_null(mcpauth__store_fault());
+    sqlite3 *db = raw_open();
+    ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-l", 1000, NULL), MCPAUTH_REDEEM_ERROR);
+    const char *why = mcpauth__store_fault();
+    ck_assert_msg(why && strstr(why, "locked by another process"), "%s", why ? why : "(null)");
+    mcpauth_grant out;
+    ck_assert_int_eq(mcpauth__store_code_peek(s, "code-l", 1000, &out), 1); /* reads go on */
+    mcpauth__grant_free(&out);
+    ck_assert_ptr_null(mcpauth__store_fault());
+    ck_assert_int_eq(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-l", 1000, NULL), MCPAUTH_REDEEM_OK);
+    mcpauth__store_close(s);
+}
+END_TEST
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1412,6 +1473,8 @@ Suite *store_suite(void)
     tcase_add_test(tc, clients_list);
     tcase_add_test(tc, hashes_only_on_disk);
     tcase_add_test(tc, code_basic);
+    tcase_add_test(tc, code_exchange_all_or_nothing);
+    tcase_add_test(tc, locked_by_other_process);
     tcase_add_test(tc, code_replay_kills_refresh);
     tcase_add_test(tc, code_race_processes);
     tcase_add_test(tc, refresh_rotation_reuse);
