@@ -374,6 +374,52 @@ static int set_tristate(parser *p, const key_def *k, void *base, const char *v)
     return 0;
 }
 
+/* store = sqlite | postgresql://... | postgres://... | libpq key=value
+ * conninfo ("host=db1 dbname=mcpauth ...").  Handed to libpq as is (its
+ * sslmode, passfile and the rest apply); refused when this build has no
+ * PostgreSQL support, so the mistake shows at start, not at first use. */
+static int set_store(parser *p, const key_def *k, void *base, const char *v)
+{
+    if (!strcmp(v, "sqlite"))
+        return store_str(k, base, v);
+    int pg = !strncmp(v, "postgresql://", 13) || !strncmp(v, "postgres://", 11) ||
+             (strchr(v, '=') && !strchr(v, '\n'));
+    if (!pg)
+        return fail(p, p->line, "%s: \"%s\" is not sqlite, a postgresql:// URI or a libpq "
+                    "key=value string", k->name, v);
+#ifndef HAVE_LIBPQ
+    return fail(p, p->line, "%s: this build has no PostgreSQL support (configure --with-postgresql)",
+                k->name);
+#else
+    return store_str(k, base, v);
+#endif
+}
+
+/* shared_state = shm | redis://[:PASSWORD@]HOST[:PORT][/DB] | unix:PATH[?db=N] */
+static int set_shared_state(parser *p, const key_def *k, void *base, const char *v)
+{
+    if (!strcmp(v, "shm"))
+        return store_str(k, base, v);
+    if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "unix:/", 6) != 0)
+        return fail(p, p->line, "%s: \"%s\" is not shm, redis://HOST[:PORT][/DB] or unix:/PATH",
+                    k->name, v);
+#ifndef HAVE_HIREDIS
+    return fail(p, p->line, "%s: this build has no Redis support (configure --with-redis)", k->name);
+#else
+    return store_str(k, base, v);
+#endif
+}
+
+/* open | closed: what a request meets when the shared state cannot be
+ * reached (1: refused). */
+static int set_fail_policy(parser *p, const key_def *k, void *base, const char *v)
+{
+    if (strcmp(v, "open") != 0 && strcmp(v, "closed") != 0)
+        return fail(p, p->line, "%s: \"%s\" is not open or closed", k->name, v);
+    *(int *)field_of(k, base) = !strcmp(v, "closed");
+    return 0;
+}
+
 /* Seconds, bytes or counts: a plain decimal within [k->min, k->max]. */
 static int set_number(parser *p, const key_def *k, void *base, const char *v)
 {
@@ -540,12 +586,17 @@ static const key_def global_keys[] = {
     KEY("metrics", set_bool, C(metrics)),
     KEY("metrics_path", set_metrics_path, C(metrics_path)),
     KEY("metrics_allow", set_metrics_allow, C(metrics_allow)),
+    KEY("shared_state", set_shared_state, C(shared_state)),
+    NUMBER("shared_state_timeout", C(shared_state_timeout), 10, 10000),
+    KEY("shared_state_fail_rate", set_fail_policy, C(shared_state_fail_rate)),
+    KEY("shared_state_fail_sessions", set_fail_policy, C(shared_state_fail_sessions)),
     END,
 };
 
 static const key_def as_keys[] = {
     URL("issuer", set_url, A(issuer), U_ISSUER),
     PATH("state_dir", A(state_dir), S_IFDIR),
+    KEY("store", set_store, A(store)),
     KEY("signing_alg", set_signing_alg, A(signing_alg)),
     NUMBER("access_token_ttl", A(access_token_ttl), 30, 86400),
     NUMBER("refresh_token_ttl", A(refresh_token_ttl), 60, 31536000),
@@ -1105,6 +1156,10 @@ mcpauth_config *mcpauth_config_parse(const char *text, size_t len, const char *n
     p.cfg->proxy_max_threads = 1024;
     p.cfg->proxy_reserve_threads = 8;
     p.cfg->metrics = 1;
+    p.cfg->shared_state = mcpauth__xstrdup("shm");
+    p.cfg->shared_state_timeout = 250;
+    p.cfg->shared_state_fail_rate = 0;
+    p.cfg->shared_state_fail_sessions = 1;
     p.cfg->metrics_path = mcpauth__xstrdup("/mcpauth/metrics");
     mcpauth_strlist_split(&p.cfg->metrics_allow, "127.0.0.0/8 ::1");
     /* A client that drops its GET stream without a word holds it until the
@@ -1255,6 +1310,7 @@ void mcpauth_config_free(mcpauth_config *cfg)
         mcpauth_as_config *a = cfg->as;
         free(a->issuer);
         free(a->state_dir);
+        free(a->store);
         free(a->signing_alg);
         free(a->introspection_client_id);
         if (a->introspection_client_secret)
@@ -1264,6 +1320,7 @@ void mcpauth_config_free(mcpauth_config *cfg)
         free(a);
     }
     free(cfg->runtime_dir);
+    free(cfg->shared_state);
     free(cfg->metrics_path);
     mcpauth_strlist_free(&cfg->metrics_allow);
     mcpauth_strlist_free(&cfg->jwt_algorithms);

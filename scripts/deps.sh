@@ -16,7 +16,9 @@ set -eu
 PKGS="build-essential autoconf automake libtool pkg-config curl ca-certificates openssl \
 libfcgi-dev libssl-dev libjson-c-dev libjwt-dev check libcurl4-openssl-dev libsqlite3-dev \
 apache2-dev lighttpd lighttpd-mod-openssl apache2 libapache2-mod-fcgid fail2ban \
-clang libclang-rt-14-dev"
+clang libclang-rt-14-dev \
+libpq-dev libhiredis-dev postgresql redis-server \
+debhelper dh-autoreconf dpkg-dev fakeroot lintian"
 # Found by command rather than package: NodeSource's nodejs brings its own
 # npm (and conflicts with Debian's).  The end-to-end tests run the official
 # MCP SDK on Node.js 18 or newer; the browser test drives Debian's Chromium

@@ -195,7 +195,7 @@ step() { # name command...: runs it, records its exit status, goes on
 }
 step check-deps sh "$top/scripts/check-deps.sh"
 step check-tree sh "$top/scripts/check-tree.sh"
-step build sh "$top/scripts/build.sh" --enable-werror
+step build sh "$top/scripts/build.sh" --enable-werror --with-postgresql --with-redis
 if [ "$(step_status build)" = 0 ]; then
     # results of an earlier run must not count if a program fails to build
     for log in $(test_logs); do

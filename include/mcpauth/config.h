@@ -92,6 +92,8 @@ typedef struct mcpauth_as_config {
     unsigned line;
     char *issuer;              /* verbatim; also in resources' authorization_servers */
     char *state_dir;           /* database, server secret, signing keys */
+    char *store;               /* NULL or "sqlite": SQLite in state_dir; else a
+                                  libpq connection string (PostgreSQL) */
     char *signing_alg;         /* "ES256" (default) or "RS256" */
     long access_token_ttl;
     long refresh_token_ttl;
@@ -143,6 +145,10 @@ typedef struct mcpauth_config {
     int metrics;                /* count in runtime_dir/metrics.shm (default yes) */
     char *metrics_path;         /* where mcpauth-metadata serves them; NULL: off */
     mcpauth_strlist metrics_allow; /* CIDRs allowed to read them (loopback) */
+    char *shared_state;         /* "shm" (runtime_dir files) or a Redis address */
+    long shared_state_timeout;  /* milliseconds per Redis call */
+    int shared_state_fail_rate;     /* Redis down: 1 refuse (closed), 0 let through */
+    int shared_state_fail_sessions; /* Redis down: 1 refuse (closed, default), 0 allow */
     size_t npolicies;
     mcpauth_policy **policies;
     mcpauth_as_config *as;      /* NULL unless [authorization_server] */
