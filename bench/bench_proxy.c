@@ -7,7 +7,15 @@
  * Reports requests/s with C client threads on keep-alive connections, the
  * ratios, and the peak memory of the mcpauth-proxy processes.
  *
- *   bench/bench_proxy [seconds-per-case] [threads]   (defaults 3 and 4) */
+ * With a Redis address (third argument, or MCPAUTH_BENCH_REDIS; bench/
+ * engines.sh starts a private Redis and passes it), rate limits are on in
+ * every mcpauth case (limits far above the traffic, so each request counts
+ * but none is refused), and a fourth case runs the same on a second
+ * lighttpd whose proxy keeps that state in Redis (shared_state): the cost
+ * of sharing the state between hosts, shm vs Redis, in one run.
+ *
+ *   bench/bench_proxy [seconds-per-case] [threads] [redis://HOST:PORT/DB]
+ *   (defaults 3, 4, none) */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <pthread.h>
@@ -133,6 +141,9 @@ int main(int argc, char **argv)
         secs = atof(argv[1]);
     if (argc > 2)
         nthreads = atoi(argv[2]) > 0 && atoi(argv[2]) <= 64 ? atoi(argv[2]) : 4;
+    const char *redis = argc > 3 ? argv[3] : getenv("MCPAUTH_BENCH_REDIS");
+    if (redis && !*redis)
+        redis = NULL;
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     char bdir[] = "/tmp/mcpauth-bench-XXXXXX";
@@ -143,13 +154,18 @@ int main(int argc, char **argv)
     tk_key *k = tk_key_new("ES256", "k1", 0);
     tk_key *keys[] = {k};
     char *jwks = tk_jwks(keys, 1);
-    char conf[2048], extra[1024];
+    char conf[2048], rconf[2300], extra[1024];
+    const char *limits = redis ? "rate_limit = 100000\nrate_burst = 100000\n"
+                                 "rate_limit_address = 100000\n"
+                               : "rate_limit = 0\nrate_limit_address = 0\n";
     snprintf(conf, sizeof conf,
              "runtime_dir = @DIR@\nlog_level = error\n"
              "[resource files]\nuri = http://127.0.0.1:@PORT@/mcp/files\n"
              "authorization_servers = https://as.example.com\nbackend = http://127.0.0.1:%d/mcp\n"
-             "rate_limit = 0\nrate_limit_address = 0\n"
-             "[issuer as]\nissuer = https://as.example.com\njwks_file = @DIR@/jwks.json\n", bport);
+             "%s"
+             "[issuer as]\nissuer = https://as.example.com\njwks_file = @DIR@/jwks.json\n", bport,
+             limits);
+    snprintf(rconf, sizeof rconf, "shared_state = %s\n%s", redis ? redis : "shm", conf);
     snprintf(extra, sizeof extra,
              "server.modules += ( \"mod_proxy\" )\n"
              "var.mcpauth_proxy_prefix = \"/mcp\"\n"
@@ -160,13 +176,21 @@ int main(int argc, char **argv)
              "}\n", bport);
     const char *files[] = {"jwks.json", jwks, NULL};
     th_options o = {conf, extra, files, NULL};
-    th_server srv;
+    th_server srv, rsrv;
     if (bport <= 0 || th_start_ex(&srv, TH_LIGHTTPD, &o) != 0) {
         fprintf(stderr, "bench: could not start the servers\n");
         th_kill(backend);
         return 1;
     }
-    char aud[256], auth[4096], direct[256], plain[256], mcp[256];
+    th_options ro = {rconf, extra, files, NULL};
+    if (redis && th_start_ex(&rsrv, TH_LIGHTTPD, &ro) != 0) {
+        fprintf(stderr, "bench: could not start the server with shared_state = %s\n", redis);
+        th_stop(&srv);
+        th_kill(backend);
+        return 1;
+    }
+    char aud[256], auth[4096], direct[256], plain[256], mcp[256], rmcp[256], raud[256],
+        rauth[4096];
     snprintf(aud, sizeof aud, "%s/mcp/files", srv.base);
     char *claims = tk_claims("https://as.example.com", aud, "", 3600);
     char *tok = tk_mint(k, claims, NULL);
@@ -174,12 +198,23 @@ int main(int argc, char **argv)
     snprintf(direct, sizeof direct, "http://127.0.0.1:%d/mcp", bport);
     snprintf(plain, sizeof plain, "%s/plain", srv.base);
     snprintf(mcp, sizeof mcp, "%s/mcp/files", srv.base);
+    char *rclaims = NULL, *rtok = NULL;
+    if (redis) { /* the second server is another resource: its own audience */
+        snprintf(raud, sizeof raud, "%s/mcp/files", rsrv.base);
+        rclaims = tk_claims("https://as.example.com", raud, "", 3600);
+        rtok = tk_mint(k, rclaims, NULL);
+        snprintf(rauth, sizeof rauth, "Authorization: Bearer %s", rtok);
+        snprintf(rmcp, sizeof rmcp, "%s/mcp/files", rsrv.base);
+    }
 
-    long e1, e2, e3;
+    long e1, e2, e3, e4 = 0;
     measure(mcp, auth, &e3); /* warm up: processes, caches */
+    if (redis)
+        measure(rmcp, rauth, &e4);
     double r_direct = measure(direct, NULL, &e1);
     double r_plain = measure(plain, NULL, &e2);
     double r_mcp = measure(mcp, auth, &e3);
+    double r_redis = redis ? measure(rmcp, rauth, &e4) : 0;
     long rss = peak_kib("mcpauth-proxy", srv.pid);
     printf("mcpauth relay benchmark: tools/call echo, %d client threads, %.1f s per case\n",
            nthreads, secs);
@@ -189,8 +224,19 @@ int main(int argc, char **argv)
            r_plain / r_direct, e2);
     printf("%-46s %10.0f %7.2fx %7ld\n", "lighttpd + mcpauth-proxy (token, JSON-RPC)", r_mcp,
            r_mcp / r_direct, e3);
+    if (redis)
+        printf("%-46s %10.0f %7.2fx %7ld\n", "lighttpd + mcpauth-proxy, state in Redis", r_redis,
+               r_redis / r_direct, e4);
     printf("mcpauth-proxy vs mod_proxy: %.2fx; peak RSS of its 2 processes (16 threads each): "
            "%ld KiB\n", r_mcp / r_plain, rss);
+    if (redis) {
+        printf("rate limits on; shared state in Redis vs shared memory: %.2fx; peak RSS of the "
+               "Redis case's processes: %ld KiB\n", r_redis / r_mcp,
+               peak_kib("mcpauth-proxy", rsrv.pid));
+        th_stop(&rsrv);
+    }
+    free(rclaims);
+    free(rtok);
 
     th_stop(&srv);
     th_kill(backend);
@@ -203,5 +249,5 @@ int main(int argc, char **argv)
     if (system(cmd) != 0)
         return 1;
     curl_global_cleanup();
-    return e3 ? 1 : 0;
+    return e3 || e4 ? 1 : 0;
 }

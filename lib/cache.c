@@ -30,6 +30,7 @@
 
 #include "alloc.h"
 #include "cache.h"
+#include "clock.h"
 #include "robust.h"
 
 #define WAYS 8
@@ -186,7 +187,7 @@ int mcpauth__cache_put(mcpauth_cache *c, const unsigned char key[32], unsigned r
             if (row[i].expires < s->expires)
                 s = &row[i];
         }
-        evicted = s->used && s->expires > time(NULL);
+        evicted = s->used && s->expires > mcpauth__now();
     }
     free(s->data);
     memcpy(s->key, key, 32);
@@ -559,7 +560,7 @@ static int shared_put(shared *sh, const unsigned char key[32], unsigned resource
     int evicted = 0;
     char data[MCPAUTH__CACHE_SHARED_DATA];
     size_t len = sh_pack(data, sizeof data, positive, id, reason);
-    time_t now = time(NULL);
+    time_t now = mcpauth__now();
     smap *m = sh_current(sh, now);
     unsigned char h[32];
     size_t nways;
@@ -604,7 +605,7 @@ static int shared_put(shared *sh, const unsigned char key[32], unsigned resource
 
 static size_t shared_count(shared *sh)
 {
-    smap *m = sh_current(sh, time(NULL));
+    smap *m = sh_current(sh, mcpauth__now());
     size_t n = 0;
     for (size_t set = 0; set < m->nsets; set++) {
         pthread_mutex_t *lock = &m->hdr->locks[set % SH_STRIPES];

@@ -395,7 +395,7 @@ static int set_store(parser *p, const key_def *k, void *base, const char *v)
 #endif
 }
 
-/* shared_state = shm | redis://[:PASSWORD@]HOST[:PORT][/DB] | unix:PATH[?db=N] */
+/* shared_state = shm | redis://[:PASSWORD@]HOST[:PORT][/DB] | unix:/PATH[?db=N] */
 static int set_shared_state(parser *p, const key_def *k, void *base, const char *v)
 {
     if (!strcmp(v, "shm"))

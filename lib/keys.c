@@ -1,9 +1,15 @@
 /* Signing keys of the built-in authorization server, over OpenSSL 3: PEM
  * files (mode 0600) under state_dir/keys, metadata in the store; the public
  * JWK set; compact JWS signing with the header we choose (RFC 9068 needs
- * typ "at+jwt"); and the server secret file. */
+ * typ "at+jwt"); and the server secret file.  With a shared store
+ * (PostgreSQL) the PEM and the secret live in the store instead, so every
+ * host signs with the same key and `mcpauth rotate-key` on any of them
+ * reaches all (each reloads its keys within 30 s, and at once when it sees
+ * a token signed with a kid it does not know, lib/as/tokens.c); files are
+ * kept for SQLite, where state_dir is the one host's. */
 #include "config.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -229,6 +235,15 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
     return -1;
 }
 
+static EVP_PKEY *pem_to_key(const void *pem, size_t n)
+{
+    BIO *bio = mcpauth__check(BIO_new_mem_buf(pem, (int)n), "BIO");
+    EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+    BIO_free(bio);
+    ERR_clear_error();
+    return pkey;
+}
+
 static EVP_PKEY *read_key_file(const char *path, char *err, size_t errlen)
 {
     int fd = open_private(path, "key file", err, errlen);
@@ -242,12 +257,9 @@ static EVP_PKEY *read_key_file(const char *path, char *err, size_t errlen)
         free(buf);
         return NULL;
     }
-    BIO *bio = mcpauth__check(BIO_new_mem_buf(buf, (int)n), "BIO");
-    EVP_PKEY *pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
-    BIO_free(bio);
+    EVP_PKEY *pkey = pem_to_key(buf, (size_t)n);
     OPENSSL_cleanse(buf, (size_t)n);
     free(buf);
-    ERR_clear_error();
     if (!pkey)
         mcpauth__errf(err, errlen, "key file %s: not a PEM private key", path);
     return pkey;
@@ -340,10 +352,30 @@ static int write_key_file(const char *path, EVP_PKEY *pkey, char *err, size_t er
     return 0;
 }
 
+/* The key as PEM text (caller cleanses and frees); NULL on failure. */
+static char *key_to_pem(EVP_PKEY *pkey)
+{
+    BIO *bio = mcpauth__check(BIO_new(BIO_s_mem()), "BIO");
+    char *out = NULL;
+    if (PEM_write_bio_PrivateKey(bio, pkey, NULL, NULL, 0, NULL, NULL) == 1) {
+        char *data;
+        long n = BIO_get_mem_data(bio, &data);
+        if (n > 0 && n < KEY_FILE_MAX) {
+            out = mcpauth__xmalloc((size_t)n + 1);
+            memcpy(out, data, (size_t)n);
+            out[n] = '\0';
+        }
+    }
+    BIO_free(bio); /* a memory BIO's buffer is cleansed as it is freed */
+    ERR_clear_error();
+    return out;
+}
+
 int mcpauth__keys_generate(mcpauth_store *s, const char *state_dir, const char *alg, time_t now,
                           char *kid_out, size_t kidlen, char *err, size_t errlen)
 {
-    if (!s || !state_dir || !*state_dir) {
+    int shared = mcpauth__store_shared(s);
+    if (!s || (!shared && (!state_dir || !*state_dir))) {
         mcpauth__errf(err, errlen, "no store or state directory");
         return -1;
     }
@@ -352,8 +384,9 @@ int mcpauth__keys_generate(mcpauth_store *s, const char *state_dir, const char *
                 alg ? alg : "");
         return -1;
     }
-    char dir[PATH_MAX], path[PATH_MAX], name[80], kid[64];
-    if (keys_dir(state_dir, dir, sizeof dir, err, errlen) < 0)
+    char dir[PATH_MAX], path[PATH_MAX] = "", name[80], kid[64];
+    char *pem = NULL;
+    if (!shared && keys_dir(state_dir, dir, sizeof dir, err, errlen) < 0)
         return -1;
 
     EVP_PKEY *pkey = strcmp(alg, "ES256") == 0 ? EVP_EC_gen("P-256") : EVP_RSA_gen(RSA_BITS);
@@ -371,31 +404,42 @@ int mcpauth__keys_generate(mcpauth_store *s, const char *state_dir, const char *
         mcpauth__errf(err, errlen, "kid buffer too small");
         goto out;
     }
-    if (mcpauth__fmt(name, sizeof name, "%s.pem", kid) < 0 ||
-        path_join(path, sizeof path, dir, name) < 0) {
+    if (shared) {
+        if (!(pem = key_to_pem(pkey))) {
+            mcpauth__errf(err, errlen, "cannot write the %s key as PEM (OpenSSL)", alg);
+            goto out;
+        }
+    } else if (mcpauth__fmt(name, sizeof name, "%s.pem", kid) < 0 ||
+               path_join(path, sizeof path, dir, name) < 0) {
         mcpauth__errf(err, errlen, "state directory path too long");
         goto out;
-    }
-    if (write_key_file(path, pkey, err, errlen) < 0)
+    } else if (write_key_file(path, pkey, err, errlen) < 0) {
         goto out;
+    }
 
     /* The store has no single "make current" step: between these two calls
      * there is no current key, for a moment. */
-    mcpauth_keyinfo ki = {kid, (char *)alg, path, now, 0};
+    mcpauth_keyinfo ki = {kid, (char *)alg, path, now, 0, pem};
     if (mcpauth__store_key_retire_all(s, now) < 0) {
         mcpauth__errf(err, errlen, "cannot retire the previous key in the database");
-        unlink(path);
+        if (!shared)
+            unlink(path);
         goto out;
     }
     if (mcpauth__store_key_add(s, &ki) < 0) {
         mcpauth__errf(err, errlen, "cannot record key %s in the database (no key is current now)", kid);
-        unlink(path);
+        if (!shared)
+            unlink(path);
         goto out;
     }
     if (kid_out)
         snprintf(kid_out, kidlen, "%s", kid);
     rc = 0;
 out:
+    if (pem) {
+        OPENSSL_cleanse(pem, strlen(pem));
+        free(pem);
+    }
     EVP_PKEY_free(pkey);
     return rc;
 }
@@ -404,6 +448,7 @@ out:
 
 typedef struct {
     char *kid, *alg, *file;
+    char *pem; /* NULL: in file */
     time_t created, retired;
 } keyrec;
 
@@ -423,6 +468,7 @@ static int collect(const mcpauth_keyinfo *k, void *arg)
     r->kid = mcpauth__xstrdup(k->kid ? k->kid : "");
     r->alg = mcpauth__xstrdup(k->alg ? k->alg : "");
     r->file = mcpauth__xstrdup(k->file ? k->file : "");
+    r->pem = k->pem ? mcpauth__xstrdup(k->pem) : NULL;
     r->created = k->created;
     r->retired = k->retired;
     l->n++;
@@ -435,6 +481,10 @@ static void keyrecs_free(keyrecs *l)
         free(l->v[i].kid);
         free(l->v[i].alg);
         free(l->v[i].file);
+        if (l->v[i].pem) {
+            OPENSSL_cleanse(l->v[i].pem, strlen(l->v[i].pem));
+            free(l->v[i].pem);
+        }
     }
     free(l->v);
     memset(l, 0, sizeof *l);
@@ -455,6 +505,22 @@ static int list_keys(mcpauth_store *s, time_t since, keyrecs *l, char *err, size
     return 0;
 }
 
+/* Where the key lives, for messages. */
+static const char *key_where(const keyrec *r)
+{
+    return r->pem ? "(in the database)" : r->file;
+}
+
+static EVP_PKEY *read_key(const keyrec *r, char *err, size_t errlen)
+{
+    if (!r->pem)
+        return read_key_file(r->file, err, errlen);
+    EVP_PKEY *pkey = pem_to_key(r->pem, strlen(r->pem));
+    if (!pkey)
+        mcpauth__errf(err, errlen, "key %s in the database: not a PEM private key", r->kid);
+    return pkey;
+}
+
 mcpauth_signer *mcpauth__keys_load_current(mcpauth_store *s, char *err, size_t errlen)
 {
     keyrecs l;
@@ -473,11 +539,11 @@ mcpauth_signer *mcpauth__keys_load_current(mcpauth_store *s, char *err, size_t e
         mcpauth__errf(err, errlen, "key %s: unusable record in the database", cur->kid);
         goto out;
     }
-    EVP_PKEY *pkey = read_key_file(cur->file, err, errlen);
+    EVP_PKEY *pkey = read_key(cur, err, errlen);
     if (!pkey)
         goto out;
     pubjwk p;
-    if (key_matches(pkey, cur->kid, cur->alg, cur->file, &p, err, errlen) < 0) {
+    if (key_matches(pkey, cur->kid, cur->alg, key_where(cur), &p, err, errlen) < 0) {
         EVP_PKEY_free(pkey);
         goto out;
     }
@@ -519,16 +585,16 @@ char *mcpauth__keys_jwks(mcpauth_store *s, time_t since, char *err, size_t errle
         const keyrec *r = &l.v[i];
         if (r->retired != 0 && r->retired <= since)
             continue;
-        EVP_PKEY *pkey = read_key_file(r->file, err, errlen);
+        EVP_PKEY *pkey = read_key(r, err, errlen);
         if (!pkey) {
             /* A retired key whose file is gone (purged) just is not
              * published; anything else is the administrator's to see. */
-            if (r->retired != 0 && access(r->file, F_OK) < 0 && errno == ENOENT)
+            if (!r->pem && r->retired != 0 && access(r->file, F_OK) < 0 && errno == ENOENT)
                 continue;
             goto done;
         }
         pubjwk p;
-        int bad = key_matches(pkey, r->kid, r->alg, r->file, &p, err, errlen);
+        int bad = key_matches(pkey, r->kid, r->alg, key_where(r), &p, err, errlen);
         EVP_PKEY_free(pkey);
         if (bad < 0)
             goto done;
@@ -661,6 +727,8 @@ int mcpauth__keys_prune(mcpauth_store *s, const char *state_dir, time_t now, cha
                        size_t errlen)
 {
     char dir[PATH_MAX];
+    if (mcpauth__store_shared(s))
+        return 0; /* the keys are rows, deleted by mcpauth__store_purge */
     if (!state_dir || path_join(dir, sizeof dir, state_dir, "keys") < 0) {
         mcpauth__errf(err, errlen, "state directory path too long");
         return -1;
@@ -701,9 +769,68 @@ int mcpauth__keys_prune(mcpauth_store *s, const char *state_dir, time_t now, cha
 
 /* ----------------------------------------------------------------- secret */
 
-int mcpauth__secret_load(const char *state_dir, unsigned char out[MCPAUTH_SECRET_BYTES],
-                        char *err, size_t errlen)
+/* The secret in a shared store: 64 hex digits in the settings row. */
+#define SECRET_SETTING "server_secret"
+
+static int secret_from_store(mcpauth_store *s, unsigned char out[MCPAUTH_SECRET_BYTES],
+                             char *err, size_t errlen)
 {
+    char *hex = NULL;
+    int r = mcpauth__store_setting_get(s, SECRET_SETTING, &hex);
+    int ok = r == 1 && strlen(hex) == 2 * MCPAUTH_SECRET_BYTES;
+    for (size_t i = 0; ok && i < MCPAUTH_SECRET_BYTES; i++) {
+        unsigned v;
+        ok = sscanf(hex + 2 * i, "%2x", &v) == 1 && isxdigit((unsigned char)hex[2 * i]) &&
+             isxdigit((unsigned char)hex[2 * i + 1]);
+        out[i] = (unsigned char)v;
+    }
+    if (hex) {
+        OPENSSL_cleanse(hex, strlen(hex));
+        free(hex);
+    }
+    if (ok)
+        return 0;
+    OPENSSL_cleanse(out, MCPAUTH_SECRET_BYTES);
+    if (r < 0) {
+        const char *f = mcpauth__store_fault();
+        mcpauth__errf(err, errlen, "server secret: cannot read it from the database%s%s",
+                      f ? ": " : "", f ? f : "");
+    } else {
+        mcpauth__errf(err, errlen, "server secret: %s in the database (run `mcpauth init`)",
+                      r == 0 ? "absent" : "malformed");
+    }
+    return -1;
+}
+
+static int secret_create_in_store(mcpauth_store *s, char *err, size_t errlen)
+{
+    unsigned char buf[MCPAUTH_SECRET_BYTES];
+    char hex[2 * MCPAUTH_SECRET_BYTES + 1];
+    if (RAND_bytes(buf, sizeof buf) != 1) {
+        mcpauth__errf(err, errlen, "server secret: no randomness");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof buf; i++)
+        snprintf(hex + 2 * i, 3, "%02x", buf[i]);
+    /* of hosts racing through `mcpauth init`, the first row stays */
+    int r = mcpauth__store_setting_add(s, SECRET_SETTING, hex);
+    OPENSSL_cleanse(buf, sizeof buf);
+    OPENSSL_cleanse(hex, sizeof hex);
+    if (r < 0) {
+        mcpauth__errf(err, errlen, "server secret: cannot store it in the database");
+        return -1;
+    }
+    if (r == 0 && secret_from_store(s, buf, err, errlen) < 0)
+        return -1;
+    OPENSSL_cleanse(buf, sizeof buf);
+    return r;
+}
+
+int mcpauth__secret_load(mcpauth_store *s, const char *state_dir,
+                        unsigned char out[MCPAUTH_SECRET_BYTES], char *err, size_t errlen)
+{
+    if (mcpauth__store_shared(s))
+        return secret_from_store(s, out, err, errlen);
     char path[PATH_MAX];
     if (!state_dir || path_join(path, sizeof path, state_dir, "secret") < 0) {
         mcpauth__errf(err, errlen, "state directory path too long");
@@ -723,8 +850,10 @@ int mcpauth__secret_load(const char *state_dir, unsigned char out[MCPAUTH_SECRET
     return 0;
 }
 
-int mcpauth__secret_create(const char *state_dir, char *err, size_t errlen)
+int mcpauth__secret_create(mcpauth_store *s, const char *state_dir, char *err, size_t errlen)
 {
+    if (mcpauth__store_shared(s))
+        return secret_create_in_store(s, err, errlen);
     char path[PATH_MAX], tmp[PATH_MAX], name[64];
     unsigned char buf[MCPAUTH_SECRET_BYTES];
     if (!state_dir || path_join(path, sizeof path, state_dir, "secret") < 0 ||
@@ -735,7 +864,7 @@ int mcpauth__secret_create(const char *state_dir, char *err, size_t errlen)
     }
     struct stat st;
     if (lstat(path, &st) == 0 || errno != ENOENT) {
-        int rc = mcpauth__secret_load(state_dir, buf, err, errlen);
+        int rc = mcpauth__secret_load(NULL, state_dir, buf, err, errlen);
         OPENSSL_cleanse(buf, sizeof buf);
         return rc < 0 ? -1 : 0;
     }

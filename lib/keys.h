@@ -1,5 +1,6 @@
 /* Signing keys of the built-in authorization server (not installed): PEM
- * files (mode 0600) under state_dir/keys, their metadata in the store.
+ * files (mode 0600) under state_dir/keys, their metadata in the store (a
+ * shared store, PostgreSQL, holds the PEM itself and no file is made).
  * One key is current; retired keys stay published in the JWKS until the
  * tokens they signed have expired. */
 #ifndef MCPAUTH_KEYS_H
@@ -19,7 +20,8 @@ typedef struct mcpauth_signer {
 } mcpauth_signer;
 
 /* Makes a new key (ES256: P-256; RS256: RSA 3072), writes
- * state_dir/keys/KID.pem with mode 0600 (creating keys/ with 0700), records
+ * state_dir/keys/KID.pem with mode 0600 (creating keys/ with 0700; shared
+ * store: the PEM goes into the store and state_dir may be NULL), records
  * it as current and retires the previous one.  kid is the RFC 7638
  * thumbprint (base64url SHA-256), copied to kid_out.  0 or -1 with err. */
 int mcpauth__keys_generate(mcpauth_store *s, const char *state_dir, const char *alg, time_t now,
@@ -57,12 +59,14 @@ int mcpauth__keys_prune(mcpauth_store *s, const char *state_dir, time_t now,
                        char *err, size_t errlen);
 
 /* The server secret: MCPAUTH_SECRET_BYTES random bytes in state_dir/secret,
- * mode 0600.  _create makes it when absent: 1 created, 0 already there (it
+ * mode 0600, or, when s is a shared store (PostgreSQL; mcpauth__store_
+ * shared), in the store, the same for every host.  s may be NULL (the
+ * file).  _create makes it when absent: 1 created, 0 already there (it
  * is then checked as _load checks it), -1 with err.  _load refuses a
  * symlink, a file group/other can access, or one of the wrong size. */
 #define MCPAUTH_SECRET_BYTES 32
-int mcpauth__secret_create(const char *state_dir, char *err, size_t errlen);
-int mcpauth__secret_load(const char *state_dir, unsigned char out[MCPAUTH_SECRET_BYTES],
-                        char *err, size_t errlen);
+int mcpauth__secret_create(mcpauth_store *s, const char *state_dir, char *err, size_t errlen);
+int mcpauth__secret_load(mcpauth_store *s, const char *state_dir,
+                        unsigned char out[MCPAUTH_SECRET_BYTES], char *err, size_t errlen);
 
 #endif

@@ -32,7 +32,7 @@
 #include "robust.h"
 
 #define MAGIC "mcpaMET\n"
-#define LAYOUT_VERSION 2u /* bump on any change to the structs or enums of metrics.h */
+#define LAYOUT_VERSION 3u /* bump on any change to the structs or enums of metrics.h */
 #define NPROCS 256
 #define MAX_RESOURCES 100000
 
@@ -580,6 +580,7 @@ static const char *const reasons[] = {"no_token", "bad_request", "malformed", "e
                                       "scope", "unavailable", "other"};
 static const char *const hitmiss[] = {"hit", "miss"};
 static const char *const limits[] = {"address", "subject", "concurrency"};
+static const char *const ss_ops[] = {"rate", "session", "revoked"}; /* mcpauth__ss_op */
 static const char *const kinds[] = {"error", "timeout"};
 static const char *const ends[] = {"done", "client_gone", "backend_error", "idle_timeout",
                                    "shutdown"};
@@ -596,6 +597,9 @@ static const family families[] = {
     {"mcpauth_cache_evictions_total",
      "Validation results pushed out of a full cache before they expired (raise cache_entries).",
      "counter", 1, MCPAUTH_M_CACHE_EVICTIONS, 1, NULL, NULL},
+    {"mcpauth_shared_state_errors_total",
+     "Requests that could not reach the shared state (shared_state = Redis), by what they needed.",
+     "counter", 0, MCPAUTH_M_SHARED_STATE_ERRORS, 3, "op", ss_ops},
     {"mcpauth_rate_limited_total", "Requests refused with 429.", "counter", 1,
      MCPAUTH_M_RATE_ADDRESS, 3, "by", limits},
     {"mcpauth_backend_requests_total", "Requests relayed to the backend.", "counter", 1,

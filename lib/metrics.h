@@ -54,7 +54,10 @@ typedef enum {
     MCPAUTH_M_AS_CIMD_FETCHES,
     MCPAUTH_M_AS_CIMD_REFUSED,
     MCPAUTH_M_CACHE_EVICTIONS,
-    MCPAUTH_M_COUNT
+    /* requests that met an unreachable shared state (Redis), by what they
+     * needed: MCPAUTH_M_SHARED_STATE_ERRORS + mcpauth__ss_op (state.h) */
+    MCPAUTH_M_SHARED_STATE_ERRORS,
+    MCPAUTH_M_COUNT = MCPAUTH_M_SHARED_STATE_ERRORS + 3
 } mcpauth__metric;
 
 /* The reason label of a refusal: a fixed set, never the free text. */

@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "proxy_priv.h"
 #include "shm.h"
+#include "state.h"
 #include "strbuf.h"
 
 typedef enum { GO = 0, ANSWERED = 1 } stage;
@@ -178,22 +179,40 @@ int mcpauth__proxy_rate_key(const char *kind, const char *resource, const char *
     return ok ? 0 : -1;
 }
 
+/* A request that needed the shared state and could not reach it: counted
+ * (the back-end logs the outage itself), and with the closed policy
+ * refused with 503 and Retry-After; GO with the open one. */
+static stage state_unavailable(call *c, mcpauth__ss_op op, int closed, const char *id_json)
+{
+    mcpauth__state_count_error(c->res, op);
+    if (!closed)
+        return GO;
+    mcpauth__proxy_cors(c->resp, c->origin_ok);
+    mcpauth_response_header(c->resp, "Retry-After", "1");
+    mcpauth__proxy_rpc_fail(c->resp, 503, MCPAUTH_RPC_SERVER_ERROR,
+                            "Service temporarily unavailable", id_json);
+    return ANSWERED;
+}
+
 /* who (n parts) names the caller in the key; shown is what the log says. */
 static stage rate_check(call *c, const char *kind, const char *const *who, size_t n,
                         const char *shown, long rate, long burst)
 {
-    if (!c->p->shm || rate <= 0)
+    if (!c->p->state || rate <= 0)
         return GO;
     /* Hashed, not formatted into a buffer: a long resource name or
      * subject neither overruns it nor is cut short onto another's bucket. */
     unsigned char key[MCPAUTH__RATE_KEY_LEN];
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    int retry = 1;
-    if (mcpauth__proxy_rate_key(kind, c->res->name, who, n, key) == 0 &&
-        mcpauth__shm_rate(c->p->shm, key, sizeof key, (double)rate, (double)burst,
-                         (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, &retry))
+    int retry = 1, rc = 0;
+    if (mcpauth__proxy_rate_key(kind, c->res->name, who, n, key) == 0)
+        rc = mcpauth__state_rate(c->p->state, key, sizeof key, (double)rate, (double)burst,
+                                 (double)ts.tv_sec + (double)ts.tv_nsec / 1e9, &retry);
+    if (rc == 1)
         return GO;
+    if (rc == MCPAUTH__STATE_UNAVAILABLE)
+        return state_unavailable(c, MCPAUTH__SS_RATE, c->cfg->shared_state_fail_rate, NULL);
     char ra[16];
     mcpauth__fmt(ra, sizeof ra, "%d", retry); /* an int always fits */
     mcpauth__metrics_add(c->res, strcmp(kind, "address") == 0 ? MCPAUTH_M_RATE_ADDRESS
@@ -379,11 +398,14 @@ static stage stage_version(call *c)
  * caller.  id_json names the request in the refusal. */
 static stage stage_session(call *c, const char *id_json)
 {
-    if (!c->v.session || !c->p->shm)
+    if (!c->v.session || !c->p->state)
         return GO;
     time_t now = time(NULL);
-    mcpauth_session_match m = mcpauth__shm_session_check(c->p->shm, c->v.session, c->owner, now,
-                                                        now + c->cfg->session_ttl);
+    int m = mcpauth__state_session_check(c->p->state, c->v.session, c->owner, now,
+                                         now + c->cfg->session_ttl);
+    if (m == MCPAUTH__STATE_UNAVAILABLE) /* open: unchecked, as the operator chose */
+        return state_unavailable(c, MCPAUTH__SS_SESSION, c->cfg->shared_state_fail_sessions,
+                                 id_json);
     if (m == MCPAUTH_SESSION_OWNER)
         return GO;
     if (m == MCPAUTH_SESSION_OTHER)
@@ -565,6 +587,10 @@ mcpauth_proxy *mcpauth_proxy_new(const mcpauth_config *cfg, int check_only, char
         mcpauth_proxy_free(p);
         return NULL;
     }
+    if (!(p->state = mcpauth__state_open(cfg, p->shm, err, errlen))) {
+        mcpauth_proxy_free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -573,6 +599,7 @@ void mcpauth_proxy_free(mcpauth_proxy *p)
     if (!p)
         return;
     mcpauth_validator_free(p->validator);
+    mcpauth__state_close(p->state);
     mcpauth__shm_close(p->shm);
     pthread_key_delete(p->curl_key);
     free(p);

@@ -13,11 +13,13 @@
 #include <mcpauth/validate.h>
 
 #include "shm.h"
+#include "state.h"
 
 struct mcpauth_proxy {
     const mcpauth_config *cfg;
     mcpauth_validator *validator;
-    mcpauth_shm *shm;
+    mcpauth_shm *shm;       /* this host's: requests in flight (and the state with shared_state = shm) */
+    mcpauth__state *state;  /* rate limits and session bindings, where shared_state says */
     pthread_key_t curl_key; /* one easy handle per thread keeps backend connections warm */
 };
 

@@ -99,13 +99,18 @@ static void relay_head(relay *r)
     if (r->resp->head_sent)
         return;
     int ok = r->status >= 200 && r->status < 300;
-    if (o->bind_session && ok && r->session_out[0] && r->p->shm) {
-        if (mcpauth__shm_session_bind(r->p->shm, r->session_out, o->owner,
-                                     time(NULL) + r->p->cfg->session_ttl) < 0)
+    if (o->bind_session && ok && r->session_out[0] && r->p->state) {
+        time_t now = time(NULL);
+        int rc = mcpauth__state_session_bind(r->p->state, r->session_out, o->owner,
+                                             now + r->p->cfg->session_ttl, now);
+        if (rc == MCPAUTH__STATE_UNAVAILABLE) /* the client learns at its next request */
+            mcpauth__state_count_error(o->res, MCPAUTH__SS_SESSION);
+        else if (rc < 0)
             mcpauth_log_security("session_collision", "resource", o->res->name, NULL);
     }
-    if (o->remove_session && ok && o->session_in && r->p->shm)
-        mcpauth__shm_session_remove(r->p->shm, o->session_in);
+    if (o->remove_session && ok && o->session_in && r->p->state &&
+        mcpauth__state_session_remove(r->p->state, o->session_in) == MCPAUTH__STATE_UNAVAILABLE)
+        mcpauth__state_count_error(o->res, MCPAUTH__SS_SESSION); /* it expires by itself */
     mcpauth_response_set_status(r->resp, (int)r->status);
     mcpauth__proxy_cors(r->resp, o->origin_ok);
     for (int i = 0; i < r->nheaders; i++)

@@ -33,6 +33,7 @@
 #include "alloc.h"
 #include "robust.h"
 #include "revoked.h"
+#include "state.h"
 
 #define MAGIC "mcpaREV\n"
 #define LAYOUT_VERSION 1u
@@ -73,6 +74,7 @@ typedef struct map {
 } map;
 
 struct mcpauth__revoked {
+    mcpauth__redis *redis; /* shared_state = Redis: everything below unused */
     char *path;
     int writable;
     size_t want_slots;
@@ -229,10 +231,47 @@ mcpauth__revoked *mcpauth__revoked_open_ro(const char *path, char *err, size_t e
     return r;
 }
 
+mcpauth__revoked *mcpauth__revoked_open(const mcpauth_config *cfg, int writable, char *err,
+                                        size_t errlen)
+{
+    char dummy[1];
+    if (!err || !errlen) {
+        err = dummy;
+        errlen = sizeof dummy;
+    }
+    err[0] = '\0';
+    if (cfg->shared_state && strcmp(cfg->shared_state, "shm") != 0) {
+        mcpauth__redis *rd =
+            mcpauth__redis_open(cfg->shared_state, cfg->shared_state_timeout, err, errlen);
+        if (!rd) {
+            if (writable)
+                return NULL;
+            /* a reader still gets a handle, answering "cannot tell" */
+            return handle_new("", 0, 0);
+        }
+        mcpauth__revoked *r = handle_new("", writable, 0);
+        r->redis = rd;
+        return r;
+    }
+    char path[4096];
+    if (mcpauth__revoked_path(cfg, path, sizeof path) != 0) {
+        snprintf(err, errlen, "runtime_dir is not set or too long");
+        return writable ? NULL : mcpauth__revoked_open_ro(NULL, NULL, 0);
+    }
+    return writable ? mcpauth__revoked_open_rw(path, MCPAUTH__REVOKED_SLOTS, err, errlen)
+                    : mcpauth__revoked_open_ro(path, err, errlen);
+}
+
+int mcpauth__revoked_is_redis(const mcpauth__revoked *r)
+{
+    return r && r->redis;
+}
+
 void mcpauth__revoked_close(mcpauth__revoked *r)
 {
     if (!r)
         return;
+    mcpauth__redis_close(r->redis);
     map *m = r->cur;
     if (m) {
         m->next = r->old;
@@ -306,6 +345,14 @@ static void keyed(const map *m, const unsigned char digest[32], uint64_t key[2],
 
 int mcpauth__revoked_has(mcpauth__revoked *r, const unsigned char digest[32], time_t now)
 {
+    if (r && r->redis) {
+        int rc = mcpauth__redis_revoked_has(r->redis, digest, now);
+        if (rc == MCPAUTH__STATE_UNAVAILABLE) {
+            mcpauth__state_count_error(NULL, MCPAUTH__SS_REVOKED);
+            return -1;
+        }
+        return rc;
+    }
     map *m = r ? current(r) : NULL;
     if (!m)
         return -1;
@@ -333,6 +380,15 @@ static int lock(map *m)
 int mcpauth__revoked_add(mcpauth__revoked *r, const unsigned char digest[32], time_t token_exp,
                          time_t now)
 {
+    if (r && r->redis) {
+        if (!r->writable)
+            return -1;
+        if (mcpauth__redis_revoked_add(r->redis, digest, token_exp + LEEWAY_MAX) != 0) {
+            mcpauth__state_count_error(NULL, MCPAUTH__SS_REVOKED);
+            return -1;
+        }
+        return 0;
+    }
     map *m = r && r->writable ? current(r) : NULL;
     if (!m || lock(m) != 0)
         return -1;
@@ -381,6 +437,8 @@ int mcpauth__revoked_add(mcpauth__revoked *r, const unsigned char digest[32], ti
 
 uint64_t mcpauth__revoked_generation(mcpauth__revoked *r)
 {
+    if (r && r->redis)
+        return mcpauth__redis_revoked_generation(r->redis);
     map *m = r ? __atomic_load_n(&r->cur, __ATOMIC_ACQUIRE) : NULL;
     return m ? __atomic_load_n(&m->hdr->generation, __ATOMIC_ACQUIRE) : 0;
 }

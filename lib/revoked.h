@@ -29,6 +29,17 @@
 
 typedef struct mcpauth__revoked mcpauth__revoked;
 
+/* The set where cfg->shared_state says: runtime_dir/revoked.shm (shm; as
+ * open_rw with MCPAUTH__REVOKED_SLOTS or open_ro below) or Redis (see
+ * state.h: every host's gate and proxy see an add within a second; never
+ * connects here, so a Redis down at start delays nothing).  A writer:
+ * NULL with a reason in err.  A reader: always a handle (answering "cannot
+ * tell" until the set can be read), err non-empty when that is so now. */
+mcpauth__revoked *mcpauth__revoked_open(const mcpauth_config *cfg, int writable, char *err,
+                                        size_t errlen);
+/* 1 when the handle keeps the set in Redis. */
+int mcpauth__revoked_is_redis(const mcpauth__revoked *r);
+
 /* runtime_dir/revoked.shm into buf; -1 when it does not fit. */
 int mcpauth__revoked_path(const mcpauth_config *cfg, char *buf, size_t cap);
 

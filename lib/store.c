@@ -1,34 +1,40 @@
-/* See store.h.  One SQLite database in WAL mode shared by every process.
- * Each call holds the handle's mutex (a transaction spans several SQLite
- * calls, which FULLMUTEX alone does not serialise) and every
- * check-then-write sequence runs inside BEGIN IMMEDIATE, so the write lock
- * is taken before the check and racing processes queue on the busy
- * timeout instead of both seeing the old state.  Only SHA-256 digests of
- * secrets, codes and refresh tokens are ever bound into SQL. */
+/* See store.h.  All the logic and every SQL text live here, once, written
+ * with `?` placeholders for both engines behind db.h: SQLite in WAL mode
+ * under state_dir (db_sqlite.c) or PostgreSQL (db_pg.c).  Each call holds
+ * the handle's mutex (a transaction spans several engine calls) and every
+ * check-then-write sequence runs inside the engine's write transaction
+ * (BEGIN IMMEDIATE; on PostgreSQL, BEGIN plus one advisory lock), so the
+ * write lock is taken before the check and racing writers, processes or
+ * hosts, queue instead of both seeing the old state.  Single-statement
+ * writes take it too, so on PostgreSQL no write slips in between another
+ * transaction's check and its write, as on SQLite.  Only SHA-256 digests
+ * of secrets, codes and refresh tokens are ever bound into SQL.  The
+ * column "user" is quoted everywhere (a reserved word in PostgreSQL). */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
+#include <openssl/crypto.h>
 
 #include <mcpauth/util.h>
 
 #include "encode.h"
 
 #include "alloc.h"
+#include "db.h"
 #include "store.h"
 
-#define SCHEMA_VERSION 1
+/* 1: the first schema (SQLite only, in PRAGMA user_version).
+ * 2: keys.pem, settings, schema_version (PostgreSQL support). */
+#define SCHEMA_VERSION 2
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define REGISTRATION_KEEP 86400L /* purge: rate counters older than a day */
@@ -37,26 +43,14 @@
  * unknown family reads as revoked. */
 #define FAMILY_LINGER 86400L
 
-/* Statements are prepared once per connection and kept: SQLite's parser
- * and planner were a visible share of the token endpoint's time (bench/
- * bench_as).  Keyed by the SQL text's address (every caller passes a
- * literal); used under the store's lock only. */
-#define STMT_CACHE 64
-
 struct mcpauth_store {
-    sqlite3 *db;
+    mcpauth_db *db;
     pthread_mutex_t lock;
-    pid_t pid; /* SQLite connections must not cross fork() */
-    int restart_tried; /* WAL frames at the last RESTART checkpoint tried */
-    int busy_ms;       /* busy timeout (BUSY_TIMEOUT_MS; tests lower it) */
-    int fault;         /* first SQLite error of the current call (fault()) */
-    struct {
-        const char *sql;
-        sqlite3_stmt *st;
-    } stmts[STMT_CACHE];
+    pid_t pid; /* connections must not cross fork() */
 };
 
-static const char schema_sql[] =
+/* The tables of a fresh SQLite database (version 2). */
+static const char schema_sqlite[] =
     "CREATE TABLE IF NOT EXISTS clients("
     " client_id TEXT PRIMARY KEY NOT NULL,"
     " client_name TEXT,"
@@ -113,7 +107,8 @@ static const char schema_sql[] =
     " alg TEXT NOT NULL,"
     " file TEXT NOT NULL,"
     " created INTEGER NOT NULL,"
-    " retired INTEGER NOT NULL DEFAULT 0);"
+    " retired INTEGER NOT NULL DEFAULT 0,"
+    " pem TEXT);"
     "CREATE TABLE IF NOT EXISTS access("
     " hash TEXT PRIMARY KEY NOT NULL,"
     " family TEXT NOT NULL,"
@@ -127,123 +122,149 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS registrations("
     " addr TEXT NOT NULL,"
     " time INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS registrations_addr ON registrations(addr, time);";
+    "CREATE INDEX IF NOT EXISTS registrations_addr ON registrations(addr, time);"
+    "CREATE TABLE IF NOT EXISTS settings("
+    " name TEXT PRIMARY KEY NOT NULL,"
+    " value TEXT NOT NULL);";
+
+/* The same on PostgreSQL: times are BIGINT, and the rowid SQLite gives
+ * every table is a BIGSERIAL where the SQL orders by it. */
+static const char schema_pg[] =
+    "CREATE TABLE IF NOT EXISTS clients("
+    " client_id TEXT PRIMARY KEY NOT NULL,"
+    " client_name TEXT,"
+    " redirect_uris TEXT,"
+    " grant_types TEXT,"
+    " auth_method TEXT,"
+    " secret_hash TEXT,"
+    " kind TEXT,"
+    " registered_by TEXT,"
+    " created BIGINT NOT NULL,"
+    " secret_expires BIGINT NOT NULL DEFAULT 0,"
+    " rowid BIGSERIAL);"
+    "CREATE TABLE IF NOT EXISTS families("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " revoked INTEGER NOT NULL DEFAULT 0,"
+    " \"user\" TEXT NOT NULL,"
+    " client_id TEXT NOT NULL,"
+    " last_used BIGINT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS families_user ON families(\"user\");"
+    "CREATE INDEX IF NOT EXISTS families_client ON families(client_id);"
+    "CREATE TABLE IF NOT EXISTS codes("
+    " hash TEXT PRIMARY KEY NOT NULL,"
+    " family TEXT NOT NULL REFERENCES families(id) ON DELETE CASCADE,"
+    " client_id TEXT NOT NULL,"
+    " \"user\" TEXT NOT NULL,"
+    " resource TEXT,"
+    " scope TEXT,"
+    " redirect_uri TEXT,"
+    " code_challenge TEXT,"
+    " expires BIGINT NOT NULL,"
+    " used INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS codes_family ON codes(family);"
+    "CREATE INDEX IF NOT EXISTS codes_client ON codes(client_id);"
+    "CREATE TABLE IF NOT EXISTS refresh("
+    " hash TEXT PRIMARY KEY NOT NULL,"
+    " family TEXT NOT NULL REFERENCES families(id) ON DELETE CASCADE,"
+    " client_id TEXT NOT NULL,"
+    " \"user\" TEXT NOT NULL,"
+    " resource TEXT,"
+    " scope TEXT,"
+    " expires BIGINT NOT NULL,"
+    " retired_at BIGINT,"
+    " grace_used INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS refresh_family ON refresh(family);"
+    "CREATE INDEX IF NOT EXISTS refresh_client ON refresh(client_id);"
+    "CREATE TABLE IF NOT EXISTS consents("
+    " \"user\" TEXT NOT NULL,"
+    " client_id TEXT NOT NULL,"
+    " resource TEXT NOT NULL,"
+    " scope TEXT NOT NULL,"
+    " PRIMARY KEY(\"user\", client_id, resource));"
+    "CREATE INDEX IF NOT EXISTS consents_client ON consents(client_id);"
+    "CREATE TABLE IF NOT EXISTS keys("
+    " kid TEXT PRIMARY KEY NOT NULL,"
+    " alg TEXT NOT NULL,"
+    " file TEXT NOT NULL,"
+    " created BIGINT NOT NULL,"
+    " retired BIGINT NOT NULL DEFAULT 0,"
+    " pem TEXT,"
+    " rowid BIGSERIAL);"
+    "CREATE TABLE IF NOT EXISTS access("
+    " hash TEXT PRIMARY KEY NOT NULL,"
+    " family TEXT NOT NULL,"
+    " expires BIGINT NOT NULL,"
+    " pushed INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS access_family ON access(family);"
+    "CREATE INDEX IF NOT EXISTS access_pending ON access(pushed, expires);"
+    "CREATE TABLE IF NOT EXISTS consent_forms("
+    " hash TEXT PRIMARY KEY NOT NULL,"
+    " expires BIGINT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS registrations("
+    " addr TEXT NOT NULL,"
+    " \"time\" BIGINT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS registrations_addr ON registrations(addr, \"time\");"
+    "CREATE TABLE IF NOT EXISTS settings("
+    " name TEXT PRIMARY KEY NOT NULL,"
+    " value TEXT NOT NULL);";
+
+/* Upgrades, by the version they lead to (index - 2). */
+static const char *const upgrade_sql[] = {
+    /* 1 → 2 (SQLite only: PostgreSQL starts at 2) */
+    "ALTER TABLE keys ADD COLUMN pem TEXT;"
+    "CREATE TABLE IF NOT EXISTS settings(name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);",
+};
 
 /* ---------------------------------------------------------------- helpers */
 
-/* The first SQLite error of this thread's last store call (see
- * mcpauth__store_fault): copied out under the lock by leave(). */
-static _Thread_local int last_fault;
+/* Why this thread's last store call failed (see mcpauth__store_fault):
+ * written under the lock by leave(). */
+static _Thread_local char last_fault[256];
+static _Thread_local int have_fault;
 
 static int enter(mcpauth_store *s)
 {
-    last_fault = 0;
+    have_fault = 0;
     if (!s || s->pid != getpid())
         return -1;
     pthread_mutex_lock(&s->lock);
-    s->fault = 0;
+    s->db->e->call_begin(s->db);
     return 0;
 }
 
 static void leave(mcpauth_store *s)
 {
-    /* pages read from a damaged file stay cached while the WAL does not
-     * change: drop them, so a repaired file is read afresh */
-    int f = s->fault & 0xff;
-    if (f == SQLITE_CORRUPT || f == SQLITE_NOTADB || f == SQLITE_IOERR)
-        sqlite3_db_release_memory(s->db);
-    last_fault = s->fault;
+    s->db->e->call_end(s->db);
+    have_fault = s->db->e->fault(s->db, last_fault, sizeof last_fault) != NULL;
     pthread_mutex_unlock(&s->lock);
 }
 
-/* Keeps the first error of the call, so the caller can tell a fault of
- * the environment (locked, read-only, full, damaged) from a refusal. */
-static int note(mcpauth_store *s, int rc)
+static int step(mcpauth_store *s, mcpauth_db_stmt *st)
 {
-    if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE && !s->fault)
-        s->fault = rc;
-    return rc;
+    return s->db->e->step(st);
 }
 
-static int step(mcpauth_store *s, sqlite3_stmt *st)
+static void done(mcpauth_store *s, mcpauth_db_stmt *st)
 {
-    return note(s, sqlite3_step(st));
+    s->db->e->done(st);
 }
 
-/* types: s text (NULL binds NULL), t time_t, i int, l long.  A count that
- * does not match the SQL's parameters is refused (an unbound one is NULL). */
-static int bindv(sqlite3_stmt *st, const char *types, va_list ap)
-{
-    if (strlen(types) != (size_t)sqlite3_bind_parameter_count(st))
-        return SQLITE_MISUSE;
-    int rc = SQLITE_OK;
-    for (int i = 0; types[i] && rc == SQLITE_OK; i++) {
-        switch (types[i]) {
-        case 's': rc = sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_STATIC); break;
-        case 't': rc = sqlite3_bind_int64(st, i + 1, (sqlite3_int64)va_arg(ap, time_t)); break;
-        case 'i': rc = sqlite3_bind_int(st, i + 1, va_arg(ap, int)); break;
-        case 'l': rc = sqlite3_bind_int64(st, i + 1, (sqlite3_int64)va_arg(ap, long)); break;
-        default: rc = SQLITE_MISUSE; break;
-        }
-    }
-    return rc;
-}
+#define DB_ROW MCPAUTH_DB_ROW
+#define DB_DONE MCPAUTH_DB_DONE
+#define DB_ERROR MCPAUTH_DB_ERROR
 
-/* The statement for sql, prepared on first use and kept (see STMT_CACHE);
- * give it back with done().  NULL when SQLite refuses it. */
-static sqlite3_stmt *prepared(mcpauth_store *s, const char *sql)
+/* A prepared, bound statement (see db.h); the bound strings must outlive
+ * it.  Give it back with done(). */
+static mcpauth_db_stmt *query(mcpauth_store *s, const char *sql, const char *types, ...)
 {
-    size_t i;
-    for (i = 0; i < STMT_CACHE && s->stmts[i].sql; i++)
-        if (s->stmts[i].sql == sql)
-            return s->stmts[i].st;
-    sqlite3_stmt *st = NULL;
-    if (note(s, sqlite3_prepare_v3(s->db, sql, -1, i < STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0,
-                                   &st, NULL)) != SQLITE_OK)
-        return NULL;
-    if (i < STMT_CACHE) {
-        s->stmts[i].sql = sql;
-        s->stmts[i].st = st;
-    }
-    return st;
-}
-
-/* Ends a statement from prepared(): reset (which also ends the read
- * transaction a SELECT holds, so the WAL can start over) and unbound, or
- * finalized when the cache was full. */
-static void done(mcpauth_store *s, sqlite3_stmt *st)
-{
-    if (!st)
-        return;
-    for (size_t i = 0; i < STMT_CACHE && s->stmts[i].sql; i++)
-        if (s->stmts[i].st == st) {
-            sqlite3_reset(st);
-            sqlite3_clear_bindings(st);
-            return;
-        }
-    sqlite3_finalize(st);
-}
-
-/* sqlite3_close refuses a connection with statements left. */
-static void close_db(mcpauth_store *s)
-{
-    for (size_t i = 0; i < STMT_CACHE && s->stmts[i].sql; i++)
-        sqlite3_finalize(s->stmts[i].st);
-    sqlite3_close(s->db);
-}
-
-/* A prepared, bound statement; the bound strings must outlive it.  Give
- * it back with done(). */
-static sqlite3_stmt *query(mcpauth_store *s, const char *sql, const char *types, ...)
-{
-    sqlite3_stmt *st = prepared(s, sql);
+    mcpauth_db_stmt *st = s->db->e->prepare(s->db, sql, types);
     if (!st)
         return NULL;
     va_list ap;
     va_start(ap, types);
-    int rc = bindv(st, types, ap);
+    int rc = s->db->e->bind(st, types, ap);
     va_end(ap);
-    if (rc != SQLITE_OK) {
+    if (rc != 0) {
         done(s, st);
         return NULL;
     }
@@ -253,49 +274,87 @@ static sqlite3_stmt *query(mcpauth_store *s, const char *sql, const char *types,
 /* Runs a statement returning no rows; the number of rows changed, or -1. */
 static long run(mcpauth_store *s, const char *sql, const char *types, ...)
 {
-    sqlite3_stmt *st = prepared(s, sql);
+    mcpauth_db_stmt *st = s->db->e->prepare(s->db, sql, types);
     if (!st)
         return -1;
     va_list ap;
     va_start(ap, types);
-    int rc = bindv(st, types, ap);
+    int rc = s->db->e->bind(st, types, ap);
     va_end(ap);
-    if (rc == SQLITE_OK)
-        while ((rc = step(s, st)) == SQLITE_ROW)
+    if (rc == 0)
+        while ((rc = step(s, st)) == DB_ROW)
             ;
     done(s, st);
-    return rc == SQLITE_DONE ? (long)sqlite3_changes(s->db) : -1;
+    return rc == DB_DONE ? s->db->e->changes(s->db) : -1;
 }
 
-/* IMMEDIATE: take the write lock before reading, so no other process can
- * change what we are about to check. */
 static int begin(mcpauth_store *s)
 {
-    return note(s, sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) == SQLITE_OK ? 0 : -1;
+    return s->db->e->begin_write(s->db);
 }
 
 static void rollback(mcpauth_store *s)
 {
-    if (!sqlite3_get_autocommit(s->db))
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    s->db->e->rollback(s->db);
 }
 
 static int commit(mcpauth_store *s)
 {
-    if (note(s, sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL)) == SQLITE_OK)
-        return 0;
-    rollback(s);
-    return -1;
+    return s->db->e->commit(s->db);
 }
 
-/* NULL only for SQL NULL: sqlite3_column_text's NULL for anything else
- * is out of memory, which aborts (alloc.h). */
-static char *col_dup(sqlite3_stmt *st, int i)
+/* One statement in a write transaction of its own (see the top). */
+static long run_write(mcpauth_store *s, const char *sql, const char *types, ...)
 {
-    if (sqlite3_column_type(st, i) == SQLITE_NULL)
-        return NULL;
-    const unsigned char *t = mcpauth__check((void *)sqlite3_column_text(st, i), "sqlite3_column_text");
-    return mcpauth__xstrdup((const char *)t);
+    if (begin(s) != 0)
+        return -1;
+    mcpauth_db_stmt *st = s->db->e->prepare(s->db, sql, types);
+    int rc = -1;
+    if (st) {
+        va_list ap;
+        va_start(ap, types);
+        rc = s->db->e->bind(st, types, ap);
+        va_end(ap);
+        if (rc == 0)
+            while ((rc = step(s, st)) == DB_ROW)
+                ;
+        done(s, st);
+    }
+    long n = rc == DB_DONE ? s->db->e->changes(s->db) : -1;
+    if (n < 0 || commit(s) != 0) {
+        rollback(s);
+        return -1;
+    }
+    return n;
+}
+
+/* Column getters: every engine's statement starts with its engine. */
+#define ENGINE_OF(st) (((const mcpauth_db_stmt_head *)(const void *)(st))->e)
+
+static const char *col_text(mcpauth_db_stmt *st, int i)
+{
+    return ENGINE_OF(st)->text(st, i);
+}
+
+static char *col_dup(mcpauth_db_stmt *st, int i)
+{
+    const char *t = col_text(st, i);
+    return t ? mcpauth__xstrdup(t) : NULL;
+}
+
+static long long col_i64(mcpauth_db_stmt *st, int i)
+{
+    return ENGINE_OF(st)->int64(st, i);
+}
+
+static int col_int(mcpauth_db_stmt *st, int i)
+{
+    return (int)ENGINE_OF(st)->int64(st, i);
+}
+
+static int col_null(mcpauth_db_stmt *st, int i)
+{
+    return ENGINE_OF(st)->is_null(st, i);
 }
 
 static void hash_of(const char *secret, char out[65])
@@ -315,146 +374,84 @@ static int is_hex64(const char *h)
 
 /* ------------------------------------------------------------------- open */
 
-/* Creates the file 0600 ourselves (SQLite would apply the umask), refuses
- * symlinks and non-regular files, and tightens a file left too open.
- * Records its identity in st so the path SQLite opens can be checked. */
-static int prepare_file(const char *path, struct stat *st, char *err, size_t errlen)
+/* The version recorded in the database; 0 when it has no tables yet. */
+static int read_version(mcpauth_store *s)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, 0600);
-    if (fd < 0) {
-        if (errno == ELOOP)
-            snprintf(err, errlen, "%s: is a symbolic link, refusing it", path);
-        else
-            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    if (s->db->e->exec(s->db, "CREATE TABLE IF NOT EXISTS schema_version("
+                              " version INTEGER NOT NULL)") != 0)
         return -1;
-    }
-    int ok = 0;
-    if (fstat(fd, st) != 0)
-        snprintf(err, errlen, "%s: fstat: %s", path, strerror(errno));
-    else if (!S_ISREG(st->st_mode))
-        snprintf(err, errlen, "%s: not a regular file", path);
-    else if ((st->st_mode & 07777) != 0600 && fchmod(fd, 0600) != 0)
-        snprintf(err, errlen, "%s: chmod 0600: %s", path, strerror(errno));
-    else
-        ok = 1;
-    /* Closed before SQLite opens the file: closing a second descriptor
-     * later would drop SQLite's POSIX locks. */
-    close(fd);
-    return ok ? 0 : -1;
-}
-
-/* SQLite creates these next to the database; a planted symlink would
- * redirect its writes. */
-static int check_side_files(const char *path, char *err, size_t errlen)
-{
-    static const char *const suffix[] = {"-wal", "-shm", "-journal"};
-    for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
-        char p[PATH_MAX];
-        struct stat st;
-        if ((size_t)snprintf(p, sizeof p, "%s%s", path, suffix[i]) >= sizeof p)
-            return -1;
-        if (lstat(p, &st) == 0 && !S_ISREG(st.st_mode)) {
-            snprintf(err, errlen, "%s: not a regular file, refusing it", p);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* SQLite's own checkpoints are PASSIVE: they copy what they can and never
- * wait.  With two mcpauth-as processes writing without pause, some reader
- * always holds an old snapshot, a checkpoint never completes, the WAL never
- * starts over and grows by tens of MB a second (bench/bench_as measured
- * 900 MB in 30 s).  So past WAL_RESTART_FRAMES the committing connection
- * tries a RESTART checkpoint, which waits for the readers and lets the next
- * writer start the WAL from its beginning; journal_size_limit then cuts the
- * file back.  It waits WAL_RESTART_WAIT_MS at most, and tries again only
- * WAL_RESTART_EVERY frames later, so a reader stuck in a transaction (an
- * admin's shell, a stopped process) costs a commit 50 ms now and then,
- * never busy_timeout each.  Below that, SQLite's default behaviour. */
-#define WAL_AUTOCHECKPOINT_FRAMES 1000 /* SQLite's default */
-#define WAL_RESTART_FRAMES 4000        /* about 16 MB of 4 KiB pages */
-#define WAL_RESTART_EVERY 500
-#define WAL_RESTART_WAIT_MS 50
-#define WAL_SIZE_LIMIT "16777216"
-#define BUSY_TIMEOUT_MS 5000
-
-static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
-{
-    mcpauth_store *s = arg;
-    if (frames < s->restart_tried)
-        s->restart_tried = 0; /* the WAL started over */
-    if (frames >= WAL_RESTART_FRAMES &&
-        (s->restart_tried == 0 || frames >= s->restart_tried + WAL_RESTART_EVERY)) {
-        s->restart_tried = frames;
-        sqlite3_busy_timeout(db, WAL_RESTART_WAIT_MS);
-        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
-        sqlite3_busy_timeout(db, s->busy_ms);
-    } else if (frames >= WAL_AUTOCHECKPOINT_FRAMES) {
-        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    }
-    return SQLITE_OK; /* a busy checkpoint is tried again later */
-}
-
-static int set_pragmas(mcpauth_store *s, const char *path, char *err, size_t errlen)
-{
-    /* busy_timeout first: switching to WAL may wait for other openers. */
-    static const char *const pragmas[] = {"PRAGMA busy_timeout=" STR(BUSY_TIMEOUT_MS),
-                                          "PRAGMA foreign_keys=ON",
-                                          "PRAGMA synchronous=NORMAL",
-                                          "PRAGMA journal_size_limit=" WAL_SIZE_LIMIT};
-    for (size_t i = 0; i < sizeof pragmas / sizeof *pragmas; i++)
-        if (sqlite3_exec(s->db, pragmas[i], NULL, NULL, NULL) != SQLITE_OK) {
-            snprintf(err, errlen, "%s: %s: %s", path, pragmas[i], sqlite3_errmsg(s->db));
-            return -1;
-        }
-    /* journal_mode reports the mode in effect, which may not be the one
-     * asked for (a filesystem without shared memory, say). */
-    sqlite3_stmt *st = query(s, "PRAGMA journal_mode=WAL", "");
-    int ok = st && step(s, st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
-             strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    mcpauth_db_stmt *st = query(s, "SELECT max(version) FROM schema_version", "");
+    int v = -1;
+    if (st && step(s, st) == DB_ROW)
+        v = col_null(st, 0) ? 0 : col_int(st, 0);
     done(s, st);
-    if (!ok) {
-        snprintf(err, errlen, "%s: cannot use WAL journal mode: %s", path, sqlite3_errmsg(s->db));
+    /* SQLite's user_version is kept in step with the table: larger, it
+     * was written by a newer program (or it is all a version-1 file has) */
+    int legacy = v >= 0 ? s->db->e->legacy_version(s->db) : 0;
+    return legacy > v ? legacy : v;
+}
+
+static int set_version(mcpauth_store *s, int v)
+{
+    if (run(s, "DELETE FROM schema_version", "") < 0 ||
+        run(s, "INSERT INTO schema_version(version) VALUES(?)", "i", v) != 1)
         return -1;
-    }
-    sqlite3_wal_hook(s->db, wal_hook, s); /* replaces the automatic checkpoint */
+    /* what a program of version 1 reads: it then refuses a newer file */
+    if (!s->db->e->shared && s->db->e->exec(s->db, "PRAGMA user_version=" STR(SCHEMA_VERSION)) != 0)
+        return -1;
     return 0;
 }
 
-static int init_schema(mcpauth_store *s, const char *path, char *err, size_t errlen)
+/* Creates the tables of an empty database; brings an older one up to
+ * date when upgrade is set, else refuses it (PostgreSQL: the hosts of a
+ * cluster are upgraded by `mcpauth migrate`, not by whichever starts
+ * first).  SQLite upgrades on open, as it always did.  *from: the version
+ * found. */
+static int init_schema(mcpauth_store *s, int upgrade, int *from, char *err, size_t errlen)
 {
+    const char *where = s->db->e->name;
     if (begin(s) != 0) {
-        snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+        char why[256];
+        const char *f = s->db->e->fault(s->db, why, sizeof why);
+        snprintf(err, errlen, "%s: cannot start a transaction%s%s", where, f ? ": " : "",
+                 f ? f : "");
         return -1;
     }
-    sqlite3_stmt *st = query(s, "PRAGMA user_version", "");
-    int version = -1;
-    if (st && step(s, st) == SQLITE_ROW)
-        version = sqlite3_column_int(st, 0);
-    done(s, st);
+    int version = read_version(s);
+    if (from)
+        *from = version;
     if (version < 0 || version > SCHEMA_VERSION) {
         if (version > SCHEMA_VERSION)
             snprintf(err, errlen, "%s: schema version %d is newer than this program's (%d)",
-                     path, version, SCHEMA_VERSION);
+                     where, version, SCHEMA_VERSION);
         else
-            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
+            snprintf(err, errlen, "%s: cannot read the schema version", where);
         rollback(s);
         return -1;
     }
-    if (sqlite3_exec(s->db, schema_sql, NULL, NULL, NULL) != SQLITE_OK ||
-        (version < SCHEMA_VERSION &&
-         sqlite3_exec(s->db, "PRAGMA user_version=" STR(SCHEMA_VERSION), NULL, NULL, NULL) !=
-             SQLITE_OK) ||
-        commit(s) != 0) {
-        snprintf(err, errlen, "%s: creating tables: %s", path, sqlite3_errmsg(s->db));
+    if (version > 0 && version < SCHEMA_VERSION && !upgrade) {
+        snprintf(err, errlen, "%s: schema version %d is older than this program's (%d): run"
+                 " `mcpauth migrate`", where, version, SCHEMA_VERSION);
+        rollback(s);
+        return -1;
+    }
+    int ok = 1;
+    if (version == 0)
+        ok = s->db->e->exec(s->db, s->db->e->shared ? schema_pg : schema_sqlite) == 0;
+    for (int v = version ? version : SCHEMA_VERSION; ok && v < SCHEMA_VERSION; v++)
+        ok = s->db->e->exec(s->db, upgrade_sql[v - 1]) == 0;
+    if (ok && version < SCHEMA_VERSION)
+        ok = set_version(s, SCHEMA_VERSION) == 0;
+    if (!ok || commit(s) != 0) {
+        snprintf(err, errlen, "%s: creating or upgrading the tables failed", where);
         rollback(s);
         return -1;
     }
     return 0;
 }
 
-mcpauth_store *mcpauth__store_open(const char *state_dir, char *err, size_t errlen)
+static mcpauth_store *open_store(const char *state_dir, const char *store, int upgrade,
+                                 int *from, char *err, size_t errlen)
 {
     char dummy[1];
     if (!err || !errlen) {
@@ -462,107 +459,71 @@ mcpauth_store *mcpauth__store_open(const char *state_dir, char *err, size_t errl
         errlen = sizeof dummy;
     }
     err[0] = '\0';
-    if (!state_dir || !*state_dir) {
-        snprintf(err, errlen, "state_dir is not set");
+    mcpauth_db *db = mcpauth__db_is_pg(store) ? mcpauth__db_pg_open(store, err, errlen)
+                                              : mcpauth__db_sqlite_open(state_dir, err, errlen);
+    if (!db)
         return NULL;
-    }
-    struct stat st;
-    if (stat(state_dir, &st) != 0) {
-        snprintf(err, errlen, "state_dir %s: %s", state_dir, strerror(errno));
-        return NULL;
-    }
-    if (!S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "state_dir %s: not a directory", state_dir);
-        return NULL;
-    }
-    /* Anyone could swap the database for their own. */
-    if (st.st_mode & S_IWOTH) {
-        snprintf(err, errlen, "state_dir %s: writable by others, refusing it", state_dir);
-        return NULL;
-    }
-    char path[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof path, "%s/mcpauth.db", state_dir) >= sizeof path) {
-        snprintf(err, errlen, "state_dir %s: path too long", state_dir);
-        return NULL;
-    }
-    if (prepare_file(path, &st, err, errlen) != 0 || check_side_files(path, err, errlen) != 0)
-        return NULL;
-
     mcpauth_store *s = mcpauth__xcalloc(1, sizeof *s);
+    s->db = db;
     s->pid = getpid();
-    s->busy_ms = BUSY_TIMEOUT_MS;
-    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX;
-#ifdef SQLITE_OPEN_NOFOLLOW
-    flags |= SQLITE_OPEN_NOFOLLOW;
-#endif
-    int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
-    if (rc != SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
-        goto fail;
-    }
-    /* The file SQLite opened must be the one checked above. */
-    struct stat now;
-    if (lstat(path, &now) != 0 || !S_ISREG(now.st_mode) || now.st_dev != st.st_dev ||
-        now.st_ino != st.st_ino) {
-        snprintf(err, errlen, "%s: replaced while opening", path);
-        goto fail;
-    }
-    sqlite3_extended_result_codes(s->db, 1);
-#ifdef SQLITE_DBCONFIG_DEFENSIVE
-    sqlite3_db_config(s->db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-#endif
-#ifdef SQLITE_DBCONFIG_TRUSTED_SCHEMA
-    sqlite3_db_config(s->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-#endif
-    if (set_pragmas(s, path, err, errlen) != 0 || init_schema(s, path, err, errlen) != 0)
-        goto fail;
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_lock(&s->lock);
+    db->e->call_begin(db);
+    int rc = init_schema(s, upgrade || !db->e->shared, from, err, errlen);
+    db->e->call_end(db);
+    pthread_mutex_unlock(&s->lock);
+    if (rc != 0) {
+        mcpauth__store_close(s);
+        return NULL;
+    }
     return s;
-fail:
-    close_db(s);
-    free(s);
-    return NULL;
+}
+
+mcpauth_store *mcpauth__store_open(const char *state_dir, const char *store, char *err,
+                                 size_t errlen)
+{
+    return open_store(state_dir, store, 0, NULL, err, errlen);
+}
+
+int mcpauth__store_migrate(const char *state_dir, const char *store, int *from, int *to,
+                          char *err, size_t errlen)
+{
+    int f = -1;
+    mcpauth_store *s = open_store(state_dir, store, 1, &f, err, errlen);
+    if (from)
+        *from = f;
+    if (to)
+        *to = SCHEMA_VERSION;
+    mcpauth__store_close(s);
+    return s ? 0 : -1;
 }
 
 void mcpauth__store_close(mcpauth_store *s)
 {
     if (!s)
         return;
-    /* In a forked child the connection belongs to the parent: closing it
-     * here could checkpoint or delete the WAL under the parent. */
-    if (s->pid == getpid()) {
-        close_db(s);
+    int owner = s->pid == getpid();
+    s->db->e->close(s->db, owner);
+    if (owner)
         pthread_mutex_destroy(&s->lock);
-    }
     free(s);
+}
+
+int mcpauth__store_shared(const mcpauth_store *s)
+{
+    return s && s->db->e->shared;
 }
 
 const char *mcpauth__store_fault(void)
 {
-    static _Thread_local char why[192];
-    const char *what;
-    switch (last_fault & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED: what = "the database is locked by another process"; break;
-    case SQLITE_READONLY:
-    case SQLITE_PERM: what = "the database or the state directory is read-only"; break;
-    case SQLITE_FULL: what = "the disk holding the state directory is full"; break;
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB: what = "the database file is damaged"; break;
-    case SQLITE_IOERR: what = "the database cannot be read or written (read-only or full disk?)"; break;
-    case SQLITE_CANTOPEN: what = "the database files cannot be opened"; break;
-    default: return NULL;
-    }
-    snprintf(why, sizeof why, "%s (%s)", what, sqlite3_errstr(last_fault));
-    return why;
+    return have_fault ? last_fault : NULL;
 }
 
 void mcpauth__store_set_busy_timeout(mcpauth_store *s, int ms)
 {
     if (enter(s) != 0)
         return;
-    s->busy_ms = ms;
-    sqlite3_busy_timeout(s->db, ms);
+    s->db->e->set_busy_timeout(s->db, ms);
     leave(s);
 }
 
@@ -587,7 +548,7 @@ void mcpauth__client_free(mcpauth_client *c)
     "client_id, client_name, redirect_uris, grant_types, auth_method, secret_hash, kind, "     \
     "registered_by, created, secret_expires"
 
-static int client_from_row(sqlite3_stmt *st, mcpauth_client *c)
+static int client_from_row(mcpauth_db_stmt *st, mcpauth_client *c)
 {
     memset(c, 0, sizeof *c);
     c->client_id = col_dup(st, 0);
@@ -598,8 +559,8 @@ static int client_from_row(sqlite3_stmt *st, mcpauth_client *c)
     c->secret_hash = col_dup(st, 5);
     c->kind = col_dup(st, 6);
     c->registered_by = col_dup(st, 7);
-    c->created = (time_t)sqlite3_column_int64(st, 8);
-    c->secret_expires = (time_t)sqlite3_column_int64(st, 9);
+    c->created = (time_t)col_i64(st, 8);
+    c->secret_expires = (time_t)col_i64(st, 9);
     if (!c->client_id) {
         mcpauth__client_free(c);
         return -1;
@@ -628,7 +589,7 @@ int mcpauth__store_client_add(mcpauth_store *s, const mcpauth_client *c, const c
     }
     if (enter(s) != 0)
         return -1;
-    long n = run(s,
+    long n = run_write(s,
                  "INSERT INTO clients(" CLIENT_COLS ") VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  "sssssssstt", c->client_id, c->client_name, c->redirect_uris, c->grant_types,
                  c->token_endpoint_auth_method, stored, c->kind, c->registered_by,
@@ -644,13 +605,13 @@ int mcpauth__store_client_get(mcpauth_store *s, const char *client_id, mcpauth_c
     if (!c || !client_id || enter(s) != 0)
         return -1;
     int r = -1;
-    sqlite3_stmt *st =
+    mcpauth_db_stmt *st =
         query(s, "SELECT " CLIENT_COLS " FROM clients WHERE client_id = ?", "s", client_id);
     if (st) {
         int rc = step(s, st);
-        if (rc == SQLITE_DONE)
+        if (rc == DB_DONE)
             r = 0;
-        else if (rc == SQLITE_ROW)
+        else if (rc == DB_ROW)
             r = client_from_row(st, c) == 0 ? 1 : -1;
     }
     done(s, st);
@@ -663,16 +624,16 @@ int mcpauth__store_client_check_secret(mcpauth_store *s, const char *client_id, 
 {
     if (!client_id || enter(s) != 0)
         return -1;
-    sqlite3_stmt *st = query(
+    mcpauth_db_stmt *st = query(
         s, "SELECT secret_hash, secret_expires FROM clients WHERE client_id = ?", "s", client_id);
     int r = -1;
     if (st) {
         int rc = step(s, st);
-        if (rc == SQLITE_DONE) {
+        if (rc == DB_DONE) {
             r = 0;
-        } else if (rc == SQLITE_ROW) {
-            const char *stored = (const char *)sqlite3_column_text(st, 0);
-            time_t expires = (time_t)sqlite3_column_int64(st, 1);
+        } else if (rc == DB_ROW) {
+            const char *stored = (const char *)col_text(st, 0);
+            time_t expires = (time_t)col_i64(st, 1);
             char h[65];
             hash_of(secret ? secret : "", h);
             r = secret && *secret && stored && (expires == 0 || expires > time(NULL)) &&
@@ -720,30 +681,30 @@ int mcpauth__store_client_list(mcpauth_store *s, int (*fn)(const mcpauth_client 
         return -1;
     mcpauth_client *v = NULL;
     size_t n = 0, cap = 0;
-    int rc = SQLITE_ERROR;
-    sqlite3_stmt *st =
+    int rc = DB_ERROR;
+    mcpauth_db_stmt *st =
         query(s, "SELECT " CLIENT_COLS " FROM clients ORDER BY created DESC, rowid DESC", "");
-    while (st && (rc = step(s, st)) == SQLITE_ROW) {
+    while (st && (rc = step(s, st)) == DB_ROW) {
         if (n == cap) {
             size_t nc = cap ? 2 * cap : 16;
             v = mcpauth__xrealloc(v, nc * sizeof *v);
             cap = nc;
         }
         if (client_from_row(st, &v[n]) != 0) {
-            rc = SQLITE_NOMEM;
+            rc = DB_ERROR;
             break;
         }
         n++;
     }
     done(s, st);
     leave(s);
-    for (size_t i = 0; rc == SQLITE_DONE && i < n; i++)
+    for (size_t i = 0; rc == DB_DONE && i < n; i++)
         if (fn(&v[i], arg))
             break;
     for (size_t i = 0; i < n; i++)
         mcpauth__client_free(&v[i]);
     free(v);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return rc == DB_DONE ? 0 : -1;
 }
 
 int mcpauth__store_registration_allowed(mcpauth_store *s, const char *addr, int limit, long window)
@@ -753,14 +714,14 @@ int mcpauth__store_registration_allowed(mcpauth_store *s, const char *addr, int 
     time_t now = time(NULL);
     int r = -1;
     if (begin(s) == 0) {
-        sqlite3_stmt *st = query(s, "SELECT count(*) FROM registrations WHERE addr = ? AND time > ?",
+        mcpauth_db_stmt *st = query(s, "SELECT count(*) FROM registrations WHERE addr = ? AND \"time\" > ?",
                                  "st", addr, now - (time_t)window);
-        if (st && step(s, st) == SQLITE_ROW) {
-            long long count = sqlite3_column_int64(st, 0);
+        if (st && step(s, st) == DB_ROW) {
+            long long count = col_i64(st, 0);
             r = count < limit;
         }
         done(s, st);
-        if (r == 1 && run(s, "INSERT INTO registrations(addr, time) VALUES(?, ?)", "st", addr,
+        if (r == 1 && run(s, "INSERT INTO registrations(addr, \"time\") VALUES(?, ?)", "st", addr,
                           now) != 1)
             r = -1;
         if (r < 0 || commit(s) != 0) {
@@ -803,11 +764,11 @@ int mcpauth__store_code_add(mcpauth_store *s, const char *code, const mcpauth_gr
     int r = -1;
     if (begin(s) == 0) {
         if (run(s,
-                "INSERT INTO families(id, revoked, user, client_id, last_used)"
+                "INSERT INTO families(id, revoked, \"user\", client_id, last_used)"
                 " VALUES(?, 0, ?, ?, ?)",
                 "ssst", g->family, g->user, g->client_id, g->expires) == 1 &&
             run(s,
-                "INSERT INTO codes(hash, family, client_id, user, resource, scope, redirect_uri,"
+                "INSERT INTO codes(hash, family, client_id, \"user\", resource, scope, redirect_uri,"
                 " code_challenge, expires) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 "sssssssst", h, g->family, g->client_id, g->user, g->resource, g->scope,
                 g->redirect_uri, g->code_challenge, g->expires) == 1)
@@ -826,15 +787,15 @@ int mcpauth__store_code_add(mcpauth_store *s, const char *code, const mcpauth_gr
 static mcpauth_redeem redeem_in(mcpauth_store *s, const char *h, time_t now, mcpauth_grant *tmp)
 {
     mcpauth_redeem r = MCPAUTH_REDEEM_ERROR;
-    sqlite3_stmt *st = query(s,
-                             "SELECT c.client_id, c.user, c.resource, c.scope, c.redirect_uri,"
+    mcpauth_db_stmt *st = query(s,
+                             "SELECT c.client_id, c.\"user\", c.resource, c.scope, c.redirect_uri,"
                              " c.code_challenge, c.family, c.expires, c.used, f.revoked"
                              " FROM codes c JOIN families f ON f.id = c.family WHERE c.hash = ?",
                              "s", h);
-    int rc = st ? step(s, st) : SQLITE_ERROR;
-    if (rc == SQLITE_DONE) {
+    int rc = st ? step(s, st) : DB_ERROR;
+    if (rc == DB_DONE) {
         r = MCPAUTH_REDEEM_UNKNOWN;
-    } else if (rc == SQLITE_ROW) {
+    } else if (rc == DB_ROW) {
         tmp->client_id = col_dup(st, 0);
         tmp->user = col_dup(st, 1);
         tmp->resource = col_dup(st, 2);
@@ -842,8 +803,8 @@ static mcpauth_redeem redeem_in(mcpauth_store *s, const char *h, time_t now, mcp
         tmp->redirect_uri = col_dup(st, 4);
         tmp->code_challenge = col_dup(st, 5);
         tmp->family = col_dup(st, 6);
-        tmp->expires = (time_t)sqlite3_column_int64(st, 7);
-        int used = sqlite3_column_int(st, 8), revoked = sqlite3_column_int(st, 9);
+        tmp->expires = (time_t)col_i64(st, 7);
+        int used = col_int(st, 8), revoked = col_int(st, 9);
         if (!tmp->family || !tmp->client_id || !tmp->user)
             r = MCPAUTH_REDEEM_ERROR;
         else if (tmp->expires <= now)
@@ -855,7 +816,8 @@ static mcpauth_redeem redeem_in(mcpauth_store *s, const char *h, time_t now, mcp
         else if (revoked)
             r = MCPAUTH_REDEEM_UNKNOWN;
         else if (run(s, "UPDATE codes SET used = 1 WHERE hash = ?", "s", h) == 1 &&
-                 run(s, "UPDATE families SET last_used = max(last_used, ?) WHERE id = ?", "ts",
+                 run(s, "UPDATE families SET last_used = CASE WHEN last_used < ?1 THEN ?1 ELSE last_used END"
+                     " WHERE id = ?2", "ts",
                      now, tmp->family) == 1)
             r = MCPAUTH_REDEEM_OK;
     }
@@ -931,16 +893,16 @@ int mcpauth__store_code_peek(mcpauth_store *s, const char *code, time_t now, mcp
     char h[65];
     hash_of(code, h);
     int r = -1;
-    sqlite3_stmt *st = query(s,
-                             "SELECT c.client_id, c.user, c.resource, c.scope, c.redirect_uri,"
+    mcpauth_db_stmt *st = query(s,
+                             "SELECT c.client_id, c.\"user\", c.resource, c.scope, c.redirect_uri,"
                              " c.code_challenge, c.family, c.expires"
                              " FROM codes c JOIN families f ON f.id = c.family WHERE c.hash = ?"
                              " AND c.used = 0 AND c.expires > ? AND f.revoked = 0",
                              "st", h, now);
-    int rc = st ? step(s, st) : SQLITE_ERROR;
-    if (rc == SQLITE_DONE) {
+    int rc = st ? step(s, st) : DB_ERROR;
+    if (rc == DB_DONE) {
         r = 0;
-    } else if (rc == SQLITE_ROW) {
+    } else if (rc == DB_ROW) {
         g->client_id = col_dup(st, 0);
         g->user = col_dup(st, 1);
         g->resource = col_dup(st, 2);
@@ -948,7 +910,7 @@ int mcpauth__store_code_peek(mcpauth_store *s, const char *code, time_t now, mcp
         g->redirect_uri = col_dup(st, 4);
         g->code_challenge = col_dup(st, 5);
         g->family = col_dup(st, 6);
-        g->expires = (time_t)sqlite3_column_int64(st, 7);
+        g->expires = (time_t)col_i64(st, 7);
         r = g->client_id && g->user && g->family ? 1 : -1;
     }
     done(s, st);
@@ -964,7 +926,7 @@ static long insert_refresh(mcpauth_store *s, const char *hash, const mcpauth_gra
                            time_t expires)
 {
     return run(s,
-               "INSERT INTO refresh(hash, family, client_id, user, resource, scope, expires)"
+               "INSERT INTO refresh(hash, family, client_id, \"user\", resource, scope, expires)"
                " VALUES(?, ?, ?, ?, ?, ?, ?)",
                "sssssst", hash, g->family, g->client_id, g->user, g->resource, g->scope, expires);
 }
@@ -982,14 +944,14 @@ int mcpauth__store_refresh_add(mcpauth_store *s, const char *token, const mcpaut
     if (begin(s) == 0) {
         int same = 0;
         if (run(s,
-                "INSERT OR IGNORE INTO families(id, revoked, user, client_id, last_used)"
-                " VALUES(?, 0, ?, ?, ?)",
+                "INSERT INTO families(id, revoked, \"user\", client_id, last_used)"
+                " VALUES(?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
                 "ssst", g->family, g->user, g->client_id, g->expires) >= 0) {
-            sqlite3_stmt *st = query(s,
-                                     "SELECT 1 FROM families WHERE id = ? AND user = ?"
+            mcpauth_db_stmt *st = query(s,
+                                     "SELECT 1 FROM families WHERE id = ? AND \"user\" = ?"
                                      " AND client_id = ?",
                                      "sss", g->family, g->user, g->client_id);
-            same = st && step(s, st) == SQLITE_ROW;
+            same = st && step(s, st) == DB_ROW;
             done(s, st);
         }
         if (same && insert_refresh(s, h, g, g->expires) == 1)
@@ -1021,25 +983,25 @@ mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token
     mcpauth_grant tmp = {0};
     if (begin(s) != 0)
         goto out;
-    sqlite3_stmt *st = query(s,
-                             "SELECT r.family, r.client_id, r.user, r.resource, r.scope,"
+    mcpauth_db_stmt *st = query(s,
+                             "SELECT r.family, r.client_id, r.\"user\", r.resource, r.scope,"
                              " r.expires, r.retired_at, r.grace_used, f.revoked"
                              " FROM refresh r JOIN families f ON f.id = r.family"
                              " WHERE r.hash = ?",
                              "s", h);
-    int rc = st ? step(s, st) : SQLITE_ERROR;
-    if (rc == SQLITE_DONE) {
+    int rc = st ? step(s, st) : DB_ERROR;
+    if (rc == DB_DONE) {
         r = MCPAUTH_ROTATE_UNKNOWN;
-    } else if (rc == SQLITE_ROW) {
+    } else if (rc == DB_ROW) {
         tmp.family = col_dup(st, 0);
         tmp.client_id = col_dup(st, 1);
         tmp.user = col_dup(st, 2);
         tmp.resource = col_dup(st, 3);
         tmp.scope = col_dup(st, 4);
-        tmp.expires = (time_t)sqlite3_column_int64(st, 5);
-        int retired = sqlite3_column_type(st, 6) != SQLITE_NULL;
-        time_t retired_at = (time_t)sqlite3_column_int64(st, 6);
-        int grace_used = sqlite3_column_int(st, 7), revoked = sqlite3_column_int(st, 8);
+        tmp.expires = (time_t)col_i64(st, 5);
+        int retired = !col_null(st, 6);
+        time_t retired_at = (time_t)col_i64(st, 6);
+        int grace_used = col_int(st, 7), revoked = col_int(st, 8);
         if (!tmp.family || !tmp.client_id || !tmp.user) {
             r = MCPAUTH_ROTATE_ERROR;
         } else if (revoked || tmp.expires <= now) {
@@ -1063,7 +1025,8 @@ mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token
         if (r == MCPAUTH_ROTATE_OK) {
             if (new_token)
                 tmp.expires = new_expires;
-            if (run(s, "UPDATE families SET last_used = max(last_used, ?) WHERE id = ?", "ts",
+            if (run(s, "UPDATE families SET last_used = CASE WHEN last_used < ?1 THEN ?1 ELSE last_used END"
+                     " WHERE id = ?2", "ts",
                     now, tmp.family) != 1)
                 r = MCPAUTH_ROTATE_ERROR;
         }
@@ -1111,20 +1074,20 @@ static int refresh_lookup(mcpauth_store *s, const char *token, time_t now, int r
     int r = -1;
     /* retired_too: a token rotated away but whose family is alive (for
      * checks that must not depend on which racing refresh came first) */
-    sqlite3_stmt *st = query(s,
+    mcpauth_db_stmt *st = query(s,
                              retired_too
-                                 ? "SELECT r.family, r.client_id, r.user, r.resource, r.scope,"
+                                 ? "SELECT r.family, r.client_id, r.\"user\", r.resource, r.scope,"
                                    " r.expires FROM refresh r JOIN families f ON f.id = r.family"
                                    " WHERE r.hash = ? AND r.expires > ? AND f.revoked = 0"
-                                 : "SELECT r.family, r.client_id, r.user, r.resource, r.scope,"
+                                 : "SELECT r.family, r.client_id, r.\"user\", r.resource, r.scope,"
                                    " r.expires FROM refresh r JOIN families f ON f.id = r.family"
                                    " WHERE r.hash = ? AND r.retired_at IS NULL AND r.expires > ?"
                                    " AND f.revoked = 0",
                              "st", h, now);
-    int rc = st ? step(s, st) : SQLITE_ERROR;
-    if (rc == SQLITE_DONE) {
+    int rc = st ? step(s, st) : DB_ERROR;
+    if (rc == DB_DONE) {
         r = 0;
-    } else if (rc == SQLITE_ROW) {
+    } else if (rc == DB_ROW) {
         r = 1;
         if (g) {
             g->family = col_dup(st, 0);
@@ -1132,7 +1095,7 @@ static int refresh_lookup(mcpauth_store *s, const char *token, time_t now, int r
             g->user = col_dup(st, 2);
             g->resource = col_dup(st, 3);
             g->scope = col_dup(st, 4);
-            g->expires = (time_t)sqlite3_column_int64(st, 5);
+            g->expires = (time_t)col_i64(st, 5);
         }
     }
     done(s, st);
@@ -1152,7 +1115,7 @@ int mcpauth__store_revoke_token(mcpauth_store *s, const char *token)
     }
     char h[65];
     hash_of(token, h);
-    long n = run(s,
+    long n = run_write(s,
                  "UPDATE families SET revoked = 1 WHERE revoked = 0"
                  " AND id = (SELECT family FROM refresh WHERE hash = ?)",
                  "s", h);
@@ -1164,7 +1127,7 @@ int mcpauth__store_revoke_user(mcpauth_store *s, const char *user)
 {
     if (!user || enter(s) != 0)
         return -1;
-    long n = run(s, "UPDATE families SET revoked = 1 WHERE revoked = 0 AND user = ?", "s", user);
+    long n = run_write(s, "UPDATE families SET revoked = 1 WHERE revoked = 0 AND \"user\" = ?", "s", user);
     leave(s);
     return (int)n;
 }
@@ -1173,7 +1136,7 @@ int mcpauth__store_revoke_client(mcpauth_store *s, const char *client_id)
 {
     if (!client_id || enter(s) != 0)
         return -1;
-    long n = run(s, "UPDATE families SET revoked = 1 WHERE revoked = 0 AND client_id = ?", "s",
+    long n = run_write(s, "UPDATE families SET revoked = 1 WHERE revoked = 0 AND client_id = ?", "s",
                  client_id);
     leave(s);
     return (int)n;
@@ -1184,7 +1147,7 @@ int mcpauth__store_revoke_family(mcpauth_store *s, const char *family)
 {
     if (!family || enter(s) != 0)
         return -1;
-    long n = run(s, "UPDATE families SET revoked = 1 WHERE revoked = 0 AND id = ?", "s", family);
+    long n = run_write(s, "UPDATE families SET revoked = 1 WHERE revoked = 0 AND id = ?", "s", family);
     leave(s);
     return (int)n;
 }
@@ -1200,12 +1163,12 @@ int mcpauth__store_family_revoked(mcpauth_store *s, const char *family)
         return 1;
     }
     int r = -1;
-    sqlite3_stmt *st = query(s, "SELECT revoked FROM families WHERE id = ?", "s", family);
-    int rc = st ? step(s, st) : SQLITE_ERROR;
-    if (rc == SQLITE_DONE)
+    mcpauth_db_stmt *st = query(s, "SELECT revoked FROM families WHERE id = ?", "s", family);
+    int rc = st ? step(s, st) : DB_ERROR;
+    if (rc == DB_DONE)
         r = 1;
-    else if (rc == SQLITE_ROW)
-        r = sqlite3_column_int(st, 0) != 0;
+    else if (rc == DB_ROW)
+        r = col_int(st, 0) != 0;
     done(s, st);
     leave(s);
     return r;
@@ -1224,12 +1187,12 @@ int mcpauth__store_access_add(mcpauth_store *s, const char *token, const char *f
     hash_of(token, h);
     int r = -1;
     if (begin(s) == 0) {
-        sqlite3_stmt *st = query(s, "SELECT revoked FROM families WHERE id = ?", "s", family);
-        int rc = st ? step(s, st) : SQLITE_ERROR;
-        if (rc == SQLITE_DONE)
+        mcpauth_db_stmt *st = query(s, "SELECT revoked FROM families WHERE id = ?", "s", family);
+        int rc = st ? step(s, st) : DB_ERROR;
+        if (rc == DB_DONE)
             r = 0;
-        else if (rc == SQLITE_ROW)
-            r = sqlite3_column_int(st, 0) ? 0 : 1;
+        else if (rc == DB_ROW)
+            r = col_int(st, 0) ? 0 : 1;
         done(s, st);
         if (r == 1 && run(s, "INSERT INTO access(hash, family, expires) VALUES(?, ?, ?)", "sst", h,
                           family, expires) != 1)
@@ -1256,15 +1219,15 @@ long mcpauth__store_access_revoked(mcpauth_store *s, time_t now,
         return -1;
     access_row *v = NULL;
     size_t n = 0, cap = 0;
-    int rc = SQLITE_ERROR;
+    int rc = DB_ERROR;
     /* revoked, or gone (deleted client, purged): fail closed */
-    sqlite3_stmt *st = query(s,
+    mcpauth_db_stmt *st = query(s,
                              "SELECT hash, expires FROM access WHERE pushed = 0 AND expires > ?"
                              " AND NOT EXISTS (SELECT 1 FROM families f"
                              "  WHERE f.id = access.family AND f.revoked = 0)",
                              "t", now);
-    while (st && (rc = step(s, st)) == SQLITE_ROW) {
-        const unsigned char *t = sqlite3_column_text(st, 0);
+    while (st && (rc = step(s, st)) == DB_ROW) {
+        const char *t = col_text(st, 0);
         if (!t || strlen((const char *)t) != 64)
             continue;
         if (n == cap) {
@@ -1272,11 +1235,11 @@ long mcpauth__store_access_revoked(mcpauth_store *s, time_t now,
             v = mcpauth__xrealloc(v, cap * sizeof *v);
         }
         memcpy(v[n].hash, t, 65);
-        v[n++].expires = (time_t)sqlite3_column_int64(st, 1);
+        v[n++].expires = (time_t)col_i64(st, 1);
     }
     done(s, st);
     leave(s);
-    long taken = rc == SQLITE_DONE ? 0 : -1;
+    long taken = rc == DB_DONE ? 0 : -1;
     size_t nt = 0; /* the rows fn took move to the front */
     for (size_t i = 0; taken >= 0 && i < n; i++)
         if (fn(v[i].hash, v[i].expires, arg) == 0) /* else offered again next time */
@@ -1313,7 +1276,7 @@ int mcpauth__store_form_use(mcpauth_store *s, const char *form_id, time_t expire
     hash_of(form_id, h);
     /* the primary key makes the second insert a no-op: of two racing
      * posts exactly one changes a row */
-    long n = run(s, "INSERT OR IGNORE INTO consent_forms(hash, expires) VALUES(?, ?)", "st", h,
+    long n = run_write(s, "INSERT INTO consent_forms(hash, expires) VALUES(?, ?) ON CONFLICT DO NOTHING", "st", h,
                  expires);
     leave(s);
     return n < 0 ? -1 : n == 1;
@@ -1332,14 +1295,14 @@ static int consent_scope(mcpauth_store *s, const char *user, const char *client_
                          const char *resource, char **scope)
 {
     *scope = NULL;
-    sqlite3_stmt *st = query(s,
-                             "SELECT scope FROM consents WHERE user = ? AND client_id = ?"
+    mcpauth_db_stmt *st = query(s,
+                             "SELECT scope FROM consents WHERE \"user\" = ? AND client_id = ?"
                              " AND resource = ?",
                              "sss", user, client_id, or_empty(resource));
-    int rc = st ? step(s, st) : SQLITE_ERROR, r = -1;
-    if (rc == SQLITE_DONE) {
+    int rc = st ? step(s, st) : DB_ERROR, r = -1;
+    if (rc == DB_DONE) {
         r = 0;
-    } else if (rc == SQLITE_ROW) {
+    } else if (rc == DB_ROW) {
         *scope = col_dup(st, 0);
         r = 1;
         if (!*scope)
@@ -1409,8 +1372,8 @@ int mcpauth__store_consent_add(mcpauth_store *s, const char *user, const char *c
         if (consent_scope(s, user, client_id, resource, &old) >= 0 &&
             (merged = scope_union(or_empty(old), or_empty(scope))) &&
             run(s,
-                "INSERT INTO consents(user, client_id, resource, scope) VALUES(?, ?, ?, ?)"
-                " ON CONFLICT(user, client_id, resource) DO UPDATE SET scope = excluded.scope",
+                "INSERT INTO consents(\"user\", client_id, resource, scope) VALUES(?, ?, ?, ?)"
+                " ON CONFLICT(\"user\", client_id, resource) DO UPDATE SET scope = excluded.scope",
                 "ssss", user, client_id, or_empty(resource), merged) == 1)
             r = commit(s);
         else
@@ -1431,6 +1394,9 @@ void mcpauth__keyinfo_free(mcpauth_keyinfo *k)
     free(k->kid);
     free(k->alg);
     free(k->file);
+    if (k->pem)
+        OPENSSL_cleanse(k->pem, strlen(k->pem));
+    free(k->pem);
     memset(k, 0, sizeof *k);
 }
 
@@ -1438,9 +1404,11 @@ int mcpauth__store_key_add(mcpauth_store *s, const mcpauth_keyinfo *k)
 {
     if (!k || !k->kid || !*k->kid || !k->alg || !k->file || enter(s) != 0)
         return -1;
-    long n = run(s, "INSERT INTO keys(kid, alg, file, created, retired) VALUES(?, ?, ?, ?, ?)",
-                 "ssstt", k->kid, k->alg, k->file, k->created ? k->created : time(NULL),
-                 k->retired);
+    long n = run_write(s,
+                       "INSERT INTO keys(kid, alg, file, created, retired, pem)"
+                       " VALUES(?, ?, ?, ?, ?, ?)",
+                       "ssstts", k->kid, k->alg, k->file,
+                       k->created ? k->created : time(NULL), k->retired, k->pem);
     leave(s);
     return n == 1 ? 0 : -1;
 }
@@ -1450,7 +1418,7 @@ int mcpauth__store_key_retire_all(mcpauth_store *s, time_t now)
 {
     if (enter(s) != 0)
         return -1;
-    long n = run(s, "UPDATE keys SET retired = ? WHERE retired = 0", "t", now);
+    long n = run_write(s, "UPDATE keys SET retired = ? WHERE retired = 0", "t", now);
     leave(s);
     return (int)n;
 }
@@ -1463,12 +1431,12 @@ int mcpauth__store_key_list(mcpauth_store *s, time_t since,
         return -1;
     mcpauth_keyinfo *v = NULL;
     size_t n = 0, cap = 0;
-    int rc = SQLITE_ERROR;
-    sqlite3_stmt *st = query(s,
-                             "SELECT kid, alg, file, created, retired FROM keys"
+    int rc = DB_ERROR;
+    mcpauth_db_stmt *st = query(s,
+                             "SELECT kid, alg, file, created, retired, pem FROM keys"
                              " WHERE retired = 0 OR retired > ? ORDER BY created DESC, rowid DESC",
                              "t", since);
-    while (st && (rc = step(s, st)) == SQLITE_ROW) {
+    while (st && (rc = step(s, st)) == DB_ROW) {
         if (n == cap) {
             size_t nc = cap ? 2 * cap : 8;
             v = mcpauth__xrealloc(v, nc * sizeof *v);
@@ -1478,18 +1446,19 @@ int mcpauth__store_key_list(mcpauth_store *s, time_t since,
         k->kid = col_dup(st, 0);
         k->alg = col_dup(st, 1);
         k->file = col_dup(st, 2);
-        k->created = (time_t)sqlite3_column_int64(st, 3);
-        k->retired = (time_t)sqlite3_column_int64(st, 4);
+        k->created = (time_t)col_i64(st, 3);
+        k->retired = (time_t)col_i64(st, 4);
+        k->pem = col_dup(st, 5);
     }
     done(s, st);
     leave(s);
-    for (size_t i = 0; rc == SQLITE_DONE && i < n; i++)
+    for (size_t i = 0; rc == DB_DONE && i < n; i++)
         if (fn(&v[i], arg))
             break;
     for (size_t i = 0; i < n; i++)
         mcpauth__keyinfo_free(&v[i]);
     free(v);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return rc == DB_DONE ? 0 : -1;
 }
 
 /* ----------------------------------------------------------------- upkeep */
@@ -1514,7 +1483,7 @@ long mcpauth__store_purge(mcpauth_store *s, time_t now, time_t key_cutoff)
                    " AND NOT EXISTS (SELECT 1 FROM refresh WHERE family = families.id)"
                    " AND NOT EXISTS (SELECT 1 FROM access WHERE family = families.id)",
                    "t", now - (time_t)FAMILY_LINGER);
-        n[4] = run(s, "DELETE FROM registrations WHERE time <= ?", "t",
+        n[4] = run(s, "DELETE FROM registrations WHERE \"time\" <= ?", "t",
                    now - (time_t)REGISTRATION_KEEP);
         n[5] = run(s, "DELETE FROM keys WHERE retired != 0 AND retired < ?", "t", key_cutoff);
         n[6] = run(s, "DELETE FROM consent_forms WHERE expires <= ?", "t", now);
@@ -1528,4 +1497,35 @@ long mcpauth__store_purge(mcpauth_store *s, time_t now, time_t key_cutoff)
     }
     leave(s);
     return total;
+}
+
+/* --------------------------------------------------------------- settings */
+
+int mcpauth__store_setting_get(mcpauth_store *s, const char *name, char **value)
+{
+    if (value)
+        *value = NULL;
+    if (!name || !value || enter(s) != 0)
+        return -1;
+    mcpauth_db_stmt *st = query(s, "SELECT value FROM settings WHERE name = ?", "s", name);
+    int rc = st ? step(s, st) : DB_ERROR, r = -1;
+    if (rc == DB_DONE) {
+        r = 0;
+    } else if (rc == DB_ROW) {
+        *value = col_dup(st, 0);
+        r = *value ? 1 : -1;
+    }
+    done(s, st);
+    leave(s);
+    return r;
+}
+
+int mcpauth__store_setting_add(mcpauth_store *s, const char *name, const char *value)
+{
+    if (!name || !value || enter(s) != 0)
+        return -1;
+    long n = run_write(s, "INSERT INTO settings(name, value) VALUES(?, ?) ON CONFLICT DO NOTHING",
+                       "ss", name, value);
+    leave(s);
+    return n < 0 ? -1 : n == 1;
 }

@@ -1,6 +1,7 @@
 /* The built-in authorization server's state (not installed): SQLite in WAL
  * mode under state_dir, shared by every mcpauth-as process and the admin
- * tool.  Secrets (client secrets, codes, refresh tokens) are stored only as
+ * tool of one host, or PostgreSQL, shared by several hosts (db.h; the
+ * same guarantees on both).  Secrets (client secrets, codes, refresh tokens) are stored only as
  * SHA-256 hex digests; callers pass the plain values and the store hashes.
  * Every function is safe to call from several threads and processes: each
  * call is one transaction with a busy timeout.  Strings returned inside
@@ -13,21 +14,35 @@
 
 typedef struct mcpauth_store mcpauth_store;
 
-/* Opens (creating tables when absent) state_dir/mcpauth.db.  The handle
- * is per thread: open one per thread, or serialise use of a shared one
- * (the store locks internally, so sharing is correct, only slower). */
-mcpauth_store *mcpauth__store_open(const char *state_dir, char *err, size_t errlen);
+/* Opens the store: store is the [authorization_server] store setting
+ * (NULL or "sqlite": state_dir/mcpauth.db; a postgres(ql):// URI or a
+ * libpq key=value string: that database, state_dir unused).  An empty
+ * database gets its tables; an older SQLite one is upgraded, an older
+ * PostgreSQL one refused (run mcpauth__store_migrate).  The handle is per
+ * thread: open one per thread, or serialise use of a shared one (the
+ * store locks internally, so sharing is correct, only slower).  Never use
+ * it across fork(): calls in the child fail. */
+mcpauth_store *mcpauth__store_open(const char *state_dir, const char *store, char *err,
+                                 size_t errlen);
 void mcpauth__store_close(mcpauth_store *s);
+/* Creates or upgrades the tables (`mcpauth migrate`): 0, with the version
+ * found (0: none) and the version now in *from and *to, or -1 with err. */
+int mcpauth__store_migrate(const char *state_dir, const char *store, int *from, int *to,
+                          char *err, size_t errlen);
+/* 1 when the store is shared by several hosts (PostgreSQL): signing keys
+ * and the server secret then live in it, not in state_dir. */
+int mcpauth__store_shared(const mcpauth_store *s);
 
 /* Why this thread's last store call failed, when the cause lies outside
  * the program and may pass by itself or by an admin's hand (the database
- * locked by another process, a read-only or full disk, a damaged file): a
+ * locked by another process, a read-only or full disk, a damaged file, the
+ * PostgreSQL server unreachable or restarting; the next call reconnects): a
  * phrase for the log, valid until the thread's next store call.  NULL after
  * a call that succeeded or failed for another reason (a refusal, a bad
  * argument).  Callers answer 503 for these, not 500. */
 const char *mcpauth__store_fault(void);
-/* How long a call waits for another process's write lock (default 5 s);
- * for tests. */
+/* How long a call waits for another process's write lock (default 5 s;
+ * PostgreSQL: lock_timeout); for tests. */
 void mcpauth__store_set_busy_timeout(mcpauth_store *s, int ms);
 
 /* ---------------------------------------------------------------- clients */
@@ -183,9 +198,10 @@ int mcpauth__store_consent_add(mcpauth_store *s, const char *user, const char *c
 typedef struct mcpauth_keyinfo {
     char *kid;
     char *alg;        /* ES256 or RS256 */
-    char *file;       /* PEM path, mode 0600 */
+    char *file;       /* PEM path, mode 0600 ("" when pem is set) */
     time_t created;
     time_t retired;   /* 0 while current */
+    char *pem;        /* the private key itself (shared stores), else NULL */
 } mcpauth_keyinfo;
 
 int mcpauth__store_key_add(mcpauth_store *s, const mcpauth_keyinfo *k);
@@ -196,6 +212,14 @@ int mcpauth__store_key_retire_all(mcpauth_store *s, time_t now);
 int mcpauth__store_key_list(mcpauth_store *s, time_t since,
                            int (*fn)(const mcpauth_keyinfo *, void *), void *arg);
 void mcpauth__keyinfo_free(mcpauth_keyinfo *k);
+
+/* --------------------------------------------------------------- settings */
+
+/* Named values shared by every host (the server secret on PostgreSQL).
+ * _get: 1 found (*value: caller frees), 0 absent, -1 error.  _add stores
+ * value unless name is set already: 1 stored, 0 it was there, -1 error. */
+int mcpauth__store_setting_get(mcpauth_store *s, const char *name, char **value);
+int mcpauth__store_setting_add(mcpauth_store *s, const char *name, const char *value);
 
 /* ----------------------------------------------------------------- upkeep */
 

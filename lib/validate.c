@@ -30,6 +30,7 @@
 
 #include "alloc.h"
 #include "cache.h"
+#include "clock.h"
 #include "fetch.h"
 #include "jose.h"
 #include "metrics.h"
@@ -1042,7 +1043,7 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
         set_verdict(d, MCPAUTH_INVALID_TOKEN, "token larger than %ld bytes", v->cfg->token_max_bytes);
         return;
     }
-    time_t now = time(NULL);
+    time_t now = mcpauth__now(); /* never back: an expired token stays so */
     unsigned ridx = (unsigned)(res - v->cfg->resources);
     /* shared: the resource as its settings, not its place in this file */
     const unsigned char *ckey = key;
@@ -1368,12 +1369,9 @@ mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, s
         /* Not a start-up failure: the AS creates the file and may start
          * after us.  Until it can be read, the built-in AS's tokens are
          * refused (503), and this line says why. */
-        char path[4096], why[512] = "runtime_dir is not set or too long";
+        char why[512];
         v->builtin_iss = cfg->as->issuer;
-        if (mcpauth__revoked_path(cfg, path, sizeof path) == 0)
-            v->revoked = mcpauth__revoked_open_ro(path, why, sizeof why);
-        else
-            v->revoked = mcpauth__revoked_open_ro(NULL, NULL, 0);
+        v->revoked = mcpauth__revoked_open(cfg, 0, why, sizeof why); /* shm or Redis */
         if (why[0])
             mcpauth_log(MCPAUTH_LOG_ERROR, "revocation_list_unavailable", "reason", why, "effect",
                         "tokens of the built-in authorization server are refused until mcpauth-as "

@@ -37,6 +37,30 @@ summary() {
         failed=$((failed + $1)); shift
         echo "FAILED: $*"
     }
+    # A step whose log (NAME.log) has one "ok - " or "not ok - " line per
+    # check and ends with a summary line matching $2; exit status 77 means
+    # it was skipped, which counts as a failure.
+    tap_step() { # name summary-regex
+        st=$(step_status "$1")
+        if [ -z "$st" ]; then
+            fail 1 "$1: did not run"
+        elif [ ! -f "$1.log" ]; then
+            fail 1 "$1: no $BUILD_DIR/$1.log"
+        elif [ "$st" = 77 ]; then
+            fail 1 "$1: skipped (needs root); see $BUILD_DIR/$1.log"
+        else
+            grep -E "^(== |$1: )|^not ok - " "$1.log" || true
+            # shellcheck disable=SC2046
+            set -- "$1" $(awk -v re="^$2" '/^ok - /{p++} /^not ok - /{f++} $0 ~ re {d=1}
+                END{print p+0, f+0, d+0}' "$1.log")
+            passed=$((passed + $2))
+            [ "$3" -eq 0 ] || fail "$3" "$1: $3 checks failed; see $BUILD_DIR/$1.log"
+            if [ "$st" != 0 ] && [ "$3" -eq 0 ]; then
+                [ "$4" = 1 ] || tail -40 "$1.log"
+                fail 1 "$1: exit status $st$([ "$4" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/$1.log"
+            fi
+        fi
+    }
     for s in check-deps check-tree build; do
         st=$(step_status $s)
         case "$st" in
@@ -112,25 +136,13 @@ summary() {
                 fail 1 "e2e: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/e2e.log"
             fi
         fi
-        # Shared hosting: one "ok - " line per check; it needs root to
-        # create its user, and a skip is not a pass.
-        st=$(step_status shared)
-        if [ -z "$st" ]; then
-            fail 1 "shared: did not run"
-        elif [ "$st" = 77 ]; then
-            fail 1 "shared: skipped (needs root to create its user); see $BUILD_DIR/shared.log"
-        else
-            grep -E '^(== |shared: )|^not ok' shared.log || true
-            # shellcheck disable=SC2046
-            set -- $(awk '/^ok - /{p++} /^not ok - /{f++} /^shared: [0-9]+ passed/{d=1}
-                END{print p+0, f+0, d+0}' shared.log)
-            passed=$((passed + $1))
-            [ "$2" -eq 0 ] || fail "$2" "shared: $2 checks failed; see $BUILD_DIR/shared.log"
-            if [ "$st" != 0 ] && [ "$2" -eq 0 ]; then
-                [ "$3" = 1 ] || tail -40 shared.log
-                fail 1 "shared: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/shared.log"
-            fi
-        fi
+        # Shared hosting, several hosts, the Debian package: one "ok - " line
+        # per check and a summary; each needs root (to create its user,
+        # start PostgreSQL as its user, install packages), and a skip is
+        # not a pass.
+        tap_step shared 'shared: [0-9]+ passed'
+        tap_step multihost 'multihost: [0-9]+ passed'
+        tap_step debian 'debian: [0-9]+ passed'
         # Fuzz smoke: one "fuzz: NAME ok:" line per harness that found nothing.
         st=$(step_status fuzz)
         if [ -z "$st" ]; then
@@ -147,25 +159,8 @@ summary() {
                 fail 1 "fuzz: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/fuzz.log"
             fi
         fi
-        # Soak: one "ok - " or "not ok - " line per check, then its summary.
-        st=$(step_status soak)
-        if [ -z "$st" ]; then
-            fail 1 "soak: did not run"
-        elif [ ! -f soak.log ]; then
-            fail 1 "soak: no $BUILD_DIR/soak.log"
-        else
-            grep -E '^not ok - |^soak: [0-9]+ requests' soak.log || true
-            # shellcheck disable=SC2046
-            set -- $(awk '/^ok - /{p++} /^not ok - /{f++}
-                /^soak: [0-9]+ requests, [0-9]+ checks passed, [0-9]+ failed/{d=1}
-                END{print p+0, f+0, d+0}' soak.log)
-            passed=$((passed + $1))
-            [ "$2" -eq 0 ] || fail "$2" "soak: $2 checks failed; see $BUILD_DIR/soak.log"
-            if [ "$st" != 0 ] && [ "$2" -eq 0 ]; then
-                [ "$3" = 1 ] || tail -40 soak.log
-                fail 1 "soak: exit status $st$([ "$3" = 1 ] || echo ', stopped before its summary'); see $BUILD_DIR/soak.log"
-            fi
-        fi
+        # Soak: the same, with its own summary line.
+        tap_step soak 'soak: [0-9]+ requests, [0-9]+ checks passed, [0-9]+ failed'
     fi
     summarised=yes
     echo "mcpauth: $passed passed, $failed failed"
@@ -201,7 +196,8 @@ if [ "$(step_status build)" = 0 ]; then
     for log in $(test_logs); do
         rm -f "$BUILD_DIR/$log" "$BUILD_DIR/${log%.log}.trs"
     done
-    rm -f "$BUILD_DIR/e2e.log" "$BUILD_DIR/shared.log" "$BUILD_DIR/fuzz.log" "$BUILD_DIR/soak.log"
+    rm -f "$BUILD_DIR/e2e.log" "$BUILD_DIR/shared.log" "$BUILD_DIR/fuzz.log" "$BUILD_DIR/soak.log" \
+        "$BUILD_DIR/multihost.log" "$BUILD_DIR/debian.log"
     step make-check make -C "$BUILD_DIR" -k -j1 check
     # The official MCP SDK client, the MCP reference server, an external AS
     # and a browser against the demo deployment on lighttpd and Apache.
@@ -222,5 +218,15 @@ if [ "$(step_status build)" = 0 ]; then
     # every code redeemed once, refresh families consistent.
     # shellcheck disable=SC2016
     step soak sh -c 'make -C "$1" soak > "$2" 2>&1' soak "$BUILD_DIR" "$BUILD_DIR/soak.log"
+    # Several hosts (doc/deploy.md): two lighttpd and one Apache as one
+    # deployment, on SQLite + shared memory and on PostgreSQL + Redis.
+    # shellcheck disable=SC2016
+    step multihost sh -c 'make -C "$1" multihost > "$2" 2>&1' multihost "$BUILD_DIR" \
+        "$BUILD_DIR/multihost.log"
+    # The Debian package (doc/debian.md): built, installed, enabled in
+    # Apache and lighttpd, upgraded, purged.  Last: it installs into /usr.
+    # shellcheck disable=SC2016
+    step debian sh -c 'BUILD_DIR="$1" sh "$2" > "$3" 2>&1' debian "$BUILD_DIR" \
+        "$top/tests/debian/run.sh" "$BUILD_DIR/debian.log"
 fi
 summary

@@ -25,6 +25,7 @@
 #include <mcpauth/log.h>
 #include <mcpauth/mcpauth.h>
 
+#include "db.h"
 #include "keys.h"
 #include "revoked.h"
 #include "site.h"
@@ -64,6 +65,8 @@ static void usage(FILE *f)
             "  rotate-key [--alg ES256|RS256]\n"
             "                        make a new current signing key; the previous one stays\n"
             "                        published until its tokens have expired\n"
+            "  migrate               create the database's tables or bring them up to date\n"
+            "                        after an upgrade (store = PostgreSQL needs it)\n"
             "  keys                  list the signing keys still recorded\n"
             "  status                the live figures (metrics), program versions,\n"
             "                        configuration file, key ages and next key expiry\n"
@@ -305,10 +308,13 @@ static int become_owner(const char *dir)
     return 0;
 }
 
+/* The store setting of [authorization_server] (NULL: SQLite). */
+#define STORE_OF(c) ((c)->cfg && (c)->cfg->as ? (c)->cfg->as->store : NULL)
+
 static mcpauth_store *open_store(ctx *c)
 {
     char err[512];
-    mcpauth_store *s = mcpauth__store_open(c->state_dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(c->state_dir, STORE_OF(c), err, sizeof err);
     if (!s)
         fail("%s", err);
     return s;
@@ -320,11 +326,34 @@ static mcpauth_store *open_existing(ctx *c)
     if (resolve_state_dir(c) < 0 || absolute_state_dir(c) < 0 || become_owner(c->state_dir) < 0)
         return NULL;
     char db[PATH_MAX];
-    if (path_in(db, sizeof db, c->state_dir, "mcpauth.db") < 0 || access(db, F_OK) < 0) {
+    if (!mcpauth__db_is_pg(STORE_OF(c)) &&
+        (path_in(db, sizeof db, c->state_dir, "mcpauth.db") < 0 || access(db, F_OK) < 0)) {
         fail("%s/mcpauth.db does not exist (run `" PROG " init`)", c->state_dir);
         return NULL;
     }
     return open_store(c);
+}
+
+/* Creates or upgrades the tables; the one way to upgrade PostgreSQL. */
+static int cmd_migrate(ctx *c)
+{
+    if (c->argc > 1)
+        return usage_error("migrate: unknown argument \"%s\"", c->argv[1]);
+    if (resolve_state_dir(c) < 0 || absolute_state_dir(c) < 0 || become_owner(c->state_dir) < 0)
+        return 1;
+    char err[512];
+    int from = 0, to = 0;
+    if (mcpauth__store_migrate(c->state_dir, STORE_OF(c), &from, &to, err, sizeof err) < 0) {
+        fail("%s", err);
+        return 1;
+    }
+    if (from == to)
+        printf("database schema is up to date (version %d)\n", to);
+    else if (from == 0)
+        printf("created the tables (schema version %d)\n", to);
+    else
+        printf("upgraded the database schema from version %d to %d\n", from, to);
+    return 0;
 }
 
 /* ------------------------------------------------------------------- keys */
@@ -405,11 +434,19 @@ int opt_value(char **argv, int argc, int *i, const char *name, const char **out)
     return 1;
 }
 
+/* shared_state is Redis: the list lives there, no file in runtime_dir. */
+static int revoked_in_redis(const mcpauth_config *cfg)
+{
+    return cfg && cfg->shared_state && strcmp(cfg->shared_state, "shm") != 0;
+}
+
 /* Opens (creating) the revocation list at path and pushes the store's
  * revoked grants into it.  0, or -1 with a reason in err. */
-static int sync_revoked(mcpauth_store *s, const char *path, char *err, size_t errlen)
+static int sync_revoked(mcpauth_store *s, const mcpauth_config *cfg, const char *path, char *err,
+                        size_t errlen)
 {
-    mcpauth__revoked *r = mcpauth__revoked_open_rw(path, MCPAUTH__REVOKED_SLOTS, err, errlen);
+    mcpauth__revoked *r = revoked_in_redis(cfg) ? mcpauth__revoked_open(cfg, 1, err, errlen)
+                                                : mcpauth__revoked_open_rw(path, MCPAUTH__REVOKED_SLOTS, err, errlen);
     int rc = r && mcpauth__revoked_sync(r, s, time(NULL)) >= 0 ? 0 : -1;
     if (r && rc < 0)
         snprintf(err, errlen, "cannot fill it from the database");
@@ -447,8 +484,11 @@ static int init_revoked(ctx *c, mcpauth_store *s)
     int had = access(path, F_OK) == 0;
     /* not fatal: mcpauth-as creates it at start when runtime_dir is
      * writable for it, and refuses to start (saying so) otherwise */
-    if (sync_revoked(s, path, err, sizeof err) < 0)
-        fprintf(stderr, PROG ": warning: revocation list %s: %s\n", path, err);
+    if (sync_revoked(s, c->cfg, path, err, sizeof err) < 0)
+        fprintf(stderr, PROG ": warning: revocation list %s: %s\n",
+                revoked_in_redis(c->cfg) ? "(shared_state)" : path, err);
+    else if (revoked_in_redis(c->cfg))
+        printf("filled the revocation list in shared_state (Redis)\n");
     else
         printf("%s revocation list %s\n", had ? "opened" : "created", path);
     return 0;
@@ -531,16 +571,23 @@ static int cmd_init(ctx *c)
     mcpauth_store *s = open_store(c);
     if (!s)
         return 1;
-    printf("%s database %s\n", had_db ? "opened" : "created", db);
+    int shared = mcpauth__store_shared(s);
+    if (shared)
+        printf("opened the PostgreSQL database (tables created when missing)\n");
+    else
+        printf("%s database %s\n", had_db ? "opened" : "created", db);
 
     int rc = 1;
     char err[512];
-    int made = mcpauth__secret_create(c->state_dir, err, sizeof err);
+    int made = mcpauth__secret_create(s, c->state_dir, err, sizeof err);
     if (made < 0) {
         fail("%s", err);
         goto out;
     }
-    printf("%s server secret %s/secret\n", made ? "created" : "kept", c->state_dir);
+    if (shared)
+        printf("%s server secret in the database\n", made ? "created" : "kept");
+    else
+        printf("%s server secret %s/secret\n", made ? "created" : "kept", c->state_dir);
     if (init_revoked(c, s) < 0)
         goto out;
 
@@ -564,7 +611,10 @@ static int cmd_init(ctx *c)
         const char *a = pick_alg(c, alg, NULL);
         if (new_key(c, s, a, kid, sizeof kid) < 0)
             goto out;
-        printf("created signing key %s (%s) in %s/keys\n", kid, a, c->state_dir);
+        if (shared)
+            printf("created signing key %s (%s) in the database\n", kid, a);
+        else
+            printf("created signing key %s (%s) in %s/keys\n", kid, a, c->state_dir);
     }
     rc = 0;
 out:
@@ -751,11 +801,11 @@ static void push_revocations(ctx *c, mcpauth_store *s)
     }
     if (load_config(c) != 0 || mcpauth__revoked_path(c->cfg, path, sizeof path) < 0)
         return;
-    if (access(path, F_OK) != 0) {
+    if (!revoked_in_redis(c->cfg) && access(path, F_OK) != 0) {
         fprintf(stderr, PROG ": note: %s does not exist yet; mcpauth-as creates it\n", path);
         return;
     }
-    if (sync_revoked(s, path, err, sizeof err) < 0)
+    if (sync_revoked(s, c->cfg, path, err, sizeof err) < 0)
         fprintf(stderr, PROG ": warning: cannot update %s (%s): the gate and proxy see these "
                 "revocations when mcpauth-as next revokes or starts\n", path, err);
 }
@@ -944,6 +994,8 @@ static int run(ctx *c)
         return cmd_init(c);
     if (strcmp(cmd, "rotate-key") == 0)
         return cmd_rotate_key(c);
+    if (strcmp(cmd, "migrate") == 0)
+        return cmd_migrate(c);
     if (strcmp(cmd, "keys") == 0)
         return cmd_keys(c);
     if (strcmp(cmd, "clients") == 0)

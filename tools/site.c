@@ -24,6 +24,7 @@
 #include <mcpauth/mcpauth.h>
 
 #include "alloc.h"
+#include "db.h"
 #include "keys.h"
 #include "site.h"
 #include "store.h"
@@ -1027,21 +1028,23 @@ static void check_local(ctx *c, report *r)
                     "state_dir %s: %s", sd, strerror(errno));
         return;
     }
-    if (path_in(db, sizeof db, sd, "mcpauth.db") < 0 || access(db, R_OK | W_OK) != 0) {
+    if (!mcpauth__db_is_pg(c->cfg->as->store) &&
+        (path_in(db, sizeof db, sd, "mcpauth.db") < 0 || access(db, R_OK | W_OK) != 0)) {
         report_fail(r, "run `" PROG " init`", "database %s: %s", db, strerror(errno));
         return;
     }
-    unsigned char secret[MCPAUTH_SECRET_BYTES];
-    if (mcpauth__secret_load(sd, secret, err, sizeof err) < 0) {
-        report_fail(r, "run `" PROG " init`", "server secret: %s", err);
-        return;
-    }
-    memset(secret, 0, sizeof secret);
-    mcpauth_store *s = mcpauth__store_open(sd, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(sd, c->cfg->as->store, err, sizeof err);
     if (!s) {
         report_fail(r, NULL, "database: %s", err);
         return;
     }
+    unsigned char secret[MCPAUTH_SECRET_BYTES];
+    if (mcpauth__secret_load(s, sd, secret, err, sizeof err) < 0) {
+        report_fail(r, "run `" PROG " init`", "server secret: %s", err);
+        mcpauth__store_close(s);
+        return;
+    }
+    memset(secret, 0, sizeof secret);
     mcpauth_signer *k = mcpauth__keys_load_current(s, err, sizeof err);
     if (k)
         report_ok(r, "state_dir %s: database, secret and signing key readable", sd);

@@ -12,6 +12,7 @@
 #include <mcpauth/mcpauth.h>
 
 #include "metrics.h"
+#include "state.h"
 #include "status.h"
 
 /* One line of the text format, "name{labels} value": printed unless it is
@@ -29,6 +30,36 @@ static void figure(const char *line, int *printed)
     (*printed)++;
 }
 
+/* Where the shared state is, its policies, and whether Redis answers now
+ * (one round trip, bounded by shared_state_timeout).  A password in the
+ * address is not printed. */
+static void shared_state(const mcpauth_config *cfg)
+{
+    const char *ss = cfg->shared_state ? cfg->shared_state : "shm";
+    if (!strcmp(ss, "shm")) {
+        printf("shared_state:  shm (files in runtime_dir, this host only)\n");
+        return;
+    }
+    const char *at = strrchr(ss, '@');
+    if (at && !strncmp(ss, "redis://", 8))
+        printf("shared_state:  redis://***@%s", at + 1);
+    else
+        printf("shared_state:  %s", ss);
+    printf(" (timeout %ld ms; rate limits fail %s, sessions fail %s)\n", cfg->shared_state_timeout,
+           cfg->shared_state_fail_rate ? "closed" : "open",
+           cfg->shared_state_fail_sessions ? "closed" : "open");
+    char err[512] = "";
+    mcpauth__redis *r = mcpauth__redis_open(ss, cfg->shared_state_timeout, err, sizeof err);
+    int rc = r ? mcpauth__redis_session_check(r, "mcpauth-status-probe", "-", 1)
+               : MCPAUTH__STATE_UNAVAILABLE;
+    printf("               %s\n", rc == MCPAUTH__STATE_UNAVAILABLE
+                                       ? "NOT REACHABLE now (see the error above or the log)"
+                                       : "reachable");
+    mcpauth__redis_close(r);
+    if (!r)
+        fprintf(stderr, "mcpauth: shared_state: %s\n", err);
+}
+
 int cmd_status(ctx *c)
 {
     if (c->argc > 1)
@@ -44,6 +75,7 @@ int cmd_status(ctx *c)
         printf(", served at %s to %zu address range%s", cfg->metrics_path ? cfg->metrics_path : "(nowhere)",
                cfg->metrics_allow.n, cfg->metrics_allow.n == 1 ? "" : "s");
     putchar('\n');
+    shared_state(cfg);
     int rc = 0;
     char path[4096], err[512];
     mcpauth__metrics *m = NULL;

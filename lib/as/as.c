@@ -132,9 +132,8 @@ void mcpauth_as_handle(mcpauth_as *as, const mcpauth_request *req, mcpauth_respo
  * proxy: refuse to start rather than promise what we cannot do. */
 static int open_revoked(mcpauth_as *as, char *err, size_t errlen)
 {
-    char rpath[4096], why[512] = "runtime_dir is not set or too long";
-    if (mcpauth__revoked_path(as->cfg, rpath, sizeof rpath) != 0 ||
-        !(as->revoked = mcpauth__revoked_open_rw(rpath, MCPAUTH__REVOKED_SLOTS, why, sizeof why))) {
+    char why[512];
+    if (!(as->revoked = mcpauth__revoked_open(as->cfg, 1, why, sizeof why))) { /* shm or Redis */
         snprintf(err, errlen, "revocation list: %s (runtime_dir must exist and be writable by the "
                               "web server's user)",
                  why);
@@ -158,8 +157,8 @@ mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen)
     const char *sep = strstr(url, "://");
     const char *path = sep ? sep + 3 + strcspn(sep + 3, "/") : url;
     snprintf(as->prefix, sizeof as->prefix, "%.*s", (int)(strlen(path) - 2), path);
-    if (!(as->store = mcpauth__store_open(as->ac->state_dir, err, errlen)) ||
-        mcpauth__secret_load(as->ac->state_dir, as->secret, err, errlen) < 0) {
+    if (!(as->store = mcpauth__store_open(as->ac->state_dir, as->ac->store, err, errlen)) ||
+        mcpauth__secret_load(as->store, as->ac->state_dir, as->secret, err, errlen) < 0) {
         mcpauth_as_free(as);
         return NULL;
     }

@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "clock.h"
 #include "metrics.h"
 #include "fetch.h"
 #include "uri.h"
@@ -222,7 +223,7 @@ static void issue_code(mcpauth_as *as, mcpauth_response *resp, const char *user,
 {
     char code[64], family[48];
     mcpauth_grant g = {c->client_id, (char *)user, (char *)res->uri, a->scope, a->redirect_uri,
-                       a->code_challenge, family, time(NULL) + as->ac->code_ttl};
+                       a->code_challenge, family, mcpauth__now() + as->ac->code_ttl};
     if (mcpauth__as_random(code, sizeof code, 32) < 0 ||
         mcpauth__as_random(family, sizeof family, 18) < 0 ||
         mcpauth__store_code_add(as->store, code, &g) < 0) {

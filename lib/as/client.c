@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "clock.h"
 #include "metrics.h"
 #include "uri.h"
 
@@ -27,7 +28,7 @@ int mcpauth__as_find_client(mcpauth_as *as, const char *client_id, mcpauth_clien
                   mcpauth__as_loopback_uri(client_id, NULL, 0);
     if (as->ac->cimd && (mcpauth__cimd_is_url(client_id) || lab_url)) {
         mcpauth_cimd_opts o = {3000, 16384, as->ac->cimd_allow_private, as->cfg->ca_file, 3600};
-        if (mcpauth__cimd_get(as->cimd, client_id, &o, time(NULL), c, err, errlen) == 0)
+        if (mcpauth__cimd_get(as->cimd, client_id, &o, mcpauth__now(), c, err, errlen) == 0)
             return 1;
         mcpauth__metrics_add(NULL, MCPAUTH_M_AS_CIMD_REFUSED, 1);
         return 0;

@@ -16,6 +16,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "clock.h"
 #include "metrics.h"
 #include "encode.h"
 
@@ -117,7 +118,7 @@ void mcpauth__as_consent_page(mcpauth_as *as, mcpauth_response *resp, const char
                               const mcpauth_client *c, const mcpauth_resource *res,
                               mcpauth__as_authz *a, const char *redirect, int only_loopback)
 {
-    snprintf(a->ts, sizeof a->ts, "%ld", (long)time(NULL));
+    snprintf(a->ts, sizeof a->ts, "%ld", (long)mcpauth__now());
     /* makes every form unique, so "used" means this form, not one alike */
     if (mcpauth__as_random(a->nonce, sizeof a->nonce, 16) < 0) {
         mcpauth__as_error_page(resp, 500, "Server error", "No random numbers are available.");
@@ -146,9 +147,10 @@ static int form_genuine(const mcpauth_as *as, const char *user, const mcpauth__a
                         long ts)
 {
     char want[128];
+    time_t now = mcpauth__now();
     csrf_token(as, user, a, want, sizeof want);
     return a->csrf[0] && mcpauth__ct_equal(want, strlen(want), a->csrf, strlen(a->csrf)) &&
-           ts > 0 && time(NULL) - ts <= MCPAUTH__AS_CSRF_WINDOW && ts <= time(NULL) + 60;
+           ts > 0 && now - ts <= MCPAUTH__AS_CSRF_WINDOW && ts <= now + 60;
 }
 
 /* Single use: a form posted again (a second code from one approval, or a

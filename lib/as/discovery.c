@@ -10,10 +10,11 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "clock.h"
 
 void mcpauth__as_jwks(mcpauth_as *as, mcpauth_response *resp)
 {
-    mcpauth__as_keys *k = mcpauth__as_keys_get(as, time(NULL));
+    mcpauth__as_keys *k = mcpauth__as_keys_get(as, mcpauth__now());
     mcpauth__as_cors_public(resp);
     if (!k || !k->jwks) {
         mcpauth__as_keys_put(k);

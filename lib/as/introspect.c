@@ -1,5 +1,10 @@
 /* Token introspection (RFC 7662) for the resource servers, which
- * authenticate with the configured credentials (HTTP Basic). */
+ * authenticate with the configured credentials (HTTP Basic).  A token whose
+ * state cannot be read (the database damaged, unreadable, locked for
+ * longer than the busy timeout) is not reported inactive: that would log
+ * out a rightful user on a passing fault.  RFC 7662 has no error for it;
+ * the answer is 503 temporarily_unavailable with Retry-After, and the
+ * resource server refuses the request for now (it cannot know). */
 #include "config.h"
 
 #include <stdlib.h>
@@ -13,6 +18,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "clock.h"
 #include "encode.h"
 
 static int introspection_caller_ok(mcpauth_as *as, const mcpauth_request *req)
@@ -30,13 +36,16 @@ static int introspection_caller_ok(mcpauth_as *as, const mcpauth_request *req)
     return ok;
 }
 
-/* The claims of one of our access tokens, unless its grant is revoked. */
-static json_object *active_claims(mcpauth_as *as, const char *tok, time_t now)
+/* The claims of one of our access tokens, unless its grant is revoked
+ * (NULL).  *failed: the store could not say. */
+static json_object *active_claims(mcpauth_as *as, const char *tok, time_t now, int *failed)
 {
     json_object *claims = mcpauth__as_own_claims(as, tok, now);
     if (claims) {
         const char *fam = mcpauth__json_member_str(claims, "sid", NULL);
-        if (!fam || mcpauth__store_family_revoked(as->store, fam) != 0) {
+        int revoked = fam ? mcpauth__store_family_revoked(as->store, fam) : 1;
+        *failed = revoked < 0;
+        if (revoked != 0) {
             json_object_put(claims);
             claims = NULL;
         }
@@ -58,12 +67,14 @@ static void describe_access(json_object *o, json_object *claims)
     json_object_put(claims);
 }
 
-/* tok as a refresh token into o: active with its grant, or inactive. */
-static void describe_refresh(mcpauth_as *as, json_object *o, const char *tok, time_t now)
+/* tok as a refresh token into o: active with its grant, or inactive.  0,
+ * or -1 when the store could not say (o untouched). */
+static int describe_refresh(mcpauth_as *as, json_object *o, const char *tok, time_t now)
 {
     mcpauth_grant g;
     memset(&g, 0, sizeof g);
-    if (mcpauth__store_refresh_get(as->store, tok, now, &g) == 1) {
+    int r = mcpauth__store_refresh_get(as->store, tok, now, &g);
+    if (r == 1) {
         json_object_object_add(o, "active", json_object_new_boolean(1));
         json_object_object_add(o, "iss", json_object_new_string(as->ac->issuer));
         json_object_object_add(o, "sub", json_object_new_string(g.user));
@@ -72,10 +83,11 @@ static void describe_refresh(mcpauth_as *as, json_object *o, const char *tok, ti
         json_object_object_add(o, "scope", json_object_new_string(g.scope ? g.scope : ""));
         json_object_object_add(o, "exp", json_object_new_int64(g.expires));
         json_object_object_add(o, "token_type", json_object_new_string("refresh_token"));
-    } else {
+    } else if (r == 0) {
         json_object_object_add(o, "active", json_object_new_boolean(0));
     }
     mcpauth__grant_free(&g);
+    return r < 0 ? -1 : 0;
 }
 
 void mcpauth__as_introspect(mcpauth_as *as, const mcpauth_request *req, mcpauth_response *resp)
@@ -97,13 +109,20 @@ void mcpauth__as_introspect(mcpauth_as *as, const mcpauth_request *req, mcpauth_
     }
     OPENSSL_cleanse(form, strlen(form));
     free(form);
-    time_t now = time(NULL);
+    time_t now = mcpauth__now();
     json_object *o = json_object_new_object();
-    json_object *claims = active_claims(as, tok, now);
+    int failed = 0;
+    json_object *claims = active_claims(as, tok, now, &failed);
     if (claims)
         describe_access(o, claims);
-    else
-        describe_refresh(as, o, tok, now);
+    else if (!failed && describe_refresh(as, o, tok, now) < 0)
+        failed = 1;
     OPENSSL_cleanse(tok, sizeof tok);
-    mcpauth__as_json_reply(resp, 200, o);
+    if (!failed) {
+        mcpauth__as_json_reply(resp, 200, o);
+        return;
+    }
+    json_object_put(o);
+    if (!mcpauth__as_store_unavailable(resp, "introspecting a token"))
+        mcpauth__as_oauth_error(resp, 500, "server_error", "the token's state cannot be read");
 }

@@ -16,6 +16,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "clock.h"
 #include "metrics.h"
 #include "uri.h"
 
@@ -246,7 +247,7 @@ static void register_client(mcpauth_as *as, const mcpauth_request *req, mcpauth_
         mcpauth__as_oauth_error(resp, 500, "server_error", NULL);
         return;
     }
-    time_t now = time(NULL);
+    time_t now = mcpauth__now();
     char *uris_text = mcpauth__check(
         (void *)json_object_to_json_string_ext(r->uris, JSON_C_TO_STRING_PLAIN |
                                                             JSON_C_TO_STRING_NOSLASHESCAPE),

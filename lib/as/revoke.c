@@ -1,5 +1,10 @@
 /* Token revocation (RFC 7009).  Only the client a token was issued to may
- * revoke it; either kind ends the whole grant (its family). */
+ * revoke it; either kind ends the whole grant (its family).  When the state
+ * cannot be read or written (locked, read-only, full, damaged), the answer
+ * is 503 with Retry-After, never a 200 for a grant that lives on: the
+ * client tries again.  An access token still goes to the shared
+ * revocation list at once (it is refused at the resource servers); its
+ * grant ends when the client's retry gets through. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -13,19 +18,24 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "clock.h"
 #include "metrics.h"
 
-static void revoke_token(mcpauth_as *as, const mcpauth_client *c, const char *tok)
+/* 0 done (or nothing of the client's to revoke), -1 the store failed. */
+static int revoke_token(mcpauth_as *as, const mcpauth_client *c, const char *tok)
 {
-    time_t now = time(NULL);
+    int rc = 0;
+    time_t now = mcpauth__now();
     json_object *claims = mcpauth__as_own_claims(as, tok, now), *v;
     const char *cid = mcpauth__json_member_str(claims, "client_id", NULL);
     const char *fam = mcpauth__json_member_str(claims, "sid", NULL);
     mcpauth_grant g;
     memset(&g, 0, sizeof g);
     if (cid && fam && strcmp(cid, c->client_id) == 0) {
-        mcpauth__store_revoke_family(as->store, fam);
-        mcpauth__as_push_revocations(as);
+        if (mcpauth__store_revoke_family(as->store, fam) < 0)
+            rc = -1;
+        else
+            mcpauth__as_push_revocations(as);
         /* this token at once, even if it was never recorded */
         unsigned char d[SHA256_DIGEST_LENGTH];
         SHA256((const unsigned char *)tok, strlen(tok), d);
@@ -35,13 +45,20 @@ static void revoke_token(mcpauth_as *as, const mcpauth_client *c, const char *to
         if (mcpauth__revoked_add(as->revoked, d, exp, now) != 0)
             mcpauth_log(MCPAUTH_LOG_ERROR, "revocation_not_shared", "client_id", c->client_id,
                         "reason", "the revocation list cannot be written", NULL);
-    } else if (mcpauth__store_refresh_get(as->store, tok, now, &g) == 1 &&
-               strcmp(g.client_id, c->client_id) == 0) {
-        mcpauth__store_revoke_token(as->store, tok);
-        mcpauth__as_push_revocations(as);
+    } else {
+        int known = mcpauth__store_refresh_get(as->store, tok, now, &g);
+        if (known < 0)
+            rc = -1; /* cannot tell whether it is a refresh token of ours */
+        else if (known == 1 && strcmp(g.client_id, c->client_id) == 0) {
+            if (mcpauth__store_revoke_token(as->store, tok) < 0)
+                rc = -1;
+            else
+                mcpauth__as_push_revocations(as);
+        }
     }
     mcpauth__grant_free(&g);
     json_object_put(claims);
+    return rc;
 }
 
 void mcpauth__as_revoke(mcpauth_as *as, const mcpauth_request *req, mcpauth_response *resp)
@@ -60,8 +77,10 @@ void mcpauth__as_revoke(mcpauth_as *as, const mcpauth_request *req, mcpauth_resp
     char tok[8192];
     if (mcpauth__as_form_get(form, "token", tok, sizeof tok) != 1) {
         mcpauth__as_oauth_error(resp, 400, "invalid_request", "token is required");
+    } else if (revoke_token(as, &c, tok) < 0) {
+        if (!mcpauth__as_store_unavailable(resp, "revoking a token"))
+            mcpauth__as_oauth_error(resp, 500, "server_error", "the token could not be revoked");
     } else {
-        revoke_token(as, &c, tok);
         mcpauth_log(MCPAUTH_LOG_INFO, "token_revoked", "client_id", c.client_id, NULL);
         mcpauth__metrics_add(NULL, MCPAUTH_M_AS_REVOCATIONS, 1);
         /* RFC 7009 §2.2: 200 whether or not the token was known */

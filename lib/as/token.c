@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "clock.h"
 #include "metrics.h"
 #include "encode.h"
 #include "uri.h"
@@ -352,7 +353,7 @@ void mcpauth__as_token(mcpauth_as *as, const mcpauth_request *req, mcpauth_respo
         return;
     }
     char gt[64], resource[2048];
-    token_call t = {as, req, resp, &c, form, resource, time(NULL)};
+    token_call t = {as, req, resp, &c, form, resource, mcpauth__now()};
     if (mcpauth__as_form_get(form, "grant_type", gt, sizeof gt) != 1 ||
         mcpauth__as_form_get(form, "resource", resource, sizeof resource) < 0)
         mcpauth__as_oauth_error(resp, 400, "invalid_request", "grant_type is missing or repeated");

@@ -72,12 +72,13 @@ int mcpauth__as_refresh_keys(mcpauth_as *as, time_t now, char *err, size_t errle
     return k ? 0 : -1;
 }
 
-mcpauth__as_keys *mcpauth__as_keys_get(mcpauth_as *as, time_t now)
+/* Reloads when the snapshot is older than max_age seconds. */
+static mcpauth__as_keys *keys_get(mcpauth_as *as, time_t now, time_t max_age)
 {
     pthread_mutex_lock(&as->key_lock);
     /* a clock stepped back does not postpone the next reload */
     if (!as->key_loading &&
-        (!as->keys || now - as->key_checked >= 30 || now < as->key_checked)) {
+        (!as->keys || now - as->key_checked >= max_age || now < as->key_checked)) {
         as->key_loading = 1;
         as->key_checked = now;
         pthread_mutex_unlock(&as->key_lock);
@@ -94,6 +95,11 @@ mcpauth__as_keys *mcpauth__as_keys_get(mcpauth_as *as, time_t now)
     return k;
 }
 
+mcpauth__as_keys *mcpauth__as_keys_get(mcpauth_as *as, time_t now)
+{
+    return keys_get(as, now, 30);
+}
+
 /* The signature of token (signing input: the first len bytes) checks out
  * with one of our keys, named by the header's kid and alg. */
 static int signed_by_us(mcpauth_as *as, const char *token, size_t len, const char *header,
@@ -107,6 +113,14 @@ static int signed_by_us(mcpauth_as *as, const char *token, size_t len, const cha
     const mcpauth_jwk *k = keys && kid && a != MCPAUTH_ALG_UNKNOWN
                                ? mcpauth__jwks_find(keys->verify, kid, a)
                                : NULL;
+    if (!k && kid && a != MCPAUTH_ALG_UNKNOWN) {
+        /* With a shared store another host may have rotated a moment ago
+         * and signed with its new key: look again now rather than in up
+         * to 30 s, at most once a second (forged kids cost no more). */
+        mcpauth__as_keys_put(keys);
+        keys = keys_get(as, now, 1);
+        k = keys ? mcpauth__jwks_find(keys->verify, kid, a) : NULL;
+    }
     int ok = k && mcpauth__jws_verify(k, a, token, len, sig, sl);
     mcpauth__as_keys_put(keys);
     json_object_put(h);

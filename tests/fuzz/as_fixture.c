@@ -60,7 +60,7 @@ fz_as *fz_as_get(void)
     snprintf(state, sizeof state, "%s/state", a.dir);
     if (mkdir(state, 0700) < 0)
         abort();
-    mcpauth_store *s = mcpauth__store_open(state, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(state, NULL, err, sizeof err);
     if (!s) {
         fprintf(stderr, "fuzz: store: %s\n", err);
         abort();

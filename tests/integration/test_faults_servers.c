@@ -1,19 +1,36 @@
-/* Faults (issue 15) around mcpauth-proxy on real lighttpd and real Apache:
- * a proxy process killed (SIGKILL) under load is replaced by the web
- * server, only its requests in flight fail, and the state the processes
- * share through runtime_dir (sessions, the per-caller slots of
- * max_concurrent_per_caller) outlives it. */
+/* Faults (issue 15) on real lighttpd and real Apache.
+ *
+ * mcpauth-proxy: a proxy process killed (SIGKILL) under load is replaced
+ * by the web server, only its requests in flight fail, and the state the
+ * processes share through runtime_dir (sessions, the per-caller slots of
+ * max_concurrent_per_caller) outlives it.
+ *
+ * mcpauth-as, its state_dir on a small tmpfs of its own (mounting needs
+ * root: CI runs as root; without root the full-disk case fails, saying
+ * so): the disk full (503 temporarily_unavailable with Retry-After and a
+ * state_unavailable log line, nothing written half, served again by itself
+ * once space is freed); revocation with the database locked by another
+ * process and introspection with it damaged (503, never a 200 that says
+ * something the AS could not check). */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <check.h>
 #include <curl/curl.h>
+#include <json-c/json.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <sqlite3.h>
 
 #include "../support/tokens.h"
 #include "harness.h"
@@ -364,6 +381,604 @@ START_TEST(killed_stream_frees_its_slot)
 }
 END_TEST
 
+/* ================================================== the AS's state faults */
+
+static const char as_conf_tmpl[] =
+    "runtime_dir = @DIR@\n"
+    "log_level = info\n"
+    "log = file:@DIR@/mcpauth.log\n"
+    "[resource files]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/files\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "backend = http://127.0.0.1:%d/mcp\n"
+    "[authorization_server]\n"
+    "issuer = http://127.0.0.1:@PORT@\n"
+    "state_dir = @DIR@/state\n"
+    "registration_limit = 1000\n"
+    "introspection_client_id = gate\n"
+    "introspection_client_secret = gate-secret\n";
+
+static const char as_lighttpd_extra[] =
+    "var.mcpauth_as_prefix = \"/oauth2\"\n"
+    "var.mcpauth_htpasswd = \"@DIR@/htpasswd\"\n"
+    "include \"@SRCDIR@/lighttpd/mcpauth-as.conf\"\n";
+
+static const char as_apache_extra[] =
+    "LoadModule auth_basic_module @MODDIR@/mod_auth_basic.so\n"
+    "LoadModule authn_core_module @MODDIR@/mod_authn_core.so\n"
+    "LoadModule authn_file_module @MODDIR@/mod_authn_file.so\n"
+    "LoadModule authz_user_module @MODDIR@/mod_authz_user.so\n"
+    "Define MCPAUTH_AS_LOCATION /oauth2\n"
+    "Define MCPAUTH_HTPASSWD @DIR@/htpasswd\n"
+    "Include \"@SRCDIR@/apache/mcpauth-as.conf\"\n";
+
+#define TMPFS_SIZE "size=8m"
+static th_kind as_kind;
+static char state_dir[400];
+static int tmpfs_mounted; /* state_dir is our tmpfs */
+static pid_t tmpfs_owner;  /* the process that mounted it (Check's children exit too) */
+
+/* Lazily: the AS processes may still hold files on it; it goes with
+ * them.  The fixture runs in the test runner's own process (an unchecked
+ * fixture), so this runs however the tests in between ended; also at exit
+ * should the start fail half way. */
+static void tmpfs_unmount(void)
+{
+    if (!tmpfs_mounted || getpid() != tmpfs_owner)
+        return;
+    if (umount2(state_dir, MNT_DETACH) != 0)
+        fprintf(stderr, "faults: cannot unmount %s: %s\n", state_dir, strerror(errno));
+    tmpfs_mounted = 0;
+}
+
+static int as_prepare(th_server *s)
+{
+    char cmd[2048];
+    snprintf(state_dir, sizeof state_dir, "%s/state", s->dir);
+    if (mkdir(state_dir, 0700) != 0)
+        return -1;
+    if (geteuid() == 0) {
+        if (mount("mcpauth-faults", state_dir, "tmpfs", MS_NOSUID | MS_NODEV,
+                  TMPFS_SIZE ",mode=0700") != 0) {
+            fprintf(stderr, "faults: mount -t tmpfs on %s: %s\n", state_dir, strerror(errno));
+            return -1;
+        }
+        static int registered;
+        if (!registered++)
+            atexit(tmpfs_unmount);
+        tmpfs_mounted = 1;
+        tmpfs_owner = getpid();
+    }
+    snprintf(cmd, sizeof cmd, "%s/tools/mcpauth --config %s/mcpauth.conf init %s >%s/init.log 2>&1",
+             th_builddir(), s->dir,
+             as_kind == TH_APACHE && geteuid() == 0 ? "--owner www-data" : "", s->dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "mcpauth init failed: see %s/init.log\n", s->dir);
+        return -1;
+    }
+    snprintf(cmd, sizeof cmd,
+             "printf 'alice:%%s\\n' \"$(openssl passwd -apr1 -salt mcpauth1 wonderland)\" "
+             "> %s/htpasswd && chmod 644 %s/htpasswd", s->dir, s->dir);
+    if (system(cmd) != 0)
+        return -1;
+    if (as_kind == TH_APACHE && geteuid() == 0) {
+        snprintf(cmd, sizeof cmd, "chown www-data: %s", s->dir);
+        if (system(cmd) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void as_start(th_kind kind)
+{
+    as_kind = kind;
+    backend_pid = th_start_example_server(backend_dir, &backend_port);
+    if (backend_pid < 0)
+        exit(EXIT_FAILURE);
+    char *conf = NULL;
+    if (asprintf(&conf, as_conf_tmpl, backend_port) < 0)
+        exit(EXIT_FAILURE);
+    th_options o = {conf, kind == TH_LIGHTTPD ? as_lighttpd_extra : as_apache_extra, NULL,
+                    as_prepare};
+    int rc = th_start_ex(&srv, kind, &o);
+    free(conf);
+    if (rc != 0) {
+        tmpfs_unmount();
+        th_kill(backend_pid);
+        exit(EXIT_FAILURE);
+    }
+}
+static void as_start_lighttpd(void) { as_start(TH_LIGHTTPD); }
+static void as_start_apache(void) { as_start(TH_APACHE); }
+static void as_stop(void)
+{
+    tmpfs_unmount(); /* before th_stop removes the directory under it */
+    stop();
+}
+
+/* ------------------------------------------------------------ AS client */
+
+static char *url_enc(const char *v)
+{
+    char *e = curl_easy_escape(NULL, v, 0);
+    char *copy = strdup(e);
+    curl_free(e);
+    return copy;
+}
+
+/* value="..." of a hidden input, html-unescaped (caller frees) */
+static char *hidden(const char *page, const char *name)
+{
+    char key[128];
+    snprintf(key, sizeof key, "name=\"%s\" value=\"", name);
+    const char *p = strstr(page, key);
+    ck_assert_msg(p != NULL, "no hidden %s in the consent page", name);
+    p += strlen(key);
+    const char *e = strchr(p, '"');
+    char *out = malloc((size_t)(e - p) + 1), *o = out;
+    while (p < e) {
+        if (!strncmp(p, "&amp;", 5)) { *o++ = '&'; p += 5; }
+        else if (!strncmp(p, "&lt;", 4)) { *o++ = '<'; p += 4; }
+        else if (!strncmp(p, "&gt;", 4)) { *o++ = '>'; p += 4; }
+        else if (!strncmp(p, "&quot;", 6)) { *o++ = '"'; p += 6; }
+        else if (!strncmp(p, "&#39;", 5)) { *o++ = '\''; p += 5; }
+        else *o++ = *p++;
+    }
+    *o = '\0';
+    return out;
+}
+
+#define VERIFIER "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-faults-verifier"
+#define REDIR "http://127.0.0.1/callback"
+#define ALICE "Authorization: Basic YWxpY2U6d29uZGVybGFuZA==" /* alice:wonderland */
+#define GATE "Authorization: Basic Z2F0ZTpnYXRlLXNlY3JldA==" /* gate:gate-secret */
+#define FORM_CT "Content-Type: application/x-www-form-urlencoded"
+
+/* POST to an AS endpoint; the response in r (0 when one came). */
+static int as_post(const char *ep, const char *ctype, const char *auth, const char *body,
+                   th_resp *r)
+{
+    char url[512], ct[128];
+    snprintf(url, sizeof url, "%s/oauth2/%s", srv.base, ep);
+    snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
+    const char *h[] = {ct, auth, NULL};
+    return th_http("POST", url, h, body, r);
+}
+
+/* Dynamic registration of a public client: the status; its id in id. */
+static long as_register(char *id, size_t cap)
+{
+    th_resp r;
+    ck_assert_int_eq(as_post("register", "application/json", NULL,
+                             "{\"client_name\":\"Faults\",\"redirect_uris\":[\"" REDIR "\"],"
+                             "\"token_endpoint_auth_method\":\"none\",\"grant_types\":"
+                             "[\"authorization_code\",\"refresh_token\"]}",
+                             &r),
+                     0);
+    long st = r.status;
+    if (st == 201 && id) {
+        json_object *o = json_tokener_parse(r.body), *v;
+        ck_assert_msg(o && json_object_object_get_ex(o, "client_id", &v), "%s", r.body);
+        snprintf(id, cap, "%s", json_object_get_string(v));
+        json_object_put(o);
+    }
+    th_resp_free(&r);
+    return st;
+}
+
+/* Login, consent, approve: a code for the client (into code). */
+static void as_code(const char *id, char *code, size_t cap)
+{
+    unsigned char md[32];
+    char challenge[64], url[2048];
+    SHA256((const unsigned char *)VERIFIER, strlen(VERIFIER), md);
+    int l = EVP_EncodeBlock((unsigned char *)challenge, md, 32);
+    while (l > 0 && challenge[l - 1] == '=')
+        l--;
+    challenge[l] = '\0';
+    for (int i = 0; i < l; i++)
+        challenge[i] = challenge[i] == '+' ? '-' : challenge[i] == '/' ? '_' : challenge[i];
+    char res[256];
+    snprintf(res, sizeof res, "%s/mcp/files", srv.base);
+    char *e_id = url_enc(id), *e_redir = url_enc(REDIR), *e_res = url_enc(res);
+    snprintf(url, sizeof url,
+             "%s/oauth2/authorize?response_type=code&client_id=%s&redirect_uri=%s"
+             "&code_challenge=%s&code_challenge_method=S256&resource=%s&state=s1",
+             srv.base, e_id, e_redir, challenge, e_res);
+    free(e_id);
+    free(e_redir);
+    free(e_res);
+    th_resp r;
+    const char *hb[] = {ALICE, NULL};
+    ck_assert_int_eq(th_http("GET", url, hb, NULL, &r), 0);
+    char where[2048] = "";
+    th_header(&r, "Location", where, sizeof where);
+    ck_assert_msg(r.status == 200, "%s: consent page: %ld %s %s", th_kind_name(srv.kind),
+                  r.status, where, r.body);
+    static const char *const names[] = {"response_type", "client_id", "redirect_uri", "scope",
+                                        "state", "code_challenge", "code_challenge_method",
+                                        "resource", "ts", "nonce", "csrf", NULL};
+    char *form = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&form, &len);
+    for (int i = 0; names[i]; i++) {
+        char *v = hidden(r.body, names[i]), *ev = url_enc(v);
+        fprintf(m, "%s%s=%s", i ? "&" : "", names[i], ev);
+        free(v);
+        free(ev);
+    }
+    fputs("&decision=approve", m);
+    fclose(m);
+    th_resp_free(&r);
+    snprintf(url, sizeof url, "%s/oauth2/authorize", srv.base);
+    const char *hf[] = {ALICE, FORM_CT, NULL};
+    ck_assert_int_eq(th_http("POST", url, hf, form, &r), 0);
+    free(form);
+    char loc[2048];
+    ck_assert_msg(r.status == 302 && th_header(&r, "Location", loc, sizeof loc),
+                  "%s: approve: %ld %s", th_kind_name(srv.kind), r.status, r.body);
+    const char *c = strstr(loc, "code=");
+    ck_assert_ptr_nonnull(c);
+    snprintf(code, cap, "%.*s", (int)strcspn(c + 5, "&"), c + 5);
+    th_resp_free(&r);
+}
+
+/* The token endpoint for code: the response in r. */
+static void as_exchange(const char *id, const char *code, th_resp *r)
+{
+    char form[2048];
+    char *e_id = url_enc(id), *e_redir = url_enc(REDIR);
+    snprintf(form, sizeof form,
+             "grant_type=authorization_code&code=%s&code_verifier=" VERIFIER
+             "&redirect_uri=%s&client_id=%s",
+             code, e_redir, e_id);
+    free(e_id);
+    free(e_redir);
+    ck_assert_int_eq(as_post("token", "application/x-www-form-urlencoded", NULL, form, r), 0);
+}
+
+/* A member of a JSON body (static copy; "" when absent). */
+static const char *jmember(const char *body, const char *k)
+{
+    static char out[4096];
+    out[0] = '\0';
+    json_object *o = json_tokener_parse(body), *v;
+    if (o && json_object_object_get_ex(o, k, &v))
+        snprintf(out, sizeof out, "%s", json_object_get_string(v));
+    json_object_put(o);
+    return out;
+}
+
+/* A grant's tokens, the whole way. */
+static void as_tokens(const char *id, char *access, size_t acap, char *refresh, size_t rcap)
+{
+    char code[256];
+    as_code(id, code, sizeof code);
+    th_resp r;
+    as_exchange(id, code, &r);
+    ck_assert_msg(r.status == 200, "%s: token: %ld %s", th_kind_name(srv.kind), r.status, r.body);
+    snprintf(access, acap, "%s", jmember(r.body, "access_token"));
+    snprintf(refresh, rcap, "%s", jmember(r.body, "refresh_token"));
+    ck_assert(access[0] && refresh[0]);
+    th_resp_free(&r);
+}
+
+/* Introspection with the gate's credentials: the status; "true"/"false"
+ * for active into active. */
+static long as_introspect(const char *tok, char *active, size_t cap, th_resp *keep)
+{
+    char form[8192];
+    snprintf(form, sizeof form, "token=%s", tok);
+    th_resp r;
+    ck_assert_int_eq(as_post("introspect", "application/x-www-form-urlencoded", GATE, form, &r),
+                     0);
+    long st = r.status;
+    snprintf(active, cap, "%s", st == 200 ? jmember(r.body, "active") : "");
+    if (keep)
+        *keep = r;
+    else
+        th_resp_free(&r);
+    return st;
+}
+
+static void as_revoke(const char *id, const char *tok, th_resp *r)
+{
+    char form[8192];
+    char *e_id = url_enc(id);
+    snprintf(form, sizeof form, "token=%s&client_id=%s", tok, e_id);
+    free(e_id);
+    ck_assert_int_eq(as_post("revoke", "application/x-www-form-urlencoded", NULL, form, r), 0);
+}
+
+/* The AS's log (log = file:), "" when empty; caller frees. */
+static char *as_log(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/mcpauth.log", srv.dir);
+    FILE *f = fopen(path, "r");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (f) {
+        char buf[4096];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+            fwrite(buf, 1, n, m);
+        fclose(f);
+    }
+    fclose(m);
+    return text;
+}
+
+/* r is 503 temporarily_unavailable with Retry-After, and the log has a new
+ * state_unavailable line with cause (a word of the reason) and during
+ * (what the AS was doing). */
+static size_t log_seen; /* bytes of the log already matched (this test's process) */
+
+static void assert_unavailable(th_resp *r, const char *what, const char *cause,
+                               const char *during)
+{
+    const char *k = th_kind_name(srv.kind);
+    char ra[64];
+    ck_assert_msg(r->status == 503, "%s: %s: %ld %s", k, what, r->status, r->body);
+    ck_assert_msg(!strcmp(jmember(r->body, "error"), "temporarily_unavailable"), "%s: %s: %s", k,
+                  what, r->body);
+    ck_assert_msg(th_header(r, "Retry-After", ra, sizeof ra) && atoi(ra) > 0,
+                  "%s: %s: no Retry-After:\n%s", k, what, r->headers);
+    th_resp_free(r);
+    /* a line of its own, written since the last one looked at */
+    char *log = as_log(), *found = NULL;
+    for (char *line = log + (log_seen < strlen(log) ? log_seen : strlen(log)); *line && !found;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        if (strstr(line, "state_unavailable") && strstr(line, cause) && strstr(line, during))
+            found = line;
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    ck_assert_msg(found != NULL,
+                  "%s: %s: no new state_unavailable line naming \"%s\" and \"%s\" in %s/mcpauth.log",
+                  k, what, cause, during, srv.dir);
+    log_seen = (size_t)(found - log) + strlen(found) + 1;
+    free(log);
+}
+
+static sqlite3 *state_db(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/mcpauth.db", state_dir);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 10000);
+    return db;
+}
+
+/* The database checks whole (PRAGMA integrity_check). */
+static void assert_db_whole(void)
+{
+    sqlite3 *db = state_db();
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    const char *res = (const char *)sqlite3_column_text(st, 0);
+    ck_assert_msg(res && !strcmp(res, "ok"), "%s: integrity_check: %s", th_kind_name(srv.kind),
+                  res ? res : "(null)");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Fills the file system under state_dir: the bytes written. */
+static long long fill_disk(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+    static char junk[64 * 1024];
+    long long total = 0;
+    for (size_t chunk = sizeof junk; chunk >= 512; chunk /= 2) {
+        ssize_t n;
+        while ((n = write(fd, junk, chunk)) > 0)
+            total += n;
+        ck_assert_msg(n < 0 && errno == ENOSPC, "filling %s: %s", path, strerror(errno));
+    }
+    close(fd);
+    return total;
+}
+
+/* The state_dir's disk full: a code exchange and a registration are
+ * refused with 503 and write nothing (the code stays unused, the database
+ * whole); the space freed, both go through without a restart. */
+START_TEST(as_disk_full)
+{
+    ck_assert_msg(geteuid() == 0,
+                  "as_disk_full needs root to mount a small tmpfs as the AS's state_dir "
+                  "(run the tests as root, as CI does): not tested");
+    ck_assert(tmpfs_mounted);
+    const char *k = th_kind_name(srv.kind);
+    char id[256], code[256], fill[512];
+    ck_assert_int_eq(as_register(id, sizeof id), 201);
+    as_code(id, code, sizeof code);
+    snprintf(fill, sizeof fill, "%s/fill", state_dir);
+    long long filled = fill_disk(fill);
+    ck_assert_msg(filled > 0, "%s: the tmpfs was full before the test", k);
+
+    th_resp r;
+    as_exchange(id, code, &r);
+    assert_unavailable(&r, "code exchange, disk full", "full",
+                       "authorization code");
+    ck_assert_int_eq(as_post("register", "application/json", NULL,
+                             "{\"redirect_uris\":[\"" REDIR "\"],"
+                             "\"token_endpoint_auth_method\":\"none\"}",
+                             &r),
+                     0);
+    assert_unavailable(&r, "registration, disk full", "full", "registering");
+    /* still refused a moment later: no retry loop makes it through */
+    as_exchange(id, code, &r);
+    assert_unavailable(&r, "code exchange, disk still full", "full",
+                       "authorization code");
+
+    ck_assert_int_eq(unlink(fill), 0); /* space again: no restart, no admin */
+    as_exchange(id, code, &r);
+    ck_assert_msg(r.status == 200, "%s: the code after space was freed: %ld %s", k, r.status,
+                  r.body);
+    char refresh[256];
+    snprintf(refresh, sizeof refresh, "%s", jmember(r.body, "refresh_token"));
+    th_resp_free(&r);
+    /* the refresh token issued after the fault works: the exchange was whole */
+    char form[1024];
+    char *e_id = url_enc(id);
+    snprintf(form, sizeof form, "grant_type=refresh_token&refresh_token=%s&client_id=%s",
+             refresh, e_id);
+    free(e_id);
+    ck_assert_int_eq(as_post("token", "application/x-www-form-urlencoded", NULL, form, &r), 0);
+    ck_assert_msg(r.status == 200, "%s: refresh: %ld %s", k, r.status, r.body);
+    th_resp_free(&r);
+    as_exchange(id, code, &r); /* used once, by that exchange only (a replay) */
+    ck_assert_msg(r.status == 400 && !strcmp(jmember(r.body, "error"), "invalid_grant"),
+                  "%s: the code a second time: %ld %s", k, r.status, r.body);
+    th_resp_free(&r);
+    ck_assert_int_eq(as_register(NULL, 0), 201);
+    assert_db_whole();
+}
+END_TEST
+
+/* Revocation with the database locked by another process: 503 (not a 200
+ * for a grant that lives on), the grant untouched; once the lock is gone
+ * the same revocation works.  Introspection reads, which a writer's lock
+ * does not stop (WAL): it answers truly meanwhile. */
+START_TEST(as_revoke_locked)
+{
+    const char *k = th_kind_name(srv.kind);
+    char id[256], access[4096], refresh[256], active[16];
+    ck_assert_int_eq(as_register(id, sizeof id), 201);
+    as_tokens(id, access, sizeof access, refresh, sizeof refresh);
+    sqlite3 *db = state_db();
+    ck_assert_int_eq(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+    th_resp r;
+    as_revoke(id, refresh, &r); /* waits out the AS's busy timeout (5 s) */
+    assert_unavailable(&r, "revoking a refresh token, database locked", "locked",
+                       "revoking a token");
+    as_revoke(id, access, &r);
+    assert_unavailable(&r, "revoking an access token, database locked", "locked",
+                       "revoking a token");
+    ck_assert_int_eq(as_introspect(refresh, active, sizeof active, NULL), 200);
+    ck_assert_msg(!strcmp(active, "true"), "%s: introspection under the lock: %s", k, active);
+
+    ck_assert_int_eq(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(as_introspect(refresh, active, sizeof active, NULL), 200);
+    ck_assert_msg(!strcmp(active, "true"), "%s: the refused revocation ended the grant", k);
+    as_revoke(id, refresh, &r);
+    ck_assert_msg(r.status == 200, "%s: revocation after the lock: %ld %s", k, r.status, r.body);
+    th_resp_free(&r);
+    ck_assert_int_eq(as_introspect(refresh, active, sizeof active, NULL), 200);
+    ck_assert_str_eq(active, "false");
+    ck_assert_int_eq(as_introspect(access, active, sizeof active, NULL), 200);
+    ck_assert_str_eq(active, "false");
+}
+END_TEST
+
+static void copy_file(const char *from, const char *to)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Over the same inode: the AS processes keep it open. */
+static void restore_file(const char *from, const char *to)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "dd status=none conv=notrunc if='%s' of='%s'", from, to);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static void damage_file(const char *path)
+{
+    int fd = open(path, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    char junk[4096];
+    memset(junk, 0x5a, sizeof junk);
+    for (off_t o = 0; o < st.st_size; o += (off_t)sizeof junk)
+        ck_assert_int_gt(pwrite(fd, junk, sizeof junk, o), 0);
+    close(fd);
+}
+
+/* Introspection with the database damaged: 503, never "active": false for
+ * a token the AS could not check (the resource server would log a
+ * rightful user out); repaired, the same token is active again. */
+START_TEST(as_introspect_damaged)
+{
+    const char *k = th_kind_name(srv.kind);
+    char id[256], access[4096], refresh[256], active[16];
+    ck_assert_int_eq(as_register(id, sizeof id), 201);
+    as_tokens(id, access, sizeof access, refresh, sizeof refresh);
+    ck_assert_int_eq(as_introspect(access, active, sizeof active, NULL), 200);
+    ck_assert_str_eq(active, "true");
+    /* everything into the file, then the file goes bad */
+    sqlite3 *db = state_db();
+    /* a read first: a connection learns the file is in WAL mode from it */
+    ck_assert_int_eq(sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL),
+                     SQLITE_OK);
+    int nlog = -1, nckpt = -1;
+    ck_assert_int_eq(
+        sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &nlog, &nckpt), SQLITE_OK);
+    ck_assert_msg(nlog == 0 && nckpt == 0, "%s: the WAL is not empty: %d frames, %d moved", k,
+                  nlog, nckpt);
+    sqlite3_close(db);
+    char path[512], saved[512];
+    snprintf(path, sizeof path, "%s/mcpauth.db", state_dir);
+    snprintf(saved, sizeof saved, "%s/saved.db", srv.dir);
+    copy_file(path, saved);
+    damage_file(path);
+
+    th_resp r;
+    long ist = as_introspect(access, active, sizeof active, &r);
+    ck_assert_msg(ist == 503, "%s: introspection, database damaged: %ld %s", k, ist, r.body);
+    assert_unavailable(&r, "introspecting an access token, database damaged", "damaged",
+                       "introspecting");
+    ist = as_introspect(refresh, active, sizeof active, &r);
+    ck_assert_msg(ist == 503, "%s: introspection, database damaged: %ld %s", k, ist, r.body);
+    assert_unavailable(&r, "introspecting a refresh token, database damaged", "damaged",
+                       "introspecting");
+
+    restore_file(saved, path);
+    long st = as_introspect(access, active, sizeof active, NULL);
+    ck_assert_msg(st == 200 && !strcmp(active, "true"), "%s: repaired: %ld %s", k, st, active);
+    st = as_introspect(refresh, active, sizeof active, NULL);
+    ck_assert_msg(st == 200 && !strcmp(active, "true"), "%s: repaired: %ld %s", k, st, active);
+}
+END_TEST
+
+/* Each test from a disk with room, whatever the one before left, and
+ * looking only at the log lines it causes. */
+static void as_each(void)
+{
+    char fill[512];
+    snprintf(fill, sizeof fill, "%s/fill", state_dir);
+    unlink(fill);
+    char *log = as_log();
+    log_seen = strlen(log);
+    free(log);
+}
+
+static TCase *as_case(const char *name, void (*setup)(void))
+{
+    TCase *tc = tcase_create(name);
+    /* one server for the case, started and stopped by the runner itself:
+     * a failed test (its own process, ended at once) cannot leave the
+     * tmpfs mounted or the server running */
+    tcase_add_unchecked_fixture(tc, setup, as_stop);
+    tcase_add_checked_fixture(tc, as_each, NULL);
+    tcase_set_timeout(tc, 90);
+    tcase_add_test(tc, as_disk_full);
+    tcase_add_test(tc, as_revoke_locked);
+    tcase_add_test(tc, as_introspect_damaged);
+    return tc;
+}
+
 static TCase *server_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -386,6 +1001,8 @@ int main(void)
     Suite *s = suite_create("faults-servers");
     suite_add_tcase(s, server_case("lighttpd", start_lighttpd));
     suite_add_tcase(s, server_case("apache", start_apache));
+    suite_add_tcase(s, as_case("as-lighttpd", as_start_lighttpd));
+    suite_add_tcase(s, as_case("as-apache", as_start_apache));
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -25,6 +25,8 @@ int main(void)
     srunner_add_suite(sr, as_suite());
     srunner_add_suite(sr, proxy_suite());
     srunner_add_suite(sr, shared_cache_suite());
+    srunner_add_suite(sr, clock_suite());
+    srunner_add_suite(sr, state_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -20,4 +20,6 @@ Suite *validate_remote_suite(void);
 Suite *as_suite(void);
 Suite *proxy_suite(void);
 Suite *shared_cache_suite(void);
+Suite *clock_suite(void);
+Suite *state_suite(void);
 #endif

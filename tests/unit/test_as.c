@@ -136,7 +136,7 @@ static void setup(void)
     snprintf(dir, sizeof dir, "%s/XXXXXX", base);
     ck_assert_ptr_nonnull(mkdtemp(dir));
     ck_assert_int_eq(chmod(dir, 0700), 0);
-    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, NULL, err, sizeof err);
     ck_assert_msg(s != NULL, "store: %s", err);
     char path[256];
     snprintf(path, sizeof path, "%s/secret", dir);
@@ -693,7 +693,7 @@ static long long jint(json_object *o, const char *k)
 static mcpauth_signer *current_signer(void)
 {
     char err[256] = "";
-    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, NULL, err, sizeof err);
     ck_assert_msg(s != NULL, "%s", err);
     mcpauth_signer *k = mcpauth__keys_load_current(s, err, sizeof err);
     ck_assert_msg(k != NULL, "%s", err);
@@ -2109,7 +2109,7 @@ START_TEST(jwks_current_and_rotated)
 
     /* rotation, as `mcpauth rotate-key` does it */
     char err[256] = "", kid1[128];
-    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, NULL, err, sizeof err);
     ck_assert_ptr_nonnull(s);
     ck_assert_int_eq(mcpauth__keys_generate(s, dir, "ES256", time(NULL), kid1, sizeof kid1, err,
                                            sizeof err),
@@ -2237,7 +2237,7 @@ START_TEST(key_reload_beside_requests)
 
     /* the next reload swaps in a key rotated meanwhile */
     char err[256] = "", kid1[128];
-    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, NULL, err, sizeof err);
     ck_assert_msg(s != NULL, "%s", err);
     ck_assert_int_eq(mcpauth__keys_generate(s, dir, "ES256", time(NULL), kid1, sizeof kid1, err,
                                            sizeof err),
@@ -2369,7 +2369,7 @@ START_TEST(consent_never_shows_invisible_name)
 {
     start(NULL);
     char err[256];
-    mcpauth_store *st = mcpauth__store_open(dir, err, sizeof err);
+    mcpauth_store *st = mcpauth__store_open(dir, NULL, err, sizeof err);
     ck_assert_ptr_nonnull(st);
     mcpauth_client c = {"legacy-client", "Goo\xe2\x80\xaegle\xe2\x80\x8b Official",
                         "[\"" REDIR "\"]", "authorization_code", "none", NULL, "dcr", NULL,

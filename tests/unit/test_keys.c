@@ -43,7 +43,7 @@ static void setup(void)
 {
     snprintf(dir, sizeof dir, "/tmp/mcpauth-keys.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    store = mcpauth__store_open(dir, err, sizeof err);
+    store = mcpauth__store_open(dir, NULL, err, sizeof err);
     ck_assert_msg(store != NULL, "store: %s", err);
 }
 
@@ -500,7 +500,7 @@ START_TEST(test_load_refuses_rsa_size)
     ck_assert_int_eq(PEM_write_PrivateKey(f, weak, NULL, NULL, 0, NULL, NULL), 1);
     fclose(f);
     EVP_PKEY_free(weak);
-    mcpauth_keyinfo ki = {kid, "RS256", path, time(NULL), 0};
+    mcpauth_keyinfo ki = {kid, "RS256", path, time(NULL), 0, NULL};
     ck_assert_int_eq(mcpauth__store_key_add(store, &ki), 0);
 
     ck_assert_ptr_null(mcpauth__keys_load_current(store, err, sizeof err));
@@ -518,29 +518,29 @@ START_TEST(test_secret)
     char path[512];
     unsigned char a[MCPAUTH_SECRET_BYTES], b[MCPAUTH_SECRET_BYTES];
     snprintf(path, sizeof path, "%s/secret", dir);
-    ck_assert_int_eq(mcpauth__secret_load(dir, a, err, sizeof err), -1);
-    ck_assert_int_eq(mcpauth__secret_create(dir, err, sizeof err), 1);
+    ck_assert_int_eq(mcpauth__secret_load(NULL, dir, a, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_create(NULL, dir, err, sizeof err), 1);
     ck_assert_uint_eq(mode_of(path), 0600);
     struct stat st;
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_int_eq(st.st_size, MCPAUTH_SECRET_BYTES);
-    ck_assert_int_eq(mcpauth__secret_load(dir, a, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__secret_load(NULL, dir, a, err, sizeof err), 0);
     /* idempotent: the secret is kept */
-    ck_assert_int_eq(mcpauth__secret_create(dir, err, sizeof err), 0);
-    ck_assert_int_eq(mcpauth__secret_load(dir, b, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__secret_create(NULL, dir, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__secret_load(NULL, dir, b, err, sizeof err), 0);
     ck_assert_mem_eq(a, b, sizeof a);
     static const unsigned char zero[MCPAUTH_SECRET_BYTES];
     ck_assert(memcmp(a, zero, sizeof a) != 0);
 
     ck_assert_int_eq(chmod(path, 0644), 0);
-    ck_assert_int_eq(mcpauth__secret_load(dir, a, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_load(NULL, dir, a, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "0644"));
-    ck_assert_int_eq(mcpauth__secret_create(dir, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_create(NULL, dir, err, sizeof err), -1);
     ck_assert_int_eq(chmod(path, 0600), 0);
 
     /* truncated */
     ck_assert_int_eq(truncate(path, 16), 0);
-    ck_assert_int_eq(mcpauth__secret_load(dir, a, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_load(NULL, dir, a, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "not 32 bytes"));
 
     /* symlink */
@@ -548,9 +548,9 @@ START_TEST(test_secret)
     snprintf(moved, sizeof moved, "%s/elsewhere", dir);
     ck_assert_int_eq(rename(path, moved), 0);
     ck_assert_int_eq(symlink(moved, path), 0);
-    ck_assert_int_eq(mcpauth__secret_load(dir, a, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_load(NULL, dir, a, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, "symbolic link"));
-    ck_assert_int_eq(mcpauth__secret_create(dir, err, sizeof err), -1);
+    ck_assert_int_eq(mcpauth__secret_create(NULL, dir, err, sizeof err), -1);
 }
 END_TEST
 

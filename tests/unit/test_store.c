@@ -1,7 +1,13 @@
 #define _GNU_SOURCE /* memmem */
 /* The authorization server's store (lib/store.c): file safety, hashes only
  * on disk, single-use codes and refresh rotation under process races,
- * revocation, consents, registration limits, keys and purge. */
+ * revocation, consents, registration limits, keys and purge.  The suite
+ * runs on SQLite ("core") and again on a private PostgreSQL server that
+ * this process starts ("pg", tests/support/pgtest.c; each test its own
+ * schema), plus PostgreSQL's own cases: races between connections, the
+ * server going away and coming back, the write lock held elsewhere. */
+#include "config.h"
+
 #include <check.h>
 
 Suite *store_suite(void);
@@ -24,11 +30,18 @@ Suite *store_suite(void);
 
 #include "encode.h"
 
+#include "keys.h"
 #include "store.h"
 #define SCRATCH_NAME "store"
 #include "../support/scratchdir.h"
+#ifdef HAVE_LIBPQ
+#include "../support/pgtest.h"
+#endif
 
 static char dbpath[160];
+/* The "pg" test case: the store setting for this test's schema. */
+static int on_pg;
+static char pg_conninfo[256];
 
 static void setup(void)
 {
@@ -36,25 +49,58 @@ static void setup(void)
     snprintf(dbpath, sizeof dbpath, "%s/mcpauth.db", dir);
 }
 
+static const char *store_setting(void)
+{
+    return on_pg ? pg_conninfo : NULL;
+}
+
 static mcpauth_store *open_ok(void)
 {
     char err[256] = "";
-    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, store_setting(), err, sizeof err);
     ck_assert_msg(s != NULL, "mcpauth__store_open: %s", err);
     return s;
 }
 
-/* A second, raw connection for looking behind the API. */
+/* A second, raw connection for looking behind the API (on PostgreSQL each
+ * raw_int/raw_exec connects by itself: raw_open gives NULL). */
 static sqlite3 *raw_open(void)
 {
+    if (on_pg)
+        return NULL;
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open_v2(dbpath, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
     return db;
 }
 
+/* The first column of the first row as text, in out. */
+static void raw_str(sqlite3 *db, const char *sql, char *out, size_t outlen)
+{
+#ifdef HAVE_LIBPQ
+    if (on_pg) {
+        ck_assert_msg(pgtest_sql(pg_conninfo, sql, out, outlen) == 0, "%s", sql);
+        return;
+    }
+#endif
+    sqlite3_stmt *st = NULL;
+    ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
+                  sqlite3_errmsg(db));
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    const unsigned char *t = sqlite3_column_text(st, 0);
+    snprintf(out, outlen, "%s", t ? (const char *)t : "");
+    sqlite3_finalize(st);
+}
+
 static long long raw_int(sqlite3 *db, const char *sql)
 {
+#ifdef HAVE_LIBPQ
+    if (on_pg) {
+        char v[64];
+        raw_str(db, sql, v, sizeof v);
+        return atoll(v);
+    }
+#endif
     sqlite3_stmt *st = NULL;
     ck_assert_msg(sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
                   sqlite3_errmsg(db));
@@ -66,6 +112,12 @@ static long long raw_int(sqlite3 *db, const char *sql)
 
 static void raw_exec(sqlite3 *db, const char *sql)
 {
+#ifdef HAVE_LIBPQ
+    if (on_pg) {
+        ck_assert_msg(pgtest_sql(pg_conninfo, sql, NULL, 0) == 0, "%s", sql);
+        return;
+    }
+#endif
     ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", sql,
                   sqlite3_errmsg(db));
 }
@@ -97,24 +149,24 @@ START_TEST(open_refusals)
 {
     char err[512], p[256];
     snprintf(p, sizeof p, "%s/missing", dir);
-    ck_assert_ptr_null(mcpauth__store_open(p, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(p, NULL, err, sizeof err));
     ck_assert_msg(strstr(err, p) != NULL, "error does not name the directory: %s", err);
-    ck_assert_ptr_null(mcpauth__store_open(NULL, err, sizeof err));
-    ck_assert_ptr_null(mcpauth__store_open("", NULL, 0));
+    ck_assert_ptr_null(mcpauth__store_open(NULL, NULL, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open("", NULL, NULL, 0));
 
     /* A file where the directory should be. */
     snprintf(p, sizeof p, "%s/file", dir);
     int fd = open(p, O_WRONLY | O_CREAT, 0600);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    ck_assert_ptr_null(mcpauth__store_open(p, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(p, NULL, err, sizeof err));
     ck_assert_msg(strstr(err, p) != NULL, "%s", err);
 
     /* World-writable state_dir. */
     snprintf(p, sizeof p, "%s/open", dir);
     ck_assert_int_eq(mkdir(p, 0700), 0);
     ck_assert_int_eq(chmod(p, 0777), 0);
-    ck_assert_ptr_null(mcpauth__store_open(p, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(p, NULL, err, sizeof err));
     ck_assert_msg(strstr(err, "writable") != NULL, "%s", err);
 
     /* The database a symlink: refused, the target untouched. */
@@ -124,7 +176,7 @@ START_TEST(open_refusals)
     ck_assert_int_ge(fd, 0);
     close(fd);
     ck_assert_int_eq(symlink(target, dbpath), 0);
-    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, NULL, err, sizeof err));
     ck_assert_msg(strstr(err, "symbolic link") != NULL, "%s", err);
     struct stat st;
     ck_assert_int_eq(stat(target, &st), 0);
@@ -134,16 +186,16 @@ START_TEST(open_refusals)
     unlink(dbpath);
     snprintf(target, sizeof target, "%s/nowhere", dir);
     ck_assert_int_eq(symlink(target, dbpath), 0);
-    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, NULL, err, sizeof err));
     ck_assert_int_eq(access(target, F_OK), -1);
     unlink(dbpath);
 
     /* A directory or FIFO in its place (the FIFO must not hang us). */
     ck_assert_int_eq(mkdir(dbpath, 0700), 0);
-    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, NULL, err, sizeof err));
     rmdir(dbpath);
     ck_assert_int_eq(mkfifo(dbpath, 0600), 0);
-    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, NULL, err, sizeof err));
     ck_assert_msg(strstr(err, "regular") != NULL, "%s", err);
     unlink(dbpath);
 
@@ -151,7 +203,7 @@ START_TEST(open_refusals)
     char wal[200];
     snprintf(wal, sizeof wal, "%s-wal", dbpath);
     ck_assert_int_eq(symlink(target, wal), 0);
-    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, NULL, err, sizeof err));
     ck_assert_msg(strstr(err, "-wal") != NULL, "%s", err);
     unlink(wal);
     mcpauth__store_close(open_ok());
@@ -190,7 +242,8 @@ START_TEST(open_mode_and_pragmas)
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
     ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
     sqlite3_finalize(st);
-    ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(raw_int(db, "SELECT version FROM schema_version"), 2);
     static const char *const tables[] = {"clients", "codes", "refresh", "families",
                                          "consents", "keys", "registrations"};
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
@@ -211,8 +264,45 @@ START_TEST(open_mode_and_pragmas)
     raw_exec(db, "PRAGMA user_version = 99");
     sqlite3_close(db);
     char err[512];
-    ck_assert_ptr_null(mcpauth__store_open(dir, err, sizeof err));
+    ck_assert_ptr_null(mcpauth__store_open(dir, NULL, err, sizeof err));
     ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
+}
+END_TEST
+
+/* A file of schema version 1 (before PostgreSQL support: no keys.pem, no
+ * settings, the version only in user_version) is upgraded when opened,
+ * keeping its rows. */
+START_TEST(upgrade_from_version_1)
+{
+    mcpauth_store *s = open_ok();
+    ck_assert_int_eq(mcpauth__store_consent_add(s, "u", "c", "r", "x"), 0);
+    mcpauth__store_close(s);
+    sqlite3 *db = raw_open();
+    raw_exec(db, "DROP TABLE schema_version; DROP TABLE settings;"
+                 " ALTER TABLE keys DROP COLUMN pem; PRAGMA user_version = 1");
+    s = open_ok();
+    ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", "r", "x"), 1);
+    mcpauth_keyinfo k = {"kid-1", "ES256", "/x.pem", 100, 0, "PEM TEXT"};
+    ck_assert_int_eq(mcpauth__store_key_add(s, &k), 0);
+    ck_assert_int_eq(mcpauth__store_setting_add(s, "n", "v"), 1);
+    ck_assert_int_eq(mcpauth__store_setting_add(s, "n", "w"), 0);
+    char *v = NULL;
+    ck_assert_int_eq(mcpauth__store_setting_get(s, "n", &v), 1);
+    ck_assert_str_eq(v, "v");
+    free(v);
+    ck_assert_int_eq(mcpauth__store_setting_get(s, "none", &v), 0);
+    ck_assert_ptr_null(v);
+    ck_assert_int_eq(mcpauth__store_shared(s), 0);
+    mcpauth__store_close(s);
+    ck_assert_int_eq(raw_int(db, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(raw_int(db, "SELECT version FROM schema_version"), 2);
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM keys WHERE pem = 'PEM TEXT'"), 1);
+    sqlite3_close(db);
+    char err[256];
+    int from = -1, to = -1;
+    ck_assert_int_eq(mcpauth__store_migrate(dir, "sqlite", &from, &to, err, sizeof err), 0);
+    ck_assert_int_eq(from, 2);
+    ck_assert_int_eq(to, 2);
 }
 END_TEST
 
@@ -431,9 +521,9 @@ static void scan_file(const char *p, int must_exist, int found[NPLAINS])
     }
 }
 
-START_TEST(hashes_only_on_disk)
+/* Stores each of plains[] the way the AS does. */
+static void fill_plains(mcpauth_store *s)
 {
-    mcpauth_store *s = open_ok();
     mcpauth_client c = client("app", 100);
     ck_assert_int_eq(mcpauth__store_client_add(s, &c, plains[0]), 0);
     mcpauth_grant g = grant("fam-disk", "alice", "app", 2000);
@@ -451,6 +541,12 @@ START_TEST(hashes_only_on_disk)
         mcpauth__store_refresh_rotate(s, plains[2], plains[4], 1101, 10, 100000, &out),
         MCPAUTH_ROTATE_OK); /* grace */
     mcpauth__grant_free(&out);
+}
+
+START_TEST(hashes_only_on_disk)
+{
+    mcpauth_store *s = open_ok();
+    fill_plains(s);
 
     /* Through SQL, with the store still open (rows may sit in the WAL). */
     int found[NPLAINS] = {0};
@@ -575,7 +671,7 @@ static void redeem_child(int go, int out)
     if (read(go, &c, 1) != 0) /* EOF: everyone starts */
         _exit(2);
     char err[256];
-    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, store_setting(), err, sizeof err);
     if (!s) {
         fprintf(stderr, "child: %s\n", err);
         _exit(3);
@@ -776,7 +872,7 @@ static void rotate_child(int go, int out, const char *new_token)
     if (read(go, &c, 1) != 0)
         _exit(2);
     char err[256];
-    mcpauth_store *s = mcpauth__store_open(dir, err, sizeof err);
+    mcpauth_store *s = mcpauth__store_open(dir, store_setting(), err, sizeof err);
     if (!s)
         _exit(3);
     mcpauth_grant g;
@@ -947,13 +1043,10 @@ START_TEST(consents)
     ck_assert_int_eq(mcpauth__store_consent_add(s, "u", "c", r, "admin  read\twrite admin"), 0);
     ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "admin write read"), 1);
     sqlite3 *db = raw_open();
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT scope FROM consents", -1, &st, NULL),
-                     SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "read write admin");
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
-    sqlite3_finalize(st);
+    char scope[128];
+    raw_str(db, "SELECT scope FROM consents", scope, sizeof scope);
+    ck_assert_str_eq(scope, "read write admin");
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM consents"), 1);
     sqlite3_close(db);
     ck_assert_int_eq(mcpauth__store_consent_add(s, "u", "c", r, "read"), 0); /* no loss */
     ck_assert_int_eq(mcpauth__store_consent_has(s, "u", "c", r, "admin"), 1);
@@ -1463,12 +1556,396 @@ START_TEST(locked_by_other_process)
 }
 END_TEST
 
+/* ------------------------------------------------------------ PostgreSQL */
+
+#ifdef HAVE_LIBPQ
+#include <libpq-fe.h>
+
+static int pg_started;
+
+static void pg_suite_setup(void)
+{
+    scratch_suite_setup();
+    pg_started = pgtest_start() == 0;
+}
+
+static void setup_pg(void)
+{
+    scratch_setup();
+    snprintf(dbpath, sizeof dbpath, "%s/mcpauth.db", dir);
+    ck_assert_msg(pg_started, "the private PostgreSQL server did not start (see stderr)");
+    on_pg = 1;
+    /* a fault test that failed half way may have left it stopped */
+    if (pgtest_new_schema(pg_conninfo, sizeof pg_conninfo) < 0)
+        ck_assert_msg(pgtest_restart() == 0 &&
+                          pgtest_new_schema(pg_conninfo, sizeof pg_conninfo) == 0,
+                      "no schema on the private PostgreSQL server");
+}
+
+/* Every value of every table, as text: secrets only as digests. */
+START_TEST(pg_hashes_only_in_tables)
+{
+    mcpauth_store *s = open_ok();
+    fill_plains(s);
+    static const char *const tables[] = {"clients", "families", "codes", "refresh",
+                                         "consents", "keys", "access", "consent_forms",
+                                         "registrations", "settings", "schema_version"};
+    static char rows[1 << 16];
+    int found[NPLAINS] = {0};
+    for (size_t t = 0; t < sizeof tables / sizeof *tables; t++) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "SELECT coalesce(string_agg(x::text, '|'), '') FROM %s x",
+                 tables[t]);
+        raw_str(NULL, sql, rows, sizeof rows);
+        ck_assert_uint_lt(strlen(rows), sizeof rows - 1);
+        for (size_t i = 0; i < NPLAINS; i++) {
+            char h[65];
+            mcpauth__sha256_hex(plains[i], strlen(plains[i]), h);
+            ck_assert_msg(!strstr(rows, plains[i]), "plain %s found in %s", plains[i], tables[t]);
+            found[i] += strstr(rows, h) != NULL;
+        }
+    }
+    for (size_t i = 0; i < NPLAINS; i++)
+        ck_assert_msg(found[i] > 0, "digest of %s not stored", plains[i]);
+    mcpauth__store_close(s);
+}
+END_TEST
+
+struct race_arg {
+    mcpauth_store *s;
+    const char *code;
+    pthread_barrier_t *barrier;
+    int r;
+};
+
+static void *race_main(void *p)
+{
+    struct race_arg *a = p;
+    pthread_barrier_wait(a->barrier);
+    a->r = mcpauth__store_code_redeem(a->s, a->code, 1000, NULL);
+    return NULL;
+}
+
+/* Two connections (two hosts, as far as the server can tell) redeem one
+ * code at the same moment, many times: exactly one OK each time, and
+ * never an error (no serialization failure reaches the caller). */
+START_TEST(pg_redeem_race_two_handles)
+{
+    mcpauth_store *a = open_ok(), *b = open_ok();
+    for (int round = 0; round < 30; round++) {
+        char code[32], fam[32];
+        snprintf(code, sizeof code, "race-code-%d", round);
+        snprintf(fam, sizeof fam, "race-fam-%d", round);
+        mcpauth_grant g = grant(fam, "alice", "app", 2000);
+        ck_assert_int_eq(mcpauth__store_code_add(round % 2 ? a : b, code, &g), 0);
+        pthread_barrier_t barrier;
+        pthread_barrier_init(&barrier, NULL, 2);
+        struct race_arg ra = {a, code, &barrier, -1}, rb = {b, code, &barrier, -1};
+        pthread_t ta, tb;
+        ck_assert_int_eq(pthread_create(&ta, NULL, race_main, &ra), 0);
+        ck_assert_int_eq(pthread_create(&tb, NULL, race_main, &rb), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        pthread_barrier_destroy(&barrier);
+        ck_assert_msg((ra.r == MCPAUTH_REDEEM_OK) + (rb.r == MCPAUTH_REDEEM_OK) == 1,
+                      "round %d: %d and %d", round, ra.r, rb.r);
+        ck_assert_int_eq((ra.r == MCPAUTH_REDEEM_REPLAYED) + (rb.r == MCPAUTH_REDEEM_REPLAYED), 1);
+        ck_assert_int_eq(mcpauth__store_family_revoked(a, fam), 1); /* the replay revoked it */
+    }
+    mcpauth__store_close(a);
+    mcpauth__store_close(b);
+}
+END_TEST
+
+/* A refresh token rotated through one host and replayed at another, late:
+ * the family dies for both. */
+START_TEST(pg_reuse_across_handles)
+{
+    mcpauth_store *a = open_ok(), *b = open_ok();
+    add_refresh(a, "x-rt1", "x-fam", "alice", "app", 100000);
+    ck_assert_int_eq(rotate(a, "x-rt1", "x-rt2", 1000, 10), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(mcpauth__store_refresh_get(b, "x-rt2", 1001, NULL), 1);
+    ck_assert_int_eq(rotate(b, "x-rt1", "x-rt3", 1100, 10), MCPAUTH_ROTATE_REUSED);
+    ck_assert_int_eq(mcpauth__store_refresh_get(a, "x-rt2", 1101, NULL), 0);
+    ck_assert_int_eq(mcpauth__store_family_revoked(a, "x-fam"), 1);
+    ck_assert_int_eq(rotate(a, "x-rt2", "x-rt4", 1102, 10), MCPAUTH_ROTATE_UNKNOWN);
+    mcpauth__store_close(a);
+    mcpauth__store_close(b);
+}
+END_TEST
+
+/* Another connection holds the writers' advisory lock: a write fails
+ * after the lock timeout as a fault ("busy"), changes nothing, reads go
+ * on, and it works once the lock is gone (SQLite: locked_by_other_process). */
+START_TEST(pg_write_lock_held_elsewhere)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth__store_set_busy_timeout(s, 50);
+    mcpauth_grant g = grant("fam-l", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-l", &g), 0);
+    PGconn *c = PQconnectdb(pg_conninfo);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, "BEGIN; SELECT pg_advisory_xact_lock(30790106784035944)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-l", 1000, NULL), MCPAUTH_REDEEM_ERROR);
+    const char *why = mcpauth__store_fault();
+    ck_assert_msg(why && strstr(why, "busy"), "%s", why ? why : "(null)");
+    mcpauth_grant out;
+    ck_assert_int_eq(mcpauth__store_code_peek(s, "code-l", 1000, &out), 1);
+    mcpauth__grant_free(&out);
+    ck_assert_ptr_null(mcpauth__store_fault());
+    r = PQexec(c, "COMMIT");
+    PQclear(r);
+    PQfinish(c);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-l", 1000, NULL), MCPAUTH_REDEEM_OK);
+    mcpauth__store_close(s);
+}
+END_TEST
+
+/* The server restarts while the store is idle: the next call finds its
+ * connection dead before sending anything, reconnects and succeeds.  The
+ * server down: calls fail as faults (503 upstream) and change nothing;
+ * once it is back the next call works. */
+START_TEST(pg_server_restart)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_grant g = grant("fam-r", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-r1", &g), 0);
+    ck_assert_int_eq(pgtest_stop(), 0);
+    ck_assert_int_eq(pgtest_restart(), 0);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-r"), 0); /* a read */
+    ck_assert_ptr_null(mcpauth__store_fault());
+
+    ck_assert_int_eq(pgtest_stop(), 0);
+    ck_assert_int_eq(pgtest_restart(), 0);
+    mcpauth_grant out;
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-r1", 1000, &out), MCPAUTH_REDEEM_OK);
+    ck_assert_str_eq(out.user, "alice"); /* a write transaction */
+    mcpauth__grant_free(&out);
+
+    g = grant("fam-r2", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-r2", &g), 0);
+    ck_assert_int_eq(pgtest_stop(), 0);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-r2", 1000, NULL), MCPAUTH_REDEEM_ERROR);
+    const char *why = mcpauth__store_fault();
+    ck_assert_msg(why && strstr(why, "PostgreSQL"), "%s", why ? why : "(null)");
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-r2"), -1);
+    ck_assert_ptr_nonnull(mcpauth__store_fault());
+    ck_assert_int_eq(pgtest_restart(), 0);
+    ck_assert_int_eq(mcpauth__store_code_peek(s, "code-r2", 1000, &out), 1); /* unused */
+    mcpauth__grant_free(&out);
+    ck_assert_ptr_null(mcpauth__store_fault());
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-r2", 1000, NULL), MCPAUTH_REDEEM_OK);
+    mcpauth__store_close(s);
+}
+END_TEST
+
+/* schema_version: created at 2; a newer one refused, an older one refused
+ * with the way out (PostgreSQL never upgrades on open); migrate reports. */
+START_TEST(pg_schema_versions)
+{
+    char err[512];
+    int from = -1, to = -1;
+    ck_assert_int_eq(mcpauth__store_migrate(dir, pg_conninfo, &from, &to, err, sizeof err), 0);
+    ck_assert_int_eq(from, 0);
+    ck_assert_int_eq(to, 2);
+    ck_assert_int_eq(mcpauth__store_migrate(dir, pg_conninfo, &from, &to, err, sizeof err), 0);
+    ck_assert_int_eq(from, 2);
+    ck_assert_int_eq(raw_int(NULL, "SELECT version FROM schema_version"), 2);
+    mcpauth_store *s = open_ok();
+    ck_assert_int_eq(mcpauth__store_shared(s), 1);
+    mcpauth__store_close(s);
+    raw_exec(NULL, "UPDATE schema_version SET version = 99");
+    ck_assert_ptr_null(mcpauth__store_open(dir, pg_conninfo, err, sizeof err));
+    ck_assert_msg(strstr(err, "newer") != NULL, "%s", err);
+    raw_exec(NULL, "UPDATE schema_version SET version = 1");
+    ck_assert_ptr_null(mcpauth__store_open(dir, pg_conninfo, err, sizeof err));
+    ck_assert_msg(strstr(err, "mcpauth migrate") != NULL, "%s", err);
+    /* an unreachable server: a clear error, quickly */
+    ck_assert_ptr_null(mcpauth__store_open(dir, "host=127.0.0.1 port=25499 user=mcpauth"
+                                                " connect_timeout=2",
+                                           err, sizeof err));
+    ck_assert_msg(strstr(err, "PostgreSQL") != NULL, "%s", err);
+}
+END_TEST
+
+struct kid_acc {
+    char kid[64];
+};
+
+static int current_kid(const mcpauth_keyinfo *k, void *arg)
+{
+    struct kid_acc *a = arg;
+    if (k->retired == 0 && !a->kid[0])
+        snprintf(a->kid, sizeof a->kid, "%s", k->kid);
+    return 0;
+}
+
+/* Keys and the server secret live in the database: no files, and every
+ * handle (host) signs with the same key and the same secret, also after a
+ * rotation made through another one. */
+START_TEST(pg_keys_and_secret_shared)
+{
+    mcpauth_store *a = open_ok(), *b = open_ok();
+    char err[512], kid1[64], kid2[64];
+    ck_assert_msg(mcpauth__keys_generate(a, NULL, "ES256", time(NULL) - 10, kid1, sizeof kid1,
+                                        err, sizeof err) == 0,
+                  "%s", err);
+    char keysdir[200];
+    snprintf(keysdir, sizeof keysdir, "%s/keys", dir);
+    ck_assert_int_ne(access(keysdir, F_OK), 0); /* no file anywhere */
+    mcpauth_signer *sb = mcpauth__keys_load_current(b, err, sizeof err);
+    ck_assert_msg(sb != NULL, "%s", err);
+    ck_assert_str_eq(sb->kid, kid1);
+    mcpauth__signer_free(sb);
+    ck_assert_msg(mcpauth__keys_generate(b, dir, "RS256", time(NULL), kid2, sizeof kid2, err,
+                                        sizeof err) == 0,
+                  "%s", err);
+    mcpauth_signer *sa = mcpauth__keys_load_current(a, err, sizeof err);
+    ck_assert_msg(sa != NULL, "%s", err);
+    ck_assert_str_eq(sa->kid, kid2);
+    ck_assert_str_eq(sa->alg, "RS256");
+    mcpauth__signer_free(sa);
+    char *ja = mcpauth__keys_jwks(a, time(NULL) - 3600, err, sizeof err);
+    char *jb = mcpauth__keys_jwks(b, time(NULL) - 3600, err, sizeof err);
+    ck_assert_ptr_nonnull(ja);
+    ck_assert_ptr_nonnull(jb);
+    ck_assert_str_eq(ja, jb);
+    ck_assert_ptr_nonnull(strstr(ja, kid1)); /* the retired key stays published */
+    ck_assert_ptr_nonnull(strstr(ja, kid2));
+    free(ja);
+    free(jb);
+    struct kid_acc acc = {""};
+    ck_assert_int_eq(mcpauth__store_key_list(a, 0, current_kid, &acc), 0);
+    ck_assert_str_eq(acc.kid, kid2);
+    ck_assert_int_eq(mcpauth__keys_prune(a, dir, time(NULL) + 3600, err, sizeof err), 0);
+
+    unsigned char s1[MCPAUTH_SECRET_BYTES], s2[MCPAUTH_SECRET_BYTES];
+    ck_assert_int_eq(mcpauth__secret_load(a, dir, s1, err, sizeof err), -1); /* none yet */
+    ck_assert_msg(strstr(err, "mcpauth init"), "%s", err);
+    ck_assert_int_eq(mcpauth__secret_create(a, dir, err, sizeof err), 1);
+    ck_assert_int_eq(mcpauth__secret_create(b, dir, err, sizeof err), 0); /* kept */
+    ck_assert_int_eq(mcpauth__secret_load(a, dir, s1, err, sizeof err), 0);
+    ck_assert_int_eq(mcpauth__secret_load(b, dir, s2, err, sizeof err), 0);
+    ck_assert_int_eq(memcmp(s1, s2, sizeof s1), 0);
+    char secretfile[200];
+    snprintf(secretfile, sizeof secretfile, "%s/secret", dir);
+    ck_assert_int_ne(access(secretfile, F_OK), 0);
+    raw_exec(NULL, "UPDATE settings SET value = 'zz' WHERE name = 'server_secret'");
+    ck_assert_int_eq(mcpauth__secret_load(a, dir, s1, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "malformed"), "%s", err);
+    mcpauth__store_close(a);
+    mcpauth__store_close(b);
+}
+END_TEST
+/* Runs fn(s) in a thread while another session holds a lock on the codes
+ * row of code; once the store waits for it, its backend is terminated.
+ * fn's result. */
+static char lost_fault[256]; /* the thread's mcpauth__store_fault(), "" for none */
+
+struct lost_arg {
+    mcpauth_store *s;
+    long (*fn)(mcpauth_store *);
+    long r;
+};
+
+static void *lost_main(void *p)
+{
+    struct lost_arg *a = p;
+    a->r = a->fn(a->s);
+    const char *f = mcpauth__store_fault(); /* per thread */
+    snprintf(lost_fault, sizeof lost_fault, "%s", f ? f : "");
+    return NULL;
+}
+
+static long lose_connection_during(mcpauth_store *s, const char *code,
+                                   long (*fn)(mcpauth_store *))
+{
+    char h[65], sql[256];
+    mcpauth__sha256_hex(code, strlen(code), h);
+    PGconn *holder = PQconnectdb(pg_conninfo);
+    ck_assert_int_eq(PQstatus(holder), CONNECTION_OK);
+    snprintf(sql, sizeof sql, "BEGIN; SELECT 1 FROM codes WHERE hash = '%s' FOR UPDATE", h);
+    PGresult *r = PQexec(holder, sql);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    ck_assert_int_eq(PQntuples(r), 1);
+    PQclear(r);
+    struct lost_arg a = {s, fn, -2};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, lost_main, &a), 0);
+    int killed = 0;
+    for (int i = 0; i < 200 && !killed; i++) {
+        r = PQexec(holder, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                           " WHERE application_name = 'mcpauth' AND wait_event_type = 'Lock'");
+        killed = PQresultStatus(r) == PGRES_TUPLES_OK && atoi(PQgetvalue(r, 0, 0)) == 1;
+        PQclear(r);
+        if (!killed)
+            usleep(25000);
+    }
+    pthread_join(t, NULL);
+    r = PQexec(holder, "ROLLBACK");
+    PQclear(r);
+    PQfinish(holder);
+    ck_assert_msg(killed, "the store never waited on the row lock");
+    return a.r;
+}
+
+static long exchange_t(mcpauth_store *s)
+{
+    return mcpauth__store_code_exchange(s, "code-t", 1000, "fam-t", "rt-t", 9000, "at-t", 5000,
+                                        NULL);
+}
+
+static long purge_p(mcpauth_store *s)
+{
+    return mcpauth__store_purge(s, 2000, 0);
+}
+
+/* The connection dies in the middle of a write transaction (its backend
+ * is terminated while it waits for a row lock): the call fails as a fault,
+ * nothing of it is left (the code unused, no token), the rest of the call
+ * does not go on over a new connection (purge would delete on, unlocked
+ * and outside its transaction), and the next call works. */
+START_TEST(pg_connection_lost_mid_transaction)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth__store_set_busy_timeout(s, 20000);
+    mcpauth_grant g = grant("fam-t", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-t", &g), 0);
+    ck_assert_int_eq(lose_connection_during(s, "code-t", exchange_t), MCPAUTH_REDEEM_ERROR);
+    ck_assert_msg(strstr(lost_fault, "PostgreSQL"), "fault: %s", lost_fault);
+    mcpauth_grant out;
+    ck_assert_int_eq(mcpauth__store_code_peek(s, "code-t", 1000, &out), 1); /* unused */
+    mcpauth__grant_free(&out);
+    ck_assert_ptr_null(mcpauth__store_fault());
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "rt-t", 1000, NULL), 0);
+    ck_assert_int_eq(raw_int(NULL, "SELECT count(*) FROM access"), 0);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-t"), 0);
+    ck_assert_int_eq(exchange_t(s), MCPAUTH_REDEEM_OK);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "rt-t", 1000, NULL), 1);
+
+    /* purge: its first DELETE waits on the expired code's row */
+    g = grant("fam-p", "alice", "app", 1500);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-p", &g), 0);
+    add_refresh(s, "rt-p", "fam-q", "alice", "app", 1500);
+    ck_assert_int_eq(lose_connection_during(s, "code-p", purge_p), -1);
+    ck_assert_msg(strstr(lost_fault, "PostgreSQL"), "fault: %s", lost_fault);
+    ck_assert_int_eq(raw_int(NULL, "SELECT count(*) FROM refresh WHERE expires = 1500"), 1);
+    ck_assert_int_eq(raw_int(NULL, "SELECT count(*) FROM codes WHERE expires = 1500"), 1);
+    ck_assert_int_eq(purge_p(s), 3); /* code-t too (expires 2000) */
+    mcpauth__store_close(s);
+}
+END_TEST
+#endif /* HAVE_LIBPQ */
+
 Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
     TCase *tc = scratch_tcase("core", setup, 30);
     tcase_add_test(tc, open_refusals);
     tcase_add_test(tc, open_mode_and_pragmas);
+    tcase_add_test(tc, upgrade_from_version_1);
     tcase_add_test(tc, clients_basic);
     tcase_add_test(tc, clients_list);
     tcase_add_test(tc, hashes_only_on_disk);
@@ -1494,5 +1971,42 @@ Suite *store_suite(void)
     tcase_add_test(tc, null_handle);
     tcase_add_test(tc, wal_starts_over_after_stuck_reader);
     suite_add_tcase(s, tc);
+#ifdef HAVE_LIBPQ
+    /* The same cases on PostgreSQL (not those about SQLite's files). */
+    tc = tcase_create("pg");
+    tcase_add_unchecked_fixture(tc, pg_suite_setup, scratch_suite_teardown);
+    tcase_add_checked_fixture(tc, setup_pg, scratch_teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, clients_basic);
+    tcase_add_test(tc, clients_list);
+    tcase_add_test(tc, code_basic);
+    tcase_add_test(tc, code_exchange_all_or_nothing);
+    tcase_add_test(tc, code_replay_kills_refresh);
+    tcase_add_test(tc, code_race_processes);
+    tcase_add_test(tc, refresh_rotation_reuse);
+    tcase_add_test(tc, refresh_grace_once);
+    tcase_add_test(tc, refresh_misc);
+    tcase_add_test(tc, refresh_race_processes);
+    tcase_add_test(tc, revocation);
+    tcase_add_test(tc, client_delete_cascade);
+    tcase_add_test(tc, consents);
+    tcase_add_test(tc, access_tokens_of_revoked_grants);
+    tcase_add_test(tc, consent_form_once);
+    tcase_add_test(tc, registration_limit);
+    tcase_add_test(tc, keys);
+    tcase_add_test(tc, purge_counts);
+    tcase_add_test(tc, threads_shared_handle);
+    tcase_add_test(tc, fork_guard);
+    tcase_add_test(tc, null_handle);
+    tcase_add_test(tc, pg_hashes_only_in_tables);
+    tcase_add_test(tc, pg_redeem_race_two_handles);
+    tcase_add_test(tc, pg_reuse_across_handles);
+    tcase_add_test(tc, pg_write_lock_held_elsewhere);
+    tcase_add_test(tc, pg_schema_versions);
+    tcase_add_test(tc, pg_keys_and_secret_shared);
+    tcase_add_test(tc, pg_connection_lost_mid_transaction);
+    tcase_add_test(tc, pg_server_restart);
+    suite_add_tcase(s, tc);
+#endif
     return s;
 }
