@@ -24,10 +24,10 @@
 #include "harness.h"
 
 /* one port per server kind: the two cases never share a Redis */
-#define PORT_LIGHTTPD 26390
-#define PORT_APACHE 26391
-#define PORT_LIGHTTPD_CLOSED 26392
-#define PORT_APACHE_CLOSED 26393
+#define PORT_LIGHTTPD redistest_port(0)
+#define PORT_APACHE redistest_port(1)
+#define PORT_LIGHTTPD_CLOSED redistest_port(2)
+#define PORT_APACHE_CLOSED redistest_port(3)
 
 static const char conf_tmpl[] =
     "runtime_dir = @DIR@\n"

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "pgtest.h"
+#include "freeport.h"
 
 #ifdef HAVE_LIBPQ
 
@@ -92,10 +93,21 @@ static int run_sh(const char *script)
     return 0;
 }
 
+static int pg_port;
+
+int pgtest_port(void)
+{
+    return pg_port;
+}
+
 int pgtest_start(void)
 {
     if (server_pid > 0)
         return 0;
+    if (!pg_port && !(pg_port = ts_free_port())) {
+        perror("pgtest: no free port");
+        return -1;
+    }
     snprintf(base, sizeof base, "/tmp/mcpauth-pg-XXXXXX");
     if (!mkdtemp(base)) {
         perror("pgtest: mkdtemp");
@@ -103,9 +115,9 @@ int pgtest_start(void)
     }
     snprintf(data, sizeof data, "%s/pg/data", base);
     char script[512];
-    snprintf(script, sizeof script, "engines_pg_start %s %d >&2", base, PGTEST_PORT);
+    snprintf(script, sizeof script, "engines_pg_start %s %d >&2", base, pg_port);
     if (run_sh(script) < 0 || (server_pid = read_pid()) <= 0) {
-        fprintf(stderr, "pgtest: PostgreSQL did not start on port %d\n", PGTEST_PORT);
+        fprintf(stderr, "pgtest: PostgreSQL did not start on port %d\n", pg_port);
         server_pid = 0;
         return -1;
     }
@@ -179,7 +191,7 @@ int pgtest_new_schema(char *out, size_t outlen)
     char name[64], admin[128], sql[128];
     snprintf(name, sizeof name, "t%ld_%u_%ld", (long)getpid(), ++schema_seq, (long)time(NULL));
     snprintf(admin, sizeof admin, "host=127.0.0.1 port=%d user=mcpauth dbname=mcpauth",
-             PGTEST_PORT);
+             pg_port);
     snprintf(sql, sizeof sql, "CREATE SCHEMA %s", name);
     if (pgtest_sql(admin, sql, NULL, 0) < 0)
         return -1;

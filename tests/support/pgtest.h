@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define PGTEST_PORT 25432
+/* The server's port: a free one, picked by pgtest_start (0 before). */
+int pgtest_port(void);
 
 /* Starts the process's server on the first call (later calls: the same
  * one).  0, or -1 with the reason and the server's log on stderr.  Call it

@@ -1,5 +1,6 @@
 /* See redistest.h. */
 #include "redistest.h"
+#include "freeport.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -14,7 +15,7 @@
 
 #include <hiredis/hiredis.h>
 
-#define SHARED_PORT 26379
+static int shared_port; /* picked free at the first call */
 
 int redistest_ping(int port, long timeout_ms)
 {
@@ -128,13 +129,27 @@ const char *redistest_shared_url(void)
         perror("redistest: mkdtemp");
         return NULL;
     }
-    shared_pid = redistest_spawn(shared_dir, SHARED_PORT);
+    if (!shared_port && !(shared_port = ts_free_port())) {
+        perror("redistest: no free port");
+        return NULL;
+    }
+    shared_pid = redistest_spawn(shared_dir, shared_port);
     if (shared_pid < 0) {
         shared_pid = 0;
         return NULL;
     }
     shared_owner = getpid();
     atexit(shared_stop);
-    snprintf(shared_url, sizeof shared_url, "redis://127.0.0.1:%d/0", SHARED_PORT);
+    snprintf(shared_url, sizeof shared_url, "redis://127.0.0.1:%d/0", shared_port);
     return shared_url;
+}
+
+int redistest_port(int slot)
+{
+    static int ports[8];
+    if (slot < 0 || slot >= 8)
+        return 0;
+    if (!ports[slot])
+        ports[slot] = ts_free_port();
+    return ports[slot];
 }

@@ -15,8 +15,11 @@ pid_t redistest_spawn(const char *dir, int port);
 void redistest_kill(pid_t pid);
 /* 1 when something answers PING on 127.0.0.1:port within timeout_ms. */
 int redistest_ping(int port, long timeout_ms);
+/* A port for the test's own server, picked free once per process and
+ * kept (slot 0-7), so a test can stop and restart its server on it. */
+int redistest_port(int slot);
 
-/* The process's shared server (port 26379), started at the first call and
+/* The process's shared server (on a free port), started at the first call and
  * stopped at exit by the process that started it (not by forked test
  * children).  Its URL (static storage), or NULL when it cannot start.
  * Call it from an unchecked fixture so it starts in the runner itself. */

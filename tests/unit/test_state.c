@@ -29,10 +29,10 @@ Suite *state_suite(void);
 
 /* Ports of the servers a test starts (and stops) itself; 26379 is the
  * shared one. */
-#define PORT_OUTAGE 26381
-#define PORT_FROZEN 26382
-#define PORT_REVOKED 26383
-#define PORT_LOST 26384
+#define PORT_OUTAGE redistest_port(0)
+#define PORT_FROZEN redistest_port(1)
+#define PORT_REVOKED redistest_port(2)
+#define PORT_LOST redistest_port(3)
 
 static const char *url; /* the shared server */
 
