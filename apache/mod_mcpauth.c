@@ -156,14 +156,14 @@ static mcpauth_config *load_checked(const char *file, char *err, size_t errlen)
         snprintf(err, errlen, "configuration error: %s", why);
         return NULL;
     }
-    /* the key files; the children read them again after the fork */
-    mcpauth_validator *v = mcpauth_validator_new(cfg, why, sizeof why);
-    if (!v) {
+    /* the key files; the children read them again after the fork.  Only
+     * them: runtime_dir (revocation list, shared cache) belongs to
+     * Apache's user, and root here must neither create nor judge its files */
+    if (mcpauth_validator_check(cfg, why, sizeof why) != 0) {
         snprintf(err, errlen, "cannot start: %s", why);
         mcpauth_config_free(cfg);
         return NULL;
     }
-    mcpauth_validator_free(v);
     return cfg;
 }
 

@@ -48,8 +48,13 @@
  * elsewhere, e.g. on another disk).
  *
  *   bench/bench_as [--seconds S] [--clients N] [--codes N] [--state-dir DIR]
- *       [--no-pin] [--snippet FILE] [--results FILE] [--tsv FILE|-]
- *       [--label TEXT] [--strict]
+ *       [--store CONNINFO] [--no-pin] [--snippet FILE] [--results FILE]
+ *       [--tsv FILE|-] [--label TEXT] [--strict]
+ *
+ * --store puts the AS's state in PostgreSQL (the `store` key of
+ * mcpauth.conf; `mcpauth init` creates the tables when absent): bench/
+ * engines.sh runs it beside the SQLite default on a private server.  The
+ * SQLite facts below are then not reported (the WAL column reads 0).
  *
  * Defaults: 10 s of refreshes, 16 clients, 10000 codes; about 25 s in all.
  * --snippet FILE includes FILE instead of the shipped lighttpd/mcpauth-as.conf
@@ -95,8 +100,8 @@
 
 static struct {
     int seconds, clients, codes, pin, strict;
-    const char *results, *tsv, *label, *state_parent, *snippet;
-} opt = {10, 16, 10000, 1, 0, NULL, NULL, NULL, NULL, NULL};
+    const char *results, *tsv, *label, *state_parent, *snippet, *store;
+} opt = {10, 16, 10000, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL};
 
 static atomic_int g_stop;             /* SIGINT/SIGTERM: finish early, clean up */
 static volatile sig_atomic_t g_server_pgid; /* for a second signal: kill and go */
@@ -364,8 +369,10 @@ static int start_server(void)
              "scopes_supported = files:read\n"
              "[authorization_server]\n"
              "issuer = http://127.0.0.1:@PORT@\n"
-             "state_dir = %s\n",
-             B.own_state[0] ? B.own_state : "@DIR@/state");
+             "state_dir = %s\n"
+             "%s%s%s",
+             B.own_state[0] ? B.own_state : "@DIR@/state", opt.store ? "store = " : "",
+             opt.store ? opt.store : "", opt.store ? "\n" : "");
     char extra[PATH_MAX + 256];
     snprintf(extra, sizeof extra,
              "var.mcpauth_as_prefix = \"/oauth2\"\n"
@@ -1059,15 +1066,21 @@ static void report(FILE *f, int markdown_heading, const phase *ph, int nph, cons
                "|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < nph; i++)
         row(f, &ph[i]);
-    fprintf(f,
-            "\nSQLite %s: journal_mode=%s (read from the database), synchronous=%s and "
-            "busy_timeout=%s ms (lib/store.c, no mcpauth.conf key); checkpoints by the store's "
-            "WAL hook (wal_autocheckpoint reads %s: passive past 1,000 pages, RESTART past 4,000, "
-            "journal_size_limit 16 MiB): a commit writes the WAL without fsync; the WAL and the "
-            "database are fsynced at checkpoints.  State directory on %s; after the run "
-            "mcpauth.db %lld KiB, WAL file %lld KiB.\n",
-            s->version, s->journal, s->synchronous, s->busy, s->autocheckpoint, s->fs, s->db_kib,
-            s->wal_kib);
+    if (opt.store) {
+        fprintf(f, "\nStore: PostgreSQL (store = %s), the server on this machine (loopback); "
+                   "every check-then-write transaction takes the store's advisory lock.\n",
+                opt.store);
+    } else {
+        fprintf(f,
+                "\nSQLite %s: journal_mode=%s (read from the database), synchronous=%s and "
+                "busy_timeout=%s ms (lib/store.c, no mcpauth.conf key); checkpoints by the store's "
+                "WAL hook (wal_autocheckpoint reads %s: passive past 1,000 pages, RESTART past 4,000, "
+                "journal_size_limit 16 MiB): a commit writes the WAL without fsync; the WAL and the "
+                "database are fsynced at checkpoints.  State directory on %s; after the run "
+                "mcpauth.db %lld KiB, WAL file %lld KiB.\n",
+                s->version, s->journal, s->synchronous, s->busy, s->autocheckpoint, s->fs, s->db_kib,
+                s->wal_kib);
+    }
     fprintf(f, "mcpauth-as: %d process%s (lighttpd snippet %s), peak RSS (VmHWM) %.1f MiB the "
                "largest, %.1f MiB together; RSS the largest %.1f MiB before the phases, %.1f MiB "
                "after.\n",
@@ -1122,7 +1135,8 @@ static void tsv(const phase *ph, int nph, const sqlite_facts *s, const mem_use *
 static void usage(void)
 {
     fputs("usage: bench_as [--seconds S] [--clients N] [--codes N] [--state-dir DIR] [--no-pin]\n"
-          "  [--snippet FILE] [--results FILE] [--tsv FILE|-] [--label TEXT] [--strict]\n",
+          "  [--store CONNINFO] [--snippet FILE] [--results FILE] [--tsv FILE|-] [--label TEXT]\n"
+          "  [--strict]\n",
           stderr);
 }
 
@@ -1231,6 +1245,8 @@ int main(int argc, char **argv)
             opt.label = v;
         else if (!strcmp(a, "--snippet"))
             opt.snippet = v;
+        else if (!strcmp(a, "--store"))
+            opt.store = v;
         else {
             usage();
             return 2;

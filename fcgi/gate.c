@@ -17,14 +17,16 @@ typedef struct {
 
 static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
 {
-    (void)check_only;
     gate *g = calloc(1, sizeof *g);
     if (!g) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     g->cfg = cfg;
-    if (!(g->validator = mcpauth_validator_new(cfg, err, errlen))) {
+    /* --check may run as another user than the server: the key files
+     * only, nothing of runtime_dir opened (or complained about) */
+    if (check_only ? mcpauth_validator_check(cfg, err, errlen) != 0
+                   : !(g->validator = mcpauth_validator_new(cfg, err, errlen))) {
         free(g);
         return NULL;
     }

@@ -401,49 +401,46 @@ void mcpauth__metrics_observe(const mcpauth_resource *res, mcpauth__hist h, long
 
 /* ------------------------------------------------------------- reasons */
 
-mcpauth__refusal mcpauth__metrics_reason(int verdict, const char *d)
+/* The reason label of each refusal code: what dashboards query, so a
+ * label never changes.  The counter of a code is its place among the
+ * labels (NO_TOKEN first), which is also the layout of the file: codes are
+ * only ever added, before MCPAUTH_REFUSAL_COUNT. */
+static const char *const refusal_labels[MCPAUTH_REFUSAL_COUNT] = {
+    [MCPAUTH_REFUSAL_NONE] = NULL, /* not a refusal: never counted */
+    [MCPAUTH_REFUSAL_NO_TOKEN] = "no_token",
+    [MCPAUTH_REFUSAL_BAD_REQUEST] = "bad_request",
+    [MCPAUTH_REFUSAL_MALFORMED] = "malformed",
+    [MCPAUTH_REFUSAL_EXPIRED] = "expired",
+    [MCPAUTH_REFUSAL_NOT_YET_VALID] = "not_yet_valid",
+    [MCPAUTH_REFUSAL_AUDIENCE] = "audience",
+    [MCPAUTH_REFUSAL_ISSUER] = "issuer",
+    [MCPAUTH_REFUSAL_ALGORITHM] = "algorithm",
+    [MCPAUTH_REFUSAL_UNKNOWN_KEY] = "unknown_key",
+    [MCPAUTH_REFUSAL_SIGNATURE] = "signature",
+    [MCPAUTH_REFUSAL_REVOKED] = "revoked",
+    [MCPAUTH_REFUSAL_INACTIVE] = "inactive",
+    [MCPAUTH_REFUSAL_SCOPE] = "scope",
+    [MCPAUTH_REFUSAL_UNAVAILABLE] = "unavailable",
+    [MCPAUTH_REFUSAL_OTHER] = "other",
+};
+#define REFUSAL_FIRST MCPAUTH_REFUSAL_NO_TOKEN
+#define REFUSAL_LABELS (MCPAUTH_REFUSAL_COUNT - REFUSAL_FIRST)
+_Static_assert(MCPAUTH_M_REFUSED + REFUSAL_LABELS <= MCPAUTH_M_CACHE_HIT,
+               "room for every refusal counter");
+
+static mcpauth_refusal counted_as(mcpauth_refusal r)
 {
-    static const struct {
-        const char *text; /* a substring of the validator's descriptions */
-        mcpauth__refusal r;
-    } map[] = {
-        {"audience", MCPAUTH_R_AUDIENCE},
-        {"expired", MCPAUTH_R_EXPIRED},
-        {"no exp", MCPAUTH_R_MALFORMED},
-        {"nbf", MCPAUTH_R_NOT_YET_VALID},
-        {"(iat)", MCPAUTH_R_NOT_YET_VALID},
-        {"no key", MCPAUTH_R_UNKNOWN_KEY}, /* before "issuer", which it names */
-        {"issuer", MCPAUTH_R_ISSUER},
-        {"iss", MCPAUTH_R_ISSUER},
-        {"algorithm", MCPAUTH_R_ALGORITHM},
-        {"signature", MCPAUTH_R_SIGNATURE},
-        {"revoked", MCPAUTH_R_REVOKED},
-        {"not active", MCPAUTH_R_INACTIVE},
-        {"malformed", MCPAUTH_R_MALFORMED},
-        {"larger than", MCPAUTH_R_MALFORMED},
-        {"not a valid", MCPAUTH_R_MALFORMED},
-        {"is not valid", MCPAUTH_R_MALFORMED},
-        {"typ", MCPAUTH_R_MALFORMED},
-        {"critical", MCPAUTH_R_MALFORMED},
-        {"ID token", MCPAUTH_R_MALFORMED},
-        {"not a JWT", MCPAUTH_R_MALFORMED},
-    };
-    switch (verdict) {
-    case MCPAUTH_NO_TOKEN:
-        return MCPAUTH_R_NO_TOKEN;
-    case MCPAUTH_BAD_REQUEST:
-        return MCPAUTH_R_BAD_REQUEST;
-    case MCPAUTH_INSUFFICIENT_SCOPE:
-        return MCPAUTH_R_SCOPE;
-    case MCPAUTH_UNAVAILABLE:
-        return MCPAUTH_R_UNAVAILABLE;
-    default:
-        break;
-    }
-    for (size_t i = 0; d && i < sizeof map / sizeof map[0]; i++)
-        if (strstr(d, map[i].text))
-            return map[i].r;
-    return MCPAUTH_R_OTHER;
+    return (unsigned)r < MCPAUTH_REFUSAL_COUNT && refusal_labels[r] ? r : MCPAUTH_REFUSAL_OTHER;
+}
+
+mcpauth__metric mcpauth__metrics_refused(mcpauth_refusal r)
+{
+    return (mcpauth__metric)(MCPAUTH_M_REFUSED + (counted_as(r) - REFUSAL_FIRST));
+}
+
+const char *mcpauth__metrics_refusal_label(mcpauth_refusal r)
+{
+    return refusal_labels[counted_as(r)];
 }
 
 /* --------------------------------------------------------------- CIDRs */
@@ -574,10 +571,6 @@ typedef struct {
 
 static const char *const verdicts[] = {"allow", "no_token", "bad_request", "invalid_token",
                                        "insufficient_scope", "unavailable"};
-static const char *const reasons[] = {"no_token", "bad_request", "malformed", "expired",
-                                      "not_yet_valid", "audience", "issuer", "algorithm",
-                                      "unknown_key", "signature", "revoked", "inactive",
-                                      "scope", "unavailable", "other"};
 static const char *const hitmiss[] = {"hit", "miss"};
 static const char *const limits[] = {"address", "subject", "concurrency"};
 static const char *const ss_ops[] = {"rate", "session", "revoked"}; /* mcpauth__ss_op */
@@ -591,7 +584,7 @@ static const family families[] = {
     {"mcpauth_requests_total", "Token decisions by verdict (gate and proxy).", "counter", 1,
      MCPAUTH_M_REQ_ALLOW, 6, "verdict", verdicts},
     {"mcpauth_refusals_total", "Refused requests by reason.", "counter", 1, MCPAUTH_M_REFUSED,
-     MCPAUTH_R_COUNT, "reason", reasons},
+     REFUSAL_LABELS, "reason", refusal_labels + REFUSAL_FIRST},
     {"mcpauth_cache_lookups_total", "Validation cache lookups.", "counter", 1,
      MCPAUTH_M_CACHE_HIT, 2, "result", hitmiss},
     {"mcpauth_cache_evictions_total",

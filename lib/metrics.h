@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include <mcpauth/config.h>
+#include <mcpauth/validate.h>
 
 /* Counters.  The first six follow mcpauth_verdict (MCPAUTH_ALLOW ...). */
 typedef enum {
@@ -23,7 +24,7 @@ typedef enum {
     MCPAUTH_M_REQ_INVALID_TOKEN,
     MCPAUTH_M_REQ_INSUFFICIENT_SCOPE,
     MCPAUTH_M_REQ_UNAVAILABLE,
-    /* refusals by reason: MCPAUTH_M_REFUSED + mcpauth__refusal */
+    /* refusals by reason: see mcpauth__metrics_refused */
     MCPAUTH_M_REFUSED,
     MCPAUTH_M_CACHE_HIT = MCPAUTH_M_REFUSED + 16,
     MCPAUTH_M_CACHE_MISS,
@@ -59,26 +60,6 @@ typedef enum {
     MCPAUTH_M_SHARED_STATE_ERRORS,
     MCPAUTH_M_COUNT = MCPAUTH_M_SHARED_STATE_ERRORS + 3
 } mcpauth__metric;
-
-/* The reason label of a refusal: a fixed set, never the free text. */
-typedef enum {
-    MCPAUTH_R_NO_TOKEN = 0,
-    MCPAUTH_R_BAD_REQUEST,
-    MCPAUTH_R_MALFORMED,
-    MCPAUTH_R_EXPIRED,
-    MCPAUTH_R_NOT_YET_VALID,
-    MCPAUTH_R_AUDIENCE,
-    MCPAUTH_R_ISSUER,
-    MCPAUTH_R_ALGORITHM,
-    MCPAUTH_R_UNKNOWN_KEY,
-    MCPAUTH_R_SIGNATURE,
-    MCPAUTH_R_REVOKED,
-    MCPAUTH_R_INACTIVE,
-    MCPAUTH_R_SCOPE,
-    MCPAUTH_R_UNAVAILABLE,
-    MCPAUTH_R_OTHER,
-    MCPAUTH_R_COUNT
-} mcpauth__refusal;
 
 typedef enum {
     MCPAUTH_SE_DONE = 0,     /* the backend ended it */
@@ -138,8 +119,12 @@ void mcpauth__metrics_observe(const mcpauth_resource *res, mcpauth__hist h, long
 /* Monotonic nanoseconds (vDSO clock: no system call). */
 long long mcpauth__metrics_now(void);
 
-/* The reason label of a refused decision, from its verdict and text. */
-mcpauth__refusal mcpauth__metrics_reason(int verdict, const char *description);
+/* The counter of refusals with code r (the decision's refusal, set by the
+ * validator): one per reason label; NONE or a value out of range counts
+ * as "other". */
+mcpauth__metric mcpauth__metrics_refused(mcpauth_refusal r);
+/* The reason label of that counter: a static string. */
+const char *mcpauth__metrics_refusal_label(mcpauth_refusal r);
 
 /* metrics_allow: a CIDR list ("127.0.0.0/8 ::1").  1 when one of the
  * entries is a valid CIDR and addr (an IPv4 or IPv6 literal, IPv4-mapped

@@ -25,6 +25,7 @@
 #include <mcpauth/validate.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "metrics.h"
 #include "proxy_priv.h"
 #include "shm.h"
@@ -400,7 +401,7 @@ static stage stage_session(call *c, const char *id_json)
 {
     if (!c->v.session || !c->p->state)
         return GO;
-    time_t now = time(NULL);
+    time_t now = mcpauth__now();
     int m = mcpauth__state_session_check(c->p->state, c->v.session, c->owner, now,
                                          now + c->cfg->session_ttl);
     if (m == MCPAUTH__STATE_UNAVAILABLE) /* open: unchecked, as the operator chose */

@@ -18,6 +18,7 @@
 #include <mcpauth/log.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "metrics.h"
 #include "proxy_priv.h"
 #include "shm.h"
@@ -100,7 +101,7 @@ static void relay_head(relay *r)
         return;
     int ok = r->status >= 200 && r->status < 300;
     if (o->bind_session && ok && r->session_out[0] && r->p->state) {
-        time_t now = time(NULL);
+        time_t now = mcpauth__now();
         int rc = mcpauth__state_session_bind(r->p->state, r->session_out, o->owner,
                                              now + r->p->cfg->session_ttl, now);
         if (rc == MCPAUTH__STATE_UNAVAILABLE) /* the client learns at its next request */

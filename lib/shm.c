@@ -33,6 +33,7 @@
 #include <openssl/evp.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "robust.h"
 #include "shm.h"
 
@@ -388,7 +389,7 @@ int mcpauth__shm_session_bind(mcpauth_shm *shm, const char *id, const char *owne
     if (!shm || !id || !owner || key_of(shm, id, strlen(id), 0, &hid) != 0 ||
         key_of(shm, owner, strlen(owner), 0, &how) != 0 || lock(shm) != 0)
         return -1;
-    int64_t now = (int64_t)time(NULL);
+    int64_t now = (int64_t)mcpauth__now();
     int rc = 0;
     session *c = find_session(shm, &hid);
     if (c && c->expires > now && CRYPTO_memcmp(c->owner, how.h, 32) != 0) {

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "state.h"
 
 #ifndef HAVE_HIREDIS
@@ -730,7 +731,7 @@ int mcpauth__redis_revoked_add(mcpauth__redis *r, const unsigned char digest[32]
     unsigned char rnd[16];
     hex(digest, 32, h);
     snprintf(a_until, sizeof a_until, "%lld", (long long)until);
-    snprintf(a_now, sizeof a_now, "%lld", (long long)time(NULL));
+    snprintf(a_now, sizeof a_now, "%lld", (long long)mcpauth__now());
     if (RAND_bytes(rnd, sizeof rnd) != 1)
         return MCPAUTH__STATE_UNAVAILABLE;
     hex(rnd, sizeof rnd, epoch);

@@ -87,10 +87,14 @@ struct mcpauth_validator {
 
 /* ---------------------------------------------------------------- helpers */
 
-__attribute__((format(printf, 3, 4)))
-static void set_verdict(mcpauth_decision *d, mcpauth_verdict v, const char *fmt, ...)
+/* Every refusal goes through here: the verdict, its code (what metrics
+ * count) and its text (what the client reads) are set together. */
+__attribute__((format(printf, 4, 5)))
+static void set_verdict(mcpauth_decision *d, mcpauth_verdict v, mcpauth_refusal r,
+                        const char *fmt, ...)
 {
     d->verdict = v;
+    d->refusal = r;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(d->description, sizeof d->description, fmt, ap);
@@ -99,6 +103,30 @@ static void set_verdict(mcpauth_decision *d, mcpauth_verdict v, const char *fmt,
     for (char *p = d->description; *p; p++)
         if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
             *p = '\'';
+}
+
+const char *mcpauth_refusal_name(mcpauth_refusal r)
+{
+    /* stable: the reason labels of mcpauth_refusals_total (metrics.c) */
+    static const char *const names[MCPAUTH_REFUSAL_COUNT] = {
+        [MCPAUTH_REFUSAL_NONE] = "none",
+        [MCPAUTH_REFUSAL_NO_TOKEN] = "no_token",
+        [MCPAUTH_REFUSAL_BAD_REQUEST] = "bad_request",
+        [MCPAUTH_REFUSAL_MALFORMED] = "malformed",
+        [MCPAUTH_REFUSAL_EXPIRED] = "expired",
+        [MCPAUTH_REFUSAL_NOT_YET_VALID] = "not_yet_valid",
+        [MCPAUTH_REFUSAL_AUDIENCE] = "audience",
+        [MCPAUTH_REFUSAL_ISSUER] = "issuer",
+        [MCPAUTH_REFUSAL_ALGORITHM] = "algorithm",
+        [MCPAUTH_REFUSAL_UNKNOWN_KEY] = "unknown_key",
+        [MCPAUTH_REFUSAL_SIGNATURE] = "signature",
+        [MCPAUTH_REFUSAL_REVOKED] = "revoked",
+        [MCPAUTH_REFUSAL_INACTIVE] = "inactive",
+        [MCPAUTH_REFUSAL_SCOPE] = "scope",
+        [MCPAUTH_REFUSAL_UNAVAILABLE] = "unavailable",
+        [MCPAUTH_REFUSAL_OTHER] = "other",
+    };
+    return (unsigned)r < MCPAUTH_REFUSAL_COUNT && names[r] ? names[r] : "other";
 }
 
 int mcpauth_verdict_status(mcpauth_verdict v)
@@ -277,10 +305,13 @@ static void require_scopes(mcpauth_decision *d, int over)
         while (*p == ' ')
             p++;
     }
-    if (missing)
-        set_verdict(d, MCPAUTH_INSUFFICIENT_SCOPE, "token lacks a required scope");
-    else
+    if (missing) {
+        set_verdict(d, MCPAUTH_INSUFFICIENT_SCOPE, MCPAUTH_REFUSAL_SCOPE,
+                    "token lacks a required scope");
+    } else {
         d->verdict = MCPAUTH_ALLOW;
+        d->refusal = MCPAUTH_REFUSAL_NONE;
+    }
 }
 
 /* aud NULL (not a string, or holding a NUL: "RES\u0000x" must not pass as
@@ -318,30 +349,35 @@ static int check_claims(mcpauth_validator *v, const mcpauth_resource *res, json_
     long leeway = v->cfg->clock_leeway;
     int r = claim_time(claims, "exp", &exp);
     if (r < 0 || (r == 0 && exp_required)) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, r < 0 ? "exp is not a valid time" : "token has no exp");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED,
+                    r < 0 ? "exp is not a valid time" : "token has no exp");
         return 0;
     }
     if (r > 0 && now >= exp + leeway) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token expired");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_EXPIRED, "token expired");
         return 0;
     }
     d->id.exp = r > 0 ? exp : 0;
     r = claim_time(claims, "nbf", &nbf);
     if (r < 0 || (r > 0 && nbf > now + leeway)) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token not valid yet (nbf)");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_NOT_YET_VALID,
+                    "token not valid yet (nbf)");
         return 0;
     }
     r = claim_time(claims, "iat", &iat);
     if (r < 0 || (r > 0 && iat > now + leeway)) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token issued in the future (iat)");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_NOT_YET_VALID,
+                    "token issued in the future (iat)");
         return 0;
     }
     if (!check_audience(res, claims)) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token audience does not include this resource");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_AUDIENCE,
+                    "token audience does not include this resource");
         return 0;
     }
     if (claim_string(claims, "sub", d->id.subject, sizeof d->id.subject) < 0) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "sub is not a valid string");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED,
+                    "sub is not a valid string");
         return 0;
     }
     /* client_id (RFC 9068), else azp (OIDC), cid (Okta), appid (Entra v1) */
@@ -349,7 +385,8 @@ static int check_claims(mcpauth_validator *v, const mcpauth_resource *res, json_
     for (int i = 0; i < 4; i++) {
         int c = claim_string(claims, cid[i], d->id.client_id, sizeof d->id.client_id);
         if (c < 0) {
-            set_verdict(d, MCPAUTH_INVALID_TOKEN, "%s is not a valid string", cid[i]);
+            set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED,
+                        "%s is not a valid string", cid[i]);
             return 0;
         }
         if (c > 0)
@@ -360,7 +397,7 @@ static int check_claims(mcpauth_validator *v, const mcpauth_resource *res, json_
     if (!d->id.subject[0])
         memcpy(d->id.subject, d->id.client_id, sizeof d->id.subject);
     if (claim_scope(claims, d->id.scope, sizeof d->id.scope) < 0) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "scope is not valid");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED, "scope is not valid");
         return 0;
     }
     return 1;
@@ -785,12 +822,12 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
     const char *dot1 = memchr(token, '.', len);
     const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
     if (!dot1 || !dot2 || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token))) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "malformed token");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED, "malformed token");
         return 0;
     }
     json_object *hdr = decode_part(token, (size_t)(dot1 - token));
     if (!hdr) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "malformed token header");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED, "malformed token header");
         return 0;
     }
     json_object *claims = NULL, *jv;
@@ -805,37 +842,39 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
     /* The allow-list decides, never the token: "none" and HMAC map to
      * UNKNOWN and are refused before any key is touched. */
     if (alg == MCPAUTH_ALG_UNKNOWN || !(v->alg_mask & (1u << alg))) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token algorithm not accepted");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_ALGORITHM,
+                    "token algorithm not accepted");
         goto out;
     }
     /* We implement no JWS extensions, so any "crit" is unknown (RFC 7515
      * §4.1.11).  jku/x5u/jwk/x5c are ignored: keys come only from the
      * issuer's configured or discovered JWKS. */
     if (json_object_object_get_ex(hdr, "crit", &jv)) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token has unsupported critical header parameters");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED,
+                    "token has unsupported critical header parameters");
         goto out;
     }
     char kid[257] = "";
     int has_kid = claim_string(hdr, "kid", kid, sizeof kid);
     if (has_kid < 0) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "malformed kid");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED, "malformed kid");
         goto out;
     }
     char typ[64] = "";
     if (claim_string(hdr, "typ", typ, sizeof typ) < 0) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "malformed typ");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED, "malformed typ");
         goto out;
     }
     claims = decode_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
     if (!claims) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "malformed token payload");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED, "malformed token payload");
         goto out;
     }
     /* The issuer picks the keys, so it is checked first (and again as part
      * of the signed claims: it is the same bytes). */
     char iss[512];
     if (claim_string(claims, "iss", iss, sizeof iss) <= 0) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token has no valid iss");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_ISSUER, "token has no valid iss");
         goto out;
     }
     issuer_rt *is = NULL;
@@ -843,12 +882,14 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
         if (strcmp(res->authorization_servers.v[i], iss) == 0)
             is = issuer_of(v, res->issuers[i]);
     if (!is) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token issuer is not accepted for this resource");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_ISSUER,
+                    "token issuer is not accepted for this resource");
         goto out;
     }
     if (is->conf->require_typ && strcasecmp(typ, "at+jwt") != 0 &&
         strcasecmp(typ, "application/at+jwt") != 0) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token typ must be at+jwt");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED,
+                    "token typ must be at+jwt");
         goto out;
     }
     int busy = 0;
@@ -862,7 +903,8 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
         key = set ? mcpauth__jwks_find(set, has_kid > 0 ? kid : NULL, alg) : NULL;
     }
     if (!set) {
-        set_verdict(d, MCPAUTH_UNAVAILABLE, "signing keys of the issuer are unavailable");
+        set_verdict(d, MCPAUTH_UNAVAILABLE, MCPAUTH_REFUSAL_UNAVAILABLE,
+                    "signing keys of the issuer are unavailable");
         goto out;
     }
     if (!key && busy) {
@@ -870,11 +912,13 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
          * wait (tokens with invented kids must not hold workers while the
          * AS is slow), as an outage, so neither the cache nor the client
          * takes it as final. */
-        set_verdict(d, MCPAUTH_UNAVAILABLE, "signing keys of the issuer are being refreshed");
+        set_verdict(d, MCPAUTH_UNAVAILABLE, MCPAUTH_REFUSAL_UNAVAILABLE,
+                    "signing keys of the issuer are being refreshed");
         goto out;
     }
     if (!key) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "no key of the issuer matches the token (kid, alg)");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_UNKNOWN_KEY,
+                    "no key of the issuer matches the token (kid, alg)");
         goto out;
     }
     unsigned char sig[MCPAUTH_JWS_SIG_MAX];
@@ -882,7 +926,8 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
                                            sizeof sig);
     if (siglen <= 0 ||
         !mcpauth__jws_verify(key, alg, token, (size_t)(dot2 - token), sig, (size_t)siglen)) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token signature is invalid");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_SIGNATURE,
+                    "token signature is invalid");
         goto out;
     }
     /* An OpenID ID token is no access token (RFC 9068 §4): refuse its
@@ -890,7 +935,8 @@ static int validate_jwt(mcpauth_validator *v, const mcpauth_resource *res, const
     if (strcasecmp(typ, "at+jwt") != 0 && strcasecmp(typ, "application/at+jwt") != 0 &&
         (json_object_object_get_ex(claims, "nonce", &jv) ||
          json_object_object_get_ex(claims, "at_hash", &jv))) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "an ID token is not an access token");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED,
+                    "an ID token is not an access token");
         goto out;
     }
     if (!check_claims(v, res, claims, 1, now, d))
@@ -971,7 +1017,8 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
         int ir = claim_string(doc, "iss", iss, sizeof iss);
         if (ir < 0 || (ir > 0 && strcmp(iss, conf->issuer) != 0)) {
             json_object_put(doc);
-            set_verdict(d, MCPAUTH_INVALID_TOKEN, "introspected token has another issuer");
+            set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_ISSUER,
+                        "introspected token has another issuer");
             return 0;
         }
         int ok = check_claims(v, res, doc, 0, now, d);
@@ -984,11 +1031,13 @@ static int validate_opaque(mcpauth_validator *v, const mcpauth_resource *res, co
     /* One issuer down is enough to leave the question open: the token may be
      * its, so "not active" from the others must not be cached as a refusal. */
     if (!tried)
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token is not a JWT and no introspection is configured");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED,
+                    "token is not a JWT and no introspection is configured");
     else if (unreachable > 0)
-        set_verdict(d, MCPAUTH_UNAVAILABLE, "token introspection is unavailable");
+        set_verdict(d, MCPAUTH_UNAVAILABLE, MCPAUTH_REFUSAL_UNAVAILABLE,
+                    "token introspection is unavailable");
     else
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token is not active");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_INACTIVE, "token is not active");
     return 0;
 }
 
@@ -1020,10 +1069,34 @@ static int builtin_refused(mcpauth_validator *v, const unsigned char key[SHA256_
     if (r == 0)
         return 0;
     if (r > 0)
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token has been revoked");
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_REVOKED, "token has been revoked");
     else /* fail closed, but do not make clients throw the token away */
-        set_verdict(d, MCPAUTH_UNAVAILABLE, "the revocation list is unavailable");
+        set_verdict(d, MCPAUTH_UNAVAILABLE, MCPAUTH_REFUSAL_UNAVAILABLE,
+                    "the revocation list is unavailable");
     return 1;
+}
+
+/* A cached refusal is its code, as one letter ('A' + code), then its
+ * description: the cache keeps text, and the code must come back as it
+ * was set, not be guessed from the words.  Descriptions start in lower
+ * case, so an entry without the letter (written by an older version into
+ * a shared cache file) is told apart: it counts as OTHER. */
+static const char *neg_pack(const mcpauth_decision *d, char out[1 + sizeof d->description])
+{
+    out[0] = (char)('A' + d->refusal);
+    memcpy(out + 1, d->description, sizeof d->description); /* NUL-terminated by set_verdict */
+    return out;
+}
+
+static void neg_unpack(const char *in, mcpauth_decision *d)
+{
+    int tagged = in[0] > 'A' && in[0] < 'A' + MCPAUTH_REFUSAL_COUNT;
+    d->verdict = MCPAUTH_INVALID_TOKEN;
+    d->refusal = tagged ? (mcpauth_refusal)(in[0] - 'A') : MCPAUTH_REFUSAL_OTHER;
+    const char *text = tagged ? in + 1 : in;
+    size_t n = strnlen(text, sizeof d->description - 1);
+    memcpy(d->description, text, n);
+    d->description[n] = '\0';
 }
 
 void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, const char *token,
@@ -1040,7 +1113,8 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
         d->token_hash[2 * i + 1] = hex[key[i] & 15];
     }
     if (len > (size_t)v->cfg->token_max_bytes) {
-        set_verdict(d, MCPAUTH_INVALID_TOKEN, "token larger than %ld bytes", v->cfg->token_max_bytes);
+        set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_MALFORMED,
+                    "token larger than %ld bytes", v->cfg->token_max_bytes);
         return;
     }
     time_t now = mcpauth__now(); /* never back: an expired token stays so */
@@ -1057,17 +1131,17 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
         ridx = 0;
     }
     int positive;
-    if (mcpauth__cache_get(v->cache, ckey, ridx, now, &positive, &d->id, d->description,
-                          sizeof d->description)) {
+    char neg[1 + sizeof d->description]; /* a refusal as cached: see neg_pack */
+    if (mcpauth__cache_get(v->cache, ckey, ridx, now, &positive, &d->id, neg, sizeof neg)) {
         mcpauth__metrics_add(res, MCPAUTH_M_CACHE_HIT, 1);
         d->cached = 1;
         if (!positive) {
-            d->verdict = MCPAUTH_INVALID_TOKEN;
+            neg_unpack(neg, d);
             return;
         }
         /* expiry is rechecked: an entry never outlives its token */
         if (d->id.exp && now >= d->id.exp + v->cfg->clock_leeway) {
-            set_verdict(d, MCPAUTH_INVALID_TOKEN, "token expired");
+            set_verdict(d, MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_EXPIRED, "token expired");
             return;
         }
         if (builtin_refused(v, key, now, d))
@@ -1092,7 +1166,7 @@ void mcpauth_validate_token(mcpauth_validator *v, const mcpauth_resource *res, c
             /* Outages are not remembered: the next request may succeed. */
             if (d->verdict == MCPAUTH_INVALID_TOKEN && v->cfg->cache_negative_ttl > 0 &&
                 mcpauth__cache_put(v->cache, ckey, ridx, now + v->cfg->cache_negative_ttl, 0, NULL,
-                                   d->description))
+                                   neg_pack(d, neg)))
                 mcpauth__metrics_add(res, MCPAUTH_M_CACHE_EVICTIONS, 1);
             return;
         }
@@ -1131,19 +1205,23 @@ void mcpauth_validate_request(mcpauth_validator *v, const mcpauth_resource *res,
     const char *h = mcpauth_request_param(req, "HTTP_AUTHORIZATION");
     const char *t = h ? h + 6 : NULL;
     mcpauth_verdict early = MCPAUTH_ALLOW;
+    mcpauth_refusal early_r = MCPAUTH_REFUSAL_NONE;
     const char *why = NULL;
     if (has_query_token(req->query)) {
         early = MCPAUTH_BAD_REQUEST;
+        early_r = MCPAUTH_REFUSAL_BAD_REQUEST;
         why = "access tokens are accepted only in the Authorization header";
     } else if (!h || strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\0')) {
         /* none, or another scheme: no credentials for us (RFC 6750 §3.1) */
         early = MCPAUTH_NO_TOKEN;
+        early_r = MCPAUTH_REFUSAL_NO_TOKEN;
         why = "Bearer token required";
     } else {
         while (*t == ' ')
             t++;
         if (!is_b64token(t, strlen(t))) {
             early = MCPAUTH_BAD_REQUEST;
+            early_r = MCPAUTH_REFUSAL_BAD_REQUEST;
             why = *t ? "malformed Authorization header (one Bearer token of RFC 6750 syntax "
                        "expected)"
                      : "empty Bearer token";
@@ -1154,15 +1232,13 @@ void mcpauth_validate_request(mcpauth_validator *v, const mcpauth_resource *res,
     } else {
         memset(d, 0, sizeof *d);
         needed_scopes(res, req->method, extra_scopes, d->scope_needed, sizeof d->scope_needed);
-        set_verdict(d, early, "%s", why);
+        set_verdict(d, early, early_r, "%s", why);
     }
     log_refusal(d, res, req);
     mcpauth__metrics_observe(res, MCPAUTH_H_VALIDATION, mcpauth__metrics_now() - t0);
     mcpauth__metrics_add(res, (mcpauth__metric)(MCPAUTH_M_REQ_ALLOW + d->verdict), 1);
     if (d->verdict != MCPAUTH_ALLOW)
-        mcpauth__metrics_add(res, (mcpauth__metric)(MCPAUTH_M_REFUSED +
-                                                    mcpauth__metrics_reason(d->verdict,
-                                                                            d->description)), 1);
+        mcpauth__metrics_add(res, mcpauth__metrics_refused(d->refusal), 1);
 }
 
 void mcpauth_validate_scopes(const mcpauth_resource *res, const mcpauth_request *req,
@@ -1173,7 +1249,7 @@ void mcpauth_validate_scopes(const mcpauth_resource *res, const mcpauth_request 
     require_scopes(d, over);
     log_refusal(d, res, req);
     if (d->verdict != MCPAUTH_ALLOW) /* the decision itself was counted allowed */
-        mcpauth__metrics_add(res, (mcpauth__metric)(MCPAUTH_M_REFUSED + MCPAUTH_R_SCOPE), 1);
+        mcpauth__metrics_add(res, mcpauth__metrics_refused(d->refusal), 1);
 }
 
 void mcpauth_decision_respond(const mcpauth_decision *d, const mcpauth_resource *res,
@@ -1321,7 +1397,10 @@ static int open_shared(mcpauth_validator *v)
     return 1;
 }
 
-mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, size_t errlen)
+/* check: only what mcpauth_validator_check promises (the key files),
+ * nothing opened in runtime_dir. */
+static mcpauth_validator *validator_build(const mcpauth_config *cfg, int check, char *err,
+                                          size_t errlen)
 {
     mcpauth_validator *v = mcpauth__xcalloc(1, sizeof *v);
     v->cfg = cfg;
@@ -1331,9 +1410,9 @@ mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, s
             v->alg_mask |= 1u << a;
     }
     v->issuers = mcpauth__xcalloc(cfg->nissuers ? cfg->nissuers : 1, sizeof *v->issuers);
-    int shared = cfg->shared_cache == 1 && open_shared(v);
-    if (!v->cache)
-        v->cache = mcpauth__check(mcpauth__cache_new((size_t)cfg->cache_entries),
+    int shared = !check && cfg->shared_cache == 1 && open_shared(v);
+    if (!v->cache) /* a check validates nothing: no room for results */
+        v->cache = mcpauth__check(mcpauth__cache_new(check ? 0 : (size_t)cfg->cache_entries),
                                   "mcpauth__cache_new");
     for (size_t i = 0; i < cfg->nissuers; i++) {
         issuer_rt *is = &v->issuers[v->nissuers++];
@@ -1365,7 +1444,7 @@ mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, s
             }
         }
     }
-    if (cfg->as && cfg->as->issuer) {
+    if (!check && cfg->as && cfg->as->issuer) {
         /* Not a start-up failure: the AS creates the file and may start
          * after us.  Until it can be read, the built-in AS's tokens are
          * refused (503), and this line says why. */
@@ -1379,6 +1458,20 @@ mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, s
                         NULL);
     }
     return v;
+}
+
+mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, size_t errlen)
+{
+    return validator_build(cfg, 0, err, errlen);
+}
+
+int mcpauth_validator_check(const mcpauth_config *cfg, char *err, size_t errlen)
+{
+    mcpauth_validator *v = validator_build(cfg, 1, err, errlen);
+    if (!v)
+        return -1;
+    mcpauth_validator_free(v);
+    return 0;
 }
 
 void mcpauth_validator_free(mcpauth_validator *v)

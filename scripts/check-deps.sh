@@ -127,6 +127,14 @@ while [ -s "$tmp/queue" ]; do
     grep -qx "$name" "$tmp/seen" && continue
     echo "$name" >> "$tmp/seen"
     load="$availdir/$name.load"
+    if [ -f "$top/debian/apache2/$name.load" ]; then
+        # this project's own module (libapache2-mod-mcpauth): only what it
+        # depends on must come from Debian
+        [ $verbose = 0 ] || echo "check-deps: a2enmod $name -> debian/apache2/$name.load (ours)"
+        sed -n 's/^#[[:space:]]*Depends:[[:space:]]*//p' "$top/debian/apache2/$name.load" |
+            tr ' ,' '\n\n' | grep -v '^$' | sed "s|\$| a2enmod:$name|" >> "$tmp/queue" || true
+        continue
+    fi
     if [ ! -f "$load" ]; then
         count=$((count + 1))
         users=$(where E "$name")

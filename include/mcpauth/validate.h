@@ -27,8 +27,39 @@ typedef enum {
     MCPAUTH_UNAVAILABLE         /* 503: keys or introspection unreachable */
 } mcpauth_verdict;
 
+/* Why a request was refused, as a code set where the verdict is: for
+ * metrics and logs, which must not depend on the wording of description.
+ * Values and names are stable (names are the reason label of
+ * mcpauth_refusals_total); new codes may be added before
+ * MCPAUTH_REFUSAL_COUNT. */
+typedef enum {
+    MCPAUTH_REFUSAL_NONE = 0,       /* ALLOW */
+    MCPAUTH_REFUSAL_NO_TOKEN,       /* no Bearer credentials */
+    MCPAUTH_REFUSAL_BAD_REQUEST,    /* token in the query, malformed header */
+    MCPAUTH_REFUSAL_MALFORMED,      /* not a token we can read, or a bad claim */
+    MCPAUTH_REFUSAL_EXPIRED,
+    MCPAUTH_REFUSAL_NOT_YET_VALID,  /* nbf or iat in the future */
+    MCPAUTH_REFUSAL_AUDIENCE,       /* not for this resource */
+    MCPAUTH_REFUSAL_ISSUER,         /* no or another issuer */
+    MCPAUTH_REFUSAL_ALGORITHM,      /* alg not accepted */
+    MCPAUTH_REFUSAL_UNKNOWN_KEY,    /* no key of the issuer matches */
+    MCPAUTH_REFUSAL_SIGNATURE,
+    MCPAUTH_REFUSAL_REVOKED,        /* in the built-in AS's revocation list */
+    MCPAUTH_REFUSAL_INACTIVE,       /* introspection: not active */
+    MCPAUTH_REFUSAL_SCOPE,          /* INSUFFICIENT_SCOPE */
+    MCPAUTH_REFUSAL_UNAVAILABLE,    /* UNAVAILABLE: keys, introspection, revocations */
+    MCPAUTH_REFUSAL_OTHER,          /* none of the above */
+    MCPAUTH_REFUSAL_COUNT
+} mcpauth_refusal;
+
+/* The stable name of r ("expired", "no_token", ...; "none" for
+ * MCPAUTH_REFUSAL_NONE, "other" for a value out of range): a static
+ * string, never freed. */
+const char *mcpauth_refusal_name(mcpauth_refusal r);
+
 typedef struct mcpauth_decision {
     mcpauth_verdict verdict;
+    mcpauth_refusal refusal; /* NONE when verdict is ALLOW, else why */
     char description[160];  /* for the client: never the token or key material */
     char scope_needed[1024];/* every scope the request needs, space separated */
     char token_hash[9];     /* first 8 hex digits of SHA-256(token), for logs */
@@ -41,6 +72,12 @@ typedef struct mcpauth_validator mcpauth_validator;
 /* NULL with a reason in err when a key file cannot be used. cfg must
  * outlive the validator. */
 mcpauth_validator *mcpauth_validator_new(const mcpauth_config *cfg, char *err, size_t errlen);
+/* Checks what mcpauth_validator_new would (the key files) without
+ * building a validator that serves: opens nothing in runtime_dir (no
+ * shared cache, no revocation list), so a check run by another user
+ * (--check, Apache's parent as root) neither creates files there nor logs
+ * about files it may not read.  0, or -1 with the reason in err. */
+int mcpauth_validator_check(const mcpauth_config *cfg, char *err, size_t errlen);
 void mcpauth_validator_free(mcpauth_validator *v);
 
 /* Checks one token for one resource; extra_scopes (NULL or a list) are

@@ -219,7 +219,7 @@ START_TEST(text_format_is_valid)
     mcpauth__metrics_claim(m, "test\"prog");
     const mcpauth_resource *a = &cfg->resources[0];
     mcpauth__metrics_add_to(m, a, MCPAUTH_M_REQ_ALLOW, 2);
-    mcpauth__metrics_add_to(m, a, MCPAUTH_M_REFUSED + MCPAUTH_R_AUDIENCE, 3);
+    mcpauth__metrics_add_to(m, a, mcpauth__metrics_refused(MCPAUTH_REFUSAL_AUDIENCE), 3);
     mcpauth__metrics_observe_in(m, a, MCPAUTH_H_VALIDATION, 300000);
     mcpauth__metrics_observe_in(m, a, MCPAUTH_H_VALIDATION, 20000000000LL);
     mcpauth__metrics_observe_in(m, &cfg->resources[1], MCPAUTH_H_BACKEND, 1);
@@ -259,34 +259,56 @@ START_TEST(text_format_is_valid)
 }
 END_TEST
 
+/* The reason labels are what dashboards query and their order is the
+ * layout of the file: exactly these, in this order, one per refusal code,
+ * each named as mcpauth_refusal_name says; NONE and codes out of range are
+ * counted as "other". */
 START_TEST(refusal_reasons_are_a_fixed_set)
 {
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_INVALID_TOKEN,
-                                             "token audience does not include this resource"),
-                     MCPAUTH_R_AUDIENCE);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_INVALID_TOKEN, "token expired"),
-                     MCPAUTH_R_EXPIRED);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_INVALID_TOKEN, "token issued in the future (iat)"),
-                     MCPAUTH_R_NOT_YET_VALID);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_INVALID_TOKEN,
-                                             "no key of the issuer matches the token (kid, alg)"),
-                     MCPAUTH_R_UNKNOWN_KEY);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_INVALID_TOKEN,
-                                             "token issuer is not accepted for this resource"),
-                     MCPAUTH_R_ISSUER);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_INVALID_TOKEN, "token signature is invalid"),
-                     MCPAUTH_R_SIGNATURE);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_INVALID_TOKEN, "token has been revoked"),
-                     MCPAUTH_R_REVOKED);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_INVALID_TOKEN, "malformed token"),
-                     MCPAUTH_R_MALFORMED);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_INVALID_TOKEN, "something new"),
-                     MCPAUTH_R_OTHER);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_NO_TOKEN, "Bearer token required"),
-                     MCPAUTH_R_NO_TOKEN);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_UNAVAILABLE, "token expired"),
-                     MCPAUTH_R_UNAVAILABLE);
-    ck_assert_int_eq(mcpauth__metrics_reason(MCPAUTH_INSUFFICIENT_SCOPE, "x"), MCPAUTH_R_SCOPE);
+    static const char *const labels[] = {"no_token", "bad_request", "malformed", "expired",
+                                         "not_yet_valid", "audience", "issuer", "algorithm",
+                                         "unknown_key", "signature", "revoked", "inactive",
+                                         "scope", "unavailable", "other"};
+    ck_assert_int_eq(MCPAUTH_REFUSAL_COUNT, 1 + sizeof labels / sizeof labels[0]);
+    for (int r = MCPAUTH_REFUSAL_NO_TOKEN; r < MCPAUTH_REFUSAL_COUNT; r++) {
+        const char *l = mcpauth__metrics_refusal_label((mcpauth_refusal)r);
+        ck_assert_msg(l != NULL, "refusal %d has no label", r);
+        ck_assert_str_eq(l, labels[r - 1]);
+        ck_assert_str_eq(l, mcpauth_refusal_name((mcpauth_refusal)r));
+        ck_assert_int_eq(mcpauth__metrics_refused((mcpauth_refusal)r), MCPAUTH_M_REFUSED + r - 1);
+    }
+    ck_assert_int_eq(MCPAUTH_REFUSAL_OTHER, MCPAUTH_REFUSAL_COUNT - 1); /* the last counter */
+    ck_assert_int_eq(mcpauth__metrics_refused(MCPAUTH_REFUSAL_NONE),
+                     mcpauth__metrics_refused(MCPAUTH_REFUSAL_OTHER));
+    ck_assert_int_eq(mcpauth__metrics_refused((mcpauth_refusal)MCPAUTH_REFUSAL_COUNT),
+                     mcpauth__metrics_refused(MCPAUTH_REFUSAL_OTHER));
+    ck_assert_int_eq(mcpauth__metrics_refused((mcpauth_refusal)-1),
+                     mcpauth__metrics_refused(MCPAUTH_REFUSAL_OTHER));
+    ck_assert_str_eq(mcpauth__metrics_refusal_label((mcpauth_refusal)99), "other");
+    ck_assert_str_eq(mcpauth_refusal_name(MCPAUTH_REFUSAL_NONE), "none");
+    ck_assert_str_eq(mcpauth_refusal_name((mcpauth_refusal)99), "other");
+    ck_assert_int_lt(mcpauth__metrics_refused(MCPAUTH_REFUSAL_OTHER), MCPAUTH_M_CACHE_HIT);
+
+    /* and the text lists every label of every resource, in that order */
+    mcpauth_config *cfg = conf(RES("a"));
+    mcpauth__metrics *m = open_ok(cfg);
+    const mcpauth_resource *a = &cfg->resources[0];
+    for (int r = MCPAUTH_REFUSAL_NO_TOKEN; r < MCPAUTH_REFUSAL_COUNT; r++)
+        mcpauth__metrics_add_to(m, a, mcpauth__metrics_refused((mcpauth_refusal)r), r);
+    size_t len;
+    char *text = mcpauth__metrics_render(m, &len);
+    const char *at = text;
+    for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "mcpauth_refusals_total{resource=\"a\",reason=\"%s\"} %zu\n",
+                 labels[i], i + 1);
+        const char *hit = strstr(at, want);
+        ck_assert_msg(hit != NULL, "no %s in order in\n%s", want, text);
+        at = hit;
+    }
+    free(text);
+    mcpauth__metrics_close(m);
+    mcpauth_config_free(cfg);
 }
 END_TEST
 

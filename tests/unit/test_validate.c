@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include <openssl/sha.h>
 
 #include "revoked.h"
+#include "../support/httpd.h"
 #include "../support/tokens.h"
 #include "memhttp.h"
 #include "suites.h"
@@ -88,6 +90,71 @@ static void teardown(void)
     mcpauth_config_free(cfg);
 }
 
+/* Every description the validator gives, with the refusal code it must
+ * come with: the reason label of mcpauth_refusals_total, as it was when
+ * the label was still guessed from these words (dashboards depend on it).
+ * A description missing here fails the test that meets it. */
+static const struct {
+    const char *why;
+    mcpauth_refusal r;
+} codes[] = {
+    {"Bearer token required", MCPAUTH_REFUSAL_NO_TOKEN},
+    {"access tokens are accepted only in the Authorization header", MCPAUTH_REFUSAL_BAD_REQUEST},
+    {"malformed Authorization header (one Bearer token of RFC 6750 syntax expected)",
+     MCPAUTH_REFUSAL_BAD_REQUEST},
+    {"empty Bearer token", MCPAUTH_REFUSAL_BAD_REQUEST},
+    {"token larger than 8192 bytes", MCPAUTH_REFUSAL_MALFORMED},
+    {"malformed token", MCPAUTH_REFUSAL_MALFORMED},
+    {"malformed token header", MCPAUTH_REFUSAL_MALFORMED},
+    {"malformed token payload", MCPAUTH_REFUSAL_MALFORMED},
+    {"malformed kid", MCPAUTH_REFUSAL_MALFORMED},
+    {"malformed typ", MCPAUTH_REFUSAL_MALFORMED},
+    {"token algorithm not accepted", MCPAUTH_REFUSAL_ALGORITHM},
+    {"token has unsupported critical header parameters", MCPAUTH_REFUSAL_MALFORMED},
+    {"token has no valid iss", MCPAUTH_REFUSAL_ISSUER},
+    {"token issuer is not accepted for this resource", MCPAUTH_REFUSAL_ISSUER},
+    {"token typ must be at+jwt", MCPAUTH_REFUSAL_MALFORMED},
+    {"no key of the issuer matches the token (kid, alg)", MCPAUTH_REFUSAL_UNKNOWN_KEY},
+    {"token signature is invalid", MCPAUTH_REFUSAL_SIGNATURE},
+    {"an ID token is not an access token", MCPAUTH_REFUSAL_MALFORMED},
+    {"token has no exp", MCPAUTH_REFUSAL_MALFORMED},
+    {"exp is not a valid time", MCPAUTH_REFUSAL_MALFORMED},
+    {"token expired", MCPAUTH_REFUSAL_EXPIRED},
+    {"token not valid yet (nbf)", MCPAUTH_REFUSAL_NOT_YET_VALID},
+    {"token issued in the future (iat)", MCPAUTH_REFUSAL_NOT_YET_VALID},
+    {"token audience does not include this resource", MCPAUTH_REFUSAL_AUDIENCE},
+    {"sub is not a valid string", MCPAUTH_REFUSAL_MALFORMED},
+    {"client_id is not a valid string", MCPAUTH_REFUSAL_MALFORMED},
+    {"azp is not a valid string", MCPAUTH_REFUSAL_MALFORMED},
+    {"scope is not valid", MCPAUTH_REFUSAL_MALFORMED},
+    {"token is not a JWT and no introspection is configured", MCPAUTH_REFUSAL_MALFORMED},
+    {"token is not active", MCPAUTH_REFUSAL_INACTIVE},
+    {"introspected token has another issuer", MCPAUTH_REFUSAL_ISSUER},
+    {"signing keys of the issuer are unavailable", MCPAUTH_REFUSAL_UNAVAILABLE},
+    {"signing keys of the issuer are being refreshed", MCPAUTH_REFUSAL_UNAVAILABLE},
+    {"token introspection is unavailable", MCPAUTH_REFUSAL_UNAVAILABLE},
+    {"token has been revoked", MCPAUTH_REFUSAL_REVOKED},
+    {"the revocation list is unavailable", MCPAUTH_REFUSAL_UNAVAILABLE},
+    {"token lacks a required scope", MCPAUTH_REFUSAL_SCOPE},
+};
+
+/* d's refusal code is the one of its description (NONE when allowed). */
+static void check_code(const mcpauth_decision *d)
+{
+    if (d->verdict == MCPAUTH_ALLOW) {
+        ck_assert_int_eq(d->refusal, MCPAUTH_REFUSAL_NONE);
+        return;
+    }
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(codes[i].why, d->description) == 0) {
+            ck_assert_msg(d->refusal == codes[i].r, "\"%s\": refusal %s, want %s", d->description,
+                          mcpauth_refusal_name(d->refusal), mcpauth_refusal_name(codes[i].r));
+            return;
+        }
+    ck_abort_msg("\"%s\" (refusal %s) is not in the table of codes", d->description,
+                 mcpauth_refusal_name(d->refusal));
+}
+
 static void check(const mcpauth_resource *res, const char *token, const char *method,
                   mcpauth_verdict want, const char *why, mcpauth_decision *d)
 {
@@ -96,6 +163,7 @@ static void check(const mcpauth_resource *res, const char *token, const char *me
     ck_assert_msg(d->verdict == want, "verdict %d, want %d (%s)", d->verdict, want, d->description);
     if (why)
         ck_assert_str_eq(d->description, why);
+    check_code(d);
 }
 
 static void expect(const char *token, mcpauth_verdict want, const char *why)
@@ -439,6 +507,7 @@ START_TEST(refuse_claims)
         ck_assert_msg(d.verdict == MCPAUTH_INVALID_TOKEN && strcmp(d.description, cases[i].why) == 0,
                       "case %zu: verdict %d \"%s\", want \"%s\"", i, d.verdict, d.description,
                       cases[i].why);
+        check_code(&d);
         free(c);
         free(t);
     }
@@ -595,6 +664,7 @@ static void request(const char *authz, const char *query, const char *method, mc
     mcpauth_response resp;
     memhttp_setup(&m, params, &req, &resp);
     mcpauth_validate_request(val, A, &req, NULL, d);
+    check_code(d);
 }
 
 START_TEST(extraction)
@@ -770,6 +840,217 @@ START_TEST(builtin_revocation_list)
 }
 END_TEST
 
+/* The refusal code is set with the verdict on every path, and a refusal
+ * served from the cache keeps the code it was stored with. */
+START_TEST(refusal_codes)
+{
+    mcpauth_decision d;
+    request(NULL, NULL, "GET", &d);
+    ck_assert_int_eq(d.refusal, MCPAUTH_REFUSAL_NO_TOKEN);
+    request("Bearer a b", NULL, "GET", &d);
+    ck_assert_int_eq(d.refusal, MCPAUTH_REFUSAL_BAD_REQUEST);
+    request(NULL, "access_token=abc", "GET", &d);
+    ck_assert_int_eq(d.refusal, MCPAUTH_REFUSAL_BAD_REQUEST);
+
+    char *c = tk_claims(ISS, RES_A, "read", 300);
+    char *good = tk_mint(rsa, c, NULL);
+    char *t = tk_compose("{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"typ\":5}", c,
+                         strrchr(good, '.') + 1);
+    expect(t, MCPAUTH_INVALID_TOKEN, "malformed typ");
+    free(t);
+    long now = time(NULL);
+    char claims[512];
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\",\"client_id\":5,\"exp\":%ld}", now + 60);
+    t = tk_mint(rsa, claims, NULL);
+    expect(t, MCPAUTH_INVALID_TOKEN, "client_id is not a valid string");
+    free(t);
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\",\"azp\":[1],\"exp\":%ld}", now + 60);
+    t = tk_mint(rsa, claims, NULL);
+    expect(t, MCPAUTH_INVALID_TOKEN, "azp is not a valid string");
+    free(t);
+
+    /* cached refusals: the code comes back with the text */
+    check(B, good, "GET", MCPAUTH_INVALID_TOKEN, NULL, &d);
+    ck_assert_int_eq(d.cached, 0);
+    ck_assert_int_eq(d.refusal, MCPAUTH_REFUSAL_AUDIENCE);
+    check(B, good, "GET", MCPAUTH_INVALID_TOKEN, NULL, &d);
+    ck_assert_int_eq(d.cached, 1);
+    ck_assert_int_eq(d.refusal, MCPAUTH_REFUSAL_AUDIENCE);
+    ck_assert_str_eq(d.description, "token audience does not include this resource");
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"" ISS "\",\"aud\":\"" RES_A "\",\"exp\":%ld}", now - 3600);
+    t = tk_mint(rsa, claims, NULL);
+    for (int i = 0; i < 2; i++) {
+        check(A, t, "GET", MCPAUTH_INVALID_TOKEN, "token expired", &d);
+        ck_assert_int_eq(d.cached, i);
+        ck_assert_int_eq(d.refusal, MCPAUTH_REFUSAL_EXPIRED);
+    }
+    free(t);
+
+    /* the proxy's second look (per-tool scopes), and back to allowed */
+    char h[4096];
+    snprintf(h, sizeof h, "Bearer %s", good);
+    request(h, NULL, "POST", &d);
+    ck_assert_int_eq(d.verdict, MCPAUTH_ALLOW);
+    ck_assert_int_eq(d.refusal, MCPAUTH_REFUSAL_NONE);
+    const char *params[] = {"REQUEST_METHOD", "POST", "REQUEST_URI", "/a", "REMOTE_ADDR",
+                            "192.0.2.1", NULL};
+    memhttp m;
+    mcpauth_request req;
+    mcpauth_response resp;
+    memhttp_setup(&m, params, &req, &resp);
+    mcpauth_strlist extra = {0, NULL};
+    mcpauth_strlist_split(&extra, "admin");
+    mcpauth_validate_scopes(A, &req, &extra, &d);
+    ck_assert_int_eq(d.verdict, MCPAUTH_INSUFFICIENT_SCOPE);
+    ck_assert_int_eq(d.refusal, MCPAUTH_REFUSAL_SCOPE);
+    mcpauth_strlist_free(&extra);
+    free(good);
+    free(c);
+
+    /* names: stable, static, total */
+    ck_assert_str_eq(mcpauth_refusal_name(MCPAUTH_REFUSAL_NONE), "none");
+    ck_assert_str_eq(mcpauth_refusal_name(MCPAUTH_REFUSAL_NOT_YET_VALID), "not_yet_valid");
+    ck_assert_str_eq(mcpauth_refusal_name(MCPAUTH_REFUSAL_COUNT), "other");
+    for (int r = 0; r < MCPAUTH_REFUSAL_COUNT; r++)
+        ck_assert_ptr_nonnull(mcpauth_refusal_name((mcpauth_refusal)r));
+}
+END_TEST
+
+/* The paths that need an authorization server: introspection (inactive,
+ * another issuer, none reachable) and remote keys that cannot be had, on
+ * an in-process server (tests/support/httpd.c). */
+START_TEST(refusal_codes_remote)
+{
+    static httpd h;
+    httpd_no_proxy_env();
+    ck_assert_int_eq(httpd_start(&h, NULL), 0);
+    httpd_resp inactive = {.headers = "Content-Type: application/json\r\n",
+                           .body = "{\"active\":false}"};
+    httpd_resp other = {.headers = "Content-Type: application/json\r\n",
+                        .body = "{\"active\":true,\"iss\":\"https://evil.example.com\"}"};
+    ck_assert_int_eq(httpd_route(&h, "/inactive", &inactive), 0);
+    ck_assert_int_eq(httpd_route(&h, "/other", &other), 0);
+    int dead = httpd_free_port();
+    ck_assert_int_gt(dead, 0);
+    char base[64], text[4096], err[512] = "";
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", h.port);
+#define R(n, iss) "[resource " n "]\nuri = https://mcp.example.com/" n "\nauthorization_servers = " \
+                  iss "\n"
+#define INTRO "introspection_client_id = gate\nintrospection_client_secret = s\n"
+    snprintf(text, sizeof text,
+             R("i", "%1$s/i") R("o", "%1$s/o") R("k", "%1$s/k") R("d", "http://127.0.0.1:%2$d")
+             "[issuer i]\nissuer = %1$s/i\nintrospection_endpoint = %1$s/inactive\n" INTRO
+             "[issuer o]\nissuer = %1$s/o\nintrospection_endpoint = %1$s/other\n" INTRO
+             "[issuer k]\nissuer = %1$s/k\njwks_uri = %1$s/no-keys-here\n"
+             "[issuer d]\nissuer = http://127.0.0.1:%2$d\n"
+             "introspection_endpoint = http://127.0.0.1:%2$d/introspect\n" INTRO,
+             base, dead);
+#undef R
+#undef INTRO
+    mcpauth_config *c = mcpauth_config_parse(text, strlen(text), "r.conf", err, sizeof err);
+    ck_assert_msg(c != NULL, "%s", err);
+    mcpauth_validator *v = mcpauth_validator_new(c, err, sizeof err);
+    ck_assert_msg(v != NULL, "%s", err);
+    static const struct {
+        const char *res;
+        mcpauth_verdict verdict;
+        mcpauth_refusal r;
+    } cases[] = {
+        {"i", MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_INACTIVE},
+        {"i", MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_INACTIVE}, /* from the cache */
+        {"o", MCPAUTH_INVALID_TOKEN, MCPAUTH_REFUSAL_ISSUER},
+        {"k", MCPAUTH_UNAVAILABLE, MCPAUTH_REFUSAL_UNAVAILABLE},
+        {"d", MCPAUTH_UNAVAILABLE, MCPAUTH_REFUSAL_UNAVAILABLE},
+    };
+    char iss_k[128], claims[512];
+    snprintf(iss_k, sizeof iss_k, "%s/k", base);
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"%s\",\"aud\":\"https://mcp.example.com/k\",\"exp\":%ld}", iss_k,
+             (long)time(NULL) + 60);
+    char *jwt = tk_mint(rsa, claims, NULL);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const mcpauth_resource *res = mcpauth_config_resource_by_name(c, cases[i].res);
+        const char *t = strcmp(cases[i].res, "k") == 0 ? jwt : "opaque-token-1";
+        mcpauth_decision d;
+        mcpauth_validate_token(v, res, t, strlen(t), "GET", NULL, &d);
+        ck_assert_msg(d.verdict == cases[i].verdict, "case %zu: verdict %d (%s)", i, d.verdict,
+                      d.description);
+        ck_assert_msg(d.refusal == cases[i].r, "case %zu: refusal %s (%s)", i,
+                      mcpauth_refusal_name(d.refusal), d.description);
+        ck_assert_int_eq(d.cached, i == 1);
+        check_code(&d);
+    }
+    free(jwt);
+    mcpauth_validator_free(v);
+    mcpauth_config_free(c);
+    httpd_stop(&h);
+}
+END_TEST
+
+static char logged[8192];
+
+static void log_grab(void *arg, mcpauth_log_level level, int security, const char *line,
+                     size_t len)
+{
+    (void)arg;
+    (void)level;
+    (void)security;
+    size_t have = strlen(logged);
+    if (have + len + 2 < sizeof logged) {
+        memcpy(logged + have, line, len);
+        logged[have + len] = '\n';
+        logged[have + len + 1] = '\0';
+    }
+}
+
+/* mcpauth_validator_check (mod_mcpauth's parent as root, --check): the key
+ * files only; neither the revocation list nor the shared cache is opened,
+ * created or complained about, while a validator that serves does. */
+START_TEST(check_opens_nothing_in_runtime_dir)
+{
+    char rdir[128], global[512], as_sec[256], path[200], err[512] = "";
+    snprintf(rdir, sizeof rdir, "%s/run", dir);
+    ck_assert_int_eq(mkdir(rdir, 0700), 0);
+    snprintf(global, sizeof global, "jwt_algorithms = RS256\nruntime_dir = %s\nshared_cache = yes",
+             rdir);
+    snprintf(as_sec, sizeof as_sec, "[authorization_server]\nissuer = " ISS "\nstate_dir = %s\n",
+             dir);
+    teardown();
+    logged[0] = '\0';
+    mcpauth_log_set_callback(log_grab, NULL);
+    load(global, as_sec); /* a serving validator: complains, and makes cache.shm */
+    ck_assert_msg(strstr(logged, "revocation_list_unavailable") != NULL, "%s", logged);
+    snprintf(path, sizeof path, "%s/cache.shm", rdir);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    unlink(path);
+
+    logged[0] = '\0';
+    ck_assert_int_eq(mcpauth_validator_check(cfg, err, sizeof err), 0);
+    mcpauth_log_set_callback(NULL, NULL);
+    ck_assert_msg(logged[0] == '\0', "a check logged: %s", logged);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    ck_assert_int_eq(rmdir(rdir), 0); /* nothing left in it */
+
+    /* and it still checks the key files */
+    char text[1024];
+    snprintf(path, sizeof path, "%s/bad.json", dir);
+    tk_write(path, "{\"keys\": 5}");
+    snprintf(text, sizeof text,
+             "[resource a]\nuri = " RES_A "\nauthorization_servers = " ISS "\n"
+             "[issuer local]\nissuer = " ISS "\njwks_file = %s\n", path);
+    mcpauth_config *bad = mcpauth_config_parse(text, strlen(text), "t.conf", err, sizeof err);
+    ck_assert_ptr_nonnull(bad);
+    err[0] = '\0';
+    ck_assert_int_eq(mcpauth_validator_check(bad, err, sizeof err), -1);
+    ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "error does not name the file: %s", err);
+    mcpauth_config_free(bad);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(bad_jwks_file_stops_startup)
 {
     char path[128], err[512] = "", text[1024];
@@ -821,6 +1102,9 @@ Suite *validate_suite(void)
     tcase_add_test(tc, bad_jwks_file_stops_startup);
     tcase_add_test(tc, refuse_embedded_nul);
     tcase_add_test(tc, builtin_revocation_list);
+    tcase_add_test(tc, refusal_codes);
+    tcase_add_test(tc, refusal_codes_remote);
+    tcase_add_test(tc, check_opens_nothing_in_runtime_dir);
     suite_add_tcase(s, tc);
     return s;
 }
