@@ -220,7 +220,10 @@ size_t mcpauth__cache_count(mcpauth_cache *c)
 /* ------------------------------------------------------------ shared mode */
 
 #define SH_MAGIC "mcpaVC\n\0"
-#define SH_VERSION 1u /* bump on any change to the structs below */
+/* bump on any change to the structs below, or to what a slot's text means
+ * (2: a refusal's text starts with its code, see validate.c neg_pack), so
+ * processes of two versions never read each other's slots */
+#define SH_VERSION 2u
 #define SH_STRIPES 64
 #define SH_MAX ((size_t)1 << 24)
 

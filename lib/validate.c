@@ -1078,9 +1078,10 @@ static int builtin_refused(mcpauth_validator *v, const unsigned char key[SHA256_
 
 /* A cached refusal is its code, as one letter ('A' + code), then its
  * description: the cache keeps text, and the code must come back as it
- * was set, not be guessed from the words.  Descriptions start in lower
- * case, so an entry without the letter (written by an older version into
- * a shared cache file) is told apart: it counts as OTHER. */
+ * was set, not be guessed from the words.  The shared cache's layout
+ * version changed with this (cache.c SH_VERSION 2), so no older process
+ * shares a file with this one; an entry without the letter is still told
+ * apart (descriptions start in lower case) and counts as OTHER. */
 static const char *neg_pack(const mcpauth_decision *d, char out[1 + sizeof d->description])
 {
     out[0] = (char)('A' + d->refusal);
