@@ -40,9 +40,9 @@
  * does; --no-pin leaves both free.
  *
  * SQLite's settings are read back: journal_mode from the database the run
- * wrote, synchronous and busy_timeout from lib/store.c (the PRAGMAs every
+ * wrote, synchronous and busy_timeout from lib/db_sqlite.c (the PRAGMAs every
  * connection of the store sets; mcpauth.conf has no key for them),
- * the checkpoints as lib/store.c makes them (passive past 1,000 WAL pages,
+ * the checkpoints as lib/db_sqlite.c makes them (passive past 1,000 WAL pages,
  * RESTART past 4,000, the file cut back to 16 MiB: journal_size_limit),
  * and the file system holding the state directory (--state-dir puts it
  * elsewhere, e.g. on another disk).
@@ -900,21 +900,31 @@ typedef struct {
     long long db_kib, wal_kib;
 } sqlite_facts;
 
-/* The value of the first "PRAGMA name=VALUE" in lib/store.c. */
+/* The value of the first "PRAGMA name=VALUE" in lib/db_sqlite.c. */
 static void pragma_in_source(const char *name, char *out, size_t len)
 {
     char path[PATH_MAX], key[64], line[512];
     snprintf(out, len, "?");
-    snprintf(path, sizeof path, "%s/lib/store.c", th_srcdir());
+    snprintf(path, sizeof path, "%s/lib/db_sqlite.c", th_srcdir());
     snprintf(key, sizeof key, "PRAGMA %s=", name);
     FILE *f = fopen(path, "r");
     while (f && fgets(line, sizeof line, f)) {
         const char *p = strstr(line, key);
         if (p) {
             p += strlen(key);
+            if (*p == '"') /* "PRAGMA busy_timeout=" STR(BUSY_TIMEOUT_MS): the macro */
+                break;
             snprintf(out, len, "%.*s", (int)strcspn(p, "\"; \n"), p);
             break;
         }
+    }
+    if (f && !strcmp(out, "?") && !strcmp(name, "busy_timeout")) {
+        rewind(f);
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "#define BUSY_TIMEOUT_MS ", 24)) {
+                snprintf(out, len, "%.*s", (int)strcspn(line + 24, " \n"), line + 24);
+                break;
+            }
     }
     if (f)
         fclose(f);
@@ -1067,13 +1077,15 @@ static void report(FILE *f, int markdown_heading, const phase *ph, int nph, cons
     for (int i = 0; i < nph; i++)
         row(f, &ph[i]);
     if (opt.store) {
-        fprintf(f, "\nStore: PostgreSQL (store = %s), the server on this machine (loopback); "
-                   "every check-then-write transaction takes the store's advisory lock.\n",
+        fprintf(f, "\nStore: PostgreSQL (store = %s), the server on this machine (loopback, "
+                   "fsync as its configuration says); every check-then-write transaction takes "
+                   "the store's advisory lock.  The server CPU column leaves PostgreSQL's own "
+                   "processes out.\n",
                 opt.store);
     } else {
         fprintf(f,
                 "\nSQLite %s: journal_mode=%s (read from the database), synchronous=%s and "
-                "busy_timeout=%s ms (lib/store.c, no mcpauth.conf key); checkpoints by the store's "
+                "busy_timeout=%s ms (lib/db_sqlite.c, no mcpauth.conf key); checkpoints by the store's "
                 "WAL hook (wal_autocheckpoint reads %s: passive past 1,000 pages, RESTART past 4,000, "
                 "journal_size_limit 16 MiB): a commit writes the WAL without fsync; the WAL and the "
                 "database are fsynced at checkpoints.  State directory on %s; after the run "

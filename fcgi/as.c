@@ -5,6 +5,11 @@
 
 #include "binding.h"
 
+/* NULL (the program stops, and the web server would respawn it in a loop)
+ * only for what does not pass by itself: the configuration, the schema, no
+ * `mcpauth init`.  A PostgreSQL store that cannot be reached yet is no
+ * reason: the AS starts and answers 503 until it can (mcpauth-as(8),
+ * STATE). */
 static void *init(const mcpauth_config *cfg, int check_only, char *err, size_t errlen)
 {
     (void)check_only;

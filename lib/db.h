@@ -86,5 +86,12 @@ mcpauth_db *mcpauth__db_sqlite_open(const char *state_dir, char *err, size_t err
 /* A libpq connection (conninfo as given; connect_timeout defaults to 5 s).
  * NULL with err when it cannot connect or libpq is not built in. */
 mcpauth_db *mcpauth__db_pg_open(const char *conninfo, char *err, size_t errlen);
+/* 1 when the server conninfo names does not answer now (PQping, with the
+ * defaults of a connection: nothing listens, no reply within the connect
+ * timeout, or it refuses connections while starting or stopping), a state
+ * that passes by itself; 0 when it answers (a connection that failed then
+ * failed on the settings: user, password, database, TLS) or conninfo is
+ * unusable. */
+int mcpauth__db_pg_unreachable(const char *conninfo);
 
 #endif

@@ -520,6 +520,18 @@ mcpauth_db *mcpauth__db_pg_open(const char *conninfo, char *err, size_t errlen)
     return &d->base;
 }
 
+int mcpauth__db_pg_unreachable(const char *conninfo)
+{
+    if (!conninfo || !*conninfo)
+        return 0;
+    /* as connect_now, so the answer holds for the connection */
+    const char *keys[] = {"connect_timeout", "dbname", NULL};
+    const char *vals[] = {"5", conninfo, NULL};
+    PGPing p = PQpingParams(getenv("PGCONNECT_TIMEOUT") ? keys + 1 : keys,
+                            getenv("PGCONNECT_TIMEOUT") ? vals + 1 : vals, 1);
+    return p == PQPING_NO_RESPONSE || p == PQPING_REJECT;
+}
+
 #else /* !HAVE_LIBPQ */
 
 mcpauth_db *mcpauth__db_pg_open(const char *conninfo, char *err, size_t errlen)
@@ -527,6 +539,12 @@ mcpauth_db *mcpauth__db_pg_open(const char *conninfo, char *err, size_t errlen)
     (void)conninfo;
     snprintf(err, errlen, "store: this build has no PostgreSQL support (configure --with-postgresql)");
     return NULL;
+}
+
+int mcpauth__db_pg_unreachable(const char *conninfo)
+{
+    (void)conninfo;
+    return 0;
 }
 
 #endif

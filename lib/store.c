@@ -29,6 +29,7 @@
 #include "encode.h"
 
 #include "alloc.h"
+#include "clock.h"
 #include "db.h"
 #include "store.h"
 
@@ -636,7 +637,7 @@ int mcpauth__store_client_check_secret(mcpauth_store *s, const char *client_id, 
             time_t expires = (time_t)col_i64(st, 1);
             char h[65];
             hash_of(secret ? secret : "", h);
-            r = secret && *secret && stored && (expires == 0 || expires > time(NULL)) &&
+            r = secret && *secret && stored && (expires == 0 || expires > mcpauth__now()) &&
                 mcpauth__ct_equal(stored, strlen(stored), h, 64);
         }
     }
@@ -711,7 +712,7 @@ int mcpauth__store_registration_allowed(mcpauth_store *s, const char *addr, int 
 {
     if (!addr || enter(s) != 0)
         return -1;
-    time_t now = time(NULL);
+    time_t now = mcpauth__now();
     int r = -1;
     if (begin(s) == 0) {
         mcpauth_db_stmt *st = query(s, "SELECT count(*) FROM registrations WHERE addr = ? AND \"time\" > ?",
@@ -963,22 +964,32 @@ int mcpauth__store_refresh_add(mcpauth_store *s, const char *token, const mcpaut
     return r;
 }
 
-mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token,
-                                            const char *new_token, time_t now, long grace,
-                                            time_t new_expires, mcpauth_grant *g)
+/* Order of checks: unknown, expired or revoked first (nothing happens),
+ * then reuse outside the grace window (revokes: theft assumed), then the
+ * presenting client (another one revokes too: the token was stolen), and
+ * only then the caller's family (a mismatch changes nothing).  The whole
+ * exchange is one transaction: a failure anywhere leaves the old token
+ * unretired, its grace unspent, and nothing stored. */
+mcpauth_rotate mcpauth__store_refresh_exchange(mcpauth_store *s, const char *token,
+                                              const char *new_token, time_t now, long grace,
+                                              time_t new_expires, const char *access,
+                                              const char *family, time_t access_expires,
+                                              const char *expect_client, mcpauth_grant *g)
 {
     if (g)
         memset(g, 0, sizeof *g);
     if (enter(s) != 0)
         return MCPAUTH_ROTATE_ERROR;
-    if (!token || (new_token && !*new_token)) {
+    if (!token || (new_token && !*new_token) || (access && !*access)) {
         leave(s);
         return !token ? MCPAUTH_ROTATE_UNKNOWN : MCPAUTH_ROTATE_ERROR;
     }
-    char h[65], nh[65];
+    char h[65], nh[65], ah[65];
     hash_of(token, h);
     if (new_token)
         hash_of(new_token, nh);
+    if (access)
+        hash_of(access, ah);
     mcpauth_rotate r = MCPAUTH_ROTATE_ERROR;
     mcpauth_grant tmp = {0};
     if (begin(s) != 0)
@@ -1002,25 +1013,29 @@ mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token
         int retired = !col_null(st, 6);
         time_t retired_at = (time_t)col_i64(st, 6);
         int grace_used = col_int(st, 7), revoked = col_int(st, 8);
+        /* Two refreshes raced (or the response was lost): the loser gets
+         * its own live token, once; the token's grace is then spent. */
+        int in_grace = retired && grace > 0 && now - retired_at < (time_t)grace && !grace_used;
         if (!tmp.family || !tmp.client_id || !tmp.user) {
             r = MCPAUTH_ROTATE_ERROR;
         } else if (revoked || tmp.expires <= now) {
             r = MCPAUTH_ROTATE_UNKNOWN;
+        } else if ((retired && !in_grace) ||
+                   (expect_client && strcmp(expect_client, tmp.client_id) != 0)) {
+            r = run(s, "UPDATE families SET revoked = 1 WHERE id = ?", "s", tmp.family) < 0
+                    ? MCPAUTH_ROTATE_ERROR
+                    : retired && !in_grace ? MCPAUTH_ROTATE_REUSED : MCPAUTH_ROTATE_FOREIGN;
+        } else if (family && strcmp(family, tmp.family) != 0) {
+            r = MCPAUTH_ROTATE_ERROR; /* not what the caller minted from */
         } else if (!retired) {
             if (!new_token ||
                 (run(s, "UPDATE refresh SET retired_at = ? WHERE hash = ?", "ts", now, h) == 1 &&
                  insert_refresh(s, nh, &tmp, new_expires) == 1))
                 r = MCPAUTH_ROTATE_OK;
-        } else if (grace > 0 && now - retired_at < (time_t)grace && !grace_used) {
-            /* Two refreshes raced (or the response was lost): the loser
-             * gets its own live token, once; the token's grace is spent. */
+        } else {
             if (run(s, "UPDATE refresh SET grace_used = 1 WHERE hash = ?", "s", h) == 1 &&
                 (!new_token || insert_refresh(s, nh, &tmp, new_expires) == 1))
                 r = MCPAUTH_ROTATE_OK;
-        } else {
-            r = run(s, "UPDATE families SET revoked = 1 WHERE id = ?", "s", tmp.family) < 0
-                    ? MCPAUTH_ROTATE_ERROR
-                    : MCPAUTH_ROTATE_REUSED;
         }
         if (r == MCPAUTH_ROTATE_OK) {
             if (new_token)
@@ -1030,6 +1045,11 @@ mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token
                     now, tmp.family) != 1)
                 r = MCPAUTH_ROTATE_ERROR;
         }
+        /* the family is alive (checked above, under the write lock) */
+        if (r == MCPAUTH_ROTATE_OK && access &&
+            run(s, "INSERT INTO access(hash, family, expires) VALUES(?, ?, ?)", "sst", ah,
+                tmp.family, access_expires) != 1)
+            r = MCPAUTH_ROTATE_ERROR;
     }
     done(s, st);
     if (r == MCPAUTH_ROTATE_ERROR || commit(s) != 0) {
@@ -1043,6 +1063,14 @@ out:
     else
         mcpauth__grant_free(&tmp);
     return r;
+}
+
+mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token,
+                                            const char *new_token, time_t now, long grace,
+                                            time_t new_expires, mcpauth_grant *g)
+{
+    return mcpauth__store_refresh_exchange(s, token, new_token, now, grace, new_expires, NULL,
+                                          NULL, 0, NULL, g);
 }
 
 static int refresh_lookup(mcpauth_store *s, const char *token, time_t now, int retired_too,

@@ -132,13 +132,29 @@ typedef enum {
     MCPAUTH_ROTATE_OK = 0,      /* g filled; old token retired, new one stored */
     MCPAUTH_ROTATE_UNKNOWN,     /* no such token, expired, or family revoked */
     MCPAUTH_ROTATE_REUSED,      /* a retired token outside the grace window: family revoked */
-    MCPAUTH_ROTATE_ERROR
+    MCPAUTH_ROTATE_ERROR,       /* nothing changed */
+    MCPAUTH_ROTATE_FOREIGN      /* presented by another client than the grant's: family revoked */
 } mcpauth_rotate;
 
-/* Exchanges token for new_token (rotation).  A token retired less than
- * grace seconds ago is accepted once more (concurrent refreshes racing);
- * later reuse revokes the whole family.  When new_token is NULL the token
- * is not rotated (confidential clients may keep theirs). */
+/* The whole refresh in one transaction, so a failure anywhere (a fault,
+ * a refusal) leaves the old token as it was (unretired, its grace unspent)
+ * and nothing issued.  Exchanges token for new_token (rotation).  A token
+ * retired less than grace seconds ago is accepted once more (concurrent
+ * refreshes racing); later reuse revokes the whole family (REUSED).  When
+ * new_token is NULL the token is not rotated (confidential clients may
+ * keep theirs).  expect_client (NULL: no check): the authenticated client;
+ * a token of another client's grant revokes the family (FOREIGN, it was
+ * stolen).  family (NULL: no check): the family the caller minted the
+ * access token from (by mcpauth__store_refresh_peek); another one is an
+ * ERROR, nothing changed.  access (NULL: none): the access token, recorded
+ * until access_expires as by mcpauth__store_access_add.  On OK, g gets the
+ * grant with the new token's expiry (caller frees); else it is zeroed. */
+mcpauth_rotate mcpauth__store_refresh_exchange(mcpauth_store *s, const char *token,
+                                              const char *new_token, time_t now, long grace,
+                                              time_t new_expires, const char *access,
+                                              const char *family, time_t access_expires,
+                                              const char *expect_client, mcpauth_grant *g);
+/* mcpauth__store_refresh_exchange without the access token and checks. */
 mcpauth_rotate mcpauth__store_refresh_rotate(mcpauth_store *s, const char *token,
                                             const char *new_token, time_t now, long grace,
                                             time_t new_expires, mcpauth_grant *g);

@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "as_priv.h"
+#include "db.h"
 #include "metrics.h"
 
 void mcpauth_as_endpoint(const mcpauth_config *cfg, const char *name, char *buf, size_t cap)
@@ -68,6 +69,94 @@ int mcpauth__as_scope_subset(const char *req, const mcpauth_strlist *allowed)
     return ok;
 }
 
+/* ------------------------------------------------------------- the state */
+
+/* Opens the store (unless an earlier attempt did), loads the secret and
+ * the keys.  Without any lock: at start-up, or by the one request that
+ * set as->loading.  0, or -1 with err (a store fault, if any, is then
+ * mcpauth__store_fault's). */
+static int load_state(mcpauth_as *as, char *err, size_t errlen)
+{
+    if (!as->store &&
+        !(as->store = mcpauth__store_open(as->ac->state_dir, as->ac->store, err, errlen)))
+        return -1;
+    if (mcpauth__secret_load(as->store, as->ac->state_dir, as->secret, err, errlen) < 0)
+        return -1;
+    as->key_checked = time(NULL); /* no request reads it before ready */
+    return mcpauth__as_refresh_keys(as, as->key_checked, err, errlen);
+}
+
+/* After load_state failed at start-up: the PostgreSQL server does not
+ * answer now, which passes by itself (start, load later), rather than a
+ * setting, a schema that needs `mcpauth migrate` or a missing `mcpauth
+ * init` (stop now: they do not pass by themselves). */
+static int unreachable_now(mcpauth_as *as)
+{
+    if (!mcpauth__db_is_pg(as->ac->store))
+        return 0;
+    if (as->store) /* connected, then lost it reading the secret or the keys */
+        return mcpauth__store_fault() != NULL;
+    return mcpauth__db_pg_unreachable(as->ac->store);
+}
+
+/* Loaded, or loaded now by this request.  One request loads, outside the
+ * lock (the connect timeout may pass); a request that comes meanwhile is
+ * not made to wait for the same database and gets 503 at once.  A reason
+ * is logged when it differs from the last one logged: one line per outage,
+ * not one per request. */
+static int state_ready(mcpauth_as *as)
+{
+    if (atomic_load_explicit(&as->ready, memory_order_acquire))
+        return 1;
+    pthread_mutex_lock(&as->load_lock);
+    int ready = atomic_load_explicit(&as->ready, memory_order_acquire);
+    int mine = !ready && !as->loading;
+    if (mine)
+        as->loading = 1;
+    pthread_mutex_unlock(&as->load_lock);
+    if (!mine)
+        return ready;
+    char why[sizeof as->load_why] = "";
+    int ok = load_state(as, why, sizeof why) == 0;
+    if (ok)
+        mcpauth__as_push_revocations(as); /* what `mcpauth revoke` did meanwhile */
+    pthread_mutex_lock(&as->load_lock);
+    as->loading = 0;
+    int news = !ok && strcmp(why, as->load_why) != 0;
+    if (news)
+        snprintf(as->load_why, sizeof as->load_why, "%s", why);
+    if (ok)
+        atomic_store_explicit(&as->ready, 1, memory_order_release);
+    pthread_mutex_unlock(&as->load_lock);
+    if (ok)
+        mcpauth_log(MCPAUTH_LOG_INFO, "state_loaded", "effect",
+                    "the database can be reached: the state is loaded and requests are served",
+                    NULL);
+    else if (news)
+        mcpauth_log(MCPAUTH_LOG_ERROR, "state_unavailable", "reason", why, "during",
+                    "loading the state", "effect",
+                    "every endpoint answers 503 with Retry-After; the next request tries again",
+                    NULL);
+    return ok;
+}
+
+/* 503 while the state is not loaded: the authorize endpoint is a page in
+ * the user's browser (nothing may go to a redirect URI the AS cannot check
+ * yet), the others answer the client in JSON. */
+static void not_ready(mcpauth_response *resp, int page)
+{
+    mcpauth_response_header(resp, "Retry-After", "5");
+    if (page) {
+        mcpauth__as_error_page(resp, 503, "Temporarily unavailable",
+                               "The authorization server cannot reach its database just now. "
+                               "Try again in a moment.");
+        return;
+    }
+    mcpauth__as_cors_public(resp);
+    mcpauth__as_oauth_error(resp, 503, "temporarily_unavailable",
+                            "the authorization server's state is unavailable; try again later");
+}
+
 /* ---------------------------------------------------------------- handle */
 
 static void preflight(mcpauth_response *resp)
@@ -105,7 +194,15 @@ void mcpauth_as_handle(mcpauth_as *as, const mcpauth_request *req, mcpauth_respo
         preflight(resp);
         return;
     }
-    if (!strcmp(ep, "authorize") && (get || post))
+    int authorize = !strcmp(ep, "authorize") && (get || post);
+    int served = authorize || (!strcmp(ep, "jwks") && get) ||
+                 (post && (!strcmp(ep, "token") || !strcmp(ep, "register") ||
+                           !strcmp(ep, "introspect") || !strcmp(ep, "revoke")));
+    if (served && !state_ready(as)) {
+        not_ready(resp, authorize);
+        return;
+    }
+    if (authorize)
         mcpauth__as_authorize(as, req, resp, post);
     else if (!strcmp(ep, "token") && post)
         mcpauth__as_token(as, req, resp);
@@ -152,13 +249,17 @@ mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen)
     as->cfg = cfg;
     as->ac = cfg->as;
     pthread_mutex_init(&as->key_lock, NULL);
+    pthread_mutex_init(&as->load_lock, NULL);
+    atomic_init(&as->ready, 0);
     char url[2100];
     mcpauth_as_endpoint(cfg, "x", url, sizeof url);
     const char *sep = strstr(url, "://");
     const char *path = sep ? sep + 3 + strcspn(sep + 3, "/") : url;
     snprintf(as->prefix, sizeof as->prefix, "%.*s", (int)(strlen(path) - 2), path);
-    if (!(as->store = mcpauth__store_open(as->ac->state_dir, as->ac->store, err, errlen)) ||
-        mcpauth__secret_load(as->store, as->ac->state_dir, as->secret, err, errlen) < 0) {
+    char why[sizeof as->load_why] = "";
+    int loaded = load_state(as, why, sizeof why) == 0;
+    if (!loaded && !unreachable_now(as)) {
+        snprintf(err, errlen, "%s", why);
         mcpauth_as_free(as);
         return NULL;
     }
@@ -167,12 +268,19 @@ mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen)
         mcpauth_as_free(as);
         return NULL;
     }
-    mcpauth__as_push_revocations(as); /* what `mcpauth revoke` did while we were down */
-    as->key_checked = time(NULL);
-    if (mcpauth__as_refresh_keys(as, as->key_checked, err, errlen) < 0) {
-        mcpauth_as_free(as);
-        return NULL;
+    if (loaded) {
+        mcpauth__as_push_revocations(as); /* what `mcpauth revoke` did while we were down */
+        atomic_store_explicit(&as->ready, 1, memory_order_release);
+        return as;
     }
+    /* Issue 15: a database that is down must not keep the program from
+     * starting (the web server would respawn it in a loop) */
+    snprintf(as->load_why, sizeof as->load_why, "%s", why);
+    mcpauth_log(MCPAUTH_LOG_ERROR, "state_unavailable", "reason", why, "during", "start-up",
+                "effect", "started anyway: every endpoint answers 503 with Retry-After until the "
+                "database can be reached, then the next request loads the state, no restart "
+                "needed",
+                NULL);
     return as;
 }
 
@@ -186,5 +294,6 @@ void mcpauth_as_free(mcpauth_as *as)
     mcpauth__as_keys_put(as->keys);
     OPENSSL_cleanse(as->secret, sizeof as->secret);
     pthread_mutex_destroy(&as->key_lock);
+    pthread_mutex_destroy(&as->load_lock);
     free(as);
 }

@@ -43,14 +43,23 @@ typedef struct mcpauth__as_keys {
 struct mcpauth_as {
     const mcpauth_config *cfg;
     const mcpauth_as_config *ac;
+    /* store, secret and keys are loaded at start, or, when the PostgreSQL
+     * server could not be reached then, by the first request that finds it
+     * back (as.c).  Until ready is set only that one loader touches them;
+     * mcpauth_as_handle calls no endpoint before. */
     mcpauth_store *store;
     mcpauth_cimd *cimd;
     mcpauth__revoked *revoked;  /* shared with the gate and the proxy */
     unsigned char secret[MCPAUTH_SECRET_BYTES]; /* HMAC key for CSRF tokens */
+    atomic_int ready;           /* 1 once store, secret and keys are loaded */
+    /* guards loading and load_why; never held across I/O */
+    pthread_mutex_t load_lock;
+    int loading;                /* a request is loading the state */
+    char load_why[512];         /* the reason last logged: one line per outage */
     /* guards keys, key_checked and key_loading; held only to read or swap
      * the pointer, never across the store or key files */
     pthread_mutex_t key_lock;
-    mcpauth__as_keys *keys;     /* current snapshot, never NULL after start */
+    mcpauth__as_keys *keys;     /* current snapshot, never NULL once ready */
     time_t key_checked;         /* last reload started */
     int key_loading;            /* a request is reloading them */
     char prefix[2048];          /* path of ISSUER/oauth2 */
@@ -142,8 +151,9 @@ int mcpauth__as_authenticate_client(mcpauth_as *as, const mcpauth_request *req,
 
 /* bytes random bytes, base64url-encoded into out.  0, or -1. */
 int mcpauth__as_random(char *out, size_t cap, size_t bytes);
-/* Loads the keys from the store and swaps them in: at start-up (0, or -1
- * with err), and by mcpauth__as_keys_get. */
+/* Loads the keys from the store and swaps them in: when the state is
+ * loaded (at start-up, or later when the database could not be reached
+ * then: 0, or -1 with err), and by mcpauth__as_keys_get. */
 int mcpauth__as_refresh_keys(mcpauth_as *as, time_t now, char *err, size_t errlen);
 /* The current keys (a reference to drop with mcpauth__as_keys_put),
  * reloaded at most every 30 s so a key rotated by `mcpauth rotate-key`

@@ -40,35 +40,6 @@ static int grant_has(const mcpauth_client *c, const char *type)
     return has;
 }
 
-static void token_reply(mcpauth_as *as, mcpauth_response *resp, const char *at,
-                        const mcpauth_grant *g, const char *refresh);
-
-static void token_response(mcpauth_as *as, mcpauth_response *resp, const mcpauth_grant *g,
-                           const char *refresh, time_t now)
-{
-    char *at = mcpauth__as_mint(as, g, now);
-    if (!at) {
-        mcpauth__as_oauth_error(resp, 500, "server_error", "no signing key (run mcpauth init)");
-        return;
-    }
-    /* Recorded with a check of the grant in one transaction: a grant
-     * revoked meanwhile gets no token, and one revoked later finds it. */
-    int rec = mcpauth__store_access_add(as->store, at, g->family, now + as->ac->access_token_ttl);
-    if (rec != 1) {
-        OPENSSL_cleanse(at, strlen(at));
-        free(at);
-        if (rec < 0 && mcpauth__as_store_unavailable(resp, "recording an access token"))
-            return;
-        mcpauth__as_oauth_error(resp, rec < 0 ? 500 : 400,
-                                rec < 0 ? "server_error" : "invalid_grant",
-                                rec < 0 ? "could not record the token" : "the grant has been revoked");
-        return;
-    }
-    token_reply(as, resp, at, g, refresh);
-    OPENSSL_cleanse(at, strlen(at));
-    free(at);
-}
-
 /* The 200 answer with the tokens. */
 static void token_reply(mcpauth_as *as, mcpauth_response *resp, const char *at,
                         const mcpauth_grant *g, const char *refresh)
@@ -230,76 +201,51 @@ static void token_by_code(const token_call *t)
 
 /* --------------------------------------------------------- refresh_token */
 
-/* Mistakes of the rightful client (resource, scope) are refused before
- * rotation, so they cost nothing; a token presented by another client is
- * caught after rotation, and kills the family (it was stolen).  0, or -1
- * answered. */
-static int refresh_precheck(const token_call *t, const char *old, const char *scope)
+/* Why client c may not have the grant g (a look at its refresh token) as
+ * asked, or NULL; *err gets the error code.  Only the rightful client's
+ * mistakes are refused here, before anything changes, so they cost
+ * nothing; a token presented by another client goes on to the exchange,
+ * which kills the family (it was stolen). */
+static const char *refresh_problem(const token_call *t, const mcpauth_grant *g,
+                                   const char *scope, const char **err)
 {
-    const char *pre = NULL, *perr = "invalid_grant";
-    mcpauth_grant g0;
-    memset(&g0, 0, sizeof g0);
-    if (mcpauth__store_refresh_peek(t->as->store, old, t->now, &g0) == 1 &&
-        strcmp(g0.client_id, t->c->client_id) == 0) {
-        if (!resource_matches(t->resource, g0.resource))
-            pre = "resource differs from the grant";
-        else if (scope[0] && !within_grant(scope, &g0)) {
-            pre = "the requested scope exceeds the grant";
-            perr = "invalid_scope";
-        }
+    *err = "invalid_grant";
+    if (!resource_matches(t->resource, g->resource))
+        return "resource differs from the grant";
+    if (scope[0] && !within_grant(scope, g)) {
+        *err = "invalid_scope";
+        return "the requested scope exceeds the grant";
     }
-    mcpauth__grant_free(&g0);
-    if (pre) {
-        mcpauth__as_oauth_error(t->resp, 400, perr, pre);
-        return -1;
-    }
-    return 0;
+    return NULL;
 }
 
-/* old rotated to fresh; the grant into g.  0, or -1 answered. */
-static int rotate(const token_call *t, const char *old, const char *fresh, mcpauth_grant *g)
+/* The refusal for an exchange that did not succeed (r is not OK). */
+static void exchange_answer(const token_call *t, mcpauth_rotate r)
 {
-    const mcpauth_as_config *ac = t->as->ac;
-    mcpauth_rotate r = mcpauth__store_refresh_rotate(t->as->store, old, fresh, t->now,
-                                                    ac->refresh_grace,
-                                                    t->now + ac->refresh_token_ttl, g);
-    if (r == MCPAUTH_ROTATE_REUSED) {
+    const char *why = "the refresh token is unknown, expired or revoked";
+    switch (r) {
+    case MCPAUTH_ROTATE_REUSED:
         mcpauth_log_security("refresh_reused", "client_id", t->c->client_id, "client",
                              t->req->remote_addr, NULL);
         mcpauth__metrics_add(NULL, MCPAUTH_M_AS_REUSE_DETECTED, 1);
         mcpauth__as_push_revocations(t->as);
+        why = "the refresh token was already used; the grant is revoked";
+        break;
+    case MCPAUTH_ROTATE_FOREIGN:
+        why = "the refresh token was issued to another client";
+        mcpauth_log_security("token_refused", "reason", why, "client_id", t->c->client_id,
+                             "client", t->req->remote_addr, NULL);
+        mcpauth__as_push_revocations(t->as);
+        break;
+    case MCPAUTH_ROTATE_ERROR:
+        if (mcpauth__as_store_unavailable(t->resp, "rotating a refresh token"))
+            return; /* rolled back: the old token still works, its grace unspent */
+        mcpauth__as_oauth_error(t->resp, 500, "server_error", "could not rotate the token");
+        return;
+    default:
+        break;
     }
-    if (r == MCPAUTH_ROTATE_ERROR &&
-        mcpauth__as_store_unavailable(t->resp, "rotating a refresh token"))
-        return -1; /* rolled back: the old token still works */
-    if (r != MCPAUTH_ROTATE_OK) {
-        mcpauth__as_oauth_error(t->resp, r == MCPAUTH_ROTATE_ERROR ? 500 : 400,
-                                r == MCPAUTH_ROTATE_ERROR ? "server_error" : "invalid_grant",
-                                r == MCPAUTH_ROTATE_REUSED
-                                    ? "the refresh token was already used; the grant is revoked"
-                                    : "the refresh token is unknown, expired or revoked");
-        return -1;
-    }
-    mcpauth__metrics_add(NULL, MCPAUTH_M_AS_REFRESH_ROTATIONS, 1);
-    return 0;
-}
-
-/* Why client c may not use the rotated grant g as asked, or NULL; a scope
- * asked (downscoping only) then replaces g's. */
-static const char *rotated_problem(const mcpauth_client *c, const char *resource,
-                                   const char *scope, mcpauth_grant *g)
-{
-    if (strcmp(g->client_id, c->client_id) != 0)
-        return "the refresh token was issued to another client";
-    if (!resource_matches(resource, g->resource))
-        return "resource differs from the grant";
-    if (scope[0]) {
-        if (!within_grant(scope, g))
-            return "the requested scope exceeds the grant"; /* only after a grace use */
-        free(g->scope);
-        g->scope = mcpauth__xstrdup(scope);
-    }
-    return NULL;
+    mcpauth__as_oauth_error(t->resp, 400, "invalid_grant", why);
 }
 
 static void token_by_refresh(const token_call *t)
@@ -315,24 +261,63 @@ static void token_by_refresh(const token_call *t)
                                 "the client may not use refresh tokens");
         return;
     }
-    if (refresh_precheck(t, old, scope) < 0)
+    /* Checked and minted from a look at the token (also one rotated away
+     * within its family's life, so a grace use sees the same grant), then
+     * rotated, stored and recorded in one transaction: a fault on the way
+     * leaves the old token as it was and nothing issued. */
+    mcpauth_grant g;
+    int pk = mcpauth__store_refresh_peek(t->as->store, old, t->now, &g);
+    if (pk != 1) {
+        /* unknown, expired or revoked: the exchange would change nothing */
+        if (pk < 0 && mcpauth__as_store_unavailable(t->resp, "rotating a refresh token"))
+            return;
+        mcpauth__as_oauth_error(t->resp, pk < 0 ? 500 : 400,
+                                pk < 0 ? "server_error" : "invalid_grant",
+                                "the refresh token is unknown, expired or revoked");
         return;
+    }
+    char *at = NULL;
+    if (strcmp(g.client_id, t->c->client_id) == 0) {
+        const char *err, *fail = refresh_problem(t, &g, scope, &err);
+        if (fail) {
+            mcpauth__as_oauth_error(t->resp, 400, err, fail);
+            mcpauth__grant_free(&g);
+            return;
+        }
+        if (scope[0]) { /* downscoping */
+            free(g.scope);
+            g.scope = mcpauth__xstrdup(scope);
+        }
+        if (!(at = mcpauth__as_mint(t->as, &g, t->now))) {
+            mcpauth__as_oauth_error(t->resp, 500, "server_error",
+                                    "no signing key (run mcpauth init)");
+            mcpauth__grant_free(&g);
+            return;
+        }
+    } /* else nothing is minted: the exchange revokes the family */
     if (mcpauth__as_random(fresh, sizeof fresh, 32) < 0) {
         mcpauth__as_oauth_error(t->resp, 500, "server_error", NULL);
-        return;
-    }
-    mcpauth_grant g;
-    memset(&g, 0, sizeof g);
-    if (rotate(t, old, fresh, &g) < 0)
-        return;
-    const char *fail = rotated_problem(t->c, t->resource, scope, &g);
-    if (fail) {
-        mcpauth__store_revoke_token(t->as->store, fresh);
-        mcpauth__as_push_revocations(t->as);
-        mcpauth__as_oauth_error(t->resp, 400, "invalid_grant", fail);
     } else {
-        token_response(t->as, t->resp, &g, fresh, t->now);
+        const mcpauth_as_config *ac = t->as->ac;
+        mcpauth_grant used;
+        mcpauth_rotate r = mcpauth__store_refresh_exchange(
+            t->as->store, old, fresh, t->now, ac->refresh_grace, t->now + ac->refresh_token_ttl,
+            at, g.family, t->now + ac->access_token_ttl, t->c->client_id, &used);
+        if (r == MCPAUTH_ROTATE_OK && at) {
+            mcpauth__metrics_add(NULL, MCPAUTH_M_AS_REFRESH_ROTATIONS, 1);
+            token_reply(t->as, t->resp, at, &g, fresh);
+        } else if (r == MCPAUTH_ROTATE_OK) { /* cannot be: the exchange checks the client */
+            mcpauth__as_oauth_error(t->resp, 500, "server_error", NULL);
+        } else {
+            exchange_answer(t, r);
+        }
+        mcpauth__grant_free(&used);
     }
+    if (at) {
+        OPENSSL_cleanse(at, strlen(at));
+        free(at);
+    }
+    OPENSSL_cleanse(fresh, sizeof fresh);
     mcpauth__grant_free(&g);
 }
 

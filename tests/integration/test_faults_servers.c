@@ -11,8 +11,18 @@
  * state_unavailable log line, nothing written half, served again by itself
  * once space is freed); revocation with the database locked by another
  * process and introspection with it damaged (503, never a 200 that says
- * something the AS could not check). */
+ * something the AS could not check).
+ *
+ * mcpauth-as with its store on PostgreSQL (a private server,
+ * tests/support/pgtest.c), the server down when the web server starts:
+ * the program starts anyway and answers 503 with Retry-After, logging why
+ * once; the server started, the next requests load the state and a whole
+ * code flow works, with no restart; the server restarted mid-run: 503
+ * during the outage, served again after.  What does not pass by itself (a
+ * wrong database, no `mcpauth init`, an older schema) still stops it. */
 #define _GNU_SOURCE
+#include "config.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -33,6 +43,9 @@
 #include <sqlite3.h>
 
 #include "../support/tokens.h"
+#ifdef HAVE_LIBPQ
+#include "../support/pgtest.h"
+#endif
 #include "harness.h"
 
 static const char conf_tmpl[] =
@@ -979,6 +992,274 @@ static TCase *as_case(const char *name, void (*setup)(void))
     return tc;
 }
 
+#ifdef HAVE_LIBPQ
+/* ============================================ the AS's PostgreSQL down */
+
+static const char pg_conf_tmpl[] =
+    "runtime_dir = @DIR@\n"
+    "log_level = info\n"
+    "log = file:@DIR@/mcpauth.log\n"
+    "[resource files]\n"
+    "uri = http://127.0.0.1:@PORT@/mcp/files\n"
+    "authorization_servers = http://127.0.0.1:@PORT@\n"
+    "backend = http://127.0.0.1:9/mcp\n" /* only the AS is served here */
+    "[authorization_server]\n"
+    "issuer = http://127.0.0.1:@PORT@\n"
+    "state_dir = @DIR@/state\n"
+    "store = %s\n"
+    "registration_limit = 1000\n"
+    "introspection_client_id = gate\n"
+    "introspection_client_secret = gate-secret\n";
+
+static int pg_web_failed; /* the web server did not start (the runner's copy) */
+
+/* `mcpauth init` on the running PostgreSQL, then PostgreSQL stopped:
+ * the web server and mcpauth-as start without it. */
+static int as_pg_prepare(th_server *s)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s/tools/mcpauth --config %s/mcpauth.conf init %s >%s/init.log 2>&1",
+             th_builddir(), s->dir,
+             as_kind == TH_APACHE && geteuid() == 0 ? "--owner www-data" : "", s->dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "mcpauth init failed: see %s/init.log\n", s->dir);
+        return -1;
+    }
+    snprintf(cmd, sizeof cmd,
+             "printf 'alice:%%s\\n' \"$(openssl passwd -apr1 -salt mcpauth1 wonderland)\" "
+             "> %s/htpasswd && chmod 644 %s/htpasswd", s->dir, s->dir);
+    if (system(cmd) != 0)
+        return -1;
+    if (as_kind == TH_APACHE && geteuid() == 0) {
+        snprintf(cmd, sizeof cmd, "chown -R www-data: %s", s->dir);
+        if (system(cmd) != 0)
+            return -1;
+    }
+    return pgtest_stop();
+}
+
+static void as_pg_start(th_kind kind)
+{
+    as_kind = kind;
+    char conninfo[512];
+    /* once per runner, then running again whatever the case before left:
+     * as_pg_prepare stopped it here, a test may have restarted it since
+     * (pgtest_start would see it stopped and start a second one) */
+    if ((!pgtest_port() && pgtest_start() != 0) || pgtest_restart() != 0 ||
+        pgtest_new_schema(conninfo, sizeof conninfo) != 0)
+        exit(EXIT_FAILURE);
+    char *conf = NULL;
+    if (asprintf(&conf, pg_conf_tmpl, conninfo) < 0)
+        exit(EXIT_FAILURE);
+    th_options o = {conf, kind == TH_LIGHTTPD ? as_lighttpd_extra : as_apache_extra, NULL,
+                    as_pg_prepare};
+    /* a web server that does not start is the test's failure, not the runner's */
+    pg_web_failed = th_start_ex(&srv, kind, &o) != 0;
+    free(conf);
+}
+static void as_pg_start_lighttpd(void) { as_pg_start(TH_LIGHTTPD); }
+static void as_pg_start_apache(void) { as_pg_start(TH_APACHE); }
+static void as_pg_stop(void)
+{
+    th_stop(&srv);
+}
+
+/* 503 temporarily_unavailable with Retry-After (JSON, or the authorize
+ * endpoint's page); frees r. */
+static void assert_503(th_resp *r, const char *what, int page)
+{
+    const char *k = th_kind_name(srv.kind);
+    char ra[64];
+    ck_assert_msg(r->status == 503, "%s: %s: %ld %s", k, what, r->status, r->body);
+    if (!page)
+        ck_assert_msg(!strcmp(jmember(r->body, "error"), "temporarily_unavailable"),
+                      "%s: %s: %s", k, what, r->body);
+    ck_assert_msg(th_header(r, "Retry-After", ra, sizeof ra) && atoi(ra) > 0,
+                  "%s: %s: no Retry-After:\n%s", k, what, r->headers);
+    th_resp_free(r);
+}
+
+static long as_get(const char *ep, const char *auth, th_resp *r)
+{
+    char url[512];
+    snprintf(url, sizeof url, "%s/oauth2/%s", srv.base, ep);
+    const char *h[] = {auth, NULL};
+    ck_assert_int_eq(th_http("GET", url, h, NULL, r), 0);
+    return r->status;
+}
+
+/* Lines of the AS's log holding a, and b and c unless NULL. */
+static int log_lines(const char *a, const char *b, const char *c)
+{
+    char *log = as_log();
+    int n = 0;
+    for (char *line = log; *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        n += strstr(line, a) && (!b || strstr(line, b)) && (!c || strstr(line, c));
+        line = nl ? nl + 1 : line + strlen(line);
+    }
+    free(log);
+    return n;
+}
+
+static void assert_alive(const pid_t *pids, int n, const char *when)
+{
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(kill(pids[i], 0) == 0, "%s: mcpauth-as %d is gone %s (restarted?)",
+                      th_kind_name(srv.kind), (int)pids[i], when);
+}
+
+START_TEST(as_pg_down_at_start)
+{
+    const char *k = th_kind_name(srv.kind);
+    ck_assert_msg(!pg_web_failed,
+                  "%s did not start with mcpauth-as while its PostgreSQL was down (see above)", k);
+    th_resp r;
+    /* down since before the web server started: every endpoint that needs
+     * the state says so, and the program lives on */
+    for (int i = 0; i < 3; i++) {
+        as_exchange("nobody", "no-code", &r);
+        assert_503(&r, "token, PostgreSQL down at start", 0);
+        as_get("jwks", NULL, &r);
+        assert_503(&r, "jwks, PostgreSQL down at start", 0);
+    }
+    ck_assert_int_eq(as_post("register", "application/json", NULL,
+                             "{\"redirect_uris\":[\"" REDIR "\"]}", &r), 0);
+    assert_503(&r, "register, PostgreSQL down at start", 0);
+    ck_assert_int_eq(as_post("introspect", "application/x-www-form-urlencoded", GATE, "token=x",
+                             &r), 0);
+    assert_503(&r, "introspect, PostgreSQL down at start", 0);
+    ck_assert_int_eq(as_post("revoke", "application/x-www-form-urlencoded", NULL,
+                             "token=x&client_id=x", &r), 0);
+    assert_503(&r, "revoke, PostgreSQL down at start", 0);
+    as_get("authorize?response_type=code&client_id=x", ALICE, &r);
+    assert_503(&r, "authorize, PostgreSQL down at start", 1);
+
+    pid_t before[16];
+    int nb = th_programs(srv.dir, "mcpauth-as", before, 16);
+    ck_assert_msg(nb > 0, "%s: no mcpauth-as process runs", k);
+    /* why, once per process, not once per request (10 of them) */
+    int lines = log_lines("state_unavailable", "PostgreSQL", "start-up");
+    ck_assert_msg(lines >= 1, "%s: no state_unavailable line naming PostgreSQL at start-up in "
+                  "%s/mcpauth.log", k, srv.dir);
+    ck_assert_msg(log_lines("state_unavailable", NULL, NULL) <= nb,
+                  "%s: %d state_unavailable lines from %d processes: one per request?", k,
+                  log_lines("state_unavailable", NULL, NULL), nb);
+
+    /* PostgreSQL back: no restart, the next requests load the state */
+    ck_assert_int_eq(pgtest_restart(), 0);
+    char id[256], access[4096], refresh[256], active[16], code[256];
+    ck_assert_int_eq(as_register(id, sizeof id), 201);
+    as_tokens(id, access, sizeof access, refresh, sizeof refresh);
+    ck_assert_msg(as_get("jwks", NULL, &r) == 200 && strstr(r.body, "\"keys\""),
+                  "%s: jwks after PostgreSQL came back: %ld %s", k, r.status, r.body);
+    th_resp_free(&r);
+    ck_assert_int_eq(as_introspect(access, active, sizeof active, NULL), 200);
+    ck_assert_msg(!strcmp(active, "true"), "%s: the new access token: active %s", k, active);
+    ck_assert_msg(log_lines("state_loaded", NULL, NULL) >= 1, "%s: no state_loaded line", k);
+    assert_alive(before, nb, "after PostgreSQL came back");
+
+    /* restarted mid-run: 503 during the outage, nothing used up, served
+     * again after without a restart */
+    as_code(id, code, sizeof code);
+    ck_assert_int_eq(pgtest_stop(), 0);
+    as_exchange(id, code, &r);
+    assert_503(&r, "code exchange, PostgreSQL stopped mid-run", 0);
+    ck_assert_int_eq(as_post("register", "application/json", NULL,
+                             "{\"redirect_uris\":[\"" REDIR "\"],"
+                             "\"token_endpoint_auth_method\":\"none\"}", &r), 0);
+    assert_503(&r, "register, PostgreSQL stopped mid-run", 0);
+    ck_assert_int_eq(pgtest_restart(), 0);
+    as_exchange(id, code, &r);
+    ck_assert_msg(r.status == 200, "%s: the code after PostgreSQL came back: %ld %s", k,
+                  r.status, r.body);
+    snprintf(access, sizeof access, "%s", jmember(r.body, "access_token"));
+    th_resp_free(&r);
+    ck_assert_int_eq(as_introspect(access, active, sizeof active, NULL), 200);
+    ck_assert_str_eq(active, "true");
+    ck_assert_int_eq(as_register(NULL, 0), 201);
+    assert_alive(before, nb, "after PostgreSQL restarted");
+}
+END_TEST
+
+/* `mcpauth-as --check` (which runs what a start runs) with store: the
+ * exit status, stderr in *err (caller frees). */
+static int as_check(const char *store, char **err)
+{
+    char dir[512], conf[2048], file[600], prog[600];
+    snprintf(dir, sizeof dir, "%s/check", srv.dir);
+    ck_assert(mkdir(dir, 0700) == 0 || errno == EEXIST);
+    snprintf(conf, sizeof conf,
+             "runtime_dir = %s\n"
+             "[resource files]\n"
+             "uri = http://127.0.0.1:1/mcp/files\n"
+             "authorization_servers = http://127.0.0.1:1\n"
+             "backend = http://127.0.0.1:9/mcp\n"
+             "[authorization_server]\n"
+             "issuer = http://127.0.0.1:1\n"
+             "state_dir = %s/state\n"
+             "store = %s\n",
+             dir, dir, store);
+    ck_assert_int_eq(th_write_file(dir, "check.conf", conf), 0);
+    snprintf(file, sizeof file, "%s/check.conf", dir);
+    snprintf(prog, sizeof prog, "%s/fcgi/mcpauth-as", th_builddir());
+    char *argv[] = {prog, "--config", file, "--check", NULL};
+    return th_run(argv, NULL, err);
+}
+
+/* Only a server that does not answer is waited for: what does not pass by
+ * itself (the settings, no `mcpauth init`, a schema that needs `mcpauth
+ * migrate`) still stops the program at start-up, saying why. */
+START_TEST(as_pg_start_refusals)
+{
+    char store[512], other[256], cmd[1400], *err = NULL;
+    ck_assert_int_eq(pgtest_restart(), 0);
+    ck_assert_int_eq(pgtest_new_schema(store, sizeof store), 0);
+    snprintf(other, sizeof other, "host=127.0.0.1 port=%d user=mcpauth dbname=nosuchdb",
+             pgtest_port());
+    int st = as_check(other, &err);
+    ck_assert_msg(st == 1 && strstr(err, "nosuchdb"), "a database that does not exist: %d %s",
+                  st, err);
+    free(err);
+    st = as_check(store, &err);
+    ck_assert_msg(st == 1 && strstr(err, "mcpauth init"), "before `mcpauth init`: %d %s", st,
+                  err);
+    free(err);
+    snprintf(cmd, sizeof cmd, "%s/tools/mcpauth --config %s/check/check.conf init >/dev/null",
+             th_builddir(), srv.dir);
+    ck_assert_int_eq(system(cmd), 0);
+    st = as_check(store, &err);
+    ck_assert_msg(st == 0, "after `mcpauth init`: %d %s", st, err);
+    free(err);
+    ck_assert_int_eq(pgtest_sql(store, "UPDATE schema_version SET version = 1", NULL, 0), 0);
+    st = as_check(store, &err);
+    ck_assert_msg(st == 1 && strstr(err, "mcpauth migrate"), "an older schema: %d %s", st, err);
+    free(err);
+    ck_assert_int_eq(pgtest_sql(store, "UPDATE schema_version SET version = 2", NULL, 0), 0);
+    /* down: starts, and says why */
+    ck_assert_int_eq(pgtest_stop(), 0);
+    st = as_check(store, &err);
+    ck_assert_int_eq(pgtest_restart(), 0);
+    ck_assert_msg(st == 0 && strstr(err, "state_unavailable") && strstr(err, "PostgreSQL"),
+                  "PostgreSQL down: %d %s", st, err);
+    free(err);
+}
+END_TEST
+
+static TCase *as_pg_case(const char *name, void (*setup)(void), int refusals)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_unchecked_fixture(tc, setup, as_pg_stop);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, as_pg_down_at_start);
+    if (refusals) /* no web server involved: once is enough */
+        tcase_add_test(tc, as_pg_start_refusals);
+    return tc;
+}
+#endif /* HAVE_LIBPQ */
+
 static TCase *server_case(const char *name, void (*setup)(void))
 {
     TCase *tc = tcase_create(name);
@@ -1003,6 +1284,10 @@ int main(void)
     suite_add_tcase(s, server_case("apache", start_apache));
     suite_add_tcase(s, as_case("as-lighttpd", as_start_lighttpd));
     suite_add_tcase(s, as_case("as-apache", as_start_apache));
+#ifdef HAVE_LIBPQ
+    suite_add_tcase(s, as_pg_case("as-pg-lighttpd", as_pg_start_lighttpd, 1));
+    suite_add_tcase(s, as_pg_case("as-pg-apache", as_pg_start_apache, 0));
+#endif
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -147,8 +147,11 @@ int pgtest_stop(void)
 
 int pgtest_restart(void)
 {
-    if (server_pid > 0 && kill(server_pid, 0) == 0)
+    pid_t now = read_pid(); /* by the pid file: a test child may have restarted it */
+    if (now > 0 && kill(now, 0) == 0) {
+        server_pid = now;
         return 0;
+    }
     char script[512];
     snprintf(script, sizeof script,
              "engines_as_pg_user \"$(engines_pg_bin)/pg_ctl\" -D %s -l %s/pg/server.log -w -t 30"

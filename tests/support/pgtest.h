@@ -21,8 +21,8 @@ int pgtest_start(void);
  * search_path is that schema, in out.  0 or -1 (reason on stderr). */
 int pgtest_new_schema(char *out, size_t outlen);
 /* Stops the server by its PID (fast shutdown) and waits for it to go;
- * pgtest_restart starts it again on the same data and port.  For fault
- * tests. 0 or -1. */
+ * pgtest_restart starts it again on the same data and port (0 at once
+ * when it runs, whoever started it).  For fault tests. 0 or -1. */
 int pgtest_stop(void);
 int pgtest_restart(void);
 /* Runs one SQL text on conninfo outside the store: 0 or -1 (message on

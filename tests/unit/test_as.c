@@ -1903,14 +1903,27 @@ START_TEST(refresh_resource_mismatch)
 }
 END_TEST
 
+static char logbuf[16384];
+static void log_capture(int on);
+
 START_TEST(refresh_other_clients_token)
 {
     start(NULL);
     char *id = public_client();
     char *other = public_client();
     tokens t1 = full_flow(id, NULL);
+    mcpauth_log_set_level(MCPAUTH_LOG_WARN); /* security lines */
+    log_capture(1);
     token_refresh(other, t1.refresh, NULL, NULL);
     assert_error(400, "invalid_grant");
+    ck_assert_msg(strstr(logbuf, "token_refused") && strstr(logbuf, "another client"), "%s",
+                  logbuf);
+    log_capture(0);
+    mcpauth_log_set_level(MCPAUTH_LOG_ERROR);
+    /* it was stolen: the grant is dead for its own client too */
+    token_refresh(id, t1.refresh, NULL, NULL);
+    assert_error(400, "invalid_grant");
+    ck_assert(!is_active(t1.access));
     /* a client without the refresh_token grant may not refresh */
     char *nocode = register_client("{\"redirect_uris\":[\"" REDIR "\"],\"token_endpoint_auth_method\":\"none\"}",
                                    NULL);
@@ -2536,7 +2549,6 @@ END_TEST
  * logs why, writes nothing, and serves the same request once the cause
  * is gone. */
 
-static char logbuf[16384];
 static size_t loglen;
 
 static void log_grab(void *arg, mcpauth_log_level level, int security, const char *line,
@@ -2632,6 +2644,87 @@ START_TEST(fault_locked_db)
     tokens_free(&t2);
     tokens_free(&t3);
     free(code);
+    free(id);
+}
+END_TEST
+
+/* The root pages of the access table and its indexes (a page each
+ * while they are small) into pages; how many. */
+static int access_pages(sqlite3 *db, int *pages, int max)
+{
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db,
+                                        "SELECT rootpage FROM sqlite_master"
+                                        " WHERE tbl_name = 'access' AND rootpage > 0",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    int n = 0;
+    while (n < max && sqlite3_step(st) == SQLITE_ROW)
+        pages[n++] = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* A fault after the refresh token's rotation, where the access token is
+ * recorded (the access table's pages damaged, the rest of the file
+ * intact): 503, and nothing changed: the same refresh token works
+ * afterwards, and its grace (a retry of a lost answer) is unspent. */
+START_TEST(fault_refresh_mid_exchange)
+{
+    start("refresh_grace = 30\n");
+    char *id = public_client();
+    tokens t1 = full_flow(id, "files:read");
+    sqlite3 *db = other_connection();
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    size_t psize = (size_t)sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    int pages[8], n = access_pages(db, pages, 8);
+    ck_assert_int_ge(n, 2); /* the table and its key's index at least */
+    /* everything into the file, which then goes bad where access lives */
+    ck_assert_int_eq(sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char path[256];
+    snprintf(path, sizeof path, "%s/mcpauth.db", dir);
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    unsigned char *saved = malloc((size_t)n * psize), *junk = malloc(psize);
+    ck_assert(saved && junk);
+    memset(junk, 0x5a, psize);
+    for (int i = 0; i < n; i++) {
+        off_t off = (off_t)(pages[i] - 1) * (off_t)psize;
+        ck_assert_int_eq(pread(fd, saved + (size_t)i * psize, psize, off), (ssize_t)psize);
+        ck_assert_int_eq(pwrite(fd, junk, psize, off), (ssize_t)psize);
+    }
+    log_capture(1);
+    token_refresh(id, t1.refresh, NULL, NULL);
+    assert_unavailable("damaged");
+    log_capture(0);
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(pwrite(fd, saved + (size_t)i * psize, psize,
+                                (off_t)(pages[i] - 1) * (off_t)psize),
+                         (ssize_t)psize);
+    close(fd);
+    free(saved);
+    free(junk);
+    /* the refresh token was not rotated away, and works */
+    ck_assert(is_active(t1.refresh));
+    ck_assert_int_eq(token_refresh(id, t1.refresh, NULL, NULL), 200);
+    tokens t2 = take_tokens();
+    ck_assert(is_active(t2.access));
+    ck_assert(is_active(t2.refresh));
+    /* once more within grace (the answer was lost), then never again */
+    ck_assert_int_eq(token_refresh(id, t1.refresh, NULL, NULL), 200);
+    tokens t3 = take_tokens();
+    ck_assert(is_active(t3.access));
+    token_refresh(id, t1.refresh, NULL, NULL);
+    assert_error(400, "invalid_grant");
+    ck_assert(!is_active(t2.access));
+    tokens_free(&t1);
+    tokens_free(&t2);
+    tokens_free(&t3);
     free(id);
 }
 END_TEST
@@ -2854,6 +2947,7 @@ Suite *as_suite(void)
     tcase_add_test(tc, methods_and_paths);
     tcase_add_test(tc, as_new_needs_state);
     tcase_add_test(tc, fault_locked_db);
+    tcase_add_test(tc, fault_refresh_mid_exchange);
     tcase_add_test(tc, fault_readonly_state);
     tcase_add_test(tc, fault_damaged_db);
     tcase_add_test(tc, fault_damaged_db_while_running);

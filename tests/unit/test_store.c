@@ -30,6 +30,7 @@ Suite *store_suite(void);
 
 #include "encode.h"
 
+#include "clock.h"
 #include "keys.h"
 #include "store.h"
 #define SCRATCH_NAME "store"
@@ -914,6 +915,240 @@ START_TEST(refresh_race_processes)
     ck_assert_int_eq(mcpauth__store_refresh_get(s, "next-a", 1001, NULL), 1);
     ck_assert_int_eq(mcpauth__store_refresh_get(s, "next-b", 1001, NULL), 1);
     ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-shared"), 0);
+    mcpauth__store_close(s);
+}
+END_TEST
+
+static int accept_all(const char *hash, time_t expires, void *arg)
+{
+    (void)hash;
+    (void)expires;
+    (void)arg;
+    return 0;
+}
+
+/* How many access-token records hold token's digest. */
+static long long access_rows(const char *token)
+{
+    char h[65], sql[160];
+    mcpauth__sha256_hex(token, strlen(token), h);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM access WHERE hash = '%s'", h);
+    sqlite3 *db = raw_open();
+    long long n = raw_int(db, sql);
+    sqlite3_close(db);
+    return n;
+}
+
+/* 1 when token is stored unretired with its grace unspent. */
+static int refresh_pristine(const char *token)
+{
+    char h[65], sql[200];
+    mcpauth__sha256_hex(token, strlen(token), h);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM refresh WHERE hash = '%s' AND retired_at IS NULL"
+             " AND grace_used = 0",
+             h);
+    sqlite3 *db = raw_open();
+    long long n = raw_int(db, sql);
+    sqlite3_close(db);
+    return n == 1;
+}
+
+/* As the token endpoint does it: a look at the token, then the exchange
+ * with an access token minted from that family (client "app" unless
+ * told). */
+static mcpauth_rotate exchange(mcpauth_store *s, const char *t, const char *n, time_t now,
+                               long grace, const char *at, const char *client)
+{
+    mcpauth_grant peek, g;
+    int pk = mcpauth__store_refresh_peek(s, t, now, &peek);
+    mcpauth_rotate r = mcpauth__store_refresh_exchange(s, t, n, now, grace, now + 5000, at,
+                                                      pk == 1 ? peek.family : NULL, now + 300,
+                                                      client ? client : "app", &g);
+    if (r == MCPAUTH_ROTATE_OK) {
+        ck_assert_str_eq(g.user, "alice");
+        ck_assert_str_eq(g.client_id, "app");
+        ck_assert_str_eq(g.family, peek.family);
+        ck_assert_int_eq(g.expires, n ? now + 5000 : peek.expires);
+    } else {
+        ck_assert_ptr_null(g.family);
+    }
+    mcpauth__grant_free(&g);
+    if (pk == 1)
+        mcpauth__grant_free(&peek);
+    return r;
+}
+
+/* The refresh grant in one transaction: rotation, new token, access-token
+ * record. */
+START_TEST(refresh_exchange_basic)
+{
+    mcpauth_store *s = open_ok();
+    add_refresh(s, "x-1", "fam-x", "alice", "app", 10000);
+    mcpauth_grant g;
+    ck_assert_int_eq(mcpauth__store_refresh_exchange(s, "x-1", "x-2", 1000, 10, 7000, "at-x1",
+                                                     "fam-x", 1300, "app", &g),
+                     MCPAUTH_ROTATE_OK);
+    ck_assert_str_eq(g.family, "fam-x");
+    ck_assert_str_eq(g.client_id, "app");
+    ck_assert_str_eq(g.scope, "read write");
+    ck_assert_int_eq(g.expires, 7000);
+    mcpauth__grant_free(&g);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "x-1", 1000, NULL), 0); /* retired */
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "x-2", 1000, &g), 1);
+    ck_assert_int_eq(g.expires, 7000);
+    mcpauth__grant_free(&g);
+    ck_assert_int_eq(access_rows("at-x1"), 1);
+    char h[65], sql[160];
+    mcpauth__sha256_hex("at-x1", 5, h);
+    snprintf(sql, sizeof sql, "SELECT expires FROM access WHERE hash = '%s'", h);
+    sqlite3 *db = raw_open();
+    ck_assert_int_eq(raw_int(db, sql), 1300);
+    sqlite3_close(db);
+
+    /* another family than the one minted from: an error, nothing changed */
+    ck_assert_int_eq(mcpauth__store_refresh_exchange(s, "x-2", "x-3", 1001, 10, 7000, "at-x2",
+                                                     "fam-other", 1300, "app", &g),
+                     MCPAUTH_ROTATE_ERROR);
+    ck_assert_ptr_null(g.family);
+    ck_assert_ptr_null(mcpauth__store_fault());
+    ck_assert(refresh_pristine("x-2"));
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "x-3", 1001, NULL), 0);
+    ck_assert_int_eq(access_rows("at-x2"), 0);
+    /* an empty access token: refused before anything */
+    ck_assert_int_eq(mcpauth__store_refresh_exchange(s, "x-2", "x-3", 1001, 10, 7000, "", NULL,
+                                                     1300, NULL, &g),
+                     MCPAUTH_ROTATE_ERROR);
+    ck_assert(refresh_pristine("x-2"));
+    /* no access token, no checks: a plain rotation */
+    ck_assert_int_eq(exchange(s, "x-2", "x-3", 1002, 10, NULL, NULL), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(exchange(s, "x-3", "x-4", 1003, 10, "at-x4", NULL), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(access_rows("at-x4"), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-x"), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_exchange(NULL, "x-4", "x-5", 1004, 10, 7000,
+                                                     "at-x5", "fam-x", 1300, "app", &g),
+                     MCPAUTH_ROTATE_ERROR);
+    mcpauth__store_close(s);
+}
+END_TEST
+
+/* A failure after the rotation (here the access token's record cannot be
+ * written: its digest is taken) rolls everything back: the old token is
+ * neither retired nor its grace spent, no new token is stored. */
+START_TEST(refresh_exchange_all_or_nothing)
+{
+    mcpauth_store *s = open_ok();
+    add_refresh(s, "f-1", "fam-f", "alice", "app", 10000);
+    ck_assert_int_eq(mcpauth__store_access_add(s, "at-taken", "fam-f", 5000), 1);
+    ck_assert_int_eq(exchange(s, "f-1", "f-2", 1000, 10, "at-taken", NULL), MCPAUTH_ROTATE_ERROR);
+    ck_assert_ptr_null(mcpauth__store_fault()); /* a refusal, not a fault */
+    ck_assert(refresh_pristine("f-1"));
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "f-1", 1000, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "f-2", 1000, NULL), 0);
+    /* the token works, and a failed grace use leaves the grace unspent */
+    ck_assert_int_eq(exchange(s, "f-1", "f-2", 1000, 10, "at-f2", NULL), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(exchange(s, "f-1", "f-3", 1001, 10, "at-taken", NULL), MCPAUTH_ROTATE_ERROR);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "f-3", 1001, NULL), 0);
+    sqlite3 *db = raw_open();
+    ck_assert_int_eq(raw_int(db, "SELECT count(*) FROM refresh WHERE grace_used <> 0"), 0);
+    sqlite3_close(db);
+    ck_assert_int_eq(exchange(s, "f-1", "f-3", 1002, 10, "at-f3", NULL), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "f-2", 1002, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "f-3", 1002, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-f"), 0);
+    mcpauth__store_close(s);
+}
+END_TEST
+
+/* Reuse detection and the grace window, through the exchange: no access
+ * token is recorded for a refused use. */
+START_TEST(refresh_exchange_reuse_and_grace)
+{
+    mcpauth_store *s = open_ok();
+    add_refresh(s, "r-1", "fam-r", "alice", "app", 10000);
+    ck_assert_int_eq(exchange(s, "r-1", "r-2", 1000, 10, "at-r2", NULL), MCPAUTH_ROTATE_OK);
+    /* within grace: once more, and both new tokens live */
+    ck_assert_int_eq(exchange(s, "r-1", "r-2b", 1009, 10, "at-r2b", NULL), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "r-2", 1009, NULL), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "r-2b", 1009, NULL), 1);
+    ck_assert_int_eq(access_rows("at-r2b"), 1);
+    /* grace spent: a third use (still inside the window) is reuse */
+    ck_assert_int_eq(exchange(s, "r-1", "r-2c", 1009, 10, "at-r2c", NULL), MCPAUTH_ROTATE_REUSED);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-r"), 1);
+    ck_assert_int_eq(access_rows("at-r2c"), 0);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "r-2c", 1009, NULL), 0);
+    ck_assert_int_eq(exchange(s, "r-2", "r-3", 1010, 10, "at-r3", NULL), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(access_rows("at-r3"), 0);
+
+    /* no grace: any reuse is fatal; the window is exclusive */
+    add_refresh(s, "n-1", "fam-n", "alice", "app", 10000);
+    ck_assert_int_eq(exchange(s, "n-1", "n-2", 1000, 0, "at-n2", NULL), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(exchange(s, "n-1", "n-3", 1000, 0, "at-n3", NULL), MCPAUTH_ROTATE_REUSED);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-n"), 1);
+    add_refresh(s, "w-1", "fam-w", "alice", "app", 10000);
+    ck_assert_int_eq(exchange(s, "w-1", "w-2", 1000, 10, "at-w2", NULL), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(exchange(s, "w-1", "w-3", 1010, 10, "at-w3", NULL), MCPAUTH_ROTATE_REUSED);
+    /* expired or unknown: nothing happens */
+    add_refresh(s, "e-1", "fam-e", "alice", "app", 1000);
+    ck_assert_int_eq(exchange(s, "e-1", "e-2", 1000, 10, "at-e2", NULL), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(exchange(s, "nope", "e-2", 1000, 10, "at-e2", NULL), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(exchange(s, NULL, "e-2", 1000, 10, "at-e2", NULL), MCPAUTH_ROTATE_UNKNOWN);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-e"), 0);
+    ck_assert_int_eq(access_rows("at-e2"), 0);
+    mcpauth__store_close(s);
+}
+END_TEST
+
+/* A token presented by another client than its grant's was stolen: the
+ * family dies, nothing is rotated or recorded. */
+START_TEST(refresh_exchange_foreign_client)
+{
+    mcpauth_store *s = open_ok();
+    add_refresh(s, "o-1", "fam-o", "alice", "app", 10000);
+    ck_assert_int_eq(exchange(s, "o-1", "o-2", 1000, 10, "at-o2", "evil-app"),
+                     MCPAUTH_ROTATE_FOREIGN);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-o"), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "o-2", 1000, NULL), 0);
+    ck_assert_int_eq(access_rows("at-o2"), 0);
+    ck_assert_int_eq(exchange(s, "o-1", "o-3", 1001, 10, "at-o3", NULL), MCPAUTH_ROTATE_UNKNOWN);
+    /* also a token rotated away, within its grace */
+    add_refresh(s, "p-1", "fam-p", "alice", "app", 10000);
+    ck_assert_int_eq(exchange(s, "p-1", "p-2", 1000, 10, "at-p2", NULL), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(exchange(s, "p-1", "p-3", 1001, 10, "at-p3", "evil-app"),
+                     MCPAUTH_ROTATE_FOREIGN);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-p"), 1);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "p-2", 1001, NULL), 0);
+    ck_assert_int_eq(access_rows("at-p3"), 0);
+    /* the revoked family's access tokens are pushed (at-p2) */
+    ck_assert_int_eq(mcpauth__store_access_revoked(s, 1001, accept_all, NULL), 1);
+    mcpauth__store_close(s);
+}
+END_TEST
+
+/* Expiry decisions follow the process clock, which never goes back: a
+ * clock set back does not revive an expired client secret, and the
+ * registration window moves with it. */
+START_TEST(expiry_by_process_clock)
+{
+    mcpauth_store *s = open_ok();
+    time_t t0 = time(NULL);
+    mcpauth_client c = client("sec-app", t0);
+    c.secret_expires = t0 + 600;
+    ck_assert_int_eq(mcpauth__store_client_add(s, &c, "s3cret"), 0);
+    mcpauth__clock_reset_for_test();
+    mcpauth__clock_set_offset_for_test(0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "sec-app", "s3cret"), 1);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "198.51.100.7", 1, 60), 1);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "198.51.100.7", 1, 60), 0);
+    /* an hour later the secret has expired and the window has moved on */
+    mcpauth__clock_set_offset_for_test(3600);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "sec-app", "s3cret"), 0);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "198.51.100.7", 1, 60), 1);
+    /* the clock set back by the hour: still expired, still counted */
+    mcpauth__clock_set_offset_for_test(0);
+    ck_assert_int_eq(mcpauth__store_client_check_secret(s, "sec-app", "s3cret"), 0);
+    ck_assert_int_eq(mcpauth__store_registration_allowed(s, "198.51.100.7", 1, 60), 0);
+    mcpauth__clock_reset_for_test();
     mcpauth__store_close(s);
 }
 END_TEST
@@ -1859,17 +2094,19 @@ static void *lost_main(void *p)
     return NULL;
 }
 
-static long lose_connection_during(mcpauth_store *s, const char *code,
-                                   long (*fn)(mcpauth_store *))
+/* The same while another session holds what hold (SQL: BEGIN and one
+ * statement touching one row) locks. */
+static long lose_connection_holding(mcpauth_store *s, const char *hold,
+                                    long (*fn)(mcpauth_store *))
 {
-    char h[65], sql[256];
-    mcpauth__sha256_hex(code, strlen(code), h);
     PGconn *holder = PQconnectdb(pg_conninfo);
     ck_assert_int_eq(PQstatus(holder), CONNECTION_OK);
-    snprintf(sql, sizeof sql, "BEGIN; SELECT 1 FROM codes WHERE hash = '%s' FOR UPDATE", h);
-    PGresult *r = PQexec(holder, sql);
-    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
-    ck_assert_int_eq(PQntuples(r), 1);
+    PGresult *r = PQexec(holder, hold);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        ck_assert_int_eq(PQntuples(r), 1);
+    else
+        ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK && atoi(PQcmdTuples(r)) == 1,
+                      "%s: %s", hold, PQresultErrorMessage(r));
     PQclear(r);
     struct lost_arg a = {s, fn, -2};
     pthread_t t;
@@ -1889,6 +2126,15 @@ static long lose_connection_during(mcpauth_store *s, const char *code,
     PQfinish(holder);
     ck_assert_msg(killed, "the store never waited on the row lock");
     return a.r;
+}
+
+static long lose_connection_during(mcpauth_store *s, const char *code,
+                                   long (*fn)(mcpauth_store *))
+{
+    char h[65], sql[256];
+    mcpauth__sha256_hex(code, strlen(code), h);
+    snprintf(sql, sizeof sql, "BEGIN; SELECT 1 FROM codes WHERE hash = '%s' FOR UPDATE", h);
+    return lose_connection_holding(s, sql, fn);
 }
 
 static long exchange_t(mcpauth_store *s)
@@ -1937,6 +2183,55 @@ START_TEST(pg_connection_lost_mid_transaction)
     mcpauth__store_close(s);
 }
 END_TEST
+static long refresh_l(mcpauth_store *s)
+{
+    return mcpauth__store_refresh_exchange(s, "l-1", "l-2", 1000, 10, 7000, "at-l", "fam-l",
+                                          1300, "app", NULL);
+}
+
+/* A refresh whose last step waits on another session's row (an
+ * uncommitted access record with the same digest) and fails there, as a
+ * fault: by lock timeout, then by losing the connection.  Nothing of it
+ * is left (the old token unretired, grace unspent, no new token, no
+ * record), and the next call works. */
+START_TEST(pg_refresh_fault_mid_exchange)
+{
+    mcpauth_store *s = open_ok();
+    add_refresh(s, "l-1", "fam-l", "alice", "app", 10000);
+    char h[65], hold[256];
+    mcpauth__sha256_hex("at-l", 4, h);
+    snprintf(hold, sizeof hold,
+             "BEGIN; INSERT INTO access(hash, family, expires) VALUES('%s', 'fam-l', 1)", h);
+    PGconn *c = PQconnectdb(pg_conninfo);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, hold);
+    ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    mcpauth__store_set_busy_timeout(s, 100);
+    ck_assert_int_eq(refresh_l(s), MCPAUTH_ROTATE_ERROR);
+    const char *why = mcpauth__store_fault();
+    ck_assert_msg(why && strstr(why, "busy"), "%s", why ? why : "(null)");
+    r = PQexec(c, "ROLLBACK");
+    PQclear(r);
+    PQfinish(c);
+    ck_assert(refresh_pristine("l-1"));
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "l-2", 1000, NULL), 0);
+    ck_assert_int_eq(access_rows("at-l"), 0);
+
+    mcpauth__store_set_busy_timeout(s, 20000);
+    ck_assert_int_eq(lose_connection_holding(s, hold, refresh_l), MCPAUTH_ROTATE_ERROR);
+    ck_assert_msg(strstr(lost_fault, "PostgreSQL"), "fault: %s", lost_fault);
+    ck_assert(refresh_pristine("l-1"));
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "l-2", 1000, NULL), 0);
+    ck_assert_int_eq(access_rows("at-l"), 0);
+    ck_assert_int_eq(mcpauth__store_family_revoked(s, "fam-l"), 0);
+
+    ck_assert_int_eq(refresh_l(s), MCPAUTH_ROTATE_OK);
+    ck_assert_int_eq(mcpauth__store_refresh_get(s, "l-2", 1000, NULL), 1);
+    ck_assert_int_eq(access_rows("at-l"), 1);
+    mcpauth__store_close(s);
+}
+END_TEST
 #endif /* HAVE_LIBPQ */
 
 Suite *store_suite(void)
@@ -1958,6 +2253,11 @@ Suite *store_suite(void)
     tcase_add_test(tc, refresh_grace_once);
     tcase_add_test(tc, refresh_misc);
     tcase_add_test(tc, refresh_race_processes);
+    tcase_add_test(tc, refresh_exchange_basic);
+    tcase_add_test(tc, refresh_exchange_all_or_nothing);
+    tcase_add_test(tc, refresh_exchange_reuse_and_grace);
+    tcase_add_test(tc, refresh_exchange_foreign_client);
+    tcase_add_test(tc, expiry_by_process_clock);
     tcase_add_test(tc, revocation);
     tcase_add_test(tc, client_delete_cascade);
     tcase_add_test(tc, consents);
@@ -1987,6 +2287,11 @@ Suite *store_suite(void)
     tcase_add_test(tc, refresh_grace_once);
     tcase_add_test(tc, refresh_misc);
     tcase_add_test(tc, refresh_race_processes);
+    tcase_add_test(tc, refresh_exchange_basic);
+    tcase_add_test(tc, refresh_exchange_all_or_nothing);
+    tcase_add_test(tc, refresh_exchange_reuse_and_grace);
+    tcase_add_test(tc, refresh_exchange_foreign_client);
+    tcase_add_test(tc, expiry_by_process_clock);
     tcase_add_test(tc, revocation);
     tcase_add_test(tc, client_delete_cascade);
     tcase_add_test(tc, consents);
@@ -2005,6 +2310,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, pg_schema_versions);
     tcase_add_test(tc, pg_keys_and_secret_shared);
     tcase_add_test(tc, pg_connection_lost_mid_transaction);
+    tcase_add_test(tc, pg_refresh_fault_mid_exchange);
     tcase_add_test(tc, pg_server_restart);
     suite_add_tcase(s, tc);
 #endif
