@@ -75,7 +75,7 @@ int th_write_file(const char *dir, const char *name, const char *text)
     return fclose(f);
 }
 
-static char *read_file(const char *path)
+char *th_read_file(const char *path)
 {
     FILE *f = fopen(path, "r");
     if (!f)
@@ -96,7 +96,51 @@ char *th_error_log(const th_server *s)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/error.log", s->dir);
-    return read_file(path);
+    return th_read_file(path);
+}
+
+static int count_in(const char *text, const char *needle)
+{
+    int n = 0;
+    if (*needle)
+        for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+            n++;
+    return n;
+}
+
+int th_log_count(const th_server *s, const char *needle)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/server.out", s->dir);
+    char *log = th_error_log(s), *out = th_read_file(path);
+    int n = count_in(log, needle) + count_in(out, needle);
+    free(log);
+    free(out);
+    return n;
+}
+
+int th_wait_log(const th_server *s, const char *needle, int at_least, int ms)
+{
+    double end = th_now() + ms / 1000.0;
+    for (;;) {
+        int n = th_log_count(s, needle);
+        if (n >= at_least || th_now() >= end)
+            return n;
+        usleep(100 * 1000);
+    }
+}
+
+int th_give_to_apache(const th_server *s)
+{
+    if (s->kind != TH_APACHE || geteuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam("www-data");
+    if (!pw || chown(s->dir, pw->pw_uid, pw->pw_gid) != 0) {
+        fprintf(stderr, "harness: cannot give %s to www-data: %s\n", s->dir,
+                pw ? strerror(errno) : "no such user");
+        return -1;
+    }
+    return 0;
 }
 
 /* Replaces every occurrence of each key by its value; caller frees. */
@@ -272,7 +316,7 @@ static void asan_for_apache(const th_server *s)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/apache.conf", s->dir);
-    char *conf = read_file(path);
+    char *conf = th_read_file(path);
     int module = strstr(conf, "mod_mcpauth") != NULL;
     free(conf);
     FILE *f = module ? fopen("/proc/self/maps", "r") : NULL;
@@ -446,6 +490,23 @@ pid_t th_spawn(char *const argv[], const char *const env_extra[], const char *lo
             snprintf(spawn_logs[i].path, sizeof spawn_logs[i].path, "%s", logfile);
             break;
         }
+    return pid;
+}
+
+pid_t th_start_gate(const th_server *s)
+{
+    char prog[512], cfgp[512], listen[64], log[512];
+    snprintf(prog, sizeof prog, "%s/fcgi/mcpauth-gate", th_builddir());
+    snprintf(cfgp, sizeof cfgp, "%s/mcpauth.conf", s->dir);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->aux_port);
+    snprintf(log, sizeof log, "%s/gate.log", s->dir);
+    char *argv[] = {prog, "--config", cfgp, "--listen", listen, NULL};
+    pid_t pid = th_spawn(argv, NULL, log);
+    if (pid < 0 || th_wait_port(s->aux_port, 10000) != 0) {
+        fprintf(stderr, "harness: mcpauth-gate did not start (see %s)\n", log);
+        th_kill(pid);
+        return -1;
+    }
     return pid;
 }
 
@@ -689,7 +750,7 @@ int th_start_ex(th_server *s, th_kind kind, const th_options *o)
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
             s->pid = -1;
-            char *txt = read_file(out);
+            char *txt = th_read_file(out);
             fprintf(stderr, "harness: %s exited during start-up:\n%s", th_kind_name(kind), txt);
             free(txt);
             dump_log(s, "did not start");
@@ -893,7 +954,7 @@ int th_kill_programs(const char *dir)
 const char *th_ca_file;
 long th_tls_max;
 
-static double mono_now(void)
+double th_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -907,7 +968,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
     th_resp *r = p;
     size_t n = size * nmemb;
     if (r->t_first_body < 0)
-        r->t_first_body = mono_now() - req_start;
+        r->t_first_body = th_now() - req_start;
     char *nb = realloc(r->body, r->bodylen + n + 1);
     if (!nb)
         return 0;
@@ -947,7 +1008,7 @@ int th_http_ex(const char *method, const char *url, const char *const *headers, 
     memset(r, 0, sizeof *r);
     r->abort_after = abort_after;
     r->t_first_body = -1;
-    req_start = mono_now();
+    req_start = th_now();
     r->body = calloc(1, 1);
     CURL *c = curl_easy_init();
     struct curl_slist *hl = NULL;
@@ -974,7 +1035,7 @@ int th_http_ex(const char *method, const char *url, const char *const *headers, 
     if (th_tls_max)
         curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_0 | th_tls_max);
     CURLcode rc = curl_easy_perform(c);
-    r->t_total = mono_now() - req_start;
+    r->t_total = th_now() - req_start;
     if (rc == CURLE_WRITE_ERROR && r->abort_after)
         rc = CURLE_OK; /* we hung up on purpose */
     if (rc == CURLE_OK)

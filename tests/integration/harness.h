@@ -57,6 +57,12 @@ void th_kill(pid_t pid);
 int th_wait_exit(pid_t pid, int ms, int *status);
 /* 0 once 127.0.0.1:port accepts connections, -1 after ms milliseconds. */
 int th_wait_port(int port, int ms);
+/* Starts mcpauth-gate standalone (as the shipped systemd unit runs it)
+ * with the server's mcpauth.conf, listening on 127.0.0.1:aux_port (where
+ * mod_authnz_fcgi reaches it) and logging to gate.log in the scratch
+ * directory; waits until it listens.  Returns its PID (stop with th_kill),
+ * or -1 after saying why on stderr (nothing left running). */
+pid_t th_start_gate(const th_server *s);
 /* Starts the example MCP server (examples/mcp-server) on a free port with
  * its log in dir; returns its PID (stop with th_kill) and the port in
  * *port, or -1 after saying why on stderr. */
@@ -86,8 +92,25 @@ int th_programs_wait_gone(const char *dir, int ms, char *desc, size_t desclen);
 /* SIGKILLs them all; returns how many there were. */
 int th_kill_programs(const char *dir);
 
+/* As root, Apache runs its children as www-data: gives them the scratch
+ * directory (the runtime_dir of the programs they start) by chown.  0 when
+ * done or not needed (lighttpd, not root); -1 after saying why on stderr. */
+int th_give_to_apache(const th_server *s);
+
 /* The server's error log (caller frees), "" when empty. */
 char *th_error_log(const th_server *s);
+/* Occurrences of needle (not "") in what the server and its programs
+ * said: its error log and their stderr (server.out).  0 when neither file
+ * exists yet. */
+int th_log_count(const th_server *s, const char *needle);
+/* Waits up to ms (polling every 100 ms) for th_log_count(s, needle) to
+ * reach at_least: a log line may follow the answer it is about.  Returns
+ * the last count, for the caller to judge. */
+int th_wait_log(const th_server *s, const char *needle, int at_least, int ms);
+/* The whole file (caller frees): "" when it does not exist, never NULL. */
+char *th_read_file(const char *path);
+/* Seconds on the monotonic clock (for durations, never dates). */
+double th_now(void);
 
 typedef struct th_resp {
     long status;
@@ -135,5 +158,45 @@ const char *th_builddir(void);
 
 /* Writes text to dir/name. */
 int th_write_file(const char *dir, const char *name, const char *text);
+
+/* Tokens for a running server, where the program links
+ * tests/support/tokens.c (tokens.h included before this header); static
+ * inline so that the harness itself needs no token code.
+ *
+ * th_claims: tk_claims() for the resource at s->base + path, issued by iss
+ * (NULL: the server's origin), sub instead of "alice" when not NULL;
+ * caller frees.  th_token: those claims (issuer the origin, 600 s) signed
+ * with k; caller frees. */
+#ifdef MCPAUTH_TEST_TOKENS_H
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static inline char *th_claims(const th_server *s, const char *iss, const char *path,
+                              const char *scope, const char *sub, long lifetime)
+{
+    char aud[512];
+    snprintf(aud, sizeof aud, "%s%s", s->base, path);
+    char *c = tk_claims(iss ? iss : s->base, aud, scope, lifetime);
+    const char *p = c && sub ? strstr(c, "\"sub\":\"alice\"") : NULL;
+    if (p) {
+        p += strlen("\"sub\":\"");
+        size_t n = strlen(c) - strlen("alice") + strlen(sub) + 1;
+        char *c2 = malloc(n);
+        if (c2)
+            snprintf(c2, n, "%.*s%s%s", (int)(p - c), c, sub, p + strlen("alice"));
+        free(c);
+        c = c2;
+    }
+    return c;
+}
+static inline char *th_token(const th_server *s, const tk_key *k, const char *path,
+                             const char *scope, const char *sub)
+{
+    char *c = th_claims(s, NULL, path, scope, sub, 600);
+    char *t = c ? tk_mint(k, c, NULL) : NULL;
+    free(c);
+    return t;
+}
+#endif
 
 #endif

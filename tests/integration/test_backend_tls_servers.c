@@ -225,12 +225,7 @@ static void start(th_kind kind)
         th_kill(backend_pid);
         exit(EXIT_FAILURE);
     }
-    if (kind == TH_APACHE && geteuid() == 0) {
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "chown www-data: %s 2>/dev/null || true", srv.dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "chown failed\n");
-    }
+    th_give_to_apache(&srv); /* the proxy's runtime_dir */
 }
 static void start_lighttpd(void) { start(TH_LIGHTTPD); }
 static void start_apache(void) { start(TH_APACHE); }
@@ -271,36 +266,13 @@ static void expect_relayed(const char *name)
     th_resp_free(&r);
 }
 
-/* Occurrences of needle in the server's error log and its programs' stderr. */
-static int log_count(const char *needle)
-{
-    char *log = th_error_log(&srv);
-    char path[600];
-    snprintf(path, sizeof path, "%s/server.out", srv.dir);
-    FILE *f = fopen(path, "r");
-    static char out[1 << 20];
-    out[0] = '\0';
-    if (f) {
-        size_t n = fread(out, 1, sizeof out - 1, f);
-        out[n] = '\0';
-        fclose(f);
-    }
-    int n = 0;
-    for (const char *p = log; (p = strstr(p, needle)) != NULL; p++)
-        n++;
-    for (const char *p = out; (p = strstr(p, needle)) != NULL; p++)
-        n++;
-    free(log);
-    return n;
-}
-
 /* 502, a JSON-RPC error with the request's id, and one log line naming
  * the resource and why (libcurl's words, e.g. the certificate problem). */
 static void expect_refused(const char *name, const char *why)
 {
     char needle[128];
     snprintf(needle, sizeof needle, "event=backend_tls_failed resource=%s ", name);
-    int before = log_count(needle);
+    int before = th_log_count(&srv, needle);
     th_resp r;
     initialize(name, &r);
     ck_assert_msg(r.status == 502, "%s: %ld %s", name, r.status, r.body);
@@ -313,16 +285,11 @@ static void expect_refused(const char *name, const char *why)
     ck_assert_int_eq(json_object_get_int(id), 7);
     json_object_put(o);
     th_resp_free(&r);
-    int found = 0;
-    for (int i = 0; i < 50 && !found; i++) { /* the log line may follow the answer */
-        found = log_count(needle) > before;
-        if (!found)
-            usleep(100000);
-    }
+    int found = th_wait_log(&srv, needle, before + 1, 5000) > before;
     char *log = th_error_log(&srv);
     ck_assert_msg(found, "no \"%s\" line in the log:\n%s", needle, log);
-    ck_assert_msg(strstr(log, why) || log_count(why) > 0, "the log does not say \"%s\":\n%s",
-                  why, log);
+    ck_assert_msg(strstr(log, why) || th_log_count(&srv, why) > 0,
+                  "the log does not say \"%s\":\n%s", why, log);
     free(log);
 }
 
@@ -355,7 +322,7 @@ START_TEST(pinned_key)
     initialize("badpin", &r);
     ck_assert_msg(r.status == 502, "badpin: %ld %s", r.status, r.body);
     th_resp_free(&r);
-    ck_assert(log_count("event=backend_tls_failed resource=badpin ") > 0);
+    ck_assert(th_log_count(&srv, "event=backend_tls_failed resource=badpin ") > 0);
 }
 END_TEST
 

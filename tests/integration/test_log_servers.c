@@ -100,24 +100,11 @@ static void stop(void)
     syslog_fd = -1;
 }
 
-/* The file's text (caller frees), "" when it does not exist. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *buf = calloc(1, 1 << 20);
-    ck_assert_ptr_nonnull(buf);
-    if (f) {
-        buf[fread(buf, 1, (1 << 20) - 1, f)] = '\0';
-        fclose(f);
-    }
-    return buf;
-}
-
 /* Waits up to 10 s for needle in the file (a hang is the bug). */
 static char *wait_in_file(const char *path, const char *needle)
 {
     for (int i = 0; i < 100; i++) {
-        char *t = slurp(path);
+        char *t = th_read_file(path);
         if (strstr(t, needle))
             return t;
         free(t);
@@ -179,7 +166,7 @@ START_TEST(refused_token_in_file)
     char path[600];
     snprintf(path, sizeof path, "%s/%s", srv.dir,
              srv.kind == TH_APACHE ? "error.log" : "server.out");
-    char *other = slurp(path);
+    char *other = th_read_file(path);
     ck_assert_msg(strstr(other, "event=token_rejected") == NULL, "also in %s:\n%s", path, other);
     free(other);
     struct stat st;
@@ -204,12 +191,12 @@ START_TEST(rotated_file_reopened)
     for (int i = 0; i < 20 && !found; i++) { /* 10 s */
         send_refused();
         usleep(500 * 1000);
-        t = slurp(log_path);
+        t = th_read_file(log_path);
         found = strstr(t, "event=token_rejected security=1") != NULL;
         free(t);
     }
     ck_assert_msg(found, "no line in a new %s after the rename", log_path);
-    t = slurp(old);
+    t = th_read_file(old);
     ck_assert_msg(strstr(t, "event=token_rejected"), "the renamed file lost its lines");
     free(t);
     struct stat st;
@@ -268,7 +255,7 @@ START_TEST(syslog_facilities)
     ck_assert_msg(strstr(msg, " client=127.0.0.1 "), "%s", msg);
     char path[600];
     snprintf(path, sizeof path, "%s/server.out", srv.dir);
-    char *other = slurp(path);
+    char *other = th_read_file(path);
     ck_assert_msg(strstr(other, "event=token_rejected") == NULL, "also on stderr:\n%s", other);
     free(other);
 }
@@ -317,14 +304,14 @@ START_TEST(standalone_sighup_reopens)
     if (rc != 0)
         th_kill(pid);
     ck_assert_msg(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM: %#x", st);
-    t = slurp(path);
+    t = th_read_file(path);
     ck_assert_msg(strstr(t, "event=stopped "), "stopped line not in the new file:\n%s", t);
     free(t);
-    t = slurp(old);
+    t = th_read_file(old);
     ck_assert_msg(strstr(t, "event=start ") && !strstr(t, "event=sighup"), "renamed file:\n%s",
                   t);
     free(t);
-    t = slurp(out); /* stderr has nothing of it */
+    t = th_read_file(out); /* stderr has nothing of it */
     ck_assert_msg(strstr(t, "event=") == NULL, "on stderr:\n%s", t);
     free(t);
     char cmd[800];

@@ -99,22 +99,10 @@ static void start(th_kind kind)
         exit(EXIT_FAILURE);
     }
     if (kind == TH_APACHE) {
-        /* the proxy's runtime_dir must be writable by the server's user */
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "chown www-data: %s 2>/dev/null || true", srv.dir);
-        if (geteuid() == 0 && system(cmd) != 0)
-            fprintf(stderr, "chown failed\n");
+        th_give_to_apache(&srv); /* the proxy's runtime_dir */
         /* mod_authnz_fcgi talks to a running FastCGI server: the gate */
-        char prog[512], cfgp[512], listen[64], log[512];
-        snprintf(prog, sizeof prog, "%s/fcgi/mcpauth-gate", th_builddir());
-        snprintf(cfgp, sizeof cfgp, "%s/mcpauth.conf", srv.dir);
-        snprintf(listen, sizeof listen, "127.0.0.1:%d", srv.aux_port);
-        snprintf(log, sizeof log, "%s/gate.log", srv.dir);
-        char *argv[] = {prog, "--config", cfgp, "--listen", listen, NULL};
-        gate_pid = th_spawn(argv, NULL, log);
-        if (gate_pid < 0 || th_wait_port(srv.aux_port, 10000) != 0) {
-            fprintf(stderr, "gate did not start\n");
-            th_kill(gate_pid);
+        gate_pid = th_start_gate(&srv);
+        if (gate_pid < 0) {
             th_stop(&srv);
             th_kill(backend_pid);
             exit(EXIT_FAILURE);
@@ -134,10 +122,9 @@ static void stop(void)
 
 static char *token(const char *path, const char *scope)
 {
-    char aud[256], iss[256];
-    snprintf(aud, sizeof aud, "%s%s", srv.base, path);
+    char iss[256];
     snprintf(iss, sizeof iss, "%s/~alice/mcp", srv.base);
-    char *c = tk_claims(iss, aud, scope, 600);
+    char *c = th_claims(&srv, iss, path, scope, NULL, 600);
     char *t = tk_mint(rsa, c, NULL);
     free(c);
     return t;

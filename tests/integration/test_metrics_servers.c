@@ -60,15 +60,6 @@ static pid_t backend_pid = -1;
 static int backend_port;
 static char backend_dir[] = "/tmp/mcpauth-metrics-backend-XXXXXX";
 
-static void writable_by_apache(void)
-{
-    /* runtime_dir must be writable by the server's user */
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "chown www-data: %s 2>/dev/null || true", srv.dir);
-    if (srv.kind == TH_APACHE && geteuid() == 0 && system(cmd) != 0)
-        fprintf(stderr, "chown failed\n");
-}
-
 static void start(th_kind kind)
 {
     backend_pid = th_start_example_server(backend_dir, &backend_port);
@@ -85,7 +76,7 @@ static void start(th_kind kind)
         th_kill(backend_pid);
         exit(EXIT_FAILURE);
     }
-    writable_by_apache();
+    th_give_to_apache(&srv); /* runtime_dir must be writable by the server's user */
 }
 static void start_lighttpd(void) { start(TH_LIGHTTPD); }
 static void start_apache(void) { start(TH_APACHE); }
@@ -96,7 +87,7 @@ static void start_forbidden(th_kind kind)
     th_options o = {forbidden_tmpl, NULL, files, NULL};
     if (th_start_ex(&srv, kind, &o) != 0)
         exit(EXIT_FAILURE);
-    writable_by_apache();
+    th_give_to_apache(&srv); /* runtime_dir must be writable by the server's user */
 }
 static void start_forbidden_lighttpd(void) { start_forbidden(TH_LIGHTTPD); }
 static void start_forbidden_apache(void) { start_forbidden(TH_APACHE); }
@@ -106,16 +97,6 @@ static void stop(void)
     th_stop(&srv);
     th_kill(backend_pid);
     backend_pid = -1;
-}
-
-static char *token_for(const char *path)
-{
-    char aud[256];
-    snprintf(aud, sizeof aud, "%s%s", srv.base, path);
-    char *c = tk_claims(srv.base, aud, "", 600);
-    char *t = tk_mint(rsa, c, NULL);
-    free(c);
-    return t;
 }
 
 #define PING "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}"
@@ -209,7 +190,8 @@ START_TEST(counters_move_exactly)
     free(before);
 
     /* 3 tokens for another resource: refused for their audience */
-    char *wrong = token_for("/mcp/other"), *right = token_for("/mcp/files");
+    char *wrong = th_token(&srv, rsa, "/mcp/other", "", NULL);
+    char *right = th_token(&srv, rsa, "/mcp/files", "", NULL);
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(ping(wrong), 401);
     /* burst 2 at one a second: 2 allowed, then 1 rate-limited */

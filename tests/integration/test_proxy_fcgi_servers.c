@@ -74,13 +74,6 @@ static pid_t backend_pid = -1, proxy_pid = -1, sock_proxy_pid = -1;
 static int backend_port, hold_fd = -1, hold_port;
 static char backend_dir[] = "/tmp/mcpauth-backend-XXXXXX";
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The standalone proxy, as the systemd unit runs it, with the programs the
  * harness staged for Apache; its log goes to the scratch directory. */
 static pid_t start_proxy(const char *listen, const char *logname)
@@ -137,24 +130,6 @@ static void stop(void)
     th_stop(&srv);
     th_kill(backend_pid);
     proxy_pid = sock_proxy_pid = backend_pid = -1;
-}
-
-static char *token_for(const char *path, const char *scope, const char *sub)
-{
-    char aud[256];
-    snprintf(aud, sizeof aud, "%s%s", srv.base, path);
-    char *c = tk_claims(srv.base, aud, scope, 600);
-    if (sub) { /* replace "alice" */
-        char *p = strstr(c, "\"alice\"");
-        char *c2 = NULL;
-        if (asprintf(&c2, "%.*s\"%s\"%s", (int)(p - c), c, sub, p + 7) < 0)
-            c2 = NULL;
-        free(c);
-        c = c2;
-    }
-    char *t = tk_mint(rsa, c, NULL);
-    free(c);
-    return t;
 }
 
 /* POST with the MCP headers; token and session may be NULL; extra: one
@@ -215,7 +190,7 @@ END_TEST
  * credential reaches the backend: whoami lists what it received. */
 START_TEST(token_relayed)
 {
-    char *t = token_for("/mcp/files", "files:read", NULL);
+    char *t = th_token(&srv, rsa, "/mcp/files", "files:read", NULL);
     th_resp r;
     post("/mcp/files", t, NULL, NULL, NULL, INIT_BODY, &r);
     ck_assert_msg(r.status == 200, "initialize: %ld %s", r.status, r.body);
@@ -264,13 +239,13 @@ static size_t on_sse(char *data, size_t size, size_t nmemb, void *p)
     s->len += n;
     s->body[s->len] = '\0';
     if (s->t_event < 0 && strstr(s->body, "notifications/progress"))
-        s->t_event = now_s() - s->t0;
+        s->t_event = th_now() - s->t0;
     return n;
 }
 
 START_TEST(sse_event_by_event)
 {
-    char *t = token_for("/mcp/files", "files:read", NULL);
+    char *t = th_token(&srv, rsa, "/mcp/files", "files:read", NULL);
     char url[512], auth[8192];
     snprintf(url, sizeof url, "%s/mcp/files", srv.base);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", t);
@@ -294,9 +269,9 @@ START_TEST(sse_event_by_event)
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-    s.t0 = now_s();
+    s.t0 = th_now();
     CURLcode rc = curl_easy_perform(c);
-    double total = now_s() - s.t0;
+    double total = th_now() - s.t0;
     long status = 0;
     char *ct = NULL;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -349,7 +324,7 @@ static int peer_ports(int port, int *out, int max)
 START_TEST(connections_reused)
 {
     enum { N = 10 };
-    char *t = token_for("/mcp/files", "files:read", NULL);
+    char *t = th_token(&srv, rsa, "/mcp/files", "files:read", NULL);
     int before[1024], after[1024];
     int nb = peer_ports(srv.aux_port, before, 1024);
     ck_assert_int_ge(nb, 0);
@@ -398,8 +373,8 @@ static void *hold_one(void *p)
         "\"params\":{\"level\":\"info\",\"data\":\"held-open\"}}\n\n";
     if (send(c, head, sizeof head - 1, MSG_NOSIGNAL) == (ssize_t)(sizeof head - 1)) {
         atomic_fetch_add(&held, 1);
-        double end = now_s() + 30;
-        while (!atomic_load(&release_held) && now_s() < end) {
+        double end = th_now() + 30;
+        while (!atomic_load(&release_held) && th_now() < end) {
             struct pollfd pl = {.fd = c, .events = POLLIN};
             if (poll(&pl, 1, 100) == 1 && recv(c, buf, sizeof buf, 0) <= 0)
                 break; /* the proxy hung up */
@@ -441,11 +416,11 @@ static int open_held_stream(const char *token, int wait_ms, char *got, size_t ca
                        "Authorization: Bearer %s\r\nAccept: text/event-stream\r\n"
                        "MCP-Protocol-Version: 2025-06-18\r\n\r\n", srv.port, token);
     ck_assert_int_eq(send(fd, req, (size_t)len, MSG_NOSIGNAL), len);
-    double t0 = now_s();
+    double t0 = th_now();
     size_t n = 0;
     got[0] = '\0';
     while (n < cap - 1 && !strstr(got, "held-open")) {
-        int left = wait_ms - (int)((now_s() - t0) * 1000);
+        int left = wait_ms - (int)((th_now() - t0) * 1000);
         struct pollfd pl = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&pl, 1, left) != 1)
             break;
@@ -468,8 +443,8 @@ static int open_held_stream(const char *token, int wait_ms, char *got, size_t ca
 START_TEST(held_streams_do_not_block_others)
 {
     enum { N = 20 };
-    char *ta = token_for("/mcp/held", "", "streamer");
-    char *tb = token_for("/mcp/files", "files:read", "bob");
+    char *ta = th_token(&srv, rsa, "/mcp/held", "", "streamer");
+    char *tb = th_token(&srv, rsa, "/mcp/files", "files:read", "bob");
     atomic_store(&held, 0);
     atomic_store(&release_held, 0);
     pthread_t backend;
@@ -506,7 +481,7 @@ END_TEST
 /* The snippet's Unix socket form, with the proxy on --listen PATH. */
 START_TEST(unix_socket_listener)
 {
-    char *t = token_for("/sock/files", "", NULL);
+    char *t = th_token(&srv, rsa, "/sock/files", "", NULL);
     th_resp r;
     post("/sock/files", t, "2026-07-28", NULL, "Mcp-Method: tools/list",
          "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/list\"}", &r);

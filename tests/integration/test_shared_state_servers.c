@@ -85,13 +85,7 @@ static void start(th_kind kind, int rate_closed)
         th_kill(backend_pid);
         exit(EXIT_FAILURE);
     }
-    if (kind == TH_APACHE) {
-        /* proxy.shm (requests in flight) stays in runtime_dir */
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "chown www-data: %s 2>/dev/null || true", srv.dir);
-        if (geteuid() == 0 && system(cmd) != 0)
-            fprintf(stderr, "chown failed\n");
-    }
+    th_give_to_apache(&srv); /* proxy.shm (requests in flight) stays in runtime_dir */
 }
 static void start_lighttpd(void) { start(TH_LIGHTTPD, 0); }
 static void start_apache(void) { start(TH_APACHE, 0); }
@@ -102,24 +96,6 @@ static void stop(void)
     th_stop(&srv);
     th_kill(backend_pid);
     backend_pid = -1;
-}
-
-static char *token_for(const char *path, const char *sub)
-{
-    char aud[256];
-    snprintf(aud, sizeof aud, "%s%s", srv.base, path);
-    char *c = tk_claims(srv.base, aud, "", 600);
-    if (sub) { /* replace "alice" */
-        char *p = strstr(c, "\"alice\"");
-        char *c2 = NULL;
-        if (asprintf(&c2, "%.*s\"%s\"%s", (int)(p - c), c, sub, p + 7) < 0)
-            c2 = NULL;
-        free(c);
-        c = c2;
-    }
-    char *t = tk_mint(rsa, c, NULL);
-    free(c);
-    return t;
 }
 
 /* POST body to path with token; session and version may be NULL. */
@@ -204,38 +180,14 @@ static long long redis_count(const char *pattern)
     return n;
 }
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int log_has(const char *needle)
-{
-    char *log = th_error_log(&srv);
-    char path[600];
-    snprintf(path, sizeof path, "%s/server.out", srv.dir);
-    FILE *f = fopen(path, "r");
-    static char out[1 << 20];
-    out[0] = '\0';
-    if (f) {
-        size_t n = fread(out, 1, sizeof out - 1, f);
-        out[n] = '\0';
-        fclose(f);
-    }
-    int found = (log && strstr(log, needle)) || strstr(out, needle);
-    free(log);
-    return found;
-}
-
 START_TEST(redis_shared_state)
 {
     const char *name = th_kind_name(srv.kind);
     char rdir[400];
     snprintf(rdir, sizeof rdir, "%s/redis", backend_dir);
-    char *alice = token_for("/mcp/files", NULL), *bob = token_for("/mcp/files", "bob");
-    char *lim = token_for("/mcp/limited", NULL);
+    char *alice = th_token(&srv, rsa, "/mcp/files", "", NULL);
+    char *bob = th_token(&srv, rsa, "/mcp/files", "", "bob");
+    char *lim = th_token(&srv, rsa, "/mcp/limited", "", NULL);
 
     /* Redis not there yet: the proxy runs, rate limits fail open */
     ck_assert_msg(!redistest_ping(redis_port, 100), "port %d is taken", redis_port);
@@ -245,11 +197,11 @@ START_TEST(redis_shared_state)
     ck_assert_msg(rpid > 0, "redis-server did not start");
     /* back within the proxy's back-off (at most 1 s): a session that
      * works needs its binding written to Redis and read back */
-    double t0 = mono();
+    double t0 = th_now();
     char sid[256] = "";
     int up = 0;
     while (!(up = initialize(alice, sid, sizeof sid) && session_ping(alice, sid, NULL, 0) == 200) &&
-           mono() - t0 < 5)
+           th_now() - t0 < 5)
         usleep(100000);
     ck_assert_msg(up, "%s: no working session with Redis up", name);
 
@@ -277,21 +229,22 @@ START_TEST(redis_shared_state)
      * requests pass (rate limits fail open), quickly, and it is logged */
     redistest_kill(rpid);
     char ra[64];
-    t0 = mono();
+    t0 = th_now();
     ck_assert_int_eq(session_ping(alice, sid, ra, sizeof ra), 503);
     ck_assert_msg(ra[0], "%s: 503 without Retry-After", name);
     ck_assert_int_eq(ping("/mcp/files", alice), 200);
     ck_assert_int_eq(ping("/mcp/limited", lim), 200); /* open: not counted */
-    ck_assert_msg(mono() - t0 < 3, "%s: requests during the outage took %.2f s", name,
-                  mono() - t0);
-    ck_assert_msg(log_has("event=shared_state_unavailable"), "%s: outage not logged", name);
+    ck_assert_msg(th_now() - t0 < 3, "%s: requests during the outage took %.2f s", name,
+                  th_now() - t0);
+    ck_assert_msg(th_log_count(&srv, "event=shared_state_unavailable") > 0,
+                  "%s: outage not logged", name);
 
     /* back: a new session works (the old binding died with that Redis) */
     rpid = redistest_spawn(rdir, redis_port);
     ck_assert_msg(rpid > 0, "redis-server did not restart");
-    t0 = mono();
+    t0 = th_now();
     while (!(up = initialize(alice, sid, sizeof sid) && session_ping(alice, sid, NULL, 0) == 200) &&
-           mono() - t0 < 5)
+           th_now() - t0 < 5)
         usleep(100000);
     ck_assert_msg(up, "%s: no recovery after Redis came back", name);
     ck_assert_int_eq(session_ping(bob, sid, NULL, 0), 404);
@@ -310,7 +263,7 @@ START_TEST(rate_fail_closed)
     const char *name = th_kind_name(srv.kind);
     char rdir[400];
     snprintf(rdir, sizeof rdir, "%s/redis-closed", backend_dir);
-    char *alice = token_for("/mcp/files", NULL);
+    char *alice = th_token(&srv, rsa, "/mcp/files", "", NULL);
     ck_assert_msg(!redistest_ping(redis_port, 100), "port %d is taken", redis_port);
     th_resp r;
     post("/mcp/files", alice, "2026-07-28", NULL, PING, &r);
@@ -321,9 +274,9 @@ START_TEST(rate_fail_closed)
 
     pid_t rpid = redistest_spawn(rdir, redis_port);
     ck_assert_msg(rpid > 0, "redis-server did not start");
-    double t0 = mono();
+    double t0 = th_now();
     long st;
-    while ((st = ping("/mcp/files", alice)) != 200 && mono() - t0 < 5)
+    while ((st = ping("/mcp/files", alice)) != 200 && th_now() - t0 < 5)
         usleep(100000);
     ck_assert_msg(st == 200, "%s: %ld with Redis up", name, st);
     ck_assert_int_ge(redis_count("mcpauth:rate:*"), 2);
