@@ -12,8 +12,11 @@
 
 typedef struct mcpauth_as mcpauth_as;
 
-/* Opens the state (cfg->as->state_dir), the current signing key and the
- * server secret.  NULL with a reason in err (e.g. "run mcpauth init"). */
+/* Opens the state (cfg->as->state_dir, or the PostgreSQL store), the
+ * current signing key and the server secret.  NULL with a reason in err
+ * (e.g. "run mcpauth init").  A PostgreSQL store that does not answer at
+ * all is not an error: the server starts, answers 503 until it can load
+ * the state, and loads it on a later request (logged once). */
 mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen);
 void mcpauth_as_free(mcpauth_as *as);
 

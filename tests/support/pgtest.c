@@ -104,6 +104,8 @@ int pgtest_start(void)
 {
     if (server_pid > 0)
         return 0;
+    if (base[0]) /* started before and stopped since: the same data and port */
+        return pgtest_restart();
     if (!pg_port && !(pg_port = ts_free_port())) {
         perror("pgtest: no free port");
         return -1;
