@@ -84,19 +84,15 @@
 
 #include <curl/curl.h>
 #include <json-c/json.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <sqlite3.h>
 
 #include "../tests/integration/harness.h"
+#include "../tests/support/asflow.h"
 
 #define MAX_CLIENTS 256
 #define MAX_REGISTERED 16   /* the AS allows 20 registrations an hour per address */
 #define CODE_TTL 60         /* the AS's default code_ttl (lib/config.c) */
 #define REQ_TIMEOUT_S 10    /* one request; the store's busy_timeout is 5 s */
-#define REDIRECT "http://127.0.0.1/callback"
-#define BASIC_LOGIN "Authorization: Basic YWxpY2U6d29uZGVybGFuZA==" /* alice:wonderland */
 
 static struct {
     int seconds, clients, codes, pin, strict;
@@ -172,7 +168,7 @@ static double pct(const samples *s, double p)
 /* One client's keep-alive connection. */
 typedef struct {
     CURL *c;
-    struct curl_slist *form_hdr, *login_hdr, *login_form_hdr, *json_hdr;
+    struct curl_slist *form_hdr, *login_hdr;
     char *body;
     size_t len, cap;
     char location[4096];
@@ -182,38 +178,14 @@ typedef struct {
 static size_t on_body(char *d, size_t s, size_t n, void *p)
 {
     conn *k = p;
-    size_t add_len = s * n;
-    if (k->len + add_len + 1 > k->cap) {
-        size_t cap = k->cap ? k->cap : 4096;
-        while (cap < k->len + add_len + 1)
-            cap *= 2;
-        char *nb = realloc(k->body, cap);
-        if (!nb)
-            return 0;
-        k->body = nb;
-        k->cap = cap;
-    }
-    memcpy(k->body + k->len, d, add_len);
-    k->len += add_len;
-    k->body[k->len] = '\0';
-    return add_len;
+    return asflow_append(&k->body, &k->len, &k->cap, d, s * n);
 }
 
 static size_t on_header(char *d, size_t s, size_t n, void *p)
 {
     conn *k = p;
-    size_t len = s * n;
-    if (len > 9 && strncasecmp(d, "Location:", 9) == 0) {
-        const char *v = d + 9;
-        while (*v == ' ')
-            v++;
-        size_t vl = strcspn(v, "\r\n");
-        if (vl < sizeof k->location) {
-            memcpy(k->location, v, vl);
-            k->location[vl] = '\0';
-        }
-    }
-    return len;
+    asflow_header(d, s * n, "Location:", k->location, sizeof k->location);
+    return s * n;
 }
 
 static void conn_init(conn *k)
@@ -222,18 +194,9 @@ static void conn_init(conn *k)
     k->c = curl_easy_init();
     if (!k->c)
         abort();
-    k->form_hdr = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
-    k->login_hdr = curl_slist_append(NULL, BASIC_LOGIN);
-    k->login_form_hdr = curl_slist_append(curl_slist_append(NULL, BASIC_LOGIN),
-                                          "Content-Type: application/x-www-form-urlencoded");
-    k->json_hdr = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(k->c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(k->c, CURLOPT_WRITEDATA, k);
-    curl_easy_setopt(k->c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(k->c, CURLOPT_HEADERDATA, k);
-    curl_easy_setopt(k->c, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(k->c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(k->c, CURLOPT_TIMEOUT, (long)REQ_TIMEOUT_S);
+    k->form_hdr = curl_slist_append(NULL, ASFLOW_FORM_TYPE);
+    k->login_hdr = curl_slist_append(NULL, ASFLOW_BASIC_LOGIN);
+    asflow_curl_init(k->c, on_body, on_header, k, REQ_TIMEOUT_S);
 }
 
 static void conn_free(conn *k)
@@ -242,8 +205,6 @@ static void conn_free(conn *k)
         curl_easy_cleanup(k->c);
     curl_slist_free_all(k->form_hdr);
     curl_slist_free_all(k->login_hdr);
-    curl_slist_free_all(k->login_form_hdr);
-    curl_slist_free_all(k->json_hdr);
     free(k->body);
     memset(k, 0, sizeof *k);
 }
@@ -269,49 +230,29 @@ static double conn_do(conn *k, const char *url, struct curl_slist *hdr, const ch
     return now_s() - t0;
 }
 
-static char *enc(const char *s)
+/* asflow's set-up requests (registration, consent) on a conn: untimed,
+ * so the header list is made per request. */
+static void conn_http(void *ctx, const char *url, const char *const *hdrs, const char *body,
+                      asflow_answer *out)
 {
-    char *e = curl_easy_escape(NULL, s, 0), *copy = strdup(e ? e : "");
-    curl_free(e);
-    if (!copy)
-        abort();
-    return copy;
-}
-
-static void b64url(const unsigned char *in, size_t n, char *out)
-{
-    int l = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-    while (l > 0 && out[l - 1] == '=')
-        l--;
-    out[l] = '\0';
-    for (int i = 0; i < l; i++)
-        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-}
-
-/* A string member of a JSON object text, copied into buf; 0 or -1. */
-static int json_str(const char *text, const char *name, char *buf, size_t len)
-{
-    json_object *o = text ? json_tokener_parse(text) : NULL, *v = NULL;
-    int ok = o && json_object_object_get_ex(o, name, &v) && json_object_is_type(v, json_type_string) &&
-             (size_t)json_object_get_string_len(v) < len;
-    if (ok)
-        snprintf(buf, len, "%s", json_object_get_string(v));
-    json_object_put(o);
-    return ok ? 0 : -1;
+    conn *k = ctx;
+    struct curl_slist *sl = NULL;
+    for (const char *const *h = hdrs; h && *h; h++)
+        sl = curl_slist_append(sl, *h);
+    conn_do(k, url, sl, body);
+    curl_slist_free_all(sl);
+    out->status = k->status;
+    out->body = k->body ? k->body : "";
+    out->location = k->location;
 }
 
 /* ------------------------------------------------------------- server */
 
-typedef struct {
-    char id[128], e_id[256];
-    char verifier[64], challenge[64];
-} client_reg;
-
 static struct {
     th_server srv;
     char state_dir[PATH_MAX], own_state[PATH_MAX]; /* own_state: made here, removed here */
-    char authz[256], token[256], reg[256], e_resource[512], e_redirect[256];
-    client_reg clients[MAX_REGISTERED];
+    asflow_as as;
+    asflow_client clients[MAX_REGISTERED];
     int nreg;
     conn *conns; /* one per client thread, kept across the phases */
 } B;
@@ -391,18 +332,9 @@ static int start_server(void)
         return -1;
     }
     g_server_pgid = B.srv.pid;
-    snprintf(B.authz, sizeof B.authz, "%s/oauth2/authorize", B.srv.base);
-    snprintf(B.token, sizeof B.token, "%s/oauth2/token", B.srv.base);
-    snprintf(B.reg, sizeof B.reg, "%s/oauth2/register", B.srv.base);
     char res[256];
     snprintf(res, sizeof res, "%s/mcp/files", B.srv.base);
-    char *e = enc(res);
-    snprintf(B.e_resource, sizeof B.e_resource, "%s", e);
-    free(e);
-    e = enc(REDIRECT);
-    snprintf(B.e_redirect, sizeof B.e_redirect, "%s", e);
-    free(e);
-    return 0;
+    return asflow_as_init(&B.as, "bench", B.srv.base, res);
 }
 
 static void stop_server(void)
@@ -506,127 +438,13 @@ static void mem_read(mem_use *m)
 
 /* ------------------------------------------------------------ set-up */
 
-static int register_client(conn *k, int i, client_reg *c)
-{
-    char body[512];
-    snprintf(body, sizeof body,
-             "{\"client_name\":\"bench client %d\",\"redirect_uris\":[\"" REDIRECT "\"],"
-             "\"token_endpoint_auth_method\":\"none\","
-             "\"grant_types\":[\"authorization_code\",\"refresh_token\"]}",
-             i);
-    conn_do(k, B.reg, k->json_hdr, body);
-    if (k->status != 201 || json_str(k->body, "client_id", c->id, sizeof c->id) < 0) {
-        fprintf(stderr, "bench: registration: %ld %s\n", k->status, k->body ? k->body : "");
-        return -1;
-    }
-    char *e = enc(c->id);
-    snprintf(c->e_id, sizeof c->e_id, "%s", e);
-    free(e);
-    unsigned char rnd[32], md[32];
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        return -1;
-    b64url(rnd, sizeof rnd, c->verifier); /* 43 characters */
-    SHA256((const unsigned char *)c->verifier, strlen(c->verifier), md);
-    b64url(md, sizeof md, c->challenge);
-    return 0;
-}
-
-static void authorize_url(const client_reg *c, char *buf, size_t len)
-{
-    snprintf(buf, len,
-             "%s?response_type=code&client_id=%s&redirect_uri=%s&code_challenge=%s"
-             "&code_challenge_method=S256&resource=%s&scope=files%%3Aread&state=bench",
-             B.authz, c->e_id, B.e_redirect, c->challenge, B.e_resource);
-}
-
-/* value="..." of the consent page's hidden input name, HTML-unescaped. */
-static int hidden(const char *page, const char *name, char *out, size_t len)
-{
-    char key[128];
-    snprintf(key, sizeof key, "name=\"%s\" value=\"", name);
-    const char *p = page ? strstr(page, key) : NULL;
-    if (!p)
-        return -1;
-    p += strlen(key);
-    const char *e = strchr(p, '"');
-    size_t o = 0;
-    static const char *const ent[][2] = {{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"},
-                                         {"&quot;", "\""}, {"&#39;", "'"}};
-    while (e && p < e && o + 1 < len) {
-        size_t i;
-        for (i = 0; i < sizeof ent / sizeof ent[0]; i++)
-            if (!strncmp(p, ent[i][0], strlen(ent[i][0])))
-                break;
-        if (i < sizeof ent / sizeof ent[0]) {
-            out[o++] = ent[i][1][0];
-            p += strlen(ent[i][0]);
-        } else {
-            out[o++] = *p++;
-        }
-    }
-    out[o] = '\0';
-    return e && p == e ? 0 : -1;
-}
-
-/* The consent page once, approved with "remember": later authorizations
- * of this client answer with a code at once. */
-static int consent(conn *k, const client_reg *c)
-{
-    char url[2048];
-    authorize_url(c, url, sizeof url);
-    conn_do(k, url, k->login_hdr, NULL);
-    if (k->status != 200) {
-        fprintf(stderr, "bench: consent page: %ld %s\n", k->status, k->body ? k->body : "");
-        return -1;
-    }
-    static const char *const names[] = {"response_type", "client_id", "redirect_uri", "scope",
-                                        "state", "code_challenge", "code_challenge_method",
-                                        "resource", "ts", "nonce", "csrf", NULL};
-    char *form = NULL;
-    size_t flen = 0;
-    FILE *m = open_memstream(&form, &flen);
-    int ok = m != NULL;
-    for (int i = 0; ok && names[i]; i++) {
-        char v[2048];
-        ok = hidden(k->body, names[i], v, sizeof v) == 0;
-        if (ok) {
-            char *ev = enc(v);
-            fprintf(m, "%s%s=%s", i ? "&" : "", names[i], ev);
-            free(ev);
-        } else {
-            fprintf(stderr, "bench: no hidden %s in the consent page\n", names[i]);
-        }
-    }
-    if (m) {
-        fputs("&decision=approve&remember=1", m);
-        fclose(m);
-    }
-    if (ok) {
-        conn_do(k, B.authz, k->login_form_hdr, form);
-        ok = k->status == 302 && strstr(k->location, "code=");
-        if (!ok)
-            fprintf(stderr, "bench: consent: %ld %s\n", k->status, k->body ? k->body : "");
-    }
-    free(form);
-    return ok ? 0 : -1;
-}
-
 /* A code for client c (remembered consent): 0, or -1. */
-static int get_code(conn *k, const client_reg *c, char *code, size_t len)
+static int get_code(conn *k, const asflow_client *c, char *code, size_t len)
 {
     char url[2048];
-    authorize_url(c, url, sizeof url);
+    asflow_authorize_url(&B.as, c, url, sizeof url);
     conn_do(k, url, k->login_hdr, NULL);
-    const char *p = k->status == 302 ? strstr(k->location, "?code=") : NULL;
-    if (!p)
-        return -1;
-    p += 6;
-    size_t n = strcspn(p, "&");
-    if (n == 0 || n >= len)
-        return -1;
-    memcpy(code, p, n);
-    code[n] = '\0';
-    return 0;
+    return k->status == 302 ? asflow_code(k->location, code, len) : -1;
 }
 
 /* ----------------------------------------------------------- phases */
@@ -702,8 +520,8 @@ static void *setup_main(void *p)
 static int token_ok(const conn *k, char *out, size_t len)
 {
     char at[4096];
-    return k->status == 200 && json_str(k->body, "access_token", at, sizeof at) == 0 &&
-                   json_str(k->body, "refresh_token", out, len) == 0
+    return k->status == 200 && asflow_json_str(k->body, "access_token", at, sizeof at) == 0 &&
+                   asflow_json_str(k->body, "refresh_token", out, len) == 0
                ? 0
                : -1;
 }
@@ -718,12 +536,8 @@ static void *exchange_main(void *p)
         if (i >= W.batch_hi || atomic_load(&g_stop))
             break;
         item *it = &W.items[i];
-        const client_reg *c = &B.clients[it->client];
-        snprintf(form, sizeof form,
-                 "grant_type=authorization_code&code=%s&code_verifier=%s&redirect_uri=%s"
-                 "&client_id=%s&resource=%s",
-                 it->code, c->verifier, B.e_redirect, c->e_id, B.e_resource);
-        double t = conn_do(k, B.token, k->form_hdr, form);
+        asflow_exchange_form(&B.as, &B.clients[it->client], it->code, form, sizeof form);
+        double t = conn_do(k, B.as.token, k->form_hdr, form);
         if (token_ok(k, it->refresh, sizeof it->refresh) == 0) {
             w->t.ok++;
             add(&w->t.lat, t);
@@ -762,10 +576,8 @@ static void *refresh_main(void *p)
             snprintf(rt, sizeof rt, "%s", W.items[s].refresh);
             client = W.items[s].client;
         }
-        const client_reg *c = &B.clients[client];
-        snprintf(form, sizeof form, "grant_type=refresh_token&refresh_token=%s&client_id=%s&resource=%s",
-                 rt, c->e_id, B.e_resource);
-        double t = conn_do(k, B.token, k->form_hdr, form);
+        asflow_refresh_form(&B.as, &B.clients[client], rt, form, sizeof form);
+        double t = conn_do(k, B.as.token, k->form_hdr, form);
         if (token_ok(k, next, sizeof next) == 0) {
             w->t.ok++;
             add(&w->t.lat, t);
@@ -1172,8 +984,8 @@ static int run(void)
     for (int i = 0; i < opt.clients; i++)
         conn_init(&B.conns[i]);
     for (int i = 0; i < B.nreg; i++)
-        if (register_client(&B.conns[0], i, &B.clients[i]) < 0 ||
-            consent(&B.conns[0], &B.clients[i]) < 0)
+        if (asflow_register(&B.as, conn_http, &B.conns[0], i, &B.clients[i]) < 0 ||
+            asflow_consent(&B.as, conn_http, &B.conns[0], &B.clients[i]) < 0)
             return -1;
     cpu_ticks c; /* mcpauth-as has answered by now */
     cpu_read(&c);

@@ -98,11 +98,9 @@
 
 #include <curl/curl.h>
 #include <json-c/json.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <openssl/sha.h>
 
 #include "../integration/harness.h"
+#include "../support/asflow.h"
 #include "../support/tokens.h"
 
 #define CLIENTS 16            /* registered AS clients per server */
@@ -112,8 +110,6 @@
 #define SAMPLE_MS 200
 #define REQ_TIMEOUT_S 20
 #define MAX_PROCS 256
-#define REDIRECT "http://127.0.0.1/callback"
-#define BASIC_LOGIN "Authorization: Basic YWxpY2U6d29uZGVybGFuZA==" /* alice:wonderland */
 #define LOCKED "database is locked"
 
 static struct {
@@ -244,11 +240,6 @@ static void hset_free(hset *h)
 /* --------------------------------------------------------------- state */
 
 typedef struct {
-    char id[128], e_id[256];
-    char verifier[64], challenge[64];
-} client_reg;
-
-typedef struct {
     pid_t pid;
     char name[32];
     long first_rss, first_anon, last_rss, last_anon; /* KiB, max in the window; -1: unseen */
@@ -262,9 +253,9 @@ static struct {
     th_server srv;
     pid_t backend_pid, gate_pid;
     char backend_dir[PATH_MAX];
-    char url_meta[256], url_gate[256], url_mcp[256], authz[256], token[256], reg[256];
-    char e_resource[512], e_redirect[256], local_iss[128];
-    client_reg clients[CLIENTS];
+    char url_meta[256], url_gate[256], url_mcp[256], local_iss[128];
+    asflow_as as;
+    asflow_client clients[CLIENTS];
     /* tokens */
     tk_key *rsa, *ec, *bad_rsa, *bad_ec;
     char *pool_ok[2][POOL], *pool_bad[2][POOL], *pool_exp[2][POOL]; /* [0] gate, [1] proxy */
@@ -337,48 +328,17 @@ typedef struct {
 static size_t on_body(char *d, size_t s, size_t n, void *p)
 {
     worker *w = p;
-    size_t add = s * n;
-    if (w->len + add + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 8192;
-        while (cap < w->len + add + 1)
-            cap *= 2;
-        char *nb = realloc(w->body, cap);
-        if (!nb)
-            return 0;
-        w->body = nb;
-        w->cap = cap;
-    }
-    memcpy(w->body + w->len, d, add);
-    w->len += add;
-    w->body[w->len] = '\0';
-    return add;
-}
-
-static void header_value(const char *d, size_t len, size_t skip, char *out, size_t outlen)
-{
-    const char *v = d + skip;
-    while (v < d + len && *v == ' ')
-        v++;
-    size_t vl = strcspn(v, "\r\n");
-    if (vl > (size_t)(d + len - v))
-        vl = (size_t)(d + len - v);
-    if (vl < outlen) {
-        memcpy(out, v, vl);
-        out[vl] = '\0';
-    }
+    return asflow_append(&w->body, &w->len, &w->cap, d, s * n);
 }
 
 static size_t on_header(char *d, size_t s, size_t n, void *p)
 {
     worker *w = p;
     size_t len = s * n;
-    if (len > 9 && !strncasecmp(d, "Location:", 9))
-        header_value(d, len, 9, w->location, sizeof w->location);
-    else if (len > 15 && !strncasecmp(d, "Mcp-Session-Id:", 15))
-        header_value(d, len, 15, w->session, sizeof w->session);
-    else if (len > 13 && !strncasecmp(d, "Content-Type:", 13))
-        header_value(d, len, 13, w->ctype, sizeof w->ctype);
-    else if (len > 24 && !strncasecmp(d, "WWW-Authenticate: Bearer", 24))
+    if (!asflow_header(d, len, "Location:", w->location, sizeof w->location) &&
+        !asflow_header(d, len, "Mcp-Session-Id:", w->session, sizeof w->session) &&
+        !asflow_header(d, len, "Content-Type:", w->ctype, sizeof w->ctype) && len > 24 &&
+        !strncasecmp(d, "WWW-Authenticate: Bearer", 24))
         w->www_auth = 1;
     return len;
 }
@@ -390,13 +350,7 @@ static void worker_init(worker *w, unsigned seed)
     if (!w->c)
         abort();
     w->seed = seed;
-    curl_easy_setopt(w->c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(w->c, CURLOPT_WRITEDATA, w);
-    curl_easy_setopt(w->c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(w->c, CURLOPT_HEADERDATA, w);
-    curl_easy_setopt(w->c, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(w->c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(w->c, CURLOPT_TIMEOUT, (long)REQ_TIMEOUT_S);
+    asflow_curl_init(w->c, on_body, on_header, w, REQ_TIMEOUT_S);
 }
 
 static void worker_free(worker *w)
@@ -470,36 +424,6 @@ static void wrong(worker *w, int kind, const char *what)
 {
     w->k[kind].unexpected++;
     note(kind, "%s: %.300s", what, w->body ? w->body : "");
-}
-
-static char *enc(const char *s)
-{
-    char *e = curl_easy_escape(NULL, s, 0), *copy = strdup(e ? e : "");
-    curl_free(e);
-    if (!copy)
-        abort();
-    return copy;
-}
-
-static void b64url(const unsigned char *in, size_t n, char *out)
-{
-    int l = EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-    while (l > 0 && out[l - 1] == '=')
-        l--;
-    out[l] = '\0';
-    for (int i = 0; i < l; i++)
-        out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
-}
-
-static int json_str(const char *text, const char *name, char *buf, size_t len)
-{
-    json_object *o = text ? json_tokener_parse(text) : NULL, *v = NULL;
-    int ok = o && json_object_object_get_ex(o, name, &v) && json_object_is_type(v, json_type_string) &&
-             (size_t)json_object_get_string_len(v) < len;
-    if (ok)
-        snprintf(buf, len, "%s", json_object_get_string(v));
-    json_object_put(o);
-    return ok ? 0 : -1;
 }
 
 /* -------------------------------------------------------------- tokens */
@@ -677,20 +601,12 @@ typedef struct {
     family fam[FAMILIES];
 } as_worker;
 
-static void authorize_url(const client_reg *c, char *buf, size_t len)
-{
-    snprintf(buf, len,
-             "%s?response_type=code&client_id=%s&redirect_uri=%s&code_challenge=%s"
-             "&code_challenge_method=S256&resource=%s&scope=files%%3Aread&state=soak",
-             S.authz, c->e_id, S.e_redirect, c->challenge, S.e_resource);
-}
-
 /* A token answer: both tokens into f (access token, refresh token). */
 static int tokens_into(worker *w, int kind, family *f)
 {
     char rt[sizeof f->rt], at[sizeof f->at];
-    if (json_str(w->body, "access_token", at, sizeof at) < 0 ||
-        json_str(w->body, "refresh_token", rt, sizeof rt) < 0) {
+    if (asflow_json_str(w->body, "access_token", at, sizeof at) < 0 ||
+        asflow_json_str(w->body, "refresh_token", rt, sizeof rt) < 0) {
         wrong(w, kind, "a token is missing");
         return -1;
     }
@@ -713,15 +629,14 @@ static int tokens_into(worker *w, int kind, family *f)
 
 static long post_token(worker *w, int kind, const char *form)
 {
-    const char *h[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
-    return req(w, kind, "POST", S.token, h, form);
+    const char *h[] = {ASFLOW_FORM_TYPE, NULL};
+    return req(w, kind, "POST", S.as.token, h, form);
 }
 
 static long refresh_with(worker *w, int kind, const family *f, const char *rt)
 {
     char form[1024];
-    snprintf(form, sizeof form, "grant_type=refresh_token&refresh_token=%s&client_id=%s&resource=%s",
-             rt, S.clients[f->client].e_id, S.e_resource);
+    asflow_refresh_form(&S.as, &S.clients[f->client], rt, form, sizeof form);
     return post_token(w, kind, form);
 }
 
@@ -745,27 +660,20 @@ static void do_new_family(as_worker *a)
 {
     worker *w = &a->w;
     int ci = rand_r(&w->seed) % CLIENTS;
-    const client_reg *c = &S.clients[ci];
+    const asflow_client *c = &S.clients[ci];
     char url[2048], code[256], form[2048];
-    authorize_url(c, url, sizeof url);
-    const char *h[] = {BASIC_LOGIN, NULL};
+    asflow_authorize_url(&S.as, c, url, sizeof url);
+    const char *h[] = {ASFLOW_BASIC_LOGIN, NULL};
     if (req(w, K_AUTHORIZE, "GET", url, h, NULL) != 302)
         return;
-    const char *p = strstr(w->location, "?code=");
-    size_t n = p ? strcspn(p + 6, "&") : 0;
-    if (!p || n == 0 || n >= sizeof code) {
+    if (asflow_code(w->location, code, sizeof code) < 0) {
         wrong(w, K_AUTHORIZE, "no code in the redirect");
         return;
     }
-    memcpy(code, p + 6, n);
-    code[n] = '\0';
     int dup = !hset_add(&S.codes, code);
     if (dup)
         wrong(w, K_AUTHORIZE, "a code issued twice");
-    snprintf(form, sizeof form,
-             "grant_type=authorization_code&code=%s&code_verifier=%s&redirect_uri=%s"
-             "&client_id=%s&resource=%s",
-             code, c->verifier, S.e_redirect, c->e_id, S.e_resource);
+    asflow_exchange_form(&S.as, c, code, form, sizeof form);
     family *f = NULL;
     for (int i = 0; i < FAMILIES && !f; i++)
         if (!a->fam[i].alive)
@@ -1035,110 +943,33 @@ static int prepare(th_server *s)
     return 0;
 }
 
-static int register_client(worker *w, int i, client_reg *c)
+/* asflow's set-up requests (registration, consent), counted nowhere: the
+ * kinds' tallies start with the traffic. */
+static void setup_http(void *ctx, const char *url, const char *const *hdrs, const char *body,
+                       asflow_answer *out)
 {
-    char body[512];
-    snprintf(body, sizeof body,
-             "{\"client_name\":\"soak client %d\",\"redirect_uris\":[\"" REDIRECT "\"],"
-             "\"token_endpoint_auth_method\":\"none\","
-             "\"grant_types\":[\"authorization_code\",\"refresh_token\"]}",
-             i);
-    const char *h[] = {"Content-Type: application/json", NULL};
-    curl_easy_setopt(w->c, CURLOPT_URL, S.reg);
-    w->status = 0;
+    worker *w = ctx;
     struct curl_slist *sl = NULL;
-    for (const char *const *p = h; *p; p++)
-        sl = curl_slist_append(sl, *p);
+    for (const char *const *h = hdrs; h && *h; h++)
+        sl = curl_slist_append(sl, *h);
+    curl_easy_setopt(w->c, CURLOPT_URL, url);
     curl_easy_setopt(w->c, CURLOPT_HTTPHEADER, sl);
-    curl_easy_setopt(w->c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(w->c, CURLOPT_CUSTOMREQUEST, NULL);
+    if (body)
+        curl_easy_setopt(w->c, CURLOPT_POSTFIELDS, body);
+    else
+        curl_easy_setopt(w->c, CURLOPT_HTTPGET, 1L);
     w->len = 0;
+    w->status = 0;
+    w->location[0] = '\0';
     if (w->body)
         w->body[0] = '\0';
     if (curl_easy_perform(w->c) == CURLE_OK)
         curl_easy_getinfo(w->c, CURLINFO_RESPONSE_CODE, &w->status);
     curl_slist_free_all(sl);
-    if (w->status != 201 || json_str(w->body, "client_id", c->id, sizeof c->id) < 0) {
-        fprintf(stderr, "soak: registration: %ld %s\n", w->status, w->body ? w->body : "");
-        return -1;
-    }
-    char *e = enc(c->id);
-    snprintf(c->e_id, sizeof c->e_id, "%s", e);
-    free(e);
-    unsigned char rnd[32], md[32];
-    if (RAND_bytes(rnd, sizeof rnd) != 1)
-        return -1;
-    b64url(rnd, sizeof rnd, c->verifier);
-    SHA256((const unsigned char *)c->verifier, strlen(c->verifier), md);
-    b64url(md, sizeof md, c->challenge);
-    return 0;
-}
-
-static int hidden(const char *page, const char *name, char *out, size_t len)
-{
-    char key[128];
-    snprintf(key, sizeof key, "name=\"%s\" value=\"", name);
-    const char *p = page ? strstr(page, key) : NULL;
-    if (!p)
-        return -1;
-    p += strlen(key);
-    const char *e = strchr(p, '"');
-    size_t o = 0;
-    static const char *const ent[][2] = {{"&amp;", "&"}, {"&lt;", "<"}, {"&gt;", ">"},
-                                         {"&quot;", "\""}, {"&#39;", "'"}};
-    while (e && p < e && o + 1 < len) {
-        size_t i;
-        for (i = 0; i < sizeof ent / sizeof ent[0]; i++)
-            if (!strncmp(p, ent[i][0], strlen(ent[i][0])))
-                break;
-        if (i < sizeof ent / sizeof ent[0]) {
-            out[o++] = ent[i][1][0];
-            p += strlen(ent[i][0]);
-        } else {
-            out[o++] = *p++;
-        }
-    }
-    out[o] = '\0';
-    return e && p == e ? 0 : -1;
-}
-
-/* The consent page once, approved with "remember". */
-static int consent(worker *w, const client_reg *c)
-{
-    char url[2048];
-    authorize_url(c, url, sizeof url);
-    const char *h[] = {BASIC_LOGIN, NULL};
-    if (req(w, K_AUTHORIZE, "GET", url, h, NULL) != -1 || w->status != 200) {
-        fprintf(stderr, "soak: consent page: %ld %s\n", w->status, w->body ? w->body : "");
-        return -1;
-    }
-    static const char *const names[] = {"response_type", "client_id", "redirect_uri", "scope",
-                                        "state", "code_challenge", "code_challenge_method",
-                                        "resource", "ts", "nonce", "csrf", NULL};
-    char *form = NULL;
-    size_t flen = 0;
-    FILE *m = open_memstream(&form, &flen);
-    int ok = m != NULL;
-    for (int i = 0; ok && names[i]; i++) {
-        char v[2048];
-        ok = hidden(w->body, names[i], v, sizeof v) == 0;
-        if (ok) {
-            char *ev = enc(v);
-            fprintf(m, "%s%s=%s", i ? "&" : "", names[i], ev);
-            free(ev);
-        } else {
-            fprintf(stderr, "soak: no hidden %s in the consent page\n", names[i]);
-        }
-    }
-    if (m) {
-        fputs("&decision=approve&remember=1", m);
-        fclose(m);
-    }
-    const char *h2[] = {BASIC_LOGIN, "Content-Type: application/x-www-form-urlencoded", NULL};
-    ok = ok && req(w, K_AUTHORIZE, "POST", S.authz, h2, form) == 302 && strstr(w->location, "code=");
-    if (!ok)
-        fprintf(stderr, "soak: consent: %ld %s\n", w->status, w->body ? w->body : "");
-    free(form);
-    return ok ? 0 : -1;
+    out->status = w->status;
+    out->body = w->body ? w->body : "";
+    out->location = w->location;
 }
 
 static int start_server(th_kind kind)
@@ -1189,16 +1020,7 @@ static int start_server(th_kind kind)
              S.srv.base);
     snprintf(S.url_gate, sizeof S.url_gate, "%s/gate/files", S.srv.base);
     snprintf(S.url_mcp, sizeof S.url_mcp, "%s/mcp/files", S.srv.base);
-    snprintf(S.authz, sizeof S.authz, "%s/oauth2/authorize", S.srv.base);
-    snprintf(S.token, sizeof S.token, "%s/oauth2/token", S.srv.base);
-    snprintf(S.reg, sizeof S.reg, "%s/oauth2/register", S.srv.base);
-    char *e = enc(S.url_mcp);
-    snprintf(S.e_resource, sizeof S.e_resource, "%s", e);
-    free(e);
-    e = enc(REDIRECT);
-    snprintf(S.e_redirect, sizeof S.e_redirect, "%s", e);
-    free(e);
-    return 0;
+    return asflow_as_init(&S.as, "soak", S.srv.base, S.url_mcp);
 }
 
 static void stop_server(void)
@@ -1374,7 +1196,8 @@ static int run_server(th_kind kind, int seconds)
             S.pool_exp[where][i] = mint(where, T_EXPIRED);
         }
     for (int i = 0; i < CLIENTS; i++)
-        if (register_client(&setup, i, &S.clients[i]) < 0 || consent(&setup, &S.clients[i]) < 0)
+        if (asflow_register(&S.as, setup_http, &setup, i, &S.clients[i]) < 0 ||
+            asflow_consent(&S.as, setup_http, &setup, &S.clients[i]) < 0)
             goto out;
     memset(S.k, 0, sizeof S.k); /* the set-up's requests do not count */
     S.notes[0] = '\0';
