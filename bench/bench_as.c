@@ -889,10 +889,10 @@ static void report(FILE *f, int markdown_heading, const phase *ph, int nph, cons
     for (int i = 0; i < nph; i++)
         row(f, &ph[i]);
     if (opt.store) {
-        fprintf(f, "\nStore: PostgreSQL (store = %s), the server on this machine (loopback, "
-                   "fsync as its configuration says); every check-then-write transaction takes "
-                   "the store's advisory lock.  The server CPU column leaves PostgreSQL's own "
-                   "processes out.\n",
+        fprintf(f, "\nStore: PostgreSQL (store = %s), the server on this machine (loopback; "
+                   "fsync as its configuration says: bench/engines.sh turns it off); every "
+                   "check-then-write transaction takes the store's advisory lock.  The server "
+                   "CPU column leaves PostgreSQL's own processes out.\n",
                 opt.store);
     } else {
         fprintf(f,
