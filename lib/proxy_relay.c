@@ -48,6 +48,7 @@ typedef struct relay {
     long status;
     int head_done;              /* status line of the final response seen */
     int refused;                /* the backend answered 401: our credentials */
+    int unbound;  /* a new session that could not be bound: answered 503 */
     int sse;
     int client_gone;  /* 1: the client left; 2: the program is stopping */
     int idle;         /* ended after stream_idle_timeout without data */
@@ -104,10 +105,21 @@ static void relay_head(relay *r)
         time_t now = mcpauth__now();
         int rc = mcpauth__state_session_bind(r->p->state, r->session_out, o->owner,
                                              now + r->p->cfg->session_ttl, now);
-        if (rc == MCPAUTH__STATE_UNAVAILABLE) /* the client learns at its next request */
+        if (rc == MCPAUTH__STATE_UNAVAILABLE) {
             mcpauth__state_count_error(o->res, MCPAUTH__SS_SESSION);
-        else if (rc < 0)
+            if (r->p->cfg->shared_state_fail_sessions) {
+                /* closed: a session the proxy cannot hold to its owner is
+                 * not handed out (the backend's one expires unused) */
+                r->unbound = 1;
+                mcpauth__proxy_cors(r->resp, o->origin_ok);
+                mcpauth_response_header(r->resp, "Retry-After", "1");
+                mcpauth__proxy_rpc_fail(r->resp, 503, MCPAUTH_RPC_SERVER_ERROR,
+                                        "Service temporarily unavailable", o->id_json);
+                return;
+            }
+        } else if (rc < 0) {
             mcpauth_log_security("session_collision", "resource", o->res->name, NULL);
+        }
     }
     if (o->remove_session && ok && o->session_in && r->p->state &&
         mcpauth__state_session_remove(r->p->state, o->session_in) == MCPAUTH__STATE_UNAVAILABLE)
@@ -190,6 +202,8 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
 static int release_held(relay *r)
 {
     relay_head(r);
+    if (r->unbound)
+        return 0; /* answered already; the backend's answer is dropped */
     size_t n = r->held_len;
     r->held_len = 0;
     if (n && mcpauth_response_write(r->resp, r->held, n) < 0)
@@ -205,6 +219,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     r->last_data = r->last_write = mono();
     if (r->refused)
         return n; /* its body is the backend's, not for the client */
+    if (r->unbound)
+        return 0; /* answered 503 already: end the backend's stream */
     if (!r->sse && !r->resp->head_sent) {
         if (r->held_len + n <= HOLD_MAX) {
             if (r->held_len + n > r->held_cap) {
@@ -224,6 +240,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
         }
     }
     relay_head(r);
+    if (r->unbound)
+        return 0;
     /* SSE events go out as they come; a JSON answer is flushed at the end */
     if (r->client_gone || mcpauth_response_write(r->resp, data, n) < 0 ||
         (r->sse && mcpauth_response_flush(r->resp) < 0)) {
@@ -263,6 +281,8 @@ static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, c
 {
     relay *r = arg;
     (void)dt, (void)dn, (void)ut, (void)un;
+    if (r->unbound)
+        return 1; /* answered 503: nothing more goes to the client */
     double now = mono();
     /* curl calls this very often; a poll(2) every 200 ms is enough to
      * notice a client that left */
@@ -459,6 +479,8 @@ static void curl_setup(CURL *c, relay *r, struct curl_slist *h)
 static void relay_finish(relay *r, CURLcode rc)
 {
     const mcpauth_resource *res = r->o->res;
+    if (r->unbound)
+        return; /* answered 503; the outage is logged by the shared state */
     if (rc == CURLE_OK && r->refused) {
         mcpauth_log(MCPAUTH_LOG_ERROR, "backend_refused", "resource", res->name, "backend",
                     res->backend, "reason",

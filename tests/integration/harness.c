@@ -1066,6 +1066,12 @@ const char *th_header(const th_resp *r, const char *name, char *buf, size_t bufl
     return NULL;
 }
 
+const char *th_hdr(const th_resp *r, const char *name)
+{
+    static char buf[4096];
+    return th_header(r, name, buf, sizeof buf);
+}
+
 void th_resp_free(th_resp *r)
 {
     free(r->body);

@@ -138,6 +138,10 @@ int th_http(const char *method, const char *url, const char *const *headers, con
 /* The value of the first header called name (case-insensitive), copied into
  * buf; NULL when absent. */
 const char *th_header(const th_resp *r, const char *name, char *buf, size_t buflen);
+/* th_header into one buffer of the harness (4096 bytes): the value stays
+ * valid until the next th_hdr call only (copy it to keep it); not for
+ * threads.  NULL when absent. */
+const char *th_hdr(const th_resp *r, const char *name);
 void th_resp_free(th_resp *r);
 
 /* One request whose target is sent byte for byte (libcurl would normalise

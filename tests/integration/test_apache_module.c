@@ -81,12 +81,6 @@ static void get_bearer(const char *path, const char *token, th_resp *r)
     get(path, h, r);
 }
 
-static const char *hdr(const th_resp *r, const char *name)
-{
-    static char buf[4096];
-    return th_header(r, name, buf, sizeof buf);
-}
-
 static char md_url[256];
 static const char *metadata_url(void)
 {
@@ -105,7 +99,7 @@ START_TEST(refused_post_and_head)
     th_resp_free(&r);
     request("HEAD", "/mcp/files/hello.txt", NULL, NULL, &r);
     ck_assert_int_eq(r.status, 401);
-    ck_assert_ptr_nonnull(hdr(&r, "WWW-Authenticate"));
+    ck_assert_ptr_nonnull(th_hdr(&r, "WWW-Authenticate"));
     ck_assert_uint_eq(r.bodylen, 0);
     th_resp_free(&r);
 }
@@ -283,7 +277,7 @@ START_TEST(unreadable_keys_answer_503)
     th_resp r;
     ck_assert_int_eq(th_http("GET", url, hdrs, NULL, &r), 0);
     gate_assert_challenge(&r, 503, NULL, "temporarily_unavailable");
-    ck_assert_ptr_nonnull(hdr(&r, "Retry-After"));
+    ck_assert_ptr_nonnull(th_hdr(&r, "Retry-After"));
     ck_assert_ptr_null(strstr(r.body, "hello, alice"));
     th_resp_free(&r);
     char *log = th_error_log(&s);

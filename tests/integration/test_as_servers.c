@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -76,12 +75,7 @@ static int prepare(th_server *s)
              "> %s/htpasswd && chmod 644 %s/htpasswd", s->dir, s->dir);
     if (system(cmd) != 0)
         return -1;
-    if (current == TH_APACHE && geteuid() == 0) {
-        snprintf(cmd, sizeof cmd, "chown www-data: %s", s->dir);
-        if (system(cmd) != 0)
-            return -1;
-    }
-    return 0;
+    return th_give_to_apache(s);
 }
 
 static void start(th_kind kind)
@@ -183,12 +177,6 @@ static char *hidden(const char *page, const char *name)
     return out;
 }
 
-static const char *hdr(const th_resp *r, const char *name)
-{
-    static char buf[4096];
-    return th_header(r, name, buf, sizeof buf);
-}
-
 static int mcp_call(const char *token, const char *body, const char *session, th_resp *r)
 {
     char url[256], h1[8192], h2[300];
@@ -209,7 +197,7 @@ static json_object *token_post(const char *form, long want)
     th_resp r;
     ck_assert_int_eq(th_http("POST", url, h, form, &r), 0);
     ck_assert_msg(r.status == want, "token: %ld %s", r.status, r.body);
-    ck_assert_str_eq(hdr(&r, "Cache-Control"), "no-store");
+    ck_assert_str_eq(th_hdr(&r, "Cache-Control"), "no-store");
     json_object *o = json_tokener_parse(r.body);
     ck_assert_ptr_nonnull(o);
     th_resp_free(&r);
@@ -227,7 +215,7 @@ START_TEST(full_flow)
     const char *h0[] = {"Content-Type: application/json", "Accept: application/json, text/event-stream", NULL};
     ck_assert_int_eq(th_http("POST", url, h0, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", &r), 0);
     ck_assert_int_eq(r.status, 401);
-    const char *www = hdr(&r, "WWW-Authenticate");
+    const char *www = th_hdr(&r, "WWW-Authenticate");
     ck_assert_ptr_nonnull(www);
     char prm_url[512];
     const char *rm = strstr(www, "resource_metadata=\"");
@@ -294,7 +282,7 @@ START_TEST(full_flow)
     const char *hb[] = {"Authorization: Basic YWxpY2U6d29uZGVybGFuZA==", NULL}; /* alice:wonderland */
     ck_assert_int_eq(th_http("GET", url, hb, NULL, &r), 0);
     ck_assert_msg(r.status == 200, "consent: %ld %s", r.status, r.body);
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "Content-Security-Policy"), "frame-ancestors 'none'"));
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "Content-Security-Policy"), "frame-ancestors 'none'"));
     ck_assert_ptr_nonnull(strstr(r.body, "Integration client"));
     ck_assert_ptr_nonnull(strstr(r.body, "files:read"));
     char *form = NULL;
@@ -326,7 +314,7 @@ START_TEST(full_flow)
     free(forged);
     ck_assert_int_eq(th_http("POST", authz_ep, hf, form, &r), 0);
     ck_assert_msg(r.status == 302, "approve: %ld %s", r.status, r.body);
-    const char *loc = hdr(&r, "Location");
+    const char *loc = th_hdr(&r, "Location");
     ck_assert_msg(strncmp(loc, "http://127.0.0.1:45678/callback?code=", 37) == 0, "Location %s", loc);
     ck_assert_ptr_nonnull(strstr(loc, "&state=st8"));
     char want_iss[256];
@@ -340,7 +328,7 @@ START_TEST(full_flow)
     /* the same approved form again: no second code (single use) */
     ck_assert_int_eq(th_http("POST", authz_ep, hf, form, &r), 0);
     ck_assert_msg(r.status == 400, "replayed consent: %ld", r.status);
-    ck_assert_ptr_null(hdr(&r, "Location"));
+    ck_assert_ptr_null(th_hdr(&r, "Location"));
     th_resp_free(&r);
     free(form);
 
@@ -360,7 +348,7 @@ START_TEST(full_flow)
              authz_ep, e_cid, e_redir, challenge, e_res);
     ck_assert_int_eq(th_http("GET", url, hb, NULL, &r), 0);
     ck_assert_msg(r.status == 302, "remembered consent: %ld", r.status);
-    loc = hdr(&r, "Location");
+    loc = th_hdr(&r, "Location");
     snprintf(code, sizeof code, "%.*s", (int)strcspn(loc + 37, "&"), loc + 37);
     th_resp_free(&r);
     snprintf(tform, sizeof tform,
@@ -389,7 +377,7 @@ START_TEST(full_flow)
              "&code_challenge_method=S256&resource=%s&scope=files%%3Aread&state=s10",
              authz_ep, e_cid, e_redir, challenge, e_res);
     ck_assert_int_eq(th_http("GET", url, hb, NULL, &r), 0);
-    loc = hdr(&r, "Location");
+    loc = th_hdr(&r, "Location");
     snprintf(code, sizeof code, "%.*s", (int)strcspn(loc + 37, "&"), loc + 37);
     th_resp_free(&r);
     snprintf(tform, sizeof tform,
@@ -406,7 +394,7 @@ START_TEST(full_flow)
                                       "\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}", NULL, &r), 0);
     ck_assert_msg(r.status == 200, "initialize: %ld %s", r.status, r.body);
     char session[128];
-    snprintf(session, sizeof session, "%s", hdr(&r, "Mcp-Session-Id"));
+    snprintf(session, sizeof session, "%s", th_hdr(&r, "Mcp-Session-Id"));
     th_resp_free(&r);
     ck_assert_int_eq(mcp_call(access, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":"
                                       "{\"name\":\"whoami\",\"arguments\":{}}}", session, &r), 0);
@@ -439,7 +427,7 @@ START_TEST(full_flow)
     ck_assert_int_eq(mcp_call(access2, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}",
                               session, &r), 0);
     ck_assert_msg(r.status == 401, "revoked grant through the proxy: %ld %s", r.status, r.body);
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "invalid_token"));
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "WWW-Authenticate"), "invalid_token"));
     th_resp_free(&r);
 
     /* 9. introspection (the gate's credentials) reports that grant inactive */
@@ -458,7 +446,7 @@ START_TEST(full_flow)
              "&code_challenge_method=S256&resource=%s&scope=files%%3Aread&state=s11",
              authz_ep, e_cid, e_redir, challenge, e_res);
     ck_assert_int_eq(th_http("GET", url, hb, NULL, &r), 0);
-    loc = hdr(&r, "Location");
+    loc = th_hdr(&r, "Location");
     snprintf(code, sizeof code, "%.*s", (int)strcspn(loc + 37, "&"), loc + 37);
     th_resp_free(&r);
     snprintf(tform, sizeof tform,
@@ -550,7 +538,7 @@ static void fresh_grant(char *access, size_t acap, char *refresh, size_t rcap, c
     ck_assert_int_eq(th_http("POST", authz_ep, hf, form, &r), 0);
     ck_assert_msg(r.status == 302, "approve: %ld %s", r.status, r.body);
     free(form);
-    const char *loc = hdr(&r, "Location");
+    const char *loc = th_hdr(&r, "Location");
     char code[128];
     snprintf(code, sizeof code, "%.*s", (int)strcspn(loc + 37, "&"), loc + 37);
     th_resp_free(&r);
@@ -589,12 +577,10 @@ static const char init_body[] =
 /* The proxy status for token until it is want, for at most 1 s. */
 static long proxy_status_within_1s(const char *token, long want, th_resp *r)
 {
-    struct timespec a, b;
-    clock_gettime(CLOCK_MONOTONIC, &a);
+    double start = th_now();
     for (;;) {
         ck_assert_int_eq(mcp_call(token, init_body, NULL, r), 0);
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        double took = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+        double took = th_now() - start;
         if (r->status == want || took > 1.0)
             return r->status;
         th_resp_free(r);
@@ -619,8 +605,8 @@ START_TEST(revocation_reaches_proxy)
     revoke_at_as(client_id, access);
     ck_assert_msg(proxy_status_within_1s(access, 401, &r) == 401, "after revocation: %ld %s",
                   r.status, r.body);
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "revoked"));
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "WWW-Authenticate"), "revoked"));
     th_resp_free(&r);
 
     /* the refresh token: the access tokens of its grant go too */
@@ -631,7 +617,7 @@ START_TEST(revocation_reaches_proxy)
     revoke_at_as(client_id, refresh);
     ck_assert_msg(proxy_status_within_1s(access, 401, &r) == 401, "after refresh revocation: %ld",
                   r.status);
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
     th_resp_free(&r);
 
     /* the admin tool: `mcpauth revoke --client` reaches the proxy too */

@@ -32,7 +32,6 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -81,13 +80,6 @@ static pid_t backend_pid = -1;
 static int backend_port;
 static char backend_dir[] = "/tmp/mcpauth-faults-XXXXXX";
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void start(th_kind kind)
 {
     backend_pid = th_start_example_server(backend_dir, &backend_port);
@@ -104,13 +96,7 @@ static void start(th_kind kind)
         th_kill(backend_pid);
         exit(EXIT_FAILURE);
     }
-    if (kind == TH_APACHE && geteuid() == 0) {
-        /* the proxy's runtime_dir must be writable by the server's user */
-        char cmd[600];
-        snprintf(cmd, sizeof cmd, "chown www-data: %s 2>/dev/null || true", srv.dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "chown failed\n");
-    }
+    th_give_to_apache(&srv); /* the proxy's runtime_dir */
 }
 static void start_lighttpd(void) { start(TH_LIGHTTPD); }
 static void start_apache(void) { start(TH_APACHE); }
@@ -119,20 +105,6 @@ static void stop(void)
     th_stop(&srv);
     th_kill(backend_pid);
     backend_pid = -1;
-}
-
-static char *token_for(const char *path, const char *sub)
-{
-    char aud[256];
-    snprintf(aud, sizeof aud, "%s%s", srv.base, path);
-    char *c = tk_claims(srv.base, aud, "", 600);
-    char *p = strstr(c, "\"alice\""), *c2 = NULL;
-    if (p && asprintf(&c2, "%.*s\"%s\"%s", (int)(p - c), c, sub, p + 7) < 0)
-        c2 = NULL;
-    char *t = tk_mint(rsa, c2 ? c2 : c, NULL);
-    free(c);
-    free(c2);
-    return t;
 }
 
 /* One POST; 0 when an HTTP response came whole (status in r). */
@@ -211,9 +183,9 @@ static void *load(void *p)
     a->first_ok_after = -1;
     while (!__atomic_load_n(&a->stop, __ATOMIC_SEQ_CST)) {
         th_resp r;
-        double t0 = now_s(), k;
+        double t0 = th_now(), k;
         int rc = post("/mcp/files", a->token, "2026-07-28", NULL, "ping", PING, &r);
-        double took = now_s() - t0;
+        double took = th_now() - t0;
         __atomic_load(&t_kill, &k, __ATOMIC_SEQ_CST);
         int ok = rc == 0 && r.status == 200;
         a->total++;
@@ -245,7 +217,7 @@ static int contains(const pid_t *set, int n, pid_t p)
 
 START_TEST(worker_killed_under_load)
 {
-    char *t = token_for("/mcp/files", "kill-load");
+    char *t = th_token(&srv, rsa, "/mcp/files", "", "kill-load");
     char sid[256];
     open_session(t, sid, sizeof sid);
     ck_assert_int_eq(session_call(t, sid), 200);
@@ -264,7 +236,7 @@ START_TEST(worker_killed_under_load)
     int nb = th_programs(srv.dir, "mcpauth-proxy", before, 64);
     ck_assert_int_gt(nb, 0);
     pid_t victim = before[nb / 2];
-    double k = now_s();
+    double k = th_now();
     __atomic_store(&t_kill, &k, __ATOMIC_SEQ_CST);
     ck_assert_int_eq(kill(victim, SIGKILL), 0);
     usleep(5000 * 1000); /* the load goes on */
@@ -350,7 +322,7 @@ static void *long_stream(void *p)
                     "\"countdown\",\"arguments\":{\"n\":40,\"delay_ms\":500}}}",
                     &r);
     a->status = r.status;
-    a->t_end = now_s();
+    a->t_end = th_now();
     th_resp_free(&r);
     return NULL;
 }
@@ -360,7 +332,7 @@ static void *long_stream(void *p)
  * slot must not lock the caller out: the dead process's slot is reclaimed. */
 START_TEST(killed_stream_frees_its_slot)
 {
-    char *t = token_for("/mcp/capped", "kill-cap");
+    char *t = th_token(&srv, rsa, "/mcp/capped", "", "kill-cap");
     stream_arg a = {.token = t};
     pthread_t th;
     pthread_create(&th, NULL, long_stream, &a);
@@ -374,7 +346,7 @@ START_TEST(killed_stream_frees_its_slot)
     pid_t p[64];
     int n = th_programs(srv.dir, "mcpauth-proxy", p, 64);
     ck_assert_int_gt(n, 0);
-    double t_sig = now_s();
+    double t_sig = th_now();
     for (int i = 0; i < n && i < 64; i++)
         kill(p[i], SIGKILL);
     pthread_join(th, NULL);
@@ -474,12 +446,7 @@ static int as_prepare(th_server *s)
              "> %s/htpasswd && chmod 644 %s/htpasswd", s->dir, s->dir);
     if (system(cmd) != 0)
         return -1;
-    if (as_kind == TH_APACHE && geteuid() == 0) {
-        snprintf(cmd, sizeof cmd, "chown www-data: %s", s->dir);
-        if (system(cmd) != 0)
-            return -1;
-    }
-    return 0;
+    return th_give_to_apache(s);
 }
 
 static void as_start(th_kind kind)
@@ -708,19 +675,7 @@ static char *as_log(void)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/mcpauth.log", srv.dir);
-    FILE *f = fopen(path, "r");
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    if (f) {
-        char buf[4096];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-            fwrite(buf, 1, n, m);
-        fclose(f);
-    }
-    fclose(m);
-    return text;
+    return th_read_file(path);
 }
 
 /* r is 503 temporarily_unavailable with Retry-After, and the log has a new
@@ -1030,11 +985,9 @@ static int as_pg_prepare(th_server *s)
              "> %s/htpasswd && chmod 644 %s/htpasswd", s->dir, s->dir);
     if (system(cmd) != 0)
         return -1;
-    if (as_kind == TH_APACHE && geteuid() == 0) {
-        snprintf(cmd, sizeof cmd, "chown -R www-data: %s", s->dir);
-        if (system(cmd) != 0)
-            return -1;
-    }
+    /* state_dir and its files are www-data's already (init --owner) */
+    if (th_give_to_apache(s) != 0)
+        return -1;
     return pgtest_stop();
 }
 

@@ -98,12 +98,6 @@ static void get_bearer(const char *path, const char *token, th_resp *r)
     get(path, h, r);
 }
 
-static const char *hdr(const th_resp *r, const char *name)
-{
-    static char buf[4096];
-    return th_header(r, name, buf, sizeof buf);
-}
-
 static char md_url[256];
 static const char *metadata_url(void)
 {
@@ -120,7 +114,7 @@ START_TEST(no_token_401)
     gate_assert_challenge(&r, 401, want, "invalid_token");
     ck_assert_ptr_null(strstr(r.body, "hello, alice"));
     /* browser-based clients may read the challenge */
-    const char *aco = hdr(&r, "Access-Control-Allow-Origin");
+    const char *aco = th_hdr(&r, "Access-Control-Allow-Origin");
     ck_assert_msg(aco && strcmp(aco, "*") == 0, "Access-Control-Allow-Origin %s", aco ? aco : "-");
     th_resp_free(&r);
     /* another scheme is no credentials for us either */
@@ -182,11 +176,11 @@ START_TEST(identity_reaches_location)
         /* the request environment, seen by mod_headers on a static file */
         get_bearer("/mcp/files/hello.txt", t, &r);
         ck_assert_int_eq(r.status, 200);
-        const char *v = hdr(&r, "X-Sub");
+        const char *v = th_hdr(&r, "X-Sub");
         ck_assert_msg(v && strcmp(v, "alice") == 0, "X-Sub %s", v ? v : "-");
-        v = hdr(&r, "X-Remote-User");
+        v = th_hdr(&r, "X-Remote-User");
         ck_assert_msg(v && strcmp(v, "alice") == 0, "X-Remote-User %s", v ? v : "-");
-        v = hdr(&r, "X-Authz");
+        v = th_hdr(&r, "X-Authz");
         ck_assert_msg(v != NULL, "no X-Authz in\n%s", r.headers);
         ck_assert_msg(strstr(v, "Bearer") == NULL && strstr(v, strrchr(t, '.') + 1) == NULL,
                       "Authorization still there after authentication: %s", v);
@@ -510,9 +504,9 @@ START_TEST(jwks_down_at_start_503_retry_after)
         th_resp r;
         get_bearer("/mcp/remote/hello.txt", t, &r);
         ck_assert_msg(r.status == 503, "status %ld: %s", r.status, r.body);
-        const char *ra = hdr(&r, "Retry-After");
+        const char *ra = th_hdr(&r, "Retry-After");
         ck_assert_msg(ra != NULL && atoi(ra) > 0, "no Retry-After in\n%s", r.headers);
-        ck_assert_ptr_null(hdr(&r, "WWW-Authenticate"));
+        ck_assert_ptr_null(th_hdr(&r, "WWW-Authenticate"));
         ck_assert_ptr_null(strstr(r.body, "remote hello"));
         th_resp_free(&r);
     }

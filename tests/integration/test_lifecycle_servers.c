@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -92,12 +91,7 @@ static int prepare(th_server *s)
     }
     if (th_write_file(s->dir, "htpasswd", "nobody:!\n") < 0)
         return -1;
-    if (as_root_apache) { /* runtime_dir must be writable by the server's user */
-        snprintf(cmd, sizeof cmd, "chown www-data: %s", s->dir);
-        if (system(cmd) != 0)
-            return -1;
-    }
-    return 0;
+    return th_give_to_apache(s); /* runtime_dir must be writable by the server's user */
 }
 
 static void stop(void);
@@ -119,14 +113,8 @@ static void start(th_kind kind)
     if (kind == TH_APACHE) {
         /* mod_authnz_fcgi talks to a running FastCGI server: the gate runs
          * standalone, as the shipped systemd unit runs it */
-        char prog[512], cfgp[512], listen[64], log[512];
-        snprintf(prog, sizeof prog, "%s/fcgi/mcpauth-gate", th_builddir());
-        snprintf(cfgp, sizeof cfgp, "%s/mcpauth.conf", srv.dir);
-        snprintf(listen, sizeof listen, "127.0.0.1:%d", srv.aux_port);
-        snprintf(log, sizeof log, "%s/gate.log", srv.dir);
-        char *argv[] = {prog, "--config", cfgp, "--listen", listen, NULL};
-        gate_pid = th_spawn(argv, NULL, log);
-        rc = gate_pid > 0 && th_wait_port(srv.aux_port, 10000) == 0 ? 0 : -1;
+        gate_pid = th_start_gate(&srv);
+        rc = gate_pid > 0 ? 0 : -1;
         if (rc != 0)
             stop();
         ck_assert_msg(rc == 0, "the gate did not start");
@@ -149,10 +137,9 @@ static void stop(void)
 
 static char *token(void)
 {
-    char iss[256], aud[256];
+    char iss[256];
     snprintf(iss, sizeof iss, "%s/ext", srv.base);
-    snprintf(aud, sizeof aud, "%s/mcp/files", srv.base);
-    char *c = tk_claims(iss, aud, NULL, 600);
+    char *c = th_claims(&srv, iss, "/mcp/files", NULL, NULL, 600);
     char *t = tk_mint(rsa, c, NULL);
     free(c);
     return t;
@@ -290,18 +277,11 @@ typedef struct {
     double t_end; /* monotonic seconds */
 } call_arg;
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void *call(void *p)
 {
     call_arg *a = p;
     a->rc = th_http("POST", a->url, a->h, a->body, &a->r);
-    a->t_end = mono();
+    a->t_end = th_now();
     return NULL;
 }
 
@@ -317,21 +297,6 @@ static void call_prepare(call_arg *a, const char *tok, const char *body, const c
                        "Content-Type: application/json", h1, h2, h3, NULL};
     memcpy(a->h, h, sizeof h);
     a->body = body;
-}
-
-static int log_has(const char *needle)
-{
-    char *log = th_error_log(&srv);
-    char path[600], out[65536] = "";
-    snprintf(path, sizeof path, "%s/server.out", srv.dir);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        out[fread(out, 1, sizeof out - 1, f)] = '\0';
-        fclose(f);
-    }
-    int found = strstr(log, needle) || strstr(out, needle);
-    free(log);
-    return found;
 }
 
 START_TEST(sigterm_ends_streams_and_finishes_requests)
@@ -368,7 +333,7 @@ START_TEST(sigterm_ends_streams_and_finishes_requests)
     pid_t p[64];
     int n = th_programs(srv.dir, "mcpauth-proxy", p, 64);
     ck_assert_int_gt(n, 0);
-    double t_sig = mono();
+    double t_sig = th_now();
     for (int i = 0; i < n && i < 64; i++)
         kill(p[i], SIGTERM);
     pthread_join(ts, NULL);
@@ -405,8 +370,9 @@ START_TEST(sigterm_ends_streams_and_finishes_requests)
         usleep(100 * 1000);
     }
     ck_assert_msg(left == 0, "%d proxy process(es) still running after SIGTERM", left);
-    ck_assert_msg(log_has("event=stopping reason=SIGTERM"), "no stopping line in the log");
-    ck_assert_msg(log_has("event=request_ended reason=shutdown"),
+    ck_assert_msg(th_log_count(&srv, "event=stopping reason=SIGTERM") > 0,
+                  "no stopping line in the log");
+    ck_assert_msg(th_log_count(&srv, "event=request_ended reason=shutdown") > 0,
                   "the stream's end was not logged as a shutdown");
     free(tok);
 }
@@ -433,7 +399,7 @@ static char gate_dir[] = "/tmp/mcpauth-lcgate-XXXXXX";
 
 static pid_t gate_start(int *port)
 {
-    char conf[1024], prog[512], cfgp[600], listen[64], log[600];
+    char conf[1024];
     snprintf(conf, sizeof conf,
              "[resource files]\n"
              "uri = http://127.0.0.1:8080/mcp/files\n"
@@ -443,17 +409,12 @@ static pid_t gate_start(int *port)
              "jwks_file = %s/jwks.json\n", gate_dir);
     ck_assert_int_eq(th_write_file(gate_dir, "mcpauth.conf", conf), 0);
     ck_assert_int_eq(th_write_file(gate_dir, "jwks.json", jwks), 0);
-    *port = th_free_port();
-    snprintf(prog, sizeof prog, "%s/fcgi/mcpauth-gate", th_builddir());
-    snprintf(cfgp, sizeof cfgp, "%s/mcpauth.conf", gate_dir);
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", *port);
-    snprintf(log, sizeof log, "%s/gate.log", gate_dir);
-    char *argv[] = {prog, "--config", cfgp, "--listen", listen, NULL};
-    pid_t pid = th_spawn(argv, NULL, log);
-    int up = pid > 0 && th_wait_port(*port, 10000) == 0;
-    if (!up)
-        th_kill(pid);
-    ck_assert_msg(up, "the gate did not start");
+    /* no web server: th_start_gate needs only the directory and port */
+    th_server g = {.pid = -1, .aux_port = th_free_port()};
+    snprintf(g.dir, sizeof g.dir, "%s", gate_dir);
+    *port = g.aux_port;
+    pid_t pid = th_start_gate(&g);
+    ck_assert_msg(pid > 0, "the gate did not start");
     return pid;
 }
 
@@ -575,7 +536,7 @@ static void gate_exits_zero_on(int sig, const char *name)
     /* a shell's background job starts with SIGINT and SIGQUIT ignored: the
      * gate must take them anyway */
     usleep(200 * 1000);
-    double t0 = mono();
+    double t0 = th_now();
     kill(pid, sig);
     int st = 0;
     int rc = th_wait_exit(pid, 5000, &st);
@@ -583,7 +544,7 @@ static void gate_exits_zero_on(int sig, const char *name)
         th_kill(pid);
     ck_assert_msg(rc == 0, "the gate did not exit on %s", name);
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: wait status %#x", name, st);
-    ck_assert_msg(mono() - t0 < 3.0, "%s: exit took %.1f s", name, mono() - t0);
+    ck_assert_msg(th_now() - t0 < 3.0, "%s: exit took %.1f s", name, th_now() - t0);
 }
 
 START_TEST(gate_sigterm)
@@ -611,14 +572,11 @@ START_TEST(gate_sighup_keeps_serving)
     if (rc != 0)
         th_kill(pid);
     ck_assert_msg(rc == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "then SIGTERM: %#x", st);
-    char path[600], text[8192] = "";
+    char path[600];
     snprintf(path, sizeof path, "%s/gate.log", gate_dir);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        text[fread(text, 1, sizeof text - 1, f)] = '\0';
-        fclose(f);
-    }
+    char *text = th_read_file(path);
     ck_assert_msg(strstr(text, "event=sighup log=unchanged "), "log: %s", text);
+    free(text);
 }
 END_TEST
 
@@ -690,14 +648,10 @@ START_TEST(orphan_at_start_exits)
         usleep(100 * 1000);
     if (state && state != 'Z')
         kill(orphan, SIGKILL);
-    char text[4096] = "";
-    FILE *f = fopen(log, "r");
-    if (f) {
-        text[fread(text, 1, sizeof text - 1, f)] = '\0';
-        fclose(f);
-    }
+    char *text = th_read_file(log);
     ck_assert_msg(!state || state == 'Z', "the orphaned gate still runs after 6 s: %s", text);
     ck_assert_msg(strstr(text, "event=stopped reason=parent_gone"), "log: %s", text);
+    free(text);
 }
 END_TEST
 

@@ -130,17 +130,11 @@ static char *token(const char *path, const char *scope)
     return t;
 }
 
-static const char *hdr(const th_resp *r, const char *name)
-{
-    static char buf[4096];
-    return th_header(r, name, buf, sizeof buf);
-}
-
 /* The resource_metadata parameter of the response's challenge. */
 static const char *challenge_url(const th_resp *r)
 {
     static char url[1024];
-    const char *www = hdr(r, "WWW-Authenticate");
+    const char *www = th_hdr(r, "WWW-Authenticate");
     ck_assert_msg(www != NULL, "no WWW-Authenticate in\n%s", r->headers);
     const char *p = strstr(www, "resource_metadata=\"");
     ck_assert_msg(p != NULL, "no resource_metadata in %s", www);
@@ -207,13 +201,13 @@ START_TEST(proxy_challenges_name_it)
 
     request("POST", "/~alice/mcp/files", "x.y.z", INIT_BODY, &r);
     expect_url(&r, 401, "files");
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
     th_resp_free(&r);
 
     char *t = token("/~alice/mcp/files", "files:write");
     request("POST", "/~alice/mcp/files", t, INIT_BODY, &r);
     expect_url(&r, 403, "files");
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "error=\"insufficient_scope\""));
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "WWW-Authenticate"), "error=\"insufficient_scope\""));
     th_resp_free(&r);
     free(t);
 

@@ -161,12 +161,6 @@ static void post(const char *path, const char *token, const char *version, const
     ck_assert_msg(th_http("POST", url, h, body, r) == 0, "no response from %s", url);
 }
 
-static const char *hdr(const th_resp *r, const char *name)
-{
-    static char buf[4096];
-    return th_header(r, name, buf, sizeof buf);
-}
-
 #define INIT_BODY "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}"
 
 START_TEST(no_token_challenged)
@@ -179,9 +173,9 @@ START_TEST(no_token_challenged)
     snprintf(want, sizeof want,
              "Bearer resource_metadata=\"%s/.well-known/oauth-protected-resource/mcp/files\", "
              "scope=\"files:read\"", srv.base);
-    ck_assert_msg(hdr(&r, "WWW-Authenticate") != NULL, "no challenge in\n%s", r.headers);
-    ck_assert_str_eq(hdr(&r, "WWW-Authenticate"), want);
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "Content-Type"), "application/json"));
+    ck_assert_msg(th_hdr(&r, "WWW-Authenticate") != NULL, "no challenge in\n%s", r.headers);
+    ck_assert_str_eq(th_hdr(&r, "WWW-Authenticate"), want);
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "Content-Type"), "application/json"));
     th_resp_free(&r);
 }
 END_TEST
@@ -196,13 +190,13 @@ START_TEST(token_relayed)
     ck_assert_msg(r.status == 200, "initialize: %ld %s", r.status, r.body);
     ck_assert_ptr_nonnull(strstr(r.body, "\"protocolVersion\":\"2025-06-18\""));
     char sid[256];
-    ck_assert_msg(hdr(&r, "Mcp-Session-Id") != NULL, "no Mcp-Session-Id in\n%s", r.headers);
-    snprintf(sid, sizeof sid, "%s", hdr(&r, "Mcp-Session-Id"));
+    ck_assert_msg(th_hdr(&r, "Mcp-Session-Id") != NULL, "no Mcp-Session-Id in\n%s", r.headers);
+    snprintf(sid, sizeof sid, "%s", th_hdr(&r, "Mcp-Session-Id"));
     th_resp_free(&r);
     post("/mcp/files", t, "2025-06-18", sid, NULL,
          "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}", &r);
     ck_assert_msg(r.status == 200, "tools/list: %ld %s", r.status, r.body);
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "Content-Type"), "application/json"));
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "Content-Type"), "application/json"));
     ck_assert_ptr_nonnull(strstr(r.body, "\"id\":2"));
     ck_assert_ptr_nonnull(strstr(r.body, "\"whoami\""));
     th_resp_free(&r);
@@ -491,7 +485,7 @@ START_TEST(unix_socket_listener)
     post("/sock/files", NULL, "2026-07-28", NULL, "Mcp-Method: tools/list",
          "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/list\"}", &r);
     ck_assert_int_eq(r.status, 401);
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"),
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "WWW-Authenticate"),
                                  "/.well-known/oauth-protected-resource/sock/files"));
     th_resp_free(&r);
     free(t);

@@ -197,12 +197,6 @@ static void post(const char *path, const call_opts *o, const char *body, th_resp
     ck_assert_msg(th_http_ex("POST", url, hdrs, body, r) == 0, "no response from %s", url);
 }
 
-static const char *hdr(const th_resp *r, const char *name)
-{
-    static char buf[4096];
-    return th_header(r, name, buf, sizeof buf);
-}
-
 static json_object *json_body(const th_resp *r)
 {
     json_object *o = json_tokener_parse(r->body);
@@ -231,7 +225,7 @@ static void initialize(const char *token, char *session, size_t cap)
     th_resp r;
     post("/mcp/files", &o, INIT_BODY, &r);
     ck_assert_msg(r.status == 200, "initialize: %ld %s", r.status, r.body);
-    const char *sid = hdr(&r, "Mcp-Session-Id");
+    const char *sid = th_hdr(&r, "Mcp-Session-Id");
     ck_assert_msg(sid != NULL, "no Mcp-Session-Id in\n%s", r.headers);
     snprintf(session, cap, "%s", sid);
     ck_assert_ptr_nonnull(strstr(r.body, "\"protocolVersion\":\"2025-06-18\""));
@@ -314,7 +308,7 @@ START_TEST(sse_streams_incrementally)
          "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":{\"name\":\"countdown\","
          "\"arguments\":{\"n\":5,\"delay_ms\":400},\"_meta\":{\"progressToken\":\"p1\"}}}", &r);
     ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
-    const char *ct = hdr(&r, "Content-Type");
+    const char *ct = th_hdr(&r, "Content-Type");
     ck_assert_msg(ct && strncmp(ct, "text/event-stream", 17) == 0, "Content-Type %s", ct);
     ck_assert_ptr_nonnull(strstr(r.body, "notifications/progress"));
     ck_assert_ptr_nonnull(strstr(r.body, "\"id\":6"));
@@ -376,7 +370,7 @@ START_TEST(era_2026)
     post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/list\"}", &r);
     ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
     ck_assert_ptr_nonnull(strstr(r.body, "\"echo\""));
-    ck_assert_ptr_null(hdr(&r, "Mcp-Session-Id"));
+    ck_assert_ptr_null(th_hdr(&r, "Mcp-Session-Id"));
     th_resp_free(&r);
     o.extra[0] = "Mcp-Method: tools/call";
     post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":11,\"method\":\"tools/list\"}", &r);
@@ -416,14 +410,14 @@ START_TEST(refused_before_backend)
     snprintf(want, sizeof want,
              "Bearer resource_metadata=\"%s/.well-known/oauth-protected-resource/mcp/files\", "
              "scope=\"files:read\"", srv.base);
-    ck_assert_str_eq(hdr(&r, "WWW-Authenticate"), want);
+    ck_assert_str_eq(th_hdr(&r, "WWW-Authenticate"), want);
     th_resp_free(&r);
     /* a token for another resource */
     char *other = th_token(&srv, rsa, "/mcp/github", "files:read", NULL);
     call_opts oo = {.token = other, .version = "2025-06-18"};
     post("/mcp/files", &oo, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}", &r);
     ck_assert_int_eq(r.status, 401);
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "WWW-Authenticate"), "error=\"invalid_token\""));
     th_resp_free(&r);
     free(other);
 
@@ -484,7 +478,7 @@ START_TEST(origin_checked)
     o.extra[1] = "Origin: https://app.example.com";
     post("/mcp/files", &o, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", &r);
     ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body);
-    ck_assert_str_eq(hdr(&r, "Access-Control-Allow-Origin"), "https://app.example.com");
+    ck_assert_str_eq(th_hdr(&r, "Access-Control-Allow-Origin"), "https://app.example.com");
     th_resp_free(&r);
     /* preflight: no token needed */
     char url[512];
@@ -493,7 +487,7 @@ START_TEST(origin_checked)
                         NULL};
     ck_assert_int_eq(th_http("OPTIONS", url, ph, NULL, &r), 0);
     ck_assert_int_eq(r.status, 204);
-    ck_assert_ptr_nonnull(strstr(hdr(&r, "Access-Control-Allow-Headers"), "Mcp-Session-Id"));
+    ck_assert_ptr_nonnull(strstr(th_hdr(&r, "Access-Control-Allow-Headers"), "Mcp-Session-Id"));
     th_resp_free(&r);
     free(t);
 }
@@ -514,7 +508,7 @@ START_TEST(per_tool_scope)
              "Bearer error=\"insufficient_scope\", error_description=\"token lacks a required "
              "scope\", resource_metadata=\"%s/.well-known/oauth-protected-resource/mcp/files\", "
              "scope=\"files:read files:write\"", srv.base);
-    ck_assert_str_eq(hdr(&r, "WWW-Authenticate"), want);
+    ck_assert_str_eq(th_hdr(&r, "WWW-Authenticate"), want);
     th_resp_free(&r);
     char *t2 = th_token(&srv, rsa, "/mcp/files", "files:read files:write", NULL);
     o.token = t2;
@@ -555,7 +549,7 @@ START_TEST(rate_limited)
             ok++;
         if (r.status == 429) {
             limited++;
-            ck_assert_ptr_nonnull(hdr(&r, "Retry-After"));
+            ck_assert_ptr_nonnull(th_hdr(&r, "Retry-After"));
             assert_rpc_error(&r, 429, -32000, "null");
         }
         th_resp_free(&r);
@@ -1041,8 +1035,8 @@ START_TEST(concurrency_capped_per_caller)
     post("/mcp/capped", &oa, ping, &r);
     assert_rpc_error(&r, 429, -32000, "3");
     ck_assert_msg(r.t_total < 1.0, "%s: the 429 took %.2f s", th_kind_name(srv.kind), r.t_total);
-    ck_assert_ptr_nonnull(hdr(&r, "Retry-After"));
-    ck_assert_str_eq(hdr(&r, "Retry-After"), "1");
+    ck_assert_ptr_nonnull(th_hdr(&r, "Retry-After"));
+    ck_assert_str_eq(th_hdr(&r, "Retry-After"), "1");
     th_resp_free(&r);
     post("/mcp/capped", &ob, ping, &r);
     ck_assert_msg(r.status == 200, "%s: caller B got %ld", th_kind_name(srv.kind), r.status);

@@ -124,12 +124,6 @@ static void post(const char *path, const char *token, const char *version, const
     ck_assert_msg(th_http_ex("POST", url, hdrs, body, r) == 0, "no response from %s", url);
 }
 
-static const char *hdr(const th_resp *r, const char *name)
-{
-    static char buf[4096];
-    return th_header(r, name, buf, sizeof buf);
-}
-
 #define PING "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}"
 #define INIT_BODY "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}"
 
@@ -148,7 +142,7 @@ static int initialize(const char *token, char *session, size_t cap)
 {
     th_resp r;
     post("/mcp/files", token, NULL, NULL, INIT_BODY, &r);
-    const char *sid = r.status == 200 ? hdr(&r, "Mcp-Session-Id") : NULL;
+    const char *sid = r.status == 200 ? th_hdr(&r, "Mcp-Session-Id") : NULL;
     if (sid)
         snprintf(session, cap, "%s", sid);
     th_resp_free(&r);
@@ -161,7 +155,7 @@ static long session_ping(const char *token, const char *session, char *ra, size_
     th_resp r;
     post("/mcp/files", token, "2025-06-18", session, PING, &r);
     long st = r.status;
-    const char *v = hdr(&r, "Retry-After");
+    const char *v = th_hdr(&r, "Retry-After");
     if (ra)
         snprintf(ra, racap, "%s", v ? v : "");
     th_resp_free(&r);
@@ -232,6 +226,20 @@ START_TEST(redis_shared_state)
     t0 = th_now();
     ck_assert_int_eq(session_ping(alice, sid, ra, sizeof ra), 503);
     ck_assert_msg(ra[0], "%s: 503 without Retry-After", name);
+    /* a new session cannot be bound to its owner: not handed out (503,
+     * no Mcp-Session-Id), rather than refused at its first use */
+    {
+        th_resp r;
+        post("/mcp/files", alice, NULL, NULL, INIT_BODY, &r);
+        ck_assert_msg(r.status == 503, "%s: initialize during the outage: %ld", name, r.status);
+        ck_assert_msg(th_hdr(&r, "Retry-After") != NULL, "%s: initialize 503 without Retry-After",
+                      name);
+        ck_assert_msg(th_hdr(&r, "Mcp-Session-Id") == NULL, "%s: a session id was handed out",
+                      name);
+        ck_assert_msg(r.body && strstr(r.body, "\"jsonrpc\""), "%s: not a JSON-RPC error: %s",
+                      name, r.body ? r.body : "");
+        th_resp_free(&r);
+    }
     ck_assert_int_eq(ping("/mcp/files", alice), 200);
     ck_assert_int_eq(ping("/mcp/limited", lim), 200); /* open: not counted */
     ck_assert_msg(th_now() - t0 < 3, "%s: requests during the outage took %.2f s", name,
@@ -268,7 +276,7 @@ START_TEST(rate_fail_closed)
     th_resp r;
     post("/mcp/files", alice, "2026-07-28", NULL, PING, &r);
     ck_assert_msg(r.status == 503, "%s: %ld without Redis, want 503", name, r.status);
-    ck_assert_ptr_nonnull(hdr(&r, "Retry-After"));
+    ck_assert_ptr_nonnull(th_hdr(&r, "Retry-After"));
     ck_assert_ptr_nonnull(strstr(r.body, "\"error\""));
     th_resp_free(&r);
 

@@ -66,12 +66,6 @@ static void stop(void)
     th_stop(&srv);
 }
 
-static const char *hdr(const th_resp *r, const char *name)
-{
-    static char buf[1024];
-    return th_header(r, name, buf, sizeof buf);
-}
-
 START_TEST(metadata_over_tls)
 {
     char url[256];
@@ -81,9 +75,9 @@ START_TEST(metadata_over_tls)
     ck_assert_int_eq(th_http("GET", url, NULL, NULL, &r), 0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_ptr_nonnull(strstr(r.body, "\"resource\":"));
-    ck_assert_str_eq(hdr(&r, "Strict-Transport-Security"), "max-age=63072000");
-    ck_assert_str_eq(hdr(&r, "Referrer-Policy"), "no-referrer");
-    const char *server = hdr(&r, "Server");
+    ck_assert_str_eq(th_hdr(&r, "Strict-Transport-Security"), "max-age=63072000");
+    ck_assert_str_eq(th_hdr(&r, "Referrer-Policy"), "no-referrer");
+    const char *server = th_hdr(&r, "Server");
     ck_assert_msg(!server || !strpbrk(server, "0123456789"), "version banner: %s", server);
     th_resp_free(&r);
 }
