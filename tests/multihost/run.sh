@@ -59,8 +59,9 @@
 #
 #   BUILD_DIR=/path/to/build tests/multihost/run.sh
 # Environment: BUILD_DIR (default ./_build), MULTIHOST_MODES, MULTIHOST_KEEP=1
-# keeps the scratch directory (also kept when a check fails).  Ports:
-# web servers 28000-28100, PostgreSQL and Redis 27400-27499.  As root the
+# keeps the scratch directory (also kept when a check fails).  Ports: free
+# ones from a range that depends on this script's PID (so two runs on one
+# machine do not meet), each checked before use.  As root the
 # web servers and the programs run as www-data, PostgreSQL as postgres.
 # Needs lighttpd, apache2 (mod_fcgid), PostgreSQL, redis-server, curl,
 # openssl, perl.  Ends with "multihost: N passed, M failed"; exit 1 on any
@@ -74,8 +75,8 @@ MODES=${MULTIHOST_MODES:-sqlite engines}
 LIGHTTPD=${LIGHTTPD:-$(command -v lighttpd || echo /usr/sbin/lighttpd)}
 APACHE2=${APACHE2:-$(command -v apache2 || echo /usr/sbin/apache2)}
 APACHE_MODULES_DIR=${APACHE_MODULES_DIR:-/usr/lib/apache2/modules}
-PG_PORT_WANT=27401
-REDIS_PORT_WANT=27402
+PG_PORT_WANT=0 REDIS_PORT_WANT=0 # picked in run_mode
+NEXT_PORT=$((20000 + $$ % 2000 * 10))
 REDIRECT=http://127.0.0.1/callback
 PASS=0
 FAIL=0
@@ -819,10 +820,15 @@ scenario_faults() {
 
 run_mode() {
     case $MODE in
-    sqlite) PORT_A=28001 PORT_B=28002 PORT_C=28003 PORT_BACKEND=28009 ;;
-    engines) PORT_A=28011 PORT_B=28012 PORT_C=28013 PORT_BACKEND=28019 ;;
+    sqlite | engines) ;;
     *) echo "multihost: unknown mode $MODE" >&2; FAIL=$((FAIL + 1)); return ;;
     esac
+    # free ports, picked in this shell (not a subshell: NEXT_PORT moves on)
+    for _v in PORT_A PORT_B PORT_C PORT_BACKEND PG_PORT_WANT REDIS_PORT_WANT; do
+        while ! port_free "$NEXT_PORT"; do NEXT_PORT=$((NEXT_PORT + 1)); done
+        eval "$_v=$NEXT_PORT"
+        NEXT_PORT=$((NEXT_PORT + 1))
+    done
     ISS=http://127.0.0.1:$PORT_A
     echo "# mode $MODE: A lighttpd :$PORT_A, B lighttpd :$PORT_B, C Apache :$PORT_C, issuer $ISS"
     if ! start_mode; then
