@@ -116,7 +116,9 @@ static void *field_of(const key_def *k, void *base)
 
 static int store_str(const key_def *k, void *base, const char *v)
 {
-    *(char **)field_of(k, base) = mcpauth__xstrdup(v);
+    char **field = field_of(k, base);
+    free(*field); /* a default (shared_state = shm), or the key given twice */
+    *field = mcpauth__xstrdup(v);
     return 0;
 }
 
