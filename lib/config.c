@@ -31,6 +31,7 @@
 
 #include "alloc.h"
 #include "metrics.h"
+#include "state.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -376,6 +377,18 @@ static int set_tristate(parser *p, const key_def *k, void *base, const char *v)
     return 0;
 }
 
+/* v as a message may quote it: the userinfo of a URL and everything from
+ * "password" on (a conninfo's password=..., a URI's ?password=...) masked. */
+static void masked(const char *v, char *buf, size_t cap)
+{
+    mcpauth__redis_mask(v, buf, cap);
+    for (char *q = buf; *q; q++)
+        if (!strncasecmp(q, "password", 8)) {
+            snprintf(q, cap - (size_t)(q - buf), "password=***");
+            break;
+        }
+}
+
 /* store = sqlite | postgresql://... | postgres://... | libpq key=value
  * conninfo ("host=db1 dbname=mcpauth ...").  Handed to libpq as is (its
  * sslmode, passfile and the rest apply); refused when this build has no
@@ -386,9 +399,11 @@ static int set_store(parser *p, const key_def *k, void *base, const char *v)
         return store_str(k, base, v);
     int pg = !strncmp(v, "postgresql://", 13) || !strncmp(v, "postgres://", 11) ||
              (strchr(v, '=') && !strchr(v, '\n'));
+    char shown[300];
+    masked(v, shown, sizeof shown);
     if (!pg)
         return fail(p, p->line, "%s: \"%s\" is not sqlite, a postgresql:// URI or a libpq "
-                    "key=value string", k->name, v);
+                    "key=value string", k->name, shown);
 #ifndef HAVE_LIBPQ
     return fail(p, p->line, "%s: this build has no PostgreSQL support (configure --with-postgresql)",
                 k->name);
@@ -402,12 +417,19 @@ static int set_shared_state(parser *p, const key_def *k, void *base, const char 
 {
     if (!strcmp(v, "shm"))
         return store_str(k, base, v);
+    char shown[300];
+    masked(v, shown, sizeof shown);
     if (strncmp(v, "redis://", 8) != 0 && strncmp(v, "unix:/", 6) != 0)
         return fail(p, p->line, "%s: \"%s\" is not shm, redis://HOST[:PORT][/DB] or unix:/PATH",
-                    k->name, v);
+                    k->name, shown);
 #ifndef HAVE_HIREDIS
     return fail(p, p->line, "%s: this build has no Redis support (configure --with-redis)", k->name);
 #else
+    /* parsed now, so --check shows a bad address (its messages mask the
+     * password, as every later one does) */
+    char why[512];
+    if (mcpauth__redis_check_url(v, why, sizeof why) < 0)
+        return fail(p, p->line, "%s: %s", k->name, why);
     return store_str(k, base, v);
 #endif
 }

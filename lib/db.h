@@ -83,9 +83,14 @@ int mcpauth__db_is_pg(const char *store);
 /* state_dir/mcpauth.db: created 0600 when absent; symlinks and
  * non-regular files refused; WAL mode.  NULL with err. */
 mcpauth_db *mcpauth__db_sqlite_open(const char *state_dir, char *err, size_t errlen);
-/* A libpq connection (conninfo as given; connect_timeout defaults to 5 s).
+/* A libpq connection (conninfo as given; what it leaves out defaults to
+ * connect_timeout 5 s, tcp_user_timeout 10 s, keepalives 30/5/3 and
+ * statement_timeout 10 s, merged into its options).
  * NULL with err when it cannot connect or libpq is not built in. */
 mcpauth_db *mcpauth__db_pg_open(const char *conninfo, char *err, size_t errlen);
+/* The statement_timeout (ms) connections get when the admin's options
+ * do not set one; tests lower it before opening. */
+extern int mcpauth__db_pg_statement_timeout_ms;
 /* 1 when the server conninfo names does not answer now (PQping, with the
  * defaults of a connection: nothing listens, no reply within the connect
  * timeout, or it refuses connections while starting or stopping), a state

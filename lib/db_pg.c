@@ -173,32 +173,102 @@ static void quiet(void *arg, const char *message)
     (void)message;
 }
 
-/* Defaults come first so the string's own settings override them. */
-static int connect_now(pg_db *d, char *err, size_t errlen)
+/* Bounds every call, not only the connect (S5: the store lock is held
+ * while a call waits): lowered by tests. */
+int mcpauth__db_pg_statement_timeout_ms = 10000;
+
+#define CONNINFO_INVALID "the store setting is not a valid libpq connection string"
+
+/* The admin's settings (a URI or key=value text) with our defaults for
+ * those it leaves out: a dead host, a hung backend or a network that drops
+ * packets silently then fails a call within seconds instead of holding
+ * the store lock (and every AS thread) for the kernel's ~15 minutes.
+ * libpq's parse errors can quote the text (a password), so they are not
+ * passed on.  The connection, or NULL with err. */
+static PGconn *connect_params(const char *conninfo, char *err, size_t errlen)
 {
-    const char *keys[8], *vals[8];
-    int n = 0;
-    if (!getenv("PGCONNECT_TIMEOUT")) {
-        keys[n] = "connect_timeout"; /* a dead host costs a call this, not minutes */
-        vals[n++] = "5";
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    if (!opts) {
+        snprintf(err, errlen, "%s", CONNINFO_INVALID);
+        return NULL;
     }
-    keys[n] = "application_name";
-    vals[n++] = "mcpauth";
-    keys[n] = "keepalives_idle";
-    vals[n++] = "30";
-    keys[n] = "dbname";
-    vals[n++] = d->conninfo;
-    keys[n] = NULL;
-    vals[n] = NULL;
-    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    size_t n = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        n++;
+    const char **keys = mcpauth__xcalloc(n + 8, sizeof *keys);
+    const char **vals = mcpauth__xcalloc(n + 8, sizeof *vals);
+    size_t k = 0;
+    int have_connect = getenv("PGCONNECT_TIMEOUT") != NULL, have_app = 0, have_tcp = 0;
+    int have_idle = 0, have_intvl = 0, have_count = 0;
+    const char *options = NULL;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (!o->val)
+            continue;
+        if (strcmp(o->keyword, "options") == 0) {
+            options = o->val; /* merged below */
+            continue;
+        }
+        have_connect |= strcmp(o->keyword, "connect_timeout") == 0;
+        have_app |= strcmp(o->keyword, "application_name") == 0;
+        have_tcp |= strcmp(o->keyword, "tcp_user_timeout") == 0;
+        have_idle |= strcmp(o->keyword, "keepalives_idle") == 0;
+        have_intvl |= strcmp(o->keyword, "keepalives_interval") == 0;
+        have_count |= strcmp(o->keyword, "keepalives_count") == 0;
+        keys[k] = o->keyword;
+        vals[k++] = o->val;
+    }
+#define DEFAULT(have, key, val) \
+    do { if (!(have)) { keys[k] = key; vals[k++] = val; } } while (0)
+    DEFAULT(have_connect, "connect_timeout", "5");
+    DEFAULT(have_app, "application_name", "mcpauth");
+    /* unacknowledged data; libpq 12 and later know the setting */
+    DEFAULT(have_tcp || PQlibVersion() < 120000, "tcp_user_timeout", "10000");
+    DEFAULT(have_idle, "keepalives_idle", "30");
+    DEFAULT(have_intvl, "keepalives_interval", "5");
+    DEFAULT(have_count, "keepalives_count", "3");
+#undef DEFAULT
+    /* statement_timeout, unless the admin's options (or PGOPTIONS, which
+     * an options setting would otherwise replace) set it */
+    if (!options)
+        options = getenv("PGOPTIONS");
+    char *merged = NULL;
+    if (!options || !strstr(options, "statement_timeout")) {
+        size_t len = (options ? strlen(options) : 0) + 64;
+        merged = mcpauth__xmalloc(len);
+        snprintf(merged, len, "%s%s-c statement_timeout=%d", options ? options : "",
+                 options && *options ? " " : "", mcpauth__db_pg_statement_timeout_ms);
+        options = merged;
+    }
+    keys[k] = "options";
+    vals[k++] = options;
+    keys[k] = NULL;
+    vals[k] = NULL;
+    PGconn *c = PQconnectdbParams(keys, vals, 0);
     if (!c || PQstatus(c) != CONNECTION_OK) {
+        /* a connection failure: libpq names host, port, user, never the
+         * password */
         char line[200];
         first_line(line, sizeof line, c ? PQerrorMessage(c) : "out of memory");
+        snprintf(err, errlen, "%s", line);
+        if (c)
+            PQfinish(c);
+        c = NULL;
+    }
+    free(merged);
+    free(keys);
+    free(vals);
+    PQconninfoFree(opts);
+    return c;
+}
+
+static int connect_now(pg_db *d, char *err, size_t errlen)
+{
+    char line[200];
+    PGconn *c = connect_params(d->conninfo, line, sizeof line);
+    if (!c) {
         if (err)
             snprintf(err, errlen, "PostgreSQL: %s", line);
         set_conn_fault(d, line);
-        if (c)
-            PQfinish(c);
         return -1;
     }
     PQsetNoticeProcessor(c, quiet, NULL); /* "already exists, skipping" and such */
@@ -206,7 +276,6 @@ static int connect_now(pg_db *d, char *err, size_t errlen)
     d->gen++;
     d->in_tx = 0;
     if (apply_timeout(d) < 0) {
-        char line[200];
         first_line(line, sizeof line, PQerrorMessage(c));
         if (err)
             snprintf(err, errlen, "PostgreSQL: %s", line);
@@ -252,6 +321,15 @@ static PGresult *roundtrip(pg_db *d, mcpauth_db_stmt *st, const char *sql)
                 st->gen = d->gen;
                 PQclear(res);
                 res = NULL;
+            } else if (!res) {
+                /* out of memory or the connection gone: never execute an
+                 * unprepared statement */
+                res = PQmakeEmptyPGresult(d->conn, PGRES_FATAL_ERROR);
+                if (!res) {
+                    set_conn_fault(d, "out of memory");
+                    d->broken = 1;
+                    return NULL;
+                }
             }
         }
         if (!res)
@@ -456,7 +534,10 @@ static int pg_begin_write(mcpauth_db *db)
 static int pg_commit(mcpauth_db *db)
 {
     pg_db *d = (pg_db *)db;
-    int rc = pg_exec(db, "COMMIT");
+    /* COMMIT of an aborted transaction answers OK with the tag ROLLBACK */
+    PGresult *r = roundtrip(d, NULL, "COMMIT");
+    int rc = r && strcmp(PQcmdStatus(r), "COMMIT") == 0 ? 0 : -1;
+    PQclear(r);
     if (rc < 0)
         pg_rollback(db);
     d->in_tx = 0;
@@ -533,6 +614,8 @@ int mcpauth__db_pg_unreachable(const char *conninfo)
 }
 
 #else /* !HAVE_LIBPQ */
+
+int mcpauth__db_pg_statement_timeout_ms = 10000;
 
 mcpauth_db *mcpauth__db_pg_open(const char *conninfo, char *err, size_t errlen)
 {

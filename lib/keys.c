@@ -417,17 +417,11 @@ int mcpauth__keys_generate(mcpauth_store *s, const char *state_dir, const char *
         goto out;
     }
 
-    /* The store has no single "make current" step: between these two calls
-     * there is no current key, for a moment. */
+    /* One write transaction retires the current key and adds this one:
+     * another host reloading never sees no current key. */
     mcpauth_keyinfo ki = {kid, (char *)alg, path, now, 0, pem};
-    if (mcpauth__store_key_retire_all(s, now) < 0) {
-        mcpauth__errf(err, errlen, "cannot retire the previous key in the database");
-        if (!shared)
-            unlink(path);
-        goto out;
-    }
-    if (mcpauth__store_key_add(s, &ki) < 0) {
-        mcpauth__errf(err, errlen, "cannot record key %s in the database (no key is current now)", kid);
+    if (mcpauth__store_key_rotate(s, &ki, now) < 0) {
+        mcpauth__errf(err, errlen, "cannot record key %s in the database", kid);
         if (!shared)
             unlink(path);
         goto out;
@@ -778,10 +772,12 @@ static int secret_from_store(mcpauth_store *s, unsigned char out[MCPAUTH_SECRET_
     char *hex = NULL;
     int r = mcpauth__store_setting_get(s, SECRET_SETTING, &hex);
     int ok = r == 1 && strlen(hex) == 2 * MCPAUTH_SECRET_BYTES;
+    /* every digit checked before any is converted */
+    for (size_t i = 0; ok && i < 2 * MCPAUTH_SECRET_BYTES; i++)
+        ok = isxdigit((unsigned char)hex[i]) != 0;
     for (size_t i = 0; ok && i < MCPAUTH_SECRET_BYTES; i++) {
-        unsigned v;
-        ok = sscanf(hex + 2 * i, "%2x", &v) == 1 && isxdigit((unsigned char)hex[2 * i]) &&
-             isxdigit((unsigned char)hex[2 * i + 1]);
+        unsigned v = 0;
+        ok = sscanf(hex + 2 * i, "%2x", &v) == 1;
         out[i] = (unsigned char)v;
     }
     if (hex) {

@@ -401,28 +401,11 @@ void mcpauth__metrics_observe(const mcpauth_resource *res, mcpauth__hist h, long
 
 /* ------------------------------------------------------------- reasons */
 
-/* The reason label of each refusal code: what dashboards query, so a
- * label never changes.  The counter of a code is its place among the
- * labels (NO_TOKEN first), which is also the layout of the file: codes are
- * only ever added, before MCPAUTH_REFUSAL_COUNT. */
-static const char *const refusal_labels[MCPAUTH_REFUSAL_COUNT] = {
-    [MCPAUTH_REFUSAL_NONE] = NULL, /* not a refusal: never counted */
-    [MCPAUTH_REFUSAL_NO_TOKEN] = "no_token",
-    [MCPAUTH_REFUSAL_BAD_REQUEST] = "bad_request",
-    [MCPAUTH_REFUSAL_MALFORMED] = "malformed",
-    [MCPAUTH_REFUSAL_EXPIRED] = "expired",
-    [MCPAUTH_REFUSAL_NOT_YET_VALID] = "not_yet_valid",
-    [MCPAUTH_REFUSAL_AUDIENCE] = "audience",
-    [MCPAUTH_REFUSAL_ISSUER] = "issuer",
-    [MCPAUTH_REFUSAL_ALGORITHM] = "algorithm",
-    [MCPAUTH_REFUSAL_UNKNOWN_KEY] = "unknown_key",
-    [MCPAUTH_REFUSAL_SIGNATURE] = "signature",
-    [MCPAUTH_REFUSAL_REVOKED] = "revoked",
-    [MCPAUTH_REFUSAL_INACTIVE] = "inactive",
-    [MCPAUTH_REFUSAL_SCOPE] = "scope",
-    [MCPAUTH_REFUSAL_UNAVAILABLE] = "unavailable",
-    [MCPAUTH_REFUSAL_OTHER] = "other",
-};
+/* The reason label of each refusal code is mcpauth_refusal_name's (the
+ * one table, validate.c): what dashboards query, so a label never changes.
+ * The counter of a code is its place among the labels (NO_TOKEN first),
+ * which is also the layout of the file: codes are only ever added, before
+ * MCPAUTH_REFUSAL_COUNT. */
 #define REFUSAL_FIRST MCPAUTH_REFUSAL_NO_TOKEN
 #define REFUSAL_LABELS (MCPAUTH_REFUSAL_COUNT - REFUSAL_FIRST)
 _Static_assert(MCPAUTH_M_REFUSED + REFUSAL_LABELS <= MCPAUTH_M_CACHE_HIT,
@@ -430,7 +413,18 @@ _Static_assert(MCPAUTH_M_REFUSED + REFUSAL_LABELS <= MCPAUTH_M_CACHE_HIT,
 
 static mcpauth_refusal counted_as(mcpauth_refusal r)
 {
-    return (unsigned)r < MCPAUTH_REFUSAL_COUNT && refusal_labels[r] ? r : MCPAUTH_REFUSAL_OTHER;
+    return (unsigned)r < MCPAUTH_REFUSAL_COUNT && r >= REFUSAL_FIRST ? r : MCPAUTH_REFUSAL_OTHER;
+}
+
+/* The labels of the refusal counters, in their order: filled once from
+ * mcpauth_refusal_name before the first rendering. */
+static const char *refusal_labels[REFUSAL_LABELS];
+static pthread_once_t refusal_labels_once = PTHREAD_ONCE_INIT;
+
+static void refusal_labels_fill(void)
+{
+    for (int i = 0; i < REFUSAL_LABELS; i++)
+        refusal_labels[i] = mcpauth_refusal_name((mcpauth_refusal)(REFUSAL_FIRST + i));
 }
 
 mcpauth__metric mcpauth__metrics_refused(mcpauth_refusal r)
@@ -440,7 +434,7 @@ mcpauth__metric mcpauth__metrics_refused(mcpauth_refusal r)
 
 const char *mcpauth__metrics_refusal_label(mcpauth_refusal r)
 {
-    return refusal_labels[counted_as(r)];
+    return mcpauth_refusal_name(counted_as(r));
 }
 
 /* --------------------------------------------------------------- CIDRs */
@@ -584,7 +578,7 @@ static const family families[] = {
     {"mcpauth_requests_total", "Token decisions by verdict (gate and proxy).", "counter", 1,
      MCPAUTH_M_REQ_ALLOW, 6, "verdict", verdicts},
     {"mcpauth_refusals_total", "Refused requests by reason.", "counter", 1, MCPAUTH_M_REFUSED,
-     REFUSAL_LABELS, "reason", refusal_labels + REFUSAL_FIRST},
+     REFUSAL_LABELS, "reason", refusal_labels},
     {"mcpauth_cache_lookups_total", "Validation cache lookups.", "counter", 1,
      MCPAUTH_M_CACHE_HIT, 2, "result", hitmiss},
     {"mcpauth_cache_evictions_total",
@@ -804,6 +798,7 @@ static void render_procs(dbuf *b, mcpauth__metrics *m)
 
 char *mcpauth__metrics_render(mcpauth__metrics *m, size_t *len)
 {
+    pthread_once(&refusal_labels_once, refusal_labels_fill);
     dbuf b = {mcpauth__xmalloc(8192), 0, 8192};
     b.buf[0] = '\0';
     dadd(&b, "# HELP mcpauth_info The mcpauth version.\n# TYPE mcpauth_info gauge\n"

@@ -467,23 +467,30 @@ static int unhex(const char *hex, unsigned char out[32])
 typedef struct {
     mcpauth__revoked *r;
     time_t now;
-    long added;
+    long added, refused;
 } sync_ctx;
 
 static int push_one(const char *hash_hex, time_t expires, void *arg)
 {
     sync_ctx *c = arg;
     unsigned char d[32];
-    if (unhex(hash_hex, d) != 0 || mcpauth__revoked_add(c->r, d, expires, c->now) != 0)
+    if (unhex(hash_hex, d) != 0 || mcpauth__revoked_add(c->r, d, expires, c->now) != 0) {
+        c->refused++; /* the store offers it again at the next sync */
         return -1;
+    }
     c->added++;
     return 0;
 }
 
-long mcpauth__revoked_sync(mcpauth__revoked *r, mcpauth_store *s, time_t now)
+long mcpauth__revoked_sync(mcpauth__revoked *r, mcpauth_store *s, time_t now, long *pending)
 {
+    if (pending)
+        *pending = 0;
     if (!r || !s)
         return -1;
-    sync_ctx c = {r, now, 0};
-    return mcpauth__store_access_revoked(s, now, push_one, &c) < 0 ? -1 : c.added;
+    sync_ctx c = {r, now, 0, 0};
+    long rc = mcpauth__store_access_revoked(s, now, push_one, &c);
+    if (pending)
+        *pending = c.refused;
+    return rc < 0 || c.refused > 0 ? -1 : c.added;
 }

@@ -72,8 +72,11 @@ uint64_t mcpauth__revoked_generation(mcpauth__revoked *r);
 /* Pushes into the set every unexpired access token the store knows whose
  * grant (family) is revoked or gone and that was not pushed yet.  Run it
  * after anything that revokes families (the AS does; `mcpauth revoke`
- * and `mcpauth clients delete` should).  Returns tokens added, -1 on
- * error. */
-long mcpauth__revoked_sync(mcpauth__revoked *r, mcpauth_store *s, time_t now);
+ * and `mcpauth clients delete` should).  Returns tokens added, or -1 when
+ * the store could not be read or some token could not be added (Redis
+ * unreachable): *pending (may be NULL) then says how many were refused;
+ * they stay marked unpushed in the store and the next sync offers them
+ * again, so the caller must run one again later. */
+long mcpauth__revoked_sync(mcpauth__revoked *r, mcpauth_store *s, time_t now, long *pending);
 
 #endif

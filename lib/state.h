@@ -81,6 +81,14 @@ typedef struct mcpauth__redis mcpauth__redis;
  * connect and each command.  NULL with err set when url is not valid or
  * this build has no hiredis. */
 mcpauth__redis *mcpauth__redis_open(const char *url, long timeout_ms, char *err, size_t errlen);
+/* 0 when url is a valid address for mcpauth__redis_open, else -1 with the
+ * reason in err (also in builds without hiredis).  No message here or in
+ * mcpauth__redis_open ever holds the password: the address is shown as
+ * mcpauth__redis_mask shows it. */
+int mcpauth__redis_check_url(const char *url, char *err, size_t errlen);
+/* url with its userinfo (everything between "://" and the last '@')
+ * replaced by "***", into buf (truncated to cap). */
+void mcpauth__redis_mask(const char *url, char *buf, size_t cap);
 void mcpauth__redis_close(mcpauth__redis *r);
 
 /* As the functions above; keys are hashed (SHA-256) before they go to
@@ -106,8 +114,9 @@ int mcpauth__redis_session_remove(mcpauth__redis *r, const char *id);
  * one thread refreshes it (a mutex held over one round trip, bounded by
  * shared_state_timeout) while the others go on with the copy they have,
  * and wait for it only when that copy is about to be too old to trust.
- * A lost set (Redis restarted without persistence: its random epoch key
- * changed) is logged, and what this process knew stays refused. */
+ * A lost set (Redis restarted without persistence, or the set alone
+ * evicted or deleted: its random epoch key changed, see s_revoke) is
+ * logged, and what this process knew stays refused. */
 #define MCPAUTH__REDIS_MIRROR_MS 250
 #define MCPAUTH__REDIS_MIRROR_MAX_MS 1000
 int mcpauth__redis_revoked_add(mcpauth__redis *r, const unsigned char digest[32], time_t until);

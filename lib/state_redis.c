@@ -12,7 +12,9 @@
  * MCPAUTH__STATE_UNAVAILABLE at once, and after it exactly one caller
  * probes (the others still answer at once), so an outage costs neither a
  * connect timeout per request nor a thundering herd on recovery.  A pooled
- * connection found closed (Redis restarted) is retried once on a fresh one.
+ * connection found closed (Redis restarted: EOF, or a reset when sending)
+ * is retried once on a fresh one; TCP keepalive finds idle ones whose peer
+ * is gone.
  *
  * Atomicity: rate limits, session binds and checks, and revocations are
  * Lua scripts run inside Redis (EVALSHA, EVAL when the server does not
@@ -26,8 +28,159 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
+#include "alloc.h"
 #include "state.h"
+
+/* ------------------------------------------------------------ addresses */
+
+/* Built with or without hiredis: the configuration checks the address. */
+
+typedef struct {
+    char *host; /* NULL: unix socket */
+    int port;
+    char *path;
+    char *user, *password;
+    long db;
+} redis_addr;
+
+static void addr_free(redis_addr *a)
+{
+    free(a->host);
+    free(a->path);
+    free(a->user);
+    if (a->password)
+        memset(a->password, 0, strlen(a->password));
+    free(a->password);
+    memset(a, 0, sizeof *a);
+}
+
+void mcpauth__redis_mask(const char *url, char *buf, size_t cap)
+{
+    if (!cap)
+        return;
+    if (!url) {
+        snprintf(buf, cap, "(none)");
+        return;
+    }
+    /* everything up to the last '@' may be a password (parse_url takes the
+     * last one too): only the scheme is kept */
+    const char *at = strrchr(url, '@');
+    if (!at) {
+        snprintf(buf, cap, "%s", url);
+        return;
+    }
+    const char *sep = strstr(url, "://");
+    int keep = sep && sep < at ? (int)(sep + 3 - url) : 0;
+    snprintf(buf, cap, "%.*s***%s", keep, url, at);
+}
+
+/* Decimal digits only, within [lo, hi] (hi below LONG_MAX / 10: no
+ * overflow even where long has 32 bits). */
+static int parse_long(const char *s, size_t n, long lo, long hi, long *out)
+{
+    if (n == 0)
+        return -1;
+    long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+        if (v > hi)
+            return -1;
+    }
+    if (v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_url(redis_addr *r, const char *url, char *err, size_t errlen)
+{
+    /* every message names the address masked: never the password */
+    char shown[300];
+    mcpauth__redis_mask(url, shown, sizeof shown);
+    memset(r, 0, sizeof *r);
+    if (!strncmp(url, "unix:", 5)) {
+        const char *p = url + 5, *q = strchr(p, '?');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n < 2 || p[0] != '/') {
+            snprintf(err, errlen, "%s: a unix socket needs an absolute path", shown);
+            return -1;
+        }
+        r->path = mcpauth__xstrndup(p, n);
+        if (q && (strncmp(q, "?db=", 4) != 0 ||
+                  parse_long(q + 4, strlen(q + 4), 0, 1000000, &r->db) < 0)) {
+            snprintf(err, errlen, "%s: only ?db=N may follow the path", shown);
+            return -1;
+        }
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen, "%s: not redis:// or unix:/", shown);
+        return -1;
+    }
+    const char *p = url + 8, *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (!colon) {
+            snprintf(err, errlen, "%s: credentials must be [USER]:PASSWORD@", shown);
+            return -1;
+        }
+        if (colon > p)
+            r->user = mcpauth__xstrndup(p, (size_t)(colon - p));
+        r->password = mcpauth__xstrndup(colon + 1, (size_t)(at - colon - 1));
+        p = at + 1;
+    }
+    const char *hend;
+    if (*p == '[') {
+        hend = strchr(p, ']');
+        if (!hend) {
+            snprintf(err, errlen, "%s: unclosed [", shown);
+            return -1;
+        }
+        r->host = mcpauth__xstrndup(p + 1, (size_t)(hend - p - 1));
+        hend++;
+    } else {
+        hend = p + strcspn(p, ":/");
+        r->host = mcpauth__xstrndup(p, (size_t)(hend - p));
+    }
+    if (!r->host[0]) {
+        snprintf(err, errlen, "%s: no host", shown);
+        return -1;
+    }
+    r->port = 6379;
+    const char *rest = hend;
+    if (*rest == ':') {
+        long port;
+        size_t n = strcspn(rest + 1, "/");
+        if (parse_long(rest + 1, n, 1, 65535, &port) < 0) {
+            snprintf(err, errlen, "%s: bad port", shown);
+            return -1;
+        }
+        r->port = (int)port;
+        rest += 1 + n;
+    }
+    if (*rest == '/' && rest[1] && parse_long(rest + 1, strlen(rest + 1), 0, 1000000, &r->db) < 0) {
+        snprintf(err, errlen, "%s: the database must be a number from 0 to 1000000", shown);
+        return -1;
+    } else if (*rest && strcmp(rest, "/") != 0 && *rest != '/') {
+        snprintf(err, errlen, "%s: unexpected \"%s\"", shown, rest);
+        return -1;
+    }
+    return 0;
+}
+
+int mcpauth__redis_check_url(const char *url, char *err, size_t errlen)
+{
+    redis_addr a;
+    if (!url) {
+        snprintf(err, errlen, "no Redis address");
+        return -1;
+    }
+    int rc = parse_url(&a, url, err, errlen);
+    addr_free(&a);
+    return rc;
+}
 
 #ifndef HAVE_HIREDIS
 
@@ -80,7 +233,6 @@ uint64_t mcpauth__redis_revoked_generation(mcpauth__redis *r)
 
 #else /* HAVE_HIREDIS */
 
-#include <ctype.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sys/time.h>
@@ -98,6 +250,10 @@ uint64_t mcpauth__redis_revoked_generation(mcpauth__redis *r)
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
 #define LOG_EVERY_MS 10000
+
+/* Entries outlive their expiry this long by Redis's clock: room for hosts
+ * whose clocks run behind it. */
+#define PRUNE_MARGIN 300
 
 #define K_REVOKED "mcpauth:revoked"
 #define K_REVOKED_GEN "mcpauth:revoked:gen"
@@ -145,14 +301,25 @@ static script s_check = {
     "return 1\n",
     ""};
 
-/* KEYS set, generation, epoch; ARGV hex digest, until, now, a fresh epoch.
- * The new generation.  The epoch tells a set lost (Redis restarted without
- * persistence) from one that merely came back to the same count. */
+/* KEYS set, generation, epoch; ARGV hex digest, until, margin (seconds), a
+ * fresh epoch.  The new generation.  The epoch tells a set lost (Redis
+ * restarted without persistence) from one that merely came back to the
+ * same count.  The set holds a sentinel member ("epoch:E", never pruned),
+ * so it is never empty: a set missing while the epoch is there was lost
+ * alone (evicted under an allkeys-* maxmemory-policy, deleted) and gets a
+ * new epoch, which every reader takes as lost (mirror_refresh).  Entries
+ * are pruned by Redis's clock less the margin, not by the writing host's:
+ * a host whose clock runs ahead must not drop what the others still need.
+ * (TIME is not deterministic: effects replication.) */
 static script s_revoke = {
-    "redis.call('SETNX',KEYS[3],ARGV[4])\n"
+    "redis.replicate_commands()\n"
+    "local e=redis.call('GET',KEYS[3])\n"
+    "if (not e) or redis.call('EXISTS',KEYS[1])==0 then e=ARGV[4] redis.call('SET',KEYS[3],e) end\n"
+    "redis.call('ZADD',KEYS[1],'+inf','epoch:'..e)\n"
     "local s=redis.call('ZSCORE',KEYS[1],ARGV[1])\n"
     "if (not s) or tonumber(s)<tonumber(ARGV[2]) then redis.call('ZADD',KEYS[1],ARGV[2],ARGV[1]) end\n"
-    "redis.call('ZREMRANGEBYSCORE',KEYS[1],'-inf','('..ARGV[3])\n"
+    "local t=redis.call('TIME')\n"
+    "redis.call('ZREMRANGEBYSCORE',KEYS[1],'-inf','('..(tonumber(t[1])-tonumber(ARGV[3])))\n"
     "return redis.call('INCR',KEYS[2])\n",
     ""};
 
@@ -240,94 +407,6 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int parse_long(const char *s, size_t n, long lo, long hi, long *out)
-{
-    if (n == 0 || n > 10)
-        return -1;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_url(mcpauth__redis *r, const char *url, char *err, size_t errlen)
-{
-    if (!strncmp(url, "unix:", 5)) {
-        const char *p = url + 5, *q = strchr(p, '?');
-        size_t n = q ? (size_t)(q - p) : strlen(p);
-        if (n < 2 || p[0] != '/') {
-            snprintf(err, errlen, "%s: a unix socket needs an absolute path", url);
-            return -1;
-        }
-        r->path = mcpauth__xstrndup(p, n);
-        if (q && (strncmp(q, "?db=", 4) != 0 ||
-                  parse_long(q + 4, strlen(q + 4), 0, 1000000, &r->db) < 0)) {
-            snprintf(err, errlen, "%s: only ?db=N may follow the path", url);
-            return -1;
-        }
-        return 0;
-    }
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "%s: not redis:// or unix:/", url);
-        return -1;
-    }
-    const char *p = url + 8, *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (!colon) {
-            snprintf(err, errlen, "%s: credentials must be [USER]:PASSWORD@", url);
-            return -1;
-        }
-        if (colon > p)
-            r->user = mcpauth__xstrndup(p, (size_t)(colon - p));
-        r->password = mcpauth__xstrndup(colon + 1, (size_t)(at - colon - 1));
-        p = at + 1;
-    }
-    const char *hend;
-    if (*p == '[') {
-        hend = strchr(p, ']');
-        if (!hend) {
-            snprintf(err, errlen, "%s: unclosed [", url);
-            return -1;
-        }
-        r->host = mcpauth__xstrndup(p + 1, (size_t)(hend - p - 1));
-        hend++;
-    } else {
-        hend = p + strcspn(p, ":/");
-        r->host = mcpauth__xstrndup(p, (size_t)(hend - p));
-    }
-    if (!r->host[0]) {
-        snprintf(err, errlen, "%s: no host", url);
-        return -1;
-    }
-    r->port = 6379;
-    const char *rest = hend;
-    if (*rest == ':') {
-        long port;
-        size_t n = strcspn(rest + 1, "/");
-        if (parse_long(rest + 1, n, 1, 65535, &port) < 0) {
-            snprintf(err, errlen, "%s: bad port", url);
-            return -1;
-        }
-        r->port = (int)port;
-        rest += 1 + n;
-    }
-    if (*rest == '/' && rest[1] && parse_long(rest + 1, strlen(rest + 1), 0, 1000000, &r->db) < 0) {
-        snprintf(err, errlen, "%s: the database must be a number", url);
-        return -1;
-    } else if (*rest && strcmp(rest, "/") != 0 && *rest != '/') {
-        snprintf(err, errlen, "%s: unexpected \"%s\"", url, rest);
-        return -1;
-    }
-    return 0;
-}
-
 mcpauth__redis *mcpauth__redis_open(const char *url, long timeout_ms, char *err, size_t errlen)
 {
     pthread_once(&scripts_once, scripts_init);
@@ -340,12 +419,21 @@ mcpauth__redis *mcpauth__redis_open(const char *url, long timeout_ms, char *err,
     r->timeout_ms = timeout_ms;
     r->tv.tv_sec = timeout_ms / 1000;
     r->tv.tv_usec = (timeout_ms % 1000) * 1000;
-    if (!url || parse_url(r, url, err, errlen) < 0) {
+    redis_addr a;
+    if (!url || parse_url(&a, url, err, errlen) < 0) {
         if (!url)
             snprintf(err, errlen, "no Redis address");
+        else
+            addr_free(&a);
         mcpauth__redis_close(r);
         return NULL;
     }
+    r->host = a.host;
+    r->port = a.port;
+    r->path = a.path;
+    r->user = a.user;
+    r->password = a.password;
+    r->db = a.db;
     return r;
 }
 
@@ -469,6 +557,13 @@ static redisContext *dial(mcpauth__redis *r, char *why, size_t cap)
         redisFree(c);
         return NULL;
     }
+    /* a pooled TCP connection whose peer vanished (host down, NAT or
+     * firewall state gone) is found dead by the kernel, not by a request */
+    if (!r->path && redisEnableKeepAlive(c) != REDIS_OK) {
+        snprintf(why, cap, "keepalive: %s", c->errstr);
+        redisFree(c);
+        return NULL;
+    }
     redisReply *x = NULL;
     int ok = 1;
     if (r->password) {
@@ -569,12 +664,16 @@ static redisReply *run(mcpauth__redis *r, script *sc, int nkeys, const char *con
             return NULL;
         argv[0] = "EVALSHA";
         argv[1] = sc->sha;
+        errno = 0;
         redisReply *x = redisCommandArgv(c->c, argc, argv, NULL);
+        int sys = errno;
         if (x && x->type == REDIS_REPLY_ERROR && !strncmp(x->str, "NOSCRIPT", 8)) {
             reply_free(x);
             argv[0] = "EVAL";
             argv[1] = sc->body;
+            errno = 0;
             x = redisCommandArgv(c->c, argc, argv, NULL);
+            sys = errno;
         }
         if (x && x->type != REDIS_REPLY_ERROR) {
             give_back(r, c);
@@ -583,7 +682,10 @@ static redisReply *run(mcpauth__redis *r, script *sc, int nkeys, const char *con
         }
         char why[256];
         int io = !x;
-        int closed = io && c->c->err == REDIS_ERR_EOF;
+        /* closed by the server: EOF on reading, or a reset (ECONNRESET,
+         * EPIPE) on sending to it */
+        int closed = io && (c->c->err == REDIS_ERR_EOF ||
+                            (c->c->err == REDIS_ERR_IO && (sys == ECONNRESET || sys == EPIPE)));
         snprintf(why, sizeof why, "%s", x ? x->str : c->c->errstr);
         reply_free(x);
         if (!io) {
@@ -682,34 +784,34 @@ static long int_reply(redisReply *x, long bad)
     return v;
 }
 
-int mcpauth__redis_session_bind(mcpauth__redis *r, const char *id, const char *owner,
-                                long ttl_seconds)
+/* Runs a session script (s_bind, s_check) on id's key with the owner's
+ * hash and a TTL; its integer answer, or MCPAUTH__STATE_UNAVAILABLE. */
+static long session_run(mcpauth__redis *r, script *sc, const char *id, const char *owner,
+                        long seconds, long bad)
 {
     char k[16 + 64 + 1], o[65], ttl[24];
     session_key(id, k);
     sha256_hex(owner, strlen(owner), o);
-    snprintf(ttl, sizeof ttl, "%ld", ttl_seconds < 1 ? 1 : ttl_seconds);
+    snprintf(ttl, sizeof ttl, "%ld", seconds < 1 ? 1 : seconds);
     const char *keys[] = {k};
     const char *args[] = {o, ttl};
-    redisReply *x = run(r, &s_bind, 1, keys, 2, args);
-    if (!x)
-        return MCPAUTH__STATE_UNAVAILABLE;
-    return int_reply(x, -1) == 0 ? 0 : -1;
+    redisReply *x = run(r, sc, 1, keys, 2, args);
+    return x ? int_reply(x, bad) : MCPAUTH__STATE_UNAVAILABLE;
+}
+
+int mcpauth__redis_session_bind(mcpauth__redis *r, const char *id, const char *owner,
+                                long ttl_seconds)
+{
+    long v = session_run(r, &s_bind, id, owner, ttl_seconds, -1);
+    return v == MCPAUTH__STATE_UNAVAILABLE ? MCPAUTH__STATE_UNAVAILABLE : v == 0 ? 0 : -1;
 }
 
 int mcpauth__redis_session_check(mcpauth__redis *r, const char *id, const char *owner,
                                  long extend_seconds)
 {
-    char k[16 + 64 + 1], o[65], ttl[24];
-    session_key(id, k);
-    sha256_hex(owner, strlen(owner), o);
-    snprintf(ttl, sizeof ttl, "%ld", extend_seconds < 1 ? 1 : extend_seconds);
-    const char *keys[] = {k};
-    const char *args[] = {o, ttl};
-    redisReply *x = run(r, &s_check, 1, keys, 2, args);
-    if (!x)
+    long v = session_run(r, &s_check, id, owner, extend_seconds, 0);
+    if (v == MCPAUTH__STATE_UNAVAILABLE)
         return MCPAUTH__STATE_UNAVAILABLE;
-    long v = int_reply(x, 0);
     return v == 1 ? MCPAUTH_SESSION_OWNER : v == 2 ? MCPAUTH_SESSION_OTHER : MCPAUTH_SESSION_UNKNOWN;
 }
 
@@ -727,16 +829,16 @@ int mcpauth__redis_session_remove(mcpauth__redis *r, const char *id)
 
 int mcpauth__redis_revoked_add(mcpauth__redis *r, const unsigned char digest[32], time_t until)
 {
-    char h[65], a_until[24], a_now[24], epoch[33];
+    char h[65], a_until[24], a_margin[24], epoch[33];
     unsigned char rnd[16];
     hex(digest, 32, h);
     snprintf(a_until, sizeof a_until, "%lld", (long long)until);
-    snprintf(a_now, sizeof a_now, "%lld", (long long)mcpauth__now());
+    snprintf(a_margin, sizeof a_margin, "%d", PRUNE_MARGIN);
     if (RAND_bytes(rnd, sizeof rnd) != 1)
         return MCPAUTH__STATE_UNAVAILABLE;
     hex(rnd, sizeof rnd, epoch);
     const char *keys[] = {K_REVOKED, K_REVOKED_GEN, K_REVOKED_EPOCH};
-    const char *args[] = {h, a_until, a_now, epoch};
+    const char *args[] = {h, a_until, a_margin, epoch};
     redisReply *x = run(r, &s_revoke, 3, keys, 4, args);
     if (!x)
         return MCPAUTH__STATE_UNAVAILABLE;

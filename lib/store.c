@@ -378,8 +378,20 @@ static int is_hex64(const char *h)
 /* The version recorded in the database; 0 when it has no tables yet. */
 static int read_version(mcpauth_store *s)
 {
-    if (s->db->e->exec(s->db, "CREATE TABLE IF NOT EXISTS schema_version("
-                              " version INTEGER NOT NULL)") != 0)
+    /* PostgreSQL checks the CREATE privilege even when the table exists:
+     * look first, so a runtime role with DML grants only can open */
+    int exists = 0;
+    if (s->db->e->shared) {
+        mcpauth_db_stmt *st = query(s, "SELECT to_regclass('schema_version') IS NOT NULL", "");
+        int rc = st ? step(s, st) : DB_ERROR;
+        const char *t = rc == DB_ROW ? col_text(st, 0) : NULL;
+        exists = t && strcmp(t, "t") == 0;
+        done(s, st);
+        if (rc != DB_ROW)
+            return -1;
+    }
+    if (!exists && s->db->e->exec(s->db, "CREATE TABLE IF NOT EXISTS schema_version("
+                                         " version INTEGER NOT NULL)") != 0)
         return -1;
     mcpauth_db_stmt *st = query(s, "SELECT max(version) FROM schema_version", "");
     int v = -1;
@@ -416,6 +428,14 @@ static int init_schema(mcpauth_store *s, int upgrade, int *from, char *err, size
         const char *f = s->db->e->fault(s->db, why, sizeof why);
         snprintf(err, errlen, "%s: cannot start a transaction%s%s", where, f ? ": " : "",
                  f ? f : "");
+        return -1;
+    }
+    /* `mcpauth migrate` may rewrite large tables: no statement_timeout
+     * (db_pg.c's default bounds what requests run) for this transaction */
+    if (s->db->e->shared && upgrade &&
+        s->db->e->exec(s->db, "SET LOCAL statement_timeout = 0") != 0) {
+        snprintf(err, errlen, "%s: cannot lift the statement timeout", where);
+        rollback(s);
         return -1;
     }
     int version = read_version(s);
@@ -1449,6 +1469,26 @@ int mcpauth__store_key_retire_all(mcpauth_store *s, time_t now)
     long n = run_write(s, "UPDATE keys SET retired = ? WHERE retired = 0", "t", now);
     leave(s);
     return (int)n;
+}
+
+/* One transaction, so no other host ever reads "no current key". */
+int mcpauth__store_key_rotate(mcpauth_store *s, const mcpauth_keyinfo *k, time_t now)
+{
+    if (!k || !k->kid || !*k->kid || !k->alg || !k->file || enter(s) != 0)
+        return -1;
+    int ok = begin(s) == 0;
+    if (ok && (run(s, "UPDATE keys SET retired = ? WHERE retired = 0", "t", now) < 0 ||
+               run(s,
+                   "INSERT INTO keys(kid, alg, file, created, retired, pem)"
+                   " VALUES(?, ?, ?, ?, ?, ?)",
+                   "ssstts", k->kid, k->alg, k->file, k->created ? k->created : now,
+                   (time_t)0, k->pem) != 1 ||
+               commit(s) != 0)) {
+        rollback(s);
+        ok = 0;
+    }
+    leave(s);
+    return ok ? 0 : -1;
 }
 
 /* Like client_list: rows copied out, fn called unlocked; 0 or -1. */

@@ -223,6 +223,9 @@ typedef struct mcpauth_keyinfo {
 int mcpauth__store_key_add(mcpauth_store *s, const mcpauth_keyinfo *k);
 /* Marks every current key retired at now. */
 int mcpauth__store_key_retire_all(mcpauth_store *s, time_t now);
+/* Retires every current key at now and adds k as the current one, in
+ * one write transaction; 0 or -1 (nothing changed). */
+int mcpauth__store_key_rotate(mcpauth_store *s, const mcpauth_keyinfo *k, time_t now);
 /* Keys still worth publishing: the current one and those retired after
  * `since` (their tokens may still be valid).  fn per key, newest first. */
 int mcpauth__store_key_list(mcpauth_store *s, time_t since,

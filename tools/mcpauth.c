@@ -447,8 +447,15 @@ static int sync_revoked(mcpauth_store *s, const mcpauth_config *cfg, const char 
 {
     mcpauth__revoked *r = revoked_in_redis(cfg) ? mcpauth__revoked_open(cfg, 1, err, errlen)
                                                 : mcpauth__revoked_open_rw(path, MCPAUTH__REVOKED_SLOTS, err, errlen);
-    int rc = r && mcpauth__revoked_sync(r, s, time(NULL)) >= 0 ? 0 : -1;
-    if (r && rc < 0)
+    long pending = 0;
+    int rc = r && mcpauth__revoked_sync(r, s, time(NULL), &pending) >= 0 ? 0 : -1;
+    if (r && rc < 0 && pending > 0)
+        snprintf(err, errlen, "%ld revoked token%s could not be written to it, %s; %s "
+                 "pending in the store",
+                 pending, pending == 1 ? "" : "s",
+                 revoked_in_redis(cfg) ? "Redis is unreachable" : "the file is not writable",
+                 pending == 1 ? "it stays" : "they stay");
+    else if (r && rc < 0)
         snprintf(err, errlen, "cannot fill it from the database");
     mcpauth__revoked_close(r);
     return rc;
@@ -807,7 +814,9 @@ static void push_revocations(ctx *c, mcpauth_store *s)
     }
     if (sync_revoked(s, c->cfg, path, err, sizeof err) < 0)
         fprintf(stderr, PROG ": warning: cannot update %s (%s): the gate and proxy see these "
-                "revocations when mcpauth-as next revokes or starts\n", path, err);
+                "revocations when mcpauth-as next revokes or starts\n",
+                revoked_in_redis(c->cfg) ? "the revocation list in shared_state (Redis)" : path,
+                err);
 }
 
 static int cmd_clients(ctx *c)

@@ -40,11 +40,9 @@ static void shared_state(const mcpauth_config *cfg)
         printf("shared_state:  shm (files in runtime_dir, this host only)\n");
         return;
     }
-    const char *at = strrchr(ss, '@');
-    if (at && !strncmp(ss, "redis://", 8))
-        printf("shared_state:  redis://***@%s", at + 1);
-    else
-        printf("shared_state:  %s", ss);
+    char shown[300];
+    mcpauth__redis_mask(ss, shown, sizeof shown);
+    printf("shared_state:  %s", shown);
     printf(" (timeout %ld ms; rate limits fail %s, sessions fail %s)\n", cfg->shared_state_timeout,
            cfg->shared_state_fail_rate ? "closed" : "open",
            cfg->shared_state_fail_sessions ? "closed" : "open");

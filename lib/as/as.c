@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -27,13 +28,53 @@ void mcpauth_as_endpoint(const mcpauth_config *cfg, const char *name, char *buf,
     snprintf(buf, cap, "%.*s/oauth2/%s", (int)n, iss, name);
 }
 
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void mcpauth__as_push_revocations(mcpauth_as *as)
 {
-    if (mcpauth__revoked_sync(as->revoked, as->store, time(NULL)) < 0)
-        mcpauth_log(MCPAUTH_LOG_ERROR, "revocation_not_shared", "reason",
-                    "the revocation list cannot be written; revoked access tokens stay valid at "
-                    "the resource servers until they expire",
-                    NULL);
+    long pending = 0;
+    atomic_store_explicit(&as->push_tried, mono_ms(), memory_order_relaxed);
+    if (mcpauth__revoked_sync(as->revoked, as->store, time(NULL), &pending) >= 0) {
+        if (atomic_exchange_explicit(&as->push_pending, 0, memory_order_acq_rel))
+            mcpauth_log(MCPAUTH_LOG_INFO, "revocations_shared", "effect",
+                        "the revocations that could not be written earlier are in the "
+                        "revocation list now",
+                        NULL);
+        return;
+    }
+    /* The rows stay unpushed in the store: later requests try again
+     * (mcpauth__as_retry_revocations).  Logged when it starts, not at every
+     * retry. */
+    if (atomic_exchange_explicit(&as->push_pending, 1, memory_order_acq_rel))
+        return;
+    char n[24];
+    snprintf(n, sizeof n, "%ld", pending);
+    mcpauth_log(MCPAUTH_LOG_ERROR, "revocation_not_shared", "pending", n, "reason",
+                pending ? "the revocation list (shared_state) refused them"
+                        : "the revocation list or the store cannot be read or written",
+                "effect",
+                "revoked access tokens stay valid at the resource servers until the list takes "
+                "them; retried every second at the next request",
+                NULL);
+}
+
+void mcpauth__as_retry_revocations(mcpauth_as *as)
+{
+    if (!atomic_load_explicit(&as->push_pending, memory_order_acquire))
+        return;
+    long long now = mono_ms(), last = atomic_load_explicit(&as->push_tried, memory_order_relaxed);
+    /* one request per second retries (the one that wins the swap); the
+     * others go on at once */
+    if (now - last < 1000 ||
+        !atomic_compare_exchange_strong_explicit(&as->push_tried, &last, now,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return;
+    mcpauth__as_push_revocations(as);
 }
 
 const char *mcpauth__as_state_fault(const char *during)
@@ -202,6 +243,8 @@ void mcpauth_as_handle(mcpauth_as *as, const mcpauth_request *req, mcpauth_respo
         not_ready(resp, authorize);
         return;
     }
+    if (served)
+        mcpauth__as_retry_revocations(as);
     if (authorize)
         mcpauth__as_authorize(as, req, resp, post);
     else if (!strcmp(ep, "token") && post)
@@ -251,6 +294,8 @@ mcpauth_as *mcpauth_as_new(const mcpauth_config *cfg, char *err, size_t errlen)
     pthread_mutex_init(&as->key_lock, NULL);
     pthread_mutex_init(&as->load_lock, NULL);
     atomic_init(&as->ready, 0);
+    atomic_init(&as->push_pending, 0);
+    atomic_init(&as->push_tried, 0);
     char url[2100];
     mcpauth_as_endpoint(cfg, "x", url, sizeof url);
     const char *sep = strstr(url, "://");

@@ -56,6 +56,10 @@ struct mcpauth_as {
     pthread_mutex_t load_lock;
     int loading;                /* a request is loading the state */
     char load_why[512];         /* the reason last logged: one line per outage */
+    /* revocations the shared list refused (Redis unreachable): requests
+     * retry them, at most one every second (as.c) */
+    atomic_int push_pending;
+    atomic_llong push_tried;    /* monotonic ms of the last attempt */
     /* guards keys, key_checked and key_loading; held only to read or swap
      * the pointer, never across the store or key files */
     pthread_mutex_t key_lock;
@@ -80,6 +84,9 @@ void mcpauth__as_jwks(mcpauth_as *as, mcpauth_response *resp);
 /* Access tokens of grants revoked in the store go to the shared set the
  * gate and the proxy check (revoked.h). */
 void mcpauth__as_push_revocations(mcpauth_as *as);
+/* When a push left some out (Redis unreachable): pushes again, at most
+ * once a second across the requests that call it, without any lock. */
+void mcpauth__as_retry_revocations(mcpauth_as *as);
 /* Right after a store call failed: when the cause is a fault of the state
  * (locked, read-only, full, damaged: mcpauth__store_fault), logs it with
  * what was being done and returns the reason; NULL (nothing logged) for

@@ -4,7 +4,9 @@
  * is 503 with Retry-After, never a 200 for a grant that lives on: the
  * client tries again.  An access token still goes to the shared
  * revocation list at once (it is refused at the resource servers); its
- * grant ends when the client's retry gets through. */
+ * grant ends when the client's retry gets through.  The other way round,
+ * a grant ended whose token Redis (shared_state) could not take is 503
+ * too: the AS pushes it when Redis is back (as.c), the retry confirms. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -21,7 +23,8 @@
 #include "clock.h"
 #include "metrics.h"
 
-/* 0 done (or nothing of the client's to revoke), -1 the store failed. */
+/* 0 done (or nothing of the client's to revoke), -1 the store failed, -2
+ * the grant ended but the token could not reach the shared list (Redis). */
 static int revoke_token(mcpauth_as *as, const mcpauth_client *c, const char *tok)
 {
     int rc = 0;
@@ -42,9 +45,16 @@ static int revoke_token(mcpauth_as *as, const mcpauth_client *c, const char *tok
         time_t exp = json_object_object_get_ex(claims, "exp", &v)
                          ? (time_t)json_object_get_int64(v)
                          : now + as->ac->access_token_ttl;
-        if (mcpauth__revoked_add(as->revoked, d, exp, now) != 0)
+        if (mcpauth__revoked_add(as->revoked, d, exp, now) != 0) {
             mcpauth_log(MCPAUTH_LOG_ERROR, "revocation_not_shared", "client_id", c->client_id,
                         "reason", "the revocation list cannot be written", NULL);
+            /* Redis unreachable passes by itself: the client is told to
+             * try again rather than that the token is dead while the
+             * resource servers still accept it.  (A revocation file in
+             * runtime_dir that cannot be written does not pass: logged.) */
+            if (rc == 0 && mcpauth__revoked_is_redis(as->revoked))
+                rc = -2;
+        }
     } else {
         int known = mcpauth__store_refresh_get(as->store, tok, now, &g);
         if (known < 0)
@@ -75,9 +85,16 @@ void mcpauth__as_revoke(mcpauth_as *as, const mcpauth_request *req, mcpauth_resp
         return;
     }
     char tok[8192];
+    int rc = 0;
     if (mcpauth__as_form_get(form, "token", tok, sizeof tok) != 1) {
         mcpauth__as_oauth_error(resp, 400, "invalid_request", "token is required");
-    } else if (revoke_token(as, &c, tok) < 0) {
+    } else if ((rc = revoke_token(as, &c, tok)) == -2) {
+        mcpauth__as_cors_public(resp);
+        mcpauth_response_header(resp, "Retry-After", "1");
+        mcpauth__as_oauth_error(resp, 503, "temporarily_unavailable",
+                                "the revocation could not reach the resource servers (shared "
+                                "state unreachable); try again");
+    } else if (rc < 0) {
         if (!mcpauth__as_store_unavailable(resp, "revoking a token"))
             mcpauth__as_oauth_error(resp, 500, "server_error", "the token could not be revoked");
     } else {

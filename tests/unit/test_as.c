@@ -47,6 +47,7 @@
 #include "memhttp.h"
 #include "suites.h"
 #include "../support/scratch.h"
+#include "../support/redistest.h"
 
 Suite *as_suite(void);
 
@@ -2523,6 +2524,58 @@ START_TEST(revocation_reaches_validator)
 }
 END_TEST
 
+/* shared_state = Redis, down when a token is revoked: /revoke answers 503
+ * with Retry-After (not 200 for a token the resource servers still
+ * accept), the revocation stays pending, and once Redis is back the next
+ * request pushes it, without another /revoke. */
+START_TEST(revoke_redis_down_pending)
+{
+    char sdir[300], u[64], err[512] = "";
+    int port = redistest_port(6);
+    snprintf(sdir, sizeof sdir, "%s/redis", dir);
+    snprintf(u, sizeof u, "redis://127.0.0.1:%d", port);
+    pid_t pid = redistest_spawn(sdir, port);
+    ck_assert_msg(pid > 0, "redis-server on %d did not start", port);
+    stop();
+    cfg = parse_conf(NULL);
+    free(cfg->shared_state);
+    cfg->shared_state = strdup(u);
+    cfg->shared_state_timeout = 200;
+    as = mcpauth_as_new(cfg, err, sizeof err);
+    ck_assert_msg(as != NULL, "mcpauth_as_new: %s", err);
+    mcpauth__revoked *r = mcpauth__revoked_open(cfg, 0, err, sizeof err);
+    ck_assert_ptr_nonnull(r);
+    char *id = public_client();
+    tokens t = full_flow(id, NULL);
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)t.access, strlen(t.access), d);
+    ck_assert_int_eq(mcpauth__revoked_has(r, d, time(NULL)), 0);
+
+    redistest_kill(pid);
+    ck_assert_int_eq(revoke_tok(id, t.access), 503);
+    ck_assert_ptr_nonnull(rheader("Retry-After"));
+    assert_error(503, "temporarily_unavailable");
+    ck_assert_int_eq(atomic_load(&as->push_pending), 1);
+
+    pid = redistest_spawn(sdir, port);
+    ck_assert_msg(pid > 0, "redis-server on %d did not restart", port);
+    time_t t0 = time(NULL);
+    int has = 0;
+    while (time(NULL) - t0 < 5 && (has = mcpauth__revoked_has(r, d, time(NULL))) != 1) {
+        ck_assert_int_eq(get(EP "jwks", NULL), 200);
+        usleep(100 * 1000);
+    }
+    ck_assert_msg(has == 1, "the pending revocation was not pushed once Redis was back");
+    ck_assert_int_eq(atomic_load(&as->push_pending), 0);
+    ck_assert(!is_active(t.access));
+    mcpauth__revoked_close(r);
+    tokens_free(&t);
+    free(id);
+    stop();
+    redistest_kill(pid);
+}
+END_TEST
+
 /* Without a usable runtime_dir the AS does not start: a revocation it
  * could not share would be a promise it cannot keep. */
 START_TEST(as_needs_revocation_list)
@@ -2951,6 +3004,7 @@ Suite *as_suite(void)
     tcase_add_test(tc, fault_readonly_state);
     tcase_add_test(tc, fault_damaged_db);
     tcase_add_test(tc, fault_damaged_db_while_running);
+    tcase_add_test(tc, revoke_redis_down_pending);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,5 +1,7 @@
 /* mcpauth.conf: good files load as written, and every bad one stops with its
  * own exact message naming file, line and problem. */
+#include "config.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -704,6 +706,53 @@ START_TEST(bad_backend_tls)
 }
 END_TEST
 
+/* A password in shared_state or store never reaches a message: bad Redis
+ * addresses are refused at load (so --check shows them), with the
+ * userinfo masked; a bad store value with a conninfo password likewise. */
+START_TEST(bad_secret_never_quoted)
+{
+    static const char *const redis[] = {
+        "redis://:Sup3rSecret@h:99999",      "redis://u:Sup3rSecret@h:0/1",
+        "redis://:Sup3rSecret@/0",           "redis://:Sup3rSecret@h/db",
+        "redis://:Sup3rSecret@[::1",         "redis://:Sup3rSecret@h:1/2/3",
+        "rediss://:Sup3rSecret@h",           "redis://:a@b:Sup3rSecret@h:x",
+        "http://u:Sup3rSecret@h",            "redis://:Sup3rSecret@h:6379/99999999999"};
+    for (size_t i = 0; i < sizeof redis / sizeof redis[0]; i++) {
+        char text[512], err[512] = "";
+        snprintf(text, sizeof text, "shared_state = %s\n" RES_FILES, redis[i]);
+        mcpauth_config *cfg = parse(text, err, sizeof err);
+        ck_assert_msg(cfg == NULL, "%s accepted", redis[i]);
+        ck_assert_msg(strncmp(err, "t.conf:1: shared_state: ", 24) == 0, "%s", err);
+        ck_assert_msg(!strstr(err, "Sup3rSecret") && !strstr(err, "Secret"),
+                      "the password in: %s", err);
+#ifdef HAVE_HIREDIS
+        ck_assert_msg(strstr(err, "***"), "not masked but dropped? %s", err);
+#endif
+    }
+    static const char *const store[] = {"password Sup3rSecret",
+                                        "mysql://u:Sup3rSecret@h/db",
+                                        "Password:Sup3rSecret"};
+    for (size_t i = 0; i < sizeof store / sizeof store[0]; i++) {
+        char text[512], err[512] = "";
+        snprintf(text, sizeof text,
+                 RES_FILES "[authorization_server]\nissuer = https://auth.example.com\n"
+                 "state_dir = /tmp\nstore = %s\n", store[i]);
+        mcpauth_config *cfg = parse(text, err, sizeof err);
+        ck_assert_msg(cfg == NULL, "%s accepted", store[i]);
+        ck_assert_msg(strstr(err, "store: ") && !strstr(err, "Secret"), "%s", err);
+    }
+#ifdef HAVE_HIREDIS
+    /* and a good address with a password still loads, kept as written */
+    char err[512] = "";
+    mcpauth_config *cfg = parse("shared_state = redis://u:Sup3rSecret@127.0.0.1:6380/2\n" RES_FILES,
+                                err, sizeof err);
+    ck_assert_msg(cfg != NULL, "%s", err);
+    ck_assert_str_eq(cfg->shared_state, "redis://u:Sup3rSecret@127.0.0.1:6380/2");
+    mcpauth_config_free(cfg);
+#endif
+}
+END_TEST
+
 START_TEST(bad_nul_byte)
 {
     char err[512] = "";
@@ -956,6 +1005,7 @@ Suite *config_suite(void)
     tc = tcase_create("bad");
     tcase_add_loop_test(tc, bad_config, 0, (int)(sizeof bad / sizeof bad[0]));
     tcase_add_test(tc, bad_nul_byte);
+    tcase_add_test(tc, bad_secret_never_quoted);
     tcase_add_test(tc, bad_backend_tls);
     tcase_add_test(tc, bad_long_line);
     tcase_add_test(tc, file_missing);

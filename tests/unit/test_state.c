@@ -15,14 +15,17 @@ Suite *state_suite(void);
 #include <time.h>
 #include <unistd.h>
 
+#include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 
 #include <mcpauth/config.h>
 
 #include "metrics.h"
+#include "encode.h"
 #include "revoked.h"
 #include "shm.h"
 #include "state.h"
+#include "store.h"
 #define SCRATCH_NAME "state"
 #include "../support/scratchdir.h"
 #include "../support/redistest.h"
@@ -33,6 +36,8 @@ Suite *state_suite(void);
 #define PORT_FROZEN redistest_port(1)
 #define PORT_REVOKED redistest_port(2)
 #define PORT_LOST redistest_port(3)
+#define PORT_PENDING redistest_port(4)
+#define PORT_EVICT redistest_port(5)
 
 static const char *url; /* the shared server */
 
@@ -102,7 +107,8 @@ START_TEST(urls)
     static const char *const bad[] = {
         "redis://", "redis://:6379", "redis://h:0", "redis://h:65536", "redis://h:x",
         "redis://h/db", "redis://h:1/2/3", "redis://pw@h", "redis://[::1", "unix:relative",
-        "unix:/s?db=x", "unix:/s?x=1", "http://h", "redis://h:99999999999999"};
+        "unix:/s?db=x", "unix:/s?x=1", "http://h", "redis://h:99999999999999",
+        "redis://h/4294967297", "unix:/s?db=99999999999999999999"};
     char err[256];
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
         mcpauth__redis *r = mcpauth__redis_open(good[i], 100, err, sizeof err);
@@ -115,6 +121,47 @@ START_TEST(urls)
         ck_assert_msg(r == NULL, "%s accepted", bad[i]);
         ck_assert_msg(err[0], "%s: no reason", bad[i]);
     }
+}
+END_TEST
+
+/* A password in the address never reaches a message: not from the parser
+ * (mcpauth status, the proxy's start error), not from the revocation
+ * reader (the gate's revocation_list_unavailable reason). */
+START_TEST(urls_password_masked)
+{
+    static const char *const bad[] = {
+        "redis://:Pw0rdXYZ@h:0",         "redis://u:Pw0rdXYZ@h:65536/1", "redis://:Pw0rdXYZ@",
+        "redis://Pw0rdXYZ@h",            "redis://:Pw0rdXYZ@[::1",       "redis://:Pw0rdXYZ@h/db",
+        "redis://:Pw0rdXYZ@h:1/2/3",     "http://:Pw0rdXYZ@h",           "redis://:a@Pw0rdXYZ@h:x"};
+    char err[256];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        err[0] = '\0';
+        ck_assert_ptr_null(mcpauth__redis_open(bad[i], 100, err, sizeof err));
+        ck_assert_msg(err[0] && !strstr(err, "Pw0rd") && strstr(err, "***"), "%s", err);
+        err[0] = '\0';
+        ck_assert_int_eq(mcpauth__redis_check_url(bad[i], err, sizeof err), -1);
+        ck_assert_msg(!strstr(err, "Pw0rd"), "%s", err);
+        mcpauth_config *cfg = conf_for("shm", 250);
+        free(cfg->shared_state);
+        cfg->shared_state = strdup(bad[i]);
+        err[0] = '\0';
+        mcpauth__revoked *rv = mcpauth__revoked_open(cfg, 0, err, sizeof err);
+        ck_assert_ptr_nonnull(rv);
+        ck_assert_msg(err[0] && !strstr(err, "Pw0rd"), "%s", err);
+        mcpauth__revoked_close(rv);
+        err[0] = '\0';
+        ck_assert_ptr_null(mcpauth__state_open(cfg, NULL, err, sizeof err));
+        ck_assert_msg(err[0] && !strstr(err, "Pw0rd"), "%s", err);
+        mcpauth_config_free(cfg);
+    }
+    char buf[64];
+    mcpauth__redis_mask("redis://u:p@w@h:1/2", buf, sizeof buf);
+    ck_assert_str_eq(buf, "redis://***@h:1/2");
+    mcpauth__redis_mask("redis://h:1", buf, sizeof buf);
+    ck_assert_str_eq(buf, "redis://h:1");
+    mcpauth__redis_mask("x:secret@h", buf, sizeof buf);
+    ck_assert_str_eq(buf, "***@h");
+    ck_assert_int_eq(mcpauth__redis_check_url("redis://u:p@h:6379/2", err, sizeof err), 0);
 }
 END_TEST
 
@@ -357,6 +404,33 @@ START_TEST(revoked_seen_elsewhere_within_1s)
 }
 END_TEST
 
+/* Entries are pruned by Redis's clock with a margin, not by the writing
+ * host's: a host whose clock runs ahead does not drop an entry a host whose
+ * clock runs behind still needs. */
+START_TEST(revoked_pruned_by_redis_clock)
+{
+    mcpauth_config *cfg = conf_for(url, 250);
+    char err[256] = "";
+    mcpauth__revoked *w = mcpauth__revoked_open(cfg, 1, err, sizeof err);
+    ck_assert_msg(w != NULL, "%s", err);
+    unsigned char recent[32], trigger[32];
+    digest_of("recent", recent);
+    digest_of("trigger", trigger);
+    time_t now = time(NULL);
+    /* kept until now - 100 (exp + 600 s of leeway) */
+    ck_assert_int_eq(mcpauth__revoked_add(w, recent, now - 700, now), 0);
+    /* another add prunes the set: by the writer's clock the first entry
+     * would go now (its time is past), by Redis's less the margin not */
+    ck_assert_int_eq(mcpauth__revoked_add(w, trigger, now + 3600, now + 600), 0);
+    /* a reader whose clock is 200 s behind still finds the first one */
+    mcpauth__revoked *r = mcpauth__revoked_open(cfg, 0, err, sizeof err);
+    ck_assert_int_eq(mcpauth__revoked_has(r, recent, now - 200), 1);
+    mcpauth__revoked_close(r);
+    mcpauth__revoked_close(w);
+    mcpauth_config_free(cfg);
+}
+END_TEST
+
 /* -------------------------------------------------------------- outages */
 
 /* Redis stopped: every call says unavailable within the timeout (the first
@@ -533,6 +607,149 @@ START_TEST(revoked_survive_redis_restart)
 }
 END_TEST
 
+/* Redis down while revocations are synced from the store: the sync says
+ * so (-1, with the count pending) instead of reporting success, the rows
+ * stay pending, and the first sync after Redis is back pushes them: the
+ * token is refused everywhere. */
+START_TEST(revoked_sync_pending_while_down)
+{
+    char sdir[200], u[64], err[256] = "";
+    snprintf(sdir, sizeof sdir, "%s/redis", dir);
+    snprintf(u, sizeof u, "redis://127.0.0.1:%d", PORT_PENDING);
+    pid_t pid = redistest_spawn(sdir, PORT_PENDING);
+    ck_assert_msg(pid > 0, "redis-server on %d did not start", PORT_PENDING);
+    mcpauth_config *cfg = conf_for(u, 200);
+    mcpauth__revoked *w = mcpauth__revoked_open(cfg, 1, err, sizeof err);
+    mcpauth__revoked *r = mcpauth__revoked_open(cfg, 0, err, sizeof err);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_nonnull(r);
+    mcpauth_store *s = mcpauth__store_open(dir, NULL, err, sizeof err);
+    ck_assert_msg(s != NULL, "%s", err);
+    time_t now = time(NULL);
+    mcpauth_client c = {0};
+    c.client_id = "app";
+    c.client_name = "App";
+    c.redirect_uris = "[\"https://app.example/cb\"]";
+    c.grant_types = "authorization_code refresh_token";
+    c.token_endpoint_auth_method = "none";
+    c.kind = "dcr";
+    c.registered_by = "192.0.2.1";
+    c.created = now;
+    ck_assert_int_eq(mcpauth__store_client_add(s, &c, NULL), 0);
+    mcpauth_grant g = {0};
+    g.family = "fam1";
+    g.user = "alice";
+    g.client_id = "app";
+    g.resource = "https://mcp.example/";
+    g.scope = "read";
+    g.redirect_uri = "https://app.example/cb";
+    g.code_challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    g.expires = now + 600;
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code1", &g), 0);
+    ck_assert_int_eq(mcpauth__store_access_add(s, "at-pending", "fam1", now + 300), 1);
+    long pending = -1;
+    ck_assert_int_eq(mcpauth__revoked_sync(w, s, now, &pending), 0);
+    ck_assert_int_eq(pending, 0);
+    char h[65];
+    unsigned char d[32];
+    mcpauth__sha256_hex("at-pending", 10, h);
+    for (int i = 0; i < 32; i++) {
+        unsigned v;
+        ck_assert_int_eq(sscanf(h + 2 * i, "%2x", &v), 1);
+        d[i] = (unsigned char)v;
+    }
+    ck_assert_int_eq(mcpauth__revoked_has(r, d, now), 0);
+
+    redistest_kill(pid);
+    ck_assert_int_eq(mcpauth__store_revoke_family(s, "fam1"), 1);
+    ck_assert_int_eq(mcpauth__revoked_sync(w, s, now, &pending), -1);
+    ck_assert_int_eq(pending, 1);
+    /* still pending: offered (and refused) again, never dropped */
+    ck_assert_int_eq(mcpauth__revoked_sync(w, s, now, &pending), -1);
+    ck_assert_int_eq(pending, 1);
+
+    pid = redistest_spawn(sdir, PORT_PENDING);
+    ck_assert_msg(pid > 0, "redis-server on %d did not restart", PORT_PENDING);
+    double t0 = mono();
+    long added;
+    while ((added = mcpauth__revoked_sync(w, s, time(NULL), &pending)) < 0 && mono() - t0 < 3)
+        sleep_ms(50);
+    ck_assert_int_eq(added, 1);
+    ck_assert_int_eq(pending, 0);
+    t0 = mono();
+    while (mcpauth__revoked_has(r, d, time(NULL)) != 1 && mono() - t0 < 3)
+        sleep_ms(50);
+    ck_assert_int_eq(mcpauth__revoked_has(r, d, time(NULL)), 1);
+    ck_assert_int_eq(mcpauth__revoked_sync(w, s, time(NULL), &pending), 0); /* nothing left */
+    mcpauth__store_close(s);
+    mcpauth__revoked_close(r);
+    mcpauth__revoked_close(w);
+    mcpauth_config_free(cfg);
+    redistest_kill(pid);
+}
+END_TEST
+
+/* One command on 127.0.0.1:port; its integer answer (-1: none). */
+static long long raw_cmd(int port, const char *fmt, const char *arg)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    ck_assert_msg(c && !c->err, "connect to %d", port);
+    redisReply *x = redisCommand(c, fmt, arg);
+    long long v = x && x->type == REDIS_REPLY_INTEGER ? x->integer
+                  : x && x->type == REDIS_REPLY_STRING ? (long long)strtod(x->str, NULL) : -1;
+    if (x)
+        freeReplyObject(x);
+    redisFree(c);
+    return v;
+}
+
+/* The set evicted alone (maxmemory-policy allkeys-*), its epoch and
+ * generation kept: the next add starts a new epoch, so a running reader
+ * takes the set as lost and keeps refusing what it knew, instead of
+ * loading the set without it.  Entries all expired never empty the set
+ * (its sentinel stays), so that is not taken for a loss. */
+START_TEST(revoked_set_evicted_alone)
+{
+    char sdir[200], u[64], err[256] = "";
+    snprintf(sdir, sizeof sdir, "%s/redis", dir);
+    snprintf(u, sizeof u, "redis://127.0.0.1:%d", PORT_EVICT);
+    pid_t pid = redistest_spawn(sdir, PORT_EVICT);
+    ck_assert_msg(pid > 0, "redis-server on %d did not start", PORT_EVICT);
+    mcpauth_config *cfg = conf_for(u, 200);
+    mcpauth__revoked *w = mcpauth__revoked_open(cfg, 1, err, sizeof err);
+    mcpauth__revoked *r = mcpauth__revoked_open(cfg, 0, err, sizeof err);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_nonnull(r);
+    unsigned char a[32], b[32], gone[32];
+    digest_of("known", a);
+    digest_of("later", b);
+    digest_of("gone", gone);
+    time_t now = time(NULL);
+    /* an entry long expired is pruned at once: the set stays (sentinel) */
+    ck_assert_int_eq(mcpauth__revoked_add(w, gone, now - 3000, now), 0);
+    ck_assert_int_eq(raw_cmd(PORT_EVICT, "EXISTS %s", "mcpauth:revoked"), 1);
+    ck_assert_int_eq(raw_cmd(PORT_EVICT, "ZCARD %s", "mcpauth:revoked"), 1);
+    ck_assert_int_eq(mcpauth__revoked_add(w, a, now + 3600, now), 0);
+    ck_assert_int_eq(mcpauth__revoked_has(r, a, now), 1);
+    uint64_t g = mcpauth__revoked_generation(r);
+
+    ck_assert_int_eq(raw_cmd(PORT_EVICT, "DEL %s", "mcpauth:revoked"), 1);
+    ck_assert_int_eq(mcpauth__revoked_add(w, b, now + 3600, now), 0);
+    double t0 = mono();
+    while (mcpauth__revoked_has(r, b, time(NULL)) != 1 && mono() - t0 < 3)
+        sleep_ms(50);
+    ck_assert_int_eq(mcpauth__revoked_has(r, b, time(NULL)), 1);
+    ck_assert_uint_gt(mcpauth__revoked_generation(r), g);
+    ck_assert_msg(mcpauth__revoked_has(r, a, time(NULL)) == 1,
+                  "a revocation lost with the evicted set passed again");
+    mcpauth__revoked_close(r);
+    mcpauth__revoked_close(w);
+    mcpauth_config_free(cfg);
+    redistest_kill(pid);
+}
+END_TEST
+
 /* The metric has its family and label per failure kind. */
 START_TEST(metric_rendered)
 {
@@ -563,6 +780,7 @@ Suite *state_suite(void)
     tcase_add_checked_fixture(tc, setup, scratch_teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, urls);
+    tcase_add_test(tc, urls_password_masked);
     tcase_add_test(tc, same_answers_shm);
     tcase_add_test(tc, same_answers_redis);
     tcase_add_test(tc, bad_address_refused_at_open);
@@ -571,10 +789,13 @@ Suite *state_suite(void)
     tcase_add_test(tc, session_across_handles);
     tcase_add_test(tc, session_ttl);
     tcase_add_test(tc, revoked_seen_elsewhere_within_1s);
+    tcase_add_test(tc, revoked_pruned_by_redis_clock);
     tcase_add_test(tc, outage_and_recovery);
     tcase_add_test(tc, frozen_server_times_out);
     tcase_add_test(tc, revoked_redis_down_from_start);
     tcase_add_test(tc, revoked_survive_redis_restart);
+    tcase_add_test(tc, revoked_sync_pending_while_down);
+    tcase_add_test(tc, revoked_set_evicted_alone);
     tcase_add_test(tc, metric_rendered);
     suite_add_tcase(s, tc);
     return s;

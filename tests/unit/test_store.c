@@ -1408,6 +1408,33 @@ START_TEST(keys)
 }
 END_TEST
 
+/* Rotation is one transaction: the new key becomes current as the old
+ * one retires, and when the add fails (a kid already there) nothing
+ * changes: the old key stays current, never "no current key". */
+START_TEST(key_rotate_atomic)
+{
+    mcpauth_store *s = open_ok();
+    mcpauth_keyinfo k1 = key("k1", 100), k2 = key("k2", 200);
+    ck_assert_int_eq(mcpauth__store_key_add(s, &k1), 0);
+    ck_assert_int_eq(mcpauth__store_key_rotate(s, &k2, 200), 0);
+    struct key_acc acc = {0};
+    ck_assert_int_eq(mcpauth__store_key_list(s, 0, collect_key, &acc), 0);
+    ck_assert_int_eq(acc.n, 2);
+    ck_assert_str_eq(acc.kids[0], "k2");
+    ck_assert_int_eq(acc.retired[0], 0);
+    ck_assert_str_eq(acc.kids[1], "k1");
+    ck_assert_int_eq(acc.retired[1], 200);
+    ck_assert_int_eq(mcpauth__store_key_rotate(s, &k1, 300), -1); /* duplicate kid */
+    memset(&acc, 0, sizeof acc);
+    ck_assert_int_eq(mcpauth__store_key_list(s, 0, collect_key, &acc), 0);
+    ck_assert_int_eq(acc.n, 2);
+    ck_assert_str_eq(acc.kids[0], "k2");
+    ck_assert_int_eq(acc.retired[0], 0); /* still current: the retire was rolled back */
+    ck_assert_int_eq(mcpauth__store_key_rotate(s, NULL, 300), -1);
+    mcpauth__store_close(s);
+}
+END_TEST
+
 /* ----------------------------------------------------------------- purge */
 
 START_TEST(purge_counts)
@@ -1796,6 +1823,8 @@ END_TEST
 #ifdef HAVE_LIBPQ
 #include <libpq-fe.h>
 
+#include "db.h"
+
 static int pg_started;
 
 static void pg_suite_setup(void)
@@ -1938,6 +1967,109 @@ START_TEST(pg_write_lock_held_elsewhere)
 }
 END_TEST
 
+/* A backend that does not answer (here: waiting on the writers' lock with
+ * a lock timeout far beyond it) is cut off by the default
+ * statement_timeout, merged into the admin's own options (the test
+ * conninfo sets search_path there): the call fails as a fault within the
+ * bound instead of holding the store lock, and the next call works. */
+START_TEST(pg_statement_timeout_bounds_call)
+{
+    mcpauth__db_pg_statement_timeout_ms = 500;
+    mcpauth_store *s = open_ok();
+    mcpauth__db_pg_statement_timeout_ms = 10000;
+    mcpauth__store_set_busy_timeout(s, 60000);
+    mcpauth_grant g = grant("fam-t", "alice", "app", 2000);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-t", &g), 0);
+    PGconn *c = PQconnectdb(pg_conninfo);
+    ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+    PGresult *r = PQexec(c, "BEGIN; SELECT pg_advisory_xact_lock(30790106784035944)");
+    ck_assert_int_eq(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    time_t t0 = time(NULL);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-t", 1000, NULL), MCPAUTH_REDEEM_ERROR);
+    ck_assert_int_le(time(NULL) - t0, 5);
+    const char *why = mcpauth__store_fault();
+    ck_assert_msg(why && strstr(why, "57014"), "%s", why ? why : "(null)");
+    r = PQexec(c, "COMMIT");
+    PQclear(r);
+    PQfinish(c);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-t", 1000, NULL), MCPAUTH_REDEEM_OK);
+    mcpauth__store_close(s);
+}
+END_TEST
+
+/* The runtime role needs DML grants only (no CREATE): once the tables
+ * exist, a role with SELECT/INSERT/UPDATE/DELETE and sequence USAGE opens
+ * the store and works. */
+START_TEST(pg_dml_only_role)
+{
+    mcpauth__store_close(open_ok()); /* the owner creates the tables */
+    const char *sp = strstr(pg_conninfo, "search_path=");
+    ck_assert_ptr_nonnull(sp);
+    char schema[64];
+    snprintf(schema, sizeof schema, "%.*s", (int)strcspn(sp + 12, "'"), sp + 12);
+    char role[80], sql[1024];
+    snprintf(role, sizeof role, "rt_%s", schema);
+    snprintf(sql, sizeof sql,
+             "CREATE ROLE %s LOGIN; GRANT USAGE ON SCHEMA %s TO %s;"
+             " GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %s TO %s;"
+             " GRANT USAGE ON ALL SEQUENCES IN SCHEMA %s TO %s",
+             role, schema, role, schema, role, schema, role);
+    ck_assert_int_eq(pgtest_sql(pg_conninfo, sql, NULL, 0), 0);
+    char rt[400];
+    snprintf(rt, sizeof rt, "%s user=%s", pg_conninfo, role);
+    char err[256] = "";
+    mcpauth_store *s = mcpauth__store_open(dir, rt, err, sizeof err);
+    ck_assert_msg(s != NULL, "open as %s: %s", role, err);
+    mcpauth_client c = client("c1", 100);
+    ck_assert_int_eq(mcpauth__store_client_add(s, &c, "s3cret-value"), 0);
+    mcpauth_grant g = grant("fam-r", "alice", "c1", 2000);
+    ck_assert_int_eq(mcpauth__store_code_add(s, "code-r", &g), 0);
+    ck_assert_int_eq(mcpauth__store_code_redeem(s, "code-r", 1000, NULL), MCPAUTH_REDEEM_OK);
+    mcpauth_keyinfo k = key("kr", 100);
+    ck_assert_int_eq(mcpauth__store_key_rotate(s, &k, 100), 0);
+    mcpauth__store_close(s);
+    /* the same role cannot create: proves it is least-privileged */
+    snprintf(sql, sizeof sql, "CREATE TABLE %s.x(i int)", schema);
+    ck_assert_int_eq(pgtest_sql(rt, sql, NULL, 0), -1);
+}
+END_TEST
+
+/* COMMIT of an aborted transaction answers OK with the tag ROLLBACK: the
+ * engine's commit reports it as a failure, never as stored. */
+START_TEST(pg_commit_of_aborted_transaction_fails)
+{
+    mcpauth__store_close(open_ok());
+    char err[256] = "";
+    mcpauth_db *db = mcpauth__db_pg_open(pg_conninfo, err, sizeof err);
+    ck_assert_msg(db != NULL, "%s", err);
+    db->e->call_begin(db);
+    ck_assert_int_eq(db->e->begin_write(db), 0);
+    ck_assert_int_eq(db->e->exec(db, "INSERT INTO settings(name, value) VALUES('c3', 'v')"), 0);
+    ck_assert_int_eq(db->e->exec(db, "SELECT 1/0"), -1); /* aborts the transaction */
+    ck_assert_int_eq(db->e->commit(db), -1);
+    db->e->call_end(db);
+    db->e->close(db, 1);
+    char out[16];
+    ck_assert_int_eq(pgtest_sql(pg_conninfo, "SELECT count(*) FROM settings WHERE name = 'c3'",
+                                out, sizeof out), 0);
+    ck_assert_str_eq(out, "0");
+}
+END_TEST
+
+/* libpq's parse errors quote the setting (a password with a space):
+ * open reports a generic phrase instead. */
+START_TEST(pg_bad_conninfo_not_echoed)
+{
+    char err[256] = "";
+    mcpauth_store *s = mcpauth__store_open(dir, "host=127.0.0.1 password=half1 half2ofpw", err,
+                                           sizeof err);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(err, "not a valid libpq connection string") && !strstr(err, "half"),
+                  "%s", err);
+}
+END_TEST
+
 /* The server restarts while the store is idle: the next call finds its
  * connection dead before sending anything, reconnects and succeeds.  The
  * server down: calls fail as faults (503 upstream) and change nothing;
@@ -2068,6 +2200,10 @@ START_TEST(pg_keys_and_secret_shared)
     snprintf(secretfile, sizeof secretfile, "%s/secret", dir);
     ck_assert_int_ne(access(secretfile, F_OK), 0);
     raw_exec(NULL, "UPDATE settings SET value = 'zz' WHERE name = 'server_secret'");
+    ck_assert_int_eq(mcpauth__secret_load(a, dir, s1, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "malformed"), "%s", err);
+    /* the right length, a non-hex digit first: refused before conversion */
+    raw_exec(NULL, "UPDATE settings SET value = repeat('g', 64) WHERE name = 'server_secret'");
     ck_assert_int_eq(mcpauth__secret_load(a, dir, s1, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "malformed"), "%s", err);
     mcpauth__store_close(a);
@@ -2265,6 +2401,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, consent_form_once);
     tcase_add_test(tc, registration_limit);
     tcase_add_test(tc, keys);
+    tcase_add_test(tc, key_rotate_atomic);
     tcase_add_test(tc, purge_counts);
     tcase_add_test(tc, threads_shared_handle);
     tcase_add_test(tc, fork_guard);
@@ -2312,6 +2449,11 @@ Suite *store_suite(void)
     tcase_add_test(tc, pg_connection_lost_mid_transaction);
     tcase_add_test(tc, pg_refresh_fault_mid_exchange);
     tcase_add_test(tc, pg_server_restart);
+    tcase_add_test(tc, pg_statement_timeout_bounds_call);
+    tcase_add_test(tc, pg_dml_only_role);
+    tcase_add_test(tc, pg_bad_conninfo_not_echoed);
+    tcase_add_test(tc, pg_commit_of_aborted_transaction_fails);
+    tcase_add_test(tc, key_rotate_atomic);
     suite_add_tcase(s, tc);
 #endif
     return s;
