@@ -268,19 +268,31 @@ static int chown_layout(const char *dir, uid_t uid, gid_t gid)
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
         if (path_in(path, sizeof path, dir, files[i]) < 0 || chown_one(path, uid, gid, 0) < 0)
             return -1;
+    /* Run as root in a directory the web server's user owns: that user
+     * could have made keys/ a symbolic link to somewhere root's files
+     * live, so it is opened without following one, and the .pem files are
+     * changed relative to what was opened (fchownat does not follow a link
+     * in the last component either). */
     char keys[PATH_MAX];
     if (path_in(keys, sizeof keys, dir, "keys") < 0)
         return -1;
-    DIR *d = opendir(keys);
-    if (!d)
+    int kfd = open(keys, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (kfd < 0)
         return errno == ENOENT ? 0 : (fail("%s: %s", keys, strerror(errno)), -1);
+    DIR *d = fdopendir(kfd);
+    if (!d) {
+        close(kfd);
+        return fail("%s: %s", keys, strerror(errno)), -1;
+    }
     struct dirent *de;
     int rc = 0;
     while (rc == 0 && (de = readdir(d))) {
         size_t n = strlen(de->d_name);
-        if (n > 4 && strcmp(de->d_name + n - 4, ".pem") == 0)
-            rc = path_in(path, sizeof path, keys, de->d_name) < 0 ? -1
-                                                                 : chown_one(path, uid, gid, 1);
+        if (n > 4 && strcmp(de->d_name + n - 4, ".pem") == 0 &&
+            fchownat(dirfd(d), de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+            fail("cannot change the owner of %s/%s: %s", keys, de->d_name, strerror(errno));
+            rc = -1;
+        }
     }
     closedir(d);
     return rc;

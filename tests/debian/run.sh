@@ -16,9 +16,14 @@
 #      mod_mcpauth answers a location it guards
 #   4. upgrade to the second build: the changed conffile, the state, the
 #      enabled configuration and a client registered before (its access
-#      and refresh tokens) survive (tests/debian/keep-client.mjs)
-#   5. apt-get purge: "nothing left" means every path the packages listed
-#      (dpkg -L), /etc/mcpauth, /var/lib/mcpauth, /var/log/mcpauth, the
+#      and refresh tokens) survive (tests/debian/keep-client.mjs); the
+#      SQLite schema is migrated (`mcpauth migrate` in the log); with
+#      store = PostgreSQL the postinst touches no database and prints the
+#      commands; removal keeps its marker out of www-data's /var/lib/mcpauth
+#      and follows no link planted there
+#   5. apt-get purge (it names what it removed): "nothing left" means
+#      every path the packages listed (dpkg -L), /etc/mcpauth,
+#      /var/lib/mcpauth, /var/lib/mcpauth-pkg, /var/log/mcpauth, the
 #      Apache/lighttpd conf-enabled links and apache2-maintscript-helper
 #      state, systemd unit links, and no package installed or left in rc
 #      state that was not there before (no user is created: www-data)
@@ -89,7 +94,7 @@ snap > "$tmp/before.snap"
 dpkg-query -W -f '${binary:Package} ${db:Status-Abbrev}\n' | sort > "$tmp/before.pkgs"
 # a source install with --sysconfdir=/etc (README) put files where the
 # packages put theirs: moved aside for the test, back at the end
-aside="/etc/mcpauth /var/lib/mcpauth /var/log/mcpauth /etc/apache2/conf-available/mcpauth.conf
+aside="/etc/mcpauth /var/lib/mcpauth /var/lib/mcpauth-pkg /var/log/mcpauth /etc/apache2/conf-available/mcpauth.conf
 /etc/lighttpd/conf-available/50-mcpauth.conf /etc/apache2/conf-enabled/mcpauth.conf
 /etc/lighttpd/conf-enabled/50-mcpauth.conf /etc/apache2/mods-available/mcpauth.load
 /etc/apache2/mods-available/mcpauth.conf"
@@ -270,6 +275,20 @@ install -d -o www-data -g adm -m 2750 /var/log/mcpauth
 check "mcpauth init --owner www-data after editing $conf" /usr/sbin/mcpauth init --owner www-data
 check "the proxy accepts the configuration as www-data" \
     runuser -u www-data -- /usr/libexec/mcpauth/mcpauth-proxy --check
+# init --owner runs as root (the postinst does) in a directory www-data
+# owns: a keys/ that www-data made a symbolic link to root's files is not
+# followed (root's key file keeps its owner)
+sd="$tmp/planted"
+install -d -m 0755 "$sd" && install -d -o www-data -m 0700 "$sd/state" &&
+    install -d -m 0700 "$sd/rootkeys" && : > "$sd/rootkeys/root.pem"
+sed "s|^state_dir *=.*|state_dir = $sd/state|" "$conf" > "$sd/mcpauth.conf"
+runuser -u www-data -- ln -s "$sd/rootkeys" "$sd/state/keys"
+/usr/sbin/mcpauth --config "$sd/mcpauth.conf" init --owner www-data >"$tmp/check.out" 2>&1
+if [ "$(stat -c %U "$sd/rootkeys/root.pem")" = root ] && grep -q "^state_dir = $sd/state" "$sd/mcpauth.conf"; then
+    ok "init --owner does not follow a keys/ link www-data planted"
+else
+    not_ok "init --owner changed the owner of a file behind a planted keys/ link: $(stat -c %U "$sd/rootkeys/root.pem")"
+fi
 pw=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 htpasswd -cbB /etc/mcpauth/htpasswd demo "$pw" >/dev/null 2>&1
 chgrp www-data /etc/mcpauth/htpasswd && chmod 640 /etc/mcpauth/htpasswd
@@ -443,6 +462,12 @@ else
     sed 's/^/    /' "$tmp/upgrade.log" | tail -20
     not_ok "upgrade to $v2"
 fi
+if grep -q '^database schema is up to date\|^upgraded the database schema' "$tmp/upgrade.log"; then
+    ok "upgrade: the postinst ran mcpauth migrate on the SQLite database"
+else
+    not_ok "upgrade: no mcpauth migrate in the upgrade's output"
+    grep -i 'mcpauth' "$tmp/upgrade.log" | sed 's/^/    /' | tail -10
+fi
 if [ "$(md5sum "$conf" | cut -d' ' -f1)" = "$sum_conf" ] && [ ! -e "$conf.dpkg-new" ] && [ ! -e "$conf.dpkg-dist" ]; then
     ok "upgrade: the changed conffile $conf is kept"
 else
@@ -478,6 +503,29 @@ else
     not_ok "apache starts after the upgrade"
 fi
 
+# ---- store = PostgreSQL (shared): configuring the package touches no
+# database (the address is a closed port: any attempt would print a
+# connection error) and prints the migrate and restart commands
+cp -p "$conf" "$tmp/conf.saved"
+sed -i '/^[[:space:]]*\[authorization_server/a store = postgresql://mcpauth@127.0.0.1:9/mcpauth' "$conf"
+state > "$tmp/state-pg-before"
+if grep -q '^store = postgresql://' "$conf" &&
+   DEBIAN_FRONTEND=noninteractive dpkg-reconfigure mcpauth >"$tmp/reconfigure-pg.log" 2>&1 </dev/null &&
+   grep -q '^    mcpauth migrate$' "$tmp/reconfigure-pg.log" && grep -q 'systemctl restart' "$tmp/reconfigure-pg.log" &&
+   ! grep -qi 'postgresql://\|connect\|opened\|failed\|up to date' "$tmp/reconfigure-pg.log"; then
+    state > "$tmp/state-pg-after"
+    if cmp -s "$tmp/state-pg-before" "$tmp/state-pg-after"; then
+        ok "store = PostgreSQL: the postinst touches no database (nor the state) and prints mcpauth migrate, then restart"
+    else
+        not_ok "store = PostgreSQL: the postinst changed the state"
+        diff "$tmp/state-pg-before" "$tmp/state-pg-after" | sed 's/^/    /'
+    fi
+else
+    not_ok "store = PostgreSQL: the postinst's output"
+    sed 's/^/    /' "$tmp/reconfigure-pg.log" | tail -15
+fi
+cp -p "$tmp/conf.saved" "$conf"
+
 # ---- removal without purge, and back: the configuration the removed
 # programs need is disabled (a server would not start with it), the
 # conffiles and the state stay; reinstalling enables again what was
@@ -489,6 +537,12 @@ links_off() {
     [ ! -e /etc/apache2/conf-enabled/mcpauth.conf ] && [ ! -e /etc/apache2/mods-enabled/mcpauth.load ] &&
         [ ! -L /etc/lighttpd/conf-enabled/50-mcpauth.conf ]
 }
+# www-data (a compromised web application) plants a link where the
+# package once kept its marker: root must neither follow it on removal nor
+# trust a marker there on reinstallation
+echo victim > "$tmp/victim"
+planted=/var/lib/mcpauth/.lighttpd-disabled-on-remove
+runuser -u www-data -- ln -s "$tmp/victim" "$planted"
 if apt_get remove mcpauth libapache2-mod-mcpauth >"$tmp/remove.log" 2>&1 && links_off &&
    [ "$(md5sum "$conf" | cut -d' ' -f1)" = "$sum_conf" ] && [ -f /var/lib/mcpauth/mcpauth.db ]; then
     ok "apt-get remove: Apache conf and module and lighttpd disabled; conffiles and state kept"
@@ -497,9 +551,19 @@ else
     sed 's/^/    /' "$tmp/remove.log" | tail -15
     ls -la /etc/apache2/conf-enabled /etc/apache2/mods-enabled/mcpauth* /etc/lighttpd/conf-enabled 2>&1 | sed 's/^/    /'
 fi
+if [ "$(cat "$tmp/victim")" = victim ] && [ -L "$planted" ] &&
+   [ -z "$(find /var/lib/mcpauth -name '*disabled-on-remove*' ! -path "$planted")" ] &&
+   [ "$(stat -c '%U %a' /var/lib/mcpauth-pkg 2>&1)" = "root 755" ] &&
+   [ -f /var/lib/mcpauth-pkg/lighttpd-disabled-on-remove ]; then
+    ok "apt-get remove: the lighttpd marker is in root's /var/lib/mcpauth-pkg; a link www-data planted in /var/lib/mcpauth is not followed"
+else
+    not_ok "apt-get remove: marker or planted link: victim=$(head -c 40 "$tmp/victim")"
+    ls -la /var/lib/mcpauth /var/lib/mcpauth-pkg 2>&1 | sed 's/^/    /'
+fi
+rm -f "$planted"
 # shellcheck disable=SC2046
-if apt_get install $(debs v2) >"$tmp/reinstall.log" 2>&1 && links_on; then
-    ok "reinstalling enables again what the removal disabled"
+if apt_get install $(debs v2) >"$tmp/reinstall.log" 2>&1 && links_on && [ ! -e /var/lib/mcpauth-pkg ]; then
+    ok "reinstalling enables again what the removal disabled (and drops its marker)"
 else
     not_ok "reinstall after remove"
     sed 's/^/    /' "$tmp/reinstall.log" | tail -15
@@ -514,6 +578,13 @@ else
     sed 's/^/    /' "$tmp/purge.log" | tail -20
     not_ok "apt-get purge"
 fi
+if grep -q '^mcpauth: purge removed /var/lib/mcpauth /var/log/mcpauth /etc/mcpauth/htpasswd ' "$tmp/purge.log" &&
+   grep -q 'PostgreSQL store.*Redis.*keep their data' "$tmp/purge.log"; then
+    ok "purge names what it removed and that a PostgreSQL store and Redis keep their data"
+else
+    not_ok "purge's note"
+    grep '^mcpauth' "$tmp/purge.log" | sed 's/^/    /'
+fi
 left=''
 while IFS= read -r f; do
     # directories other packages share stay (/usr/share/doc, /etc/apache2, ...)
@@ -525,14 +596,14 @@ while IFS= read -r f; do
         left="$left $f"
     fi
 done < "$tmp/dpkg-L.sorted"
-for f in /etc/mcpauth /var/lib/mcpauth /var/log/mcpauth /etc/apache2/conf-enabled/mcpauth.conf \
+for f in /etc/mcpauth /var/lib/mcpauth /var/lib/mcpauth-pkg /var/log/mcpauth /etc/apache2/conf-enabled/mcpauth.conf \
         /etc/apache2/mods-enabled/mcpauth.load /etc/apache2/mods-enabled/mcpauth.conf \
         /etc/lighttpd/conf-enabled/50-mcpauth.conf; do
     if [ -e "$f" ] || [ -L "$f" ]; then left="$left $f"; fi
 done
 left="$left $(find /var/lib/apache2 /etc/systemd /var/lib/systemd -name '*mcpauth*' 2>/dev/null | tr '\n' ' ')"
 if [ -z "$(echo "$left" | tr -d ' ')" ]; then
-    ok "purge left nothing (packaged paths, /etc/mcpauth, /var/lib/mcpauth, /var/log/mcpauth, enabled links, helper state, units)"
+    ok "purge left nothing (packaged paths, /etc/mcpauth, /var/lib/mcpauth(-pkg), /var/log/mcpauth, enabled links, helper state, units)"
 else
     not_ok "purge left:$left"
 fi
