@@ -60,8 +60,9 @@
 #   BUILD_DIR=/path/to/build tests/multihost/run.sh
 # Environment: BUILD_DIR (default ./_build), MULTIHOST_MODES, MULTIHOST_KEEP=1
 # keeps the scratch directory (also kept when a check fails).  Ports: free
-# ones from a range that depends on this script's PID (so two runs on one
-# machine do not meet), each checked before use.  As root the
+# ones from 20000-31999 (below the kernel's ephemeral ports, which an
+# outgoing connection may hold), starting at a place that depends on this
+# script's PID so two runs on one machine do not meet; each checked before use.  As root the
 # web servers and the programs run as www-data, PostgreSQL as postgres.
 # Needs lighttpd, apache2 (mod_fcgid), PostgreSQL, redis-server, curl,
 # openssl, perl.  Ends with "multihost: N passed, M failed"; exit 1 on any
@@ -76,7 +77,7 @@ LIGHTTPD=${LIGHTTPD:-$(command -v lighttpd || echo /usr/sbin/lighttpd)}
 APACHE2=${APACHE2:-$(command -v apache2 || echo /usr/sbin/apache2)}
 APACHE_MODULES_DIR=${APACHE_MODULES_DIR:-/usr/lib/apache2/modules}
 PG_PORT_WANT=0 REDIS_PORT_WANT=0 # picked in run_mode
-NEXT_PORT=$((20000 + $$ % 2000 * 10))
+NEXT_PORT=$((20000 + $$ % 1200 * 10)) # below 32768: not the ephemeral range
 REDIRECT=http://127.0.0.1/callback
 PASS=0
 FAIL=0
